@@ -1,0 +1,128 @@
+import path from 'node:path';
+import { z } from 'zod';
+
+/**
+ * Every setting idsync reads, from environment variables only (twelve-factor), validated once at start.
+ * A bad value becomes a ConfigError that names the variable, so the operator sees one precise line.
+ */
+export class ConfigError extends Error {
+  constructor(
+    readonly variable: string,
+    readonly problem: string,
+  ) {
+    super(`${variable}: ${problem}`);
+    this.name = 'ConfigError';
+  }
+}
+
+const LOG_LEVELS = ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'] as const;
+
+const port = (fallback: number) =>
+  z.coerce
+    .number({ error: 'must be a number' })
+    .int('must be a whole number')
+    .min(0, 'must be between 0 and 65535')
+    .max(65535, 'must be between 0 and 65535')
+    .default(fallback);
+
+const positiveInt = (fallback: number) =>
+  z.coerce
+    .number({ error: 'must be a number' })
+    .int('must be a whole number')
+    .positive('must be greater than 0')
+    .default(fallback);
+
+const connectionUrl = (schemes: string[]) =>
+  z
+    .string()
+    .refine(
+      (value) => {
+        try {
+          return schemes.includes(new URL(value).protocol);
+        } catch {
+          return false;
+        }
+      },
+      `must be a URL starting with ${schemes.map((s) => `${s}//`).join(' or ')}`,
+    )
+    .optional();
+
+const envSchema = z.object({
+  DATABASE_URL: connectionUrl(['postgres:', 'postgresql:']),
+  REDIS_URL: connectionUrl(['redis:', 'rediss:']),
+  PORT: port(8080),
+  HOST: z.string().min(1, 'must not be empty').default('127.0.0.1'),
+  PUBLIC_URL: z
+    .string()
+    .refine((value) => {
+      try {
+        const url = new URL(value);
+        return (
+          (url.protocol === 'http:' || url.protocol === 'https:') && url.search === '' && url.hash === ''
+        );
+      } catch {
+        return false;
+      }
+    }, 'must be an http:// or https:// URL without query or fragment')
+    .optional(),
+  LOG_LEVEL: z.enum(LOG_LEVELS, { error: `must be one of ${LOG_LEVELS.join(', ')}` }).default('info'),
+  IDSYNC_DATA_DIR: z.string().min(1, 'must not be empty').default('.idsync'),
+  IDSYNC_EMBEDDED_PG_PORT: port(54329),
+  IDSYNC_EMBEDDED_REDIS_PORT: port(63799),
+  IDSYNC_ADMIN_TOKEN: z.string().min(32, 'must be at least 32 characters').optional(),
+  WORKER_CONCURRENCY: positiveInt(8),
+  SHUTDOWN_TIMEOUT_MS: positiveInt(15_000),
+  OUTBOX_POLL_MS: positiveInt(1_000),
+});
+
+export interface Config {
+  /** Absent: idsync starts its own PostgreSQL under dataDir. */
+  databaseUrl: string | undefined;
+  /** Absent: idsync starts its own Redis under dataDir. */
+  redisUrl: string | undefined;
+  port: number;
+  host: string;
+  /** The origin IdPs and browsers reach idsync at; SCIM base URL and SAML endpoints derive from it. */
+  publicUrl: string;
+  logLevel: (typeof LOG_LEVELS)[number];
+  dataDir: string;
+  embeddedPostgresPort: number;
+  embeddedRedisPort: number;
+  adminToken: string | undefined;
+  workerConcurrency: number;
+  shutdownTimeoutMs: number;
+  outboxPollMs: number;
+}
+
+export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
+  // An empty variable means "not set": docker-compose and shells often export VAR= for optional settings.
+  const present = Object.fromEntries(
+    Object.entries(env).filter(([, value]) => value !== undefined && value !== ''),
+  );
+  const parsed = envSchema.safeParse(present);
+  if (!parsed.success) {
+    const issue = parsed.error.issues[0]!;
+    throw new ConfigError(String(issue.path[0] ?? 'environment'), issue.message);
+  }
+  const e = parsed.data;
+  const publicUrl = (e.PUBLIC_URL ?? `http://${displayHost(e.HOST)}:${e.PORT}`).replace(/\/+$/, '');
+  return {
+    databaseUrl: e.DATABASE_URL,
+    redisUrl: e.REDIS_URL,
+    port: e.PORT,
+    host: e.HOST,
+    publicUrl,
+    logLevel: e.LOG_LEVEL,
+    dataDir: path.resolve(e.IDSYNC_DATA_DIR),
+    embeddedPostgresPort: e.IDSYNC_EMBEDDED_PG_PORT,
+    embeddedRedisPort: e.IDSYNC_EMBEDDED_REDIS_PORT,
+    adminToken: e.IDSYNC_ADMIN_TOKEN,
+    workerConcurrency: e.WORKER_CONCURRENCY,
+    shutdownTimeoutMs: e.SHUTDOWN_TIMEOUT_MS,
+    outboxPollMs: e.OUTBOX_POLL_MS,
+  };
+}
+
+function displayHost(host: string): string {
+  return host === '0.0.0.0' || host === '::' || host === '127.0.0.1' ? 'localhost' : host;
+}

@@ -1,0 +1,365 @@
+import { sql } from 'drizzle-orm';
+import {
+  type AnyPgColumn,
+  bigserial,
+  boolean,
+  check,
+  index,
+  integer,
+  jsonb,
+  pgEnum,
+  pgTable,
+  primaryKey,
+  text,
+  timestamp,
+  uniqueIndex,
+  uuid,
+} from 'drizzle-orm/pg-core';
+
+/*
+ * One schema for the whole daemon. Uniqueness that must never be violated is enforced here, by the
+ * database, not by a read-then-write in application code: two SCIM requests racing to create the same
+ * userName must end with one 201 and one 409, never two rows.
+ */
+
+export const teamRole = pgEnum('team_role', ['admin', 'member', 'viewer']);
+export const enterprisePermission = pgEnum('enterprise_permission', ['view', 'create', 'manage', 'billing']);
+export const appPermission = pgEnum('app_permission', ['view', 'deploy', 'operate', 'manage']);
+export const userOrigin = pgEnum('user_origin', ['scim', 'saml', 'csv']);
+export const jitMode = pgEnum('jit_mode', ['off', 'create', 'create-and-update']);
+export const jobLane = pgEnum('job_lane', ['deprovision', 'reconcile', 'scan']);
+export const subjectType = pgEnum('subject_type', ['user', 'group', 'team', 'tenant']);
+export const ruleTarget = pgEnum('rule_target', ['team', 'enterprise', 'app']);
+export const tokenKind = pgEnum('token_kind', ['api', 'session']);
+
+const createdAt = () => timestamp('created_at', { withTimezone: true }).notNull().defaultNow();
+const updatedAt = () => timestamp('updated_at', { withTimezone: true }).notNull().defaultNow();
+
+/** A tenant is one Enterprise Account with its SCIM credential and its policies. */
+export const tenants = pgTable(
+  'tenants',
+  {
+    id: uuid('id').primaryKey().defaultRandom(),
+    name: text('name').notNull(),
+    /** Public half of the SCIM bearer token, used to find the tenant; the secret half is only stored hashed. */
+    scimTokenId: text('scim_token_id').notNull(),
+    scimTokenHash: text('scim_token_hash').notNull(),
+    scimTokenRotatedAt: timestamp('scim_token_rotated_at', { withTimezone: true }).notNull().defaultNow(),
+    defaultTeamRole: teamRole('default_team_role').notNull().default('member'),
+    fallbackAdminUserId: uuid('fallback_admin_user_id').references((): AnyPgColumn => users.id, {
+      onDelete: 'set null',
+    }),
+    massChangeThresholdPercent: integer('mass_change_threshold_percent').notNull().default(10),
+    jitMode: jitMode('jit_mode').notNull().default('create-and-update'),
+    idpInitiatedSso: boolean('idp_initiated_sso').notNull().default(false),
+    inactivityDays: integer('inactivity_days').notNull().default(30),
+    connector: text('connector').notNull().default('builtin'),
+    connectorSettings: jsonb('connector_settings').notNull().default({}),
+    createdAt: createdAt(),
+    updatedAt: updatedAt(),
+  },
+  (t) => [
+    uniqueIndex('tenants_name_key').on(t.name),
+    uniqueIndex('tenants_scim_token_id_key').on(t.scimTokenId),
+    check('tenants_name_format', sql`${t.name} ~ '^[a-z0-9][a-z0-9-]{0,62}$'`),
+    check('tenants_mass_change_threshold_range', sql`${t.massChangeThresholdPercent} BETWEEN 0 AND 100`),
+    check('tenants_inactivity_days_positive', sql`${t.inactivityDays} > 0`),
+  ],
+);
+
+export const teams = pgTable(
+  'teams',
+  {
+    id: uuid('id').primaryKey().defaultRandom(),
+    tenantId: uuid('tenant_id')
+      .notNull()
+      .references(() => tenants.id, { onDelete: 'cascade' }),
+    name: text('name').notNull(),
+    createdAt: createdAt(),
+  },
+  (t) => [uniqueIndex('teams_tenant_name_key').on(t.tenantId, t.name)],
+);
+
+export const apps = pgTable(
+  'apps',
+  {
+    id: uuid('id').primaryKey().defaultRandom(),
+    tenantId: uuid('tenant_id')
+      .notNull()
+      .references(() => tenants.id, { onDelete: 'cascade' }),
+    name: text('name').notNull(),
+    createdAt: createdAt(),
+  },
+  (t) => [uniqueIndex('apps_tenant_name_key').on(t.tenantId, t.name)],
+);
+
+/**
+ * A SCIM User. userName, externalId and active are columns because they are filtered, constrained
+ * and acted on; every other SCIM attribute (name, emails, enterprise extension, …) lives in `attributes`
+ * as the client sent it, and filters reach into it with jsonb operators.
+ */
+export const users = pgTable(
+  'users',
+  {
+    id: uuid('id').primaryKey().defaultRandom(),
+    tenantId: uuid('tenant_id')
+      .notNull()
+      .references(() => tenants.id, { onDelete: 'cascade' }),
+    userName: text('user_name').notNull(),
+    externalId: text('external_id'),
+    active: boolean('active').notNull().default(true),
+    attributes: jsonb('attributes').notNull().default({}),
+    origin: userOrigin('origin').notNull(),
+    lastSsoLoginAt: timestamp('last_sso_login_at', { withTimezone: true }),
+    /** Tombstone: set when the IdP deletes the user. The row stays for the audit trail and receipts. */
+    deprovisionedAt: timestamp('deprovisioned_at', { withTimezone: true }),
+    version: integer('version').notNull().default(1),
+    createdAt: createdAt(),
+    updatedAt: updatedAt(),
+  },
+  (t) => [
+    // RFC 7643 §4.1.1: userName is caseExact=false, so uniqueness is case-insensitive too.
+    uniqueIndex('users_tenant_user_name_key')
+      .on(t.tenantId, sql`lower(${t.userName})`)
+      .where(sql`${t.deprovisionedAt} IS NULL`),
+    uniqueIndex('users_tenant_external_id_key')
+      .on(t.tenantId, t.externalId)
+      .where(sql`${t.deprovisionedAt} IS NULL AND ${t.externalId} IS NOT NULL`),
+    index('users_tenant_live_order_idx')
+      .on(t.tenantId, t.createdAt, t.id)
+      .where(sql`${t.deprovisionedAt} IS NULL`),
+    index('users_tenant_tombstone_name_idx').on(t.tenantId, sql`lower(${t.userName})`),
+  ],
+);
+
+export const groups = pgTable(
+  'groups',
+  {
+    id: uuid('id').primaryKey().defaultRandom(),
+    tenantId: uuid('tenant_id')
+      .notNull()
+      .references(() => tenants.id, { onDelete: 'cascade' }),
+    displayName: text('display_name').notNull(),
+    externalId: text('external_id'),
+    version: integer('version').notNull().default(1),
+    createdAt: createdAt(),
+    updatedAt: updatedAt(),
+  },
+  (t) => [
+    uniqueIndex('groups_tenant_display_name_key').on(t.tenantId, sql`lower(${t.displayName})`),
+    uniqueIndex('groups_tenant_external_id_key')
+      .on(t.tenantId, t.externalId)
+      .where(sql`${t.externalId} IS NOT NULL`),
+    index('groups_tenant_order_idx').on(t.tenantId, t.createdAt, t.id),
+  ],
+);
+
+export const groupMembers = pgTable(
+  'group_members',
+  {
+    tenantId: uuid('tenant_id')
+      .notNull()
+      .references(() => tenants.id, { onDelete: 'cascade' }),
+    groupId: uuid('group_id')
+      .notNull()
+      .references(() => groups.id, { onDelete: 'cascade' }),
+    userId: uuid('user_id')
+      .notNull()
+      .references(() => users.id, { onDelete: 'cascade' }),
+    createdAt: createdAt(),
+  },
+  (t) => [primaryKey({ columns: [t.groupId, t.userId] }), index('group_members_user_idx').on(t.userId)],
+);
+
+/**
+ * IdP group → access. The group is named by its display name (matched case-insensitively), so an admin
+ * can write rules before the IdP has pushed the group, and SAML name claims (Okta) match the same rule.
+ * The CHECK makes each target's shape the only shape its row can have.
+ */
+export const assignmentRules = pgTable(
+  'assignment_rules',
+  {
+    id: uuid('id').primaryKey().defaultRandom(),
+    tenantId: uuid('tenant_id')
+      .notNull()
+      .references(() => tenants.id, { onDelete: 'cascade' }),
+    idpGroup: text('idp_group').notNull(),
+    target: ruleTarget('target').notNull(),
+    teamName: text('team_name'),
+    teamRole: teamRole('team_role'),
+    appName: text('app_name'),
+    enterprisePermissions: enterprisePermission('enterprise_permissions').array(),
+    appPermissions: appPermission('app_permissions').array(),
+    createdAt: createdAt(),
+  },
+  (t) => [
+    index('assignment_rules_tenant_group_idx').on(t.tenantId, sql`lower(${t.idpGroup})`),
+    check(
+      'assignment_rules_shape',
+      sql`(
+        ${t.target} = 'team' AND ${t.teamName} IS NOT NULL AND ${t.teamRole} IS NOT NULL
+          AND ${t.appName} IS NULL AND ${t.enterprisePermissions} IS NULL AND ${t.appPermissions} IS NULL
+      ) OR (
+        ${t.target} = 'enterprise' AND cardinality(${t.enterprisePermissions}) > 0
+          AND ${t.teamName} IS NULL AND ${t.teamRole} IS NULL AND ${t.appName} IS NULL AND ${t.appPermissions} IS NULL
+      ) OR (
+        ${t.target} = 'app' AND ${t.appName} IS NOT NULL AND cardinality(${t.appPermissions}) > 0
+          AND ${t.teamName} IS NULL AND ${t.teamRole} IS NULL AND ${t.enterprisePermissions} IS NULL
+      )`,
+    ),
+  ],
+);
+
+/*
+ * The built-in platform: the state a platform like Heroku keeps, held in idsync's own tables. Members are
+ * keyed by their platform account (the login e-mail, lower-cased), not by an idsync user id, because the
+ * platform can hold accounts the IdP has never heard of — exactly the orphans a drift report must show.
+ */
+export const platformEnterpriseMembers = pgTable(
+  'platform_enterprise_members',
+  {
+    tenantId: uuid('tenant_id')
+      .notNull()
+      .references(() => tenants.id, { onDelete: 'cascade' }),
+    account: text('account').notNull(),
+    permissions: enterprisePermission('permissions').array().notNull(),
+    createdAt: createdAt(),
+    updatedAt: updatedAt(),
+  },
+  (t) => [
+    primaryKey({ columns: [t.tenantId, t.account] }),
+    check('platform_enterprise_members_account_lower', sql`${t.account} = lower(${t.account})`),
+  ],
+);
+
+export const platformTeamMembers = pgTable(
+  'platform_team_members',
+  {
+    tenantId: uuid('tenant_id')
+      .notNull()
+      .references(() => tenants.id, { onDelete: 'cascade' }),
+    teamId: uuid('team_id')
+      .notNull()
+      .references(() => teams.id, { onDelete: 'cascade' }),
+    account: text('account').notNull(),
+    role: teamRole('role').notNull(),
+    createdAt: createdAt(),
+    updatedAt: updatedAt(),
+  },
+  (t) => [
+    primaryKey({ columns: [t.teamId, t.account] }),
+    index('platform_team_members_account_idx').on(t.tenantId, t.account),
+    check('platform_team_members_account_lower', sql`${t.account} = lower(${t.account})`),
+  ],
+);
+
+export const platformAppCollaborators = pgTable(
+  'platform_app_collaborators',
+  {
+    tenantId: uuid('tenant_id')
+      .notNull()
+      .references(() => tenants.id, { onDelete: 'cascade' }),
+    appId: uuid('app_id')
+      .notNull()
+      .references(() => apps.id, { onDelete: 'cascade' }),
+    account: text('account').notNull(),
+    permissions: appPermission('permissions').array().notNull(),
+    createdAt: createdAt(),
+    updatedAt: updatedAt(),
+  },
+  (t) => [
+    primaryKey({ columns: [t.appId, t.account] }),
+    index('platform_app_collaborators_account_idx').on(t.tenantId, t.account),
+    check('platform_app_collaborators_account_lower', sql`${t.account} = lower(${t.account})`),
+  ],
+);
+
+/** Credentials idsync issues (personal API tokens, SSO sessions): looked up by tokenId, secret stored hashed. */
+export const tokens = pgTable(
+  'tokens',
+  {
+    id: uuid('id').primaryKey().defaultRandom(),
+    tenantId: uuid('tenant_id')
+      .notNull()
+      .references(() => tenants.id, { onDelete: 'cascade' }),
+    userId: uuid('user_id')
+      .notNull()
+      .references(() => users.id, { onDelete: 'cascade' }),
+    kind: tokenKind('kind').notNull(),
+    tokenId: text('token_id').notNull(),
+    secretHash: text('secret_hash').notNull(),
+    label: text('label'),
+    scopes: text('scopes').array().notNull().default(sql`'{}'::text[]`),
+    createdAt: createdAt(),
+    expiresAt: timestamp('expires_at', { withTimezone: true }),
+    lastUsedAt: timestamp('last_used_at', { withTimezone: true }),
+    revokedAt: timestamp('revoked_at', { withTimezone: true }),
+    revokedReason: text('revoked_reason'),
+  },
+  (t) => [
+    uniqueIndex('tokens_token_id_key').on(t.tokenId),
+    index('tokens_user_live_idx').on(t.userId).where(sql`${t.revokedAt} IS NULL`),
+  ],
+);
+
+/**
+ * The durable hand-off from a request to the reconciler: written in the same transaction as the change
+ * it announces, moved into BullMQ by the relay. A row names a subject (a key), never a diff, so relaying
+ * it twice is harmless.
+ */
+export const outbox = pgTable(
+  'outbox',
+  {
+    id: bigserial('id', { mode: 'number' }).primaryKey(),
+    tenantId: uuid('tenant_id')
+      .notNull()
+      .references(() => tenants.id, { onDelete: 'cascade' }),
+    lane: jobLane('lane').notNull(),
+    subjectType: subjectType('subject_type').notNull(),
+    subjectId: text('subject_id').notNull(),
+    cause: jsonb('cause').notNull().default({}),
+    createdAt: createdAt(),
+    relayedAt: timestamp('relayed_at', { withTimezone: true }),
+  },
+  (t) => [index('outbox_pending_idx').on(t.id).where(sql`${t.relayedAt} IS NULL`)],
+);
+
+/** Append-only: a trigger (see the migrations) refuses UPDATE and DELETE on this table. */
+export const auditLog = pgTable(
+  'audit_log',
+  {
+    id: bigserial('id', { mode: 'number' }).primaryKey(),
+    tenantId: uuid('tenant_id').references(() => tenants.id, { onDelete: 'set null' }),
+    at: timestamp('at', { withTimezone: true }).notNull().defaultNow(),
+    actor: text('actor').notNull(),
+    action: text('action').notNull(),
+    subjectType: subjectType('subject_type'),
+    subjectId: text('subject_id'),
+    before: jsonb('before'),
+    after: jsonb('after'),
+    cause: jsonb('cause'),
+    correlationId: text('correlation_id'),
+    durationMs: integer('duration_ms'),
+  },
+  (t) => [
+    index('audit_log_tenant_subject_idx').on(t.tenantId, t.subjectType, t.subjectId, t.id),
+    index('audit_log_tenant_at_idx').on(t.tenantId, t.at),
+  ],
+);
+
+/** Each report carries the hash of the tenant's previous one, so a removed or edited report shows. */
+export const driftReports = pgTable(
+  'drift_reports',
+  {
+    id: uuid('id').primaryKey().defaultRandom(),
+    tenantId: uuid('tenant_id')
+      .notNull()
+      .references(() => tenants.id, { onDelete: 'cascade' }),
+    createdAt: createdAt(),
+    summary: jsonb('summary').notNull(),
+    findings: jsonb('findings').notNull(),
+    previousHash: text('previous_hash'),
+    hash: text('hash').notNull(),
+  },
+  (t) => [index('drift_reports_tenant_created_idx').on(t.tenantId, t.createdAt)],
+);

@@ -1,0 +1,35 @@
+import { once } from 'node:events';
+import { createServer, type Server } from 'node:http';
+import type { AddressInfo } from 'node:net';
+import type { Express } from 'express';
+
+export interface RunningHttpServer {
+  port: number;
+  /**
+   * Stops accepting connections, lets in-flight requests finish (idle keep-alive sockets are closed at
+   * once), and after `timeoutMs` cuts whatever is still open.
+   */
+  close(timeoutMs: number): Promise<void>;
+}
+
+export async function listen(app: Express, port: number, host: string): Promise<RunningHttpServer> {
+  const server: Server = createServer(app);
+  server.keepAliveTimeout = 65_000;
+  server.listen(port, host);
+  await Promise.race([
+    once(server, 'listening'),
+    once(server, 'error').then(([error]) => {
+      throw error;
+    }),
+  ]);
+  return {
+    port: (server.address() as AddressInfo).port,
+    close: async (timeoutMs) => {
+      const closed = new Promise<void>((resolve) => server.close(() => resolve()));
+      server.closeIdleConnections();
+      const timer = setTimeout(() => server.closeAllConnections(), timeoutMs);
+      await closed;
+      clearTimeout(timer);
+    },
+  };
+}

@@ -1,0 +1,148 @@
+import type { Redis } from 'ioredis';
+import type { Config } from '../config.js';
+import { connectDatabase, type DatabaseHandle } from '../db/client.js';
+import { appliedMigrationCount, expectedMigrationCount, runMigrations } from '../db/migrate.js';
+import { type AppOptions, createApp } from '../http/app.js';
+import { listen, type RunningHttpServer } from '../http/server.js';
+import { createRedisConnection } from '../jobs/connection.js';
+import { OutboxRelay } from '../jobs/outbox-relay.js';
+import { closeQueues, type LaneQueues, openQueues } from '../jobs/queues.js';
+import { type JobHandler, startWorkerPool, type WorkerPool } from '../jobs/workers.js';
+import type { Logger } from '../log.js';
+import { createTenant, listTenants, type TenantWithToken } from '../tenants/tenants.js';
+import { type Endpoint, provideDatabase, provideRedis } from './infrastructure.js';
+
+/** start: HTTP and workers in one process (the laptop default); serve: HTTP only; worker: jobs only. */
+export type DaemonMode = 'start' | 'serve' | 'worker';
+
+export interface DaemonOptions {
+  mode: DaemonMode;
+  config: Config;
+  log: Logger;
+  /** BullMQ key prefix; tests give each file its own so they can share one Redis. */
+  queuePrefix?: string;
+  jobHandler?: JobHandler;
+  /** Extra routers to mount (the protocol edges), given the running daemon's resources. */
+  mounts?: (resources: DaemonResources) => AppOptions['mounts'];
+}
+
+export interface DaemonResources {
+  database: DatabaseHandle;
+  queues: LaneQueues;
+  config: Config;
+  log: Logger;
+}
+
+export interface Daemon {
+  resources: DaemonResources;
+  /** The HTTP port actually bound (serve and start modes). */
+  port: number | undefined;
+  /** Set when this start created the first tenant: its SCIM token, to show once. */
+  firstTenant: TenantWithToken | undefined;
+  databaseUrl: string;
+  redisUrl: string;
+  stop(): Promise<void>;
+}
+
+/**
+ * Brings idsync up in dependency order and takes it down in the reverse: stop accepting HTTP and drain
+ * in-flight requests, stop relaying, let running jobs finish, close pools, and only then stop the
+ * embedded servers.
+ */
+export async function startDaemon(options: DaemonOptions): Promise<Daemon> {
+  const { config, log, mode } = options;
+  const cleanups: (() => Promise<void>)[] = [];
+  const stopAll = async () => {
+    for (const cleanup of cleanups.reverse()) {
+      try {
+        await cleanup();
+      } catch (error) {
+        log.warn({ err: { message: (error as Error).message } }, 'error during shutdown');
+      }
+    }
+    cleanups.length = 0;
+  };
+
+  try {
+    const databaseEndpoint: Endpoint = await provideDatabase(config, log, true);
+    cleanups.push(() => databaseEndpoint.release());
+    const redisEndpoint: Endpoint = await provideRedis(config, log, true);
+    cleanups.push(() => redisEndpoint.release());
+
+    await runMigrations(databaseEndpoint.url);
+    const database = connectDatabase(databaseEndpoint.url, { max: mode === 'worker' ? 10 : 20 });
+    cleanups.push(() => database.close());
+
+    const producer: Redis = createRedisConnection(redisEndpoint.url, 'producer');
+    cleanups.push(async () => producer.disconnect());
+    const prefix = options.queuePrefix ?? 'idsync';
+    const queues = openQueues(producer, prefix);
+    cleanups.push(() => closeQueues(queues));
+    const resources: DaemonResources = { database, queues, config, log };
+
+    let firstTenant: TenantWithToken | undefined;
+    if (mode === 'start' && (await listTenants(database.db)).length === 0) {
+      firstTenant = await createTenant(database.db, 'default', 'idsync start');
+    }
+
+    if (mode !== 'serve') {
+      const pool: WorkerPool = await startWorkerPool({
+        redisUrl: redisEndpoint.url,
+        prefix,
+        log,
+        concurrency: config.workerConcurrency,
+        handler: options.jobHandler ?? unhandledJob,
+      });
+      cleanups.push(() => pool.close());
+      const relay = new OutboxRelay({ sql: database.sql, queues, log, pollMs: config.outboxPollMs });
+      await relay.start();
+      cleanups.push(() => relay.stop());
+    }
+
+    let http: RunningHttpServer | undefined;
+    if (mode !== 'worker') {
+      const expectedMigrations = expectedMigrationCount();
+      const app = createApp({
+        log,
+        readiness: [
+          {
+            name: 'postgres',
+            check: async () => {
+              const applied = await appliedMigrationCount(database.sql);
+              if (applied < expectedMigrations) {
+                throw new Error(`migrations pending: ${applied} of ${expectedMigrations} applied`);
+              }
+            },
+          },
+          {
+            name: 'redis',
+            check: async () => {
+              await producer.ping();
+            },
+          },
+        ],
+        mounts: options.mounts?.(resources),
+      });
+      http = await listen(app, config.port, config.host);
+      const server = http;
+      cleanups.push(() => server.close(config.shutdownTimeoutMs));
+    }
+
+    return {
+      resources,
+      port: http?.port,
+      firstTenant,
+      databaseUrl: databaseEndpoint.url,
+      redisUrl: redisEndpoint.url,
+      stop: stopAll,
+    };
+  } catch (error) {
+    await stopAll();
+    throw error;
+  }
+}
+
+/** Until a handler is registered for a lane, jobs are acknowledged and logged, never silently dropped. */
+const unhandledJob: JobHandler = async (payload, context) => {
+  context.log.warn({ tenantId: payload.tenantId }, 'no handler registered for this job; acknowledged');
+};

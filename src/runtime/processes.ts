@@ -1,0 +1,119 @@
+import { type ChildProcess, execFileSync, spawn } from 'node:child_process';
+import { once } from 'node:events';
+import { readFileSync } from 'node:fs';
+
+/** A server idsync started (owned) or found already running from an earlier start (reused). */
+export interface LocalServer {
+  url: string;
+  /** False when an earlier idsync start left it running; stop() then leaves it alone. */
+  owned: boolean;
+  stop(): Promise<void>;
+}
+
+export interface ProcessIdentity {
+  uid: number;
+  gid: number;
+}
+
+export function isProcessAlive(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch (error) {
+    return (error as NodeJS.ErrnoException).code === 'EPERM';
+  }
+}
+
+export function readPid(pidFile: string): number | undefined {
+  try {
+    const pid = Number.parseInt(readFileSync(pidFile, 'utf8').split('\n')[0] ?? '', 10);
+    return Number.isInteger(pid) && pid > 0 ? pid : undefined;
+  } catch {
+    return undefined;
+  }
+}
+
+const ownedChildren = new Set<ChildProcess>();
+let exitHookInstalled = false;
+
+/**
+ * Starts a server in its own process group, so the Ctrl-C a terminal sends to idsync's group does not
+ * reach it: idsync drains its requests and jobs first and stops its servers last. If idsync dies
+ * without that orderly stop, the exit hook still signals every child it owns.
+ */
+export function spawnServer(
+  command: string,
+  args: string[],
+  options: { identity?: ProcessIdentity; env?: NodeJS.ProcessEnv; cwd?: string },
+): ChildProcess {
+  const child = spawn(command, args, {
+    detached: true,
+    stdio: ['ignore', 'pipe', 'pipe'],
+    env: options.env ?? process.env,
+    cwd: options.cwd,
+    ...(options.identity ?? {}),
+  });
+  ownedChildren.add(child);
+  child.once('exit', () => ownedChildren.delete(child));
+  if (!exitHookInstalled) {
+    exitHookInstalled = true;
+    process.once('exit', () => {
+      for (const c of ownedChildren) c.kill('SIGTERM');
+    });
+  }
+  return child;
+}
+
+/** Sends `signal` and waits for the child to exit, escalating to SIGKILL after `graceMs`. */
+export async function stopChild(
+  child: ChildProcess,
+  signal: NodeJS.Signals,
+  graceMs = 20_000,
+): Promise<void> {
+  if (child.exitCode !== null || child.signalCode !== null) return;
+  const exited = once(child, 'exit');
+  child.kill(signal);
+  const timer = setTimeout(() => child.kill('SIGKILL'), graceMs);
+  try {
+    await exited;
+  } finally {
+    clearTimeout(timer);
+  }
+}
+
+/** Sends `signal` to a process idsync did not spawn in this run (a server left by a killed start). */
+export async function stopPid(pid: number, signal: NodeJS.Signals, graceMs = 20_000): Promise<void> {
+  try {
+    process.kill(pid, signal);
+  } catch {
+    return;
+  }
+  const deadline = Date.now() + graceMs;
+  while (isProcessAlive(pid) && Date.now() < deadline) await sleep(50);
+  if (isProcessAlive(pid)) process.kill(pid, 'SIGKILL');
+}
+
+export function sleep(ms: number): Promise<void> {
+  return new Promise((resolve) => setTimeout(resolve, ms));
+}
+
+export function findOnPath(command: string): string | undefined {
+  try {
+    return execFileSync('sh', ['-c', `command -v ${command}`], { encoding: 'utf8' }).trim() || undefined;
+  } catch {
+    return undefined;
+  }
+}
+
+/** Collects a child's output so a failed start can say why. */
+export function captureOutput(child: ChildProcess, onLine: (line: string) => void): () => string {
+  let tail = '';
+  const take = (chunk: Buffer) => {
+    const text = chunk.toString('utf8');
+    tail = (tail + text).slice(-4000);
+    for (const line of text.split('\n')) if (line.trim()) onLine(line);
+  };
+  child.stdout?.on('data', take);
+  child.stderr?.on('data', take);
+  return () => tail;
+}

@@ -1,0 +1,88 @@
+import { asc, eq } from 'drizzle-orm';
+import type { Database } from '../db/client.js';
+import { auditLog, tenants } from '../db/schema.js';
+import { conflict, invalid, isUniqueViolation, notFound } from '../errors.js';
+import { issueCredential, parseCredential, secretMatches } from '../security/credentials.js';
+
+export type Tenant = typeof tenants.$inferSelect;
+
+export const TENANT_NAME_PATTERN = /^[a-z0-9][a-z0-9-]{0,62}$/;
+
+export interface TenantWithToken {
+  tenant: Tenant;
+  /** The SCIM bearer token, in clear this once; only its hash is stored. */
+  scimToken: string;
+}
+
+export async function createTenant(db: Database, name: string, actor: string): Promise<TenantWithToken> {
+  if (!TENANT_NAME_PATTERN.test(name)) {
+    throw invalid(
+      `tenant name "${name}" is not valid: use 1 to 63 lower-case letters, digits and dashes, starting with a letter or digit`,
+    );
+  }
+  const credential = issueCredential('scim');
+  try {
+    return await db.transaction(async (tx) => {
+      const [tenant] = await tx
+        .insert(tenants)
+        .values({ name, scimTokenId: credential.tokenId, scimTokenHash: credential.secretHash })
+        .returning();
+      await tx.insert(auditLog).values({
+        tenantId: tenant!.id,
+        actor,
+        action: 'tenant.created',
+        subjectType: 'tenant',
+        subjectId: tenant!.id,
+        after: { name },
+      });
+      return { tenant: tenant!, scimToken: credential.token };
+    });
+  } catch (error) {
+    if (isUniqueViolation(error)) throw conflict(`a tenant named "${name}" already exists`);
+    throw error;
+  }
+}
+
+export function listTenants(db: Database): Promise<Tenant[]> {
+  return db.select().from(tenants).orderBy(asc(tenants.name));
+}
+
+export async function findTenantByName(db: Database, name: string): Promise<Tenant> {
+  const [tenant] = await db.select().from(tenants).where(eq(tenants.name, name));
+  if (!tenant) throw notFound(`no tenant named "${name}"`);
+  return tenant;
+}
+
+/** Replaces the SCIM token at once: the old one stops working when this commits. */
+export async function rotateScimToken(db: Database, name: string, actor: string): Promise<TenantWithToken> {
+  const credential = issueCredential('scim');
+  return db.transaction(async (tx) => {
+    const [tenant] = await tx
+      .update(tenants)
+      .set({
+        scimTokenId: credential.tokenId,
+        scimTokenHash: credential.secretHash,
+        scimTokenRotatedAt: new Date(),
+      })
+      .where(eq(tenants.name, name))
+      .returning();
+    if (!tenant) throw notFound(`no tenant named "${name}"`);
+    await tx.insert(auditLog).values({
+      tenantId: tenant.id,
+      actor,
+      action: 'tenant.scim_token_rotated',
+      subjectType: 'tenant',
+      subjectId: tenant.id,
+    });
+    return { tenant, scimToken: credential.token };
+  });
+}
+
+/** The tenant a SCIM bearer token belongs to, or undefined; the secret is compared in constant time. */
+export async function authenticateScimToken(db: Database, token: string): Promise<Tenant | undefined> {
+  const parsed = parseCredential(token);
+  if (parsed?.kind !== 'scim') return undefined;
+  const [tenant] = await db.select().from(tenants).where(eq(tenants.scimTokenId, parsed.tokenId));
+  if (!tenant) return undefined;
+  return secretMatches(parsed.secret, tenant.scimTokenHash) ? tenant : undefined;
+}

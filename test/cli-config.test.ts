@@ -1,0 +1,23 @@
+import { describe, expect, it } from 'vitest';
+import { runCli } from './support/cli.js';
+
+describe('idsync refuses bad configuration with one line and a non-zero exit', () => {
+  it.each([
+    ['PORT', 'abc', 'PORT: must be a number'],
+    ['DATABASE_URL', 'not a url', 'DATABASE_URL: must be a URL starting with postgres://'],
+    ['LOG_LEVEL', 'chatty', 'LOG_LEVEL: must be one of'],
+  ])('%s=%s', async (variable, value, expected) => {
+    const result = await runCli(['start'], { [variable]: value });
+    expect(result.code).toBe(78);
+    const lines = result.stderr.trim().split('\n');
+    expect(lines).toHaveLength(1);
+    expect(lines[0]).toContain(expected);
+    expect(result.stdout).toBe('');
+  });
+
+  it('answers an unknown command with usage and exit 64', async () => {
+    const result = await runCli(['frobnicate'], {});
+    expect(result.code).toBe(64);
+    expect(result.stderr).toContain("unknown command 'frobnicate'");
+  });
+});

@@ -1,0 +1,105 @@
+import { describe, expect, it } from 'vitest';
+import { appliedMigrationCount, expectedMigrationCount, runMigrations } from '../src/db/migrate.js';
+import { createTestDatabase } from './support/database.js';
+
+describe('migrations', () => {
+  it('build the whole schema on an empty database, and a second run changes nothing', async () => {
+    const database = await createTestDatabase({ migrated: false });
+    expect(await appliedMigrationCount(database.sql)).toBe(0);
+    await runMigrations(database.url);
+    expect(await appliedMigrationCount(database.sql)).toBe(expectedMigrationCount());
+    await runMigrations(database.url);
+    expect(await appliedMigrationCount(database.sql)).toBe(expectedMigrationCount());
+    const tables = await database.sql<{ table_name: string }[]>`
+      SELECT table_name FROM information_schema.tables WHERE table_schema = 'public' ORDER BY table_name`;
+    expect(tables.map((t) => t.table_name)).toEqual([
+      'apps',
+      'assignment_rules',
+      'audit_log',
+      'drift_reports',
+      'group_members',
+      'groups',
+      'outbox',
+      'platform_app_collaborators',
+      'platform_enterprise_members',
+      'platform_team_members',
+      'teams',
+      'tenants',
+      'tokens',
+      'users',
+    ]);
+  });
+
+  it('run concurrently from two processes without failing either', async () => {
+    const database = await createTestDatabase({ migrated: false });
+    await Promise.all([runMigrations(database.url), runMigrations(database.url)]);
+    expect(await appliedMigrationCount(database.sql)).toBe(expectedMigrationCount());
+  });
+});
+
+describe('constraints guard what must never be duplicated', () => {
+  it('refuses a second user with the same userName in another case, but not in another tenant', async () => {
+    const { sql } = await createTestDatabase();
+    const [a] =
+      await sql`INSERT INTO tenants (name, scim_token_id, scim_token_hash) VALUES ('a', 'ta', 'x') RETURNING id`;
+    const [b] =
+      await sql`INSERT INTO tenants (name, scim_token_id, scim_token_hash) VALUES ('b', 'tb', 'x') RETURNING id`;
+    await sql`INSERT INTO users (tenant_id, user_name, origin) VALUES (${a!.id}, 'Ada@Example.com', 'scim')`;
+    await expect(
+      sql`INSERT INTO users (tenant_id, user_name, origin) VALUES (${a!.id}, 'ada@example.COM', 'scim')`,
+    ).rejects.toMatchObject({ code: '23505' });
+    await sql`INSERT INTO users (tenant_id, user_name, origin) VALUES (${b!.id}, 'ada@example.com', 'scim')`;
+  });
+
+  it('keeps userName unique for non-ASCII letters too', async () => {
+    const { sql } = await createTestDatabase();
+    const [t] =
+      await sql`INSERT INTO tenants (name, scim_token_id, scim_token_hash) VALUES ('t', 'tt', 'x') RETURNING id`;
+    await sql`INSERT INTO users (tenant_id, user_name, origin) VALUES (${t!.id}, 'ÉLODIE@example.com', 'scim')`;
+    await expect(
+      sql`INSERT INTO users (tenant_id, user_name, origin) VALUES (${t!.id}, 'élodie@example.com', 'scim')`,
+    ).rejects.toMatchObject({ code: '23505' });
+  });
+
+  it('frees a deleted user’s userName (tombstone) but keeps externalId and group names unique', async () => {
+    const { sql } = await createTestDatabase();
+    const [t] =
+      await sql`INSERT INTO tenants (name, scim_token_id, scim_token_hash) VALUES ('t', 'tt', 'x') RETURNING id`;
+    await sql`INSERT INTO users (tenant_id, user_name, external_id, origin, deprovisioned_at)
+              VALUES (${t!.id}, 'gone@example.com', 'e1', 'scim', now())`;
+    await sql`INSERT INTO users (tenant_id, user_name, external_id, origin) VALUES (${t!.id}, 'gone@example.com', 'e1', 'scim')`;
+    await expect(
+      sql`INSERT INTO users (tenant_id, user_name, external_id, origin) VALUES (${t!.id}, 'other@example.com', 'e1', 'scim')`,
+    ).rejects.toMatchObject({ code: '23505' });
+    await sql`INSERT INTO groups (tenant_id, display_name) VALUES (${t!.id}, 'Engineering')`;
+    await expect(
+      sql`INSERT INTO groups (tenant_id, display_name) VALUES (${t!.id}, 'engineering')`,
+    ).rejects.toMatchObject({
+      code: '23505',
+    });
+  });
+
+  it('allows one membership per user and team, and only well-formed assignment rules', async () => {
+    const { sql } = await createTestDatabase();
+    const [t] =
+      await sql`INSERT INTO tenants (name, scim_token_id, scim_token_hash) VALUES ('t', 'tt', 'x') RETURNING id`;
+    const [team] = await sql`INSERT INTO teams (tenant_id, name) VALUES (${t!.id}, 'core') RETURNING id`;
+    await sql`INSERT INTO platform_team_members (tenant_id, team_id, account, role) VALUES (${t!.id}, ${team!.id}, 'ada@example.com', 'admin')`;
+    await expect(
+      sql`INSERT INTO platform_team_members (tenant_id, team_id, account, role) VALUES (${t!.id}, ${team!.id}, 'ada@example.com', 'viewer')`,
+    ).rejects.toMatchObject({ code: '23505' });
+    await expect(
+      sql`INSERT INTO assignment_rules (tenant_id, idp_group, target, team_name) VALUES (${t!.id}, 'eng', 'team', 'core')`,
+    ).rejects.toMatchObject({ code: '23514' });
+    await sql`INSERT INTO assignment_rules (tenant_id, idp_group, target, team_name, team_role) VALUES (${t!.id}, 'eng', 'team', 'core', 'member')`;
+  });
+
+  it('makes the audit log append-only', async () => {
+    const { sql } = await createTestDatabase();
+    await sql`INSERT INTO audit_log (actor, action) VALUES ('test', 'something.happened')`;
+    await expect(sql`UPDATE audit_log SET action = 'rewritten'`).rejects.toThrow(/append-only/);
+    await expect(sql`DELETE FROM audit_log`).rejects.toThrow(/append-only/);
+    const [row] = await sql`SELECT action FROM audit_log`;
+    expect(row!.action).toBe('something.happened');
+  });
+});
