@@ -1,3 +1,5 @@
+import { DrizzleQueryError } from 'drizzle-orm';
+
 /**
  * Typed failures the core raises. Each protocol edge (SCIM JSON, SAML error page, CLI exit code, admin
  * API JSON) turns them into its own format in one place; nothing in the middle builds a response.
@@ -28,13 +30,7 @@ export const invalid = (message: string, reason?: string) => new DomainError('in
  */
 export function rootCause(error: unknown): unknown {
   let current = error;
-  while (
-    current instanceof Error &&
-    current.name === 'DrizzleQueryError' &&
-    (current as { cause?: unknown }).cause !== undefined
-  ) {
-    current = (current as { cause?: unknown }).cause;
-  }
+  while (current instanceof DrizzleQueryError && current.cause !== undefined) current = current.cause;
   return current;
 }
 

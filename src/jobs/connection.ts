@@ -22,3 +22,19 @@ export function createRedisConnection(url: string, purpose: ConnectionPurpose): 
   connection.on('error', () => {});
   return connection;
 }
+
+/** Resolves once the connection is up, so a process does not report ready before Redis is reachable. */
+export async function connectionReady(connection: Redis, timeoutMs = 30_000): Promise<void> {
+  if (connection.status === 'ready') return;
+  await new Promise<void>((resolve, reject) => {
+    const timer = setTimeout(() => {
+      connection.off('ready', onReady);
+      reject(new Error(`Redis did not answer within ${timeoutMs} ms`));
+    }, timeoutMs);
+    function onReady() {
+      clearTimeout(timer);
+      resolve();
+    }
+    connection.once('ready', onReady);
+  });
+}

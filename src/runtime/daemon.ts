@@ -4,7 +4,7 @@ import { connectDatabase, type DatabaseHandle } from '../db/client.js';
 import { appliedMigrationCount, expectedMigrationCount, runMigrations } from '../db/migrate.js';
 import { type AppOptions, createApp } from '../http/app.js';
 import { listen, type RunningHttpServer } from '../http/server.js';
-import { createRedisConnection } from '../jobs/connection.js';
+import { connectionReady, createRedisConnection } from '../jobs/connection.js';
 import { OutboxRelay } from '../jobs/outbox-relay.js';
 import { closeQueues, type LaneQueues, openQueues } from '../jobs/queues.js';
 import { type JobHandler, startWorkerPool, type WorkerPool } from '../jobs/workers.js';
@@ -75,6 +75,7 @@ export async function startDaemon(options: DaemonOptions): Promise<Daemon> {
 
     const producer: Redis = createRedisConnection(redisEndpoint.url, 'producer');
     cleanups.push(async () => producer.disconnect());
+    await connectionReady(producer);
     const prefix = options.queuePrefix ?? 'idsync';
     const queues = openQueues(producer, prefix);
     cleanups.push(() => closeQueues(queues));

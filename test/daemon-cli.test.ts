@@ -1,0 +1,100 @@
+import type { ChildProcess } from 'node:child_process';
+import { chmodSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { afterAll, describe, expect, it } from 'vitest';
+import { isProcessAlive, readPid } from '../src/runtime/processes.js';
+import { runCli, spawnCli } from './support/cli.js';
+import { freePort } from './support/ports.js';
+
+/** Waits for `pattern` in the child's stdout and returns everything printed so far. */
+function waitForOutput(child: ChildProcess, pattern: RegExp, timeoutMs: number): Promise<string> {
+  let seen = '';
+  return new Promise((resolve, reject) => {
+    const timer = setTimeout(
+      () => reject(new Error(`no ${pattern} within ${timeoutMs} ms; saw:\n${seen}`)),
+      timeoutMs,
+    );
+    child.stdout?.on('data', (chunk) => {
+      seen += chunk;
+      if (pattern.test(seen)) {
+        clearTimeout(timer);
+        resolve(seen);
+      }
+    });
+    child.once('exit', (code) => reject(new Error(`exited with ${code} before ${pattern}; saw:\n${seen}`)));
+  });
+}
+
+function exitOf(child: ChildProcess): Promise<number | null> {
+  return new Promise((resolve) => child.once('exit', (code) => resolve(code)));
+}
+
+describe('idsync start on embedded defaults (the Quick start)', async () => {
+  const dataDir = mkdtempSync(path.join(os.tmpdir(), 'idsync-quickstart-'));
+  chmodSync(dataDir, 0o755);
+  afterAll(() => rmSync(dataDir, { recursive: true, force: true }));
+  const env = {
+    IDSYNC_DATA_DIR: dataDir,
+    PORT: String(await freePort()),
+    IDSYNC_EMBEDDED_PG_PORT: String(await freePort()),
+    IDSYNC_EMBEDDED_REDIS_PORT: String(await freePort()),
+  };
+  const postgresPidFile = path.join(dataDir, 'postgres', 'postmaster.pid');
+  const redisPidFile = path.join(dataDir, 'redis', 'redis.pid');
+
+  it('prints a SCIM base URL and token, becomes ready, and Ctrl-C leaves no server behind', async () => {
+    const started = Date.now();
+    const child = spawnCli(['start'], env);
+    const exited = exitOf(child);
+    const output = await waitForOutput(child, /Press Ctrl-C to stop/, 60_000);
+    expect(Date.now() - started).toBeLessThan(60_000);
+    expect(output).toContain(`SCIM base URL:  http://localhost:${env.PORT}/scim/v2`);
+    expect(output).toMatch(/SCIM token:\s+scim_[0-9a-f]{16}_\S{43}/);
+
+    const ready = await fetch(`http://127.0.0.1:${env.PORT}/readyz`);
+    expect(ready.status).toBe(200);
+    const postgresPid = readPid(postgresPidFile)!;
+    const redisPid = readPid(redisPidFile)!;
+    expect(isProcessAlive(postgresPid)).toBe(true);
+    expect(isProcessAlive(redisPid)).toBe(true);
+
+    child.kill('SIGINT');
+    expect(await exited).toBe(0);
+    expect(isProcessAlive(postgresPid)).toBe(false);
+    expect(isProcessAlive(redisPid)).toBe(false);
+  });
+
+  it('reuses the data on the next start: same tenant, no new token', async () => {
+    const child = spawnCli(['start'], env);
+    const exited = exitOf(child);
+    const output = await waitForOutput(child, /Press Ctrl-C to stop/, 60_000);
+    expect(output).not.toContain('SCIM token:');
+
+    // A one-shot command while the daemon runs uses the same embedded server and leaves it running.
+    const list = await runCli(['tenant', 'list'], env);
+    expect(list.code).toBe(0);
+    expect(list.stdout).toMatch(/^default\tid=/);
+    expect((await fetch(`http://127.0.0.1:${env.PORT}/readyz`)).status).toBe(200);
+
+    const postgresPid = readPid(postgresPidFile)!;
+    child.kill('SIGTERM');
+    expect(await exited).toBe(0);
+    expect(isProcessAlive(postgresPid)).toBe(false);
+  });
+
+  it('creates and rotates tenants from the CLI with the embedded database not running', async () => {
+    const created = await runCli(['tenant', 'create', 'acme'], env);
+    expect(created.code).toBe(0);
+    const token = /SCIM token:\s+(\S+)/.exec(created.stdout)?.[1];
+    expect(token).toMatch(/^scim_/);
+    const duplicate = await runCli(['tenant', 'create', 'acme'], env);
+    expect(duplicate.code).toBe(65);
+    expect(duplicate.stderr.trim()).toBe('idsync: a tenant named "acme" already exists');
+    const rotated = await runCli(['tenant', 'rotate-token', 'acme'], env);
+    expect(rotated.code).toBe(0);
+    expect(rotated.stdout).not.toContain(token!);
+    expect(readFileSync(path.join(dataDir, 'postgres.password'), 'utf8').length).toBeGreaterThan(10);
+    expect(readPid(postgresPidFile)).toBeUndefined();
+  });
+});

@@ -1,0 +1,148 @@
+import { mkdtempSync, rmSync } from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { afterEach, describe, expect, inject, it } from 'vitest';
+import { connectionReady, createRedisConnection } from '../src/jobs/connection.js';
+import { recordForReconcile } from '../src/jobs/outbox.js';
+import { OutboxRelay } from '../src/jobs/outbox-relay.js';
+import { closeQueues, type JobPayload, openQueues } from '../src/jobs/queues.js';
+import { startWorkerPool } from '../src/jobs/workers.js';
+import { startEmbeddedRedis } from '../src/runtime/embedded-redis.js';
+import { createTenant } from '../src/tenants/tenants.js';
+import { createTestDatabase, type TestDatabase, uniquePrefix } from './support/database.js';
+import { capturingLogger } from './support/log-capture.js';
+import { freePort } from './support/ports.js';
+
+const { log } = capturingLogger('silent');
+const cleanups: (() => Promise<void>)[] = [];
+afterEach(async () => {
+  for (const cleanup of cleanups.splice(0).reverse()) await cleanup();
+});
+
+/** The relay and a worker pool on the given Redis, recording every job the workers process. */
+async function pipeline(database: TestDatabase, redisUrl: string) {
+  const prefix = uniquePrefix('outbox');
+  const processed: JobPayload[] = [];
+  const producer = createRedisConnection(redisUrl, 'producer');
+  await connectionReady(producer);
+  const queues = openQueues(producer, prefix);
+  const pool = await startWorkerPool({
+    redisUrl,
+    prefix,
+    log,
+    concurrency: 4,
+    handler: async (payload) => {
+      processed.push(payload);
+    },
+  });
+  const relay = new OutboxRelay({ sql: database.sql, queues, log, pollMs: 100 });
+  await relay.start();
+  cleanups.push(async () => {
+    await relay.stop();
+    await pool.close();
+    await closeQueues(queues);
+    producer.disconnect();
+  });
+  return { processed, relay, queues };
+}
+
+async function writeChange(database: TestDatabase, tenantId: string, subjectId: string, commit = true) {
+  await database.db
+    .transaction(async (tx) => {
+      await recordForReconcile(tx, [
+        {
+          tenantId,
+          lane: 'deprovision',
+          subjectType: 'user',
+          subjectId,
+          cause: { event: 'scim.deactivated' },
+        },
+      ]);
+      if (!commit) tx.rollback();
+    })
+    .catch((error) => {
+      if (commit) throw error;
+    });
+}
+
+async function pendingRows(database: TestDatabase): Promise<number> {
+  const [row] = await database.sql`SELECT count(*)::int AS n FROM outbox WHERE relayed_at IS NULL`;
+  return row!.n as number;
+}
+
+describe('outbox relay', () => {
+  it('turns a committed outbox row into exactly one processed job', async () => {
+    const database = await createTestDatabase();
+    const { tenant } = await createTenant(database.db, 'acme', 'test');
+    const { processed } = await pipeline(database, inject('redisUrl'));
+    await writeChange(database, tenant.id, 'user-1');
+    await expect.poll(() => processed.length, { timeout: 5_000 }).toBe(1);
+    expect(processed[0]).toMatchObject({
+      tenantId: tenant.id,
+      subjectType: 'user',
+      subjectId: 'user-1',
+      cause: { event: 'scim.deactivated' },
+    });
+    await new Promise((r) => setTimeout(r, 500));
+    expect(processed).toHaveLength(1);
+    expect(await pendingRows(database)).toBe(0);
+  });
+
+  it('relays nothing for a transaction that rolled back', async () => {
+    const database = await createTestDatabase();
+    const { tenant } = await createTenant(database.db, 'acme', 'test');
+    const { processed } = await pipeline(database, inject('redisUrl'));
+    await writeChange(database, tenant.id, 'user-rolled-back', false);
+    await writeChange(database, tenant.id, 'user-committed');
+    await expect.poll(() => processed.length, { timeout: 5_000 }).toBe(1);
+    await new Promise((r) => setTimeout(r, 300));
+    expect(processed.map((p) => p.subjectId)).toEqual(['user-committed']);
+  });
+
+  it('gives each row one job when two relays compete for the same rows', async () => {
+    const database = await createTestDatabase();
+    const { tenant } = await createTenant(database.db, 'acme', 'test');
+    const first = await pipeline(database, inject('redisUrl'));
+    await first.relay.stop();
+    for (let i = 0; i < 50; i++) await writeChange(database, tenant.id, `user-${i}`);
+    // A second relay on the same queues, racing the first over the same 50 rows.
+    const racing = new OutboxRelay({ sql: database.sql, queues: first.queues, log, pollMs: 50 });
+    await Promise.all([first.relay.start(), racing.start()]);
+    cleanups.push(() => racing.stop());
+    await expect.poll(() => first.processed.length, { timeout: 10_000 }).toBe(50);
+    await new Promise((r) => setTimeout(r, 300));
+    expect(new Set(first.processed.map((p) => p.subjectId)).size).toBe(50);
+    expect(first.processed).toHaveLength(50);
+  });
+
+  it('keeps the change while Redis is down at commit time, and delivers it once Redis is back', async () => {
+    const database = await createTestDatabase();
+    const { tenant } = await createTenant(database.db, 'acme', 'test');
+    const scratch = mkdtempSync(path.join(os.tmpdir(), 'idsync-redis-'));
+    const redisOptions = {
+      directory: scratch,
+      port: await freePort(),
+      adoptRunning: false,
+      persistent: false,
+    };
+    let redis = await startEmbeddedRedis(redisOptions);
+    cleanups.push(async () => {
+      await redis.stop();
+      rmSync(scratch, { recursive: true, force: true });
+    });
+    const { processed } = await pipeline(database, redis.url);
+
+    await redis.stop();
+    await writeChange(database, tenant.id, 'user-during-outage');
+    await new Promise((r) => setTimeout(r, 1_000));
+    expect(await pendingRows(database)).toBe(1);
+    expect(processed).toHaveLength(0);
+
+    redis = await startEmbeddedRedis(redisOptions);
+    await expect.poll(() => processed.length, { timeout: 20_000, interval: 100 }).toBe(1);
+    expect(processed[0]?.subjectId).toBe('user-during-outage');
+    expect(await pendingRows(database)).toBe(0);
+    await new Promise((r) => setTimeout(r, 500));
+    expect(processed).toHaveLength(1);
+  });
+});
