@@ -122,9 +122,11 @@ export const users = pgTable(
     uniqueIndex('users_tenant_user_name_key')
       .on(t.tenantId, sql`lower(${t.userName})`)
       .where(sql`${t.deprovisionedAt} IS NULL`),
-    uniqueIndex('users_tenant_external_id_key')
+    // Not unique: RFC 7643 gives externalId no uniqueness, and Microsoft's conformance suite creates
+    // several users with one externalId. Groups' externalIds are unique (SAML group claims map by them).
+    index('users_tenant_external_id_idx')
       .on(t.tenantId, t.externalId)
-      .where(sql`${t.deprovisionedAt} IS NULL AND ${t.externalId} IS NOT NULL`),
+      .where(sql`${t.externalId} IS NOT NULL`),
     index('users_tenant_live_order_idx')
       .on(t.tenantId, t.createdAt, t.id)
       .where(sql`${t.deprovisionedAt} IS NULL`),
@@ -166,6 +168,8 @@ export const groupMembers = pgTable(
     userId: uuid('user_id')
       .notNull()
       .references(() => users.id, { onDelete: 'cascade' }),
+    /** The member's display text as the IdP sent it (clients read it back). */
+    display: text('display'),
     createdAt: createdAt(),
   },
   (t) => [primaryKey({ columns: [t.groupId, t.userId] }), index('group_members_user_idx').on(t.userId)],

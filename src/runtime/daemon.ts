@@ -9,6 +9,7 @@ import { OutboxRelay } from '../jobs/outbox-relay.js';
 import { closeQueues, type LaneQueues, openQueues } from '../jobs/queues.js';
 import { type JobHandler, startWorkerPool, type WorkerPool } from '../jobs/workers.js';
 import type { Logger } from '../log.js';
+import { scimRouter } from '../scim/router.js';
 import { createTenant, listTenants, type TenantWithToken } from '../tenants/tenants.js';
 import { type Endpoint, provideDatabase, provideRedis } from './infrastructure.js';
 
@@ -122,7 +123,13 @@ export async function startDaemon(options: DaemonOptions): Promise<Daemon> {
             },
           },
         ],
-        mounts: options.mounts?.(resources),
+        mounts: [
+          {
+            path: '/scim/v2',
+            router: scimRouter({ db: database.db, baseUrl: `${config.publicUrl}/scim/v2` }),
+          },
+          ...(options.mounts?.(resources) ?? []),
+        ],
       });
       http = await listen(app, config.port, config.host);
       const server = http;

@@ -1,0 +1,503 @@
+import { and, asc, count, eq, type SQL, sql } from 'drizzle-orm';
+import type { Database } from '../db/client.js';
+import { auditLog, groupMembers, groups } from '../db/schema.js';
+import { isUniqueViolation, violatedConstraint } from '../errors.js';
+import { type OutboxEntry, recordForReconcile } from '../jobs/outbox.js';
+import { normaliseMemberValues, type PatchOperation } from './dialects.js';
+import { ScimError } from './errors.js';
+import type { FilterNode } from './filter.js';
+import { filterToSql, groupMapping } from './filter-sql.js';
+import { parsePatchPath } from './patch.js';
+import { GROUP_SCHEMA } from './schemas.js';
+import { checkIfMatch, etagOf, isUuid, type RequestContext } from './users.js';
+
+/*
+ * Groups keep their members in group_members and every membership change is a delta in SQL: adding one
+ * member to a group of 10,000 touches one row, never the other 9,999 (scimmy's PatchOp would re-coerce
+ * the whole group on every request).
+ */
+
+export type GroupRow = typeof groups.$inferSelect;
+type Transaction = Parameters<Parameters<Database['transaction']>[0]>[0];
+type Document = Record<string, unknown>;
+
+/** Largest number of member values one request may carry; advertised in /ServiceProviderConfig. */
+export const MAX_MEMBERS_PER_REQUEST = 1000;
+
+export interface MemberRef {
+  id: string;
+  display: string | undefined;
+}
+
+export interface GroupInput {
+  displayName: string;
+  externalId: string | null;
+  /** Undefined: the body did not mention members (PUT then leaves them as they are). */
+  members: MemberRef[] | undefined;
+}
+
+export function readGroupInput(body: unknown): GroupInput {
+  if (!body || typeof body !== 'object' || Array.isArray(body)) {
+    throw new ScimError(400, 'invalidSyntax', 'request body must be a Group object');
+  }
+  const document = body as Document;
+  const field = (name: string) => {
+    const key = Object.keys(document).find((k) => k.toLowerCase() === name.toLowerCase());
+    return key === undefined ? undefined : document[key];
+  };
+  const schemas = field('schemas');
+  if (schemas !== undefined && (!Array.isArray(schemas) || !schemas.includes(GROUP_SCHEMA))) {
+    throw new ScimError(400, 'invalidSyntax', `"schemas" must include ${GROUP_SCHEMA}`);
+  }
+  const displayName = field('displayName');
+  if (typeof displayName !== 'string' || displayName.trim() === '') {
+    throw new ScimError(400, 'invalidValue', 'displayName is required and must be a non-empty string');
+  }
+  const externalId = field('externalId');
+  if (externalId !== undefined && externalId !== null && typeof externalId !== 'string') {
+    throw new ScimError(400, 'invalidValue', 'externalId must be a string');
+  }
+  const members = field('members');
+  const memberRefs = members === undefined ? undefined : normaliseMemberValues(members);
+  if (memberRefs && memberRefs.length > MAX_MEMBERS_PER_REQUEST) tooManyMembers();
+  return {
+    displayName: displayName.trim(),
+    externalId: typeof externalId === 'string' && externalId !== '' ? externalId : null,
+    members: memberRefs,
+  };
+}
+
+function tooManyMembers(): never {
+  throw new ScimError(
+    413,
+    undefined,
+    `a request may add, remove or set at most ${MAX_MEMBERS_PER_REQUEST} members; split it into several PATCH requests`,
+  );
+}
+
+function uniquenessError(error: unknown, displayName: string, externalId: string | null): ScimError {
+  if (violatedConstraint(error) === 'groups_tenant_external_id_key') {
+    return new ScimError(409, 'uniqueness', `a group with externalId "${externalId}" already exists`);
+  }
+  return new ScimError(409, 'uniqueness', `a group named "${displayName}" already exists`);
+}
+
+function invalidMembers(ids: string[]): ScimError {
+  const shown = ids.slice(0, 5).join(', ');
+  return new ScimError(
+    400,
+    'invalidValue',
+    `member${ids.length > 1 ? 's' : ''} ${shown}${ids.length > 5 ? ` and ${ids.length - 5} more` : ''} ${ids.length > 1 ? 'are' : 'is'} not a user of this tenant`,
+  );
+}
+
+/** What a write did to membership, to announce to the reconciler and the audit log. */
+interface MembershipDelta {
+  added: string[];
+  removed: string[];
+}
+
+async function addMembers(
+  tx: Transaction,
+  tenantId: string,
+  groupId: string,
+  members: MemberRef[],
+): Promise<string[]> {
+  if (members.length === 0) return [];
+  const notIds = members.filter((m) => !isUuid(m.id)).map((m) => m.id);
+  if (notIds.length > 0) throw invalidMembers(notIds);
+  const unique = new Map(members.map((m) => [m.id.toLowerCase(), m]));
+  const ids = [...unique.keys()];
+  const displays = [...unique.values()].map((m) => m.display ?? null);
+  // One statement: insert the members that are live users of this tenant, skip existing memberships,
+  // and report both what was added and which ids named no such user.
+  const rows = await tx.execute<{ user_id: string | null; wanted: string; added: boolean }>(sql`
+    WITH wanted AS (
+      SELECT w.id, w.display FROM unnest(${sql.param(ids)}::uuid[], ${sql.param(displays)}::text[]) AS w(id, display)
+    ), known AS (
+      SELECT u.id, wanted.display FROM wanted
+      JOIN users u ON u.id = wanted.id AND u.tenant_id = ${tenantId} AND u.deprovisioned_at IS NULL
+    ), inserted AS (
+      INSERT INTO group_members (tenant_id, group_id, user_id, display)
+      SELECT ${tenantId}, ${groupId}, known.id, known.display FROM known
+      ON CONFLICT (group_id, user_id) DO NOTHING
+      RETURNING user_id
+    )
+    SELECT wanted.id::text AS wanted, known.id::text AS user_id, (inserted.user_id IS NOT NULL) AS added
+    FROM wanted LEFT JOIN known ON known.id = wanted.id LEFT JOIN inserted ON inserted.user_id = wanted.id`);
+  const unknown = rows.filter((r) => r.user_id === null).map((r) => r.wanted);
+  if (unknown.length > 0) throw invalidMembers(unknown);
+  return rows.filter((r) => r.added).map((r) => r.wanted);
+}
+
+async function removeMembers(tx: Transaction, groupId: string, ids: string[]): Promise<string[]> {
+  const valid = ids.filter(isUuid);
+  if (valid.length === 0) return [];
+  const rows = await tx.execute<{ user_id: string }>(sql`
+    DELETE FROM group_members WHERE group_id = ${groupId} AND user_id = ANY(${sql.param(valid)}::uuid[]) RETURNING user_id::text`);
+  return rows.map((r) => r.user_id);
+}
+
+async function removeAllMembers(tx: Transaction, groupId: string): Promise<string[]> {
+  const rows = await tx.execute<{ user_id: string }>(sql`
+    DELETE FROM group_members WHERE group_id = ${groupId} RETURNING user_id::text`);
+  return rows.map((r) => r.user_id);
+}
+
+async function replaceMembers(
+  tx: Transaction,
+  tenantId: string,
+  groupId: string,
+  members: MemberRef[],
+): Promise<MembershipDelta> {
+  const keep = members.map((m) => m.id).filter(isUuid);
+  const removedRows = await tx.execute<{ user_id: string }>(sql`
+    DELETE FROM group_members WHERE group_id = ${groupId} AND NOT (user_id = ANY(${sql.param(keep)}::uuid[]))
+    RETURNING user_id::text`);
+  const added = await addMembers(tx, tenantId, groupId, members);
+  return { added, removed: removedRows.map((r) => r.user_id) };
+}
+
+async function announce(
+  tx: Transaction,
+  tenantId: string,
+  group: GroupRow,
+  delta: MembershipDelta,
+  renamed: { from: string; to: string } | undefined,
+  action: string,
+  context: RequestContext,
+): Promise<void> {
+  const at = new Date().toISOString();
+  const entries: OutboxEntry[] = [
+    ...delta.added.map((userId) => ({
+      tenantId,
+      lane: 'reconcile' as const,
+      subjectType: 'user' as const,
+      subjectId: userId,
+      cause: {
+        event: 'group.member_added',
+        groupId: group.id,
+        source: 'scim',
+        at,
+        correlationId: context.correlationId,
+      },
+    })),
+    ...delta.removed.map((userId) => ({
+      tenantId,
+      lane: 'reconcile' as const,
+      subjectType: 'user' as const,
+      subjectId: userId,
+      cause: {
+        event: 'group.member_removed',
+        groupId: group.id,
+        source: 'scim',
+        at,
+        correlationId: context.correlationId,
+      },
+    })),
+  ];
+  // Rules name groups by display name, so a rename can change what every member is granted.
+  if (renamed) {
+    entries.push({
+      tenantId,
+      lane: 'reconcile',
+      subjectType: 'group',
+      subjectId: group.id,
+      cause: { event: 'group.renamed', ...renamed, source: 'scim', at, correlationId: context.correlationId },
+    });
+  }
+  await recordForReconcile(tx, entries);
+  await tx.insert(auditLog).values({
+    tenantId,
+    actor: context.actor,
+    action,
+    subjectType: 'group',
+    subjectId: group.id,
+    before: renamed ? { displayName: renamed.from } : null,
+    after: {
+      displayName: group.displayName,
+      ...(delta.added.length ? { membersAdded: delta.added } : {}),
+      ...(delta.removed.length ? { membersRemoved: delta.removed } : {}),
+    },
+    correlationId: context.correlationId,
+  });
+}
+
+export async function createGroup(
+  db: Database,
+  tenantId: string,
+  input: GroupInput,
+  context: RequestContext,
+) {
+  try {
+    return await db.transaction(async (tx) => {
+      const [group] = await tx
+        .insert(groups)
+        .values({ tenantId, displayName: input.displayName, externalId: input.externalId })
+        .returning();
+      const added = await addMembers(tx, tenantId, group!.id, input.members ?? []);
+      await announce(tx, tenantId, group!, { added, removed: [] }, undefined, 'scim.group.created', context);
+      return group!;
+    });
+  } catch (error) {
+    if (isUniqueViolation(error)) throw uniquenessError(error, input.displayName, input.externalId);
+    throw error;
+  }
+}
+
+export async function findGroup(db: Database | Transaction, tenantId: string, id: string): Promise<GroupRow> {
+  if (!isUuid(id)) throw new ScimError(404, undefined, `Group ${id} not found`);
+  const [row] = await db
+    .select()
+    .from(groups)
+    .where(and(eq(groups.tenantId, tenantId), eq(groups.id, id)));
+  if (!row) throw new ScimError(404, undefined, `Group ${id} not found`);
+  return row;
+}
+
+async function lockGroup(tx: Transaction, tenantId: string, id: string): Promise<GroupRow> {
+  if (!isUuid(id)) throw new ScimError(404, undefined, `Group ${id} not found`);
+  const [row] = await tx
+    .select()
+    .from(groups)
+    .where(and(eq(groups.tenantId, tenantId), eq(groups.id, id)))
+    .for('update');
+  if (!row) throw new ScimError(404, undefined, `Group ${id} not found`);
+  return row;
+}
+
+async function touch(tx: Transaction, group: GroupRow, changes: Partial<GroupRow>): Promise<GroupRow> {
+  const [row] = await tx
+    .update(groups)
+    .set({ ...changes, version: group.version + 1, updatedAt: new Date() })
+    .where(eq(groups.id, group.id))
+    .returning();
+  return row!;
+}
+
+export async function replaceGroup(
+  db: Database,
+  tenantId: string,
+  id: string,
+  input: GroupInput,
+  ifMatch: string | undefined,
+  context: RequestContext,
+): Promise<GroupRow> {
+  try {
+    return await db.transaction(async (tx) => {
+      const current = await lockGroup(tx, tenantId, id);
+      checkIfMatch(ifMatch, current.version);
+      // A PUT that leaves out members keeps them: dropping every member because a client omitted the
+      // attribute would offboard the whole group.
+      const delta = input.members
+        ? await replaceMembers(tx, tenantId, id, input.members)
+        : { added: [], removed: [] };
+      const updated = await touch(tx, current, {
+        displayName: input.displayName,
+        externalId: input.externalId,
+      });
+      const renamed =
+        current.displayName !== updated.displayName
+          ? { from: current.displayName, to: updated.displayName }
+          : undefined;
+      await announce(tx, tenantId, updated, delta, renamed, 'scim.group.replaced', context);
+      return updated;
+    });
+  } catch (error) {
+    if (isUniqueViolation(error)) throw uniquenessError(error, input.displayName, input.externalId);
+    throw error;
+  }
+}
+
+/** Member ids named by `members[value eq "a" or value eq "b"]`. */
+function memberIdsOf(filter: FilterNode): string[] {
+  if (filter.kind === 'or') return [...memberIdsOf(filter.left), ...memberIdsOf(filter.right)];
+  if (
+    filter.kind === 'compare' &&
+    filter.operator === 'eq' &&
+    filter.path.names.length === 1 &&
+    filter.path.names[0]!.toLowerCase() === 'value' &&
+    typeof filter.value === 'string'
+  ) {
+    return [filter.value];
+  }
+  throw new ScimError(
+    400,
+    'invalidPath',
+    'member filters must select members by value, e.g. members[value eq "id"]',
+  );
+}
+
+export async function patchGroup(
+  db: Database,
+  tenantId: string,
+  id: string,
+  operations: PatchOperation[],
+  ifMatch: string | undefined,
+  context: RequestContext,
+): Promise<GroupRow> {
+  const memberValues = operations.reduce(
+    (total, op) => total + (Array.isArray(op.value) ? op.value.length : op.value === undefined ? 0 : 1),
+    0,
+  );
+  if (memberValues > MAX_MEMBERS_PER_REQUEST) tooManyMembers();
+  try {
+    return await db.transaction(async (tx) => {
+      const current = await lockGroup(tx, tenantId, id);
+      checkIfMatch(ifMatch, current.version);
+      const added = new Set<string>();
+      const removed = new Set<string>();
+      const changes: Partial<GroupRow> = {};
+      const noteAdded = (ids: string[]) =>
+        ids.forEach((u) => (removed.has(u) ? removed.delete(u) : added.add(u)));
+      const noteRemoved = (ids: string[]) =>
+        ids.forEach((u) => (added.has(u) ? added.delete(u) : removed.add(u)));
+
+      for (const operation of operations) {
+        const path = parsePatchPath(operation.path!, GROUP_SCHEMA);
+        const attribute = path.attribute?.toLowerCase();
+        if (attribute === 'members') {
+          if (path.sub)
+            throw new ScimError(
+              400,
+              'invalidPath',
+              `"${operation.path}": member sub-attributes are read-only`,
+            );
+          if (operation.op === 'remove') {
+            if (path.filter) noteRemoved(await removeMembers(tx, id, memberIdsOf(path.filter)));
+            else if (operation.value !== undefined) {
+              // Entra: {"op":"Remove","path":"members","value":[{"value":"id"}]} removes just those.
+              noteRemoved(
+                await removeMembers(
+                  tx,
+                  id,
+                  normaliseMemberValues(operation.value).map((m) => m.id),
+                ),
+              );
+            } else noteRemoved(await removeAllMembers(tx, id));
+          } else if (operation.op === 'add') {
+            if (path.filter) throw new ScimError(400, 'invalidPath', 'add to members takes no filter');
+            noteAdded(await addMembers(tx, tenantId, id, normaliseMemberValues(operation.value)));
+          } else {
+            // Okta's full push: replace the member list with exactly this one.
+            const delta = await replaceMembers(tx, tenantId, id, normaliseMemberValues(operation.value));
+            noteRemoved(delta.removed);
+            noteAdded(delta.added);
+          }
+        } else if (attribute === 'displayname') {
+          if (operation.op === 'remove')
+            throw new ScimError(400, 'mutability', 'displayName is required and cannot be removed');
+          if (typeof operation.value !== 'string' || operation.value.trim() === '') {
+            throw new ScimError(400, 'invalidValue', 'displayName must be a non-empty string');
+          }
+          changes.displayName = operation.value.trim();
+        } else if (attribute === 'externalid') {
+          if (operation.op === 'remove') changes.externalId = null;
+          else if (typeof operation.value === 'string') changes.externalId = operation.value || null;
+          else throw new ScimError(400, 'invalidValue', 'externalId must be a string');
+        } else if (attribute === 'id' || attribute === 'schemas' || attribute === 'meta') {
+          // Okta's rename carries the group's id in the value; read-only attributes are ignored.
+        } else {
+          throw new ScimError(400, 'invalidPath', `"${operation.path}" is not an attribute of a Group`);
+        }
+      }
+      const updated = await touch(tx, current, changes);
+      const renamed =
+        current.displayName !== updated.displayName
+          ? { from: current.displayName, to: updated.displayName }
+          : undefined;
+      await announce(
+        tx,
+        tenantId,
+        updated,
+        { added: [...added], removed: [...removed] },
+        renamed,
+        'scim.group.patched',
+        context,
+      );
+      return updated;
+    });
+  } catch (error) {
+    if (isUniqueViolation(error)) {
+      throw new ScimError(409, 'uniqueness', 'another group already has that displayName or externalId');
+    }
+    throw error;
+  }
+}
+
+export async function deleteGroup(
+  db: Database,
+  tenantId: string,
+  id: string,
+  ifMatch: string | undefined,
+  context: RequestContext,
+): Promise<void> {
+  await db.transaction(async (tx) => {
+    const current = await lockGroup(tx, tenantId, id);
+    checkIfMatch(ifMatch, current.version);
+    const removed = await removeAllMembers(tx, id);
+    await tx.delete(groups).where(eq(groups.id, id));
+    await announce(tx, tenantId, current, { added: [], removed }, undefined, 'scim.group.deleted', context);
+  });
+}
+
+export async function listGroups(
+  db: Database,
+  tenantId: string,
+  options: { filter: FilterNode | undefined; startIndex: number; count: number },
+): Promise<{ total: number; rows: GroupRow[] }> {
+  const conditions: SQL[] = [eq(groups.tenantId, tenantId)];
+  if (options.filter) conditions.push(filterToSql(options.filter, groupMapping));
+  const where = and(...conditions);
+  const [totals, rows] = await Promise.all([
+    db.select({ total: count() }).from(groups).where(where),
+    options.count === 0
+      ? Promise.resolve([] as GroupRow[])
+      : db
+          .select()
+          .from(groups)
+          .where(where)
+          .orderBy(asc(groups.createdAt), asc(groups.id))
+          .limit(options.count)
+          .offset(options.startIndex - 1),
+  ]);
+  return { total: totals[0]?.total ?? 0, rows };
+}
+
+/** Members of each given group, in one query (only when the response includes members). */
+export async function membersOfGroups(db: Database, groupIds: string[]): Promise<Map<string, MemberRef[]>> {
+  const result = new Map<string, MemberRef[]>(groupIds.map((id) => [id, []]));
+  if (groupIds.length === 0) return result;
+  const rows = await db.execute<{ group_id: string; user_id: string; display: string | null }>(sql`
+    SELECT group_id::text, user_id::text, display FROM group_members
+    WHERE group_id = ANY(${sql.param(groupIds)}::uuid[]) ORDER BY group_id, created_at, user_id`);
+  for (const row of rows)
+    result.get(row.group_id)?.push({ id: row.user_id, display: row.display ?? undefined });
+  return result;
+}
+
+export function renderGroup(row: GroupRow, members: MemberRef[] | undefined, baseUrl: string): Document {
+  return {
+    schemas: [GROUP_SCHEMA],
+    id: row.id,
+    ...(row.externalId ? { externalId: row.externalId } : {}),
+    displayName: row.displayName,
+    ...(members
+      ? {
+          members: members.map((m) => ({
+            value: m.id,
+            $ref: `${baseUrl}/Users/${m.id}`,
+            type: 'User',
+            ...(m.display ? { display: m.display } : {}),
+          })),
+        }
+      : {}),
+    meta: {
+      resourceType: 'Group',
+      created: row.createdAt.toISOString(),
+      lastModified: row.updatedAt.toISOString(),
+      location: `${baseUrl}/Groups/${row.id}`,
+      version: etagOf(row.version),
+    },
+  };
+}

@@ -1,0 +1,92 @@
+import SCIMMY from 'scimmy';
+
+/*
+ * The SCIM schemas come from scimmy (RFC 7643 §4 definitions, with the enterprise extension). From them
+ * we derive, once, a case-insensitive catalog of attribute characteristics (type, caseExact,
+ * multiValued, sub-attributes) that filter translation and projection consult.
+ */
+
+export const USER_SCHEMA = 'urn:ietf:params:scim:schemas:core:2.0:User';
+export const ENTERPRISE_USER_SCHEMA = 'urn:ietf:params:scim:schemas:extension:enterprise:2.0:User';
+export const GROUP_SCHEMA = 'urn:ietf:params:scim:schemas:core:2.0:Group';
+export const PATCH_OP_SCHEMA = 'urn:ietf:params:scim:api:messages:2.0:PatchOp';
+export const LIST_RESPONSE_SCHEMA = 'urn:ietf:params:scim:api:messages:2.0:ListResponse';
+
+export type AttributeType = SCIMMY.Types.Attribute.ValidAttributeTypes;
+
+export interface AttributeInfo {
+  /** Canonical spelling, e.g. `familyName`. */
+  name: string;
+  type: AttributeType;
+  multiValued: boolean;
+  caseExact: boolean;
+  /** Lower-cased sub-attribute name → info (complex attributes only). */
+  subAttributes: Map<string, AttributeInfo> | undefined;
+  /** The schema URN the attribute belongs to. */
+  schema: string;
+}
+
+function catalogOf(definition: SCIMMY.Types.SchemaDefinition): Map<string, AttributeInfo> {
+  const describe = (attribute: SCIMMY.Types.Attribute): AttributeInfo => ({
+    name: attribute.name,
+    type: attribute.type,
+    multiValued: Boolean(attribute.config.multiValued),
+    caseExact: Boolean(attribute.config.caseExact),
+    subAttributes: attribute.subAttributes
+      ? new Map(attribute.subAttributes.map((sub) => [sub.name.toLowerCase(), describe(sub)]))
+      : undefined,
+    schema: definition.id,
+  });
+  return new Map(
+    definition.attributes
+      .filter((a) => !(a instanceof SCIMMY.Types.SchemaDefinition))
+      .map((a) => [a.name.toLowerCase(), describe(a as SCIMMY.Types.Attribute)]),
+  );
+}
+
+export const userAttributes = catalogOf(SCIMMY.Schemas.User.definition);
+export const enterpriseAttributes = catalogOf(SCIMMY.Schemas.EnterpriseUser.definition);
+export const groupAttributes = catalogOf(SCIMMY.Schemas.Group.definition);
+
+/** The User schema with the enterprise extension mixed in, for validating incoming users. */
+export const userDefinition = SCIMMY.Schemas.User.definition.extend(
+  SCIMMY.Schemas.EnterpriseUser.definition,
+  false,
+);
+
+export const groupDefinition = SCIMMY.Schemas.Group.definition;
+
+/** Discovery documents (/Schemas, /ResourceTypes), described by scimmy. */
+export function schemaDocuments(baseUrl: string) {
+  const location = `${baseUrl}/Schemas`;
+  return [
+    SCIMMY.Schemas.User.definition.describe(location),
+    SCIMMY.Schemas.EnterpriseUser.definition.describe(location),
+    SCIMMY.Schemas.Group.definition.describe(location),
+  ];
+}
+
+export function resourceTypeDocuments(baseUrl: string) {
+  return [
+    {
+      schemas: ['urn:ietf:params:scim:schemas:core:2.0:ResourceType'],
+      id: 'User',
+      name: 'User',
+      endpoint: '/Users',
+      description: 'User Account',
+      schema: USER_SCHEMA,
+      schemaExtensions: [{ schema: ENTERPRISE_USER_SCHEMA, required: false }],
+      meta: { resourceType: 'ResourceType', location: `${baseUrl}/ResourceTypes/User` },
+    },
+    {
+      schemas: ['urn:ietf:params:scim:schemas:core:2.0:ResourceType'],
+      id: 'Group',
+      name: 'Group',
+      endpoint: '/Groups',
+      description: 'Group',
+      schema: GROUP_SCHEMA,
+      schemaExtensions: [],
+      meta: { resourceType: 'ResourceType', location: `${baseUrl}/ResourceTypes/Group` },
+    },
+  ];
+}

@@ -1,0 +1,377 @@
+import { and, asc, count, eq, inArray, isNull, type SQL } from 'drizzle-orm';
+import type { Database } from '../db/client.js';
+import { auditLog, groupMembers, groups, users } from '../db/schema.js';
+import { isUniqueViolation, violatedConstraint } from '../errors.js';
+import { recordForReconcile } from '../jobs/outbox.js';
+import type { PatchOperation } from './dialects.js';
+import { normaliseStringBooleans } from './dialects.js';
+import { ScimError } from './errors.js';
+import type { FilterNode } from './filter.js';
+import { filterToSql, userMapping } from './filter-sql.js';
+import { applyUserPatch } from './patch.js';
+import {
+  ENTERPRISE_USER_SCHEMA,
+  enterpriseAttributes,
+  USER_SCHEMA,
+  userAttributes,
+  userDefinition,
+} from './schemas.js';
+
+export type UserRow = typeof users.$inferSelect;
+type Document = Record<string, unknown>;
+type Transaction = Parameters<Parameters<Database['transaction']>[0]>[0];
+
+export interface UserInput {
+  userName: string;
+  externalId: string | null;
+  active: boolean;
+  /** Every other attribute, canonically named; the enterprise extension under its URN. */
+  attributes: Document;
+}
+
+/** Who asked, for the audit trail. */
+export interface RequestContext {
+  actor: string;
+  correlationId: string | undefined;
+}
+
+const BOOLEAN_ATTRIBUTES = new Set(['active', 'primary']);
+const NOT_STORED = ['schemas', 'meta', 'id', 'userName', 'externalId', 'active', 'password', 'groups'];
+const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
+
+export const isUuid = (value: string) => UUID.test(value);
+
+/**
+ * Validates a User body (POST, PUT, or the result of a PATCH) against the schema with scimmy:
+ * names canonicalised, types checked, unknown and read-only attributes dropped, passwords never kept.
+ */
+export function readUserInput(body: unknown): UserInput {
+  if (!body || typeof body !== 'object' || Array.isArray(body)) {
+    throw new ScimError(400, 'invalidSyntax', 'request body must be a User object');
+  }
+  const schemas = (body as { schemas?: unknown }).schemas;
+  if (schemas !== undefined && (!Array.isArray(schemas) || !schemas.includes(USER_SCHEMA))) {
+    throw new ScimError(400, 'invalidSyntax', `"schemas" must include ${USER_SCHEMA}`);
+  }
+  const normalised = normaliseStringBooleans(body, BOOLEAN_ATTRIBUTES) as Document;
+  const withSchemas: Document = {
+    ...normalised,
+    // scimmy only reads the enterprise extension when its URN is declared in schemas.
+    schemas: [USER_SCHEMA, ...(hasKey(normalised, ENTERPRISE_USER_SCHEMA) ? [ENTERPRISE_USER_SCHEMA] : [])],
+  };
+  for (const key of Object.keys(withSchemas)) {
+    if (['id', 'meta', 'groups', 'password'].includes(key.toLowerCase())) delete withSchemas[key];
+  }
+  let coerced: Document;
+  try {
+    coerced = userDefinition.coerce(withSchemas, 'in') as Document;
+  } catch (error) {
+    throw new ScimError(400, 'invalidValue', (error as Error).message);
+  }
+  const userName = coerced.userName;
+  if (typeof userName !== 'string' || userName.trim() === '') {
+    throw new ScimError(400, 'invalidValue', 'userName is required and must be a non-empty string');
+  }
+  const attributes: Document = {};
+  for (const [key, value] of Object.entries(coerced)) {
+    if (!NOT_STORED.includes(key) && value !== undefined) attributes[key] = value;
+  }
+  const enterprise = attributes[ENTERPRISE_USER_SCHEMA] as Document | undefined;
+  if (enterprise && Object.keys(enterprise).length === 0) delete attributes[ENTERPRISE_USER_SCHEMA];
+  return {
+    userName: userName.trim(),
+    externalId:
+      typeof coerced.externalId === 'string' && coerced.externalId !== '' ? coerced.externalId : null,
+    active: coerced.active === undefined ? true : Boolean(coerced.active),
+    attributes,
+  };
+}
+
+function hasKey(document: Document, key: string): boolean {
+  return Object.keys(document).some((k) => k.toLowerCase() === key.toLowerCase());
+}
+
+/** The editable form of a stored user, which PATCH operates on. */
+function documentOf(row: UserRow): Document {
+  return {
+    userName: row.userName,
+    ...(row.externalId ? { externalId: row.externalId } : {}),
+    active: row.active,
+    ...(row.attributes as Document),
+  };
+}
+
+function uniquenessError(error: unknown, input: UserInput): ScimError {
+  const constraint = violatedConstraint(error);
+  if (constraint === 'users_tenant_external_id_key') {
+    return new ScimError(409, 'uniqueness', `a user with externalId "${input.externalId}" already exists`);
+  }
+  return new ScimError(409, 'uniqueness', `a user with userName "${input.userName}" already exists`);
+}
+
+/** The summary kept in the audit log: identifiers and state, not the whole profile. */
+const auditView = (row: Pick<UserRow, 'userName' | 'externalId' | 'active'>) => ({
+  userName: row.userName,
+  externalId: row.externalId,
+  active: row.active,
+});
+
+async function recordUserChange(
+  tx: Transaction,
+  tenantId: string,
+  userId: string,
+  event: 'user.created' | 'user.updated' | 'user.deactivated' | 'user.reactivated' | 'user.deleted',
+  context: RequestContext,
+  before: Document | null,
+  after: Document | null,
+): Promise<void> {
+  // Deactivation and deletion are offboarding: they go to the lane that is never kept waiting.
+  const lane = event === 'user.deactivated' || event === 'user.deleted' ? 'deprovision' : 'reconcile';
+  const cause = { event, source: 'scim', at: new Date().toISOString(), correlationId: context.correlationId };
+  await recordForReconcile(tx, [{ tenantId, lane, subjectType: 'user', subjectId: userId, cause }]);
+  await tx.insert(auditLog).values({
+    tenantId,
+    actor: context.actor,
+    action: `scim.${event}`,
+    subjectType: 'user',
+    subjectId: userId,
+    before,
+    after,
+    correlationId: context.correlationId,
+  });
+}
+
+function changeEvent(before: boolean, after: boolean) {
+  if (before && !after) return 'user.deactivated' as const;
+  if (!before && after) return 'user.reactivated' as const;
+  return 'user.updated' as const;
+}
+
+export async function createUser(db: Database, tenantId: string, input: UserInput, context: RequestContext) {
+  try {
+    return await db.transaction(async (tx) => {
+      const [row] = await tx
+        .insert(users)
+        .values({ tenantId, origin: 'scim', ...input })
+        .returning();
+      await recordUserChange(tx, tenantId, row!.id, 'user.created', context, null, auditView(row!));
+      return row!;
+    });
+  } catch (error) {
+    if (isUniqueViolation(error)) throw uniquenessError(error, input);
+    throw error;
+  }
+}
+
+const live = (tenantId: string, id: string) =>
+  and(eq(users.tenantId, tenantId), eq(users.id, id), isNull(users.deprovisionedAt));
+
+export async function findUser(db: Database | Transaction, tenantId: string, id: string): Promise<UserRow> {
+  if (!isUuid(id)) throw new ScimError(404, undefined, `User ${id} not found`);
+  const [row] = await db.select().from(users).where(live(tenantId, id));
+  if (!row) throw new ScimError(404, undefined, `User ${id} not found`);
+  return row;
+}
+
+async function lockUser(tx: Transaction, tenantId: string, id: string): Promise<UserRow> {
+  if (!isUuid(id)) throw new ScimError(404, undefined, `User ${id} not found`);
+  const [row] = await tx.select().from(users).where(live(tenantId, id)).for('update');
+  if (!row) throw new ScimError(404, undefined, `User ${id} not found`);
+  return row;
+}
+
+/** RFC 7644 §3.14: a weak ETag from the row version; If-Match `*` matches any current version. */
+export function etagOf(version: number): string {
+  return `W/"${version}"`;
+}
+
+export function checkIfMatch(ifMatch: string | undefined, version: number): void {
+  if (ifMatch === undefined) return;
+  const accepted = ifMatch.split(',').map((tag) => tag.trim());
+  if (accepted.includes('*') || accepted.includes(etagOf(version)) || accepted.includes(`"${version}"`))
+    return;
+  throw new ScimError(412, undefined, `resource has changed: its version is ${etagOf(version)}`);
+}
+
+async function saveUser(
+  tx: Transaction,
+  current: UserRow,
+  next: UserInput,
+  context: RequestContext,
+): Promise<UserRow> {
+  try {
+    const [row] = await tx
+      .update(users)
+      .set({ ...next, version: current.version + 1, updatedAt: new Date() })
+      .where(eq(users.id, current.id))
+      .returning();
+    await recordUserChange(
+      tx,
+      current.tenantId,
+      current.id,
+      changeEvent(current.active, next.active),
+      context,
+      auditView(current),
+      auditView(row!),
+    );
+    return row!;
+  } catch (error) {
+    if (isUniqueViolation(error)) throw uniquenessError(error, next);
+    throw error;
+  }
+}
+
+export async function replaceUser(
+  db: Database,
+  tenantId: string,
+  id: string,
+  input: UserInput,
+  ifMatch: string | undefined,
+  context: RequestContext,
+): Promise<UserRow> {
+  try {
+    return await db.transaction(async (tx) => {
+      const current = await lockUser(tx, tenantId, id);
+      checkIfMatch(ifMatch, current.version);
+      return saveUser(tx, current, input, context);
+    });
+  } catch (error) {
+    if (isUniqueViolation(error)) throw uniquenessError(error, input);
+    throw error;
+  }
+}
+
+export async function patchUser(
+  db: Database,
+  tenantId: string,
+  id: string,
+  operations: PatchOperation[],
+  ifMatch: string | undefined,
+  context: RequestContext,
+): Promise<UserRow> {
+  return db.transaction(async (tx) => {
+    const current = await lockUser(tx, tenantId, id);
+    checkIfMatch(ifMatch, current.version);
+    const patched = applyUserPatch(documentOf(current), operations, {
+      core: userAttributes,
+      extensions: new Map([[ENTERPRISE_USER_SCHEMA, enterpriseAttributes]]),
+    });
+    const next = readUserInput({ ...patched, schemas: [USER_SCHEMA] });
+    return saveUser(tx, current, next, context);
+  });
+}
+
+/**
+ * SCIM DELETE deprovisions: the user becomes a tombstone (404 from now on, userName free for reuse),
+ * leaves every group, and the deprovisioning cascade is queued in the same transaction.
+ */
+export async function deleteUser(
+  db: Database,
+  tenantId: string,
+  id: string,
+  ifMatch: string | undefined,
+  context: RequestContext,
+): Promise<void> {
+  await db.transaction(async (tx) => {
+    const current = await lockUser(tx, tenantId, id);
+    checkIfMatch(ifMatch, current.version);
+    const leftGroups = await tx
+      .delete(groupMembers)
+      .where(eq(groupMembers.userId, id))
+      .returning({ groupId: groupMembers.groupId });
+    await tx
+      .update(users)
+      .set({
+        active: false,
+        deprovisionedAt: new Date(),
+        version: current.version + 1,
+        updatedAt: new Date(),
+      })
+      .where(eq(users.id, id));
+    await recordUserChange(tx, tenantId, id, 'user.deleted', context, auditView(current), {
+      ...auditView({ ...current, active: false }),
+      leftGroups: leftGroups.map((g) => g.groupId),
+    });
+  });
+}
+
+export interface UserPage {
+  total: number;
+  rows: UserRow[];
+}
+
+/** A page of live users matching the filter, in a stable order (creation time, then id). */
+export async function listUsers(
+  db: Database,
+  tenantId: string,
+  options: { filter: FilterNode | undefined; startIndex: number; count: number },
+): Promise<UserPage> {
+  const conditions: SQL[] = [eq(users.tenantId, tenantId), isNull(users.deprovisionedAt)];
+  if (options.filter) conditions.push(filterToSql(options.filter, userMapping));
+  const where = and(...conditions);
+  const [totals, rows] = await Promise.all([
+    db.select({ total: count() }).from(users).where(where),
+    options.count === 0
+      ? Promise.resolve([] as UserRow[])
+      : db
+          .select()
+          .from(users)
+          .where(where)
+          .orderBy(asc(users.createdAt), asc(users.id))
+          .limit(options.count)
+          .offset(options.startIndex - 1),
+  ]);
+  return { total: totals[0]?.total ?? 0, rows };
+}
+
+export interface GroupRef {
+  id: string;
+  display: string;
+}
+
+/** The groups of each given user (RFC 7643 `groups`, read-only), in one query. */
+export async function groupsOfUsers(db: Database, userIds: string[]): Promise<Map<string, GroupRef[]>> {
+  const result = new Map<string, GroupRef[]>(userIds.map((id) => [id, []]));
+  if (userIds.length === 0) return result;
+  const rows = await db
+    .select({ userId: groupMembers.userId, id: groups.id, display: groups.displayName })
+    .from(groupMembers)
+    .innerJoin(groups, eq(groups.id, groupMembers.groupId))
+    .where(inArray(groupMembers.userId, userIds))
+    .orderBy(asc(groups.displayName));
+  for (const row of rows) result.get(row.userId)?.push({ id: row.id, display: row.display });
+  return result;
+}
+
+/** The SCIM representation, built directly from the row (no per-resource schema pass: lists stay fast). */
+export function renderUser(row: UserRow, memberOf: GroupRef[] | undefined, baseUrl: string): Document {
+  const attributes = row.attributes as Document;
+  const enterprise = attributes[ENTERPRISE_USER_SCHEMA];
+  const resource: Document = {
+    schemas: enterprise ? [USER_SCHEMA, ENTERPRISE_USER_SCHEMA] : [USER_SCHEMA],
+    id: row.id,
+    ...(row.externalId ? { externalId: row.externalId } : {}),
+    userName: row.userName,
+  };
+  for (const [key, value] of Object.entries(attributes)) {
+    if (key !== ENTERPRISE_USER_SCHEMA) resource[key] = value;
+  }
+  resource.active = row.active;
+  if (enterprise) resource[ENTERPRISE_USER_SCHEMA] = enterprise;
+  if (memberOf && memberOf.length > 0) {
+    resource.groups = memberOf.map((g) => ({
+      value: g.id,
+      $ref: `${baseUrl}/Groups/${g.id}`,
+      display: g.display,
+      type: 'direct',
+    }));
+  }
+  resource.meta = {
+    resourceType: 'User',
+    created: row.createdAt.toISOString(),
+    lastModified: row.updatedAt.toISOString(),
+    location: `${baseUrl}/Users/${row.id}`,
+    version: etagOf(row.version),
+  };
+  return resource;
+}

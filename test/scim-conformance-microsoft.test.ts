@@ -1,0 +1,49 @@
+import path from 'node:path';
+import newman from 'newman';
+import { describe, expect, it } from 'vitest';
+import { CONFORMANCE_DIR, requireConformanceSuites, startScimServer } from './support/scim-server.js';
+
+const FOLDERS = [
+  'Endpoint tests',
+  'User tests',
+  'Group tests',
+  'ComplexAttribute tests',
+  'User tests with garbage',
+  'Group tests with garbage',
+  'Teardown garbage',
+];
+
+describe("Microsoft's SCIM reference test collection (newman)", async () => {
+  requireConformanceSuites();
+  const server = await startScimServer();
+
+  it('passes every assertion against a fresh, empty tenant', async () => {
+    const summary = await new Promise<newman.NewmanRunSummary>((resolve, reject) => {
+      newman.run(
+        {
+          collection: path.join(CONFORMANCE_DIR, 'microsoft', 'PostmanCollection.relaxed.json'),
+          envVar: [
+            { key: 'Protocol', value: 'http' },
+            { key: 'Server', value: '127.0.0.1' },
+            { key: 'Port', value: `:${server.port}` },
+            { key: 'Api', value: 'scim/v2' },
+            { key: 'token', value: server.token },
+          ],
+          folder: FOLDERS,
+          reporters: [],
+        },
+        (error, result) => (error ? reject(error) : resolve(result)),
+      );
+    });
+    const failures = summary.run.failures.map(
+      (f) => `${f.source?.name ?? '?'}: ${f.error?.test ?? ''} ${f.error?.message ?? ''}`,
+    );
+    const assertions = summary.run.stats.assertions;
+    console.log(
+      `microsoft-scim: ${assertions.total - assertions.failed} passed, ${assertions.failed} failed`,
+    );
+    expect(failures).toEqual([]);
+    expect(assertions.total).toBeGreaterThan(90);
+    expect(summary.run.stats.requests.total).toBe(78);
+  }, 120_000);
+});
