@@ -348,10 +348,13 @@ export async function patchGroup(
       const added = new Set<string>();
       const removed = new Set<string>();
       const changes: Partial<GroupRow> = {};
-      const noteAdded = (ids: string[]) =>
-        ids.forEach((u) => (removed.has(u) ? removed.delete(u) : added.add(u)));
-      const noteRemoved = (ids: string[]) =>
-        ids.forEach((u) => (added.has(u) ? added.delete(u) : removed.add(u)));
+      // Net effect per user: removed then re-added in one request is no change to announce.
+      const noteAdded = (ids: string[]) => {
+        for (const u of ids) if (!removed.delete(u)) added.add(u);
+      };
+      const noteRemoved = (ids: string[]) => {
+        for (const u of ids) if (!added.delete(u)) removed.add(u);
+      };
 
       for (const operation of operations) {
         const path = parsePatchPath(operation.path!, GROUP_SCHEMA);
