@@ -65,12 +65,19 @@ function check(assertion: Assertion, actual: unknown, expected: string | null): 
     case 'equal_number':
       return Number(actual) === Number(expected);
     case 'not_empty':
-      return actual !== undefined && actual !== null && actual !== '' && !(Array.isArray(actual) && actual.length === 0);
+      return (
+        actual !== undefined &&
+        actual !== null &&
+        actual !== '' &&
+        !(Array.isArray(actual) && actual.length === 0)
+      );
     case 'is_a_number':
       return typeof actual === 'number' && Number.isFinite(actual);
     case 'has_value':
     case 'contains':
-      return Array.isArray(actual) ? actual.map(String).includes(String(expected)) : String(actual).includes(String(expected));
+      return Array.isArray(actual)
+        ? actual.map(String).includes(String(expected))
+        : String(actual).includes(String(expected));
     case 'is_less_than':
       return Number(actual) < Number(expected);
     default:
@@ -81,7 +88,9 @@ function check(assertion: Assertion, actual: unknown, expected: string | null): 
 describe("Okta's SCIM 2.0 spec test", async () => {
   requireConformanceSuites();
   const server = await startScimServer();
-  const spec = JSON.parse(readFileSync(path.join(CONFORMANCE_DIR, 'okta', 'Okta-SCIM-20-SPEC-Test.json'), 'utf8')) as {
+  const spec = JSON.parse(
+    readFileSync(path.join(CONFORMANCE_DIR, 'okta', 'Okta-SCIM-20-SPEC-Test.json'), 'utf8'),
+  ) as {
     steps: Step[];
   };
 
@@ -153,7 +162,8 @@ describe("Okta's SCIM 2.0 spec test", async () => {
       // The Groups step's script: with totalResults ≥ 1, Resources must be an array.
       if ((step.scripts ?? []).some((s) => s.includes('Array.isArray(res)'))) {
         const data = json as { totalResults?: number; Resources?: unknown };
-        if ((data.totalResults ?? 0) >= 1 && !Array.isArray(data.Resources)) failures.push('Groups: Resources is not an array');
+        if ((data.totalResults ?? 0) >= 1 && !Array.isArray(data.Resources))
+          failures.push('Groups: Resources is not an array');
       }
     }
     console.log(`okta-spec: ${passed} passed, ${failures.length} failed`);

@@ -1,5 +1,13 @@
 import { describe, expect, it } from 'vitest';
-import { createGroup, createUser, ENTERPRISE, json, memberIds, outboxFor, patch } from './support/scim-fixtures.js';
+import {
+  createGroup,
+  createUser,
+  ENTERPRISE,
+  json,
+  memberIds,
+  outboxFor,
+  patch,
+} from './support/scim-fixtures.js';
 import { startScimServer } from './support/scim-server.js';
 
 /** The request shapes Microsoft Entra ID's provisioning service sends. */
@@ -96,7 +104,11 @@ describe('Microsoft Entra ID', async () => {
     );
     expect(filtered.Resources.map((r: { id: string }) => r.id)).toEqual([user.id]);
     const cleared = await json(
-      await server.request('PATCH', `/Users/${user.id}`, patch([{ op: 'Replace', path: `${ENTERPRISE}:manager`, value: '' }])),
+      await server.request(
+        'PATCH',
+        `/Users/${user.id}`,
+        patch([{ op: 'Replace', path: `${ENTERPRISE}:manager`, value: '' }]),
+      ),
     );
     expect(cleared[ENTERPRISE]?.manager).toBeUndefined();
   });
@@ -130,7 +142,9 @@ describe('Microsoft Entra ID', async () => {
 
   it('filters on externalId without quotes', async () => {
     const user = await createUser(server, 'jyoung@example.com', { externalId: 'jyoung' });
-    const body = await json(await server.request('GET', `/Users?filter=${encodeURIComponent('externalId eq jyoung')}`));
+    const body = await json(
+      await server.request('GET', `/Users?filter=${encodeURIComponent('externalId eq jyoung')}`),
+    );
     expect(body.Resources.map((r: { id: string }) => r.id)).toEqual([user.id]);
   });
 

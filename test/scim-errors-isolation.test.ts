@@ -25,7 +25,10 @@ describe('SCIM authentication and tenant isolation', async () => {
       await fetch(`${server.baseUrl}/Users`, { headers: { Authorization: `Bearer ${server.token}x` } }),
       401,
     );
-    await expectScimError(await fetch(`${server.baseUrl}/Users`, { headers: { Authorization: 'Basic abc' } }), 401);
+    await expectScimError(
+      await fetch(`${server.baseUrl}/Users`, { headers: { Authorization: 'Basic abc' } }),
+      401,
+    );
   });
 
   it('never lets one tenant see or change another tenant’s users and groups', async () => {
@@ -40,25 +43,46 @@ describe('SCIM authentication and tenant isolation', async () => {
       });
 
     expect((await json(await other('GET', '/Users'))).totalResults).toBe(0);
-    expect((await json(await other('GET', `/Users?filter=${encodeURIComponent('userName eq "isolated@example.com"')}`))).totalResults).toBe(0);
+    expect(
+      (
+        await json(
+          await other('GET', `/Users?filter=${encodeURIComponent('userName eq "isolated@example.com"')}`),
+        )
+      ).totalResults,
+    ).toBe(0);
     await expectScimError(await other('GET', `/Users/${mine.id}`), 404);
-    await expectScimError(await other('PUT', `/Users/${mine.id}`, { schemas: [USER], userName: 'stolen' }), 404);
-    await expectScimError(await other('PATCH', `/Users/${mine.id}`, patch([{ op: 'replace', value: { active: false } }])), 404);
+    await expectScimError(
+      await other('PUT', `/Users/${mine.id}`, { schemas: [USER], userName: 'stolen' }),
+      404,
+    );
+    await expectScimError(
+      await other('PATCH', `/Users/${mine.id}`, patch([{ op: 'replace', value: { active: false } }])),
+      404,
+    );
     await expectScimError(await other('DELETE', `/Users/${mine.id}`), 404);
     await expectScimError(await other('GET', `/Groups/${group.id}`), 404);
     await expectScimError(await other('DELETE', `/Groups/${group.id}`), 404);
 
     // The other tenant's own group cannot take in this tenant's user either.
     const theirs = await json(
-      await other('POST', '/Groups', { schemas: ['urn:ietf:params:scim:schemas:core:2.0:Group'], displayName: 'Theirs' }),
+      await other('POST', '/Groups', {
+        schemas: ['urn:ietf:params:scim:schemas:core:2.0:Group'],
+        displayName: 'Theirs',
+      }),
     );
     await expectScimError(
-      await other('PATCH', `/Groups/${theirs.id}`, patch([{ op: 'add', path: 'members', value: [{ value: mine.id }] }])),
+      await other(
+        'PATCH',
+        `/Groups/${theirs.id}`,
+        patch([{ op: 'add', path: 'members', value: [{ value: mine.id }] }]),
+      ),
       400,
       'invalidValue',
     );
     // The same userName may exist in both tenants.
-    expect((await other('POST', '/Users', { schemas: [USER], userName: 'isolated@example.com' })).status).toBe(201);
+    expect(
+      (await other('POST', '/Users', { schemas: [USER], userName: 'isolated@example.com' })).status,
+    ).toBe(201);
 
     const still = await json(await server.request('GET', `/Users/${mine.id}`));
     expect(still).toMatchObject({ userName: 'isolated@example.com', active: true });
@@ -68,8 +92,10 @@ describe('SCIM authentication and tenant isolation', async () => {
 
 describe('bad input gets a precise SCIM error and changes nothing', async () => {
   const server = await startScimServer();
-  const countUsers = async () => Number((await server.database.sql`SELECT count(*)::int AS n FROM users`)[0]!.n);
-  const countOutbox = async () => Number((await server.database.sql`SELECT count(*)::int AS n FROM outbox`)[0]!.n);
+  const countUsers = async () =>
+    Number((await server.database.sql`SELECT count(*)::int AS n FROM users`)[0]!.n);
+  const countOutbox = async () =>
+    Number((await server.database.sql`SELECT count(*)::int AS n FROM outbox`)[0]!.n);
 
   it('malformed JSON → 400 invalidSyntax', async () => {
     const before = await countUsers();
@@ -79,14 +105,21 @@ describe('bad input gets a precise SCIM error and changes nothing', async () => 
 
   it('wrong schemas → 400 invalidSyntax', async () => {
     await expectScimError(
-      await server.request('POST', '/Users', { schemas: ['urn:ietf:params:scim:schemas:core:2.0:Group'], userName: 'x' }),
+      await server.request('POST', '/Users', {
+        schemas: ['urn:ietf:params:scim:schemas:core:2.0:Group'],
+        userName: 'x',
+      }),
       400,
       'invalidSyntax',
     );
   });
 
   it('missing userName and wrong value types → 400 invalidValue', async () => {
-    await expectScimError(await server.request('POST', '/Users', { schemas: [USER], active: true }), 400, 'invalidValue');
+    await expectScimError(
+      await server.request('POST', '/Users', { schemas: [USER], active: true }),
+      400,
+      'invalidValue',
+    );
     await expectScimError(
       await server.request('POST', '/Users', { schemas: [USER], userName: 'typed', active: 'maybe' }),
       400,
@@ -111,8 +144,19 @@ describe('bad input gets a precise SCIM error and changes nothing', async () => 
   });
 
   it('invalid filters → 400 invalidFilter', async () => {
-    for (const filter of ['userName eq', 'userName xx "a"', 'userName eq "a" or', '(userName eq "a"', 'nosuch eq "a"', 'meta.created gt "yesterday"']) {
-      await expectScimError(await server.request('GET', `/Users?filter=${encodeURIComponent(filter)}`), 400, 'invalidFilter');
+    for (const filter of [
+      'userName eq',
+      'userName xx "a"',
+      'userName eq "a" or',
+      '(userName eq "a"',
+      'nosuch eq "a"',
+      'meta.created gt "yesterday"',
+    ]) {
+      await expectScimError(
+        await server.request('GET', `/Users?filter=${encodeURIComponent(filter)}`),
+        400,
+        'invalidFilter',
+      );
     }
   });
 
@@ -130,9 +174,17 @@ describe('bad input gets a precise SCIM error and changes nothing', async () => 
       400,
       'invalidPath',
     );
-    await expectScimError(await server.request('PATCH', `/Users/${user.id}`, patch([{ op: 'remove' }])), 400, 'noTarget');
     await expectScimError(
-      await server.request('PATCH', `/Users/${user.id}`, patch([{ op: 'jump', path: 'active', value: true }])),
+      await server.request('PATCH', `/Users/${user.id}`, patch([{ op: 'remove' }])),
+      400,
+      'noTarget',
+    );
+    await expectScimError(
+      await server.request(
+        'PATCH',
+        `/Users/${user.id}`,
+        patch([{ op: 'jump', path: 'active', value: true }]),
+      ),
       400,
       'invalidSyntax',
     );
@@ -148,17 +200,31 @@ describe('bad input gets a precise SCIM error and changes nothing', async () => 
 
   it('If-Match with a stale version → 412, and the current one succeeds', async () => {
     const user = await createUser(server, 'etag@example.com');
-    await server.request('PATCH', `/Users/${user.id}`, patch([{ op: 'replace', path: 'title', value: 'First' }]));
+    await server.request(
+      'PATCH',
+      `/Users/${user.id}`,
+      patch([{ op: 'replace', path: 'title', value: 'First' }]),
+    );
     await expectScimError(
-      await server.request('PATCH', `/Users/${user.id}`, patch([{ op: 'replace', path: 'title', value: 'Lost update' }]), {
-        'If-Match': user.meta.version,
-      }),
+      await server.request(
+        'PATCH',
+        `/Users/${user.id}`,
+        patch([{ op: 'replace', path: 'title', value: 'Lost update' }]),
+        {
+          'If-Match': user.meta.version,
+        },
+      ),
       412,
     );
     const current = await json(await server.request('GET', `/Users/${user.id}`));
-    const ok = await server.request('PATCH', `/Users/${user.id}`, patch([{ op: 'replace', path: 'title', value: 'Second' }]), {
-      'If-Match': current.meta.version,
-    });
+    const ok = await server.request(
+      'PATCH',
+      `/Users/${user.id}`,
+      patch([{ op: 'replace', path: 'title', value: 'Second' }]),
+      {
+        'If-Match': current.meta.version,
+      },
+    );
     expect(ok.status).toBe(200);
     expect(ok.headers.get('etag')).not.toBe(current.meta.version);
   });
@@ -168,16 +234,24 @@ describe('bad input gets a precise SCIM error and changes nothing', async () => 
     expect((await server.request('DELETE', `/Users/${user.id}`)).status).toBe(204);
     await expectScimError(await server.request('GET', `/Users/${user.id}`), 404);
     await expectScimError(await server.request('DELETE', `/Users/${user.id}`), 404);
-    const audit = await server.database.sql`SELECT action FROM audit_log WHERE subject_id = ${user.id} ORDER BY id`;
+    const audit = await server.database
+      .sql`SELECT action FROM audit_log WHERE subject_id = ${user.id} ORDER BY id`;
     expect(audit.map((a) => a.action)).toEqual(['scim.user.created', 'scim.user.deleted']);
     const [tombstone] = await server.database.sql`SELECT deprovisioned_at FROM users WHERE id = ${user.id}`;
     expect(tombstone!.deprovisioned_at).not.toBeNull();
-    expect((await server.request('POST', '/Users', { schemas: [USER], userName: 'deleted.person@example.com' })).status).toBe(201);
+    expect(
+      (await server.request('POST', '/Users', { schemas: [USER], userName: 'deleted.person@example.com' }))
+        .status,
+    ).toBe(201);
   });
 
   it('unknown attributes on PUT are ignored; resource names route case-insensitively', async () => {
     const user = await createUser(server, 'case.routes@example.com');
-    const put = await server.request('PUT', `/users/${user.id}`, { schemas: [USER], userName: user.userName, favouriteColour: 'teal' });
+    const put = await server.request('PUT', `/users/${user.id}`, {
+      schemas: [USER],
+      userName: user.userName,
+      favouriteColour: 'teal',
+    });
     expect(put.status).toBe(200);
     expect((await json(put)).favouriteColour).toBeUndefined();
     expect((await server.request('GET', '/GROUPS')).status).toBe(200);

@@ -13,8 +13,18 @@ describe('filter parser', () => {
         kind: 'not',
         operand: {
           kind: 'or',
-          left: { kind: 'compare', path: { schema: undefined, names: ['title'] }, operator: 'eq', value: 'b' },
-          right: { kind: 'compare', path: { schema: undefined, names: ['title'] }, operator: 'eq', value: 'c' },
+          left: {
+            kind: 'compare',
+            path: { schema: undefined, names: ['title'] },
+            operator: 'eq',
+            value: 'b',
+          },
+          right: {
+            kind: 'compare',
+            path: { schema: undefined, names: ['title'] },
+            operator: 'eq',
+            value: 'c',
+          },
         },
       },
     });
@@ -41,21 +51,31 @@ describe('filter parser', () => {
     });
     expect(parseFilter('active eq True')).toMatchObject({ value: true });
     expect(parseFilter('title pr')).toMatchObject({ kind: 'present' });
-    expect(parseFilter('displayName eq "Group (one) \\"quoted\\""')).toMatchObject({ value: 'Group (one) "quoted"' });
+    expect(parseFilter('displayName eq "Group (one) \\"quoted\\""')).toMatchObject({
+      value: 'Group (one) "quoted"',
+    });
   });
 
-  it.each(['', 'userName', 'userName eq', 'userName eq "a" or', 'userName xx "a"', '(userName eq "a"', 'not userName eq "a"', 'userName eq "open', 'a.b.c eq 1', 'emails[type eq "work"'])(
-    'rejects %j as invalidFilter',
-    (text) => {
-      try {
-        parseFilter(text);
-        expect.unreachable();
-      } catch (error) {
-        expect(error).toBeInstanceOf(ScimError);
-        expect((error as ScimError).scimType).toBe('invalidFilter');
-      }
-    },
-  );
+  it.each([
+    '',
+    'userName',
+    'userName eq',
+    'userName eq "a" or',
+    'userName xx "a"',
+    '(userName eq "a"',
+    'not userName eq "a"',
+    'userName eq "open',
+    'a.b.c eq 1',
+    'emails[type eq "work"',
+  ])('rejects %j as invalidFilter', (text) => {
+    try {
+      parseFilter(text);
+      expect.unreachable();
+    } catch (error) {
+      expect(error).toBeInstanceOf(ScimError);
+      expect((error as ScimError).scimType).toBe('invalidFilter');
+    }
+  });
 });
 
 describe('filters run in SQL with SCIM semantics', async () => {
@@ -79,7 +99,7 @@ describe('filters run in SQL with SCIM semantics', async () => {
     expect(typeof body.totalResults).toBe('number');
     return body.Resources.map((r: { id: string }) => r.id).sort();
   };
-  const sorted = (...list: { id: string }[]) => list.map((u) => u.id).sort();
+  const sorted = (...list: Record<string, any>[]) => list.map((u) => u.id).sort();
 
   it('matches userName case-insensitively and externalId case-exactly', async () => {
     expect(await ids('userName eq "ada@example.COM"')).toEqual(sorted(ada));
@@ -122,12 +142,21 @@ describe('filters run in SQL with SCIM semantics', async () => {
   });
 
   it('projects attributes and excludedAttributes', async () => {
-    const only = await json(await server.request('GET', `/Users/${ada.id}?attributes=userName,name.givenName`));
+    const only = await json(
+      await server.request('GET', `/Users/${ada.id}?attributes=userName,name.givenName`),
+    );
     expect(Object.keys(only).sort()).toEqual(['id', 'name', 'schemas', 'userName']);
     expect(only.name).toEqual({ givenName: 'Given' });
-    const work = await json(await server.request('GET', `/Users/${ada.id}?attributes=${encodeURIComponent('emails[type eq "work"]')}`));
+    const work = await json(
+      await server.request(
+        'GET',
+        `/Users/${ada.id}?attributes=${encodeURIComponent('emails[type eq "work"]')}`,
+      ),
+    );
     expect(work.emails).toEqual([{ value: 'ada@work.example', type: 'work', primary: true }]);
-    const without = await json(await server.request('GET', `/Users/${ada.id}?excludedAttributes=emails,${ENTERPRISE}:department`));
+    const without = await json(
+      await server.request('GET', `/Users/${ada.id}?excludedAttributes=emails,${ENTERPRISE}:department`),
+    );
     expect(without.emails).toBeUndefined();
     expect(without[ENTERPRISE]).toEqual({ employeeNumber: '100' });
     expect(without.userName).toBe('Ada@Example.com');

@@ -27,7 +27,11 @@ describe('large groups', async () => {
     expect(announced!.n).toBe(1000);
 
     // Adding members already there changes nothing and announces nothing.
-    await server.request('PATCH', `/Groups/${group.id}`, patch([{ op: 'add', path: 'members', value: [{ value: userIds[0] }] }]));
+    await server.request(
+      'PATCH',
+      `/Groups/${group.id}`,
+      patch([{ op: 'add', path: 'members', value: [{ value: userIds[0] }] }]),
+    );
     const [again] = await server.database.sql`
       SELECT count(*)::int AS n FROM outbox WHERE cause->>'groupId' = ${group.id}`;
     expect(again!.n).toBe(1000);

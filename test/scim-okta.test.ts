@@ -18,18 +18,27 @@ describe('Okta', async () => {
   it('checks existence with a userName filter and paging parameters', async () => {
     await createUser(server, 'existing@example.com');
     const found = await json(
-      await server.request('GET', `/Users?filter=${encodeURIComponent('userName eq "EXISTING@example.com"')}&startIndex=1&count=100`),
+      await server.request(
+        'GET',
+        `/Users?filter=${encodeURIComponent('userName eq "EXISTING@example.com"')}&startIndex=1&count=100`,
+      ),
     );
     expect(found.totalResults).toBe(1);
     expect(found.Resources[0].userName).toBe('existing@example.com');
     const none = await json(
-      await server.request('GET', `/Users?filter=${encodeURIComponent('userName eq "nobody@example.com"')}&startIndex=1&count=100`),
+      await server.request(
+        'GET',
+        `/Users?filter=${encodeURIComponent('userName eq "nobody@example.com"')}&startIndex=1&count=100`,
+      ),
     );
     expect(none).toMatchObject({ totalResults: 0, itemsPerPage: 0, startIndex: 1, Resources: [] });
   });
 
   it('creates with password and groups: [] and keeps neither', async () => {
-    const created = await createUser(server, 'with.password@example.com', { password: 'hunter2!', groups: [] });
+    const created = await createUser(server, 'with.password@example.com', {
+      password: 'hunter2!',
+      groups: [],
+    });
     expect(created.password).toBeUndefined();
     const [row] = await server.database.sql`SELECT attributes FROM users WHERE id = ${created.id}`;
     expect(JSON.stringify(row)).not.toContain('hunter2');
@@ -46,7 +55,11 @@ describe('Okta', async () => {
     });
     expect(response.status).toBe(200);
     const body = await json(response);
-    expect(body).toMatchObject({ id: user.id, name: { givenName: 'New', familyName: 'Name' }, title: 'Engineer' });
+    expect(body).toMatchObject({
+      id: user.id,
+      name: { givenName: 'New', familyName: 'Name' },
+      title: 'Engineer',
+    });
     expect(body.meta.version).not.toBe(user.meta.version);
   });
 
@@ -60,7 +73,10 @@ describe('Okta', async () => {
     expect(response.status).toBe(200);
     expect((await json(response)).active).toBe(false);
     const rows = await outboxFor(server, user.id);
-    expect(rows.at(-1)).toMatchObject({ lane: 'deprovision', cause: { event: 'user.deactivated', source: 'scim' } });
+    expect(rows.at(-1)).toMatchObject({
+      lane: 'deprovision',
+      cause: { event: 'user.deactivated', source: 'scim' },
+    });
   });
 
   it('pushes a group: POST with members: [], then remove and add in one PATCH', async () => {
@@ -69,8 +85,13 @@ describe('Okta', async () => {
     const group = await createGroup(server, 'Okta Push', []);
     expect(group.members).toEqual([]);
     expect(
-      (await server.request('PATCH', `/Groups/${group.id}`, patch([{ op: 'add', path: 'members', value: [{ value: a.id }] }])))
-        .status,
+      (
+        await server.request(
+          'PATCH',
+          `/Groups/${group.id}`,
+          patch([{ op: 'add', path: 'members', value: [{ value: a.id }] }]),
+        )
+      ).status,
     ).toBe(204);
     const response = await server.request(
       'PATCH',
@@ -83,11 +104,16 @@ describe('Okta', async () => {
     expect(response.status).toBe(204);
     expect(await response.text()).toBe('');
     expect(await memberIds(server, group.id)).toEqual([b.id]);
-    expect((await outboxFor(server, a.id)).at(-1)?.cause).toMatchObject({ event: 'group.member_removed', groupId: group.id });
+    expect((await outboxFor(server, a.id)).at(-1)?.cause).toMatchObject({
+      event: 'group.member_removed',
+      groupId: group.id,
+    });
   });
 
   it('replaces the member list wholesale with replace members (full push)', async () => {
-    const users = await Promise.all(['full.1', 'full.2', 'full.3'].map((n) => createUser(server, `${n}@example.com`)));
+    const users = await Promise.all(
+      ['full.1', 'full.2', 'full.3'].map((n) => createUser(server, `${n}@example.com`)),
+    );
     const group = await createGroup(server, 'Okta Full Push', [users[0]!.id, users[1]!.id]);
     const response = await server.request(
       'PATCH',
@@ -134,8 +160,15 @@ describe('Okta', async () => {
   it('never sends a user DELETE, but re-activation with active:true is queued as a reconcile', async () => {
     const user = await createUser(server, 'returning@example.com');
     await server.request('PATCH', `/Users/${user.id}`, patch([{ op: 'replace', value: { active: false } }]));
-    const response = await server.request('PUT', `/Users/${user.id}`, { schemas: [USER], userName: user.userName, active: true });
+    const response = await server.request('PUT', `/Users/${user.id}`, {
+      schemas: [USER],
+      userName: user.userName,
+      active: true,
+    });
     expect((await json(response)).active).toBe(true);
-    expect((await outboxFor(server, user.id)).at(-1)).toMatchObject({ lane: 'reconcile', cause: { event: 'user.reactivated' } });
+    expect((await outboxFor(server, user.id)).at(-1)).toMatchObject({
+      lane: 'reconcile',
+      cause: { event: 'user.reactivated' },
+    });
   });
 });

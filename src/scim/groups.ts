@@ -1,6 +1,6 @@
 import { and, asc, count, eq, type SQL, sql } from 'drizzle-orm';
 import type { Database } from '../db/client.js';
-import { auditLog, groupMembers, groups } from '../db/schema.js';
+import { auditLog, groups } from '../db/schema.js';
 import { isUniqueViolation, violatedConstraint } from '../errors.js';
 import { type OutboxEntry, recordForReconcile } from '../jobs/outbox.js';
 import { normaliseMemberValues, type PatchOperation } from './dialects.js';

@@ -1,8 +1,10 @@
 import express, { type NextFunction, type Request, type Response, Router } from 'express';
 import type { Database } from '../db/client.js';
+import { isUniqueViolation } from '../errors.js';
 import { authenticateScimToken, type Tenant } from '../tenants/tenants.js';
 import { ScimError, scimErrorHandler, sendScimError } from './errors.js';
 import { type FilterNode, parseFilter } from './filter.js';
+import { filterToSql, userMapping } from './filter-sql.js';
 import {
   createGroup,
   deleteGroup,
@@ -28,17 +30,14 @@ import {
   USER_SCHEMA,
   userAttributes,
 } from './schemas.js';
+import { findUserJson, insertUserJson, listUsersJson } from './user-queries.js';
 import {
-  createUser,
   deleteUser,
   etagOf,
-  findUser,
-  groupsOfUsers,
-  listUsers,
+  isUuid,
   patchUser,
   type RequestContext,
   readUserInput,
-  renderUser,
   replaceUser,
 } from './users.js';
 
@@ -121,41 +120,41 @@ export function scimRouter(options: ScimRouterOptions): Router {
   router.get('/Users', async (req, res) => {
     const { tenant } = locals(res);
     const query = readListQuery(req);
-    const page = await listUsers(db, tenant.id, query);
-    const memberOf = projectionKeeps(query.projection, 'groups')
-      ? await groupsOfUsers(
-          db,
-          page.rows.map((r) => r.id),
-        )
-      : undefined;
-    const resources = page.rows.map((row) =>
-      project(renderUser(row, memberOf?.get(row.id), baseUrl), query.projection, USER_PROJECTION),
+    const page = await listUsersJson(
+      db,
+      tenant.id,
+      query.filter ? filterToSql(query.filter, userMapping) : undefined,
+      query,
+      baseUrl,
+      projectionKeeps(query.projection, 'groups'),
     );
-    res.json(listResponse(resources, page.total, query.startIndex));
+    // Fast path: PostgreSQL rendered each resource; unprojected lists are spliced, not re-parsed.
+    const resources = isProjected(query.projection)
+      ? page.resources.map((text) =>
+          JSON.stringify(project(JSON.parse(text), query.projection, USER_PROJECTION)),
+        )
+      : page.resources;
+    res.send(listResponseText(resources, page.total, query.startIndex));
   });
   router.post('/Users', async (req, res) => {
     const { tenant } = locals(res);
-    const row = await createUser(db, tenant.id, readUserInput(req.body), context(req, tenant));
-    sendResource(
-      res,
-      201,
-      renderUser(row, [], baseUrl),
-      row.version,
-      readProjection(req.query),
-      USER_PROJECTION,
+    const input = readUserInput(req.body);
+    const created = await insertUserJson(db, tenant.id, input, context(req, tenant), baseUrl).catch(
+      (error: unknown) => {
+        throw isUniqueViolation(error)
+          ? new ScimError(409, 'uniqueness', `a user with userName "${input.userName}" already exists`)
+          : error;
+      },
     );
+    sendUserJson(res, 201, created, readProjection(req.query));
   });
   router.get('/Users/:id', async (req, res) => {
     const { tenant } = locals(res);
-    const row = await findUser(db, tenant.id, String(req.params.id));
-    const memberOf = (await groupsOfUsers(db, [row.id])).get(row.id);
-    sendResource(
+    sendUserJson(
       res,
       200,
-      renderUser(row, memberOf, baseUrl),
-      row.version,
+      await userJsonOrNotFound(db, tenant.id, String(req.params.id), baseUrl),
       readProjection(req.query),
-      USER_PROJECTION,
     );
   });
   router.put('/Users/:id', async (req, res) => {
@@ -168,14 +167,11 @@ export function scimRouter(options: ScimRouterOptions): Router {
       req.get('If-Match'),
       context(req, tenant),
     );
-    const memberOf = (await groupsOfUsers(db, [row.id])).get(row.id);
-    sendResource(
+    sendUserJson(
       res,
       200,
-      renderUser(row, memberOf, baseUrl),
-      row.version,
+      await userJsonOrNotFound(db, tenant.id, row.id, baseUrl),
       readProjection(req.query),
-      USER_PROJECTION,
     );
   });
   router.patch('/Users/:id', async (req, res) => {
@@ -188,14 +184,11 @@ export function scimRouter(options: ScimRouterOptions): Router {
       req.get('If-Match'),
       context(req, tenant),
     );
-    const memberOf = (await groupsOfUsers(db, [row.id])).get(row.id);
-    sendResource(
+    sendUserJson(
       res,
       200,
-      renderUser(row, memberOf, baseUrl),
-      row.version,
+      await userJsonOrNotFound(db, tenant.id, row.id, baseUrl),
       readProjection(req.query),
-      USER_PROJECTION,
     );
   });
   router.delete('/Users/:id', async (req, res) => {
@@ -359,6 +352,32 @@ function readListQuery(req: Request): ListQuery {
     count,
     projection: readProjection(req.query as Record<string, unknown>),
   };
+}
+
+async function userJsonOrNotFound(db: Database, tenantId: string, id: string, baseUrl: string) {
+  const found = isUuid(id) ? await findUserJson(db, tenantId, id, baseUrl) : undefined;
+  if (!found) throw new ScimError(404, undefined, `User ${id} not found`);
+  return found;
+}
+
+function sendUserJson(
+  res: Response,
+  status: number,
+  user: { resource: string; version: number },
+  projection: Projection,
+): void {
+  res.status(status).setHeader('ETag', etagOf(user.version));
+  if (status === 201)
+    res.setHeader('Location', (JSON.parse(user.resource) as { meta: { location: string } }).meta.location);
+  res.send(
+    isProjected(projection)
+      ? JSON.stringify(project(JSON.parse(user.resource), projection, USER_PROJECTION))
+      : user.resource,
+  );
+}
+
+function listResponseText(resources: string[], total: number, startIndex: number): string {
+  return `{"schemas":["${LIST_RESPONSE_SCHEMA}"],"totalResults":${total},"itemsPerPage":${resources.length},"startIndex":${startIndex},"Resources":[${resources.join(',')}]}`;
 }
 
 function listResponse(resources: unknown[], total: number, startIndex: number) {

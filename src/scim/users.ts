@@ -1,13 +1,11 @@
-import { and, asc, count, eq, inArray, isNull, type SQL } from 'drizzle-orm';
+import { and, eq, isNull } from 'drizzle-orm';
 import type { Database } from '../db/client.js';
-import { auditLog, groupMembers, groups, users } from '../db/schema.js';
+import { auditLog, groupMembers, users } from '../db/schema.js';
 import { isUniqueViolation, violatedConstraint } from '../errors.js';
 import { recordForReconcile } from '../jobs/outbox.js';
 import type { PatchOperation } from './dialects.js';
 import { normaliseStringBooleans } from './dialects.js';
 import { ScimError } from './errors.js';
-import type { FilterNode } from './filter.js';
-import { filterToSql, userMapping } from './filter-sql.js';
 import { applyUserPatch } from './patch.js';
 import {
   ENTERPRISE_USER_SCHEMA,
@@ -147,22 +145,6 @@ function changeEvent(before: boolean, after: boolean) {
   return 'user.updated' as const;
 }
 
-export async function createUser(db: Database, tenantId: string, input: UserInput, context: RequestContext) {
-  try {
-    return await db.transaction(async (tx) => {
-      const [row] = await tx
-        .insert(users)
-        .values({ tenantId, origin: 'scim', ...input })
-        .returning();
-      await recordUserChange(tx, tenantId, row!.id, 'user.created', context, null, auditView(row!));
-      return row!;
-    });
-  } catch (error) {
-    if (isUniqueViolation(error)) throw uniquenessError(error, input);
-    throw error;
-  }
-}
-
 const live = (tenantId: string, id: string) =>
   and(eq(users.tenantId, tenantId), eq(users.id, id), isNull(users.deprovisionedAt));
 
@@ -293,85 +275,4 @@ export async function deleteUser(
       leftGroups: leftGroups.map((g) => g.groupId),
     });
   });
-}
-
-export interface UserPage {
-  total: number;
-  rows: UserRow[];
-}
-
-/** A page of live users matching the filter, in a stable order (creation time, then id). */
-export async function listUsers(
-  db: Database,
-  tenantId: string,
-  options: { filter: FilterNode | undefined; startIndex: number; count: number },
-): Promise<UserPage> {
-  const conditions: SQL[] = [eq(users.tenantId, tenantId), isNull(users.deprovisionedAt)];
-  if (options.filter) conditions.push(filterToSql(options.filter, userMapping));
-  const where = and(...conditions);
-  const [totals, rows] = await Promise.all([
-    db.select({ total: count() }).from(users).where(where),
-    options.count === 0
-      ? Promise.resolve([] as UserRow[])
-      : db
-          .select()
-          .from(users)
-          .where(where)
-          .orderBy(asc(users.createdAt), asc(users.id))
-          .limit(options.count)
-          .offset(options.startIndex - 1),
-  ]);
-  return { total: totals[0]?.total ?? 0, rows };
-}
-
-export interface GroupRef {
-  id: string;
-  display: string;
-}
-
-/** The groups of each given user (RFC 7643 `groups`, read-only), in one query. */
-export async function groupsOfUsers(db: Database, userIds: string[]): Promise<Map<string, GroupRef[]>> {
-  const result = new Map<string, GroupRef[]>(userIds.map((id) => [id, []]));
-  if (userIds.length === 0) return result;
-  const rows = await db
-    .select({ userId: groupMembers.userId, id: groups.id, display: groups.displayName })
-    .from(groupMembers)
-    .innerJoin(groups, eq(groups.id, groupMembers.groupId))
-    .where(inArray(groupMembers.userId, userIds))
-    .orderBy(asc(groups.displayName));
-  for (const row of rows) result.get(row.userId)?.push({ id: row.id, display: row.display });
-  return result;
-}
-
-/** The SCIM representation, built directly from the row (no per-resource schema pass: lists stay fast). */
-export function renderUser(row: UserRow, memberOf: GroupRef[] | undefined, baseUrl: string): Document {
-  const attributes = row.attributes as Document;
-  const enterprise = attributes[ENTERPRISE_USER_SCHEMA];
-  const resource: Document = {
-    schemas: enterprise ? [USER_SCHEMA, ENTERPRISE_USER_SCHEMA] : [USER_SCHEMA],
-    id: row.id,
-    ...(row.externalId ? { externalId: row.externalId } : {}),
-    userName: row.userName,
-  };
-  for (const [key, value] of Object.entries(attributes)) {
-    if (key !== ENTERPRISE_USER_SCHEMA) resource[key] = value;
-  }
-  resource.active = row.active;
-  if (enterprise) resource[ENTERPRISE_USER_SCHEMA] = enterprise;
-  if (memberOf && memberOf.length > 0) {
-    resource.groups = memberOf.map((g) => ({
-      value: g.id,
-      $ref: `${baseUrl}/Groups/${g.id}`,
-      display: g.display,
-      type: 'direct',
-    }));
-  }
-  resource.meta = {
-    resourceType: 'User',
-    created: row.createdAt.toISOString(),
-    lastModified: row.updatedAt.toISOString(),
-    location: `${baseUrl}/Users/${row.id}`,
-    version: etagOf(row.version),
-  };
-  return resource;
 }
