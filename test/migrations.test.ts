@@ -26,6 +26,7 @@ describe('migrations', () => {
       'teams',
       'tenants',
       'tokens',
+      'user_counts',
       'users',
     ]);
   });
@@ -61,22 +62,21 @@ describe('constraints guard what must never be duplicated', () => {
     ).rejects.toMatchObject({ code: '23505' });
   });
 
-  it('frees a deleted user’s userName (tombstone) but keeps externalId and group names unique', async () => {
+  it('frees a deleted user’s userName (tombstone) but keeps group names and group externalIds unique', async () => {
     const { sql } = await createTestDatabase();
     const [t] =
       await sql`INSERT INTO tenants (name, scim_token_id, scim_token_hash) VALUES ('t', 'tt', 'x') RETURNING id`;
     await sql`INSERT INTO users (tenant_id, user_name, external_id, origin, deprovisioned_at)
               VALUES (${t!.id}, 'gone@example.com', 'e1', 'scim', now())`;
     await sql`INSERT INTO users (tenant_id, user_name, external_id, origin) VALUES (${t!.id}, 'gone@example.com', 'e1', 'scim')`;
+    await sql`INSERT INTO groups (tenant_id, display_name, external_id) VALUES (${t!.id}, 'Ops', 'g1')`;
     await expect(
-      sql`INSERT INTO users (tenant_id, user_name, external_id, origin) VALUES (${t!.id}, 'other@example.com', 'e1', 'scim')`,
+      sql`INSERT INTO groups (tenant_id, display_name, external_id) VALUES (${t!.id}, 'Other', 'g1')`,
     ).rejects.toMatchObject({ code: '23505' });
     await sql`INSERT INTO groups (tenant_id, display_name) VALUES (${t!.id}, 'Engineering')`;
     await expect(
       sql`INSERT INTO groups (tenant_id, display_name) VALUES (${t!.id}, 'engineering')`,
-    ).rejects.toMatchObject({
-      code: '23505',
-    });
+    ).rejects.toMatchObject({ code: '23505' });
   });
 
   it('allows one membership per user and team, and only well-formed assignment rules', async () => {
@@ -101,5 +101,32 @@ describe('constraints guard what must never be duplicated', () => {
     await expect(sql`DELETE FROM audit_log`).rejects.toThrow(/append-only/);
     const [row] = await sql`SELECT action FROM audit_log`;
     expect(row!.action).toBe('something.happened');
+  });
+});
+
+describe('live user counts for unfiltered SCIM lists', () => {
+  it('stay equal to the live rows through inserts, tombstones, reactivation and deletes', async () => {
+    const { sql } = await createTestDatabase();
+    const [t] =
+      await sql`INSERT INTO tenants (name, scim_token_id, scim_token_hash) VALUES ('t', 'tt', 'x') RETURNING id`;
+    const tenantId = t!.id as string;
+    const counted = async () => {
+      const [row] =
+        await sql`SELECT COALESCE(sum(live), 0)::int AS n FROM user_counts WHERE tenant_id = ${tenantId}`;
+      const [real] =
+        await sql`SELECT count(*)::int AS n FROM users WHERE tenant_id = ${tenantId} AND deprovisioned_at IS NULL`;
+      expect(row!.n).toBe(real!.n);
+      return row!.n as number;
+    };
+    await sql`INSERT INTO users (tenant_id, user_name, origin) SELECT ${tenantId}, 'u' || n, 'scim' FROM generate_series(1, 500) n`;
+    expect(await counted()).toBe(500);
+    await sql`UPDATE users SET deprovisioned_at = now() WHERE tenant_id = ${tenantId} AND user_name IN ('u1', 'u2', 'u3')`;
+    expect(await counted()).toBe(497);
+    await sql`UPDATE users SET active = false WHERE tenant_id = ${tenantId}`;
+    expect(await counted()).toBe(497);
+    await sql`UPDATE users SET deprovisioned_at = NULL WHERE tenant_id = ${tenantId} AND user_name = 'u1'`;
+    expect(await counted()).toBe(498);
+    await sql`DELETE FROM users WHERE tenant_id = ${tenantId} AND user_name IN ('u2', 'u10')`;
+    expect(await counted()).toBe(497);
   });
 });

@@ -1,4 +1,5 @@
 import { describe, expect, it } from 'vitest';
+import { rotateScimToken } from '../src/tenants/tenants.js';
 import { createGroup, createUser, json, memberIds, patch, USER } from './support/scim-fixtures.js';
 import { startScimServer } from './support/scim-server.js';
 
@@ -29,6 +30,18 @@ describe('SCIM authentication and tenant isolation', async () => {
       await fetch(`${server.baseUrl}/Users`, { headers: { Authorization: 'Basic abc' } }),
       401,
     );
+  });
+
+  it('checks the secret on every request, and a rotated token stops working at once', async () => {
+    const token = await server.createTenantToken('rotating');
+    const call = (bearer: string) =>
+      fetch(`${server.baseUrl}/Users`, { headers: { Authorization: `Bearer ${bearer}` } });
+    expect((await call(token)).status).toBe(200);
+    const last = token.at(-1) === 'A' ? 'B' : 'A';
+    await expectScimError(await call(`${token.slice(0, -1)}${last}`), 401);
+    const rotated = await rotateScimToken(server.database.db, 'rotating', 'test');
+    await expect.poll(async () => (await call(token)).status, { timeout: 500, interval: 20 }).toBe(401);
+    expect((await call(rotated.scimToken)).status).toBe(200);
   });
 
   it('never lets one tenant see or change another tenant’s users and groups', async () => {

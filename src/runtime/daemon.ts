@@ -10,6 +10,7 @@ import { closeQueues, type LaneQueues, openQueues } from '../jobs/queues.js';
 import { type JobHandler, startWorkerPool, type WorkerPool } from '../jobs/workers.js';
 import type { Logger } from '../log.js';
 import { scimRouter } from '../scim/router.js';
+import { ScimTokenVerifier } from '../tenants/scim-token-cache.js';
 import { createTenant, listTenants, type TenantWithToken } from '../tenants/tenants.js';
 import { type Endpoint, provideDatabase, provideRedis } from './infrastructure.js';
 
@@ -103,6 +104,9 @@ export async function startDaemon(options: DaemonOptions): Promise<Daemon> {
 
     let http: RunningHttpServer | undefined;
     if (mode !== 'worker') {
+      const tokens = new ScimTokenVerifier(database);
+      await tokens.start();
+      cleanups.push(() => tokens.stop());
       const expectedMigrations = expectedMigrationCount();
       const app = createApp({
         log,
@@ -126,7 +130,7 @@ export async function startDaemon(options: DaemonOptions): Promise<Daemon> {
         mounts: [
           {
             path: '/scim/v2',
-            router: scimRouter({ db: database.db, baseUrl: `${config.publicUrl}/scim/v2` }),
+            router: scimRouter({ db: database.db, tokens, baseUrl: `${config.publicUrl}/scim/v2` }),
           },
           ...(options.mounts?.(resources) ?? []),
         ],

@@ -266,13 +266,28 @@ async function lockGroup(tx: Transaction, tenantId: string, id: string): Promise
   return row;
 }
 
-async function touch(tx: Transaction, group: GroupRow, changes: Partial<GroupRow>): Promise<GroupRow> {
+/**
+ * Bumps the version (and applies attribute changes) as the last statement of a write, so the group row
+ * is locked only from here to COMMIT: concurrent member changes to one big group do not queue behind
+ * each other's member inserts. With If-Match, the bump is conditional on the version the client saw.
+ */
+async function touch(
+  tx: Transaction,
+  group: GroupRow,
+  changes: Partial<GroupRow>,
+  ifMatch: string | undefined,
+): Promise<GroupRow> {
+  const conditions = [eq(groups.id, group.id)];
+  if (ifMatch !== undefined && !ifMatch.split(',').some((t) => t.trim() === '*')) {
+    conditions.push(eq(groups.version, group.version));
+  }
   const [row] = await tx
     .update(groups)
-    .set({ ...changes, version: group.version + 1, updatedAt: new Date() })
-    .where(eq(groups.id, group.id))
+    .set({ ...changes, version: sql`${groups.version} + 1`, updatedAt: new Date() })
+    .where(and(...conditions))
     .returning();
-  return row!;
+  if (!row) throw new ScimError(412, undefined, 'resource has changed since the version given in If-Match');
+  return row;
 }
 
 export async function replaceGroup(
@@ -292,10 +307,15 @@ export async function replaceGroup(
       const delta = input.members
         ? await replaceMembers(tx, tenantId, id, input.members)
         : { added: [], removed: [] };
-      const updated = await touch(tx, current, {
-        displayName: input.displayName,
-        externalId: input.externalId,
-      });
+      const updated = await touch(
+        tx,
+        current,
+        {
+          displayName: input.displayName,
+          externalId: input.externalId,
+        },
+        undefined,
+      );
       const renamed =
         current.displayName !== updated.displayName
           ? { from: current.displayName, to: updated.displayName }
@@ -343,7 +363,7 @@ export async function patchGroup(
   if (memberValues > MAX_MEMBERS_PER_REQUEST) tooManyMembers();
   try {
     return await db.transaction(async (tx) => {
-      const current = await lockGroup(tx, tenantId, id);
+      const current = await findGroup(tx, tenantId, id);
       checkIfMatch(ifMatch, current.version);
       const added = new Set<string>();
       const removed = new Set<string>();
@@ -404,7 +424,7 @@ export async function patchGroup(
           throw new ScimError(400, 'invalidPath', `"${operation.path}" is not an attribute of a Group`);
         }
       }
-      const updated = await touch(tx, current, changes);
+      const updated = await touch(tx, current, changes, ifMatch);
       const renamed =
         current.displayName !== updated.displayName
           ? { from: current.displayName, to: updated.displayName }

@@ -1,7 +1,8 @@
 import express, { type NextFunction, type Request, type Response, Router } from 'express';
 import type { Database } from '../db/client.js';
 import { isUniqueViolation } from '../errors.js';
-import { authenticateScimToken, type Tenant } from '../tenants/tenants.js';
+import type { ScimTokenVerifier } from '../tenants/scim-token-cache.js';
+import type { Tenant } from '../tenants/tenants.js';
 import { ScimError, scimErrorHandler, sendScimError } from './errors.js';
 import { type FilterNode, parseFilter } from './filter.js';
 import { filterToSql, userMapping } from './filter-sql.js';
@@ -69,12 +70,13 @@ const GROUP_PROJECTION = {
 
 export interface ScimRouterOptions {
   db: Database;
+  tokens: ScimTokenVerifier;
   /** Absolute base URL of this router, e.g. https://idsync.example.com/scim/v2 (for meta.location). */
   baseUrl: string;
 }
 
 export function scimRouter(options: ScimRouterOptions): Router {
-  const { db, baseUrl } = options;
+  const { db, baseUrl, tokens } = options;
   // Resource names route case-insensitively (`/users` works), as Microsoft's own server does.
   const router = Router({ caseSensitive: false, strict: false });
 
@@ -88,7 +90,7 @@ export function scimRouter(options: ScimRouterOptions): Router {
     res.type('application/scim+json');
     next();
   });
-  router.use(authenticate(db));
+  router.use(authenticate(tokens));
 
   router.get('/ServiceProviderConfig', (_req, res) => {
     res.json(serviceProviderConfig(baseUrl));
@@ -287,11 +289,11 @@ export function scimRouter(options: ScimRouterOptions): Router {
   return router;
 }
 
-function authenticate(db: Database) {
+function authenticate(tokens: ScimTokenVerifier) {
   return async (req: Request, res: Response, next: NextFunction) => {
     const header = req.get('Authorization') ?? '';
     const match = /^Bearer\s+(\S+)\s*$/i.exec(header);
-    const tenant = match ? await authenticateScimToken(db, match[1]!) : undefined;
+    const tenant = match ? await tokens.verify(match[1]!) : undefined;
     if (!tenant) {
       res.setHeader('WWW-Authenticate', 'Bearer realm="idsync SCIM"');
       sendScimError(

@@ -1,10 +1,13 @@
-import { asc, eq } from 'drizzle-orm';
+import { asc, eq, sql } from 'drizzle-orm';
 import type { Database } from '../db/client.js';
 import { auditLog, tenants } from '../db/schema.js';
 import { conflict, invalid, isUniqueViolation, notFound } from '../errors.js';
 import { issueCredential, parseCredential, secretMatches } from '../security/credentials.js';
 
 export type Tenant = typeof tenants.$inferSelect;
+
+/** NOTIFY channel telling every idsync process that a tenant's credentials or settings changed. */
+export const TENANT_CHANGES_CHANNEL = 'idsync_tenants';
 
 export const TENANT_NAME_PATTERN = /^[a-z0-9][a-z0-9-]{0,62}$/;
 
@@ -67,6 +70,7 @@ export async function rotateScimToken(db: Database, name: string, actor: string)
       .where(eq(tenants.name, name))
       .returning();
     if (!tenant) throw notFound(`no tenant named "${name}"`);
+    await tx.execute(sql`SELECT pg_notify(${TENANT_CHANGES_CHANNEL}, ${tenant.id})`);
     await tx.insert(auditLog).values({
       tenantId: tenant.id,
       actor,
