@@ -72,7 +72,19 @@ try {
       throw new Error(`userName filter found nothing for seed${n + 1}`);
   });
 
+  // One client: the latency a single IdP connection sees, without queueing behind 15 others.
+  results.userNameFilterAt100kOneClient = await load(2_000, 1, async (i) => {
+    const n = (i * 7919) % 90000;
+    const r = await client.send('GET', `/scim/v2/Users?filter=${encodeURIComponent(`userName eq "seed${n + 1}@example.com"`)}`);
+    expectStatus(r.status, 200, 'userName filter');
+  });
+
   results.firstPagesOf100At100k = await load(2_000, CONCURRENCY, async (i) => {
+    const r = await client.send('GET', `/scim/v2/Users?startIndex=${1 + (i % 10) * 100}&count=100`);
+    expectStatus(r.status, 200, 'page');
+  });
+
+  results.firstPagesOf100At100kOneClient = await load(500, 1, async (i) => {
     const r = await client.send('GET', `/scim/v2/Users?startIndex=${1 + (i % 10) * 100}&count=100`);
     expectStatus(r.status, 200, 'page');
   });
@@ -121,7 +133,7 @@ try {
     INSERT INTO group_members (tenant_id, group_id, user_id)
     SELECT ${tenant.id}, ${bigId}, id FROM users WHERE tenant_id = ${tenant.id} AND user_name LIKE 'seed%' ORDER BY id LIMIT 10000`;
   const outsiders = userIds.slice(0, 2000);
-  results.singleMemberPatchOn10kGroup = await load(4_000, CONCURRENCY, async (i) => {
+  const singleMemberPatch = async (i: number) => {
     const member = outsiders[Math.floor(i / 2) % outsiders.length]!;
     const op =
       i % 2 === 0
@@ -129,7 +141,10 @@ try {
         : { op: 'remove', path: `members[value eq "${member}"]` };
     const r = await client.send('PATCH', `/scim/v2/Groups/${bigId}`, { schemas: [PATCH], Operations: [op] });
     expectStatus(r.status, 204, 'single-member PATCH');
-  });
+  };
+  // IdPs send one group's changes one after another; 16 clients on one group measure lock contention.
+  results.singleMemberPatchOn10kGroupOneClient = await load(2_000, 1, singleMemberPatch);
+  results.singleMemberPatchOn10kGroup16ClientsSameGroup = await load(4_000, CONCURRENCY, (i) => singleMemberPatch(i + 2_000));
 
   results.serverPeakRssMb = peakRssMb(server.child.pid!);
   console.log(JSON.stringify(results, null, 2));

@@ -1,0 +1,57 @@
+import {
+  type Access,
+  APP_PERMISSIONS,
+  type AppPermission,
+  type AssignmentRule,
+  canonical,
+  ENTERPRISE_PERMISSIONS,
+  type EnterprisePermission,
+  higherRole,
+  NO_ACCESS,
+  type TeamRole,
+} from './model.js';
+
+/** What the IdP says about one user, as the reconciler needs it. */
+export interface UserFacts {
+  active: boolean;
+  /** Deleted in the IdP (SCIM DELETE): a tombstone. */
+  deprovisioned: boolean;
+  /** Display names of the IdP groups the user is in. */
+  groups: readonly string[];
+}
+
+/**
+ * The access the IdP grants a user: a pure function of the user and the rules. An inactive or deleted
+ * user desires nothing. Several rules: the highest team role wins, permissions are unioned. Team or app
+ * access implies Enterprise Account membership (at least `view`), as on the platform a team member is a
+ * member of the account that owns the team.
+ */
+export function desiredAccess(user: UserFacts, rules: readonly AssignmentRule[]): Access {
+  if (!user.active || user.deprovisioned) return NO_ACCESS;
+  const groups = new Set(user.groups.map((g) => g.toLowerCase()));
+  const teams = new Map<string, TeamRole>();
+  const apps = new Map<string, Set<AppPermission>>();
+  let enterprise: Set<EnterprisePermission> | null = null;
+  for (const rule of rules) {
+    if (!groups.has(rule.idpGroup.toLowerCase())) continue;
+    switch (rule.target) {
+      case 'team': {
+        const current = teams.get(rule.team);
+        teams.set(rule.team, current ? higherRole(current, rule.role) : rule.role);
+        break;
+      }
+      case 'enterprise':
+        enterprise = new Set([...(enterprise ?? []), ...rule.permissions]);
+        break;
+      case 'app':
+        apps.set(rule.app, new Set([...(apps.get(rule.app) ?? []), ...rule.permissions]));
+        break;
+    }
+  }
+  if (enterprise === null && (teams.size > 0 || apps.size > 0)) enterprise = new Set(['view']);
+  return {
+    enterprise: enterprise === null ? null : canonical(enterprise, ENTERPRISE_PERMISSIONS),
+    teams,
+    apps: new Map([...apps].map(([app, permissions]) => [app, canonical(permissions, APP_PERMISSIONS)])),
+  };
+}
