@@ -75,7 +75,10 @@ try {
   // One client: the latency a single IdP connection sees, without queueing behind 15 others.
   results.userNameFilterAt100kOneClient = await load(2_000, 1, async (i) => {
     const n = (i * 7919) % 90000;
-    const r = await client.send('GET', `/scim/v2/Users?filter=${encodeURIComponent(`userName eq "seed${n + 1}@example.com"`)}`);
+    const r = await client.send(
+      'GET',
+      `/scim/v2/Users?filter=${encodeURIComponent(`userName eq "seed${n + 1}@example.com"`)}`,
+    );
     expectStatus(r.status, 200, 'userName filter');
   });
 
@@ -144,7 +147,9 @@ try {
   };
   // IdPs send one group's changes one after another; 16 clients on one group measure lock contention.
   results.singleMemberPatchOn10kGroupOneClient = await load(2_000, 1, singleMemberPatch);
-  results.singleMemberPatchOn10kGroup16ClientsSameGroup = await load(4_000, CONCURRENCY, (i) => singleMemberPatch(i + 2_000));
+  results.singleMemberPatchOn10kGroup16ClientsSameGroup = await load(4_000, CONCURRENCY, (i) =>
+    singleMemberPatch(i + 2_000),
+  );
 
   results.serverPeakRssMb = peakRssMb(server.child.pid!);
   console.log(JSON.stringify(results, null, 2));

@@ -53,7 +53,9 @@ describe('desired access', () => {
 
   it('lets the highest role win across rules, whatever their order', () => {
     for (const order of [rules, [...rules].reverse()]) {
-      expect(desiredAccess(user(['Everyone', 'Engineering', 'Eng Leads']), order).teams.get('core')).toBe('admin');
+      expect(desiredAccess(user(['Everyone', 'Engineering', 'Eng Leads']), order).teams.get('core')).toBe(
+        'admin',
+      );
       expect(desiredAccess(user(['Everyone', 'Engineering']), order).teams.get('core')).toBe('member');
       expect(desiredAccess(user(['Everyone']), order).teams.get('core')).toBe('viewer');
     }
@@ -92,11 +94,17 @@ describe('plan', () => {
   it('changes roles in both directions for every pair of roles', () => {
     for (const from of TEAM_ROLES) {
       for (const to of TEAM_ROLES) {
-        const result = plan(access(['view'], { core: to }), access(['view'], { core: from }), context({
-          teamAdmins: new Map([['core', new Set(['ada@example.com', 'other@example.com'])]]),
-        }));
+        const result = plan(
+          access(['view'], { core: to }),
+          access(['view'], { core: from }),
+          context({
+            teamAdmins: new Map([['core', new Set(['ada@example.com', 'other@example.com'])]]),
+          }),
+        );
         expect(result.operations).toEqual(
-          from === to ? [] : [{ kind: 'change-team-role', account: 'ada@example.com', team: 'core', from, to }],
+          from === to
+            ? []
+            : [{ kind: 'change-team-role', account: 'ada@example.com', team: 'core', from, to }],
         );
       }
     }
@@ -122,8 +130,17 @@ describe('plan', () => {
   it('promotes the fallback admin before removing or demoting a team’s last admin', () => {
     const teamAdmins = new Map([['core', new Set(['ada@example.com'])]]);
     for (const desired of [NO_ACCESS, access(['view'], { core: 'member' })]) {
-      const result = plan(desired, access(['view'], { core: 'admin' }), context({ teamAdmins, fallbackAdmin: 'it@example.com' }));
-      expect(result.operations[0]).toEqual({ kind: 'promote-fallback-admin', account: 'it@example.com', team: 'core', from: null });
+      const result = plan(
+        desired,
+        access(['view'], { core: 'admin' }),
+        context({ teamAdmins, fallbackAdmin: 'it@example.com' }),
+      );
+      expect(result.operations[0]).toEqual({
+        kind: 'promote-fallback-admin',
+        account: 'it@example.com',
+        team: 'core',
+        from: null,
+      });
       expect(result.blocked).toEqual([]);
     }
   });
@@ -141,7 +158,11 @@ describe('plan', () => {
 
   it('does not treat the leaving admin as their own fallback', () => {
     const teamAdmins = new Map([['core', new Set(['ada@example.com'])]]);
-    const result = plan(NO_ACCESS, access(['view'], { core: 'admin' }), context({ teamAdmins, fallbackAdmin: 'ada@example.com' }));
+    const result = plan(
+      NO_ACCESS,
+      access(['view'], { core: 'admin' }),
+      context({ teamAdmins, fallbackAdmin: 'ada@example.com' }),
+    );
     expect(result.blocked).toHaveLength(1);
   });
 
@@ -167,7 +188,13 @@ describe('plan', () => {
     );
     expect(result.operations).toEqual([
       { kind: 'change-enterprise', account: 'ada@example.com', from: ['view'], to: ['view', 'billing'] },
-      { kind: 'change-app-access', account: 'ada@example.com', app: 'api', from: ['view'], to: ['view', 'operate'] },
+      {
+        kind: 'change-app-access',
+        account: 'ada@example.com',
+        app: 'api',
+        from: ['view'],
+        to: ['view', 'operate'],
+      },
     ]);
   });
 });

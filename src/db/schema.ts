@@ -367,3 +367,33 @@ export const driftReports = pgTable(
   },
   (t) => [index('drift_reports_tenant_created_idx').on(t.tenantId, t.createdAt)],
 );
+
+/**
+ * The offboarding receipt: one per deprovisioning event of a user. Edges are appended as each removal is
+ * applied, so a cascade interrupted by a crash and finished by a retry still lists every edge once.
+ */
+export const receipts = pgTable(
+  'receipts',
+  {
+    id: uuid('id').primaryKey().defaultRandom(),
+    tenantId: uuid('tenant_id')
+      .notNull()
+      .references(() => tenants.id, { onDelete: 'cascade' }),
+    userId: uuid('user_id')
+      .notNull()
+      .references(() => users.id, { onDelete: 'cascade' }),
+    account: text('account').notNull(),
+    idpEvent: text('idp_event').notNull(),
+    idpEventAt: timestamp('idp_event_at', { withTimezone: true }).notNull(),
+    startedAt: timestamp('started_at', { withTimezone: true }).notNull().defaultNow(),
+    completedAt: timestamp('completed_at', { withTimezone: true }),
+    edges: jsonb('edges').notNull().default([]),
+    tokensRevoked: integer('tokens_revoked').notNull().default(0),
+    leftToHuman: jsonb('left_to_human').notNull().default([]),
+    correlationId: text('correlation_id'),
+  },
+  (t) => [
+    uniqueIndex('receipts_user_event_key').on(t.userId, t.idpEventAt),
+    index('receipts_tenant_event_idx').on(t.tenantId, t.idpEventAt),
+  ],
+);

@@ -27,20 +27,26 @@ export function plan(desired: Access, actual: Access, context: PlanContext): Pla
 
   if (actual.enterprise === null && desired.enterprise !== null) {
     grants.push({ kind: 'grant-enterprise', account, permissions: desired.enterprise });
-  } else if (actual.enterprise !== null && desired.enterprise !== null && !same(actual.enterprise, desired.enterprise)) {
+  } else if (
+    actual.enterprise !== null &&
+    desired.enterprise !== null &&
+    !same(actual.enterprise, desired.enterprise)
+  ) {
     grants.push({ kind: 'change-enterprise', account, from: actual.enterprise, to: desired.enterprise });
   }
 
   for (const [team, role] of desired.teams) {
     const current = actual.teams.get(team);
     if (current === undefined) grants.push({ kind: 'add-team-member', account, team, role });
-    else if (roleRank(role) > roleRank(current)) grants.push({ kind: 'change-team-role', account, team, from: current, to: role });
+    else if (roleRank(role) > roleRank(current))
+      grants.push({ kind: 'change-team-role', account, team, from: current, to: role });
   }
 
   for (const [app, permissions] of desired.apps) {
     const current = actual.apps.get(app);
     if (current === undefined) grants.push({ kind: 'grant-app-access', account, app, permissions });
-    else if (!same(current, permissions)) grants.push({ kind: 'change-app-access', account, app, from: current, to: permissions });
+    else if (!same(current, permissions))
+      grants.push({ kind: 'change-app-access', account, app, from: current, to: permissions });
   }
 
   for (const app of actual.apps.keys()) {

@@ -1,4 +1,5 @@
 import type { Redis } from 'ioredis';
+import { adminRouter } from '../admin/router.js';
 import type { Config } from '../config.js';
 import { connectDatabase, type DatabaseHandle } from '../db/client.js';
 import { appliedMigrationCount, expectedMigrationCount, runMigrations } from '../db/migrate.js';
@@ -13,6 +14,7 @@ import { scimRouter } from '../scim/router.js';
 import { ScimTokenVerifier } from '../tenants/scim-token-cache.js';
 import { createTenant, listTenants, type TenantWithToken } from '../tenants/tenants.js';
 import { type Endpoint, provideDatabase, provideRedis } from './infrastructure.js';
+import { connectorFactory, createJobHandler } from './job-handler.js';
 
 /** start: HTTP and workers in one process (the laptop default); serve: HTTP only; worker: jobs only. */
 export type DaemonMode = 'start' | 'serve' | 'worker';
@@ -94,7 +96,7 @@ export async function startDaemon(options: DaemonOptions): Promise<Daemon> {
         prefix,
         log,
         concurrency: config.workerConcurrency,
-        handler: options.jobHandler ?? unhandledJob,
+        handler: options.jobHandler ?? createJobHandler(database),
       });
       cleanups.push(() => pool.close());
       const relay = new OutboxRelay({ sql: database.sql, queues, log, pollMs: config.outboxPollMs });
@@ -132,6 +134,14 @@ export async function startDaemon(options: DaemonOptions): Promise<Daemon> {
             path: '/scim/v2',
             router: scimRouter({ db: database.db, tokens, baseUrl: `${config.publicUrl}/scim/v2` }),
           },
+          {
+            path: '/api',
+            router: adminRouter({
+              db: database.db,
+              adminToken: config.adminToken,
+              reconcile: { database, connectorFor: connectorFactory(database) },
+            }),
+          },
           ...(options.mounts?.(resources) ?? []),
         ],
       });
@@ -153,8 +163,3 @@ export async function startDaemon(options: DaemonOptions): Promise<Daemon> {
     throw error;
   }
 }
-
-/** Until a handler is registered for a lane, jobs are acknowledged and logged, never silently dropped. */
-const unhandledJob: JobHandler = async (payload, context) => {
-  context.log.warn({ tenantId: payload.tenantId }, 'no handler registered for this job; acknowledged');
-};

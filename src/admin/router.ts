@@ -1,0 +1,105 @@
+import { createHash, timingSafeEqual } from 'node:crypto';
+import express, {
+  type ErrorRequestHandler,
+  type NextFunction,
+  type Request,
+  type Response,
+  Router,
+} from 'express';
+import type { Database } from '../db/client.js';
+import { DomainError, rootCause } from '../errors.js';
+import { latestReceipt } from '../reconcile/receipts.js';
+import { planUser, type ReconcileDependencies } from '../reconcile/reconciler.js';
+import { addRule, listRules, readRuleInput, removeRule } from '../reconcile/rules.js';
+import { findTenantByName, type Tenant } from '../tenants/tenants.js';
+
+/*
+ * The admin API (JSON) behind IDSYNC_ADMIN_TOKEN: assignment rules, dry-run plans, offboarding receipts.
+ * Without a configured token the API is closed (503 saying how to open it), never open by default.
+ */
+
+export interface AdminRouterOptions {
+  db: Database;
+  adminToken: string | undefined;
+  reconcile: ReconcileDependencies;
+}
+
+const digest = (value: string) => createHash('sha256').update(value).digest();
+
+function authenticate(adminToken: string | undefined) {
+  const expected = adminToken ? digest(adminToken) : undefined;
+  return (req: Request, res: Response, next: NextFunction) => {
+    if (!expected) {
+      res.status(503).json({
+        error: { code: 'admin_api_disabled', message: 'set IDSYNC_ADMIN_TOKEN to enable the admin API' },
+      });
+      return;
+    }
+    const presented = /^Bearer\s+(\S+)$/i.exec(req.get('Authorization') ?? '')?.[1];
+    // Hashing both sides gives equal lengths, so the comparison is constant-time whatever is sent.
+    if (!presented || !timingSafeEqual(digest(presented), expected)) {
+      res.setHeader('WWW-Authenticate', 'Bearer realm="idsync admin"');
+      res
+        .status(401)
+        .json({ error: { code: 'unauthorized', message: 'a valid admin bearer token is required' } });
+      return;
+    }
+    next();
+  };
+}
+
+export function adminRouter(options: AdminRouterOptions): Router {
+  const { db } = options;
+  const router = Router();
+  router.use(express.json({ limit: '256kb' }));
+  router.use(authenticate(options.adminToken));
+
+  const tenantOf = async (req: Request): Promise<Tenant> => findTenantByName(db, String(req.params.tenant));
+
+  router.get('/tenants/:tenant/rules', async (req, res) => {
+    res.json({ rules: await listRules(db, (await tenantOf(req)).id) });
+  });
+  router.post('/tenants/:tenant/rules', async (req, res) => {
+    const tenant = await tenantOf(req);
+    res.status(201).json(await addRule(db, tenant.id, readRuleInput(req.body), 'admin-api'));
+  });
+  router.delete('/tenants/:tenant/rules/:id', async (req, res) => {
+    await removeRule(db, (await tenantOf(req)).id, String(req.params.id), 'admin-api');
+    res.status(204).end();
+  });
+  router.get('/tenants/:tenant/users/:id/receipt', async (req, res) => {
+    res.json(await latestReceipt(db, (await tenantOf(req)).id, String(req.params.id)));
+  });
+  router.get('/tenants/:tenant/users/:id/plan', async (req, res) => {
+    const tenant = await tenantOf(req);
+    const planned = await planUser(options.reconcile, tenant.id, String(req.params.id));
+    if (!planned) throw new DomainError('not_found', `no user ${req.params.id}`);
+    res.json({ user: planned.subject.userName, offboarding: planned.offboarding, ...planned.plan });
+  });
+
+  const errors: ErrorRequestHandler = (error, req, res, _next) => {
+    const cause = rootCause(error);
+    if (cause instanceof DomainError) {
+      const status = {
+        not_found: 404,
+        conflict: 409,
+        invalid: 400,
+        unauthorized: 401,
+        precondition_failed: 412,
+      }[cause.kind];
+      res.status(status).json({ error: { code: cause.kind, message: cause.message } });
+      return;
+    }
+    const status = (error as { status?: number }).status;
+    if (typeof status === 'number' && status >= 400 && status < 500) {
+      res.status(status).json({ error: { code: 'bad_request', message: (error as Error).message } });
+      return;
+    }
+    req.log?.error({ err: cause }, 'admin API request failed');
+    res
+      .status(500)
+      .json({ error: { code: 'internal_error', message: 'internal error; quote the X-Request-Id header' } });
+  };
+  router.use(errors);
+  return router;
+}

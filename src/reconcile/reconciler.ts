@@ -1,0 +1,226 @@
+import { sql } from 'drizzle-orm';
+import type { DatabaseHandle } from '../db/client.js';
+import type { OperationOutcome, PlatformConnector } from '../platform/connector.js';
+import { desiredAccess } from './desired.js';
+import {
+  type Access,
+  type Blocked,
+  describeOperation,
+  isRemoval,
+  type Operation,
+  type Plan,
+} from './model.js';
+import { plan } from './plan.js';
+import { loadPolicy, loadRules, loadUser, type UserSubject } from './state.js';
+
+/*
+ * Reconcile by level: given a user key, read what the IdP wants and what the platform has, plan the
+ * difference, apply it. Running it twice does nothing the second time, so a duplicated, replayed or
+ * retried job is harmless, and a cascade cut off by a crash is finished by the retry.
+ */
+
+export interface ReconcileDependencies {
+  database: DatabaseHandle;
+  connectorFor(tenantId: string): PlatformConnector;
+}
+
+export interface Cause {
+  event?: string;
+  at?: string;
+  source?: string;
+  correlationId?: string;
+  [key: string]: unknown;
+}
+
+export interface UserPlan {
+  subject: UserSubject;
+  desired: Access;
+  actual: Access;
+  plan: Plan;
+  /** The user has lost all access (deactivated, deleted, or out of every granting group). */
+  offboarding: boolean;
+}
+
+export async function planUser(
+  deps: ReconcileDependencies,
+  tenantId: string,
+  userId: string,
+): Promise<UserPlan | undefined> {
+  const { db } = deps.database;
+  const subject = await loadUser(db, tenantId, userId);
+  if (!subject) return undefined;
+  const connector = deps.connectorFor(tenantId);
+  const [rules, policy, actual] = await Promise.all([
+    loadRules(db, tenantId),
+    loadPolicy(db, tenantId),
+    connector.readAccess(subject.account),
+  ]);
+  const desired = desiredAccess(subject.facts, rules);
+  const adminOf = [...actual.teams].filter(([, role]) => role === 'admin').map(([team]) => team);
+  const teamAdmins = await connector.teamAdmins(adminOf);
+  const lostEverything = desired.enterprise === null && hasAnyAccess(actual);
+  const offboarding = !subject.facts.active || subject.facts.deprovisioned || lostEverything;
+  const userPlan = plan(desired, actual, {
+    account: subject.account,
+    userId,
+    revokeTokens: offboarding,
+    teamAdmins,
+    fallbackAdmin: policy.fallbackAdmin,
+  });
+  return { subject, desired, actual, plan: userPlan, offboarding };
+}
+
+function hasAnyAccess(access: Access): boolean {
+  return access.enterprise !== null || access.teams.size > 0 || access.apps.size > 0;
+}
+
+export interface AppliedOperation {
+  operation: Operation;
+  outcome: OperationOutcome;
+  at: string;
+  ms: number;
+}
+
+export interface ReconcileResult {
+  applied: AppliedOperation[];
+  blocked: Blocked[];
+  offboarding: boolean;
+}
+
+/**
+ * Reconciles one user. A PostgreSQL advisory lock on the user makes two workers (or two processes)
+ * take turns; the second then plans against the state the first left and finds nothing to do.
+ */
+export async function reconcileUser(
+  deps: ReconcileDependencies,
+  tenantId: string,
+  userId: string,
+  cause: Cause,
+): Promise<ReconcileResult> {
+  const lockConnection = await deps.database.sql.reserve();
+  try {
+    await lockConnection`SELECT pg_advisory_lock(hashtextextended(${`user:${userId}`}, 0))`;
+    try {
+      return await reconcileLocked(deps, tenantId, userId, cause);
+    } finally {
+      await lockConnection`SELECT pg_advisory_unlock(hashtextextended(${`user:${userId}`}, 0))`;
+    }
+  } finally {
+    lockConnection.release();
+  }
+}
+
+async function reconcileLocked(
+  deps: ReconcileDependencies,
+  tenantId: string,
+  userId: string,
+  cause: Cause,
+): Promise<ReconcileResult> {
+  const { db } = deps.database;
+  const planned = await planUser(deps, tenantId, userId);
+  if (!planned) return { applied: [], blocked: [], offboarding: false };
+  const { subject, plan: userPlan, offboarding } = planned;
+  const connector = deps.connectorFor(tenantId);
+  const receiptId =
+    offboarding && userPlan.operations.length > 0 ? await openReceipt(deps, subject, cause) : undefined;
+
+  const applied: AppliedOperation[] = [];
+  for (const operation of userPlan.operations) {
+    const started = performance.now();
+    let outcome: OperationOutcome;
+    if (operation.kind === 'revoke-tokens') {
+      const revoked = await db.execute(sql`
+        UPDATE tokens SET revoked_at = now(), revoked_reason = ${`deprovisioned: ${cause.event ?? 'reconcile'}`}
+        WHERE user_id = ${operation.userId} AND revoked_at IS NULL`);
+      outcome = revoked.count > 0 ? { status: 'applied' } : { status: 'already-done' };
+      if (receiptId && revoked.count > 0) {
+        await db.execute(
+          sql`UPDATE receipts SET tokens_revoked = tokens_revoked + ${revoked.count} WHERE id = ${receiptId}`,
+        );
+      }
+    } else {
+      outcome = await connector.apply(operation);
+    }
+    const ms = Math.round(performance.now() - started);
+    const at = new Date().toISOString();
+    applied.push({ operation, outcome, at, ms });
+    await db.execute(sql`
+      INSERT INTO audit_log (tenant_id, actor, action, subject_type, subject_id, before, after, cause, correlation_id, duration_ms)
+      VALUES (${tenantId}, ${`reconciler:${connector.name}`}, ${`platform.${operation.kind}`}, 'user', ${userId},
+        ${JSON.stringify({ outcome: outcome.status, ...(outcome.status === 'blocked' ? { reason: outcome.reason } : {}) })}::jsonb,
+        ${JSON.stringify(operation)}::jsonb, ${JSON.stringify(cause)}::jsonb, ${cause.correlationId ?? null}, ${ms})`);
+    if (
+      receiptId &&
+      (isRemoval(operation) || operation.kind === 'promote-fallback-admin') &&
+      outcome.status === 'applied'
+    ) {
+      const edge = {
+        operation: operation.kind,
+        description: describeOperation(operation),
+        removedAt: at,
+        ...edgeTarget(operation),
+      };
+      await db.execute(
+        sql`UPDATE receipts SET edges = edges || ${JSON.stringify([edge])}::jsonb WHERE id = ${receiptId}`,
+      );
+    }
+  }
+
+  const refused = applied.filter((a) => a.outcome.status === 'blocked');
+  if (receiptId) {
+    const leftToHuman = [
+      ...userPlan.blocked.map((b) =>
+        b.reason === 'last-admin'
+          ? {
+              edge: `team ${b.team}`,
+              why: `${b.account} is the last admin of team ${b.team} and no fallback admin is configured`,
+              action: `make someone else an admin of ${b.team}, or set the tenant's fallback admin; idsync then finishes the removal`,
+            }
+          : {
+              edge: describeOperation(b.operation),
+              why: `held by the mass-change brake (change ${b.changeId})`,
+              action: `idsync approve ${b.changeId}`,
+            },
+      ),
+      ...refused.map((r) => ({
+        edge: describeOperation(r.operation),
+        why: r.outcome.status === 'blocked' ? r.outcome.reason : '',
+        action: 'resolve on the platform; the next reconcile retries',
+      })),
+      ...(connector.capabilities.revokesPlatformCredentials
+        ? []
+        : [
+            {
+              edge: 'platform credentials',
+              why: `the ${connector.name} platform offers no way for idsync to revoke this user's own API keys`,
+              action: 'revoke them on the platform',
+            },
+          ]),
+    ];
+    await db.execute(sql`
+      UPDATE receipts SET left_to_human = ${JSON.stringify(leftToHuman)}::jsonb,
+        completed_at = CASE WHEN ${refused.length === 0 && userPlan.blocked.length === 0} THEN now() ELSE completed_at END
+      WHERE id = ${receiptId}`);
+  }
+  return { applied, blocked: userPlan.blocked, offboarding };
+}
+
+function edgeTarget(operation: Operation): Record<string, string> {
+  if ('team' in operation) return { team: operation.team };
+  if ('app' in operation) return { app: operation.app };
+  if (operation.kind === 'revoke-enterprise') return { enterpriseAccount: 'membership' };
+  return {};
+}
+
+/** Finds or starts the receipt for this offboarding event (one per user and IdP event time). */
+async function openReceipt(deps: ReconcileDependencies, subject: UserSubject, cause: Cause): Promise<string> {
+  const deprovisionEvent = !subject.facts.active || subject.facts.deprovisioned;
+  const event = cause.event ?? (deprovisionEvent ? 'user.deactivated' : 'access.lost');
+  const at = cause.at ?? new Date(subject.updatedAt.replace(' ', 'T').replace(/\+00$/, 'Z')).toISOString();
+  const [row] = await deps.database.db.execute<{ id: string }>(sql`
+    INSERT INTO receipts (tenant_id, user_id, account, idp_event, idp_event_at, correlation_id)
+    VALUES (${subject.tenantId}, ${subject.userId}, ${subject.account}, ${event}, ${at}::timestamptz, ${cause.correlationId ?? null})
+    ON CONFLICT (user_id, idp_event_at) DO UPDATE SET account = EXCLUDED.account
+    RETURNING id`);
+  return row!.id;
+}

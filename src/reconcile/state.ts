@@ -1,0 +1,100 @@
+import { sql } from 'drizzle-orm';
+import type { Database } from '../db/client.js';
+import type { UserFacts } from './desired.js';
+import type { AppPermission, AssignmentRule, EnterprisePermission, TeamRole } from './model.js';
+
+/** Everything the reconciler needs to know about one user, read in one round trip. */
+export interface UserSubject {
+  tenantId: string;
+  userId: string;
+  userName: string;
+  /** The platform account: the login e-mail, lower-cased. */
+  account: string;
+  facts: UserFacts;
+  updatedAt: string;
+}
+
+export interface TenantPolicy {
+  fallbackAdmin: string | undefined;
+  massChangeThresholdPercent: number;
+}
+
+export async function loadUser(
+  db: Database,
+  tenantId: string,
+  userId: string,
+): Promise<UserSubject | undefined> {
+  const [row] = await db.execute<{
+    user_name: string;
+    active: boolean;
+    deprovisioned: boolean;
+    groups: string[] | null;
+    updated_at: string;
+  }>(sql`
+    SELECT u.user_name, u.active, u.deprovisioned_at IS NOT NULL AS deprovisioned, u.updated_at::text,
+      (SELECT array_agg(g.display_name) FROM group_members gm JOIN groups g ON g.id = gm.group_id
+        WHERE gm.user_id = u.id) AS groups
+    FROM users u WHERE u.tenant_id = ${tenantId} AND u.id = ${userId}`);
+  if (!row) return undefined;
+  return {
+    tenantId,
+    userId,
+    userName: row.user_name,
+    account: row.user_name.toLowerCase(),
+    facts: { active: row.active, deprovisioned: row.deprovisioned, groups: row.groups ?? [] },
+    updatedAt: row.updated_at,
+  };
+}
+
+export async function loadRules(db: Database, tenantId: string): Promise<AssignmentRule[]> {
+  const rows = await db.execute<{
+    id: string;
+    idp_group: string;
+    target: 'team' | 'enterprise' | 'app';
+    team_name: string | null;
+    team_role: TeamRole | null;
+    app_name: string | null;
+    enterprise_permissions: string | null;
+    app_permissions: string | null;
+  }>(sql`
+    SELECT id, idp_group, target, team_name, team_role, app_name,
+      enterprise_permissions::text, app_permissions::text
+    FROM assignment_rules WHERE tenant_id = ${tenantId} ORDER BY created_at, id`);
+  return rows.map((r) => {
+    if (r.target === 'team')
+      return { id: r.id, idpGroup: r.idp_group, target: 'team', team: r.team_name!, role: r.team_role! };
+    if (r.target === 'enterprise') {
+      return {
+        id: r.id,
+        idpGroup: r.idp_group,
+        target: 'enterprise',
+        permissions: pgArray(r.enterprise_permissions) as EnterprisePermission[],
+      };
+    }
+    return {
+      id: r.id,
+      idpGroup: r.idp_group,
+      target: 'app',
+      app: r.app_name!,
+      permissions: pgArray(r.app_permissions) as AppPermission[],
+    };
+  });
+}
+
+export async function loadPolicy(db: Database, tenantId: string): Promise<TenantPolicy> {
+  const [row] = await db.execute<{ fallback: string | null; threshold: number }>(sql`
+    SELECT lower(f.user_name) AS fallback, t.mass_change_threshold_percent AS threshold
+    FROM tenants t
+    LEFT JOIN users f ON f.id = t.fallback_admin_user_id AND f.active AND f.deprovisioned_at IS NULL
+    WHERE t.id = ${tenantId}`);
+  return { fallbackAdmin: row?.fallback ?? undefined, massChangeThresholdPercent: row?.threshold ?? 10 };
+}
+
+/** `{view,deploy}` → ['view', 'deploy']. */
+export function pgArray(text: string | null): string[] {
+  if (!text) return [];
+  return text
+    .replace(/^\{|\}$/g, '')
+    .split(',')
+    .filter(Boolean);
+}

@@ -1,0 +1,283 @@
+import { randomBytes } from 'node:crypto';
+import { afterAll, describe, expect, it } from 'vitest';
+import { createTenant } from '../src/tenants/tenants.js';
+import { startTestDaemon, testConfig } from './support/daemon.js';
+import { createTestDatabase } from './support/database.js';
+import { capturingLogger } from './support/log-capture.js';
+import { GROUP, patch, USER } from './support/scim-fixtures.js';
+
+const ADMIN_TOKEN = randomBytes(24).toString('hex');
+
+describe('the deprovisioning cascade, end to end on the built-in platform', async () => {
+  const database = await createTestDatabase();
+  const { tenant, scimToken } = await createTenant(database.db, 'acme', 'test');
+  const { log } = capturingLogger('silent');
+  const daemon = await startTestDaemon({
+    mode: 'start',
+    config: testConfig(database.url, { adminToken: ADMIN_TOKEN, workerConcurrency: 4 }),
+    log,
+  });
+  afterAll(() => daemon.stop());
+  const base = `http://127.0.0.1:${daemon.port}`;
+  const scim = async (method: string, path: string, body?: unknown) => {
+    const response = await fetch(`${base}/scim/v2${path}`, {
+      method,
+      headers: { Authorization: `Bearer ${scimToken}`, 'Content-Type': 'application/scim+json' },
+      body: body === undefined ? undefined : JSON.stringify(body),
+    });
+    return {
+      status: response.status,
+      body: response.status === 204 ? undefined : ((await response.json()) as any),
+    };
+  };
+  const admin = async (method: string, path: string, body?: unknown) => {
+    const response = await fetch(`${base}/api${path}`, {
+      method,
+      headers: { Authorization: `Bearer ${ADMIN_TOKEN}`, 'Content-Type': 'application/json' },
+      body: body === undefined ? undefined : JSON.stringify(body),
+    });
+    return {
+      status: response.status,
+      body: response.status === 204 ? undefined : ((await response.json()) as any),
+    };
+  };
+  const platformOf = async (account: string) => {
+    const [row] = await database.sql`
+      SELECT
+        (SELECT permissions::text FROM platform_enterprise_members WHERE tenant_id = ${tenant.id} AND account = ${account}) AS enterprise,
+        (SELECT coalesce(json_object_agg(t.name, m.role), '{}') FROM platform_team_members m JOIN teams t ON t.id = m.team_id
+          WHERE m.tenant_id = ${tenant.id} AND m.account = ${account}) AS teams,
+        (SELECT coalesce(json_object_agg(a.name, c.permissions::text), '{}') FROM platform_app_collaborators c JOIN apps a ON a.id = c.app_id
+          WHERE c.tenant_id = ${tenant.id} AND c.account = ${account}) AS apps`;
+    return row as { enterprise: string | null; teams: Record<string, string>; apps: Record<string, string> };
+  };
+
+  for (const rule of [
+    { target: 'team', idpGroup: 'Engineering', team: 'core', role: 'member' },
+    { target: 'team', idpGroup: 'Engineering', team: 'web', role: 'viewer' },
+    { target: 'team', idpGroup: 'Ops Leads', team: 'ops', role: 'admin' },
+    { target: 'app', idpGroup: 'Engineering', app: 'api', permissions: ['deploy', 'view'] },
+    { target: 'enterprise', idpGroup: 'Engineering', permissions: ['view', 'create'] },
+  ]) {
+    const added = await admin('POST', '/tenants/acme/rules', rule);
+    expect(added.status, JSON.stringify(added.body)).toBe(201);
+  }
+
+  it('refuses the admin API without the admin token, and malformed rules with a precise message', async () => {
+    const response = await fetch(`${base}/api/tenants/acme/rules`);
+    expect(response.status).toBe(401);
+    const bad = await admin('POST', '/tenants/acme/rules', {
+      target: 'team',
+      idpGroup: 'X',
+      team: 'core',
+      role: 'owner',
+    });
+    expect(bad.status).toBe(400);
+    expect(bad.body.error.message).toContain('role must be one of admin, member, viewer');
+    expect((await admin('GET', '/tenants/acme/rules')).body.rules).toHaveLength(5);
+  });
+
+  it('grants what the rules say when the IdP pushes a user and a group', async () => {
+    const user = await scim('POST', '/Users', { schemas: [USER], userName: 'Ada@Example.com', active: true });
+    expect(user.status).toBe(201);
+    expect(
+      (
+        await scim('POST', '/Groups', {
+          schemas: [GROUP],
+          displayName: 'Engineering',
+          members: [{ value: user.body.id }],
+        })
+      ).status,
+    ).toBe(201);
+    await expect
+      .poll(() => platformOf('ada@example.com'), { timeout: 10_000 })
+      .toEqual({
+        enterprise: '{view,create}',
+        teams: { core: 'member', web: 'viewer' },
+        apps: { api: '{view,deploy}' },
+      });
+  });
+
+  it('deactivation removes every edge, revokes every token, and leaves a complete receipt', async () => {
+    const user = await scim('POST', '/Users', {
+      schemas: [USER],
+      userName: 'leaver@example.com',
+      active: true,
+    });
+    const group = await scim('GET', `/Groups?filter=${encodeURIComponent('displayName eq "Engineering"')}`);
+    const groupId = group.body.Resources[0].id;
+    await scim(
+      'PATCH',
+      `/Groups/${groupId}`,
+      patch([{ op: 'add', path: 'members', value: [{ value: user.body.id }] }]),
+    );
+    await expect
+      .poll(async () => (await platformOf('leaver@example.com')).teams, { timeout: 10_000 })
+      .toEqual({
+        core: 'member',
+        web: 'viewer',
+      });
+    await database.sql`
+      INSERT INTO tokens (tenant_id, user_id, kind, token_id, secret_hash)
+      SELECT ${tenant.id}, ${user.body.id}, 'api', 'tok' || n || ${user.body.id}, 'hash' FROM generate_series(1, 3) n`;
+
+    const deactivatedAt = Date.now();
+    expect(
+      (await scim('PATCH', `/Users/${user.body.id}`, patch([{ op: 'replace', value: { active: false } }])))
+        .status,
+    ).toBe(200);
+
+    await expect
+      .poll(() => platformOf('leaver@example.com'), { timeout: 10_000 })
+      .toEqual({ enterprise: null, teams: {}, apps: {} });
+    await expect
+      .poll(
+        async () =>
+          (
+            await database.sql`SELECT count(*)::int AS n FROM tokens WHERE user_id = ${user.body.id} AND revoked_at IS NULL`
+          )[0]!.n,
+      )
+      .toBe(0);
+    const receipt = await admin(
+      'GET',
+      `/tenants/acme/users/${encodeURIComponent('LEAVER@example.com')}/receipt`,
+    );
+    expect(receipt.status).toBe(200);
+    expect(receipt.body).toMatchObject({
+      user: { id: user.body.id, account: 'leaver@example.com' },
+      idpEvent: { event: 'user.deactivated' },
+      tokensRevoked: 3,
+      leftToHuman: [],
+      status: 'complete',
+    });
+    expect(receipt.body.edgesRemoved.map((e: { operation: string }) => e.operation).sort()).toEqual([
+      'remove-team-member',
+      'remove-team-member',
+      'revoke-app-access',
+      'revoke-enterprise',
+    ]);
+    expect(Date.parse(receipt.body.idpEvent.at)).toBeGreaterThanOrEqual(deactivatedAt - 1000);
+    expect(receipt.body.timeToEffectMs).toBeGreaterThanOrEqual(0);
+    const audit = await database.sql`
+      SELECT action, duration_ms FROM audit_log WHERE subject_id = ${user.body.id} AND action LIKE 'platform.%' ORDER BY id`;
+    expect(audit.map((a) => a.action)).toContain('platform.revoke-tokens');
+  });
+
+  it('leaves a team’s last admin in place without a fallback admin, and says so on the receipt', async () => {
+    const user = await scim('POST', '/Users', {
+      schemas: [USER],
+      userName: 'lead@example.com',
+      active: true,
+    });
+    await scim('POST', '/Groups', {
+      schemas: [GROUP],
+      displayName: 'Ops Leads',
+      members: [{ value: user.body.id }],
+    });
+    await expect
+      .poll(async () => (await platformOf('lead@example.com')).teams, { timeout: 10_000 })
+      .toEqual({ ops: 'admin' });
+    await scim('DELETE', `/Users/${user.body.id}`);
+    await expect
+      .poll(async () => (await admin('GET', `/tenants/acme/users/${user.body.id}/receipt`)).status, {
+        timeout: 10_000,
+      })
+      .toBe(200);
+    const receipt = (await admin('GET', `/tenants/acme/users/${user.body.id}/receipt`)).body;
+    expect(receipt).toMatchObject({ idpEvent: { event: 'user.deleted' }, status: 'incomplete' });
+    expect(receipt.leftToHuman).toEqual([
+      expect.objectContaining({ edge: 'team ops', why: expect.stringContaining('last admin') }),
+    ]);
+    expect((await platformOf('lead@example.com')).teams).toEqual({ ops: 'admin' });
+  });
+
+  it('promotes the fallback admin first when one is configured', async () => {
+    const fallback = await scim('POST', '/Users', {
+      schemas: [USER],
+      userName: 'it@example.com',
+      active: true,
+    });
+    await database.sql`UPDATE tenants SET fallback_admin_user_id = ${fallback.body.id} WHERE id = ${tenant.id}`;
+    const user = await scim('POST', '/Users', {
+      schemas: [USER],
+      userName: 'lead2@example.com',
+      active: true,
+    });
+    const group = await scim('GET', `/Groups?filter=${encodeURIComponent('displayName eq "Ops Leads"')}`);
+    const groupId = group.body.Resources[0].id;
+    await scim(
+      'PATCH',
+      `/Groups/${groupId}`,
+      patch([{ op: 'add', path: 'members', value: [{ value: user.body.id }] }]),
+    );
+    await expect
+      .poll(async () => (await platformOf('lead2@example.com')).teams, { timeout: 10_000 })
+      .toEqual({ ops: 'admin' });
+    // Both leads leave; the fallback admin must end up holding the team.
+    await database.sql`DELETE FROM platform_team_members WHERE account = 'lead@example.com'`;
+    await scim('PATCH', `/Users/${user.body.id}`, patch([{ op: 'replace', value: { active: false } }]));
+    await expect
+      .poll(async () => (await platformOf('lead2@example.com')).teams, { timeout: 10_000 })
+      .toEqual({});
+    expect((await platformOf('it@example.com')).teams).toEqual({ ops: 'admin' });
+    const receipt = (await admin('GET', `/tenants/acme/users/${user.body.id}/receipt`)).body;
+    expect(receipt.status).toBe('complete');
+    expect(receipt.edgesRemoved.map((e: { operation: string }) => e.operation)).toContain(
+      'promote-fallback-admin',
+    );
+  });
+
+  it('gives a re-activated user back what the rules grant', async () => {
+    const ada = (await scim('GET', `/Users?filter=${encodeURIComponent('userName eq "ada@example.com"')}`))
+      .body.Resources[0];
+    await scim('PATCH', `/Users/${ada.id}`, patch([{ op: 'replace', path: 'active', value: false }]));
+    await expect
+      .poll(() => platformOf('ada@example.com'), { timeout: 10_000 })
+      .toEqual({ enterprise: null, teams: {}, apps: {} });
+    await scim('PATCH', `/Users/${ada.id}`, patch([{ op: 'replace', path: 'active', value: true }]));
+    await expect
+      .poll(() => platformOf('ada@example.com'), { timeout: 10_000 })
+      .toEqual({
+        enterprise: '{view,create}',
+        teams: { core: 'member', web: 'viewer' },
+        apps: { api: '{view,deploy}' },
+      });
+  });
+
+  it('offboards a user removed from the last group that granted access, tokens included', async () => {
+    const user = await scim('POST', '/Users', {
+      schemas: [USER],
+      userName: 'mover@example.com',
+      active: true,
+    });
+    const group = await scim('GET', `/Groups?filter=${encodeURIComponent('displayName eq "Engineering"')}`);
+    const groupId = group.body.Resources[0].id;
+    await scim(
+      'PATCH',
+      `/Groups/${groupId}`,
+      patch([{ op: 'add', path: 'members', value: [{ value: user.body.id }] }]),
+    );
+    await expect
+      .poll(async () => (await platformOf('mover@example.com')).enterprise, { timeout: 10_000 })
+      .toBe('{view,create}');
+    await database.sql`INSERT INTO tokens (tenant_id, user_id, kind, token_id, secret_hash) VALUES (${tenant.id}, ${user.body.id}, 'session', ${`s-${user.body.id}`}, 'h')`;
+    await scim(
+      'PATCH',
+      `/Groups/${groupId}`,
+      patch([{ op: 'remove', path: `members[value eq "${user.body.id}"]` }]),
+    );
+    await expect
+      .poll(() => platformOf('mover@example.com'), { timeout: 10_000 })
+      .toEqual({ enterprise: null, teams: {}, apps: {} });
+    await expect
+      .poll(
+        async () =>
+          (
+            await database.sql`SELECT count(*)::int AS n FROM tokens WHERE user_id = ${user.body.id} AND revoked_at IS NULL`
+          )[0]!.n,
+      )
+      .toBe(0);
+    const lanes = await database.sql`SELECT lane FROM outbox WHERE subject_id = ${user.body.id} ORDER BY id`;
+    expect(lanes.map((l) => l.lane)).toContain('deprovision');
+  });
+});
