@@ -1,54 +1,12 @@
 #!/usr/bin/env node
 import { Command, CommanderError } from 'commander';
-import { type Config, ConfigError, loadConfig } from '../config.js';
-import { connectDatabase, type DatabaseHandle } from '../db/client.js';
-import { runMigrations } from '../db/migrate.js';
+import type { Config } from '../config.js';
 import { DomainError, rootCause } from '../errors.js';
 import { createLogger, type Logger } from '../log.js';
 import { type DaemonMode, startDaemon } from '../runtime/daemon.js';
-import { provideDatabase } from '../runtime/infrastructure.js';
 import { createTenant, listTenants, rotateScimToken, type TenantWithToken } from '../tenants/tenants.js';
-
-/** Exit codes, after sysexits.h, so scripts can tell a typo from a broken database. */
-const EXIT = { ok: 0, failure: 1, usage: 64, dataError: 65, config: 78 } as const;
-
-class CliError extends Error {
-  constructor(
-    message: string,
-    readonly exitCode: number,
-  ) {
-    super(message);
-  }
-}
-
-function configOrExit(): Config {
-  try {
-    return loadConfig();
-  } catch (error) {
-    if (error instanceof ConfigError)
-      throw new CliError(`configuration error: ${error.message}`, EXIT.config);
-    throw error;
-  }
-}
-
-/** Runs a one-shot command against the database (starting the embedded one if idsync is not running). */
-async function withDatabase<T>(work: (database: DatabaseHandle, config: Config) => Promise<T>): Promise<T> {
-  const config = configOrExit();
-  // One-shot commands keep their own chatter quiet; their output is the answer, not a log.
-  const log = createLogger(config.logLevel === 'info' ? 'warn' : config.logLevel);
-  const endpoint = await provideDatabase(config, log, false);
-  try {
-    await runMigrations(endpoint.url);
-    const database = connectDatabase(endpoint.url, { max: 2 });
-    try {
-      return await work(database, config);
-    } finally {
-      await database.close();
-    }
-  } finally {
-    await endpoint.release();
-  }
-}
+import { registerAccessCommands } from './access-commands.js';
+import { CliError, configOrExit, EXIT, withDatabase } from './context.js';
 
 function scimBaseUrl(config: Config): string {
   return `${config.publicUrl}/scim/v2`;
@@ -162,6 +120,7 @@ function buildProgram(): Command {
         printTenantCredential(config, await rotateScimToken(db, name, 'cli'), 'Rotated the SCIM token:');
       }),
     );
+  registerAccessCommands(program);
   return program;
 }
 

@@ -2,7 +2,13 @@ import { sql } from 'drizzle-orm';
 import { z } from 'zod';
 import type { Database } from '../db/client.js';
 import { invalid, notFound } from '../errors.js';
-import { APP_PERMISSIONS, type AssignmentRule, ENTERPRISE_PERMISSIONS, TEAM_ROLES } from './model.js';
+import {
+  APP_PERMISSIONS,
+  type AssignmentRule,
+  canonical,
+  ENTERPRISE_PERMISSIONS,
+  TEAM_ROLES,
+} from './model.js';
 import { loadRules } from './state.js';
 
 /** A rule as an admin writes it (API body, CLI flags): exactly one target shape is accepted. */
@@ -43,7 +49,12 @@ export function readRuleInput(body: unknown): RuleInput {
     const where = issue.path.length ? `${issue.path.join('.')}: ` : '';
     throw invalid(`${where}${issue.message}`);
   }
-  return parsed.data;
+  const rule = parsed.data;
+  // One spelling for a set of permissions, so listings and comparisons are stable.
+  if (rule.target === 'enterprise')
+    return { ...rule, permissions: canonical(rule.permissions, ENTERPRISE_PERMISSIONS) };
+  if (rule.target === 'app') return { ...rule, permissions: canonical(rule.permissions, APP_PERMISSIONS) };
+  return rule;
 }
 
 /**

@@ -1,0 +1,127 @@
+import type { Command } from 'commander';
+import { sql } from 'drizzle-orm';
+import { invalid, notFound } from '../errors.js';
+import { describeOperation } from '../reconcile/model.js';
+import { latestReceipt } from '../reconcile/receipts.js';
+import { planUser, type ReconcileDependencies } from '../reconcile/reconciler.js';
+import { addRule, describeRule, listRules, readRuleInput, removeRule } from '../reconcile/rules.js';
+import { connectorFactory } from '../runtime/job-handler.js';
+import { findTenantByName } from '../tenants/tenants.js';
+import { withDatabase } from './context.js';
+
+const list = (value: string | undefined) =>
+  value
+    ?.split(',')
+    .map((v) => v.trim())
+    .filter(Boolean);
+
+/** `idsync rules …`, `idsync plan`, `idsync receipt`: the access side of the CLI. */
+export function registerAccessCommands(program: Command): void {
+  const rules = program
+    .command('rules')
+    .description('assignment rules: IdP group → team, Enterprise Account or app access');
+  rules
+    .command('add')
+    .description('add a rule; exactly one of --team, --enterprise or --app')
+    .requiredOption('--tenant <name>', 'tenant')
+    .requiredOption('--group <idp-group>', 'IdP group display name')
+    .option('--team <team>', 'team to grant')
+    .option('--role <role>', 'team role: admin, member or viewer', 'member')
+    .option(
+      '--enterprise <permissions>',
+      'Enterprise Account permissions, comma-separated (view,create,manage,billing)',
+    )
+    .option('--app <app>', 'app to grant')
+    .option('--permissions <permissions>', 'app permissions, comma-separated (view,deploy,operate,manage)')
+    .action((options: Record<string, string | undefined>) =>
+      withDatabase(async ({ db }) => {
+        const targets = [options.team, options.enterprise, options.app].filter(Boolean).length;
+        if (targets !== 1) throw invalid('give exactly one of --team, --enterprise or --app');
+        const input = readRuleInput(
+          options.team
+            ? { target: 'team', idpGroup: options.group, team: options.team, role: options.role }
+            : options.enterprise
+              ? { target: 'enterprise', idpGroup: options.group, permissions: list(options.enterprise) }
+              : {
+                  target: 'app',
+                  idpGroup: options.group,
+                  app: options.app,
+                  permissions: list(options.permissions) ?? [],
+                },
+        );
+        const tenant = await findTenantByName(db, options.tenant!);
+        const rule = await addRule(db, tenant.id, input, 'cli');
+        process.stdout.write(`${rule.id}\t${describeRule(rule)}\n`);
+      }),
+    );
+  rules
+    .command('list')
+    .requiredOption('--tenant <name>', 'tenant')
+    .action((options: { tenant: string }) =>
+      withDatabase(async ({ db }) => {
+        const tenant = await findTenantByName(db, options.tenant);
+        const all = await listRules(db, tenant.id);
+        if (all.length === 0) process.stdout.write('no rules\n');
+        for (const rule of all) process.stdout.write(`${rule.id}\t${describeRule(rule)}\n`);
+      }),
+    );
+  rules
+    .command('remove <rule-id>')
+    .requiredOption('--tenant <name>', 'tenant')
+    .action((ruleId: string, options: { tenant: string }) =>
+      withDatabase(async ({ db }) => {
+        const tenant = await findTenantByName(db, options.tenant);
+        await removeRule(db, tenant.id, ruleId, 'cli');
+        process.stdout.write(`removed ${ruleId}\n`);
+      }),
+    );
+
+  program
+    .command('plan')
+    .description('show what a reconcile would do, without doing it')
+    .requiredOption('--tenant <name>', 'tenant')
+    .option('--user <user>', 'one user (id or userName); default: every user')
+    .action((options: { tenant: string; user?: string }) =>
+      withDatabase(async (database) => {
+        const tenant = await findTenantByName(database.db, options.tenant);
+        const deps: ReconcileDependencies = { database, connectorFor: connectorFactory(database) };
+        const ids = await database.db.execute<{ id: string }>(sql`
+          SELECT id::text FROM users WHERE tenant_id = ${tenant.id}
+            ${options.user ? sql`AND (id::text = ${options.user} OR lower(user_name) = lower(${options.user}))` : sql`AND deprovisioned_at IS NULL`}
+          ORDER BY lower(user_name)`);
+        if (options.user && ids.length === 0)
+          throw notFound(`no user ${options.user} in tenant ${options.tenant}`);
+        let changes = 0;
+        for (const { id } of ids) {
+          const planned = await planUser(deps, tenant.id, id);
+          if (
+            !planned ||
+            (planned.plan.operations.length === 0 && planned.plan.blocked.length === 0 && !options.user)
+          )
+            continue;
+          changes += planned.plan.operations.length;
+          process.stdout.write(`${planned.subject.userName}${planned.offboarding ? ' (offboarding)' : ''}\n`);
+          if (planned.plan.operations.length === 0) process.stdout.write('  nothing to do\n');
+          for (const operation of planned.plan.operations)
+            process.stdout.write(`  ${describeOperation(operation)}\n`);
+          for (const blocked of planned.plan.blocked) {
+            process.stdout.write(
+              `  BLOCKED ${blocked.reason === 'last-admin' ? `${blocked.account} is the last admin of team ${blocked.team}` : blocked.changeId}\n`,
+            );
+          }
+        }
+        if (!options.user && changes === 0) process.stdout.write('everything is in line with the IdP\n');
+      }),
+    );
+
+  program
+    .command('receipt <user>')
+    .description('the offboarding receipt of a user (id or userName), as JSON')
+    .requiredOption('--tenant <name>', 'tenant')
+    .action((user: string, options: { tenant: string }) =>
+      withDatabase(async ({ db }) => {
+        const tenant = await findTenantByName(db, options.tenant);
+        process.stdout.write(`${JSON.stringify(await latestReceipt(db, tenant.id, user), null, 2)}\n`);
+      }),
+    );
+}
