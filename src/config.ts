@@ -73,6 +73,11 @@ const envSchema = z.object({
   WORKER_CONCURRENCY: positiveInt(8),
   SHUTDOWN_TIMEOUT_MS: positiveInt(15_000),
   OUTBOX_POLL_MS: positiveInt(1_000),
+  IDSYNC_QUEUE_PREFIX: z
+    .string()
+    .regex(/^[A-Za-z0-9_-]{1,64}$/, 'must be 1 to 64 letters, digits, dashes or underscores')
+    .default('idsync'),
+  JOB_LOCK_MS: positiveInt(30_000),
 });
 
 export interface Config {
@@ -92,6 +97,10 @@ export interface Config {
   workerConcurrency: number;
   shutdownTimeoutMs: number;
   outboxPollMs: number;
+  /** BullMQ key prefix: several deployments can share one Redis. */
+  queuePrefix: string;
+  /** How long a worker's job lock lasts; a crashed worker's job is taken over after about this long. */
+  jobLockMs: number;
 }
 
 export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
@@ -120,6 +129,8 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
     workerConcurrency: e.WORKER_CONCURRENCY,
     shutdownTimeoutMs: e.SHUTDOWN_TIMEOUT_MS,
     outboxPollMs: e.OUTBOX_POLL_MS,
+    queuePrefix: e.IDSYNC_QUEUE_PREFIX,
+    jobLockMs: e.JOB_LOCK_MS,
   };
 }
 

@@ -19,6 +19,8 @@ export interface WorkerPoolOptions {
   log: Logger;
   /** Concurrency of the deprovision and reconcile lanes; scans run one at a time per process. */
   concurrency: number;
+  /** Job lock duration; a crashed worker's jobs are recovered as stalled after about this long. */
+  lockMs?: number;
 }
 
 export interface WorkerPool {
@@ -45,6 +47,7 @@ export async function startWorkerPool(options: WorkerPoolOptions): Promise<Worke
         connection: connections[index]!,
         prefix: options.prefix,
         concurrency: lane === 'scan' ? 1 : options.concurrency,
+        ...(options.lockMs ? { lockDuration: options.lockMs, stalledInterval: options.lockMs } : {}),
       },
     );
     worker.on('failed', (job, error) =>

@@ -80,7 +80,7 @@ export async function startDaemon(options: DaemonOptions): Promise<Daemon> {
     const producer: Redis = createRedisConnection(redisEndpoint.url, 'producer');
     cleanups.push(async () => producer.disconnect());
     await connectionReady(producer);
-    const prefix = options.queuePrefix ?? 'idsync';
+    const prefix = options.queuePrefix ?? config.queuePrefix;
     const queues = openQueues(producer, prefix);
     cleanups.push(() => closeQueues(queues));
     const resources: DaemonResources = { database, queues, config, log };
@@ -96,6 +96,7 @@ export async function startDaemon(options: DaemonOptions): Promise<Daemon> {
         prefix,
         log,
         concurrency: config.workerConcurrency,
+        lockMs: config.jobLockMs,
         handler: options.jobHandler ?? createJobHandler(database),
       });
       cleanups.push(() => pool.close());
