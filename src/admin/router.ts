@@ -1,4 +1,3 @@
-import { createHash, timingSafeEqual } from 'node:crypto';
 import express, {
   type ErrorRequestHandler,
   type NextFunction,
@@ -11,7 +10,9 @@ import { DomainError, rootCause } from '../errors.js';
 import { latestReceipt } from '../reconcile/receipts.js';
 import { planUser, type ReconcileDependencies } from '../reconcile/reconciler.js';
 import { addRule, listRules, readRuleInput, removeRule } from '../reconcile/rules.js';
+import { adminTokenMatches } from '../security/admin-token.js';
 import { findTenantByName, type Tenant } from '../tenants/tenants.js';
+import { issueApiToken } from '../tokens/tokens.js';
 
 /*
  * The admin API (JSON) behind IDSYNC_ADMIN_TOKEN: assignment rules, dry-run plans, offboarding receipts.
@@ -24,20 +25,16 @@ export interface AdminRouterOptions {
   reconcile: ReconcileDependencies;
 }
 
-const digest = (value: string) => createHash('sha256').update(value).digest();
-
 function authenticate(adminToken: string | undefined) {
-  const expected = adminToken ? digest(adminToken) : undefined;
   return (req: Request, res: Response, next: NextFunction) => {
-    if (!expected) {
+    if (!adminToken) {
       res.status(503).json({
         error: { code: 'admin_api_disabled', message: 'set IDSYNC_ADMIN_TOKEN to enable the admin API' },
       });
       return;
     }
     const presented = /^Bearer\s+(\S+)$/i.exec(req.get('Authorization') ?? '')?.[1];
-    // Hashing both sides gives equal lengths, so the comparison is constant-time whatever is sent.
-    if (!presented || !timingSafeEqual(digest(presented), expected)) {
+    if (!adminTokenMatches(presented, adminToken)) {
       res.setHeader('WWW-Authenticate', 'Bearer realm="idsync admin"');
       res
         .status(401)
@@ -69,6 +66,21 @@ export function adminRouter(options: AdminRouterOptions): Router {
   });
   router.get('/tenants/:tenant/users/:id/receipt', async (req, res) => {
     res.json(await latestReceipt(db, (await tenantOf(req)).id, String(req.params.id)));
+  });
+  router.post('/tenants/:tenant/users/:id/tokens', async (req, res) => {
+    const tenant = await tenantOf(req);
+    const body = (req.body ?? {}) as { scopes?: unknown; expiresInSeconds?: unknown; label?: unknown };
+    const scopes = Array.isArray(body.scopes) ? body.scopes.map(String) : [];
+    const expiresInSeconds = typeof body.expiresInSeconds === 'number' ? body.expiresInSeconds : undefined;
+    const label = typeof body.label === 'string' ? body.label : undefined;
+    res.status(201).json(
+      await issueApiToken(db, tenant.id, String(req.params.id), {
+        scopes,
+        expiresInSeconds,
+        label,
+        actor: 'admin-api',
+      }),
+    );
   });
   router.get('/tenants/:tenant/users/:id/plan', async (req, res) => {
     const tenant = await tenantOf(req);

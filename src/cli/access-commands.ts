@@ -7,7 +7,15 @@ import { planUser, type ReconcileDependencies } from '../reconcile/reconciler.js
 import { addRule, describeRule, listRules, readRuleInput, removeRule } from '../reconcile/rules.js';
 import { connectorFactory } from '../runtime/job-handler.js';
 import { findTenantByName } from '../tenants/tenants.js';
+import { issueApiToken } from '../tokens/tokens.js';
 import { withDatabase } from './context.js';
+
+/** `90d`, `12h`, `30m`, `3600s` → seconds. */
+function parseDuration(text: string): number {
+  const match = /^(\d+)([smhd])$/.exec(text.trim());
+  if (!match) throw invalid(`"${text}" is not a duration such as 90d, 12h, 30m or 3600s`);
+  return Number(match[1]) * { s: 1, m: 60, h: 3600, d: 86400 }[match[2] as 's' | 'm' | 'h' | 'd'];
+}
 
 const list = (value: string | undefined) =>
   value
@@ -111,6 +119,30 @@ export function registerAccessCommands(program: Command): void {
           }
         }
         if (!options.user && changes === 0) process.stdout.write('everything is in line with the IdP\n');
+      }),
+    );
+
+  const token = program.command('token').description('personal API tokens (shown once, stored hashed)');
+  token
+    .command('issue')
+    .description('issue a personal API token for a user and print it once')
+    .requiredOption('--tenant <name>', 'tenant')
+    .requiredOption('--user <user>', 'user id or userName')
+    .option('--scopes <scopes>', 'comma-separated scopes', '')
+    .option('--expires-in <duration>', 'lifetime, e.g. 90d, 12h, 30m (at most a year)', '90d')
+    .option('--label <label>', 'a note to recognise the token by')
+    .action((options: { tenant: string; user: string; scopes: string; expiresIn: string; label?: string }) =>
+      withDatabase(async ({ db }) => {
+        const tenant = await findTenantByName(db, options.tenant);
+        const issued = await issueApiToken(db, tenant.id, options.user, {
+          scopes: list(options.scopes) ?? [],
+          expiresInSeconds: parseDuration(options.expiresIn),
+          label: options.label,
+          actor: 'cli',
+        });
+        process.stdout.write(
+          `token:   ${issued.token}\nexpires: ${issued.expiresAt ?? 'never'}\n(shown only this once; idsync stores a hash of it)\n`,
+        );
       }),
     );
 

@@ -13,6 +13,7 @@ import type { Logger } from '../log.js';
 import { scimRouter } from '../scim/router.js';
 import { ScimTokenVerifier } from '../tenants/scim-token-cache.js';
 import { createTenant, listTenants, type TenantWithToken } from '../tenants/tenants.js';
+import { oauthRouter } from '../tokens/router.js';
 import { type Endpoint, provideDatabase, provideRedis } from './infrastructure.js';
 import { connectorFactory, createJobHandler } from './job-handler.js';
 
@@ -135,6 +136,7 @@ export async function startDaemon(options: DaemonOptions): Promise<Daemon> {
             path: '/scim/v2',
             router: scimRouter({ db: database.db, tokens, baseUrl: `${config.publicUrl}/scim/v2` }),
           },
+          { path: '/oauth', router: oauthRouter({ db: database.db, adminToken: config.adminToken }) },
           {
             path: '/api',
             router: adminRouter({

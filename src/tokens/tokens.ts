@@ -1,0 +1,123 @@
+import { sql } from 'drizzle-orm';
+import type { Database } from '../db/client.js';
+import { invalid, notFound } from '../errors.js';
+import { issueCredential, parseCredential, secretMatches } from '../security/credentials.js';
+
+/*
+ * Personal API tokens idsync issues for a user. Shown once, stored as a hash, checked by platform
+ * services through RFC 7662 introspection, which reads the database every time: a revocation, an expiry
+ * or a deprovisioning takes effect for every API process at once, with no cache to wait out.
+ */
+
+export interface IssuedToken {
+  id: string;
+  token: string;
+  expiresAt: string | null;
+}
+
+const MAX_LIFETIME_SECONDS = 366 * 24 * 3600;
+
+export async function issueApiToken(
+  db: Database,
+  tenantId: string,
+  userRef: string,
+  options: { scopes: string[]; expiresInSeconds: number | undefined; label?: string; actor: string },
+): Promise<IssuedToken> {
+  if (
+    options.expiresInSeconds !== undefined &&
+    (options.expiresInSeconds <= 0 || options.expiresInSeconds > MAX_LIFETIME_SECONDS)
+  ) {
+    throw invalid('a token must expire within a year (and after now)');
+  }
+  if (options.scopes.some((s) => !/^[\w:.-]{1,64}$/.test(s)))
+    throw invalid('scopes are words of letters, digits and : . _ -');
+  const byId = /^[0-9a-f-]{36}$/i.test(userRef);
+  const [user] = await db.execute<{ id: string; active: boolean; gone: boolean }>(sql`
+    SELECT id::text, active, deprovisioned_at IS NOT NULL AS gone FROM users
+    WHERE tenant_id = ${tenantId} AND ${byId ? sql`id = ${userRef}` : sql`lower(user_name) = lower(${userRef}) AND deprovisioned_at IS NULL`}`);
+  if (!user || user.gone) throw notFound(`no user ${userRef}`);
+  if (!user.active) throw invalid(`user ${userRef} is deactivated; no token can be issued`);
+  const credential = issueCredential('api');
+  const expiresAt = options.expiresInSeconds
+    ? new Date(Date.now() + options.expiresInSeconds * 1000).toISOString()
+    : null;
+  const [row] = await db.execute<{ id: string }>(sql`
+    WITH issued AS (
+      INSERT INTO tokens (tenant_id, user_id, kind, token_id, secret_hash, label, scopes, expires_at)
+      VALUES (${tenantId}, ${user.id}, 'api', ${credential.tokenId}, ${credential.secretHash}, ${options.label ?? null},
+        ${sql.param(options.scopes)}::text[], ${expiresAt}::timestamptz)
+      RETURNING id, user_id
+    ), audited AS (
+      INSERT INTO audit_log (tenant_id, actor, action, subject_type, subject_id, after)
+      SELECT ${tenantId}, ${options.actor}, 'token.issued', 'user', issued.user_id::text,
+        jsonb_build_object('tokenId', issued.id, 'scopes', ${JSON.stringify(options.scopes)}::jsonb, 'expiresAt', ${expiresAt}::text)
+      FROM issued
+    )
+    SELECT id::text FROM issued`);
+  return { id: row!.id, token: credential.token, expiresAt };
+}
+
+/** RFC 7662 §2.2: `{active: false}` and nothing else for any token that is not currently good. */
+export type Introspection =
+  | { active: false }
+  | {
+      active: true;
+      scope: string;
+      token_type: 'Bearer';
+      sub: string;
+      username: string;
+      tenant: string;
+      iat: number;
+      exp?: number;
+    };
+
+export async function introspect(db: Database, token: string): Promise<Introspection> {
+  const parsed = parseCredential(token);
+  if (!parsed || (parsed.kind !== 'api' && parsed.kind !== 'sess')) return { active: false };
+  const [row] = await db.execute<{
+    secret_hash: string;
+    usable: boolean;
+    user_id: string;
+    user_name: string;
+    tenant: string;
+    scopes: string[] | string;
+    iat: number;
+    exp: number | null;
+  }>(sql`
+    SELECT t.secret_hash, t.user_id::text, u.user_name, tn.name AS tenant, t.scopes::text AS scopes,
+      extract(epoch FROM t.created_at)::bigint AS iat, extract(epoch FROM t.expires_at)::bigint AS exp,
+      (t.revoked_at IS NULL AND (t.expires_at IS NULL OR t.expires_at > now())
+        AND u.active AND u.deprovisioned_at IS NULL) AS usable
+    FROM tokens t JOIN users u ON u.id = t.user_id JOIN tenants tn ON tn.id = t.tenant_id
+    WHERE t.token_id = ${parsed.tokenId}`);
+  if (!row || !secretMatches(parsed.secret, row.secret_hash) || !row.usable) return { active: false };
+  const scopes = Array.isArray(row.scopes)
+    ? row.scopes
+    : row.scopes
+        .replace(/^\{|\}$/g, '')
+        .split(',')
+        .filter(Boolean);
+  return {
+    active: true,
+    scope: scopes.join(' '),
+    token_type: 'Bearer',
+    sub: row.user_id,
+    username: row.user_name,
+    tenant: row.tenant,
+    iat: Number(row.iat),
+    ...(row.exp === null ? {} : { exp: Number(row.exp) }),
+  };
+}
+
+/** RFC 7009: revoking an unknown or already revoked token is not an error. */
+export async function revoke(db: Database, token: string, actor: string): Promise<void> {
+  const parsed = parseCredential(token);
+  if (!parsed) return;
+  const [row] = await db.execute<{ secret_hash: string; id: string; tenant_id: string; user_id: string }>(sql`
+    SELECT id::text, secret_hash, tenant_id::text, user_id::text FROM tokens WHERE token_id = ${parsed.tokenId} AND revoked_at IS NULL`);
+  if (!row || !secretMatches(parsed.secret, row.secret_hash)) return;
+  await db.execute(sql`
+    WITH revoked AS (UPDATE tokens SET revoked_at = now(), revoked_reason = 'revoked by request' WHERE id = ${row.id} RETURNING id)
+    INSERT INTO audit_log (tenant_id, actor, action, subject_type, subject_id, after)
+    SELECT ${row.tenant_id}, ${actor}, 'token.revoked', 'user', ${row.user_id}, jsonb_build_object('tokenId', revoked.id) FROM revoked`);
+}
