@@ -23,6 +23,8 @@ describe('migrations', () => {
       'platform_app_collaborators',
       'platform_enterprise_members',
       'platform_team_members',
+      'receipt_edges',
+      'receipts',
       'teams',
       'tenants',
       'tokens',

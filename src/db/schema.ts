@@ -368,10 +368,7 @@ export const driftReports = pgTable(
   (t) => [index('drift_reports_tenant_created_idx').on(t.tenantId, t.createdAt)],
 );
 
-/**
- * The offboarding receipt: one per deprovisioning event of a user. Edges are appended as each removal is
- * applied, so a cascade interrupted by a crash and finished by a retry still lists every edge once.
- */
+/** The offboarding receipt: one per deprovisioning event of a user; its edges are in receipt_edges. */
 export const receipts = pgTable(
   'receipts',
   {
@@ -387,7 +384,6 @@ export const receipts = pgTable(
     idpEventAt: timestamp('idp_event_at', { withTimezone: true }).notNull(),
     startedAt: timestamp('started_at', { withTimezone: true }).notNull().defaultNow(),
     completedAt: timestamp('completed_at', { withTimezone: true }),
-    edges: jsonb('edges').notNull().default([]),
     tokensRevoked: integer('tokens_revoked').notNull().default(0),
     leftToHuman: jsonb('left_to_human').notNull().default([]),
     correlationId: text('correlation_id'),
@@ -396,4 +392,25 @@ export const receipts = pgTable(
     uniqueIndex('receipts_user_event_key').on(t.userId, t.idpEventAt),
     index('receipts_tenant_event_idx').on(t.tenantId, t.idpEventAt),
   ],
+);
+
+/**
+ * Each edge of an offboarding, recorded as `removing` before the platform is asked and `removed` after.
+ * A worker that dies between the two leaves a `removing` edge; the retry finds the edge gone from the
+ * platform and confirms it, so the receipt never loses an edge that was in fact removed.
+ */
+export const receiptEdges = pgTable(
+  'receipt_edges',
+  {
+    receiptId: uuid('receipt_id')
+      .notNull()
+      .references(() => receipts.id, { onDelete: 'cascade' }),
+    key: text('key').notNull(),
+    operation: text('operation').notNull(),
+    description: text('description').notNull(),
+    status: text('status', { enum: ['removing', 'removed'] }).notNull(),
+    startedAt: timestamp('started_at', { withTimezone: true }).notNull().defaultNow(),
+    removedAt: timestamp('removed_at', { withTimezone: true }),
+  },
+  (t) => [primaryKey({ columns: [t.receiptId, t.key] })],
 );

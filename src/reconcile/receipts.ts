@@ -32,20 +32,24 @@ export async function latestReceipt(db: Database, tenantId: string, userRef: str
   }>(sql`
     SELECT r.user_id::text, u.user_name, r.account, r.idp_event,
       to_json(r.idp_event_at)#>>'{}' AS idp_event_at, to_json(r.started_at)#>>'{}' AS started_at,
-      to_json(r.completed_at)#>>'{}' AS completed_at, r.edges, r.tokens_revoked, r.left_to_human
+      to_json(r.completed_at)#>>'{}' AS completed_at, r.tokens_revoked, r.left_to_human,
+      COALESCE((SELECT jsonb_agg(jsonb_build_object('operation', e.operation, 'description', e.description,
+          'removedAt', to_json(e.removed_at)#>>'{}') ORDER BY e.removed_at, e.key)
+        FROM receipt_edges e WHERE e.receipt_id = r.id AND e.status = 'removed'), '[]'::jsonb) AS edges
     FROM receipts r JOIN users u ON u.id = r.user_id
     WHERE r.tenant_id = ${tenantId}
       AND ${byId ? sql`r.user_id = ${userRef}` : sql`lower(u.user_name) = lower(${userRef})`}
     ORDER BY r.idp_event_at DESC LIMIT 1`);
   if (!row) throw notFound(`no offboarding receipt for user ${userRef}`);
-  const lastEdge = row.edges.length ? Math.max(...row.edges.map((e) => Date.parse(e.removedAt))) : Number.NaN;
+  const edges = row.edges.map((e) => ({ ...e, removedAt: new Date(e.removedAt).toISOString() }));
+  const lastEdge = edges.length ? Math.max(...edges.map((e) => Date.parse(e.removedAt))) : Number.NaN;
   return {
     user: { id: row.user_id, userName: row.user_name, account: row.account },
     idpEvent: { event: row.idp_event, at: new Date(row.idp_event_at).toISOString() },
     startedAt: new Date(row.started_at).toISOString(),
     completedAt: row.completed_at ? new Date(row.completed_at).toISOString() : null,
     timeToEffectMs: Number.isNaN(lastEdge) ? null : lastEdge - Date.parse(row.idp_event_at),
-    edgesRemoved: row.edges,
+    edgesRemoved: edges,
     tokensRevoked: row.tokens_revoked,
     leftToHuman: row.left_to_human,
     status: row.completed_at ? 'complete' : 'incomplete',

@@ -124,8 +124,19 @@ async function reconcileLocked(
   const receiptId =
     offboarding && userPlan.operations.length > 0 ? await openReceipt(deps, subject, cause) : undefined;
 
+  if (receiptId) await confirmInterruptedEdges(deps, receiptId, userPlan.operations);
   const applied: AppliedOperation[] = [];
   for (const operation of userPlan.operations) {
+    const recordsEdge =
+      receiptId !== undefined && (isRemoval(operation) || operation.kind === 'promote-fallback-admin');
+    if (recordsEdge) {
+      // Written before the platform is asked: if this process dies after the platform acted, the retry
+      // still knows the edge and confirms it (confirmInterruptedEdges).
+      await db.execute(sql`
+        INSERT INTO receipt_edges (receipt_id, key, operation, description, status)
+        VALUES (${receiptId}, ${describeOperation(operation)}, ${operation.kind}, ${describeOperation(operation)}, 'removing')
+        ON CONFLICT (receipt_id, key) DO NOTHING`);
+    }
     const started = performance.now();
     let outcome: OperationOutcome;
     if (operation.kind === 'revoke-tokens') {
@@ -149,20 +160,10 @@ async function reconcileLocked(
       VALUES (${tenantId}, ${`reconciler:${connector.name}`}, ${`platform.${operation.kind}`}, 'user', ${userId},
         ${JSON.stringify({ outcome: outcome.status, ...(outcome.status === 'blocked' ? { reason: outcome.reason } : {}) })}::jsonb,
         ${JSON.stringify(operation)}::jsonb, ${JSON.stringify(cause)}::jsonb, ${cause.correlationId ?? null}, ${ms})`);
-    if (
-      receiptId &&
-      (isRemoval(operation) || operation.kind === 'promote-fallback-admin') &&
-      outcome.status === 'applied'
-    ) {
-      const edge = {
-        operation: operation.kind,
-        description: describeOperation(operation),
-        removedAt: at,
-        ...edgeTarget(operation),
-      };
-      await db.execute(
-        sql`UPDATE receipts SET edges = edges || ${JSON.stringify([edge])}::jsonb WHERE id = ${receiptId}`,
-      );
+    if (recordsEdge && outcome.status !== 'blocked') {
+      await db.execute(sql`
+        UPDATE receipt_edges SET status = 'removed', removed_at = ${at}::timestamptz
+        WHERE receipt_id = ${receiptId} AND key = ${describeOperation(operation)} AND status = 'removing'`);
     }
   }
 
@@ -205,11 +206,15 @@ async function reconcileLocked(
   return { applied, blocked: userPlan.blocked, offboarding };
 }
 
-function edgeTarget(operation: Operation): Record<string, string> {
-  if ('team' in operation) return { team: operation.team };
-  if ('app' in operation) return { app: operation.app };
-  if (operation.kind === 'revoke-enterprise') return { enterpriseAccount: 'membership' };
-  return {};
+/**
+ * Edges left `removing` by a worker that died after asking the platform: the fresh plan no longer
+ * contains them, which means the platform no longer has them, so they were removed.
+ */
+async function confirmInterruptedEdges(deps: ReconcileDependencies, receiptId: string, planned: Operation[]) {
+  const stillToDo = planned.map(describeOperation);
+  await deps.database.db.execute(sql`
+    UPDATE receipt_edges SET status = 'removed', removed_at = now()
+    WHERE receipt_id = ${receiptId} AND status = 'removing' AND NOT (key = ANY(${sql.param(stillToDo)}::text[]))`);
 }
 
 /** Finds or starts the receipt for this offboarding event (one per user and IdP event time). */
