@@ -7,6 +7,7 @@ import express, {
 } from 'express';
 import type { Database } from '../db/client.js';
 import { DomainError, rootCause } from '../errors.js';
+import { approveChange, listHeldChanges } from '../reconcile/brake.js';
 import { latestReceipt } from '../reconcile/receipts.js';
 import { planUser, type ReconcileDependencies } from '../reconcile/reconciler.js';
 import { addRule, listRules, readRuleInput, removeRule } from '../reconcile/rules.js';
@@ -81,6 +82,13 @@ export function adminRouter(options: AdminRouterOptions): Router {
         actor: 'admin-api',
       }),
     );
+  });
+  router.get('/tenants/:tenant/changes', async (req, res) => {
+    res.json({ changes: await listHeldChanges(db, (await tenantOf(req)).id) });
+  });
+  router.post('/tenants/:tenant/changes/:id/approve', async (req, res) => {
+    const queued = await approveChange(db, (await tenantOf(req)).id, String(req.params.id), 'admin-api');
+    res.json({ approved: req.params.id, usersQueued: queued });
   });
   router.get('/tenants/:tenant/users/:id/plan', async (req, res) => {
     const tenant = await tenantOf(req);

@@ -1,6 +1,7 @@
 import type { Command } from 'commander';
 import { sql } from 'drizzle-orm';
 import { invalid, notFound } from '../errors.js';
+import { approveChange, listHeldChanges } from '../reconcile/brake.js';
 import { describeOperation } from '../reconcile/model.js';
 import { latestReceipt } from '../reconcile/receipts.js';
 import { planUser, type ReconcileDependencies } from '../reconcile/reconciler.js';
@@ -119,6 +120,34 @@ export function registerAccessCommands(program: Command): void {
           }
         }
         if (!options.user && changes === 0) process.stdout.write('everything is in line with the IdP\n');
+      }),
+    );
+
+  program
+    .command('changes')
+    .description('IdP changes held by the mass-change brake')
+    .requiredOption('--tenant <name>', 'tenant')
+    .action((options: { tenant: string }) =>
+      withDatabase(async ({ db }) => {
+        const tenant = await findTenantByName(db, options.tenant);
+        const changes = await listHeldChanges(db, tenant.id);
+        if (changes.length === 0) process.stdout.write('no held changes\n');
+        for (const c of changes) {
+          process.stdout.write(
+            `${c.id}\t${c.status}\t${c.event}\t${c.affectedUsers} of ${c.enterpriseSize} Enterprise Account members\t${c.createdAt}\n`,
+          );
+        }
+      }),
+    );
+  program
+    .command('approve <change>')
+    .description('apply the removals a held change would make')
+    .requiredOption('--tenant <name>', 'tenant')
+    .action((change: string, options: { tenant: string }) =>
+      withDatabase(async ({ db }) => {
+        const tenant = await findTenantByName(db, options.tenant);
+        const queued = await approveChange(db, tenant.id, change, 'cli');
+        process.stdout.write(`approved ${change}: ${queued} users queued for reconcile\n`);
       }),
     );
 

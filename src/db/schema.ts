@@ -414,3 +414,42 @@ export const receiptEdges = pgTable(
   },
   (t) => [primaryKey({ columns: [t.receiptId, t.key] })],
 );
+
+/**
+ * One IdP change (a SCIM request, a rule removal) that would remove more than the tenant's threshold of
+ * the Enterprise Account's members: its removals wait here until someone approves them.
+ */
+export const heldChanges = pgTable(
+  'held_changes',
+  {
+    id: text('id').notNull(),
+    tenantId: uuid('tenant_id')
+      .notNull()
+      .references(() => tenants.id, { onDelete: 'cascade' }),
+    status: text('status', { enum: ['pending', 'approved'] })
+      .notNull()
+      .default('pending'),
+    event: text('event').notNull(),
+    affectedUsers: integer('affected_users').notNull(),
+    enterpriseSize: integer('enterprise_size').notNull(),
+    createdAt: createdAt(),
+    approvedAt: timestamp('approved_at', { withTimezone: true }),
+    approvedBy: text('approved_by'),
+  },
+  (t) => [primaryKey({ columns: [t.tenantId, t.id] })],
+);
+
+export const heldChangeUsers = pgTable(
+  'held_change_users',
+  {
+    tenantId: uuid('tenant_id').notNull(),
+    changeId: text('change_id').notNull(),
+    userId: uuid('user_id')
+      .notNull()
+      .references(() => users.id, { onDelete: 'cascade' }),
+  },
+  (t) => [
+    primaryKey({ columns: [t.tenantId, t.changeId, t.userId] }),
+    index('held_change_users_user_idx').on(t.userId),
+  ],
+);

@@ -53,6 +53,12 @@ export class BuiltinConnector implements PlatformConnector {
     return result;
   }
 
+  async enterpriseSize(): Promise<number> {
+    const [row] = await this.db.execute<{ n: number }>(sql`
+      SELECT count(*)::int AS n FROM platform_enterprise_members WHERE tenant_id = ${this.tenantId}`);
+    return row?.n ?? 0;
+  }
+
   async apply(operation: PlatformOperation): Promise<OperationOutcome> {
     const tenant = this.tenantId;
     const changed = async (query: ReturnType<typeof sql>) => (await this.db.execute(query)).count > 0;

@@ -12,6 +12,8 @@ export interface PlatformConnector {
   /** Admin accounts of each named team, to protect a team's last admin. */
   teamAdmins(teams: readonly string[]): Promise<Map<string, Set<string>>>;
   apply(operation: PlatformOperation): Promise<OperationOutcome>;
+  /** How many members the Enterprise Account has: the base of the mass-change threshold. */
+  enterpriseSize(): Promise<number>;
 }
 
 export interface ConnectorCapabilities {

@@ -1,6 +1,7 @@
 import { sql } from 'drizzle-orm';
 import type { DatabaseHandle } from '../db/client.js';
 import type { OperationOutcome, PlatformConnector } from '../platform/connector.js';
+import { heldChangesFor, holdRemovals } from './brake.js';
 import { desiredAccess } from './desired.js';
 import {
   type Access,
@@ -39,6 +40,7 @@ export interface UserPlan {
   plan: Plan;
   /** The user has lost all access (deactivated, deleted, or out of every granting group). */
   offboarding: boolean;
+  massChangeThresholdPercent: number;
 }
 
 export async function planUser(
@@ -67,7 +69,14 @@ export async function planUser(
     teamAdmins,
     fallbackAdmin: policy.fallbackAdmin,
   });
-  return { subject, desired, actual, plan: userPlan, offboarding };
+  return {
+    subject,
+    desired,
+    actual,
+    plan: userPlan,
+    offboarding,
+    massChangeThresholdPercent: policy.massChangeThresholdPercent,
+  };
 }
 
 function hasAnyAccess(access: Access): boolean {
@@ -119,8 +128,23 @@ async function reconcileLocked(
   const { db } = deps.database;
   const planned = await planUser(deps, tenantId, userId);
   if (!planned) return { applied: [], blocked: [], offboarding: false };
-  const { subject, plan: userPlan, offboarding } = planned;
+  const { subject, offboarding } = planned;
   const connector = deps.connectorFor(tenantId);
+  let userPlan = planned.plan;
+  // The IdP deactivating or deleting someone is never held; group and rule changes may be.
+  if (subject.facts.active && !subject.facts.deprovisioned) {
+    const holds = await heldChangesFor(db, {
+      tenantId,
+      userId,
+      cause,
+      thresholdPercent: planned.massChangeThresholdPercent,
+      enterpriseSize: () => connector.enterpriseSize(),
+    });
+    if (holds.length > 0) {
+      const { kept, held } = holdRemovals(userPlan.operations, holds[0]!);
+      userPlan = { operations: kept, blocked: [...userPlan.blocked, ...held] };
+    }
+  }
   const receiptId =
     offboarding && userPlan.operations.length > 0 ? await openReceipt(deps, subject, cause) : undefined;
 

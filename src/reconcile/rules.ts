@@ -109,7 +109,12 @@ export async function removeRule(
     const [row] = await tx.execute<{ idp_group: string }>(sql`
       DELETE FROM assignment_rules WHERE tenant_id = ${tenantId} AND id = ${ruleId} RETURNING idp_group`);
     if (!row) throw notFound(`no rule ${ruleId}`);
-    await queueGroupMembers(tx, tenantId, row.idp_group, { event: 'rule.removed', ruleId, actor });
+    await queueGroupMembers(tx, tenantId, row.idp_group, {
+      event: 'rule.removed',
+      ruleId,
+      actor,
+      correlationId: `rule:${ruleId}`,
+    });
     await tx.execute(sql`
       INSERT INTO audit_log (tenant_id, actor, action, subject_type, subject_id, before)
       VALUES (${tenantId}, ${actor}, 'rule.removed', 'tenant', ${tenantId}, ${JSON.stringify({ id: ruleId })}::jsonb)`);
@@ -125,11 +130,16 @@ async function queueGroupMembers(
   cause: Record<string, unknown>,
 ) {
   const full = { ...cause, source: 'admin', at: new Date().toISOString() };
+  // changeSize: how many users this one change touches, for the mass-change brake.
   await tx.execute(sql`
+    WITH members AS (
+      SELECT gm.user_id FROM group_members gm JOIN groups g ON g.id = gm.group_id
+      WHERE g.tenant_id = ${tenantId} AND lower(g.display_name) = lower(${idpGroup})
+    )
     INSERT INTO outbox (tenant_id, lane, subject_type, subject_id, cause)
-    SELECT ${tenantId}, 'reconcile', 'user', gm.user_id::text, ${JSON.stringify(full)}::jsonb
-    FROM group_members gm JOIN groups g ON g.id = gm.group_id
-    WHERE g.tenant_id = ${tenantId} AND lower(g.display_name) = lower(${idpGroup})`);
+    SELECT ${tenantId}, 'reconcile', 'user', members.user_id::text,
+      ${JSON.stringify(full)}::jsonb || jsonb_build_object('changeSize', (SELECT count(*) FROM members))
+    FROM members`);
 }
 
 export function describeRule(rule: AssignmentRule): string {

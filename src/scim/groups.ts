@@ -190,6 +190,8 @@ async function announce(
       cause: {
         event: 'group.member_removed',
         groupId: group.id,
+        // How many users this one IdP change removes: the mass-change brake compares it with the tenant's threshold.
+        changeSize: delta.removed.length,
         source: 'scim',
         at,
         correlationId: context.correlationId,
