@@ -7,6 +7,7 @@ import { type DaemonMode, startDaemon } from '../runtime/daemon.js';
 import { createTenant, listTenants, rotateScimToken, type TenantWithToken } from '../tenants/tenants.js';
 import { registerAccessCommands } from './access-commands.js';
 import { CliError, configOrExit, EXIT, withDatabase } from './context.js';
+import { registerJobsCommands } from './jobs-commands.js';
 
 function scimBaseUrl(config: Config): string {
   return `${config.publicUrl}/scim/v2`;
@@ -121,6 +122,7 @@ function buildProgram(): Command {
       }),
     );
   registerAccessCommands(program);
+  registerJobsCommands(program);
   return program;
 }
 
