@@ -12,6 +12,12 @@ export interface PlatformConnector {
   /** Admin accounts of each named team, to protect a team's last admin. */
   teamAdmins(teams: readonly string[]): Promise<Map<string, Set<string>>>;
   apply(operation: PlatformOperation): Promise<OperationOutcome>;
+  /**
+   * Applies operations in order and returns one outcome each. A connector may batch consecutive
+   * operations of one kind (the built-in platform removes 100 team memberships in one statement); the
+   * outcomes must be exactly what applying them one by one would give.
+   */
+  applyAll(operations: readonly PlatformOperation[]): Promise<OperationOutcome[]>;
   /** How many members the Enterprise Account has: the base of the mass-change threshold. */
   enterpriseSize(): Promise<number>;
 }
@@ -32,3 +38,13 @@ export type OperationOutcome =
   | { status: 'already-done' }
   /** The platform refused for a reason a human must resolve (e.g. the last admin of a team). */
   | { status: 'blocked'; reason: string };
+
+/** applyAll for connectors without batching: one operation after another. */
+export async function applyOneByOne(
+  connector: Pick<PlatformConnector, 'apply'>,
+  operations: readonly PlatformOperation[],
+): Promise<OperationOutcome[]> {
+  const outcomes: OperationOutcome[] = [];
+  for (const operation of operations) outcomes.push(await connector.apply(operation));
+  return outcomes;
+}

@@ -11,6 +11,12 @@ import { isRemoval } from './model.js';
  * offboarding always goes through.
  */
 
+/**
+ * A change touching fewer users than this is never held, whatever the percentage: in a five-person
+ * account every single removal is 20 %, and holding each one would make the brake a nuisance.
+ */
+export const MIN_HELD_CHANGE = 5;
+
 /** Events whose removals the brake may hold: membership and rule changes, never deactivation. */
 const HOLDABLE_EVENTS = new Set(['group.member_removed', 'group.renamed', 'rule.removed']);
 
@@ -26,7 +32,7 @@ export interface BrakeInput {
 export async function heldChangesFor(db: Database, input: BrakeInput): Promise<string[]> {
   const { cause } = input;
   const size = typeof cause.changeSize === 'number' ? cause.changeSize : 0;
-  if (cause.event && HOLDABLE_EVENTS.has(cause.event) && cause.correlationId && size > 0) {
+  if (cause.event && HOLDABLE_EVENTS.has(cause.event) && cause.correlationId && size >= MIN_HELD_CHANGE) {
     const enterprise = await input.enterpriseSize();
     if (enterprise > 0 && size * 100 > input.thresholdPercent * enterprise) {
       await db.execute(sql`

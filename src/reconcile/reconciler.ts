@@ -1,6 +1,6 @@
 import { sql } from 'drizzle-orm';
 import type { DatabaseHandle } from '../db/client.js';
-import type { OperationOutcome, PlatformConnector } from '../platform/connector.js';
+import type { OperationOutcome, PlatformConnector, PlatformOperation } from '../platform/connector.js';
 import { heldChangesFor, holdRemovals } from './brake.js';
 import { desiredAccess } from './desired.js';
 import {
@@ -149,46 +149,74 @@ async function reconcileLocked(
     offboarding && userPlan.operations.length > 0 ? await openReceipt(deps, subject, cause) : undefined;
 
   if (receiptId) await confirmInterruptedEdges(deps, receiptId, userPlan.operations);
-  const applied: AppliedOperation[] = [];
-  for (const operation of userPlan.operations) {
-    const recordsEdge =
-      receiptId !== undefined && (isRemoval(operation) || operation.kind === 'promote-fallback-admin');
-    if (recordsEdge) {
-      // Written before the platform is asked: if this process dies after the platform acted, the retry
-      // still knows the edge and confirms it (confirmInterruptedEdges).
-      await db.execute(sql`
-        INSERT INTO receipt_edges (receipt_id, key, operation, description, status)
-        VALUES (${receiptId}, ${describeOperation(operation)}, ${operation.kind}, ${describeOperation(operation)}, 'removing')
-        ON CONFLICT (receipt_id, key) DO NOTHING`);
-    }
-    const started = performance.now();
-    let outcome: OperationOutcome;
-    if (operation.kind === 'revoke-tokens') {
-      const revoked = await db.execute(sql`
-        UPDATE tokens SET revoked_at = now(), revoked_reason = ${`deprovisioned: ${cause.event ?? 'reconcile'}`}
-        WHERE user_id = ${operation.userId} AND revoked_at IS NULL`);
-      outcome = revoked.count > 0 ? { status: 'applied' } : { status: 'already-done' };
-      if (receiptId && revoked.count > 0) {
-        await db.execute(
-          sql`UPDATE receipts SET tokens_revoked = tokens_revoked + ${revoked.count} WHERE id = ${receiptId}`,
-        );
-      }
-    } else {
-      outcome = await connector.apply(operation);
-    }
-    const ms = Math.round(performance.now() - started);
-    const at = new Date().toISOString();
-    applied.push({ operation, outcome, at, ms });
+  const operations = userPlan.operations;
+  const edges = receiptId
+    ? operations.filter((o) => isRemoval(o) || o.kind === 'promote-fallback-admin').map(describeOperation)
+    : [];
+  if (edges.length > 0) {
+    // Written before the platform is asked: if this process dies after the platform acted, the retry
+    // still knows these edges and confirms them (confirmInterruptedEdges).
     await db.execute(sql`
-      INSERT INTO audit_log (tenant_id, actor, action, subject_type, subject_id, before, after, cause, correlation_id, duration_ms)
-      VALUES (${tenantId}, ${`reconciler:${connector.name}`}, ${`platform.${operation.kind}`}, 'user', ${userId},
-        ${JSON.stringify({ outcome: outcome.status, ...(outcome.status === 'blocked' ? { reason: outcome.reason } : {}) })}::jsonb,
-        ${JSON.stringify(operation)}::jsonb, ${JSON.stringify(cause)}::jsonb, ${cause.correlationId ?? null}, ${ms})`);
-    if (recordsEdge && outcome.status !== 'blocked') {
-      await db.execute(sql`
-        UPDATE receipt_edges SET status = 'removed', removed_at = ${at}::timestamptz
-        WHERE receipt_id = ${receiptId} AND key = ${describeOperation(operation)} AND status = 'removing'`);
-    }
+      INSERT INTO receipt_edges (receipt_id, key, operation, description, status)
+      SELECT ${receiptId}, e.key, e.kind, e.key, 'removing'
+      FROM unnest(${sql.param(edges)}::text[], ${sql.param(operations.filter((o) => edges.includes(describeOperation(o))).map((o) => o.kind))}::text[]) AS e(key, kind)
+      ON CONFLICT (receipt_id, key) DO NOTHING`);
+  }
+
+  const applied: AppliedOperation[] = [];
+  const platformOperations = operations.filter((o): o is PlatformOperation => o.kind !== 'revoke-tokens');
+  const started = performance.now();
+  const outcomes = await connector.applyAll(platformOperations);
+  const platformMs = Math.round(performance.now() - started);
+  const platformAt = new Date().toISOString();
+  platformOperations.forEach((operation, index) =>
+    applied.push({ operation, outcome: outcomes[index]!, at: platformAt, ms: platformMs }),
+  );
+  const tokenRevocation = operations.find((o) => o.kind === 'revoke-tokens');
+  if (tokenRevocation) {
+    const tokensStarted = performance.now();
+    const [revoked] = await db.execute<{ n: number }>(sql`
+      WITH revoked AS (
+        UPDATE tokens SET revoked_at = now(), revoked_reason = ${`deprovisioned: ${cause.event ?? 'reconcile'}`}
+        WHERE user_id = ${userId} AND revoked_at IS NULL RETURNING id
+      ), counted AS (
+        UPDATE receipts SET tokens_revoked = tokens_revoked + (SELECT count(*) FROM revoked)
+        WHERE id = ${receiptId ?? null}::uuid
+      )
+      SELECT count(*)::int AS n FROM revoked`);
+    applied.push({
+      operation: tokenRevocation,
+      outcome: (revoked?.n ?? 0) > 0 ? { status: 'applied' } : { status: 'already-done' },
+      at: new Date().toISOString(),
+      ms: Math.round(performance.now() - tokensStarted),
+    });
+  }
+
+  if (applied.length > 0) {
+    // Every outcome goes to the audit log, in one statement for the whole plan.
+    await db.execute(sql`
+      INSERT INTO audit_log (tenant_id, actor, action, subject_type, subject_id, before, after, cause, correlation_id, duration_ms, at)
+      SELECT ${tenantId}, ${`reconciler:${connector.name}`}, 'platform.' || (a.operation->>'kind'), 'user', ${userId},
+        a.outcome, a.operation, ${JSON.stringify(cause)}::jsonb, ${cause.correlationId ?? null}, a.ms, a.at
+      FROM jsonb_to_recordset(${JSON.stringify(
+        applied.map((a) => ({
+          operation: a.operation,
+          outcome: {
+            outcome: a.outcome.status,
+            ...(a.outcome.status === 'blocked' ? { reason: a.outcome.reason } : {}),
+          },
+          ms: a.ms,
+          at: a.at,
+        })),
+      )}::jsonb) AS a(operation jsonb, outcome jsonb, ms int, at timestamptz)`);
+  }
+  const done = applied
+    .filter((a) => a.outcome.status !== 'blocked' && edges.includes(describeOperation(a.operation)))
+    .map((a) => describeOperation(a.operation));
+  if (receiptId && done.length > 0) {
+    await db.execute(sql`
+      UPDATE receipt_edges SET status = 'removed', removed_at = ${platformAt}::timestamptz
+      WHERE receipt_id = ${receiptId} AND status = 'removing' AND key = ANY(${sql.param(done)}::text[])`);
   }
 
   const refused = applied.filter((a) => a.outcome.status === 'blocked');
