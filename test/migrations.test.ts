@@ -19,6 +19,8 @@ describe('migrations', () => {
       'drift_reports',
       'group_members',
       'groups',
+      'held_change_users',
+      'held_changes',
       'outbox',
       'platform_app_collaborators',
       'platform_enterprise_members',
