@@ -161,6 +161,16 @@ describe('the deprovisioning cascade, end to end on the built-in platform', asyn
     const audit = await database.sql`
       SELECT action, duration_ms FROM audit_log WHERE subject_id = ${user.body.id} AND action LIKE 'platform.%' ORDER BY id`;
     expect(audit.map((a) => a.action)).toContain('platform.revoke-tokens');
+    const [teamRemoval] = await database.sql`
+      SELECT actor, before, after, cause, duration_ms FROM audit_log
+      WHERE subject_id = ${user.body.id} AND action = 'platform.remove-team-member' AND before->>'team' = 'core'`;
+    expect(teamRemoval).toMatchObject({
+      actor: 'reconciler:builtin',
+      before: { team: 'core', role: 'member' },
+      after: { operation: { kind: 'remove-team-member', team: 'core' }, outcome: 'applied' },
+      cause: { event: 'user.deactivated', source: 'scim' },
+    });
+    expect(typeof teamRemoval!.duration_ms).toBe('number');
   });
 
   it('leaves a team’s last admin in place without a fallback admin, and says so on the receipt', async () => {

@@ -67,9 +67,9 @@ async function remainingEdges(database: TestDatabase, account: string) {
 /** Every applied platform operation for a user, with how many times it was applied. */
 async function appliedTwice(database: TestDatabase, userId: string) {
   return database.sql`
-    SELECT after::text AS operation, count(*)::int AS times FROM audit_log
-    WHERE subject_id = ${userId} AND action LIKE 'platform.%' AND before->>'outcome' = 'applied'
-    GROUP BY after::text HAVING count(*) > 1`;
+    SELECT after->>'operation' AS operation, count(*)::int AS times FROM audit_log
+    WHERE subject_id = ${userId} AND action LIKE 'platform.%' AND after->>'outcome' = 'applied'
+    GROUP BY after->>'operation' HAVING count(*) > 1`;
 }
 
 describe('resilience of the cascade', () => {

@@ -169,9 +169,9 @@ async function reconcileLocked(
   const outcomes = await connector.applyAll(platformOperations);
   const platformMs = Math.round(performance.now() - started);
   const platformAt = new Date().toISOString();
-  platformOperations.forEach((operation, index) =>
-    applied.push({ operation, outcome: outcomes[index]!, at: platformAt, ms: platformMs }),
-  );
+  for (const [index, operation] of platformOperations.entries()) {
+    applied.push({ operation, outcome: outcomes[index]!, at: platformAt, ms: platformMs });
+  }
   const tokenRevocation = operations.find((o) => o.kind === 'revoke-tokens');
   if (tokenRevocation) {
     const tokensStarted = performance.now();
@@ -196,19 +196,20 @@ async function reconcileLocked(
     // Every outcome goes to the audit log, in one statement for the whole plan.
     await db.execute(sql`
       INSERT INTO audit_log (tenant_id, actor, action, subject_type, subject_id, before, after, cause, correlation_id, duration_ms, at)
-      SELECT ${tenantId}, ${`reconciler:${connector.name}`}, 'platform.' || (a.operation->>'kind'), 'user', ${userId},
-        a.outcome, a.operation, ${JSON.stringify(cause)}::jsonb, ${cause.correlationId ?? null}, a.ms, a.at
+      SELECT ${tenantId}, ${`reconciler:${connector.name}`}, 'platform.' || (a.after->'operation'->>'kind'), 'user', ${userId},
+        a.before, a.after, ${JSON.stringify(cause)}::jsonb, ${cause.correlationId ?? null}, a.ms, a.at
       FROM jsonb_to_recordset(${JSON.stringify(
         applied.map((a) => ({
-          operation: a.operation,
-          outcome: {
+          before: stateBefore(a.operation, planned.actual),
+          after: {
+            operation: a.operation,
             outcome: a.outcome.status,
             ...(a.outcome.status === 'blocked' ? { reason: a.outcome.reason } : {}),
           },
           ms: a.ms,
           at: a.at,
         })),
-      )}::jsonb) AS a(operation jsonb, outcome jsonb, ms int, at timestamptz)`);
+      )}::jsonb) AS a(before jsonb, after jsonb, ms int, at timestamptz)`);
   }
   const done = applied
     .filter((a) => a.outcome.status !== 'blocked' && edges.includes(describeOperation(a.operation)))
@@ -256,6 +257,18 @@ async function reconcileLocked(
       WHERE id = ${receiptId}`);
   }
   return { applied, blocked: userPlan.blocked, offboarding };
+}
+
+/** What the platform had for the edge an operation touches, as read before the plan was made. */
+function stateBefore(operation: Operation, actual: Access): Record<string, unknown> | null {
+  if ('team' in operation) {
+    return operation.kind === 'promote-fallback-admin'
+      ? { team: operation.team, account: operation.account }
+      : { team: operation.team, role: actual.teams.get(operation.team) ?? null };
+  }
+  if ('app' in operation) return { app: operation.app, permissions: actual.apps.get(operation.app) ?? null };
+  if (operation.kind === 'revoke-tokens') return null;
+  return { enterprisePermissions: actual.enterprise };
 }
 
 /**
