@@ -7,7 +7,9 @@ import { startTestDaemon, testConfig } from './daemon.js';
 import { createTestDatabase, type TestDatabase } from './database.js';
 import { capturingLogger } from './log-capture.js';
 
-export const CONFORMANCE_DIR = fileURLToPath(new URL('../../../shared/conformance', import.meta.url));
+/** ../shared/conformance beside the repository (as CI lays it out), or IDSYNC_CONFORMANCE_DIR. */
+export const CONFORMANCE_DIR =
+  process.env.IDSYNC_CONFORMANCE_DIR ?? fileURLToPath(new URL('../../../shared/conformance', import.meta.url));
 
 export function requireConformanceSuites(): void {
   if (!existsSync(CONFORMANCE_DIR)) {
