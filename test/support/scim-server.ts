@@ -9,7 +9,8 @@ import { capturingLogger } from './log-capture.js';
 
 /** ../shared/conformance beside the repository (as CI lays it out), or IDSYNC_CONFORMANCE_DIR. */
 export const CONFORMANCE_DIR =
-  process.env.IDSYNC_CONFORMANCE_DIR ?? fileURLToPath(new URL('../../../shared/conformance', import.meta.url));
+  process.env.IDSYNC_CONFORMANCE_DIR ??
+  fileURLToPath(new URL('../../../shared/conformance', import.meta.url));
 
 export function requireConformanceSuites(): void {
   if (!existsSync(CONFORMANCE_DIR)) {
