@@ -1,4 +1,5 @@
 import { describe, expect, it } from 'vitest';
+import { holdRemovals } from '../src/reconcile/brake.js';
 import { desiredAccess, type UserFacts } from '../src/reconcile/desired.js';
 import {
   type Access,
@@ -196,5 +197,29 @@ describe('plan', () => {
         to: ['view', 'operate'],
       },
     ]);
+  });
+});
+
+describe('mass-change brake on a plan', () => {
+  it('holds removals, demotions and token revocation of a held change, and lets grants through', () => {
+    const desired = access(['view'], { web: 'member', core: 'viewer' });
+    const actual = access(['view'], { core: 'admin', ops: 'member' }, { api: ['deploy'] });
+    const result = plan(
+      desired,
+      actual,
+      context({
+        revokeTokens: true,
+        teamAdmins: new Map([['core', new Set(['ada@example.com', 'other@example.com'])]]),
+      }),
+    );
+    const { kept, held } = holdRemovals(result.operations, 'change-1');
+    expect(kinds(kept)).toEqual(['add-team-member']);
+    expect(held.map((h) => (h.reason === 'mass-change-held' ? h.operation.kind : h.reason))).toEqual([
+      'revoke-app-access',
+      'change-team-role',
+      'remove-team-member',
+      'revoke-tokens',
+    ]);
+    expect(held.every((h) => h.reason === 'mass-change-held' && h.changeId === 'change-1')).toBe(true);
   });
 });
