@@ -38,13 +38,3 @@ export type OperationOutcome =
   | { status: 'already-done' }
   /** The platform refused for a reason a human must resolve (e.g. the last admin of a team). */
   | { status: 'blocked'; reason: string };
-
-/** applyAll for connectors without batching: one operation after another. */
-export async function applyOneByOne(
-  connector: Pick<PlatformConnector, 'apply'>,
-  operations: readonly PlatformOperation[],
-): Promise<OperationOutcome[]> {
-  const outcomes: OperationOutcome[] = [];
-  for (const operation of operations) outcomes.push(await connector.apply(operation));
-  return outcomes;
-}

@@ -54,8 +54,6 @@ export const userDefinition = SCIMMY.Schemas.User.definition.extend(
   false,
 );
 
-export const groupDefinition = SCIMMY.Schemas.Group.definition;
-
 /** Discovery documents (/Schemas, /ResourceTypes), described by scimmy. */
 export function schemaDocuments(baseUrl: string) {
   const location = `${baseUrl}/Schemas`;

@@ -148,13 +148,6 @@ function changeEvent(before: boolean, after: boolean) {
 const live = (tenantId: string, id: string) =>
   and(eq(users.tenantId, tenantId), eq(users.id, id), isNull(users.deprovisionedAt));
 
-export async function findUser(db: Database | Transaction, tenantId: string, id: string): Promise<UserRow> {
-  if (!isUuid(id)) throw new ScimError(404, undefined, `User ${id} not found`);
-  const [row] = await db.select().from(users).where(live(tenantId, id));
-  if (!row) throw new ScimError(404, undefined, `User ${id} not found`);
-  return row;
-}
-
 async function lockUser(tx: Transaction, tenantId: string, id: string): Promise<UserRow> {
   if (!isUuid(id)) throw new ScimError(404, undefined, `User ${id} not found`);
   const [row] = await tx.select().from(users).where(live(tenantId, id)).for('update');
