@@ -27,6 +27,7 @@ describe('migrations', () => {
       'platform_team_members',
       'receipt_edges',
       'receipts',
+      'sso_connections',
       'teams',
       'tenants',
       'tokens',

@@ -31,6 +31,7 @@ export const jobLane = pgEnum('job_lane', ['deprovision', 'reconcile', 'scan']);
 export const subjectType = pgEnum('subject_type', ['user', 'group', 'team', 'tenant']);
 export const ruleTarget = pgEnum('rule_target', ['team', 'enterprise', 'app']);
 export const tokenKind = pgEnum('token_kind', ['api', 'session']);
+export const groupClaimFormat = pgEnum('group_claim_format', ['names', 'object-ids']);
 
 const createdAt = () => timestamp('created_at', { withTimezone: true }).notNull().defaultNow();
 const updatedAt = () => timestamp('updated_at', { withTimezone: true }).notNull().defaultNow();
@@ -452,4 +453,28 @@ export const heldChangeUsers = pgTable(
     primaryKey({ columns: [t.tenantId, t.changeId, t.userId] }),
     index('held_change_users_user_idx').on(t.userId),
   ],
+);
+
+/**
+ * A tenant's SAML identity provider. Several signing certificates may be listed at once so an IdP can
+ * roll its key without a gap. Entra signs only the assertion by default, Okta can sign both: the
+ * response signature is required only when `wantResponseSigned`, the assertion signature always.
+ */
+export const ssoConnections = pgTable(
+  'sso_connections',
+  {
+    id: uuid('id').primaryKey().defaultRandom(),
+    tenantId: uuid('tenant_id')
+      .notNull()
+      .references(() => tenants.id, { onDelete: 'cascade' }),
+    idpEntityId: text('idp_entity_id').notNull(),
+    ssoUrl: text('sso_url').notNull(),
+    certificates: text('certificates').array().notNull(),
+    wantResponseSigned: boolean('want_response_signed').notNull().default(false),
+    /** SAML attribute names for email, givenName, familyName, displayName and groups. */
+    attributeMap: jsonb('attribute_map').notNull().default({}),
+    groupClaimFormat: groupClaimFormat('group_claim_format').notNull().default('names'),
+    createdAt: createdAt(),
+  },
+  (t) => [uniqueIndex('sso_connections_tenant_idp_key').on(t.tenantId, t.idpEntityId)],
 );

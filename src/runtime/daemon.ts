@@ -11,6 +11,7 @@ import { closeQueues, type LaneQueues, openQueues } from '../jobs/queues.js';
 import { type JobHandler, startWorkerPool, type WorkerPool } from '../jobs/workers.js';
 import type { Logger } from '../log.js';
 import { scimRouter } from '../scim/router.js';
+import { ssoRouter } from '../sso/router.js';
 import { ScimTokenVerifier } from '../tenants/scim-token-cache.js';
 import { createTenant, listTenants, type TenantWithToken } from '../tenants/tenants.js';
 import { oauthRouter } from '../tokens/router.js';
@@ -137,6 +138,10 @@ export async function startDaemon(options: DaemonOptions): Promise<Daemon> {
             router: scimRouter({ db: database.db, tokens, baseUrl: `${config.publicUrl}/scim/v2` }),
           },
           { path: '/oauth', router: oauthRouter({ db: database.db, adminToken: config.adminToken }) },
+          {
+            path: '/sso',
+            router: ssoRouter({ db: database.db, redis: producer, publicUrl: config.publicUrl }),
+          },
           {
             path: '/api',
             router: adminRouter({

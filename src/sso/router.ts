@@ -1,0 +1,250 @@
+import { type Profile, SAML, ValidateInResponseTo } from '@node-saml/node-saml';
+import { sql } from 'drizzle-orm';
+import express, { type Request, type Response, Router } from 'express';
+import type { Redis } from 'ioredis';
+import type { Database } from '../db/client.js';
+import { findTenantByName, type Tenant } from '../tenants/tenants.js';
+import { firstUse, requestIdCache } from './caches.js';
+import {
+  ENTRA_GROUPS_CLAIM,
+  ENTRA_GROUPS_OVERAGE_CLAIM,
+  type JitMode,
+  type LoginClaims,
+  provisionLogin,
+} from './jit.js';
+import { checkResponse, SamlRefusal } from './saml-checks.js';
+
+/*
+ * The SAML edge: SP metadata, SP-initiated login (HTTP-Redirect) and the Assertion Consumer Service
+ * (HTTP-POST). node-saml checks signatures, audience, time conditions and InResponseTo; saml-checks.ts
+ * adds what it leaves out; caches.ts keeps request ids and used assertion ids in Redis so several API
+ * processes agree. Any failure is a plain error page with a reference; the reason goes to the log,
+ * the assertion never does.
+ */
+
+const CLOCK_SKEW_MS = 60_000;
+const REQUEST_TTL_MS = 10 * 60_000;
+
+type Connection = {
+  id: string;
+  idp_entity_id: string;
+  sso_url: string;
+  certificates: string[];
+  want_response_signed: boolean;
+  attribute_map: Record<string, string>;
+  group_claim_format: 'names' | 'object-ids';
+};
+
+export interface SsoRouterOptions {
+  db: Database;
+  redis: Redis;
+  publicUrl: string;
+}
+
+export function ssoRouter(options: SsoRouterOptions): Router {
+  const { db, redis, publicUrl } = options;
+  const router = Router();
+  router.use(express.urlencoded({ extended: false, limit: '512kb' }));
+
+  const urls = (tenant: Tenant) => ({
+    entityId: `${publicUrl}/sso/${tenant.name}`,
+    acsUrl: `${publicUrl}/sso/${tenant.name}/acs`,
+  });
+
+  async function connectionOf(tenant: Tenant): Promise<Connection> {
+    const [connection] = await db.execute<Connection>(sql`
+      SELECT id::text, idp_entity_id, sso_url, certificates, want_response_signed, attribute_map, group_claim_format::text
+      FROM sso_connections WHERE tenant_id = ${tenant.id} ORDER BY created_at LIMIT 1`);
+    if (!connection) throw new SamlRefusal('single sign-on is not configured for this tenant');
+    return { ...connection, certificates: pgTextArray(connection.certificates) };
+  }
+
+  function samlFor(tenant: Tenant, connection: Connection): SAML {
+    const { entityId, acsUrl } = urls(tenant);
+    return new SAML({
+      entryPoint: connection.sso_url,
+      issuer: entityId,
+      audience: entityId,
+      callbackUrl: acsUrl,
+      idpCert: connection.certificates,
+      wantAssertionsSigned: true,
+      wantAuthnResponseSigned: connection.want_response_signed,
+      signatureAlgorithm: 'sha256',
+      acceptedClockSkewMs: CLOCK_SKEW_MS,
+      // IdP-initiated logins (no InResponseTo) only where the tenant allows them.
+      validateInResponseTo: tenant.idpInitiatedSso
+        ? ValidateInResponseTo.ifPresent
+        : ValidateInResponseTo.always,
+      requestIdExpirationPeriodMs: REQUEST_TTL_MS,
+      cacheProvider: requestIdCache(redis, tenant.id, REQUEST_TTL_MS),
+      identifierFormat: null,
+      disableRequestedAuthnContext: true,
+    });
+  }
+
+  router.get('/:tenant/metadata', async (req, res) => {
+    const tenant = await findTenantByName(db, String(req.params.tenant));
+    const { entityId, acsUrl } = urls(tenant);
+    res
+      .type('application/samlmetadata+xml')
+      .send(
+        `<?xml version="1.0"?>\n<md:EntityDescriptor xmlns:md="urn:oasis:names:tc:SAML:2.0:metadata" entityID="${escapeXml(entityId)}">` +
+          `<md:SPSSODescriptor AuthnRequestsSigned="false" WantAssertionsSigned="true" protocolSupportEnumeration="urn:oasis:names:tc:SAML:2.0:protocol">` +
+          `<md:AssertionConsumerService Binding="urn:oasis:names:tc:SAML:2.0:bindings:HTTP-POST" Location="${escapeXml(acsUrl)}" index="1"/>` +
+          '</md:SPSSODescriptor></md:EntityDescriptor>\n',
+      );
+  });
+
+  router.get('/:tenant/login', async (req, res) => {
+    try {
+      const tenant = await findTenantByName(db, String(req.params.tenant));
+      const relayState = safeRelayState(req.query.RelayState, publicUrl);
+      const url = await samlFor(tenant, await connectionOf(tenant)).getAuthorizeUrlAsync(
+        relayState,
+        undefined,
+        {},
+      );
+      res.redirect(302, url);
+    } catch (error) {
+      refuse(req, res, error);
+    }
+  });
+
+  router.post('/:tenant/acs', async (req, res) => {
+    try {
+      const tenant = await findTenantByName(db, String(req.params.tenant));
+      const connection = await connectionOf(tenant);
+      const samlResponse = typeof req.body?.SAMLResponse === 'string' ? req.body.SAMLResponse : undefined;
+      if (!samlResponse) throw new SamlRefusal('no SAMLResponse in the request');
+      const { profile } = await samlFor(tenant, connection).validatePostResponseAsync({
+        SAMLResponse: samlResponse,
+      });
+      if (!profile) throw new SamlRefusal('the response carried no login');
+      const responseXml = profile.getSamlResponseXml?.();
+      const assertionXml = profile.getAssertionXml?.();
+      if (!responseXml || !assertionXml) throw new SamlRefusal('the response carried no assertion');
+      const facts = checkResponse(responseXml, assertionXml, {
+        acsUrl: urls(tenant).acsUrl,
+        idpEntityId: connection.idp_entity_id,
+      });
+      if (!(await firstUse(redis, tenant.id, facts.id, facts.notOnOrAfter, CLOCK_SKEW_MS))) {
+        throw new SamlRefusal('this assertion was already used (replay)');
+      }
+      const claims = claimsOf(profile, connection);
+      const login = await provisionLogin(db, tenant.id, tenant.jitMode as JitMode, claims, String(req.id));
+      req.log.info({ userId: login.userId, created: login.created }, 'SAML login accepted');
+      const relayState = safeRelayState(req.body?.RelayState, publicUrl);
+      if (relayState) {
+        res.redirect(303, relayState);
+        return;
+      }
+      res
+        .type('html')
+        .send(page('Signed in', `<p>Signed in as <strong>${escapeXml(claims.nameId)}</strong>.</p>`));
+    } catch (error) {
+      refuse(req, res, error);
+    }
+  });
+  return router;
+}
+
+function refuse(req: Request, res: Response, error: unknown): void {
+  const reason = error instanceof SamlRefusal ? error.reason : (error as Error).message;
+  const reference = String(req.id ?? '');
+  // The reason is logged for the operator; the browser gets only a reference to quote.
+  req.log.warn({ reference, reason }, 'SAML login refused');
+  const status =
+    error instanceof SamlRefusal ||
+    /SAML|signature|assertion|Invalid|expired|audience|InResponseTo/i.test(reason)
+      ? 403
+      : 500;
+  res
+    .status((error as { kind?: string }).kind === 'not_found' ? 404 : status)
+    .type('html')
+    .send(
+      page(
+        'Sign-in failed',
+        `<p>We could not sign you in. If this keeps happening, give your administrator this reference:</p><p><code>${escapeXml(reference)}</code></p>`,
+      ),
+    );
+}
+
+function page(title: string, body: string): string {
+  return `<!doctype html><html lang="en"><head><meta charset="utf-8"><title>${title} — idsync</title>
+<style>body{font:16px/1.5 system-ui,sans-serif;max-width:36rem;margin:4rem auto;padding:0 1rem;color:#222}code{background:#f3f3f3;padding:.2rem .4rem}</style>
+</head><body><h1>${title}</h1>${body}</body></html>`;
+}
+
+/** RelayState may only send the browser back to idsync's own origin (no open redirect). */
+function safeRelayState(value: unknown, publicUrl: string): string {
+  if (typeof value !== 'string' || value === '') return '';
+  try {
+    const target = new URL(value, publicUrl);
+    return target.origin === new URL(publicUrl).origin ? target.toString() : '';
+  } catch {
+    return '';
+  }
+}
+
+function first(profile: Profile, names: string[]): string | undefined {
+  for (const name of names) {
+    const value =
+      (profile as Record<string, unknown>)[name] ??
+      (profile.attributes as Record<string, unknown> | undefined)?.[name];
+    if (typeof value === 'string' && value !== '') return value;
+    if (Array.isArray(value) && typeof value[0] === 'string') return value[0];
+  }
+  return undefined;
+}
+
+function claimsOf(profile: Profile, connection: Connection): LoginClaims {
+  const map = connection.attribute_map;
+  const nameId = profile.nameID;
+  if (!nameId) throw new SamlRefusal('the assertion has no NameID');
+  const attribute = (name: string) =>
+    (profile as Record<string, unknown>)[name] ??
+    (profile.attributes as Record<string, unknown> | undefined)?.[name];
+  const groupsClaim =
+    connection.group_claim_format === 'object-ids' ? ENTRA_GROUPS_CLAIM : (map.groups ?? 'groups');
+  const rawGroups = attribute(groupsClaim);
+  const overage = attribute(ENTRA_GROUPS_OVERAGE_CLAIM) !== undefined;
+  // A single group arrives as a string, several as an array; missing (or overage) means "unknown", not "none".
+  const values =
+    rawGroups === undefined ? undefined : (Array.isArray(rawGroups) ? rawGroups : [rawGroups]).map(String);
+  return {
+    nameId,
+    email: first(profile, [
+      map.email ?? 'email',
+      'http://schemas.xmlsoap.org/ws/2005/05/identity/claims/emailaddress',
+    ]),
+    givenName: first(profile, [
+      map.givenName ?? 'firstName',
+      'givenName',
+      'http://schemas.xmlsoap.org/ws/2005/05/identity/claims/givenname',
+    ]),
+    familyName: first(profile, [
+      map.familyName ?? 'lastName',
+      'familyName',
+      'http://schemas.xmlsoap.org/ws/2005/05/identity/claims/surname',
+    ]),
+    displayName: first(profile, [
+      map.displayName ?? 'displayName',
+      'http://schemas.microsoft.com/identity/claims/displayname',
+    ]),
+    groups: overage || values === undefined ? undefined : { format: connection.group_claim_format, values },
+    overage,
+  };
+}
+
+function escapeXml(value: string): string {
+  return value.replace(/[<>&"']/g, (c) => `&#${c.charCodeAt(0)};`);
+}
+
+function pgTextArray(value: string[] | string): string[] {
+  if (Array.isArray(value)) return value;
+  return value
+    .replace(/^\{|\}$/g, '')
+    .split(/,(?=(?:[^"]*"[^"]*")*[^"]*$)/)
+    .map((v) => v.replace(/^"|"$/g, '').replace(/\\n/g, '\n'))
+    .filter(Boolean);
+}

@@ -1,0 +1,178 @@
+import { inflateRawSync } from 'node:zlib';
+import { afterAll, describe, expect, it } from 'vitest';
+import { createTenant } from '../src/tenants/tenants.js';
+import { startTestDaemon, testConfig } from './support/daemon.js';
+import { createTestDatabase } from './support/database.js';
+import { capturingLogger } from './support/log-capture.js';
+import { freePort } from './support/ports.js';
+import { createTestIdp } from './support/test-idp.js';
+
+describe('SAML single sign-on with JIT provisioning', async () => {
+  const database = await createTestDatabase();
+  const { tenant } = await createTenant(database.db, 'acme', 'test');
+  const port = await freePort();
+  const publicUrl = `http://127.0.0.1:${port}`;
+  const { log, output } = capturingLogger('info');
+  const daemon = await startTestDaemon({
+    mode: 'start',
+    config: testConfig(database.url, { port, publicUrl }),
+    log,
+  });
+  afterAll(() => daemon.stop());
+  const sp = { entityId: `${publicUrl}/sso/acme`, acsUrl: `${publicUrl}/sso/acme/acs` };
+  const idp = await createTestIdp(sp);
+  const stranger = await createTestIdp(sp);
+  await database.sql`
+    INSERT INTO sso_connections (tenant_id, idp_entity_id, sso_url, certificates)
+    VALUES (${tenant.id}, ${idp.entityId}, ${`${idp.entityId}/sso`}, ${[idp.certificate]})`;
+  await database.sql`
+    INSERT INTO assignment_rules (tenant_id, idp_group, target, team_name, team_role) VALUES (${tenant.id}, 'Engineering', 'team', 'core', 'member')`;
+
+  /** SP-initiated: follow /login to the IdP and read the AuthnRequest id it carries. */
+  const requestId = async () => {
+    const response = await fetch(`${publicUrl}/sso/acme/login`, { redirect: 'manual' });
+    expect(response.status).toBe(302);
+    const location = new URL(response.headers.get('location')!);
+    expect(location.origin + location.pathname).toBe(`${idp.entityId}/sso`);
+    const xml = inflateRawSync(Buffer.from(location.searchParams.get('SAMLRequest')!, 'base64')).toString();
+    return /ID="([^"]+)"/.exec(xml)![1]!;
+  };
+  const post = (samlResponse: string) =>
+    fetch(`${publicUrl}/sso/acme/acs`, {
+      method: 'POST',
+      headers: { 'Content-Type': 'application/x-www-form-urlencoded' },
+      body: new URLSearchParams({ SAMLResponse: samlResponse }).toString(),
+      redirect: 'manual',
+    });
+  const counts = async () => {
+    const [row] = await database.sql`
+      SELECT (SELECT count(*) FROM users)::int AS users, (SELECT count(*) FROM outbox)::int AS outbox`;
+    return row;
+  };
+  const expectRefused = async (samlResponse: string, reason: RegExp) => {
+    const before = await counts();
+    const response = await post(samlResponse);
+    expect(response.status).toBe(403);
+    const html = await response.text();
+    expect(html).toContain('Sign-in failed');
+    const reference = /<code>([^<]+)<\/code>/.exec(html)![1]!;
+    expect(output()).toMatch(
+      new RegExp(`"reference":"${reference}","reason":"[^"]*(?:${reason.source})`, reason.flags),
+    );
+    expect(await counts()).toEqual(before);
+  };
+
+  it('publishes SP metadata with the ACS URL and entity id', async () => {
+    const xml = await (await fetch(`${publicUrl}/sso/acme/metadata`)).text();
+    expect(xml).toContain(`entityID="${sp.entityId}"`);
+    expect(xml).toContain(`Location="${sp.acsUrl}"`);
+  });
+
+  it('signs in a new user, creates them from the assertion and grants what their groups map to', async () => {
+    const response = await post(
+      await idp.respond({
+        nameId: 'ada@example.com',
+        inResponseTo: await requestId(),
+        attributes: { firstName: 'Ada', lastName: 'Lovelace', groups: ['Engineering', 'Everyone'] },
+      }),
+    );
+    expect(response.status).toBe(200);
+    expect(await response.text()).toContain('Signed in as <strong>ada@example.com</strong>');
+    const [user] =
+      await database.sql`SELECT id, origin, attributes, last_sso_login_at FROM users WHERE user_name = 'ada@example.com'`;
+    expect(user).toMatchObject({
+      origin: 'saml',
+      attributes: { name: { givenName: 'Ada', familyName: 'Lovelace' } },
+    });
+    expect(user!.last_sso_login_at).not.toBeNull();
+    await expect
+      .poll(
+        async () =>
+          (await database.sql`SELECT role FROM platform_team_members WHERE account = 'ada@example.com'`).map(
+            (r) => r.role,
+          ),
+        {
+          timeout: 10_000,
+        },
+      )
+      .toEqual(['member']);
+  });
+
+  it('refuses a replayed assertion', async () => {
+    const once = await idp.respond({ nameId: 'replay@example.com', inResponseTo: await requestId() });
+    expect((await post(once)).status).toBe(200);
+    await expectRefused(once, /InResponseTo|already used/);
+  });
+
+  it('refuses an unknown InResponseTo, a wrong audience, destination or recipient, and expired conditions', async () => {
+    await expectRefused(
+      await idp.respond({ nameId: 'x1@example.com', inResponseTo: '_never-issued' }),
+      /InResponseTo/,
+    );
+    await expectRefused(
+      await idp.respond({
+        nameId: 'x2@example.com',
+        inResponseTo: await requestId(),
+        overrides: { Audience: 'https://other.example' },
+      }),
+      /audience/i,
+    );
+    await expectRefused(
+      await idp.respond({
+        nameId: 'x3@example.com',
+        inResponseTo: await requestId(),
+        overrides: { Destination: 'https://evil.example/acs' },
+      }),
+      /Destination/,
+    );
+    await expectRefused(
+      await idp.respond({
+        nameId: 'x4@example.com',
+        inResponseTo: await requestId(),
+        overrides: { SubjectRecipient: 'https://evil.example/acs' },
+      }),
+      /Recipient/,
+    );
+    const past = new Date(Date.now() - 10 * 60_000).toISOString();
+    await expectRefused(
+      await idp.respond({
+        nameId: 'x5@example.com',
+        inResponseTo: await requestId(),
+        overrides: { ConditionsNotOnOrAfter: past, SubjectConfirmationDataNotOnOrAfter: past },
+      }),
+      /expired|NotOnOrAfter|subject confirmation/i,
+    );
+  });
+
+  it('refuses an unsigned assertion, a SHA-1 signature and a certificate that is not configured', async () => {
+    await expectRefused(
+      await idp.respond({ nameId: 'y1@example.com', inResponseTo: await requestId(), signAssertion: false }),
+      /sign/i,
+    );
+    await expectRefused(
+      await idp.respond({
+        nameId: 'y2@example.com',
+        inResponseTo: await requestId(),
+        signatureAlgorithm: 'http://www.w3.org/2000/09/xmldsig#rsa-sha1',
+      }),
+      /sha1|SHA-256/,
+    );
+    await expectRefused(
+      await stranger.respond({ nameId: 'y3@example.com', inResponseTo: await requestId() }),
+      /signature/i,
+    );
+  });
+
+  it('never resurrects a user the IdP deprovisioned through SCIM', async () => {
+    await database.sql`INSERT INTO users (tenant_id, user_name, origin, active) VALUES (${tenant.id}, 'off@example.com', 'scim', false)`;
+    await expectRefused(
+      await idp.respond({ nameId: 'off@example.com', inResponseTo: await requestId() }),
+      /deactivated/,
+    );
+    await database.sql`INSERT INTO users (tenant_id, user_name, origin, active, deprovisioned_at) VALUES (${tenant.id}, 'gone@example.com', 'scim', false, now())`;
+    await expectRefused(
+      await idp.respond({ nameId: 'gone@example.com', inResponseTo: await requestId() }),
+      /deprovisioned/,
+    );
+  });
+});
