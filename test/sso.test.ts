@@ -68,7 +68,8 @@ describe('SAML single sign-on with JIT provisioning', async () => {
     expect(xml).toContain(`Location="${sp.acsUrl}"`);
   });
 
-  it('signs in a new user, creates them from the assertion and grants what their groups map to', async () => {
+  let adaCookie = '';
+  it('signs in a new user, creates them from the assertion, starts a session and grants what their groups map to', async () => {
     const response = await post(
       await idp.respond({
         nameId: 'ada@example.com',
@@ -76,8 +77,14 @@ describe('SAML single sign-on with JIT provisioning', async () => {
         attributes: { firstName: 'Ada', lastName: 'Lovelace', groups: ['Engineering', 'Everyone'] },
       }),
     );
-    expect(response.status).toBe(200);
-    expect(await response.text()).toContain('Signed in as <strong>ada@example.com</strong>');
+    expect(response.status).toBe(303);
+    expect(response.headers.get('location')).toBe(`${publicUrl}/sso/acme/me`);
+    const setCookie = response.headers.get('set-cookie')!;
+    expect(setCookie).toMatch(/^idsync_session=sess_[0-9a-f]{16}_/);
+    expect(setCookie).toContain('HttpOnly');
+    expect(setCookie).toContain('SameSite=Lax');
+    expect(setCookie).not.toContain('Secure'); // plain-http loopback only
+    adaCookie = setCookie.split(';')[0]!;
     const [user] =
       await database.sql`SELECT id, origin, attributes, last_sso_login_at FROM users WHERE user_name = 'ada@example.com'`;
     expect(user).toMatchObject({
@@ -96,11 +103,71 @@ describe('SAML single sign-on with JIT provisioning', async () => {
         },
       )
       .toEqual(['member']);
+    const page = await (await fetch(`${publicUrl}/sso/acme/me`, { headers: { Cookie: adaCookie } })).text();
+    expect(page).toContain('Signed in as <strong id="user">ada@example.com</strong>');
+    expect(page).toMatch(/<td>core<\/td><td>member<\/td>/);
+  });
+
+  it('lets a signed-in user create and revoke their own API tokens', async () => {
+    const created = await fetch(`${publicUrl}/sso/acme/me/tokens`, {
+      method: 'POST',
+      headers: { Cookie: adaCookie, 'Content-Type': 'application/x-www-form-urlencoded', Origin: publicUrl },
+      body: 'label=laptop&scopes=apps%3Aread',
+    });
+    const html = await created.text();
+    const token = /<code id="new-token">([^<]+)<\/code>/.exec(html)![1]!;
+    expect(token).toMatch(/^api_/);
+    const [row] =
+      await database.sql`SELECT id::text, label, scopes FROM tokens WHERE kind = 'api' AND label = 'laptop'`;
+    expect(row).toMatchObject({ label: 'laptop', scopes: ['apps:read'] });
+    const forged = await fetch(`${publicUrl}/sso/acme/me/tokens`, {
+      method: 'POST',
+      headers: {
+        Cookie: adaCookie,
+        'Content-Type': 'application/x-www-form-urlencoded',
+        Origin: 'https://evil.example',
+      },
+      body: 'label=evil',
+    });
+    expect(forged.status).toBe(403);
+    await fetch(`${publicUrl}/sso/acme/me/tokens/${row!.id}/revoke`, {
+      method: 'POST',
+      headers: { Cookie: adaCookie },
+      redirect: 'manual',
+    });
+    const [revoked] = await database.sql`SELECT revoked_at FROM tokens WHERE id = ${row!.id}`;
+    expect(revoked!.revoked_at).not.toBeNull();
+  });
+
+  it('ends the session at once when the IdP deactivates the user through SCIM', async () => {
+    await database.sql.begin(async (tx) => {
+      const [user] =
+        await tx`UPDATE users SET active = false WHERE user_name = 'ada@example.com' RETURNING id::text`;
+      await tx`INSERT INTO outbox (tenant_id, lane, subject_type, subject_id, cause)
+        VALUES (${tenant.id}, 'deprovision', 'user', ${user!.id}, '{"event":"user.deactivated"}')`;
+    });
+    const response = await fetch(`${publicUrl}/sso/acme/me`, {
+      headers: { Cookie: adaCookie },
+      redirect: 'manual',
+    });
+    expect(response.status).toBe(302);
+    expect(response.headers.get('location')).toContain('/sso/acme/login');
+    await expect
+      .poll(
+        async () =>
+          (
+            await database.sql`SELECT count(*)::int AS n FROM tokens WHERE kind = 'session' AND revoked_at IS NULL`
+          )[0]!.n,
+        {
+          timeout: 10_000,
+        },
+      )
+      .toBe(0);
   });
 
   it('refuses a replayed assertion', async () => {
     const once = await idp.respond({ nameId: 'replay@example.com', inResponseTo: await requestId() });
-    expect((await post(once)).status).toBe(200);
+    expect((await post(once)).status).toBe(303);
     await expectRefused(once, /InResponseTo|already used/);
   });
 

@@ -3,7 +3,11 @@ import { sql } from 'drizzle-orm';
 import express, { type Request, type Response, Router } from 'express';
 import type { Redis } from 'ioredis';
 import type { Database } from '../db/client.js';
+import { escapeHtml, htmlPage } from '../http/html.js';
+import { BuiltinConnector } from '../platform/builtin.js';
 import { findTenantByName, type Tenant } from '../tenants/tenants.js';
+import { issueApiToken } from '../tokens/tokens.js';
+import { accountPage } from './account-page.js';
 import { firstUse, requestIdCache } from './caches.js';
 import {
   ENTRA_GROUPS_CLAIM,
@@ -13,6 +17,14 @@ import {
   provisionLogin,
 } from './jit.js';
 import { checkResponse, SamlRefusal } from './saml-checks.js';
+import {
+  clearSessionCookie,
+  currentSession,
+  endSession,
+  type Session,
+  setSessionCookie,
+  startSession,
+} from './sessions.js';
 
 /*
  * The SAML edge: SP metadata, SP-initiated login (HTTP-Redirect) and the Assertion Consumer Service
@@ -88,9 +100,9 @@ export function ssoRouter(options: SsoRouterOptions): Router {
     res
       .type('application/samlmetadata+xml')
       .send(
-        `<?xml version="1.0"?>\n<md:EntityDescriptor xmlns:md="urn:oasis:names:tc:SAML:2.0:metadata" entityID="${escapeXml(entityId)}">` +
+        `<?xml version="1.0"?>\n<md:EntityDescriptor xmlns:md="urn:oasis:names:tc:SAML:2.0:metadata" entityID="${escapeHtml(entityId)}">` +
           `<md:SPSSODescriptor AuthnRequestsSigned="false" WantAssertionsSigned="true" protocolSupportEnumeration="urn:oasis:names:tc:SAML:2.0:protocol">` +
-          `<md:AssertionConsumerService Binding="urn:oasis:names:tc:SAML:2.0:bindings:HTTP-POST" Location="${escapeXml(acsUrl)}" index="1"/>` +
+          `<md:AssertionConsumerService Binding="urn:oasis:names:tc:SAML:2.0:bindings:HTTP-POST" Location="${escapeHtml(acsUrl)}" index="1"/>` +
           '</md:SPSSODescriptor></md:EntityDescriptor>\n',
       );
   });
@@ -133,19 +145,109 @@ export function ssoRouter(options: SsoRouterOptions): Router {
       const claims = claimsOf(profile, connection);
       const login = await provisionLogin(db, tenant.id, tenant.jitMode as JitMode, claims, String(req.id));
       req.log.info({ userId: login.userId, created: login.created }, 'SAML login accepted');
-      const relayState = safeRelayState(req.body?.RelayState, publicUrl);
-      if (relayState) {
-        res.redirect(303, relayState);
-        return;
-      }
-      res
-        .type('html')
-        .send(page('Signed in', `<p>Signed in as <strong>${escapeXml(claims.nameId)}</strong>.</p>`));
+      setSessionCookie(res, await startSession(db, tenant.id, login.userId), publicUrl);
+      res.redirect(
+        303,
+        safeRelayState(req.body?.RelayState, publicUrl) || `${publicUrl}/sso/${tenant.name}/me`,
+      );
     } catch (error) {
       refuse(req, res, error);
     }
   });
+  router.get('/:tenant/me', async (req, res) => {
+    const tenant = await findTenantByName(db, String(req.params.tenant));
+    const session = await currentSession(db, tenant.id, req);
+    if (!session) {
+      res.redirect(
+        302,
+        `${publicUrl}/sso/${tenant.name}/login?RelayState=${encodeURIComponent(`/sso/${tenant.name}/me`)}`,
+      );
+      return;
+    }
+    res.type('html').send(accountPage(await accountView(db, tenant, session)));
+  });
+
+  router.post('/:tenant/me/tokens', async (req, res) => {
+    const tenant = await findTenantByName(db, String(req.params.tenant));
+    const session = await sameOriginSession(req, res, tenant);
+    if (!session) return;
+    const scopes = String(req.body?.scopes ?? '')
+      .split(/[\s,]+/)
+      .filter(Boolean);
+    const label = String(req.body?.label ?? '').slice(0, 80) || undefined;
+    const issued = await issueApiToken(db, tenant.id, session.userId, {
+      scopes,
+      expiresInSeconds: 90 * 24 * 3600,
+      label,
+      actor: `user:${session.userName}`,
+    });
+    res
+      .type('html')
+      .send(accountPage({ ...(await accountView(db, tenant, session)), newToken: issued.token }));
+  });
+
+  router.post('/:tenant/me/tokens/:id/revoke', async (req, res) => {
+    const tenant = await findTenantByName(db, String(req.params.tenant));
+    const session = await sameOriginSession(req, res, tenant);
+    if (!session) return;
+    // Only the user's own API tokens: the user id is part of the condition.
+    await db.execute(sql`
+      UPDATE tokens SET revoked_at = now(), revoked_reason = 'revoked by its owner'
+      WHERE id::text = ${String(req.params.id)} AND user_id = ${session.userId} AND kind = 'api' AND revoked_at IS NULL`);
+    res.redirect(303, `${publicUrl}/sso/${tenant.name}/me`);
+  });
+
+  router.post('/:tenant/logout', async (req, res) => {
+    const tenant = await findTenantByName(db, String(req.params.tenant));
+    const session = await currentSession(db, tenant.id, req);
+    if (session) await endSession(db, session.id);
+    clearSessionCookie(res);
+    res.type('html').send(htmlPage('Signed out', '<p>You are signed out of idsync.</p>'));
+  });
+
+  /** A session for a state-changing request, which must come from idsync's own pages. */
+  async function sameOriginSession(req: Request, res: Response, tenant: Tenant) {
+    const origin = req.get('Origin');
+    const session = await currentSession(db, tenant.id, req);
+    if (!session || (origin !== undefined && origin !== new URL(publicUrl).origin)) {
+      res
+        .status(403)
+        .type('html')
+        .send(htmlPage('Not allowed', '<p>Sign in again from idsync’s own page.</p>'));
+      return undefined;
+    }
+    return session;
+  }
+
   return router;
+}
+
+async function accountView(db: Database, tenant: Tenant, session: Session) {
+  const access = await new BuiltinConnector(db, tenant.id).readAccess(session.userName.toLowerCase());
+  const tokens = await db.execute<{
+    id: string;
+    label: string | null;
+    scopes: string;
+    created_at: string;
+    expires_at: string | null;
+  }>(sql`
+    SELECT id::text, label, array_to_string(scopes, ' ') AS scopes,
+      to_char(created_at AT TIME ZONE 'UTC', 'YYYY-MM-DD HH24:MI') || ' UTC' AS created_at,
+      to_char(expires_at AT TIME ZONE 'UTC', 'YYYY-MM-DD') AS expires_at
+    FROM tokens WHERE user_id = ${session.userId} AND kind = 'api' AND revoked_at IS NULL
+      AND (expires_at IS NULL OR expires_at > now()) ORDER BY created_at`);
+  return {
+    tenant: tenant.name,
+    userName: session.userName,
+    access,
+    tokens: tokens.map((t) => ({
+      id: t.id,
+      label: t.label,
+      scopes: t.scopes,
+      createdAt: t.created_at,
+      expiresAt: t.expires_at,
+    })),
+  };
 }
 
 function refuse(req: Request, res: Response, error: unknown): void {
@@ -162,17 +264,11 @@ function refuse(req: Request, res: Response, error: unknown): void {
     .status((error as { kind?: string }).kind === 'not_found' ? 404 : status)
     .type('html')
     .send(
-      page(
+      htmlPage(
         'Sign-in failed',
-        `<p>We could not sign you in. If this keeps happening, give your administrator this reference:</p><p><code>${escapeXml(reference)}</code></p>`,
+        `<p>We could not sign you in. If this keeps happening, give your administrator this reference:</p><p><code>${escapeHtml(reference)}</code></p>`,
       ),
     );
-}
-
-function page(title: string, body: string): string {
-  return `<!doctype html><html lang="en"><head><meta charset="utf-8"><title>${title} — idsync</title>
-<style>body{font:16px/1.5 system-ui,sans-serif;max-width:36rem;margin:4rem auto;padding:0 1rem;color:#222}code{background:#f3f3f3;padding:.2rem .4rem}</style>
-</head><body><h1>${title}</h1>${body}</body></html>`;
 }
 
 /** RelayState may only send the browser back to idsync's own origin (no open redirect). */
@@ -234,10 +330,6 @@ function claimsOf(profile: Profile, connection: Connection): LoginClaims {
     groups: overage || values === undefined ? undefined : { format: connection.group_claim_format, values },
     overage,
   };
-}
-
-function escapeXml(value: string): string {
-  return value.replace(/[<>&"']/g, (c) => `&#${c.charCodeAt(0)};`);
 }
 
 function pgTextArray(value: string[] | string): string[] {
