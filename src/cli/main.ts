@@ -1,13 +1,21 @@
 #!/usr/bin/env node
 import { Command, CommanderError } from 'commander';
 import type { Config } from '../config.js';
-import { DomainError, rootCause } from '../errors.js';
+import { DomainError, invalid, rootCause } from '../errors.js';
 import { createLogger, type Logger } from '../log.js';
 import { type DaemonMode, startDaemon } from '../runtime/daemon.js';
-import { createTenant, listTenants, rotateScimToken, type TenantWithToken } from '../tenants/tenants.js';
+import {
+  createTenant,
+  listTenants,
+  rotateScimToken,
+  type TenantPolicyChanges,
+  type TenantWithToken,
+  updateTenantPolicy,
+} from '../tenants/tenants.js';
 import { registerAccessCommands } from './access-commands.js';
 import { CliError, configOrExit, EXIT, withDatabase } from './context.js';
 import { registerJobsCommands } from './jobs-commands.js';
+import { registerSsoCommands } from './sso-commands.js';
 
 function scimBaseUrl(config: Config): string {
   return `${config.publicUrl}/scim/v2`;
@@ -114,6 +122,48 @@ function buildProgram(): Command {
       }),
     );
   tenant
+    .command('set <name>')
+    .description('change a tenant’s policies')
+    .option('--jit <mode>', 'SAML just-in-time provisioning: off, create or create-and-update')
+    .option('--idp-initiated <on|off>', 'accept IdP-initiated SAML logins')
+    .option(
+      '--fallback-admin <user>',
+      'userName promoted before a team loses its last admin ("none" to clear)',
+    )
+    .option(
+      '--mass-change-threshold <percent>',
+      'hold IdP changes removing more than this share of the Enterprise Account',
+    )
+    .option('--inactivity-days <days>', 'days without SSO login before a seat counts as inactive')
+    .action((name: string, options: Record<string, string | undefined>) =>
+      withDatabase(async ({ db }) => {
+        const onOff = (value: string | undefined) => {
+          if (value === undefined) return undefined;
+          if (value !== 'on' && value !== 'off') throw invalid('--idp-initiated takes on or off');
+          return value === 'on';
+        };
+        if (options.jit !== undefined && !['off', 'create', 'create-and-update'].includes(options.jit)) {
+          throw invalid('--jit takes off, create or create-and-update');
+        }
+        const updated = await updateTenantPolicy(
+          db,
+          name,
+          {
+            jitMode: options.jit as TenantPolicyChanges['jitMode'],
+            idpInitiatedSso: onOff(options.idpInitiated),
+            fallbackAdmin: options.fallbackAdmin === 'none' ? null : options.fallbackAdmin,
+            massChangeThresholdPercent:
+              options.massChangeThreshold === undefined ? undefined : Number(options.massChangeThreshold),
+            inactivityDays: options.inactivityDays === undefined ? undefined : Number(options.inactivityDays),
+          },
+          'cli',
+        );
+        process.stdout.write(
+          `${updated.name}\tjit=${updated.jitMode}\tidp-initiated=${updated.idpInitiatedSso ? 'on' : 'off'}\tmass-change-threshold=${updated.massChangeThresholdPercent}%\tinactivity-days=${updated.inactivityDays}\n`,
+        );
+      }),
+    );
+  tenant
     .command('rotate-token <name>')
     .description('replace the tenant’s SCIM token; the old one stops working at once')
     .action((name: string) =>
@@ -123,6 +173,12 @@ function buildProgram(): Command {
     );
   registerAccessCommands(program);
   registerJobsCommands(program);
+  registerSsoCommands(program, (tenant) => {
+    const config = configOrExit();
+    process.stdout.write(
+      `  SP entity id:  ${config.publicUrl}/sso/${tenant}\n  ACS URL:       ${config.publicUrl}/sso/${tenant}/acs\n  metadata:      ${config.publicUrl}/sso/${tenant}/metadata\n  sign in at:    ${config.publicUrl}/sso/${tenant}/me\n`,
+    );
+  });
   return program;
 }
 

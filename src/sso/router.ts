@@ -128,9 +128,12 @@ export function ssoRouter(options: SsoRouterOptions): Router {
       const connection = await connectionOf(tenant);
       const samlResponse = typeof req.body?.SAMLResponse === 'string' ? req.body.SAMLResponse : undefined;
       if (!samlResponse) throw new SamlRefusal('no SAMLResponse in the request');
-      const { profile } = await samlFor(tenant, connection).validatePostResponseAsync({
-        SAMLResponse: samlResponse,
-      });
+      // Whatever node-saml rejects (signature, audience, time, InResponseTo, DOCTYPE…) is a refusal.
+      const { profile } = await samlFor(tenant, connection)
+        .validatePostResponseAsync({ SAMLResponse: samlResponse })
+        .catch((error: Error) => {
+          throw new SamlRefusal(error.message);
+        });
       if (!profile) throw new SamlRefusal('the response carried no login');
       const responseXml = profile.getSamlResponseXml?.();
       const assertionXml = profile.getAssertionXml?.();
@@ -255,11 +258,7 @@ function refuse(req: Request, res: Response, error: unknown): void {
   const reference = String(req.id ?? '');
   // The reason is logged for the operator; the browser gets only a reference to quote.
   req.log.warn({ reference, reason }, 'SAML login refused');
-  const status =
-    error instanceof SamlRefusal ||
-    /SAML|signature|assertion|Invalid|expired|audience|InResponseTo/i.test(reason)
-      ? 403
-      : 500;
+  const status = error instanceof SamlRefusal ? 403 : 500;
   res
     .status((error as { kind?: string }).kind === 'not_found' ? 404 : status)
     .type('html')

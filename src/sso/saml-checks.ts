@@ -44,6 +44,10 @@ export function checkResponse(
   assertionXml: string,
   expected: { acsUrl: string; idpEntityId: string },
 ): AssertionFacts {
+  // Canonicalisation drops comments, so a comment inside NameID (`admin@x.com<!---->.evil.com`) keeps the
+  // signature valid while some parsers read only the text before it. No IdP needs comments: refuse them.
+  if (responseXml.includes('<!--') || assertionXml.includes('<!--'))
+    throw new SamlRefusal('the response contains XML comments');
   const response = parse(responseXml).documentElement as unknown as Element;
   if (response.localName !== 'Response' || response.namespaceURI !== SAMLP)
     throw new SamlRefusal('not a SAML Response');

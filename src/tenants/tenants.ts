@@ -90,3 +90,65 @@ export async function authenticateScimToken(db: Database, token: string): Promis
   if (!tenant) return undefined;
   return secretMatches(parsed.secret, tenant.scimTokenHash) ? tenant : undefined;
 }
+
+export interface TenantPolicyChanges {
+  jitMode?: 'off' | 'create' | 'create-and-update';
+  idpInitiatedSso?: boolean;
+  /** A userName, or null to clear. */
+  fallbackAdmin?: string | null;
+  massChangeThresholdPercent?: number;
+  inactivityDays?: number;
+}
+
+/** Changes a tenant's policies; every process hears of it (NOTIFY) and the audit log keeps the change. */
+export async function updateTenantPolicy(
+  db: Database,
+  name: string,
+  changes: TenantPolicyChanges,
+  actor: string,
+): Promise<Tenant> {
+  const threshold = changes.massChangeThresholdPercent;
+  if (threshold !== undefined && !(Number.isInteger(threshold) && threshold >= 0 && threshold <= 100)) {
+    throw invalid('the mass-change threshold is a whole percentage from 0 to 100');
+  }
+  if (
+    changes.inactivityDays !== undefined &&
+    !(Number.isInteger(changes.inactivityDays) && changes.inactivityDays > 0)
+  ) {
+    throw invalid('the inactivity window is a whole number of days above 0');
+  }
+  return db.transaction(async (tx) => {
+    const tenant = await findTenantByName(tx as unknown as Database, name);
+    let fallbackAdminUserId: string | null | undefined;
+    if (changes.fallbackAdmin === null) fallbackAdminUserId = null;
+    else if (changes.fallbackAdmin !== undefined) {
+      const [user] = await tx.execute<{ id: string }>(sql`
+        SELECT id::text FROM users WHERE tenant_id = ${tenant.id} AND lower(user_name) = lower(${changes.fallbackAdmin})
+          AND active AND deprovisioned_at IS NULL`);
+      if (!user) throw notFound(`no active user ${changes.fallbackAdmin} in tenant ${name}`);
+      fallbackAdminUserId = user.id;
+    }
+    const [updated] = await tx
+      .update(tenants)
+      .set({
+        ...(changes.jitMode ? { jitMode: changes.jitMode } : {}),
+        ...(changes.idpInitiatedSso !== undefined ? { idpInitiatedSso: changes.idpInitiatedSso } : {}),
+        ...(fallbackAdminUserId !== undefined ? { fallbackAdminUserId } : {}),
+        ...(threshold !== undefined ? { massChangeThresholdPercent: threshold } : {}),
+        ...(changes.inactivityDays !== undefined ? { inactivityDays: changes.inactivityDays } : {}),
+        updatedAt: new Date(),
+      })
+      .where(eq(tenants.id, tenant.id))
+      .returning();
+    await tx.execute(sql`SELECT pg_notify(${TENANT_CHANGES_CHANNEL}, ${tenant.id})`);
+    await tx.insert(auditLog).values({
+      tenantId: tenant.id,
+      actor,
+      action: 'tenant.policy_changed',
+      subjectType: 'tenant',
+      subjectId: tenant.id,
+      after: changes as Record<string, unknown>,
+    });
+    return updated!;
+  });
+}

@@ -1,0 +1,71 @@
+import { DOMParser } from '@xmldom/xmldom';
+import { sql } from 'drizzle-orm';
+import type { Database } from '../db/client.js';
+import { invalid } from '../errors.js';
+
+export interface ConnectionInput {
+  idpEntityId: string;
+  ssoUrl: string;
+  certificates: string[];
+  wantResponseSigned: boolean;
+  groupClaimFormat: 'names' | 'object-ids';
+  attributeMap: Record<string, string>;
+}
+
+const MD = 'urn:oasis:names:tc:SAML:2.0:metadata';
+const DSIG = 'http://www.w3.org/2000/09/xmldsig#';
+const REDIRECT = 'urn:oasis:names:tc:SAML:2.0:bindings:HTTP-Redirect';
+
+/** Certificates as PEM, whether given as PEM or as the bare base64 that metadata carries. */
+export function toPem(certificate: string): string {
+  const body = certificate.replace(/-----(BEGIN|END) CERTIFICATE-----/g, '').replace(/\s+/g, '');
+  if (!/^[A-Za-z0-9+/=]{100,}$/.test(body))
+    throw invalid('a certificate must be a PEM or base64 X.509 certificate');
+  return `-----BEGIN CERTIFICATE-----\n${body.match(/.{1,64}/g)!.join('\n')}\n-----END CERTIFICATE-----\n`;
+}
+
+/** Reads an IdP's SAML metadata: entity id, HTTP-Redirect SSO URL and every signing certificate. */
+export function parseIdpMetadata(
+  xml: string,
+): Pick<ConnectionInput, 'idpEntityId' | 'ssoUrl' | 'certificates'> {
+  if (/<!DOCTYPE/i.test(xml)) throw invalid('metadata with a DOCTYPE is refused');
+  const document = new DOMParser().parseFromString(xml, 'text/xml') as unknown as Document;
+  const entity = document.getElementsByTagNameNS(MD, 'EntityDescriptor')[0] as Element | undefined;
+  const idp = document.getElementsByTagNameNS(MD, 'IDPSSODescriptor')[0] as Element | undefined;
+  if (!entity || !idp) throw invalid('not SAML IdP metadata: no EntityDescriptor with an IDPSSODescriptor');
+  const services = Array.from(idp.getElementsByTagNameNS(MD, 'SingleSignOnService') as unknown as Element[]);
+  const sso = services.find((s) => s.getAttribute('Binding') === REDIRECT);
+  if (!sso) throw invalid('the IdP metadata offers no HTTP-Redirect SingleSignOnService');
+  const keys = Array.from(idp.getElementsByTagNameNS(MD, 'KeyDescriptor') as unknown as Element[]).filter(
+    (k) => (k.getAttribute('use') ?? 'signing') === 'signing',
+  );
+  const certificates = keys.flatMap((k) =>
+    Array.from(k.getElementsByTagNameNS(DSIG, 'X509Certificate') as unknown as Element[]).map((c) =>
+      toPem(c.textContent ?? ''),
+    ),
+  );
+  if (certificates.length === 0) throw invalid('the IdP metadata has no signing certificate');
+  return {
+    idpEntityId: entity.getAttribute('entityID') ?? '',
+    ssoUrl: sso.getAttribute('Location') ?? '',
+    certificates,
+  };
+}
+
+/** Adds or replaces the tenant's connection to this IdP (by entity id): a metadata re-import rolls keys. */
+export async function saveConnection(db: Database, tenantId: string, input: ConnectionInput): Promise<void> {
+  if (!input.idpEntityId) throw invalid('the IdP entity id is required');
+  try {
+    new URL(input.ssoUrl);
+  } catch {
+    throw invalid(`"${input.ssoUrl}" is not a URL`);
+  }
+  if (input.certificates.length === 0) throw invalid('at least one IdP signing certificate is required');
+  await db.execute(sql`
+    INSERT INTO sso_connections (tenant_id, idp_entity_id, sso_url, certificates, want_response_signed, group_claim_format, attribute_map)
+    VALUES (${tenantId}, ${input.idpEntityId}, ${input.ssoUrl}, ${sql.param(input.certificates.map(toPem))}::text[],
+      ${input.wantResponseSigned}, ${input.groupClaimFormat}::group_claim_format, ${JSON.stringify(input.attributeMap)}::jsonb)
+    ON CONFLICT (tenant_id, idp_entity_id) DO UPDATE SET sso_url = EXCLUDED.sso_url, certificates = EXCLUDED.certificates,
+      want_response_signed = EXCLUDED.want_response_signed, group_claim_format = EXCLUDED.group_claim_format,
+      attribute_map = EXCLUDED.attribute_map`);
+}

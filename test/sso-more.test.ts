@@ -1,0 +1,172 @@
+import { writeFileSync } from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { inflateRawSync } from 'node:zlib';
+import { afterAll, describe, expect, it } from 'vitest';
+import { createTenant } from '../src/tenants/tenants.js';
+import { runCli } from './support/cli.js';
+import { startTestDaemon, testConfig } from './support/daemon.js';
+import { createTestDatabase } from './support/database.js';
+import { capturingLogger } from './support/log-capture.js';
+import { freePort } from './support/ports.js';
+import { createTestIdp } from './support/test-idp.js';
+
+const ENTRA_GROUPS = 'http://schemas.microsoft.com/ws/2008/06/identity/claims/groups';
+const ENTRA_OVERAGE = 'http://schemas.microsoft.com/claims/groups.link';
+
+describe('SSO configuration, Entra group claims, JIT modes and hostile responses', async () => {
+  const database = await createTestDatabase();
+  const { tenant } = await createTenant(database.db, 'acme', 'test');
+  const port = await freePort();
+  const publicUrl = `http://127.0.0.1:${port}`;
+  const { log } = capturingLogger('silent');
+  const daemon = await startTestDaemon({
+    mode: 'serve',
+    config: testConfig(database.url, { port, publicUrl }),
+    log,
+  });
+  afterAll(() => daemon.stop());
+  const sp = { entityId: `${publicUrl}/sso/acme`, acsUrl: `${publicUrl}/sso/acme/acs` };
+  const idp = await createTestIdp(sp);
+  const env = { DATABASE_URL: database.url, PUBLIC_URL: publicUrl };
+
+  const requestId = async () => {
+    const response = await fetch(`${publicUrl}/sso/acme/login`, { redirect: 'manual' });
+    const location = new URL(response.headers.get('location')!);
+    const xml = inflateRawSync(Buffer.from(location.searchParams.get('SAMLRequest')!, 'base64')).toString();
+    return /ID="([^"]+)"/.exec(xml)![1]!;
+  };
+  const post = (samlResponse: string) =>
+    fetch(`${publicUrl}/sso/acme/acs`, {
+      method: 'POST',
+      headers: { 'Content-Type': 'application/x-www-form-urlencoded' },
+      body: new URLSearchParams({ SAMLResponse: samlResponse }).toString(),
+      redirect: 'manual',
+    });
+  const userCount = async () => Number((await database.sql`SELECT count(*) AS n FROM users`)[0]!.n);
+
+  it('imports the IdP from its metadata with the CLI, Entra-style group claims by object id', async () => {
+    const file = path.join(os.tmpdir(), `idp-${port}.xml`);
+    writeFileSync(file, idp.metadata());
+    const result = await runCli(
+      ['sso', 'import-metadata', file, '--tenant', 'acme', '--groups', 'object-ids'],
+      env,
+    );
+    expect(result.code).toBe(0);
+    expect(result.stdout).toContain(`saved the identity provider ${idp.entityId} for tenant acme`);
+    expect(result.stdout).toContain(`ACS URL:       ${sp.acsUrl}`);
+    const [connection] =
+      await database.sql`SELECT sso_url, certificates, group_claim_format FROM sso_connections`;
+    expect(connection).toMatchObject({ sso_url: `${idp.entityId}/sso`, group_claim_format: 'object-ids' });
+    const bad = await runCli(
+      ['sso', 'add', '--tenant', 'acme', '--entity-id', 'x', '--sso-url', 'not a url', '--cert', file],
+      env,
+    );
+    expect(bad.code).toBe(64);
+  });
+
+  it('maps Entra group object ids to SCIM groups by externalId, and keeps SCIM groups on an overage claim', async () => {
+    const [group] = await database.sql`
+      INSERT INTO groups (tenant_id, display_name, external_id) VALUES (${tenant.id}, 'Engineering', 'obj-eng') RETURNING id::text`;
+    const [other] = await database.sql`
+      INSERT INTO groups (tenant_id, display_name, external_id) VALUES (${tenant.id}, 'Sales', 'obj-sales') RETURNING id::text`;
+    expect(
+      (
+        await post(
+          await idp.respond({
+            nameId: 'grace@example.com',
+            inResponseTo: await requestId(),
+            attributes: { [ENTRA_GROUPS]: 'obj-eng' },
+          }),
+        )
+      ).status,
+    ).toBe(303);
+    const groupsOf = async () =>
+      (
+        await database.sql`SELECT gm.group_id::text AS id FROM group_members gm JOIN users u ON u.id = gm.user_id WHERE u.user_name = 'grace@example.com'`
+      ).map((r) => r.id);
+    expect(await groupsOf()).toEqual([group!.id]);
+    expect(
+      (
+        await post(
+          await idp.respond({
+            nameId: 'grace@example.com',
+            inResponseTo: await requestId(),
+            attributes: { [ENTRA_GROUPS]: ['obj-eng', 'obj-sales'] },
+          }),
+        )
+      ).status,
+    ).toBe(303);
+    expect((await groupsOf()).sort()).toEqual([group!.id, other!.id].sort());
+    // More than 150 groups: Entra sends a link instead; membership is unknown, not empty.
+    expect(
+      (
+        await post(
+          await idp.respond({
+            nameId: 'grace@example.com',
+            inResponseTo: await requestId(),
+            attributes: { [ENTRA_OVERAGE]: 'https://graph.microsoft.com/v1.0/users/x/getMemberObjects' },
+          }),
+        )
+      ).status,
+    ).toBe(303);
+    expect((await groupsOf()).sort()).toEqual([group!.id, other!.id].sort());
+    const [audit] =
+      await database.sql`SELECT after FROM audit_log WHERE action = 'saml.login' ORDER BY id DESC LIMIT 1`;
+    expect(audit!.after).toMatchObject({ groupsOverage: 'kept the groups known from SCIM' });
+  });
+
+  it('follows the tenant’s JIT mode: off refuses new users, create does not update existing ones', async () => {
+    expect((await runCli(['tenant', 'set', 'acme', '--jit', 'off'], env)).code).toBe(0);
+    const before = await userCount();
+    expect(
+      (await post(await idp.respond({ nameId: 'newcomer@example.com', inResponseTo: await requestId() })))
+        .status,
+    ).toBe(403);
+    expect(await userCount()).toBe(before);
+    expect(
+      (await post(await idp.respond({ nameId: 'grace@example.com', inResponseTo: await requestId() })))
+        .status,
+    ).toBe(303);
+    const bad = await runCli(['tenant', 'set', 'acme', '--jit', 'sometimes'], env);
+    expect(bad.stderr).toContain('--jit takes off, create or create-and-update');
+    await runCli(['tenant', 'set', 'acme', '--jit', 'create-and-update'], env);
+  });
+
+  it('refuses signature wrapping: an unsigned assertion placed before or after the signed one', async () => {
+    const signed = Buffer.from(
+      await idp.respond({ nameId: 'honest@example.com', inResponseTo: await requestId() }),
+      'base64',
+    ).toString();
+    const assertion = /<saml:Assertion[\s\S]*<\/saml:Assertion>/.exec(signed)![0];
+    const evil = assertion
+      .replace(/<ds:Signature[\s\S]*<\/ds:Signature>/, '')
+      .replace(/ID="[^"]+"/, 'ID="_evil"')
+      .replace('honest@example.com', 'admin@example.com');
+    const before = await userCount();
+    for (const wrapped of [
+      signed.replace(assertion, evil + assertion),
+      signed.replace(assertion, assertion + evil),
+    ]) {
+      const response = await post(Buffer.from(wrapped).toString('base64'));
+      expect(response.status).toBe(403);
+    }
+    expect(await userCount()).toBe(before);
+    expect(
+      (await database.sql`SELECT count(*)::int AS n FROM users WHERE user_name = 'admin@example.com'`)[0]!.n,
+    ).toBe(0);
+  });
+
+  it('refuses a comment injected into NameID and an XML entity expansion bomb', async () => {
+    const signed = Buffer.from(
+      await idp.respond({ nameId: 'admin@x.com.evil.com', inResponseTo: await requestId() }),
+      'base64',
+    ).toString();
+    const injected = signed.replace('admin@x.com.evil.com', 'admin@x.com<!---->.evil.com');
+    const before = await userCount();
+    expect((await post(Buffer.from(injected).toString('base64'))).status).toBe(403);
+    const bomb = `<?xml version="1.0"?><!DOCTYPE lolz [<!ENTITY lol "lol"><!ENTITY lol2 "&lol;&lol;&lol;&lol;&lol;&lol;&lol;&lol;&lol;&lol;"><!ENTITY lol3 "&lol2;&lol2;&lol2;&lol2;&lol2;&lol2;&lol2;&lol2;&lol2;&lol2;">]>${signed.replace('<samlp:Response', '<samlp:Response data="&lol3;"')}`;
+    expect((await post(Buffer.from(bomb).toString('base64'))).status).toBe(403);
+    expect(await userCount()).toBe(before);
+  });
+});
