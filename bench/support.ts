@@ -50,7 +50,7 @@ export async function startServer(
   mode: 'serve' | 'start' | 'worker',
   env: Record<string, string>,
 ): Promise<{ child: ChildProcess; port: number; stop(): Promise<void> }> {
-  const port = await freePort();
+  const port = env.PORT ? Number(env.PORT) : await freePort();
   // BENCH_NODE_ARGS, e.g. "--cpu-prof --cpu-prof-dir=/tmp/prof", profiles the server under load.
   const nodeArgs = (process.env.BENCH_NODE_ARGS ?? '').split(' ').filter(Boolean);
   const child = spawn(process.execPath, [...nodeArgs, path.join(ROOT, 'dist/cli/main.js'), mode], {
@@ -85,11 +85,42 @@ export function peakRssMb(pid: number): number {
 
 export interface Client {
   send(method: string, path: string, body?: unknown): Promise<{ status: number; body: string }>;
+  /** POSTs an HTML form (application/x-www-form-urlencoded). */
+  form(path: string, fields: Record<string, string>): Promise<{ status: number; body: string }>;
 }
 
 export function httpClient(port: number, token: string, concurrency: number): Client {
   const agent = new http.Agent({ keepAlive: true, maxSockets: concurrency });
+  const raw = (method: string, requestPath: string, payload: string | undefined, type: string) =>
+    new Promise<{ status: number; body: string }>((resolve, reject) => {
+      const req = http.request(
+        {
+          host: '127.0.0.1',
+          port,
+          method,
+          path: requestPath,
+          agent,
+          headers: {
+            Authorization: `Bearer ${token}`,
+            ...(payload ? { 'Content-Type': type, 'Content-Length': Buffer.byteLength(payload) } : {}),
+          },
+        },
+        (res) => {
+          let text = '';
+          res.setEncoding('utf8');
+          res.on('data', (c) => {
+            text += c;
+          });
+          res.on('end', () => resolve({ status: res.statusCode ?? 0, body: text }));
+        },
+      );
+      req.on('error', reject);
+      if (payload) req.write(payload);
+      req.end();
+    });
   return {
+    form: (requestPath, fields) =>
+      raw('POST', requestPath, new URLSearchParams(fields).toString(), 'application/x-www-form-urlencoded'),
     send: (method, requestPath, body) =>
       new Promise((resolve, reject) => {
         const payload = body === undefined ? undefined : JSON.stringify(body);

@@ -133,6 +133,16 @@ describe('SSO configuration, Entra group claims, JIT modes and hostile responses
     await runCli(['tenant', 'set', 'acme', '--jit', 'create-and-update'], env);
   });
 
+  it('accepts IdP-initiated logins only when the tenant allows them', async () => {
+    expect((await post(await idp.respond({ nameId: 'grace@example.com' }))).status).toBe(403);
+    expect((await runCli(['tenant', 'set', 'acme', '--idp-initiated', 'on'], env)).code).toBe(0);
+    const unsolicited = await idp.respond({ nameId: 'grace@example.com' });
+    expect((await post(unsolicited)).status).toBe(303);
+    // …and even then each assertion is accepted once.
+    expect((await post(unsolicited)).status).toBe(403);
+    await runCli(['tenant', 'set', 'acme', '--idp-initiated', 'off'], env);
+  });
+
   it('refuses signature wrapping: an unsigned assertion placed before or after the signed one', async () => {
     const signed = Buffer.from(
       await idp.respond({ nameId: 'honest@example.com', inResponseTo: await requestId() }),

@@ -44,6 +44,7 @@ async function runDaemon(mode: DaemonMode): Promise<void> {
       [
         `idsync ${mode} listening on ${config.publicUrl}`,
         `  SCIM 2.0:   ${scimBaseUrl(config)}   (Authorization: Bearer <tenant SCIM token>)`,
+        `  SAML SSO:   ${config.publicUrl}/sso/<tenant>/metadata   (configure with idsync sso import-metadata)`,
         `  admin API:  ${config.publicUrl}/api${config.adminToken ? '' : '   (closed: set IDSYNC_ADMIN_TOKEN to open it)'}`,
         `  health:     ${config.publicUrl}/healthz   readiness: ${config.publicUrl}/readyz`,
         `  data:       ${config.databaseUrl ? 'DATABASE_URL' : config.dataDir}`,

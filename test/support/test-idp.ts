@@ -1,5 +1,5 @@
-import * as validator from '@authenio/samlify-xmllint-wasm';
-import * as samlify from 'samlify';
+import validator from '@authenio/samlify-xmllint-wasm';
+import samlify from 'samlify';
 import selfsigned from 'selfsigned';
 
 /*

@@ -1,0 +1,68 @@
+/**
+ * SAML ACS benchmark (not a test): `npm run build && npx tsx bench/sso.ts`.
+ * The compiled server (`idsync serve`) on real PostgreSQL and Redis; responses are signed beforehand by
+ * the samlify test IdP (IdP-initiated, so each is a complete login), then posted to the ACS.
+ */
+import os from 'node:os';
+import { connectDatabase } from '../src/db/client.js';
+import { runMigrations } from '../src/db/migrate.js';
+import { createTenant } from '../src/tenants/tenants.js';
+import { freePort } from '../test/support/ports.js';
+import { createTestIdp } from '../test/support/test-idp.js';
+import { expectStatus, httpClient, load, startBackends, startServer } from './support.js';
+
+const RETURNING_USERS = 200;
+const RETURNING_LOGINS = Number(process.env.RETURNING_LOGINS ?? 3000);
+const FIRST_LOGINS = Number(process.env.FIRST_LOGINS ?? 1000);
+
+const backends = await startBackends();
+await runMigrations(backends.databaseUrl);
+const database = connectDatabase(backends.databaseUrl, { max: 4 });
+const { tenant } = await createTenant(database.db, 'bench', 'bench');
+await database.sql`UPDATE tenants SET idp_initiated_sso = true WHERE id = ${tenant.id}`;
+const port = await freePort();
+const publicUrl = `http://127.0.0.1:${port}`;
+const sp = { entityId: `${publicUrl}/sso/bench`, acsUrl: `${publicUrl}/sso/bench/acs` };
+const idp = await createTestIdp(sp);
+await database.sql`
+  INSERT INTO sso_connections (tenant_id, idp_entity_id, sso_url, certificates)
+  VALUES (${tenant.id}, ${idp.entityId}, ${`${idp.entityId}/sso`}, ${[idp.certificate]})`;
+const server = await startServer('serve', {
+  DATABASE_URL: backends.databaseUrl,
+  REDIS_URL: backends.redisUrl,
+  PORT: String(port),
+  PUBLIC_URL: publicUrl,
+});
+const client = httpClient(port, '', 16);
+const login = async (samlResponse: string) => {
+  const r = await client.form('/sso/bench/acs', { SAMLResponse: samlResponse });
+  expectStatus(r.status, 303, 'ACS');
+};
+const sign = async (names: string[]) => {
+  const out: string[] = [];
+  for (const nameId of names)
+    out.push(await idp.respond({ nameId, attributes: { groups: ['Engineering'] } }));
+  return out;
+};
+
+try {
+  const returning = Array.from({ length: RETURNING_USERS }, (_, i) => `user${i}@example.com`);
+  for (const response of await sign(returning)) await login(response);
+  const returningResponses = await sign(
+    Array.from({ length: RETURNING_LOGINS }, (_, i) => returning[i % RETURNING_USERS]!),
+  );
+  const firstResponses = await sign(Array.from({ length: FIRST_LOGINS }, (_, i) => `new${i}@example.com`));
+  const oneClient = returningResponses.splice(0, 1000);
+
+  const results = {
+    machine: `${os.cpus().length} cores, ${Math.round(os.totalmem() / 2 ** 30)} GiB`,
+    returningUsers16Clients: await load(returningResponses.length, 16, (i) => login(returningResponses[i]!)),
+    returningUsers1Client: await load(oneClient.length, 1, (i) => login(oneClient[i]!)),
+    firstLoginsJit16Clients: await load(firstResponses.length, 16, (i) => login(firstResponses[i]!)),
+  };
+  console.log(JSON.stringify(results, null, 2));
+} finally {
+  await server.stop();
+  await database.close();
+  await backends.stop();
+}
