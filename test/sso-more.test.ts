@@ -143,7 +143,7 @@ describe('SSO configuration, Entra group claims, JIT modes and hostile responses
     await runCli(['tenant', 'set', 'acme', '--idp-initiated', 'off'], env);
   });
 
-  it('refuses signature wrapping: an unsigned assertion placed before or after the signed one', async () => {
+  it('refuses signature wrapping: an unsigned assertion before or after the signed one, or the signed response wrapped inside an unsigned one', async () => {
     const signed = Buffer.from(
       await idp.respond({ nameId: 'honest@example.com', inResponseTo: await requestId() }),
       'base64',
@@ -154,7 +154,9 @@ describe('SSO configuration, Entra group claims, JIT modes and hostile responses
       .replace(/ID="[^"]+"/, 'ID="_evil"')
       .replace('honest@example.com', 'admin@example.com');
     const before = await userCount();
+    const outside = `<samlp:Response xmlns:samlp="urn:oasis:names:tc:SAML:2.0:protocol" xmlns:saml="urn:oasis:names:tc:SAML:2.0:assertion" ID="_outer" Version="2.0" IssueInstant="${new Date().toISOString()}" Destination="${sp.acsUrl}"><samlp:Status><samlp:StatusCode Value="urn:oasis:names:tc:SAML:2.0:status:Success"/></samlp:Status>${evil}<samlp:Extensions>${signed.replace(/^<\?xml[^>]*>/, '')}</samlp:Extensions></samlp:Response>`;
     for (const wrapped of [
+      outside,
       signed.replace(assertion, evil + assertion),
       signed.replace(assertion, assertion + evil),
     ]) {

@@ -46,7 +46,8 @@ describe('SAML single sign-on with JIT provisioning', async () => {
     });
   const counts = async () => {
     const [row] = await database.sql`
-      SELECT (SELECT count(*) FROM users)::int AS users, (SELECT count(*) FROM outbox)::int AS outbox`;
+      SELECT (SELECT count(*) FROM users)::int AS users, (SELECT count(*) FROM outbox)::int AS outbox,
+        (SELECT count(*) FROM tokens WHERE kind = 'session')::int AS sessions`;
     return row;
   };
   const expectRefused = async (samlResponse: string, reason: RegExp) => {
@@ -199,6 +200,15 @@ describe('SAML single sign-on with JIT provisioning', async () => {
         overrides: { SubjectRecipient: 'https://evil.example/acs' },
       }),
       /Recipient/,
+    );
+    const future = new Date(Date.now() + 10 * 60_000).toISOString();
+    await expectRefused(
+      await idp.respond({
+        nameId: 'x6@example.com',
+        inResponseTo: await requestId(),
+        overrides: { ConditionsNotBefore: future },
+      }),
+      /not yet valid|NotBefore/i,
     );
     const past = new Date(Date.now() - 10 * 60_000).toISOString();
     await expectRefused(
