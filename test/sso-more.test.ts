@@ -133,6 +133,27 @@ describe('SSO configuration, Entra group claims, JIT modes and hostile responses
     await runCli(['tenant', 'set', 'acme', '--jit', 'create-and-update'], env);
   });
 
+  it('serves two IdPs for one tenant, each verified with its own certificates', async () => {
+    const second = await createTestIdp(sp, 'https://second-idp.example.test');
+    await database.sql`
+      INSERT INTO sso_connections (tenant_id, idp_entity_id, sso_url, certificates)
+      VALUES (${tenant.id}, ${second.entityId}, ${`${second.entityId}/sso`}, ${[second.certificate]})`;
+    const login = await fetch(`${publicUrl}/sso/acme/login?idp=${encodeURIComponent(second.entityId)}`, {
+      redirect: 'manual',
+    });
+    const location = new URL(login.headers.get('location')!);
+    expect(location.origin).toBe('https://second-idp.example.test');
+    const xml = inflateRawSync(Buffer.from(location.searchParams.get('SAMLRequest')!, 'base64')).toString();
+    const id = /ID="([^"]+)"/.exec(xml)![1]!;
+    expect(
+      (await post(await second.respond({ nameId: 'second@example.com', inResponseTo: id }))).status,
+    ).toBe(303);
+    expect(
+      (await post(await idp.respond({ nameId: 'first@example.com', inResponseTo: await requestId() })))
+        .status,
+    ).toBe(303);
+  });
+
   it('accepts IdP-initiated logins only when the tenant allows them', async () => {
     expect((await post(await idp.respond({ nameId: 'grace@example.com' }))).status).toBe(403);
     expect((await runCli(['tenant', 'set', 'acme', '--idp-initiated', 'on'], env)).code).toBe(0);

@@ -63,10 +63,16 @@ export function ssoRouter(options: SsoRouterOptions): Router {
     acsUrl: `${publicUrl}/sso/${tenant.name}/acs`,
   });
 
-  async function connectionOf(tenant: Tenant): Promise<Connection> {
+  /**
+   * The tenant's IdP named by entity id (a response's Issuer, or `?idp=` on /login), else its first one.
+   * Choosing by the unverified Issuer is safe: that IdP's own certificates must then verify the response.
+   */
+  async function connectionOf(tenant: Tenant, idpEntityId?: string): Promise<Connection> {
     const [connection] = await db.execute<Connection>(sql`
       SELECT id::text, idp_entity_id, sso_url, certificates, want_response_signed, attribute_map, group_claim_format::text
-      FROM sso_connections WHERE tenant_id = ${tenant.id} ORDER BY created_at LIMIT 1`);
+      FROM sso_connections WHERE tenant_id = ${tenant.id}
+        ${idpEntityId ? sql`AND idp_entity_id = ${idpEntityId}` : sql``}
+      ORDER BY created_at LIMIT 1`);
     if (!connection) throw new SamlRefusal('single sign-on is not configured for this tenant');
     return { ...connection, certificates: pgTextArray(connection.certificates) };
   }
@@ -111,7 +117,8 @@ export function ssoRouter(options: SsoRouterOptions): Router {
     try {
       const tenant = await findTenantByName(db, String(req.params.tenant));
       const relayState = safeRelayState(req.query.RelayState, publicUrl);
-      const url = await samlFor(tenant, await connectionOf(tenant)).getAuthorizeUrlAsync(
+      const chosen = typeof req.query.idp === 'string' ? req.query.idp : undefined;
+      const url = await samlFor(tenant, await connectionOf(tenant, chosen)).getAuthorizeUrlAsync(
         relayState,
         undefined,
         {},
@@ -125,9 +132,9 @@ export function ssoRouter(options: SsoRouterOptions): Router {
   router.post('/:tenant/acs', async (req, res) => {
     try {
       const tenant = await findTenantByName(db, String(req.params.tenant));
-      const connection = await connectionOf(tenant);
       const samlResponse = typeof req.body?.SAMLResponse === 'string' ? req.body.SAMLResponse : undefined;
       if (!samlResponse) throw new SamlRefusal('no SAMLResponse in the request');
+      const connection = await connectionOf(tenant, claimedIssuer(samlResponse));
       // Whatever node-saml rejects (signature, audience, time, InResponseTo, DOCTYPE…) is a refusal.
       const { profile } = await samlFor(tenant, connection)
         .validatePostResponseAsync({ SAMLResponse: samlResponse })
@@ -268,6 +275,12 @@ function refuse(req: Request, res: Response, error: unknown): void {
         `<p>We could not sign you in. If this keeps happening, give your administrator this reference:</p><p><code>${escapeHtml(reference)}</code></p>`,
       ),
     );
+}
+
+/** The Issuer a response claims, read without trusting it, to pick which IdP's keys must verify it. */
+function claimedIssuer(samlResponse: string): string | undefined {
+  const xml = Buffer.from(samlResponse, 'base64').toString('utf8').slice(0, 4096);
+  return /<(?:[A-Za-z0-9]+:)?Issuer[^>]*>\s*([^<\s]+)\s*</.exec(xml)?.[1];
 }
 
 /** RelayState may only send the browser back to idsync's own origin (no open redirect). */
