@@ -122,35 +122,12 @@ export function httpClient(port: number, token: string, concurrency: number): Cl
     form: (requestPath, fields) =>
       raw('POST', requestPath, new URLSearchParams(fields).toString(), 'application/x-www-form-urlencoded'),
     send: (method, requestPath, body) =>
-      new Promise((resolve, reject) => {
-        const payload = body === undefined ? undefined : JSON.stringify(body);
-        const req = http.request(
-          {
-            host: '127.0.0.1',
-            port,
-            method,
-            path: requestPath,
-            agent,
-            headers: {
-              Authorization: `Bearer ${token}`,
-              ...(payload
-                ? { 'Content-Type': 'application/scim+json', 'Content-Length': Buffer.byteLength(payload) }
-                : {}),
-            },
-          },
-          (res) => {
-            let text = '';
-            res.setEncoding('utf8');
-            res.on('data', (c) => {
-              text += c;
-            });
-            res.on('end', () => resolve({ status: res.statusCode ?? 0, body: text }));
-          },
-        );
-        req.on('error', reject);
-        if (payload) req.write(payload);
-        req.end();
-      }),
+      raw(
+        method,
+        requestPath,
+        body === undefined ? undefined : JSON.stringify(body),
+        'application/scim+json',
+      ),
   };
 }
 

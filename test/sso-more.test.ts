@@ -9,6 +9,7 @@ import { startTestDaemon, testConfig } from './support/daemon.js';
 import { createTestDatabase } from './support/database.js';
 import { capturingLogger } from './support/log-capture.js';
 import { freePort } from './support/ports.js';
+import { ssoClient } from './support/sso-client.js';
 import { createTestIdp } from './support/test-idp.js';
 
 const ENTRA_GROUPS = 'http://schemas.microsoft.com/ws/2008/06/identity/claims/groups';
@@ -30,19 +31,7 @@ describe('SSO configuration, Entra group claims, JIT modes and hostile responses
   const idp = await createTestIdp(sp);
   const env = { DATABASE_URL: database.url, PUBLIC_URL: publicUrl };
 
-  const requestId = async () => {
-    const response = await fetch(`${publicUrl}/sso/acme/login`, { redirect: 'manual' });
-    const location = new URL(response.headers.get('location')!);
-    const xml = inflateRawSync(Buffer.from(location.searchParams.get('SAMLRequest')!, 'base64')).toString();
-    return /ID="([^"]+)"/.exec(xml)![1]!;
-  };
-  const post = (samlResponse: string) =>
-    fetch(`${publicUrl}/sso/acme/acs`, {
-      method: 'POST',
-      headers: { 'Content-Type': 'application/x-www-form-urlencoded' },
-      body: new URLSearchParams({ SAMLResponse: samlResponse }).toString(),
-      redirect: 'manual',
-    });
+  const { requestId, post } = ssoClient(publicUrl, 'acme');
   const userCount = async () => Number((await database.sql`SELECT count(*) AS n FROM users`)[0]!.n);
 
   it('imports the IdP from its metadata with the CLI, Entra-style group claims by object id', async () => {

@@ -102,6 +102,13 @@ describe('personal API tokens: issue, RFC 7662 introspection, RFC 7009 revocatio
     const response = await oauth(first.port!, 'introspect', 'x', 'wrong');
     expect(response.status).toBe(401);
     expect(response.body.error).toBe('invalid_client');
+    const missing = await fetch(`http://127.0.0.1:${first.port}/oauth/introspect`, {
+      method: 'POST',
+      headers: { Authorization: `Bearer ${ADMIN}`, 'Content-Type': 'application/x-www-form-urlencoded' },
+      body: '',
+    });
+    expect(missing.status).toBe(400);
+    expect(await missing.json()).toMatchObject({ error: 'invalid_request' });
   });
 
   it('issues from the CLI, printing the token once', async () => {

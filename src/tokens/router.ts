@@ -21,27 +21,23 @@ export function oauthRouter(options: { db: Database; adminToken: string | undefi
     }
     next();
   });
-  const tokenOf = (req: Request) =>
-    typeof req.body?.token === 'string' ? (req.body.token as string) : undefined;
+  /** The `token` form field, or a 400 in the OAuth error format (RFC 6749 §5.2) and undefined. */
+  const tokenOf = (req: Request, res: Response) => {
+    if (typeof req.body?.token === 'string' && req.body.token !== '') return req.body.token as string;
+    res
+      .status(400)
+      .json({ error: 'invalid_request', error_description: 'the "token" form parameter is required' });
+    return undefined;
+  };
   router.post('/introspect', async (req, res) => {
-    const token = tokenOf(req);
-    if (!token) {
-      res
-        .status(400)
-        .json({ error: 'invalid_request', error_description: 'the "token" form parameter is required' });
-      return;
-    }
+    const token = tokenOf(req, res);
+    if (!token) return;
     res.setHeader('Cache-Control', 'no-store');
     res.json(await introspect(options.db, token));
   });
   router.post('/revoke', async (req, res) => {
-    const token = tokenOf(req);
-    if (!token) {
-      res
-        .status(400)
-        .json({ error: 'invalid_request', error_description: 'the "token" form parameter is required' });
-      return;
-    }
+    const token = tokenOf(req, res);
+    if (!token) return;
     await revoke(options.db, token, 'oauth-revoke');
     res.status(200).end();
   });
