@@ -118,6 +118,10 @@ export function scimRouter(options: ScimRouterOptions): Router {
     res.json(found);
   });
 
+  /** GET, PUT and PATCH all answer with the user as stored now, rendered by PostgreSQL. */
+  const respondWithUser = async (req: Request, res: Response, tenantId: string, id: string) =>
+    sendUserJson(res, 200, await userJsonOrNotFound(db, tenantId, id, baseUrl), readProjection(req.query));
+
   // Users
   router.get('/Users', async (req, res) => {
     const { tenant } = locals(res);
@@ -152,12 +156,7 @@ export function scimRouter(options: ScimRouterOptions): Router {
   });
   router.get('/Users/:id', async (req, res) => {
     const { tenant } = locals(res);
-    sendUserJson(
-      res,
-      200,
-      await userJsonOrNotFound(db, tenant.id, String(req.params.id), baseUrl),
-      readProjection(req.query),
-    );
+    await respondWithUser(req, res, tenant.id, String(req.params.id));
   });
   router.put('/Users/:id', async (req, res) => {
     const { tenant } = locals(res);
@@ -169,12 +168,7 @@ export function scimRouter(options: ScimRouterOptions): Router {
       req.get('If-Match'),
       context(req, tenant),
     );
-    sendUserJson(
-      res,
-      200,
-      await userJsonOrNotFound(db, tenant.id, row.id, baseUrl),
-      readProjection(req.query),
-    );
+    await respondWithUser(req, res, tenant.id, row.id);
   });
   router.patch('/Users/:id', async (req, res) => {
     const { tenant } = locals(res);
@@ -186,12 +180,7 @@ export function scimRouter(options: ScimRouterOptions): Router {
       req.get('If-Match'),
       context(req, tenant),
     );
-    sendUserJson(
-      res,
-      200,
-      await userJsonOrNotFound(db, tenant.id, row.id, baseUrl),
-      readProjection(req.query),
-    );
+    await respondWithUser(req, res, tenant.id, row.id);
   });
   router.delete('/Users/:id', async (req, res) => {
     const { tenant } = locals(res);
