@@ -78,6 +78,7 @@ const envSchema = z.object({
     .regex(/^[A-Za-z0-9_-]{1,64}$/, 'must be 1 to 64 letters, digits, dashes or underscores')
     .default('idsync'),
   JOB_LOCK_MS: positiveInt(30_000),
+  IDSYNC_SECRET_KEY: z.string().min(32, 'must be at least 32 characters').optional(),
 });
 
 export interface Config {
@@ -101,6 +102,11 @@ export interface Config {
   queuePrefix: string;
   /** How long a worker's job lock lasts; a crashed worker's job is taken over after about this long. */
   jobLockMs: number;
+  /**
+   * Encrypts platform credentials stored in the database. Absent: a random key kept in
+   * dataDir/secret.key (fine on one machine; set it when API and workers run on several).
+   */
+  secretKey: string | undefined;
 }
 
 export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
@@ -131,6 +137,7 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
     outboxPollMs: e.OUTBOX_POLL_MS,
     queuePrefix: e.IDSYNC_QUEUE_PREFIX,
     jobLockMs: e.JOB_LOCK_MS,
+    secretKey: e.IDSYNC_SECRET_KEY,
   };
 }
 

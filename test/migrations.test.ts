@@ -16,6 +16,7 @@ describe('migrations', () => {
       'apps',
       'assignment_rules',
       'audit_log',
+      'drift_findings',
       'drift_reports',
       'group_members',
       'groups',

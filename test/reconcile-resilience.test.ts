@@ -164,7 +164,8 @@ describe('resilience of the cascade', () => {
     // The process "dies" right after the platform removed the first half of the edges.
     const dying: PlatformConnector = {
       name: 'builtin',
-      capabilities: builtin.capabilities,
+      scan: () => builtin.scan(),
+      residualRisk: () => builtin.residualRisk(),
       readAccess: (a) => builtin.readAccess(a),
       teamAdmins: (t) => builtin.teamAdmins(t),
       enterpriseSize: () => builtin.enterpriseSize(),
@@ -176,14 +177,14 @@ describe('resilience of the cascade', () => {
     };
     const cause = { event: 'user.deactivated', at: new Date().toISOString() };
     await expect(
-      reconcileUser({ database, connectorFor: () => dying }, tenant.id, userId, cause),
+      reconcileUser({ database, connectorFor: async () => dying }, tenant.id, userId, cause),
     ).rejects.toThrow('worker died');
     expect(await remainingEdges(database, 'cut@example.com')).toBeGreaterThan(0);
     expect(
       (await database.sql`SELECT count(*)::int AS n FROM receipt_edges WHERE status = 'removing'`)[0]!.n,
     ).toBe(41);
 
-    await reconcileUser({ database, connectorFor: () => builtin }, tenant.id, userId, cause);
+    await reconcileUser({ database, connectorFor: async () => builtin }, tenant.id, userId, cause);
     expect(await remainingEdges(database, 'cut@example.com')).toBe(0);
     const edges = await database.sql`SELECT status FROM receipt_edges`;
     expect(edges).toHaveLength(41);

@@ -6,10 +6,9 @@ import { describeOperation } from '../reconcile/model.js';
 import { latestReceipt } from '../reconcile/receipts.js';
 import { planUser, type ReconcileDependencies } from '../reconcile/reconciler.js';
 import { addRule, describeRule, listRules, readRuleInput, removeRule } from '../reconcile/rules.js';
-import { connectorFactory } from '../runtime/job-handler.js';
 import { findTenantByName } from '../tenants/tenants.js';
 import { issueApiToken } from '../tokens/tokens.js';
-import { withDatabase } from './context.js';
+import { withDatabase, withPlatform } from './context.js';
 
 /** `90d`, `12h`, `30m`, `3600s` → seconds. */
 function parseDuration(text: string): number {
@@ -91,9 +90,9 @@ export function registerAccessCommands(program: Command): void {
     .requiredOption('--tenant <name>', 'tenant')
     .option('--user <user>', 'one user (id or userName); default: every user')
     .action((options: { tenant: string; user?: string }) =>
-      withDatabase(async (database) => {
+      withPlatform(async ({ database, connectorFor }) => {
         const tenant = await findTenantByName(database.db, options.tenant);
-        const deps: ReconcileDependencies = { database, connectorFor: connectorFactory(database) };
+        const deps: ReconcileDependencies = { database, connectorFor };
         const ids = await database.db.execute<{ id: string }>(sql`
           SELECT id::text FROM users WHERE tenant_id = ${tenant.id}
             ${options.user ? sql`AND (id::text = ${options.user} OR lower(user_name) = lower(${options.user}))` : sql`AND deprovisioned_at IS NULL`}

@@ -1,8 +1,12 @@
+import type { Redis } from 'ioredis';
 import { type Config, ConfigError, loadConfig } from '../config.js';
 import { connectDatabase, type DatabaseHandle } from '../db/client.js';
 import { runMigrations } from '../db/migrate.js';
-import { createLogger } from '../log.js';
-import { provideDatabase } from '../runtime/infrastructure.js';
+import { connectionReady, createRedisConnection } from '../jobs/connection.js';
+import { closeQueues, type LaneQueues, openQueues } from '../jobs/queues.js';
+import { createLogger, type Logger } from '../log.js';
+import { type ConnectorFor, connectorFactory } from '../platform/factory.js';
+import { provideDatabase, provideRedis } from '../runtime/infrastructure.js';
 
 /** Exit codes, after sysexits.h, so scripts can tell a typo from a broken database. */
 export const EXIT = { ok: 0, failure: 1, usage: 64, dataError: 65, config: 78 } as const;
@@ -45,4 +49,38 @@ export async function withDatabase<T>(
   } finally {
     await endpoint.release();
   }
+}
+
+export interface PlatformContext {
+  database: DatabaseHandle;
+  redis: Redis;
+  queues: LaneQueues;
+  config: Config;
+  log: Logger;
+  connectorFor: ConnectorFor;
+}
+
+/**
+ * A one-shot command that talks to platforms: the database, Redis (shared rate budgets, queues) and
+ * each tenant's connector.
+ */
+export async function withPlatform<T>(work: (context: PlatformContext) => Promise<T>): Promise<T> {
+  return withDatabase(async (database, config) => {
+    const log = createLogger(config.logLevel === 'info' ? 'warn' : config.logLevel);
+    const endpoint = await provideRedis(config, log, false);
+    const redis = createRedisConnection(endpoint.url, 'producer');
+    try {
+      await connectionReady(redis);
+      const queues = openQueues(redis, config.queuePrefix);
+      try {
+        const connectorFor = connectorFactory({ database, redis, config, log });
+        return await work({ database, redis, queues, config, log, connectorFor });
+      } finally {
+        await closeQueues(queues);
+      }
+    } finally {
+      redis.disconnect();
+      await endpoint.release();
+    }
+  });
 }

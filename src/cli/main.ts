@@ -15,6 +15,7 @@ import {
 import { registerAccessCommands } from './access-commands.js';
 import { CliError, configOrExit, EXIT, withDatabase } from './context.js';
 import { registerJobsCommands } from './jobs-commands.js';
+import { registerPlatformCommands } from './platform-commands.js';
 import { registerSsoCommands } from './sso-commands.js';
 
 function scimBaseUrl(config: Config): string {
@@ -174,6 +175,7 @@ function buildProgram(): Command {
     );
   registerAccessCommands(program);
   registerJobsCommands(program);
+  registerPlatformCommands(program);
   registerSsoCommands(program, (tenant) => {
     const config = configOrExit();
     process.stdout.write(

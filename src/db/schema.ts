@@ -56,6 +56,16 @@ export const tenants = pgTable(
     inactivityDays: integer('inactivity_days').notNull().default(30),
     connector: text('connector').notNull().default('builtin'),
     connectorSettings: jsonb('connector_settings').notNull().default({}),
+    /** `ok`, or why idsync stopped calling the platform for this tenant (a refused credential). */
+    connectorStatus: text('connector_status', { enum: ['ok', 'stopped'] })
+      .notNull()
+      .default('ok'),
+    connectorStatusReason: text('connector_status_reason'),
+    driftScanIntervalMinutes: integer('drift_scan_interval_minutes').notNull().default(60),
+    /** Per finding class: `report` (default) or `fix`. */
+    driftPolicy: jsonb('drift_policy').notNull().default({}),
+    /** Monthly price of a seat per team role, e.g. {"admin": 25, "member": 25, "viewer": 25}. */
+    seatPrices: jsonb('seat_prices').notNull().default({}),
     createdAt: createdAt(),
     updatedAt: updatedAt(),
   },
@@ -65,6 +75,7 @@ export const tenants = pgTable(
     check('tenants_name_format', sql`${t.name} ~ '^[a-z0-9][a-z0-9-]{0,62}$'`),
     check('tenants_mass_change_threshold_range', sql`${t.massChangeThresholdPercent} BETWEEN 0 AND 100`),
     check('tenants_inactivity_days_positive', sql`${t.inactivityDays} > 0`),
+    check('tenants_drift_interval_positive', sql`${t.driftScanIntervalMinutes} > 0`),
   ],
 );
 
@@ -228,6 +239,8 @@ export const platformEnterpriseMembers = pgTable(
       .references(() => tenants.id, { onDelete: 'cascade' }),
     account: text('account').notNull(),
     permissions: enterprisePermission('permissions').array().notNull(),
+    /** Signs in through the platform's SSO (its CLI tokens expire); null when the platform did not say. */
+    federated: boolean('federated'),
     createdAt: createdAt(),
     updatedAt: updatedAt(),
   },
@@ -360,13 +373,48 @@ export const driftReports = pgTable(
     tenantId: uuid('tenant_id')
       .notNull()
       .references(() => tenants.id, { onDelete: 'cascade' }),
+    /** Position in the tenant's chain of reports, 1 for the first. */
+    seq: integer('seq').notNull(),
+    startedAt: timestamp('started_at', { withTimezone: true }).notNull(),
     createdAt: createdAt(),
+    connector: text('connector').notNull(),
+    /** Counts by class and severity, the difference from the previous report, and the scan's cost. */
     summary: jsonb('summary').notNull(),
-    findings: jsonb('findings').notNull(),
     previousHash: text('previous_hash'),
+    /** sha256 over the previous hash, the summary and every finding: editing any of them breaks the chain. */
     hash: text('hash').notNull(),
   },
-  (t) => [index('drift_reports_tenant_created_idx').on(t.tenantId, t.createdAt)],
+  (t) => [
+    index('drift_reports_tenant_created_idx').on(t.tenantId, t.createdAt),
+    uniqueIndex('drift_reports_tenant_seq_key').on(t.tenantId, t.seq),
+  ],
+);
+
+export const driftFindings = pgTable(
+  'drift_findings',
+  {
+    reportId: uuid('report_id')
+      .notNull()
+      .references(() => driftReports.id, { onDelete: 'cascade' }),
+    /** Identifies the same finding across reports (class, account and the edge). */
+    key: text('key').notNull(),
+    class: text('class').notNull(),
+    severity: text('severity').notNull(),
+    account: text('account').notNull(),
+    userId: uuid('user_id'),
+    team: text('team'),
+    app: text('app'),
+    expected: text('expected'),
+    actual: text('actual'),
+    since: timestamp('since', { withTimezone: true }).notNull(),
+    action: text('action').notNull(),
+    /** `new` in this report, or `open` since an earlier one. */
+    status: text('status', { enum: ['new', 'open'] }).notNull(),
+  },
+  (t) => [
+    primaryKey({ columns: [t.reportId, t.key] }),
+    index('drift_findings_report_class_idx').on(t.reportId, t.class),
+  ],
 );
 
 /** The offboarding receipt: one per deprovisioning event of a user; its edges are in receipt_edges. */

@@ -1,7 +1,14 @@
 import { sql } from 'drizzle-orm';
 import type { Database } from '../db/client.js';
-import type { Access, AppPermission, EnterprisePermission, TeamRole } from '../reconcile/model.js';
-import type { OperationOutcome, PlatformConnector, PlatformOperation } from './connector.js';
+import type { Access } from '../reconcile/model.js';
+import type {
+  HumanStep,
+  OperationOutcome,
+  PlatformConnector,
+  PlatformOperation,
+  PlatformSlice,
+} from './connector.js';
+import { PlatformMirror } from './mirror.js';
 
 /**
  * The built-in platform: Enterprise Account members, team members and app collaborators kept in
@@ -10,47 +17,34 @@ import type { OperationOutcome, PlatformConnector, PlatformOperation } from './c
  */
 export class BuiltinConnector implements PlatformConnector {
   readonly name = 'builtin';
-  readonly capabilities = { revokesPlatformCredentials: true };
+  private readonly store: PlatformMirror;
 
   constructor(
     private readonly db: Database,
     private readonly tenantId: string,
-  ) {}
-
-  async readAccess(account: string): Promise<Access> {
-    const rows = await this.db.execute<{
-      kind: string;
-      name: string | null;
-      role: string | null;
-      permissions: string[] | null;
-    }>(sql`
-      SELECT 'enterprise' AS kind, NULL AS name, NULL AS role, permissions::text[] AS permissions
-        FROM platform_enterprise_members WHERE tenant_id = ${this.tenantId} AND account = ${account}
-      UNION ALL
-      SELECT 'team', t.name, m.role::text, NULL FROM platform_team_members m JOIN teams t ON t.id = m.team_id
-        WHERE m.tenant_id = ${this.tenantId} AND m.account = ${account}
-      UNION ALL
-      SELECT 'app', a.name, NULL, c.permissions::text[] FROM platform_app_collaborators c JOIN apps a ON a.id = c.app_id
-        WHERE c.tenant_id = ${this.tenantId} AND c.account = ${account}`);
-    const teams = new Map<string, TeamRole>();
-    const apps = new Map<string, AppPermission[]>();
-    let enterprise: EnterprisePermission[] | null = null;
-    for (const row of rows) {
-      if (row.kind === 'enterprise') enterprise = parseArray(row.permissions) as EnterprisePermission[];
-      else if (row.kind === 'team') teams.set(row.name!, row.role as TeamRole);
-      else apps.set(row.name!, parseArray(row.permissions) as AppPermission[]);
-    }
-    return { enterprise, teams, apps };
+  ) {
+    this.store = new PlatformMirror(db, tenantId);
   }
 
-  async teamAdmins(teamNames: readonly string[]): Promise<Map<string, Set<string>>> {
-    const result = new Map<string, Set<string>>(teamNames.map((t) => [t, new Set()]));
-    if (teamNames.length === 0) return result;
-    const rows = await this.db.execute<{ team: string; account: string }>(sql`
-      SELECT t.name AS team, m.account FROM platform_team_members m JOIN teams t ON t.id = m.team_id
-      WHERE t.tenant_id = ${this.tenantId} AND t.name = ANY(${sql.param([...teamNames])}::text[]) AND m.role = 'admin'`);
-    for (const row of rows) result.get(row.team)?.add(row.account);
-    return result;
+  readAccess(account: string): Promise<Access> {
+    return this.store.readAccess(account);
+  }
+
+  teamAdmins(teamNames: readonly string[]): Promise<Map<string, Set<string>>> {
+    return this.store.teamAdmins(teamNames);
+  }
+
+  enterpriseSize(): Promise<number> {
+    return this.store.enterpriseSize();
+  }
+
+  scan(): AsyncIterable<PlatformSlice> {
+    return this.store.slices();
+  }
+
+  /** idsync's own tokens and sessions are the built-in platform's credentials: nothing is left over. */
+  async residualRisk(): Promise<HumanStep[]> {
+    return [];
   }
 
   /**
@@ -135,53 +129,9 @@ export class BuiltinConnector implements PlatformConnector {
     return appNames.map((app) => (removed.has(app) ? { status: 'applied' } : { status: 'already-done' }));
   }
 
-  async enterpriseSize(): Promise<number> {
-    const [row] = await this.db.execute<{ n: number }>(sql`
-      SELECT count(*)::int AS n FROM platform_enterprise_members WHERE tenant_id = ${this.tenantId}`);
-    return row?.n ?? 0;
-  }
-
   async apply(operation: PlatformOperation): Promise<OperationOutcome> {
     const tenant = this.tenantId;
-    const changed = async (query: ReturnType<typeof sql>) => (await this.db.execute(query)).count > 0;
     switch (operation.kind) {
-      case 'grant-enterprise':
-      case 'change-enterprise': {
-        const permissions = operation.kind === 'grant-enterprise' ? operation.permissions : operation.to;
-        return outcome(
-          await changed(sql`
-            INSERT INTO platform_enterprise_members (tenant_id, account, permissions)
-            VALUES (${tenant}, ${operation.account}, ${sql.param(permissions)}::enterprise_permission[])
-            ON CONFLICT (tenant_id, account) DO UPDATE SET permissions = EXCLUDED.permissions, updated_at = now()
-            WHERE platform_enterprise_members.permissions IS DISTINCT FROM EXCLUDED.permissions`),
-        );
-      }
-      case 'revoke-enterprise':
-        return outcome(
-          await changed(sql`
-            DELETE FROM platform_enterprise_members WHERE tenant_id = ${tenant} AND account = ${operation.account}`),
-        );
-      case 'add-team-member':
-      case 'change-team-role':
-      case 'promote-fallback-admin': {
-        const role =
-          operation.kind === 'add-team-member'
-            ? operation.role
-            : operation.kind === 'change-team-role'
-              ? operation.to
-              : 'admin';
-        return outcome(
-          await changed(sql`
-            WITH team AS (
-              INSERT INTO teams (tenant_id, name) VALUES (${tenant}, ${operation.team})
-              ON CONFLICT (tenant_id, name) DO UPDATE SET name = EXCLUDED.name RETURNING id
-            )
-            INSERT INTO platform_team_members (tenant_id, team_id, account, role)
-            SELECT ${tenant}, team.id, ${operation.account}, ${role}::team_role FROM team
-            ON CONFLICT (team_id, account) DO UPDATE SET role = EXCLUDED.role, updated_at = now()
-            WHERE platform_team_members.role IS DISTINCT FROM EXCLUDED.role`),
-        );
-      }
       case 'remove-team-member': {
         // As the real platform does: refuse to remove a team's last admin. Checked in the same statement
         // (with the team's admin rows locked) so two concurrent removals cannot both pass.
@@ -210,41 +160,8 @@ export class BuiltinConnector implements PlatformConnector {
           reason: `${operation.account} is the last admin of team ${operation.team}`,
         };
       }
-      case 'grant-app-access':
-      case 'change-app-access': {
-        const permissions = operation.kind === 'grant-app-access' ? operation.permissions : operation.to;
-        return outcome(
-          await changed(sql`
-            WITH app AS (
-              INSERT INTO apps (tenant_id, name) VALUES (${tenant}, ${operation.app})
-              ON CONFLICT (tenant_id, name) DO UPDATE SET name = EXCLUDED.name RETURNING id
-            )
-            INSERT INTO platform_app_collaborators (tenant_id, app_id, account, permissions)
-            SELECT ${tenant}, app.id, ${operation.account}, ${sql.param(permissions)}::app_permission[] FROM app
-            ON CONFLICT (app_id, account) DO UPDATE SET permissions = EXCLUDED.permissions, updated_at = now()
-            WHERE platform_app_collaborators.permissions IS DISTINCT FROM EXCLUDED.permissions`),
-        );
-      }
-      case 'revoke-app-access':
-        return outcome(
-          await changed(sql`
-            DELETE FROM platform_app_collaborators c USING apps a
-            WHERE c.app_id = a.id AND a.tenant_id = ${tenant} AND a.name = ${operation.app} AND c.account = ${operation.account}`),
-        );
+      default:
+        return (await this.store.record(operation)) ? { status: 'applied' } : { status: 'already-done' };
     }
   }
-}
-
-function outcome(changed: boolean): OperationOutcome {
-  return changed ? { status: 'applied' } : { status: 'already-done' };
-}
-
-/** postgres.js returns enum arrays as their text form (`{view,deploy}`) when it does not know the type. */
-function parseArray(value: string[] | string | null): string[] {
-  if (value === null) return [];
-  if (Array.isArray(value)) return value;
-  return value
-    .replace(/^\{|\}$/g, '')
-    .split(',')
-    .filter(Boolean);
 }

@@ -1,13 +1,12 @@
-import type { Access, Operation } from '../reconcile/model.js';
+import type { Access, AppPermission, EnterprisePermission, Operation, TeamRole } from '../reconcile/model.js';
 
 /**
  * The one interface every platform implements. The reconciler reads a user's actual access through it,
  * and applies one operation at a time; every operation must be idempotent (applying it to a state that
- * already has it answers `already-done`).
+ * already has it answers `already-done`). Drift scans read the whole platform through `scan`.
  */
 export interface PlatformConnector {
   readonly name: string;
-  readonly capabilities: ConnectorCapabilities;
   readAccess(account: string): Promise<Access>;
   /** Admin accounts of each named team, to protect a team's last admin. */
   teamAdmins(teams: readonly string[]): Promise<Map<string, Set<string>>>;
@@ -20,15 +19,35 @@ export interface PlatformConnector {
   applyAll(operations: readonly PlatformOperation[]): Promise<OperationOutcome[]>;
   /** How many members the Enterprise Account has: the base of the mass-change threshold. */
   enterpriseSize(): Promise<number>;
+  /**
+   * The platform's whole membership, read from the platform itself: the Enterprise Account first, then
+   * every team and every app, each exactly once.
+   */
+  scan(): AsyncIterable<PlatformSlice>;
+  /**
+   * What stays possible for an offboarded user after every grant is gone, because the platform gives
+   * idsync no way to end it (e.g. API keys idsync cannot revoke): steps for a human, on the receipt.
+   */
+  residualRisk(account: string, idpEventAt: Date): Promise<HumanStep[]>;
 }
 
-export interface ConnectorCapabilities {
-  /**
-   * Whether the platform lets idsync revoke a removed user's own platform credentials (API keys, CLI
-   * sessions). When it cannot, the receipt tells a human what is left to do.
-   */
-  revokesPlatformCredentials: boolean;
+export interface HumanStep {
+  edge: string;
+  why: string;
+  action: string;
 }
+
+export interface EnterpriseMember {
+  account: string;
+  permissions: EnterprisePermission[];
+  /** Signs in through the platform's SSO; null when the platform does not say. */
+  federated: boolean | null;
+}
+
+export type PlatformSlice =
+  | { kind: 'enterprise'; members: EnterpriseMember[] }
+  | { kind: 'team'; team: string; members: [account: string, role: TeamRole][] }
+  | { kind: 'app'; app: string; collaborators: [account: string, permissions: AppPermission[]][] };
 
 /** Tokens are idsync's own; every other operation goes to the platform. */
 export type PlatformOperation = Exclude<Operation, { kind: 'revoke-tokens' }>;

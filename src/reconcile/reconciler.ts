@@ -1,6 +1,7 @@
 import { sql } from 'drizzle-orm';
 import type { DatabaseHandle } from '../db/client.js';
 import type { OperationOutcome, PlatformConnector, PlatformOperation } from '../platform/connector.js';
+import type { RequestPriority } from '../platform/heroku/budget.js';
 import { heldChangesFor, holdRemovals } from './brake.js';
 import { desiredAccess } from './desired.js';
 import {
@@ -22,7 +23,7 @@ import { loadPolicy, loadRules, loadUser, type UserSubject } from './state.js';
 
 export interface ReconcileDependencies {
   database: DatabaseHandle;
-  connectorFor(tenantId: string): PlatformConnector;
+  connectorFor(tenantId: string, priority?: RequestPriority): Promise<PlatformConnector>;
 }
 
 export interface Cause {
@@ -47,11 +48,12 @@ export async function planUser(
   deps: ReconcileDependencies,
   tenantId: string,
   userId: string,
+  connector?: PlatformConnector,
 ): Promise<UserPlan | undefined> {
   const { db } = deps.database;
   const subject = await loadUser(db, tenantId, userId);
   if (!subject) return undefined;
-  const connector = deps.connectorFor(tenantId);
+  connector ??= await deps.connectorFor(tenantId);
   const [rules, policy, actual] = await Promise.all([
     loadRules(db, tenantId),
     loadPolicy(db, tenantId),
@@ -105,12 +107,13 @@ export async function reconcileUser(
   tenantId: string,
   userId: string,
   cause: Cause,
+  priority: RequestPriority = 'reconcile',
 ): Promise<ReconcileResult> {
   const lockConnection = await deps.database.sql.reserve();
   try {
     await lockConnection`SELECT pg_advisory_lock(hashtextextended(${`user:${userId}`}, 0))`;
     try {
-      return await reconcileLocked(deps, tenantId, userId, cause);
+      return await reconcileLocked(deps, tenantId, userId, cause, priority);
     } finally {
       await lockConnection`SELECT pg_advisory_unlock(hashtextextended(${`user:${userId}`}, 0))`;
     }
@@ -124,12 +127,13 @@ async function reconcileLocked(
   tenantId: string,
   userId: string,
   cause: Cause,
+  priority: RequestPriority,
 ): Promise<ReconcileResult> {
   const { db } = deps.database;
-  const planned = await planUser(deps, tenantId, userId);
+  const connector = await deps.connectorFor(tenantId, priority);
+  const planned = await planUser(deps, tenantId, userId, connector);
   if (!planned) return { applied: [], blocked: [], offboarding: false };
   const { subject, offboarding } = planned;
-  const connector = deps.connectorFor(tenantId);
   let userPlan = planned.plan;
   // The IdP deactivating or deleting someone is never held; group and rule changes may be.
   if (subject.facts.active && !subject.facts.deprovisioned) {
@@ -145,8 +149,11 @@ async function reconcileLocked(
       userPlan = { operations: kept, blocked: [...userPlan.blocked, ...held] };
     }
   }
-  const receiptId =
+  const receipt =
     offboarding && userPlan.operations.length > 0 ? await openReceipt(deps, subject, cause) : undefined;
+  const receiptId = receipt?.id;
+  // Read before the platform acts: what remains possible depends on the membership being removed.
+  const residualRisk = receipt ? await connector.residualRisk(subject.account, receipt.idpEventAt) : [];
 
   if (receiptId) await confirmInterruptedEdges(deps, receiptId, userPlan.operations);
   const operations = userPlan.operations;
@@ -241,15 +248,7 @@ async function reconcileLocked(
         why: r.outcome.status === 'blocked' ? r.outcome.reason : '',
         action: 'resolve on the platform; the next reconcile retries',
       })),
-      ...(connector.capabilities.revokesPlatformCredentials
-        ? []
-        : [
-            {
-              edge: 'platform credentials',
-              why: `the ${connector.name} platform offers no way for idsync to revoke this user's own API keys`,
-              action: 'revoke them on the platform',
-            },
-          ]),
+      ...residualRisk,
     ];
     await db.execute(sql`
       UPDATE receipts SET left_to_human = ${JSON.stringify(leftToHuman)}::jsonb,
@@ -283,14 +282,18 @@ async function confirmInterruptedEdges(deps: ReconcileDependencies, receiptId: s
 }
 
 /** Finds or starts the receipt for this offboarding event (one per user and IdP event time). */
-async function openReceipt(deps: ReconcileDependencies, subject: UserSubject, cause: Cause): Promise<string> {
+async function openReceipt(
+  deps: ReconcileDependencies,
+  subject: UserSubject,
+  cause: Cause,
+): Promise<{ id: string; idpEventAt: Date }> {
   const deprovisionEvent = !subject.facts.active || subject.facts.deprovisioned;
   const event = cause.event ?? (deprovisionEvent ? 'user.deactivated' : 'access.lost');
   const at = cause.at ?? new Date(subject.updatedAt.replace(' ', 'T').replace(/\+00$/, 'Z')).toISOString();
-  const [row] = await deps.database.db.execute<{ id: string }>(sql`
+  const [row] = await deps.database.db.execute<{ id: string; idp_event_at: string }>(sql`
     INSERT INTO receipts (tenant_id, user_id, account, idp_event, idp_event_at, correlation_id)
     VALUES (${subject.tenantId}, ${subject.userId}, ${subject.account}, ${event}, ${at}::timestamptz, ${cause.correlationId ?? null})
     ON CONFLICT (user_id, idp_event_at) DO UPDATE SET account = EXCLUDED.account
-    RETURNING id`);
-  return row!.id;
+    RETURNING id, to_json(idp_event_at)#>>'{}' AS idp_event_at`);
+  return { id: row!.id, idpEventAt: new Date(row!.idp_event_at) };
 }

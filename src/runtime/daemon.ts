@@ -10,13 +10,14 @@ import { OutboxRelay } from '../jobs/outbox-relay.js';
 import { closeQueues, type LaneQueues, openQueues } from '../jobs/queues.js';
 import { type JobHandler, startWorkerPool, type WorkerPool } from '../jobs/workers.js';
 import type { Logger } from '../log.js';
+import { connectorFactory } from '../platform/factory.js';
 import { scimRouter } from '../scim/router.js';
 import { ssoRouter } from '../sso/router.js';
 import { ScimTokenVerifier } from '../tenants/scim-token-cache.js';
 import { createTenant, listTenants, type TenantWithToken } from '../tenants/tenants.js';
 import { oauthRouter } from '../tokens/router.js';
 import { type Endpoint, provideDatabase, provideRedis } from './infrastructure.js';
-import { connectorFactory, createJobHandler } from './job-handler.js';
+import { createJobHandler } from './job-handler.js';
 
 /** start: HTTP and workers in one process (the laptop default); serve: HTTP only; worker: jobs only. */
 export type DaemonMode = 'start' | 'serve' | 'worker';
@@ -85,6 +86,7 @@ export async function startDaemon(options: DaemonOptions): Promise<Daemon> {
     const prefix = options.queuePrefix ?? config.queuePrefix;
     const queues = openQueues(producer, prefix);
     cleanups.push(() => closeQueues(queues));
+    const connectorFor = connectorFactory({ database, redis: producer, config, log });
     const resources: DaemonResources = { database, queues, config, log };
 
     let firstTenant: TenantWithToken | undefined;
@@ -99,7 +101,7 @@ export async function startDaemon(options: DaemonOptions): Promise<Daemon> {
         log,
         concurrency: config.workerConcurrency,
         lockMs: config.jobLockMs,
-        handler: options.jobHandler ?? createJobHandler(database),
+        handler: options.jobHandler ?? createJobHandler(database, connectorFor),
       });
       cleanups.push(() => pool.close());
       const relay = new OutboxRelay({ sql: database.sql, queues, log, pollMs: config.outboxPollMs });
@@ -147,7 +149,7 @@ export async function startDaemon(options: DaemonOptions): Promise<Daemon> {
             router: adminRouter({
               db: database.db,
               adminToken: config.adminToken,
-              reconcile: { database, connectorFor: connectorFactory(database) },
+              reconcile: { database, connectorFor },
             }),
           },
           ...(options.mounts?.(resources) ?? []),

@@ -1,21 +1,15 @@
 import { sql } from 'drizzle-orm';
 import type { DatabaseHandle } from '../db/client.js';
 import type { JobHandler } from '../jobs/workers.js';
-import { BuiltinConnector } from '../platform/builtin.js';
-import type { PlatformConnector } from '../platform/connector.js';
+import type { ConnectorFor } from '../platform/factory.js';
 import { type Cause, planUser, type ReconcileDependencies, reconcileUser } from '../reconcile/reconciler.js';
-
-/** The connector each tenant's platform uses. Only the built-in platform exists so far. */
-export function connectorFactory(database: DatabaseHandle): (tenantId: string) => PlatformConnector {
-  return (tenantId) => new BuiltinConnector(database.db, tenantId);
-}
 
 /**
  * What a job for each kind of subject does. A user job reconciles the user; a group job (a rename)
  * fans out to the group's members through the outbox, so the fan-out is as durable as any change.
  */
-export function createJobHandler(database: DatabaseHandle): JobHandler {
-  const deps: ReconcileDependencies = { database, connectorFor: connectorFactory(database) };
+export function createJobHandler(database: DatabaseHandle, connectorFor: ConnectorFor): JobHandler {
+  const deps: ReconcileDependencies = { database, connectorFor };
   return async (payload, context) => {
     const cause = (payload.cause ?? {}) as Cause;
     switch (payload.subjectType) {
@@ -32,7 +26,7 @@ export function createJobHandler(database: DatabaseHandle): JobHandler {
             return;
           }
         }
-        const result = await reconcileUser(deps, payload.tenantId, payload.subjectId, cause);
+        const result = await reconcileUser(deps, payload.tenantId, payload.subjectId, cause, context.lane);
         context.log.info(
           {
             operations: result.applied.length,

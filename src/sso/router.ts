@@ -4,7 +4,7 @@ import express, { type Request, type Response, Router } from 'express';
 import type { Redis } from 'ioredis';
 import type { Database } from '../db/client.js';
 import { escapeHtml, htmlPage } from '../http/html.js';
-import { BuiltinConnector } from '../platform/builtin.js';
+import { PlatformMirror } from '../platform/mirror.js';
 import { findTenantByName, type Tenant } from '../tenants/tenants.js';
 import { issueApiToken } from '../tokens/tokens.js';
 import { accountPage } from './account-page.js';
@@ -233,7 +233,7 @@ export function ssoRouter(options: SsoRouterOptions): Router {
 }
 
 async function accountView(db: Database, tenant: Tenant, session: Session) {
-  const access = await new BuiltinConnector(db, tenant.id).readAccess(session.userName.toLowerCase());
+  const access = await new PlatformMirror(db, tenant.id).readAccess(session.userName.toLowerCase());
   const tokens = await db.execute<{
     id: string;
     label: string | null;

@@ -1,0 +1,92 @@
+import { createHash } from 'node:crypto';
+import { sql } from 'drizzle-orm';
+import type { Redis } from 'ioredis';
+import type { Config } from '../config.js';
+import type { DatabaseHandle } from '../db/client.js';
+import { DomainError } from '../errors.js';
+import type { Logger } from '../log.js';
+import { SecretBox } from '../security/secret-box.js';
+import { BuiltinConnector } from './builtin.js';
+import type { PlatformConnector } from './connector.js';
+import { RateBudget, type RequestPriority } from './heroku/budget.js';
+import { HerokuClient } from './heroku/client.js';
+import { HerokuConnector } from './heroku/connector.js';
+import { type HerokuSettings, herokuSettingsSchema } from './heroku/settings.js';
+import { PlatformMirror } from './mirror.js';
+
+export type ConnectorFor = (tenantId: string, priority?: RequestPriority) => Promise<PlatformConnector>;
+
+export interface ConnectorFactoryOptions {
+  database: DatabaseHandle;
+  /** Shared rate budgets of remote platforms. */
+  redis: Redis;
+  config: Pick<Config, 'secretKey' | 'dataDir'>;
+  log: Logger;
+}
+
+/** The connector for each tenant's platform, as `idsync platform set` configured it. */
+export function connectorFactory(options: ConnectorFactoryOptions): ConnectorFor {
+  const { database } = options;
+  let box: SecretBox | undefined;
+  return async (tenantId, priority = 'reconcile') => {
+    const [tenant] = await database.db.execute<{
+      connector: string;
+      connector_settings: unknown;
+      connector_status: string;
+      connector_status_reason: string | null;
+    }>(sql`
+      SELECT connector, connector_settings, connector_status, connector_status_reason
+      FROM tenants WHERE id = ${tenantId}`);
+    if (!tenant || tenant.connector === 'builtin') return new BuiltinConnector(database.db, tenantId);
+    if (tenant.connector_status === 'stopped') {
+      throw new DomainError(
+        'conflict',
+        `the ${tenant.connector} connection is stopped (${tenant.connector_status_reason}); fix it with \`idsync platform set\`, then \`idsync jobs retry\``,
+      );
+    }
+    const settings = herokuSettingsSchema.parse(tenant.connector_settings);
+    box ??= SecretBox.fromConfig(options.config);
+    const token = resolveToken(settings, box);
+    const budget = new RateBudget(options.redis, budgetKey(settings, token), settings);
+    const client = new HerokuClient({ apiUrl: settings.apiUrl, token, budget, priority, log: options.log });
+    return new HerokuConnector(client, new PlatformMirror(database.db, tenantId), settings, (reason) =>
+      stopTenant(options, tenantId, reason),
+    );
+  };
+}
+
+export function resolveToken(settings: HerokuSettings, box: SecretBox): string {
+  if ('env' in settings.token) {
+    const token = process.env[settings.token.env];
+    if (!token) {
+      throw new DomainError(
+        'invalid',
+        `the Heroku token variable ${settings.token.env} is not set in this process`,
+      );
+    }
+    return token;
+  }
+  return box.open(settings.token.sealed);
+}
+
+/** The Heroku account when known, otherwise a fingerprint of the token (never the token itself). */
+export function budgetKey(settings: HerokuSettings, token: string): string {
+  return `heroku:${settings.budgetKey ?? createHash('sha256').update(token).digest('hex').slice(0, 16)}`;
+}
+
+async function stopTenant(options: ConnectorFactoryOptions, tenantId: string, reason: string): Promise<void> {
+  const why = `Heroku refused the API token: ${reason}`;
+  await options.database.db.execute(sql`
+    WITH stopped AS (
+      UPDATE tenants SET connector_status = 'stopped', connector_status_reason = ${why}, updated_at = now()
+      WHERE id = ${tenantId} AND connector_status <> 'stopped' RETURNING id
+    )
+    INSERT INTO audit_log (tenant_id, actor, action, subject_type, subject_id, after)
+    SELECT id, 'connector:heroku', 'platform.stopped', 'tenant', id::text, ${JSON.stringify({ reason: why })}::jsonb
+    FROM stopped`);
+  // The alert: operators page on this line (level fatal, event platform.stopped).
+  options.log.fatal(
+    { tenantId, event: 'platform.stopped' },
+    `ALERT: ${why}; idsync stopped calling Heroku for this tenant`,
+  );
+}

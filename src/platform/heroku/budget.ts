@@ -1,0 +1,119 @@
+import { setTimeout as sleep } from 'node:timers/promises';
+import type { Redis } from 'ioredis';
+
+/**
+ * Who is asking for a request. Deprovisioning never waits behind anyone: while a deprovision has asked
+ * within the last moments, everyone else waits, and they also leave a reserve untouched.
+ */
+export type RequestPriority = 'deprovision' | 'reconcile' | 'scan';
+
+export interface BudgetState {
+  /** Requests left now, as last reported by the platform plus what has refilled since (estimated). */
+  remaining: number | null;
+  /** The most the platform has reported: the bucket's size as far as idsync has seen. */
+  capacity: number | null;
+  observedAt: Date | null;
+  refillPerMinute: number;
+}
+
+/*
+ * One token bucket per platform account, kept in Redis so every worker process shares it. The platform
+ * is the authority: every response's RateLimit-Remaining overwrites the estimate; between responses the
+ * estimate is decremented per request and refilled at the configured rate. Atomic in a Lua script, so
+ * two workers cannot both take the last request.
+ */
+const ACQUIRE = `
+local remaining = tonumber(redis.call('HGET', KEYS[1], 'remaining'))
+local now = tonumber(ARGV[1])
+local priority = ARGV[2]
+local rate = tonumber(ARGV[3])
+local reserve = tonumber(ARGV[4])
+local activeMs = tonumber(ARGV[5])
+if priority == 'deprovision' then
+  redis.call('SET', KEYS[2], '1', 'PX', activeMs)
+elseif redis.call('EXISTS', KEYS[2]) == 1 then
+  return math.max(redis.call('PTTL', KEYS[2]), 1)
+end
+if remaining == nil then return 0 end
+local at = tonumber(redis.call('HGET', KEYS[1], 'at'))
+local capacity = tonumber(redis.call('HGET', KEYS[1], 'capacity'))
+local estimate = math.min(capacity, remaining + (now - at) * rate)
+local needed = 1
+if priority ~= 'deprovision' then needed = 1 + reserve end
+if estimate >= needed then
+  redis.call('HSET', KEYS[1], 'remaining', tostring(estimate - 1), 'at', tostring(now))
+  return 0
+end
+return math.ceil((needed - estimate) / rate)
+`;
+
+const OBSERVE = `
+local capacity = tonumber(redis.call('HGET', KEYS[1], 'capacity')) or 0
+local remaining = tonumber(ARGV[1])
+redis.call('HSET', KEYS[1], 'remaining', ARGV[1], 'at', ARGV[2], 'capacity', tostring(math.max(capacity, remaining)))
+redis.call('PEXPIRE', KEYS[1], 86400000)
+return 1
+`;
+
+/** How long after a deprovision's last request the others keep waiting. */
+const DEPROVISION_ACTIVE_MS = 2_000;
+
+export class RateBudget {
+  constructor(
+    private readonly redis: Redis,
+    /** Names the platform account, never the token: e.g. `heroku:<account id>`. */
+    private readonly key: string,
+    private readonly options: { refillPerMinute: number; reserve: number },
+  ) {}
+
+  private get keys(): [string, string] {
+    return [`idsync:budget:${this.key}`, `idsync:budget:${this.key}:deprovisioning`];
+  }
+
+  /** Waits until this request may be sent, then takes it from the bucket. */
+  async acquire(priority: RequestPriority, signal?: AbortSignal): Promise<void> {
+    const ratePerMs = this.options.refillPerMinute / 60_000;
+    for (;;) {
+      signal?.throwIfAborted();
+      const waitMs = Number(
+        await this.redis.eval(
+          ACQUIRE,
+          2,
+          ...this.keys,
+          Date.now(),
+          priority,
+          ratePerMs,
+          this.options.reserve,
+          DEPROVISION_ACTIVE_MS,
+        ),
+      );
+      if (waitMs <= 0) return;
+      await sleep(Math.min(waitMs, 5_000), undefined, signal ? { signal } : {});
+    }
+  }
+
+  /** Takes the platform's word for what is left (its RateLimit-Remaining header). */
+  async observe(remaining: number): Promise<void> {
+    await this.redis.eval(OBSERVE, 1, this.keys[0], remaining, Date.now());
+  }
+
+  async state(): Promise<BudgetState> {
+    const stored = await this.redis.hgetall(this.keys[0]);
+    const refillPerMinute = this.options.refillPerMinute;
+    if (stored.remaining === undefined) {
+      return { remaining: null, capacity: null, observedAt: null, refillPerMinute };
+    }
+    const at = Number(stored.at);
+    const capacity = Number(stored.capacity);
+    const estimate = Math.min(
+      capacity,
+      Number(stored.remaining) + ((Date.now() - at) * refillPerMinute) / 60_000,
+    );
+    return {
+      remaining: Math.floor(estimate),
+      capacity,
+      observedAt: new Date(at),
+      refillPerMinute,
+    };
+  }
+}

@@ -1,0 +1,26 @@
+import { z } from 'zod';
+
+/** A tenant's Heroku settings, as stored in tenants.connector_settings (the token only sealed). */
+export const herokuSettingsSchema = z.object({
+  /** The Enterprise Account's id or name. */
+  enterpriseAccount: z.string().min(1),
+  apiUrl: z
+    .string()
+    .url()
+    .default('https://api.heroku.com')
+    .transform((u) => u.replace(/\/+$/, '')),
+  /** Where the API token comes from: an environment variable of the idsync processes, or sealed here. */
+  token: z.union([
+    z.object({ env: z.string().regex(/^[A-Za-z_][A-Za-z0-9_]*$/) }),
+    z.object({ sealed: z.string().min(1) }),
+  ]),
+  /** Members idsync adds are federated (they sign in through the Enterprise Account's SSO). */
+  federated: z.boolean().default(true),
+  /** The Heroku account the token belongs to: the rate budget is shared by everything using it. */
+  budgetKey: z.string().min(1).optional(),
+  refillPerMinute: z.number().positive().default(75),
+  /** Requests kept back for deprovisioning when reconciles and scans must wait. */
+  reserve: z.number().int().min(0).default(100),
+});
+
+export type HerokuSettings = z.infer<typeof herokuSettingsSchema>;

@@ -1,0 +1,275 @@
+import { sql } from 'drizzle-orm';
+import type { Database } from '../db/client.js';
+import type { Access, AppPermission, EnterprisePermission, TeamRole } from '../reconcile/model.js';
+import { pgArray } from '../reconcile/state.js';
+import type { EnterpriseMember, PlatformOperation, PlatformSlice } from './connector.js';
+
+/**
+ * Platform membership kept in idsync's own tables: the Enterprise Account's members, each team's
+ * members and each app's collaborators. For the built-in platform these rows are the platform; for a
+ * remote platform (Heroku) they are idsync's mirror of it — written after every operation the platform
+ * accepted and replaced wholesale by every drift scan — so that reconciling one user never has to list
+ * every team on the remote platform to find that user's memberships.
+ */
+export class PlatformMirror {
+  constructor(
+    private readonly db: Database,
+    readonly tenantId: string,
+  ) {}
+
+  async readAccess(account: string): Promise<Access> {
+    const rows = await this.db.execute<{
+      kind: string;
+      name: string | null;
+      role: string | null;
+      permissions: string | null;
+    }>(sql`
+      SELECT 'enterprise' AS kind, NULL AS name, NULL AS role, permissions::text AS permissions
+        FROM platform_enterprise_members WHERE tenant_id = ${this.tenantId} AND account = ${account}
+      UNION ALL
+      SELECT 'team', t.name, m.role::text, NULL FROM platform_team_members m JOIN teams t ON t.id = m.team_id
+        WHERE m.tenant_id = ${this.tenantId} AND m.account = ${account}
+      UNION ALL
+      SELECT 'app', a.name, NULL, c.permissions::text FROM platform_app_collaborators c JOIN apps a ON a.id = c.app_id
+        WHERE c.tenant_id = ${this.tenantId} AND c.account = ${account}`);
+    const teams = new Map<string, TeamRole>();
+    const apps = new Map<string, AppPermission[]>();
+    let enterprise: EnterprisePermission[] | null = null;
+    for (const row of rows) {
+      if (row.kind === 'enterprise') enterprise = pgArray(row.permissions) as EnterprisePermission[];
+      else if (row.kind === 'team') teams.set(row.name!, row.role as TeamRole);
+      else apps.set(row.name!, pgArray(row.permissions) as AppPermission[]);
+    }
+    return { enterprise, teams, apps };
+  }
+
+  async teamAdmins(teamNames: readonly string[]): Promise<Map<string, Set<string>>> {
+    const result = new Map<string, Set<string>>(teamNames.map((t) => [t, new Set()]));
+    if (teamNames.length === 0) return result;
+    const rows = await this.db.execute<{ team: string; account: string }>(sql`
+      SELECT t.name AS team, m.account FROM platform_team_members m JOIN teams t ON t.id = m.team_id
+      WHERE t.tenant_id = ${this.tenantId} AND t.name = ANY(${sql.param([...teamNames])}::text[]) AND m.role = 'admin'`);
+    for (const row of rows) result.get(row.team)?.add(row.account);
+    return result;
+  }
+
+  async enterpriseSize(): Promise<number> {
+    const [row] = await this.db.execute<{ n: number }>(sql`
+      SELECT count(*)::int AS n FROM platform_enterprise_members WHERE tenant_id = ${this.tenantId}`);
+    return row?.n ?? 0;
+  }
+
+  async enterpriseMember(account: string): Promise<EnterpriseMember | undefined> {
+    const [row] = await this.db.execute<{ permissions: string; federated: boolean | null }>(sql`
+      SELECT permissions::text, federated FROM platform_enterprise_members
+      WHERE tenant_id = ${this.tenantId} AND account = ${account}`);
+    if (!row) return undefined;
+    return {
+      account,
+      permissions: pgArray(row.permissions) as EnterprisePermission[],
+      federated: row.federated,
+    };
+  }
+
+  /**
+   * Records an operation the platform carried out. Returns whether the mirror changed, which for the
+   * built-in platform is exactly whether the operation was needed.
+   */
+  async record(operation: PlatformOperation, federated: boolean | null = null): Promise<boolean> {
+    const tenant = this.tenantId;
+    const changed = async (query: ReturnType<typeof sql>) => (await this.db.execute(query)).count > 0;
+    switch (operation.kind) {
+      case 'grant-enterprise':
+      case 'change-enterprise': {
+        const permissions = operation.kind === 'grant-enterprise' ? operation.permissions : operation.to;
+        return changed(sql`
+          INSERT INTO platform_enterprise_members (tenant_id, account, permissions, federated)
+          VALUES (${tenant}, ${operation.account}, ${sql.param(permissions)}::enterprise_permission[], ${federated})
+          ON CONFLICT (tenant_id, account) DO UPDATE SET permissions = EXCLUDED.permissions,
+            federated = COALESCE(EXCLUDED.federated, platform_enterprise_members.federated), updated_at = now()
+          WHERE platform_enterprise_members.permissions IS DISTINCT FROM EXCLUDED.permissions`);
+      }
+      case 'revoke-enterprise':
+        return changed(sql`
+          DELETE FROM platform_enterprise_members WHERE tenant_id = ${tenant} AND account = ${operation.account}`);
+      case 'add-team-member':
+      case 'change-team-role':
+      case 'promote-fallback-admin': {
+        const role =
+          operation.kind === 'add-team-member'
+            ? operation.role
+            : operation.kind === 'change-team-role'
+              ? operation.to
+              : 'admin';
+        return changed(sql`
+          WITH team AS (
+            INSERT INTO teams (tenant_id, name) VALUES (${tenant}, ${operation.team})
+            ON CONFLICT (tenant_id, name) DO UPDATE SET name = EXCLUDED.name RETURNING id
+          )
+          INSERT INTO platform_team_members (tenant_id, team_id, account, role)
+          SELECT ${tenant}, team.id, ${operation.account}, ${role}::team_role FROM team
+          ON CONFLICT (team_id, account) DO UPDATE SET role = EXCLUDED.role, updated_at = now()
+          WHERE platform_team_members.role IS DISTINCT FROM EXCLUDED.role`);
+      }
+      case 'remove-team-member':
+        return changed(sql`
+          DELETE FROM platform_team_members m USING teams t
+          WHERE m.team_id = t.id AND t.tenant_id = ${tenant} AND t.name = ${operation.team} AND m.account = ${operation.account}`);
+      case 'grant-app-access':
+      case 'change-app-access': {
+        const permissions = operation.kind === 'grant-app-access' ? operation.permissions : operation.to;
+        return changed(sql`
+          WITH app AS (
+            INSERT INTO apps (tenant_id, name) VALUES (${tenant}, ${operation.app})
+            ON CONFLICT (tenant_id, name) DO UPDATE SET name = EXCLUDED.name RETURNING id
+          )
+          INSERT INTO platform_app_collaborators (tenant_id, app_id, account, permissions)
+          SELECT ${tenant}, app.id, ${operation.account}, ${sql.param(permissions)}::app_permission[] FROM app
+          ON CONFLICT (app_id, account) DO UPDATE SET permissions = EXCLUDED.permissions, updated_at = now()
+          WHERE platform_app_collaborators.permissions IS DISTINCT FROM EXCLUDED.permissions`);
+      }
+      case 'revoke-app-access':
+        return changed(sql`
+          DELETE FROM platform_app_collaborators c USING apps a
+          WHERE c.app_id = a.id AND a.tenant_id = ${tenant} AND a.name = ${operation.app} AND c.account = ${operation.account}`);
+    }
+  }
+
+  /** Replaces what the mirror holds for one slice with what the platform just said. */
+  async replace(slice: PlatformSlice): Promise<void> {
+    const tenant = this.tenantId;
+    const db = this.db;
+    switch (slice.kind) {
+      case 'enterprise': {
+        const members = JSON.stringify(slice.members);
+        await db.transaction(async (tx) => {
+          await tx.execute(sql`
+            DELETE FROM platform_enterprise_members m WHERE m.tenant_id = ${tenant}
+              AND NOT EXISTS (SELECT 1 FROM jsonb_to_recordset(${members}::jsonb) AS r(account text) WHERE r.account = m.account)`);
+          await tx.execute(sql`
+            INSERT INTO platform_enterprise_members (tenant_id, account, permissions, federated)
+            SELECT ${tenant}, r.account, ARRAY(SELECT jsonb_array_elements_text(r.permissions))::enterprise_permission[], r.federated
+            FROM jsonb_to_recordset(${members}::jsonb) AS r(account text, permissions jsonb, federated boolean)
+            ON CONFLICT (tenant_id, account) DO UPDATE SET permissions = EXCLUDED.permissions,
+              federated = EXCLUDED.federated, updated_at = now()
+            WHERE (platform_enterprise_members.permissions, platform_enterprise_members.federated)
+              IS DISTINCT FROM (EXCLUDED.permissions, EXCLUDED.federated)`);
+        });
+        return;
+      }
+      case 'team': {
+        const members = JSON.stringify(slice.members.map(([account, role]) => ({ account, role })));
+        await db.transaction(async (tx) => {
+          const [team] = await tx.execute<{ id: string }>(sql`
+            INSERT INTO teams (tenant_id, name) VALUES (${tenant}, ${slice.team})
+            ON CONFLICT (tenant_id, name) DO UPDATE SET name = EXCLUDED.name RETURNING id`);
+          await tx.execute(sql`
+            DELETE FROM platform_team_members m WHERE m.team_id = ${team!.id}
+              AND NOT EXISTS (SELECT 1 FROM jsonb_to_recordset(${members}::jsonb) AS r(account text) WHERE r.account = m.account)`);
+          await tx.execute(sql`
+            INSERT INTO platform_team_members (tenant_id, team_id, account, role)
+            SELECT ${tenant}, ${team!.id}, r.account, r.role::team_role
+            FROM jsonb_to_recordset(${members}::jsonb) AS r(account text, role text)
+            ON CONFLICT (team_id, account) DO UPDATE SET role = EXCLUDED.role, updated_at = now()
+            WHERE platform_team_members.role IS DISTINCT FROM EXCLUDED.role`);
+        });
+        return;
+      }
+      case 'app': {
+        const collaborators = JSON.stringify(
+          slice.collaborators.map(([account, permissions]) => ({ account, permissions })),
+        );
+        await db.transaction(async (tx) => {
+          const [app] = await tx.execute<{ id: string }>(sql`
+            INSERT INTO apps (tenant_id, name) VALUES (${tenant}, ${slice.app})
+            ON CONFLICT (tenant_id, name) DO UPDATE SET name = EXCLUDED.name RETURNING id`);
+          await tx.execute(sql`
+            DELETE FROM platform_app_collaborators c WHERE c.app_id = ${app!.id}
+              AND NOT EXISTS (SELECT 1 FROM jsonb_to_recordset(${collaborators}::jsonb) AS r(account text) WHERE r.account = c.account)`);
+          await tx.execute(sql`
+            INSERT INTO platform_app_collaborators (tenant_id, app_id, account, permissions)
+            SELECT ${tenant}, ${app!.id}, r.account, ARRAY(SELECT jsonb_array_elements_text(r.permissions))::app_permission[]
+            FROM jsonb_to_recordset(${collaborators}::jsonb) AS r(account text, permissions jsonb)
+            ON CONFLICT (app_id, account) DO UPDATE SET permissions = EXCLUDED.permissions, updated_at = now()
+            WHERE platform_app_collaborators.permissions IS DISTINCT FROM EXCLUDED.permissions`);
+        });
+        return;
+      }
+    }
+  }
+
+  /** Forgets teams and apps the platform no longer lists (deleted on the platform). */
+  async forgetAllBut(kind: 'team' | 'app', names: readonly string[]): Promise<void> {
+    const keep = sql.param([...names]);
+    await this.db.execute(
+      kind === 'team'
+        ? sql`DELETE FROM platform_team_members m USING teams t WHERE m.team_id = t.id
+            AND t.tenant_id = ${this.tenantId} AND NOT (t.name = ANY(${keep}::text[]))`
+        : sql`DELETE FROM platform_app_collaborators c USING apps a WHERE c.app_id = a.id
+            AND a.tenant_id = ${this.tenantId} AND NOT (a.name = ANY(${keep}::text[]))`,
+    );
+  }
+
+  /**
+   * The whole membership as slices, read in keyset-paged chunks (memory stays flat however large the
+   * platform): the Enterprise Account first, then each team, then each app, each read exactly once.
+   */
+  async *slices(): AsyncGenerator<PlatformSlice> {
+    const members: EnterpriseMember[] = [];
+    for await (const r of this.pages<{
+      key: string;
+      account: string;
+      permissions: string;
+      federated: boolean | null;
+    }>(
+      (
+        after,
+      ) => sql`SELECT account AS key, account, permissions::text, federated FROM platform_enterprise_members
+        WHERE tenant_id = ${this.tenantId} AND account > ${after} ORDER BY account`,
+    )) {
+      members.push({
+        account: r.account,
+        permissions: pgArray(r.permissions) as EnterprisePermission[],
+        federated: r.federated,
+      });
+    }
+    yield { kind: 'enterprise', members };
+
+    for await (const { name } of this.pages<{ key: string; name: string }>(
+      (after) =>
+        sql`SELECT name AS key, name FROM teams WHERE tenant_id = ${this.tenantId} AND name > ${after} ORDER BY name`,
+    )) {
+      const rows = await this.db.execute<{ account: string; role: TeamRole }>(sql`
+        SELECT m.account, m.role FROM platform_team_members m JOIN teams t ON t.id = m.team_id
+        WHERE t.tenant_id = ${this.tenantId} AND t.name = ${name}`);
+      yield { kind: 'team', team: name, members: rows.map((r) => [r.account, r.role]) };
+    }
+    for await (const { name } of this.pages<{ key: string; name: string }>(
+      (after) =>
+        sql`SELECT name AS key, name FROM apps WHERE tenant_id = ${this.tenantId} AND name > ${after} ORDER BY name`,
+    )) {
+      const rows = await this.db.execute<{ account: string; permissions: string }>(sql`
+        SELECT c.account, c.permissions::text FROM platform_app_collaborators c JOIN apps a ON a.id = c.app_id
+        WHERE a.tenant_id = ${this.tenantId} AND a.name = ${name}`);
+      yield {
+        kind: 'app',
+        app: name,
+        collaborators: rows.map((r) => [r.account, pgArray(r.permissions) as AppPermission[]]),
+      };
+    }
+  }
+
+  private async *pages<Row extends Record<string, unknown> & { key: string }>(
+    query: (after: string) => ReturnType<typeof sql>,
+  ): AsyncGenerator<Row> {
+    let after = '';
+    for (;;) {
+      const rows = await this.db.execute<Row>(sql`${query(after)} LIMIT ${PAGE}`);
+      for (const row of rows) yield row as Row;
+      if (rows.length < PAGE) return;
+      after = rows[rows.length - 1]!.key;
+    }
+  }
+}
+
+const PAGE = 20_000;
