@@ -10,7 +10,7 @@ import { OutboxRelay } from '../jobs/outbox-relay.js';
 import { closeQueues, type LaneQueues, openQueues } from '../jobs/queues.js';
 import { type JobHandler, startWorkerPool, type WorkerPool } from '../jobs/workers.js';
 import type { Logger } from '../log.js';
-import { connectorFactory } from '../platform/factory.js';
+import { type ConnectorFor, connectorFactory } from '../platform/factory.js';
 import { scimRouter } from '../scim/router.js';
 import { ssoRouter } from '../sso/router.js';
 import { ScimTokenVerifier } from '../tenants/scim-token-cache.js';
@@ -36,6 +36,7 @@ export interface DaemonOptions {
 export interface DaemonResources {
   database: DatabaseHandle;
   queues: LaneQueues;
+  connectorFor: ConnectorFor;
   config: Config;
   log: Logger;
 }
@@ -87,7 +88,7 @@ export async function startDaemon(options: DaemonOptions): Promise<Daemon> {
     const queues = openQueues(producer, prefix);
     cleanups.push(() => closeQueues(queues));
     const connectorFor = connectorFactory({ database, redis: producer, config, log });
-    const resources: DaemonResources = { database, queues, config, log };
+    const resources: DaemonResources = { database, queues, connectorFor, config, log };
 
     let firstTenant: TenantWithToken | undefined;
     if (mode === 'start' && (await listTenants(database.db)).length === 0) {

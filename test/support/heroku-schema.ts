@@ -41,7 +41,7 @@ ajv.addFormat('uri', true);
 ajv.addFormat('ipv4', true);
 ajv.addFormat('ipv6', true);
 ajv.addFormat('regex', true);
-ajv.addSchema({ ...withoutExamples(schema), $schema: undefined, id: 'heroku' }, 'heroku');
+ajv.addSchema({ ...(withoutExamples(schema) as object), $schema: undefined, id: 'heroku' }, 'heroku');
 
 /** Examples are data, not schema; draft-04 would read an example's string `id` as a schema id. */
 function withoutExamples(node: unknown): unknown {

@@ -1,0 +1,170 @@
+import { randomBytes } from 'node:crypto';
+import { afterAll, describe, expect, it } from 'vitest';
+import { setPlatform } from '../src/platform/settings.js';
+import { addRule } from '../src/reconcile/rules.js';
+import { SecretBox } from '../src/security/secret-box.js';
+import { createTenant } from '../src/tenants/tenants.js';
+import { startTestDaemon, testConfig } from './support/daemon.js';
+import { createTestDatabase, uniquePrefix } from './support/database.js';
+import { HerokuSimulator } from './support/heroku-simulator.js';
+import { capturingLogger } from './support/log-capture.js';
+import { GROUP, patch, USER } from './support/scim-fixtures.js';
+
+const ADMIN_TOKEN = randomBytes(24).toString('hex');
+const TEAMS = Array.from({ length: 20 }, (_, i) => `team-${i + 1}`);
+const APPS = Array.from({ length: 30 }, (_, i) => `app-${i + 1}`);
+
+/*
+ * The whole path on a simulated Heroku: SCIM from the IdP → reconcile jobs → Heroku Platform API.
+ * Deactivating a user in the IdP must remove every Heroku membership and collaborator, including one
+ * added by hand on Heroku that only a scan knows about, and leave a complete receipt — also while the
+ * API answers 429s and 5xx.
+ */
+describe('Heroku end to end on the simulator', async () => {
+  const simulator = new HerokuSimulator({ refillPerMinute: 1_200 });
+  await simulator.start();
+  for (const team of TEAMS) simulator.addTeam(team, [['boss@example.com', 'admin']]);
+  simulator.addTeam('side-project', [['boss@example.com', 'admin']]);
+  for (const [i, app] of APPS.entries()) simulator.addApp(app, TEAMS[i % TEAMS.length]!);
+
+  const database = await createTestDatabase();
+  const secretKey = randomBytes(32).toString('hex');
+  const { tenant, scimToken } = await createTenant(database.db, 'acme', 'test');
+  await setPlatform(
+    database.db,
+    tenant.id,
+    {
+      connector: 'heroku',
+      enterpriseAccount: simulator.enterprise.name,
+      apiUrl: simulator.url,
+      token: simulator.token,
+    },
+    SecretBox.fromConfig({ secretKey, dataDir: '/nonexistent' }),
+  );
+  await database.sql`UPDATE tenants SET connector_settings = connector_settings || ${JSON.stringify({ budgetKey: uniquePrefix('heroku'), refillPerMinute: 1_200, reserve: 0 })}::jsonb WHERE id = ${tenant.id}`;
+  await addRule(
+    database.db,
+    tenant.id,
+    { target: 'enterprise', idpGroup: 'Engineering', permissions: ['view'] },
+    'test',
+  );
+  for (const team of TEAMS) {
+    await addRule(
+      database.db,
+      tenant.id,
+      { target: 'team', idpGroup: 'Engineering', team, role: 'member' },
+      'test',
+    );
+  }
+  for (const app of APPS) {
+    await addRule(
+      database.db,
+      tenant.id,
+      { target: 'app', idpGroup: 'Engineering', app, permissions: ['view', 'deploy'] },
+      'test',
+    );
+  }
+
+  const { log } = capturingLogger('silent');
+  const daemon = await startTestDaemon({
+    mode: 'start',
+    config: testConfig(database.url, { adminToken: ADMIN_TOKEN, secretKey, workerConcurrency: 4 }),
+    log,
+  });
+  afterAll(async () => {
+    await daemon.stop();
+    await simulator.stop();
+  });
+  const base = `http://127.0.0.1:${daemon.port}`;
+  const call = async (path: string, method: string, token: string, body?: unknown) => {
+    const response = await fetch(`${base}${path}`, {
+      method,
+      headers: { Authorization: `Bearer ${token}`, 'Content-Type': 'application/scim+json' },
+      body: body === undefined ? undefined : JSON.stringify(body),
+    });
+    return {
+      status: response.status,
+      body: response.status === 204 ? undefined : ((await response.json()) as any),
+    };
+  };
+  const scim = (method: string, path: string, body?: unknown) =>
+    call(`/scim/v2${path}`, method, scimToken, body);
+  const receipt = async (userId: string) =>
+    (await call(`/api/tenants/acme/users/${userId}/receipt`, 'GET', ADMIN_TOKEN)).body;
+  const group = await scim('POST', '/Groups', { schemas: [GROUP], displayName: 'Engineering' });
+
+  async function onboard(email: string): Promise<string> {
+    const user = await scim('POST', '/Users', { schemas: [USER], userName: email, active: true });
+    expect(user.status).toBe(201);
+    await scim(
+      'PATCH',
+      `/Groups/${group.body.id}`,
+      patch([{ op: 'add', path: 'members', value: [{ value: user.body.id }] }]),
+    );
+    await expect
+      .poll(() => simulator.grantsOf(email).length, { timeout: 30_000, interval: 200 })
+      .toBe(1 + 20 + 30);
+    return user.body.id;
+  }
+
+  it('SCIM deactivation removes every Heroku membership and collaborator, and the receipt is complete', async () => {
+    const userId = await onboard('ada@example.com');
+    // Added by hand on Heroku's dashboard: idsync learns it from a scan of Heroku.
+    simulator.teams.get('side-project')!.members.set('ada@example.com', {
+      id: randomBytes(8).toString('hex'),
+      email: 'ada@example.com',
+      role: 'member',
+      federated: false,
+    });
+    simulator.members.get('ada@example.com')!.federated = false;
+    const connector = await daemon.resources.connectorFor(tenant.id, 'scan');
+    for await (const _ of connector.scan());
+
+    const deactivatedAt = Date.now();
+    expect(
+      (await scim('PATCH', `/Users/${userId}`, patch([{ op: 'replace', value: { active: false } }]))).status,
+    ).toBe(200);
+    await expect
+      .poll(() => simulator.grantsOf('ada@example.com'), { timeout: 20_000, interval: 100 })
+      .toEqual([]);
+    await expect.poll(async () => (await receipt(userId)).status, { timeout: 10_000 }).toBe('complete');
+    const evidence = await receipt(userId);
+    expect(evidence.edgesRemoved).toHaveLength(1 + 21 + 30);
+    expect(evidence.edgesRemoved.map((e: { description: string }) => e.description)).toContain(
+      'remove ada@example.com from team side-project',
+    );
+    expect(evidence.timeToEffectMs).toBeLessThan(Date.now() - deactivatedAt + 1_000);
+    // Heroku cannot revoke her API keys, and she was not under SSO: the receipt says what to do.
+    expect(evidence.leftToHuman).toEqual(
+      expect.arrayContaining([
+        expect.objectContaining({ edge: 'Heroku API keys', action: expect.stringContaining('regenerate') }),
+        expect.objectContaining({ edge: 'apps outside the Enterprise Account' }),
+      ]),
+    );
+    expect(simulator.violations).toEqual([]);
+  }, 60_000);
+
+  it('a 429 storm and 5xx faults delay the removal but never lose it', async () => {
+    const userId = await onboard('bob@example.com');
+    simulator.drainBudget();
+    simulator.faultRate = 0.2;
+    expect(
+      (await scim('PATCH', `/Users/${userId}`, patch([{ op: 'replace', value: { active: false } }]))).status,
+    ).toBe(200);
+    await expect
+      .poll(() => simulator.grantsOf('bob@example.com'), { timeout: 60_000, interval: 200 })
+      .toEqual([]);
+    simulator.faultRate = 0;
+    const statuses = new Set(simulator.requests.map((r) => r.status));
+    expect(statuses.has(429)).toBe(true);
+    expect(statuses.has(503)).toBe(true);
+    await expect.poll(async () => (await receipt(userId)).status, { timeout: 20_000 }).toBe('complete');
+    const evidence = await receipt(userId);
+    expect(evidence.edgesRemoved).toHaveLength(1 + 20 + 30);
+    // Federated by idsync: CLI tokens expire within 8 hours; the receipt says by when.
+    expect(evidence.leftToHuman).toEqual(
+      expect.arrayContaining([expect.objectContaining({ edge: 'Heroku CLI and API tokens' })]),
+    );
+    expect(simulator.violations).toEqual([]);
+  }, 90_000);
+});
