@@ -78,6 +78,11 @@ const envSchema = z.object({
     .regex(/^[A-Za-z0-9_-]{1,64}$/, 'must be 1 to 64 letters, digits, dashes or underscores')
     .default('idsync'),
   JOB_LOCK_MS: positiveInt(30_000),
+  DRIFT_TICK_MS: z.coerce
+    .number({ error: 'must be a number' })
+    .int('must be a whole number')
+    .min(0, 'must be 0 (off) or more')
+    .default(60_000),
   IDSYNC_SECRET_KEY: z.string().min(32, 'must be at least 32 characters').optional(),
 });
 
@@ -107,6 +112,8 @@ export interface Config {
    * dataDir/secret.key (fine on one machine; set it when API and workers run on several).
    */
   secretKey: string | undefined;
+  /** How often workers look for tenants due a drift scan (each tenant has its own interval); 0: never. */
+  driftTickMs: number;
 }
 
 export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
@@ -138,6 +145,7 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
     queuePrefix: e.IDSYNC_QUEUE_PREFIX,
     jobLockMs: e.JOB_LOCK_MS,
     secretKey: e.IDSYNC_SECRET_KEY,
+    driftTickMs: e.DRIFT_TICK_MS,
   };
 }
 

@@ -6,6 +6,11 @@ import express, {
   Router,
 } from 'express';
 import type { Database } from '../db/client.js';
+import { findingsCsv, offboardingCsv, seatsCsv } from '../drift/csv.js';
+import { offboardingView } from '../drift/offboarding.js';
+import { readDays, readFindingFilter, readPeriod, requestScan } from '../drift/queries.js';
+import { reportFindings, reportHeader, resolvedSince, verifyChain } from '../drift/reports.js';
+import { inactiveSeats } from '../drift/seats.js';
 import { DomainError, rootCause } from '../errors.js';
 import { approveChange, listHeldChanges } from '../reconcile/brake.js';
 import { latestReceipt } from '../reconcile/receipts.js';
@@ -95,6 +100,53 @@ export function adminRouter(options: AdminRouterOptions): Router {
     const planned = await planUser(options.reconcile, tenant.id, String(req.params.id));
     if (!planned) throw new DomainError('not_found', `no user ${req.params.id}`);
     res.json({ user: planned.subject.userName, offboarding: planned.offboarding, ...planned.plan });
+  });
+
+  const wantsCsv = (req: Request) => req.query.format === 'csv';
+  const sendCsv = (res: Response, filename: string, body: string) =>
+    res.type('text/csv; charset=utf-8').attachment(filename).send(body);
+
+  const driftReport = async (req: Request, res: Response) => {
+    const tenant = await tenantOf(req);
+    const header = await reportHeader(db, tenant.id, req.params.id ? String(req.params.id) : undefined);
+    const findings = await reportFindings(db, header.id, readFindingFilter(req.query));
+    if (wantsCsv(req))
+      return sendCsv(res, `drift-${tenant.name}-${header.seq}.csv`, findingsCsv(header.id, findings));
+    res.json({ ...header, findings });
+  };
+  router.get('/tenants/:tenant/drift', driftReport);
+  router.post('/tenants/:tenant/drift/scan', async (req, res) => {
+    await requestScan(db, (await tenantOf(req)).id, 'admin-api');
+    res.status(202).json({ queued: true });
+  });
+  router.get('/tenants/:tenant/drift/verify', async (req, res) => {
+    res.json(await verifyChain(db, (await tenantOf(req)).id));
+  });
+  router.get('/tenants/:tenant/drift/:id', driftReport);
+  router.get('/tenants/:tenant/drift/:id/difference', async (req, res) => {
+    const tenant = await tenantOf(req);
+    const header = await reportHeader(db, tenant.id, String(req.params.id));
+    const findings = await reportFindings(db, header.id);
+    res.json({
+      report: header.id,
+      previousReport: header.summary.difference.previousReportId,
+      new: findings.filter((f) => f.status === 'new'),
+      stillOpen: findings.filter((f) => f.status === 'open'),
+      resolved: await resolvedSince(db, tenant.id, header),
+    });
+  });
+  router.get('/tenants/:tenant/offboarding', async (req, res) => {
+    const tenant = await tenantOf(req);
+    const { from, to } = readPeriod(req.query);
+    const view = await offboardingView(db, tenant.id, from, to);
+    if (wantsCsv(req)) return sendCsv(res, `offboarding-${tenant.name}.csv`, offboardingCsv(view));
+    res.json(view);
+  });
+  router.get('/tenants/:tenant/seats/inactive', async (req, res) => {
+    const tenant = await tenantOf(req);
+    const view = await inactiveSeats(db, tenant.id, readDays(req.query.days));
+    if (wantsCsv(req)) return sendCsv(res, `inactive-seats-${tenant.name}.csv`, seatsCsv(view));
+    res.json(view);
   });
 
   const errors: ErrorRequestHandler = (error, req, res, _next) => {

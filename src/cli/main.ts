@@ -16,6 +16,7 @@ import { registerAccessCommands } from './access-commands.js';
 import { CliError, configOrExit, EXIT, withDatabase } from './context.js';
 import { registerJobsCommands } from './jobs-commands.js';
 import { registerPlatformCommands } from './platform-commands.js';
+import { registerSecurityCommands } from './security-commands.js';
 import { registerSsoCommands } from './sso-commands.js';
 
 function scimBaseUrl(config: Config): string {
@@ -71,6 +72,13 @@ async function runDaemon(mode: DaemonMode): Promise<void> {
   };
   process.on('SIGINT', (s) => void shutdown(s));
   process.on('SIGTERM', (s) => void shutdown(s));
+}
+
+/** `--opt a=b` repeated, as [a, b] pairs. */
+function collectPairs(value: string, previous: string[][]): string[][] {
+  const at = value.indexOf('=');
+  if (at <= 0) throw invalid(`expected name=value, got ${value}`);
+  return [...previous, [value.slice(0, at), value.slice(at + 1)]];
 }
 
 function buildProgram(): Command {
@@ -137,33 +145,68 @@ function buildProgram(): Command {
       'hold IdP changes removing more than this share of the Enterprise Account',
     )
     .option('--inactivity-days <days>', 'days without SSO login before a seat counts as inactive')
-    .action((name: string, options: Record<string, string | undefined>) =>
-      withDatabase(async ({ db }) => {
-        const onOff = (value: string | undefined) => {
-          if (value === undefined) return undefined;
-          if (value !== 'on' && value !== 'off') throw invalid('--idp-initiated takes on or off');
-          return value === 'on';
-        };
-        if (options.jit !== undefined && !['off', 'create', 'create-and-update'].includes(options.jit)) {
-          throw invalid('--jit takes off, create or create-and-update');
-        }
-        const updated = await updateTenantPolicy(
-          db,
-          name,
-          {
-            jitMode: options.jit as TenantPolicyChanges['jitMode'],
-            idpInitiatedSso: onOff(options.idpInitiated),
-            fallbackAdmin: options.fallbackAdmin === 'none' ? null : options.fallbackAdmin,
-            massChangeThresholdPercent:
-              options.massChangeThreshold === undefined ? undefined : Number(options.massChangeThreshold),
-            inactivityDays: options.inactivityDays === undefined ? undefined : Number(options.inactivityDays),
-          },
-          'cli',
-        );
-        process.stdout.write(
-          `${updated.name}\tjit=${updated.jitMode}\tidp-initiated=${updated.idpInitiatedSso ? 'on' : 'off'}\tmass-change-threshold=${updated.massChangeThresholdPercent}%\tinactivity-days=${updated.inactivityDays}\n`,
-        );
-      }),
+    .option('--drift-interval <minutes>', 'minutes between scheduled drift scans (default 60)')
+    .option(
+      '--drift-policy <class=report|fix>',
+      'what a drift scan does about a finding class',
+      collectPairs,
+      [],
+    )
+    .option(
+      '--seat-price <role=amount>',
+      'monthly price of a seat per role (admin, member, viewer)',
+      collectPairs,
+      [],
+    )
+    .option(
+      '--console-group <group>',
+      'IdP group whose members may open /console after SSO ("none" to clear)',
+    )
+    .action(
+      (
+        name: string,
+        options: Record<string, string | undefined> & { driftPolicy: string[][]; seatPrice: string[][] },
+      ) =>
+        withDatabase(async ({ db }) => {
+          const onOff = (value: string | undefined) => {
+            if (value === undefined) return undefined;
+            if (value !== 'on' && value !== 'off') throw invalid('--idp-initiated takes on or off');
+            return value === 'on';
+          };
+          if (options.jit !== undefined && !['off', 'create', 'create-and-update'].includes(options.jit)) {
+            throw invalid('--jit takes off, create or create-and-update');
+          }
+          const updated = await updateTenantPolicy(
+            db,
+            name,
+            {
+              jitMode: options.jit as TenantPolicyChanges['jitMode'],
+              idpInitiatedSso: onOff(options.idpInitiated),
+              fallbackAdmin: options.fallbackAdmin === 'none' ? null : options.fallbackAdmin,
+              massChangeThresholdPercent:
+                options.massChangeThreshold === undefined ? undefined : Number(options.massChangeThreshold),
+              inactivityDays:
+                options.inactivityDays === undefined ? undefined : Number(options.inactivityDays),
+              driftScanIntervalMinutes:
+                options.driftInterval === undefined ? undefined : Number(options.driftInterval),
+              ...(options.driftPolicy.length ? { driftPolicy: Object.fromEntries(options.driftPolicy) } : {}),
+              ...(options.seatPrice.length
+                ? {
+                    seatPrices: Object.fromEntries(
+                      options.seatPrice.map(([role, price]) => [role, Number(price)]),
+                    ),
+                  }
+                : {}),
+              ...(options.consoleGroup !== undefined
+                ? { consoleGroup: options.consoleGroup === 'none' ? null : options.consoleGroup }
+                : {}),
+            },
+            'cli',
+          );
+          process.stdout.write(
+            `${updated.name}\tjit=${updated.jitMode}\tidp-initiated=${updated.idpInitiatedSso ? 'on' : 'off'}\tmass-change-threshold=${updated.massChangeThresholdPercent}%\tinactivity-days=${updated.inactivityDays}\n`,
+          );
+        }),
     );
   tenant
     .command('rotate-token <name>')
@@ -176,6 +219,7 @@ function buildProgram(): Command {
   registerAccessCommands(program);
   registerJobsCommands(program);
   registerPlatformCommands(program);
+  registerSecurityCommands(program);
   registerSsoCommands(program, (tenant) => {
     const config = configOrExit();
     process.stdout.write(

@@ -66,6 +66,8 @@ export const tenants = pgTable(
     driftPolicy: jsonb('drift_policy').notNull().default({}),
     /** Monthly price of a seat per team role, e.g. {"admin": 25, "member": 25, "viewer": 25}. */
     seatPrices: jsonb('seat_prices').notNull().default({}),
+    /** Members of this IdP group may open the security console after signing in through SSO. */
+    consoleGroup: text('console_group'),
     createdAt: createdAt(),
     updatedAt: updatedAt(),
   },

@@ -1,6 +1,7 @@
 import type { Redis } from 'ioredis';
 import { adminRouter } from '../admin/router.js';
 import type { Config } from '../config.js';
+import { consoleRouter } from '../console/router.js';
 import { connectDatabase, type DatabaseHandle } from '../db/client.js';
 import { appliedMigrationCount, expectedMigrationCount, runMigrations } from '../db/migrate.js';
 import { type AppOptions, createApp } from '../http/app.js';
@@ -17,7 +18,7 @@ import { ScimTokenVerifier } from '../tenants/scim-token-cache.js';
 import { createTenant, listTenants, type TenantWithToken } from '../tenants/tenants.js';
 import { oauthRouter } from '../tokens/router.js';
 import { type Endpoint, provideDatabase, provideRedis } from './infrastructure.js';
-import { createJobHandler } from './job-handler.js';
+import { createJobHandler, DRIFT_TICK } from './job-handler.js';
 
 /** start: HTTP and workers in one process (the laptop default); serve: HTTP only; worker: jobs only. */
 export type DaemonMode = 'start' | 'serve' | 'worker';
@@ -102,9 +103,20 @@ export async function startDaemon(options: DaemonOptions): Promise<Daemon> {
         log,
         concurrency: config.workerConcurrency,
         lockMs: config.jobLockMs,
-        handler: options.jobHandler ?? createJobHandler(database, connectorFor),
+        handler: options.jobHandler ?? createJobHandler(database, connectorFor, queues),
       });
       cleanups.push(() => pool.close());
+      if (config.driftTickMs > 0) {
+        // One scheduler for all workers (BullMQ keeps it once per id); each tick queues the due scans.
+        await queues.scan.upsertJobScheduler(
+          'drift-tick',
+          { every: config.driftTickMs },
+          {
+            name: 'drift-tick',
+            data: { tenantId: DRIFT_TICK, subjectType: 'tenant', subjectId: DRIFT_TICK },
+          },
+        );
+      }
       const relay = new OutboxRelay({ sql: database.sql, queues, log, pollMs: config.outboxPollMs });
       await relay.start();
       cleanups.push(() => relay.stop());
@@ -151,6 +163,14 @@ export async function startDaemon(options: DaemonOptions): Promise<Daemon> {
               db: database.db,
               adminToken: config.adminToken,
               reconcile: { database, connectorFor },
+            }),
+          },
+          {
+            path: '/console',
+            router: consoleRouter({
+              db: database.db,
+              adminToken: config.adminToken,
+              publicUrl: config.publicUrl,
             }),
           },
           ...(options.mounts?.(resources) ?? []),

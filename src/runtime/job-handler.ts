@@ -1,14 +1,22 @@
 import { sql } from 'drizzle-orm';
 import type { DatabaseHandle } from '../db/client.js';
+import { failedJobsOf } from '../drift/failed-jobs.js';
+import { runDriftScan } from '../drift/scan.js';
+import type { LaneQueues } from '../jobs/queues.js';
 import type { JobHandler } from '../jobs/workers.js';
 import type { ConnectorFor } from '../platform/factory.js';
 import { type Cause, planUser, type ReconcileDependencies, reconcileUser } from '../reconcile/reconciler.js';
 
 /**
  * What a job for each kind of subject does. A user job reconciles the user; a group job (a rename)
- * fans out to the group's members through the outbox, so the fan-out is as durable as any change.
+ * fans out to the group's members through the outbox, so the fan-out is as durable as any change. A
+ * tenant job is a drift scan; the scheduler's tick (tenant `*`) queues the scans that are due.
  */
-export function createJobHandler(database: DatabaseHandle, connectorFor: ConnectorFor): JobHandler {
+export function createJobHandler(
+  database: DatabaseHandle,
+  connectorFor: ConnectorFor,
+  queues: LaneQueues,
+): JobHandler {
   const deps: ReconcileDependencies = { database, connectorFor };
   return async (payload, context) => {
     const cause = (payload.cause ?? {}) as Cause;
@@ -43,8 +51,48 @@ export function createJobHandler(database: DatabaseHandle, connectorFor: Connect
           SELECT ${payload.tenantId}, 'reconcile', 'user', user_id::text, ${JSON.stringify(cause)}::jsonb
           FROM group_members WHERE group_id = ${payload.subjectId}`);
         return;
+      case 'tenant': {
+        if (payload.subjectId === DRIFT_TICK) {
+          await queueDueScans(database);
+          return;
+        }
+        if (cause.event === 'schedule' && (await scannedWithinInterval(database, payload.tenantId))) return;
+        const result = await runDriftScan(
+          {
+            database,
+            connector: await connectorFor(payload.tenantId, 'scan'),
+            failedJobs: () => failedJobsOf(database.db, queues, payload.tenantId),
+          },
+          payload.tenantId,
+          String(cause.event ?? 'schedule'),
+        );
+        context.log.info({ report: result.reportId, findings: result.summary.total }, 'drift scan stored');
+        return;
+      }
       default:
         context.log.warn({ subjectType: payload.subjectType }, 'no reconciler for this kind of subject yet');
     }
   };
+}
+
+/** The subject id of the scheduler's periodic tick. */
+export const DRIFT_TICK = '*';
+
+/** Queues a scan for every tenant whose latest report is older than its scan interval. */
+async function queueDueScans(database: DatabaseHandle): Promise<void> {
+  await database.db.execute(sql`
+    INSERT INTO outbox (tenant_id, lane, subject_type, subject_id, cause)
+    SELECT t.id, 'scan', 'tenant', t.id::text, '{"event":"schedule"}'::jsonb FROM tenants t
+    WHERE NOT EXISTS (
+      SELECT 1 FROM drift_reports r WHERE r.tenant_id = t.id
+        AND r.created_at > now() - make_interval(mins => t.drift_scan_interval_minutes))
+    AND NOT EXISTS (
+      SELECT 1 FROM outbox o WHERE o.tenant_id = t.id AND o.subject_type = 'tenant' AND o.relayed_at IS NULL)`);
+}
+
+async function scannedWithinInterval(database: DatabaseHandle, tenantId: string): Promise<boolean> {
+  const [row] = await database.db.execute<{ recent: boolean }>(sql`
+    SELECT EXISTS (SELECT 1 FROM drift_reports r JOIN tenants t ON t.id = r.tenant_id WHERE r.tenant_id = ${tenantId}
+      AND r.created_at > now() - make_interval(mins => t.drift_scan_interval_minutes)) AS recent`);
+  return row?.recent ?? false;
 }

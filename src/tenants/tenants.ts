@@ -1,7 +1,9 @@
 import { asc, eq, sql } from 'drizzle-orm';
 import type { Database } from '../db/client.js';
 import { auditLog, tenants } from '../db/schema.js';
+import { FIXABLE_CLASSES } from '../drift/scan.js';
 import { conflict, invalid, isUniqueViolation, notFound } from '../errors.js';
+import { TEAM_ROLES } from '../reconcile/model.js';
 import { issueCredential, parseCredential, secretMatches } from '../security/credentials.js';
 
 export type Tenant = typeof tenants.$inferSelect;
@@ -98,6 +100,13 @@ export interface TenantPolicyChanges {
   fallbackAdmin?: string | null;
   massChangeThresholdPercent?: number;
   inactivityDays?: number;
+  driftScanIntervalMinutes?: number;
+  /** Merged into the stored policy: `{ "excess-access": "fix" }`. */
+  driftPolicy?: Record<string, string>;
+  /** Merged into the stored price table: `{ "viewer": 25 }`. */
+  seatPrices?: Record<string, number>;
+  /** An IdP group name, or null to clear. */
+  consoleGroup?: string | null;
 }
 
 /** Changes a tenant's policies; every process hears of it (NOTIFY) and the audit log keeps the change. */
@@ -116,6 +125,23 @@ export async function updateTenantPolicy(
     !(Number.isInteger(changes.inactivityDays) && changes.inactivityDays > 0)
   ) {
     throw invalid('the inactivity window is a whole number of days above 0');
+  }
+  const interval = changes.driftScanIntervalMinutes;
+  if (interval !== undefined && !(Number.isInteger(interval) && interval > 0)) {
+    throw invalid('the drift scan interval is a whole number of minutes above 0');
+  }
+  for (const [findingClass, action] of Object.entries(changes.driftPolicy ?? {})) {
+    if (!(FIXABLE_CLASSES as readonly string[]).includes(findingClass)) {
+      throw invalid(
+        `a drift policy can be set for ${FIXABLE_CLASSES.join(', ')}; the other classes need a human`,
+      );
+    }
+    if (action !== 'report' && action !== 'fix') throw invalid('a drift policy is report or fix');
+  }
+  for (const [role, price] of Object.entries(changes.seatPrices ?? {})) {
+    if (!(TEAM_ROLES as readonly string[]).includes(role))
+      throw invalid(`seat prices are per role: ${TEAM_ROLES.join(', ')}`);
+    if (!(Number.isFinite(price) && price >= 0)) throw invalid('a seat price is a number of 0 or more');
   }
   return db.transaction(async (tx) => {
     const tenant = await findTenantByName(tx as unknown as Database, name);
@@ -136,6 +162,14 @@ export async function updateTenantPolicy(
         ...(fallbackAdminUserId !== undefined ? { fallbackAdminUserId } : {}),
         ...(threshold !== undefined ? { massChangeThresholdPercent: threshold } : {}),
         ...(changes.inactivityDays !== undefined ? { inactivityDays: changes.inactivityDays } : {}),
+        ...(interval !== undefined ? { driftScanIntervalMinutes: interval } : {}),
+        ...(changes.driftPolicy
+          ? { driftPolicy: sql`${tenants.driftPolicy} || ${JSON.stringify(changes.driftPolicy)}::jsonb` }
+          : {}),
+        ...(changes.seatPrices
+          ? { seatPrices: sql`${tenants.seatPrices} || ${JSON.stringify(changes.seatPrices)}::jsonb` }
+          : {}),
+        ...(changes.consoleGroup !== undefined ? { consoleGroup: changes.consoleGroup } : {}),
         updatedAt: new Date(),
       })
       .where(eq(tenants.id, tenant.id))

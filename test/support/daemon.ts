@@ -12,6 +12,7 @@ export function testConfig(databaseUrl: string, overrides: Partial<Config> = {})
     port: 0,
     outboxPollMs: 200,
     shutdownTimeoutMs: 5_000,
+    driftTickMs: 0,
     ...overrides,
   };
 }

@@ -1,0 +1,156 @@
+import type { OffboardingView } from '../drift/offboarding.js';
+import type { ChainCheck, FindingFilter, ReportHeader, StoredFinding } from '../drift/reports.js';
+import type { InactiveSeatsView } from '../drift/seats.js';
+import { escapeHtml } from '../http/html.js';
+import type { Tenant } from '../tenants/tenants.js';
+
+export interface ConsoleView {
+  tenant: Tenant;
+  viewer: string;
+  report: ReportHeader | undefined;
+  findings: StoredFinding[];
+  moreFindings: boolean;
+  filter: FindingFilter;
+  teams: string[];
+  classes: readonly string[];
+  severities: readonly string[];
+  offboarding: OffboardingView;
+  seats: InactiveSeatsView;
+  chain: ChainCheck;
+}
+
+const e = (value: unknown) => escapeHtml(value === null || value === undefined ? '' : String(value));
+
+const STYLE = `<style>
+body{font:15px/1.45 system-ui,sans-serif;max-width:78rem;margin:2rem auto;padding:0 1rem;color:#222}
+h1{margin-bottom:.2rem}h2{margin-top:2.2rem;border-bottom:2px solid #eee;padding-bottom:.2rem}
+table{border-collapse:collapse;width:100%;margin:.5rem 0 1rem;font-size:14px}
+td,th{text-align:left;padding:.3rem .5rem;border-bottom:1px solid #e3e3e3;vertical-align:top}
+th{background:#f6f6f6}.muted{color:#666}.cards{display:flex;gap:.8rem;flex-wrap:wrap}
+.card{border:1px solid #ddd;border-radius:6px;padding:.5rem .9rem;min-width:8rem}.card b{display:block;font-size:1.5rem}
+.critical{color:#fff;background:#b00020;padding:0 .3rem;border-radius:3px}.high{color:#b00020;font-weight:600}
+.medium{color:#a15c00}.low{color:#555}.info{color:#777}.new{background:#eef8ee}
+form.filters{display:flex;gap:.6rem;align-items:end;flex-wrap:wrap}form.filters label{display:flex;flex-direction:column;font-size:13px}
+.ok{color:#1b7f2a}.bad{color:#b00020;font-weight:600}nav a{margin-right:1rem}
+</style>`;
+
+const ms = (value: number | null) =>
+  value === null
+    ? '—'
+    : value < 1_000
+      ? `${value} ms`
+      : value < 120_000
+        ? `${(value / 1000).toFixed(1)} s`
+        : `${(value / 60_000).toFixed(1)} min`;
+
+export function renderConsole(view: ConsoleView): string {
+  const tenant = e(view.tenant.name);
+  const base = `/console/${tenant}`;
+  const query = new URLSearchParams(
+    Object.entries(view.filter).filter((entry): entry is [string, string] => typeof entry[1] === 'string'),
+  ).toString();
+  return `<!doctype html><html lang="en"><head><meta charset="utf-8"><meta name="viewport" content="width=device-width,initial-scale=1">
+<title>Security console — ${tenant} — idsync</title>${STYLE}</head><body>
+<h1>Security console — ${tenant}</h1>
+<p class="muted">Signed in as ${e(view.viewer)} · <nav style="display:inline"><a href="#drift">Drift</a><a href="#offboarding">Offboarding</a><a href="#seats">Inactive seats</a></nav></p>
+${summarySection(view, base)}
+${findingsSection(view, base, query)}
+${offboardingSection(view, base)}
+${seatsSection(view, base)}
+<form method="post" action="${base}/logout"><button type="submit">Sign out of the console</button></form>
+</body></html>`;
+}
+
+function summarySection(view: ConsoleView, base: string): string {
+  const scan = `<form method="post" action="${base}/scan" style="display:inline"><button type="submit">Scan now</button></form>`;
+  if (!view.report) {
+    return `<section id="drift"><h2>Drift</h2><p>No drift report yet. Scans run every ${view.tenant.driftScanIntervalMinutes} minutes; ${scan}</p></section>`;
+  }
+  const s = view.report.summary;
+  const cards = view.severities
+    .map(
+      (severity) =>
+        `<div class="card"><span class="${severity}">${severity}</span><b>${s.bySeverity[severity] ?? 0}</b></div>`,
+    )
+    .join('');
+  const classes = view.classes
+    .map((c) => `<div class="card">${e(c)}<b>${s.byClass[c] ?? 0}</b></div>`)
+    .join('');
+  const chain = view.chain.valid
+    ? `<span class="ok">hash chain of ${view.chain.reports} reports intact</span>`
+    : `<span class="bad">hash chain broken at report #${view.chain.brokenAt?.seq}: ${e(view.chain.brokenAt?.problem)}</span>`;
+  return `<section id="drift"><h2>Drift</h2>
+<p>Report #${view.report.seq} of ${e(view.report.createdAt)} (${e(s.connector)}, read ${s.platform.teams} teams, ${s.platform.apps} apps and ${s.platform.memberships} memberships in ${ms(s.durationMs)}) · ${chain} · ${scan}</p>
+<p>Since the previous report: <b>${s.difference.new}</b> new, <b>${s.difference.resolved}</b> resolved, <b>${s.difference.stillOpen}</b> still open.</p>
+<div class="cards">${cards}</div><div class="cards" style="margin-top:.6rem">${classes}</div></section>`;
+}
+
+function findingsSection(view: ConsoleView, base: string, query: string): string {
+  if (!view.report) return '';
+  const option = (value: string, selected: string | undefined) =>
+    `<option value="${e(value)}"${value === selected ? ' selected' : ''}>${e(value || 'any')}</option>`;
+  const rows = view.findings
+    .map(
+      (
+        f,
+      ) => `<tr class="${f.status === 'new' ? 'new' : ''}"><td><span class="${f.severity}">${f.severity}</span></td><td>${e(f.class)}</td>
+<td>${e(f.account)}</td><td>${where(f)}</td>
+<td>${e(f.expected ?? '—')}</td><td>${e(f.actual ?? '—')}</td><td>${e(f.since.slice(0, 16).replace('T', ' '))}${f.status === 'new' ? ' (new)' : ''}</td><td>${e(f.action)}</td></tr>`,
+    )
+    .join('\n');
+  return `<section><h3>Findings</h3>
+<form class="filters" method="get" action="${base}">
+<label>Class<select name="class">${['', ...view.classes].map((c) => option(c, view.filter.class)).join('')}</select></label>
+<label>Severity<select name="severity">${['', ...view.severities].map((c) => option(c, view.filter.severity)).join('')}</select></label>
+<label>Team<select name="team">${['', ...view.teams].map((t) => option(t, view.filter.team)).join('')}</select></label>
+<label>User<input name="user" value="${e(view.filter.user)}" placeholder="part of the e-mail"></label>
+<button type="submit">Filter</button> <a href="${base}">clear</a> · <a href="${base}/drift.csv${query ? `?${query}` : ''}">Download CSV</a>
+</form>
+<table id="findings"><thead><tr><th>Severity</th><th>Class</th><th>Account</th><th>Where</th><th>Expected</th><th>Actual</th><th>Since</th><th>Suggested action</th></tr></thead>
+<tbody>${rows || '<tr><td colspan="8">No findings match.</td></tr>'}</tbody></table>
+${view.moreFindings ? `<p class="muted">Showing the first ${view.findings.length}; narrow the filter or download the CSV for all.</p>` : ''}</section>`;
+}
+
+function offboardingSection(view: ConsoleView, base: string): string {
+  const o = view.offboarding;
+  const rows = o.offboardings
+    .slice(0, 200)
+    .map(
+      (
+        r,
+      ) => `<tr><td>${e(r.userName)}</td><td>${e(r.idpEvent)}</td><td>${e(r.idpEventAt.slice(0, 19).replace('T', ' '))}</td>
+<td>${ms(r.timeToEffectMs)}</td><td>${r.edgesRemoved}</td><td>${r.tokensRevoked}</td><td>${r.leftToHuman}</td><td class="${r.status === 'complete' ? 'ok' : 'bad'}">${r.status}</td></tr>`,
+    )
+    .join('\n');
+  return `<section id="offboarding"><h2>Offboarding</h2>
+<p>${o.stats.offboarded} offboarded between ${e(o.from.slice(0, 10))} and ${e(o.to.slice(0, 10))}, ${o.stats.complete} complete. Time to effect (IdP event → last edge removed): p50 <b>${ms(o.stats.p50Ms)}</b>, p95 <b>${ms(o.stats.p95Ms)}</b>, max <b>${ms(o.stats.maxMs)}</b>. <a href="${base}/offboarding.csv?from=${e(o.from)}&amp;to=${e(o.to)}">Download CSV</a></p>
+<table id="offboardings"><thead><tr><th>User</th><th>IdP event</th><th>At</th><th>Time to effect</th><th>Edges removed</th><th>Tokens revoked</th><th>Left to a human</th><th>Status</th></tr></thead>
+<tbody>${rows || '<tr><td colspan="8">Nobody was offboarded in this period.</td></tr>'}</tbody></table></section>`;
+}
+
+function seatsSection(view: ConsoleView, base: string): string {
+  const s = view.seats;
+  const rows = s.seats
+    .slice(0, 200)
+    .map(
+      (
+        seat,
+      ) => `<tr><td>${e(seat.userName)}</td><td>${e(seat.lastSsoLoginAt?.slice(0, 10) ?? 'never')}</td><td>${seat.inactiveDays}</td><td>${e(seat.seatRole)}</td>
+<td>${e(
+        Object.entries(seat.teams)
+          .map(([t, r]) => `${t} (${r})`)
+          .join(', ') || 'Enterprise Account only',
+      )}</td><td>${seat.monthlyCost ?? '—'}</td><td>${e(seat.suggestedAction)}</td></tr>`,
+    )
+    .join('\n');
+  return `<section id="seats"><h2>Inactive seats</h2>
+<p>${s.seats.length} seats without an SSO login in ${s.days} days${s.totalMonthlyCost === null ? ' (set prices with <code>idsync tenant set --seat-price role=amount</code>)' : `, <b>${s.totalMonthlyCost}</b> a month`}. <a href="${base}/seats.csv">Download CSV</a></p>
+<table id="seats-table"><thead><tr><th>User</th><th>Last SSO login</th><th>Days inactive</th><th>Seat</th><th>Teams</th><th>Monthly cost</th><th>Suggested action</th></tr></thead>
+<tbody>${rows || '<tr><td colspan="7">No inactive seats.</td></tr>'}</tbody></table></section>`;
+}
+
+function where(f: StoredFinding): string {
+  if (f.team) return `team ${e(f.team)}`;
+  if (f.app) return `app ${e(f.app)}`;
+  return f.class === 'blocked' || f.class === 'failed-job' ? '' : 'Enterprise Account';
+}

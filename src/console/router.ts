@@ -1,0 +1,263 @@
+import { createHmac } from 'node:crypto';
+import { sql } from 'drizzle-orm';
+import express, { type Request, type Response, Router } from 'express';
+import type { Database } from '../db/client.js';
+import { FINDING_CLASSES, SEVERITIES } from '../drift/compare.js';
+import { findingsCsv, offboardingCsv, seatsCsv } from '../drift/csv.js';
+import { offboardingView } from '../drift/offboarding.js';
+import { readFindingFilter, readPeriod, requestScan } from '../drift/queries.js';
+import { type FindingFilter, reportFindings, reportHeader, verifyChain } from '../drift/reports.js';
+import { inactiveSeats } from '../drift/seats.js';
+import { DomainError, rootCause } from '../errors.js';
+import { escapeHtml, htmlPage } from '../http/html.js';
+import { adminTokenMatches } from '../security/admin-token.js';
+import { currentSession } from '../sso/sessions.js';
+import { findTenantByName, type Tenant } from '../tenants/tenants.js';
+import { renderConsole } from './page.js';
+
+/*
+ * The security console: server-rendered pages for security teams. Who may look: someone signed in
+ * through the tenant's SSO who is in the tenant's console group, or someone who typed the admin token
+ * (kept as a short-lived signed cookie, never the token itself). Forms that change something (scan now)
+ * only accept requests from idsync's own origin.
+ */
+
+const CONSOLE_COOKIE = 'idsync_console';
+const CONSOLE_SESSION_MS = 60 * 60_000;
+const SHOWN_FINDINGS = 500;
+
+export interface ConsoleRouterOptions {
+  db: Database;
+  adminToken: string | undefined;
+  publicUrl: string;
+}
+
+type Viewer = { kind: 'admin' } | { kind: 'sso'; userName: string };
+
+export function consoleRouter(options: ConsoleRouterOptions): Router {
+  const { db, adminToken, publicUrl } = options;
+  const router = Router();
+  router.use(express.urlencoded({ extended: false, limit: '16kb' }));
+  const secure = new URL(publicUrl).protocol === 'https:';
+
+  const sign = (tenant: Tenant, expires: number) =>
+    createHmac('sha256', adminToken ?? '')
+      .update(`console:${tenant.id}:${expires}`)
+      .digest('base64url');
+
+  async function viewer(req: Request, tenant: Tenant): Promise<Viewer | 'not-in-group' | undefined> {
+    const cookie = readCookie(req, CONSOLE_COOKIE);
+    if (adminToken && cookie) {
+      const [expires, signature] = cookie.split('.');
+      if (Number(expires) > Date.now() && adminTokenMatches(signature, sign(tenant, Number(expires)))) {
+        return { kind: 'admin' };
+      }
+    }
+    const session = await currentSession(db, tenant.id, req);
+    if (!session) return undefined;
+    if (!tenant.consoleGroup) return 'not-in-group';
+    const [row] = await db.execute<{ member: boolean }>(sql`
+      SELECT EXISTS (SELECT 1 FROM group_members gm JOIN groups g ON g.id = gm.group_id
+        WHERE gm.user_id = ${session.userId} AND lower(g.display_name) = lower(${tenant.consoleGroup})) AS member`);
+    return row?.member ? { kind: 'sso', userName: session.userName } : 'not-in-group';
+  }
+
+  /** Runs a page handler for an authorised viewer, or sends the sign-in page. */
+  const page =
+    (handler: (req: Request, res: Response, tenant: Tenant, who: Viewer) => Promise<unknown>) =>
+    async (req: Request, res: Response) => {
+      try {
+        const tenant = await findTenantByName(db, String(req.params.tenant));
+        const who = await viewer(req, tenant);
+        if (who === 'not-in-group') {
+          res
+            .status(403)
+            .type('html')
+            .send(
+              htmlPage(
+                'Not allowed',
+                `<p>You are signed in, but the security console of ${escapeHtml(tenant.name)} is for members of the IdP group ${tenant.consoleGroup ? `<b>${escapeHtml(tenant.consoleGroup)}</b>` : 'the tenant sets with <code>idsync tenant set --console-group</code>'}.</p>`,
+              ),
+            );
+          return;
+        }
+        if (!who) {
+          res
+            .status(401)
+            .type('html')
+            .send(signInPage(tenant, Boolean(adminToken)));
+          return;
+        }
+        await handler(req, res, tenant, who);
+      } catch (error) {
+        const cause = rootCause(error);
+        const known = cause instanceof DomainError;
+        const status = known
+          ? (({ not_found: 404, invalid: 400, conflict: 409 } as Record<string, number>)[cause.kind] ?? 400)
+          : 500;
+        if (!known) req.log?.error({ err: cause }, 'console request failed');
+        res
+          .status(status)
+          .type('html')
+          .send(
+            htmlPage(
+              'Something went wrong',
+              `<p>${escapeHtml(known ? cause.message : 'internal error; quote the X-Request-Id header')}</p>`,
+            ),
+          );
+      }
+    };
+
+  const sameOrigin = (req: Request) => {
+    const origin = req.get('origin') ?? req.get('referer');
+    return origin !== undefined && new URL(origin).origin === new URL(publicUrl).origin;
+  };
+
+  router.get('/', async (req, res) => {
+    const wanted = typeof req.query.tenant === 'string' ? req.query.tenant : undefined;
+    const tenants = await db.execute<{ name: string }>(sql`SELECT name FROM tenants ORDER BY name LIMIT 2`);
+    const only = tenants.length === 1 ? tenants[0]!.name : undefined;
+    if (wanted || only) {
+      res.redirect(302, `${publicUrl}/console/${encodeURIComponent(wanted ?? only!)}`);
+      return;
+    }
+    res
+      .type('html')
+      .send(
+        htmlPage(
+          'Security console',
+          '<form method="get" action="/console"><label>Tenant <input name="tenant"></label> <button type="submit">Open</button></form>',
+        ),
+      );
+  });
+
+  router.get(
+    '/:tenant',
+    page(async (req, res, tenant, who) => {
+      const filter = readFindingFilter(req.query);
+      const { from, to } = readPeriod(req.query);
+      let report: Awaited<ReturnType<typeof reportHeader>> | undefined;
+      try {
+        report = await reportHeader(db, tenant.id);
+      } catch (error) {
+        if (!(error instanceof DomainError && error.kind === 'not_found')) throw error;
+      }
+      const findings = report ? await reportFindings(db, report.id, filter, SHOWN_FINDINGS + 1) : [];
+      const [offboarding, seats, chain, teams] = await Promise.all([
+        offboardingView(db, tenant.id, from, to),
+        inactiveSeats(db, tenant.id),
+        verifyChain(db, tenant.id),
+        report
+          ? db.execute<{ team: string }>(
+              sql`SELECT DISTINCT team FROM drift_findings WHERE report_id = ${report.id} AND team IS NOT NULL ORDER BY team`,
+            )
+          : Promise.resolve([]),
+      ]);
+      res.type('html').send(
+        renderConsole({
+          tenant,
+          viewer: who.kind === 'admin' ? 'admin token' : who.userName,
+          report,
+          findings: findings.slice(0, SHOWN_FINDINGS),
+          moreFindings: findings.length > SHOWN_FINDINGS,
+          filter,
+          teams: teams.map((t) => t.team),
+          classes: FINDING_CLASSES,
+          severities: SEVERITIES,
+          offboarding,
+          seats,
+          chain,
+        }),
+      );
+    }),
+  );
+
+  router.get(
+    '/:tenant/drift.csv',
+    page(async (req, res, tenant) => {
+      const report = await reportHeader(db, tenant.id);
+      const filter: FindingFilter = readFindingFilter(req.query);
+      res.type('text/csv; charset=utf-8').attachment(`drift-${tenant.name}-${report.seq}.csv`);
+      res.send(findingsCsv(report.id, await reportFindings(db, report.id, filter)));
+    }),
+  );
+  router.get(
+    '/:tenant/offboarding.csv',
+    page(async (req, res, tenant) => {
+      const { from, to } = readPeriod(req.query);
+      res.type('text/csv; charset=utf-8').attachment(`offboarding-${tenant.name}.csv`);
+      res.send(offboardingCsv(await offboardingView(db, tenant.id, from, to)));
+    }),
+  );
+  router.get(
+    '/:tenant/seats.csv',
+    page(async (_req, res, tenant) => {
+      res.type('text/csv; charset=utf-8').attachment(`inactive-seats-${tenant.name}.csv`);
+      res.send(seatsCsv(await inactiveSeats(db, tenant.id)));
+    }),
+  );
+  router.post(
+    '/:tenant/scan',
+    page(async (req, res, tenant, who) => {
+      if (!sameOrigin(req))
+        throw new DomainError('invalid', 'a scan can only be started from the console page');
+      await requestScan(db, tenant.id, who.kind === 'admin' ? 'console:admin' : `console:${who.userName}`);
+      res.redirect(303, `${publicUrl}/console/${tenant.name}?scan=queued`);
+    }),
+  );
+
+  router.post('/:tenant/login', async (req, res) => {
+    try {
+      const tenant = await findTenantByName(db, String(req.params.tenant));
+      const presented = typeof req.body?.token === 'string' ? req.body.token : undefined;
+      if (!adminToken || !adminTokenMatches(presented, adminToken)) {
+        res
+          .status(401)
+          .type('html')
+          .send(signInPage(tenant, Boolean(adminToken), 'That is not the admin token.'));
+        return;
+      }
+      const expires = Date.now() + CONSOLE_SESSION_MS;
+      res.cookie(CONSOLE_COOKIE, `${expires}.${sign(tenant, expires)}`, {
+        httpOnly: true,
+        sameSite: 'lax',
+        secure,
+        path: `/console/${tenant.name}`,
+        maxAge: CONSOLE_SESSION_MS,
+      });
+      res.redirect(303, `${publicUrl}/console/${tenant.name}`);
+    } catch (error) {
+      res
+        .status(404)
+        .type('html')
+        .send(htmlPage('Not found', `<p>${escapeHtml((error as Error).message)}</p>`));
+    }
+  });
+  router.post('/:tenant/logout', (req, res) => {
+    res.clearCookie(CONSOLE_COOKIE, { path: `/console/${String(req.params.tenant)}` });
+    res.redirect(303, `${publicUrl}/console/${String(req.params.tenant)}`);
+  });
+  return router;
+}
+
+function signInPage(tenant: Tenant, adminTokenEnabled: boolean, problem?: string): string {
+  const name = escapeHtml(tenant.name);
+  return htmlPage(
+    `Security console — ${tenant.name}`,
+    `${problem ? `<p class="problem">${escapeHtml(problem)}</p>` : ''}
+<p><a href="/sso/${name}/login?RelayState=${encodeURIComponent(`/console/${tenant.name}`)}">Sign in with SSO</a> (members of the tenant's console group).</p>
+${
+  adminTokenEnabled
+    ? `<form method="post" action="/console/${name}/login"><p><label>Or the admin token<br><input type="password" name="token" autocomplete="off" size="40"></label> <button type="submit">Open the console</button></p></form>`
+    : '<p>The admin token is not set (IDSYNC_ADMIN_TOKEN), so only SSO sign-in is possible.</p>'
+}`,
+  );
+}
+
+function readCookie(req: Request, name: string): string | undefined {
+  for (const part of (req.get('cookie') ?? '').split(';')) {
+    const [key, ...value] = part.trim().split('=');
+    if (key === name) return decodeURIComponent(value.join('='));
+  }
+  return undefined;
+}
