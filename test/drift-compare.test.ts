@@ -7,12 +7,14 @@ function index(): DesiredIndex {
     users: new Map([
       ['ada@x.com', { userId: 'u-ada', offboarded: false }],
       ['bob@x.com', { userId: 'u-bob', offboarded: false }],
+      ['cy@x.com', { userId: 'u-cy', offboarded: false }],
       ['gone@x.com', { userId: 'u-gone', offboarded: true }],
       ['fallback@x.com', { userId: 'u-fb', offboarded: false }],
     ]),
     enterprise: new Map([
       ['ada@x.com', 'view'],
       ['bob@x.com', 'view,create'],
+      ['cy@x.com', 'view'],
     ]),
     teams: new Map([
       [
@@ -74,6 +76,7 @@ describe('comparing the platform with the IdP, slice by slice', () => {
         'excess-access/high ada@x.com unruled -→viewer',
         'wrong-role/low ada@x.com api view,deploy→view',
         'missing-access/low ada@x.com never-listed viewer→-',
+        'missing-access/low cy@x.com enterprise view→-',
       ].sort(),
     );
     // Keys identify the same finding in the next report; they never collide within one.
@@ -88,6 +91,7 @@ describe('comparing the platform with the IdP, slice by slice', () => {
         members: [
           { account: 'ada@x.com', permissions: ['view'], federated: true },
           { account: 'bob@x.com', permissions: ['view', 'create'], federated: true },
+          { account: 'cy@x.com', permissions: ['view'], federated: true },
         ],
       }),
       ...comparer.compare({

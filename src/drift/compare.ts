@@ -56,7 +56,7 @@ const edgeName = (edge: Edge) =>
  * compared as it arrives and then dropped, so a scan holds the desired state and one team at a time.
  */
 export class DriftComparer {
-  private readonly seenEnterprise = new Set<string>();
+  private enterpriseCompared = false;
 
   constructor(
     private readonly desired: DesiredIndex,
@@ -68,7 +68,7 @@ export class DriftComparer {
     switch (slice.kind) {
       case 'enterprise': {
         const actual = slice.members.map((m) => [m.account, m.permissions.join(',')] as [string, string]);
-        for (const [account] of actual) this.seenEnterprise.add(account);
+        this.enterpriseCompared = true;
         return this.compareEdge({ kind: 'enterprise' }, actual, this.desired.enterprise, samePermissions);
       }
       case 'team': {
@@ -87,12 +87,13 @@ export class DriftComparer {
     }
   }
 
-  /** Desired edges on teams and apps the platform never listed, and enterprise memberships it lacks. */
+  /** Desired edges on teams and apps the platform never listed (and on the Enterprise Account if it was not read). */
   finish(): Finding[] {
     const findings: Finding[] = [];
-    for (const [account, permissions] of this.desired.enterprise) {
-      if (!this.seenEnterprise.has(account))
+    if (!this.enterpriseCompared) {
+      for (const [account, permissions] of this.desired.enterprise) {
         findings.push(this.missing({ kind: 'enterprise' }, account, permissions));
+      }
     }
     for (const [team, wanted] of this.desired.teams) {
       for (const [account, role] of wanted)
