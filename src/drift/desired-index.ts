@@ -8,12 +8,12 @@ const PAGE = 10_000;
 
 /**
  * What the IdP wants for every user of the tenant, by edge, computed with the reconciler's own
- * `desiredAccess` (one definition of "desired"). Users are read in keyset pages, each with its groups.
+ * `desiredAccess` (one definition of "desired"). Users are read in keyset pages by id (the primary key
+ * index), each with its groups; the pages are limited before the groups are gathered.
  */
 export async function buildDesiredIndex(db: Database, tenantId: string): Promise<DesiredIndex> {
   const book = new RuleBook(await loadRules(db, tenantId));
   const index: DesiredIndex = { users: new Map(), enterprise: new Map(), teams: new Map(), apps: new Map() };
-  let after = '';
   let afterId = '00000000-0000-0000-0000-000000000000';
   for (;;) {
     const rows = await db.execute<{
@@ -23,11 +23,14 @@ export async function buildDesiredIndex(db: Database, tenantId: string): Promise
       deprovisioned: boolean;
       groups: string[] | null;
     }>(sql`
+      WITH page AS (
+        SELECT id, user_name, active, deprovisioned_at FROM users
+        WHERE tenant_id = ${tenantId} AND id > ${afterId}::uuid ORDER BY id LIMIT ${PAGE}
+      )
       SELECT u.id::text, lower(u.user_name) AS account, u.active, u.deprovisioned_at IS NOT NULL AS deprovisioned,
-        (SELECT array_agg(g.display_name) FROM group_members gm JOIN groups g ON g.id = gm.group_id WHERE gm.user_id = u.id) AS groups
-      FROM users u
-      WHERE u.tenant_id = ${tenantId} AND (lower(u.user_name), u.id) > (${after}, ${afterId}::uuid)
-      ORDER BY lower(u.user_name), u.id LIMIT ${PAGE}`);
+        array_agg(g.display_name) FILTER (WHERE g.id IS NOT NULL) AS groups
+      FROM page u LEFT JOIN group_members gm ON gm.user_id = u.id LEFT JOIN groups g ON g.id = gm.group_id
+      GROUP BY u.id, u.user_name, u.active, u.deprovisioned_at ORDER BY u.id`);
     for (const row of rows) {
       const offboarded = !row.active || row.deprovisioned;
       const known = index.users.get(row.account);
@@ -45,7 +48,6 @@ export async function buildDesiredIndex(db: Database, tenantId: string): Promise
       }
     }
     if (rows.length < PAGE) return index;
-    after = rows[rows.length - 1]!.account;
     afterId = rows[rows.length - 1]!.id;
   }
 }

@@ -22,6 +22,8 @@ export interface ReportSummary {
   /** Against the previous report: findings that appeared, that went away, and that are still there. */
   difference: { previousReportId: string | null; new: number; resolved: number; stillOpen: number };
   platform: { enterpriseMembers: number; teams: number; apps: number; memberships: number };
+  /** Where the time went: the IdP's side, reading the platform (with comparing), the rest. */
+  phasesMs: { desired: number; platform: number; compareAndStore: number };
   fixesQueued: number;
 }
 

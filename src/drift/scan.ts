@@ -85,11 +85,13 @@ async function scan(
 ): Promise<DriftScanResult> {
   const { db } = deps.database;
   const started = new Date();
+  const clock = performance.now();
   const [policy, desired, tenantPolicy] = await Promise.all([
     loadPolicy(db, tenantId),
     buildDesiredIndex(db, tenantId),
     loadDriftPolicy(deps.database, tenantId),
   ]);
+  const desiredMs = Math.round(performance.now() - clock);
   const comparer = new DriftComparer(desired, policy.fallbackAdmin);
   const findings: Finding[] = [];
   const platform = { enterpriseMembers: 0, teams: 0, apps: 0, memberships: 0 };
@@ -105,6 +107,7 @@ async function scan(
     }
   }
   findings.push(...comparer.finish());
+  const platformMs = Math.round(performance.now() - clock) - desiredMs;
   findings.push(...(await blockedOperations(deps.database, tenantId)));
   if (deps.failedJobs) findings.push(...failedJobFindings(await deps.failedJobs()));
 
@@ -138,8 +141,10 @@ async function scan(
       stillOpen,
     },
     platform,
+    phasesMs: { desired: desiredMs, platform: platformMs, compareAndStore: 0 },
     fixesQueued: fixes.length,
   };
+  summary.phasesMs.compareAndStore = summary.durationMs - desiredMs - platformMs;
   const id = randomUUID();
   const seq = (previous?.seq ?? 0) + 1;
   const previousHash = previous?.hash ?? null;
