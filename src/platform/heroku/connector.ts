@@ -1,3 +1,4 @@
+import pMap from 'p-map';
 import {
   APP_PERMISSIONS,
   type AppPermission,
@@ -66,10 +67,24 @@ export class HerokuConnector implements PlatformConnector {
     return this.mirror.enterpriseSize();
   }
 
-  /** One request per operation, in order: Heroku has no batch endpoints for memberships. */
+  /**
+   * One request per operation (Heroku has no batch endpoints), but a run of operations of one kind
+   * touches independent edges (different apps, different teams), so its requests go out concurrently;
+   * the runs stay in the plan's order (grants, then apps, then teams, the Enterprise Account last).
+   */
   async applyAll(operations: readonly PlatformOperation[]): Promise<OperationOutcome[]> {
     const outcomes: OperationOutcome[] = [];
-    for (const operation of operations) outcomes.push(await this.apply(operation));
+    let start = 0;
+    while (start < operations.length) {
+      let end = start + 1;
+      while (end < operations.length && operations[end]!.kind === operations[start]!.kind) end += 1;
+      outcomes.push(
+        ...(await pMap(operations.slice(start, end), (operation) => this.apply(operation), {
+          concurrency: this.settings.concurrency,
+        })),
+      );
+      start = end;
+    }
     return outcomes;
   }
 
@@ -215,44 +230,67 @@ export class HerokuConnector implements PlatformConnector {
 
       const teams = await this.client.listAll<{ name: string }>(`/enterprise-accounts/${account}/teams`);
       const appNames: string[] = [];
-      for (const team of teams) {
-        const path = `/teams/${encodeURIComponent(team.name)}`;
-        const teamMembers = await this.client.listAll<HerokuTeamMember>(`${path}/members`);
-        const slice: PlatformSlice = {
-          kind: 'team',
-          team: team.name,
-          members: teamMembers
-            .filter((m): m is HerokuTeamMember & { role: TeamRole } =>
-              TEAM_ROLES.includes(m.role as TeamRole),
-            )
-            .map((m) => [m.email.toLowerCase(), m.role]),
-        };
-        await this.mirror.replace(slice);
-        yield slice;
-        for await (const app of this.client.list<{ name: string }>(`${path}/apps`)) appNames.push(app.name);
+      const concurrency = this.settings.concurrency;
+      // Fetched a chunk at a time with several requests in flight, yielded in order, each read once.
+      for (let i = 0; i < teams.length; i += concurrency) {
+        const chunk = await pMap(
+          teams.slice(i, i + concurrency),
+          async (team) => {
+            const path = `/teams/${encodeURIComponent(team.name)}`;
+            const [members, apps] = await Promise.all([
+              this.client.listAll<HerokuTeamMember>(`${path}/members`),
+              this.client.listAll<{ name: string }>(`${path}/apps`),
+            ]);
+            return { team: team.name, members, apps };
+          },
+          { concurrency },
+        );
+        for (const { team, members, apps } of chunk) {
+          const slice: PlatformSlice = {
+            kind: 'team',
+            team,
+            members: members
+              .filter((m): m is HerokuTeamMember & { role: TeamRole } =>
+                TEAM_ROLES.includes(m.role as TeamRole),
+              )
+              .map((m) => [m.email.toLowerCase(), m.role]),
+          };
+          await this.mirror.replace(slice);
+          yield slice;
+          appNames.push(...apps.map((a) => a.name));
+        }
       }
       await this.mirror.forgetAllBut(
         'team',
         teams.map((t) => t.name),
       );
 
-      for (const app of appNames) {
-        const collaborators = await this.client.listAll<HerokuCollaborator>(
-          `/teams/apps/${encodeURIComponent(app)}/collaborators`,
-        );
-        const slice: PlatformSlice = {
-          kind: 'app',
-          app,
-          collaborators: collaborators.map((c) => [
-            c.user.email.toLowerCase(),
-            canonical(
-              c.permissions.map((p) => p.name as AppPermission),
-              APP_PERMISSIONS,
+      for (let i = 0; i < appNames.length; i += concurrency) {
+        const chunk = await pMap(
+          appNames.slice(i, i + concurrency),
+          async (app) => ({
+            app,
+            collaborators: await this.client.listAll<HerokuCollaborator>(
+              `/teams/apps/${encodeURIComponent(app)}/collaborators`,
             ),
-          ]),
-        };
-        await this.mirror.replace(slice);
-        yield slice;
+          }),
+          { concurrency },
+        );
+        for (const { app, collaborators } of chunk) {
+          const slice: PlatformSlice = {
+            kind: 'app',
+            app,
+            collaborators: collaborators.map((c) => [
+              c.user.email.toLowerCase(),
+              canonical(
+                c.permissions.map((p) => p.name as AppPermission),
+                APP_PERMISSIONS,
+              ),
+            ]),
+          };
+          await this.mirror.replace(slice);
+          yield slice;
+        }
       }
       await this.mirror.forgetAllBut('app', appNames);
     } catch (error) {

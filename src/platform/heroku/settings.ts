@@ -21,6 +21,8 @@ export const herokuSettingsSchema = z.object({
   refillPerMinute: z.number().positive().default(75),
   /** Requests kept back for deprovisioning when reconciles and scans must wait. */
   reserve: z.number().int().min(0).default(100),
+  /** Requests in flight at once for one job (a cascade's removals, a scan's reads). */
+  concurrency: z.number().int().min(1).max(32).default(8),
 });
 
 export type HerokuSettings = z.infer<typeof herokuSettingsSchema>;
