@@ -20,7 +20,11 @@ const TOKEN = `HRKU-${randomBytes(16).toString('hex')}`;
 describe('the Heroku connector against the Platform API schema (nock)', async () => {
   const database = await createTestDatabase();
   const redis = new Redis(inject('redisUrl'), { lazyConnect: false });
-  const config = { secretKey: randomBytes(32).toString('hex'), dataDir: '/nonexistent' };
+  const config = {
+    secretKey: randomBytes(32).toString('hex'),
+    dataDir: '/nonexistent',
+    databaseUrl: undefined,
+  };
   const { log, output } = capturingLogger('info');
   const lines = () =>
     output()

@@ -41,9 +41,9 @@ export function registerPlatformCommands(program: Command): void {
       ) =>
         withPlatform(async ({ database, config }) => {
           const tenant = await findTenantByName(database.db, options.tenant);
-          const box = SecretBox.fromConfig(config);
+          const box = options.tokenStdin ? SecretBox.fromConfig(config) : undefined;
           if (connector === 'builtin') {
-            await setPlatform(database.db, tenant.id, { connector: 'builtin' }, box);
+            await setPlatform(database.db, tenant.id, { connector: 'builtin' });
           } else if (connector === 'heroku') {
             if (!options.enterpriseAccount) throw invalid('heroku needs --enterprise-account');
             const token = options.tokenStdin ? readFileSync(0, 'utf8').trim() : undefined;
@@ -76,9 +76,16 @@ export function registerPlatformCommands(program: Command): void {
     .requiredOption('--tenant <name>', 'tenant')
     .action((options: { tenant: string }) =>
       withPlatform(async (context) => {
-        const { client, tenantId, settings } = await herokuClient(context, options.tenant, 'scan');
+        const { client, tenantId, settings, token } = await herokuClient(context, options.tenant, 'scan');
         const seen = await checkHeroku(client, settings);
         await rememberBudgetKey(context.database.db, tenantId, seen.account.id);
+        // From now on the budget is keyed by the account; start it from what Heroku just said.
+        const accountBudget = new RateBudget(
+          context.redis,
+          budgetKey({ ...settings, budgetKey: seen.account.id }, token),
+          settings,
+        );
+        if (client.lastRemaining !== undefined) await accountBudget.observe(client.lastRemaining);
         process.stdout.write(
           [
             `token OK: ${seen.account.email} (${seen.account.id})`,
@@ -134,8 +141,8 @@ async function herokuClient(context: PlatformContext, tenantName: string, priori
     );
   }
   const settings = herokuSettingsSchema.parse(stored.connector_settings);
-  const token = resolveToken(settings, SecretBox.fromConfig(context.config));
+  const token = resolveToken(settings, () => SecretBox.fromConfig(context.config));
   const budget = new RateBudget(context.redis, budgetKey(settings, token), settings);
   const client = new HerokuClient({ apiUrl: settings.apiUrl, token, budget, priority, log: context.log });
-  return { client, budget, settings, tenantId: tenant.id };
+  return { client, budget, settings, token, tenantId: tenant.id };
 }

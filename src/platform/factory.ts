@@ -20,7 +20,7 @@ export interface ConnectorFactoryOptions {
   database: DatabaseHandle;
   /** Shared rate budgets of remote platforms. */
   redis: Redis;
-  config: Pick<Config, 'secretKey' | 'dataDir'>;
+  config: Pick<Config, 'secretKey' | 'dataDir' | 'databaseUrl'>;
   log: Logger;
 }
 
@@ -45,8 +45,10 @@ export function connectorFactory(options: ConnectorFactoryOptions): ConnectorFor
       );
     }
     const settings = herokuSettingsSchema.parse(tenant.connector_settings);
-    box ??= SecretBox.fromConfig(options.config);
-    const token = resolveToken(settings, box);
+    const token = resolveToken(settings, () => {
+      box ??= SecretBox.fromConfig(options.config);
+      return box;
+    });
     const budget = new RateBudget(options.redis, budgetKey(settings, token), settings);
     const client = new HerokuClient({ apiUrl: settings.apiUrl, token, budget, priority, log: options.log });
     return new HerokuConnector(client, new PlatformMirror(database.db, tenantId), settings, (reason) =>
@@ -55,7 +57,7 @@ export function connectorFactory(options: ConnectorFactoryOptions): ConnectorFor
   };
 }
 
-export function resolveToken(settings: HerokuSettings, box: SecretBox): string {
+export function resolveToken(settings: HerokuSettings, box: () => SecretBox): string {
   if ('env' in settings.token) {
     const token = process.env[settings.token.env];
     if (!token) {
@@ -66,7 +68,7 @@ export function resolveToken(settings: HerokuSettings, box: SecretBox): string {
     }
     return token;
   }
-  return box.open(settings.token.sealed);
+  return box().open(settings.token.sealed);
 }
 
 /** The Heroku account when known, otherwise a fingerprint of the token (never the token itself). */

@@ -20,16 +20,17 @@ export type PlatformChoice =
  * Points a tenant at its platform. A token given directly is sealed with the SecretBox before it
  * reaches the database; a fresh setting clears a stopped connection so work resumes.
  */
-export async function setPlatform(db: Database, tenantId: string, choice: PlatformChoice, box: SecretBox) {
+export async function setPlatform(db: Database, tenantId: string, choice: PlatformChoice, box?: SecretBox) {
   let settings: HerokuSettings | Record<string, never> = {};
   if (choice.connector === 'heroku') {
     if (Boolean(choice.tokenEnv) === Boolean(choice.token)) {
       throw invalid('give the Heroku API token either as an environment variable name or on stdin, not both');
     }
+    if (choice.token && !box) throw invalid('a token to store needs the secret key (IDSYNC_SECRET_KEY)');
     const parsed = herokuSettingsSchema.safeParse({
       enterpriseAccount: choice.enterpriseAccount,
       apiUrl: choice.apiUrl,
-      token: choice.tokenEnv ? { env: choice.tokenEnv } : { sealed: box.seal(choice.token!) },
+      token: choice.tokenEnv ? { env: choice.tokenEnv } : { sealed: box!.seal(choice.token!) },
       federated: choice.federated,
     });
     if (!parsed.success) {

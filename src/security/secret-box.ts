@@ -2,6 +2,7 @@ import { createCipheriv, createDecipheriv, createHash, randomBytes } from 'node:
 import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import type { Config } from '../config.js';
+import { invalid } from '../errors.js';
 
 /**
  * Seals secrets idsync must be able to use again (a platform API token) with AES-256-GCM: a copy of
@@ -11,8 +12,17 @@ import type { Config } from '../config.js';
 export class SecretBox {
   private constructor(private readonly key: Buffer) {}
 
-  static fromConfig(config: Pick<Config, 'secretKey' | 'dataDir'>): SecretBox {
+  static fromConfig(
+    config: Pick<Config, 'secretKey' | 'dataDir'> & { databaseUrl?: string | undefined },
+  ): SecretBox {
     if (config.secretKey) return new SecretBox(createHash('sha256').update(config.secretKey).digest());
+    if (config.databaseUrl) {
+      // With a shared database, API, workers and CLI may be on different machines: a key file on one
+      // of them would seal tokens the others cannot open.
+      throw invalid(
+        'set IDSYNC_SECRET_KEY (the same in every idsync process) to store a platform token in a shared DATABASE_URL, or give the token with --token-env',
+      );
+    }
     const file = path.join(config.dataDir, 'secret.key');
     let material: string;
     try {

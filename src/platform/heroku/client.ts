@@ -45,6 +45,8 @@ const PAGE = 'id ..; max=1000;';
 export class HerokuClient {
   /** Requests sent, including retries: what the benchmark and `platform check` report. */
   requests = 0;
+  /** The last RateLimit-Remaining Heroku reported. */
+  lastRemaining: number | undefined;
   private readonly timeoutMs: number;
   private readonly attempts: number;
   private readonly patienceMs: number;
@@ -96,6 +98,7 @@ export class HerokuClient {
       }
       const remaining = Number(response.headers.get('ratelimit-remaining'));
       if (response.headers.has('ratelimit-remaining') && Number.isFinite(remaining)) {
+        this.lastRemaining = remaining;
         await this.options.budget.observe(remaining);
       }
       if (response.status === 429) {
