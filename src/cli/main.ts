@@ -48,6 +48,7 @@ async function runDaemon(mode: DaemonMode): Promise<void> {
         `  SCIM 2.0:   ${scimBaseUrl(config)}   (Authorization: Bearer <tenant SCIM token>)`,
         `  SAML SSO:   ${config.publicUrl}/sso/<tenant>/metadata   (configure with idsync sso import-metadata)`,
         `  admin API:  ${config.publicUrl}/api${config.adminToken ? '' : '   (closed: set IDSYNC_ADMIN_TOKEN to open it)'}`,
+        `  console:    ${config.publicUrl}/console   (security: drift, offboarding, inactive seats)`,
         `  health:     ${config.publicUrl}/healthz   readiness: ${config.publicUrl}/readyz`,
         `  data:       ${config.databaseUrl ? 'DATABASE_URL' : config.dataDir}`,
         'Press Ctrl-C to stop.',
