@@ -17,8 +17,6 @@ import os from 'node:os';
 import path from 'node:path';
 import { connectDatabase } from '../src/db/client.js';
 import { runMigrations } from '../src/db/migrate.js';
-import { setPlatform } from '../src/platform/settings.js';
-import { SecretBox } from '../src/security/secret-box.js';
 import { createTenant } from '../src/tenants/tenants.js';
 import { HerokuSimulator } from '../test/support/heroku-simulator.js';
 import { expectStatus, httpClient, ROOT, round, startBackends, startServer } from './support.js';
@@ -80,19 +78,12 @@ const database = connectDatabase(backends.databaseUrl, { max: 4 });
 const { sql } = database;
 const { tenant, scimToken } = await createTenant(database.db, 'bench', 'bench');
 const secretKey = randomBytes(32).toString('hex');
-await setPlatform(
-  database.db,
-  tenant.id,
-  {
-    connector: 'heroku',
-    enterpriseAccount: simulator.enterprise.name,
-    apiUrl: simulator.url,
-    token: simulator.token,
-  },
-  SecretBox.fromConfig({ secretKey, dataDir: os.tmpdir() }),
-);
 const setBudget = (refillPerMinute: number) =>
-  sql`UPDATE tenants SET connector_settings = connector_settings || ${JSON.stringify({ budgetKey: simulator.account.id, refillPerMinute, reserve: 100 })}::jsonb WHERE id = ${tenant.id}`;
+  simulator.connect(database.db, tenant.id, secretKey, {
+    budgetKey: simulator.account.id,
+    refillPerMinute,
+    reserve: 100,
+  });
 await setBudget(75);
 const userIds = new Map<string, string>();
 for (const row of await sql<{ id: string; account: string }[]>`

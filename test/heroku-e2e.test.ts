@@ -1,8 +1,6 @@
 import { randomBytes } from 'node:crypto';
 import { afterAll, describe, expect, it } from 'vitest';
-import { setPlatform } from '../src/platform/settings.js';
 import { addRule } from '../src/reconcile/rules.js';
-import { SecretBox } from '../src/security/secret-box.js';
 import { createTenant } from '../src/tenants/tenants.js';
 import { startTestDaemon, testConfig } from './support/daemon.js';
 import { createTestDatabase, uniquePrefix } from './support/database.js';
@@ -30,18 +28,11 @@ describe('Heroku end to end on the simulator', async () => {
   const database = await createTestDatabase();
   const secretKey = randomBytes(32).toString('hex');
   const { tenant, scimToken } = await createTenant(database.db, 'acme', 'test');
-  await setPlatform(
-    database.db,
-    tenant.id,
-    {
-      connector: 'heroku',
-      enterpriseAccount: simulator.enterprise.name,
-      apiUrl: simulator.url,
-      token: simulator.token,
-    },
-    SecretBox.fromConfig({ secretKey, dataDir: '/nonexistent' }),
-  );
-  await database.sql`UPDATE tenants SET connector_settings = connector_settings || ${JSON.stringify({ budgetKey: uniquePrefix('heroku'), refillPerMinute: 1_200, reserve: 0 })}::jsonb WHERE id = ${tenant.id}`;
+  await simulator.connect(database.db, tenant.id, secretKey, {
+    budgetKey: uniquePrefix('heroku'),
+    refillPerMinute: 1_200,
+    reserve: 0,
+  });
   await addRule(
     database.db,
     tenant.id,

@@ -60,27 +60,43 @@ export interface PlatformContext {
   connectorFor: ConnectorFor;
 }
 
+/** Runs a one-shot command with a Redis connection and the queues (the embedded Redis if not configured). */
+export async function withQueueConnection<T>(
+  config: Config,
+  work: (redis: Redis, queues: LaneQueues, log: Logger) => Promise<T>,
+): Promise<T> {
+  const log = createLogger(config.logLevel === 'info' ? 'warn' : config.logLevel);
+  const endpoint = await provideRedis(config, log, false);
+  const redis = createRedisConnection(endpoint.url, 'producer');
+  try {
+    await connectionReady(redis);
+    const queues = openQueues(redis, config.queuePrefix);
+    try {
+      return await work(redis, queues, log);
+    } finally {
+      await closeQueues(queues);
+    }
+  } finally {
+    redis.disconnect();
+    await endpoint.release();
+  }
+}
+
 /**
  * A one-shot command that talks to platforms: the database, Redis (shared rate budgets, queues) and
  * each tenant's connector.
  */
 export async function withPlatform<T>(work: (context: PlatformContext) => Promise<T>): Promise<T> {
-  return withDatabase(async (database, config) => {
-    const log = createLogger(config.logLevel === 'info' ? 'warn' : config.logLevel);
-    const endpoint = await provideRedis(config, log, false);
-    const redis = createRedisConnection(endpoint.url, 'producer');
-    try {
-      await connectionReady(redis);
-      const queues = openQueues(redis, config.queuePrefix);
-      try {
-        const connectorFor = connectorFactory({ database, redis, config, log });
-        return await work({ database, redis, queues, config, log, connectorFor });
-      } finally {
-        await closeQueues(queues);
-      }
-    } finally {
-      redis.disconnect();
-      await endpoint.release();
-    }
-  });
+  return withDatabase((database, config) =>
+    withQueueConnection(config, (redis, queues, log) =>
+      work({
+        database,
+        redis,
+        queues,
+        config,
+        log,
+        connectorFor: connectorFactory({ database, redis, config, log }),
+      }),
+    ),
+  );
 }

@@ -1,28 +1,9 @@
 import type { Command } from 'commander';
-import { connectionReady, createRedisConnection } from '../jobs/connection.js';
-import { closeQueues, LANES, openQueues } from '../jobs/queues.js';
-import { createLogger } from '../log.js';
-import { provideRedis } from '../runtime/infrastructure.js';
-import { configOrExit } from './context.js';
+import { LANES, type LaneQueues } from '../jobs/queues.js';
+import { configOrExit, withQueueConnection } from './context.js';
 
-async function withQueues<T>(work: (queues: ReturnType<typeof openQueues>) => Promise<T>): Promise<T> {
-  const config = configOrExit();
-  const log = createLogger(config.logLevel === 'info' ? 'warn' : config.logLevel);
-  const endpoint = await provideRedis(config, log, false);
-  const connection = createRedisConnection(endpoint.url, 'producer');
-  try {
-    await connectionReady(connection);
-    const queues = openQueues(connection, config.queuePrefix);
-    try {
-      return await work(queues);
-    } finally {
-      await closeQueues(queues);
-    }
-  } finally {
-    connection.disconnect();
-    await endpoint.release();
-  }
-}
+const withQueues = <T>(work: (queues: LaneQueues) => Promise<T>) =>
+  withQueueConnection(configOrExit(), (_redis, queues) => work(queues));
 
 /** `idsync jobs failed` and `idsync jobs retry`: the jobs that kept failing, and a second chance. */
 export function registerJobsCommands(program: Command): void {

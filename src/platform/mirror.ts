@@ -1,6 +1,12 @@
 import { sql } from 'drizzle-orm';
 import type { Database } from '../db/client.js';
-import type { Access, AppPermission, EnterprisePermission, TeamRole } from '../reconcile/model.js';
+import {
+  type Access,
+  type AppPermission,
+  type EnterprisePermission,
+  type TeamRole,
+  targetRole,
+} from '../reconcile/model.js';
 import { pgArray } from '../reconcile/state.js';
 import type { EnterpriseMember, PlatformOperation, PlatformSlice } from './connector.js';
 
@@ -95,12 +101,7 @@ export class PlatformMirror {
       case 'add-team-member':
       case 'change-team-role':
       case 'promote-fallback-admin': {
-        const role =
-          operation.kind === 'add-team-member'
-            ? operation.role
-            : operation.kind === 'change-team-role'
-              ? operation.to
-              : 'admin';
+        const role = targetRole(operation);
         return changed(sql`
           WITH team AS (
             INSERT INTO teams (tenant_id, name) VALUES (${tenant}, ${operation.team})

@@ -70,6 +70,14 @@ export interface Plan {
   blocked: Blocked[];
 }
 
+/** The role a team operation leaves the account with. */
+export function targetRole(
+  operation: Extract<Operation, { kind: 'add-team-member' | 'change-team-role' | 'promote-fallback-admin' }>,
+): TeamRole {
+  if (operation.kind === 'add-team-member') return operation.role;
+  return operation.kind === 'change-team-role' ? operation.to : 'admin';
+}
+
 /** Removals: what the mass-change brake may hold and what the receipt lists as edges removed. */
 export function isRemoval(operation: Operation): boolean {
   return (

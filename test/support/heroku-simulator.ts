@@ -1,7 +1,11 @@
 import { randomUUID } from 'node:crypto';
 import type { Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
+import { sql } from 'drizzle-orm';
 import express, { type Request, type Response } from 'express';
+import type { Database } from '../../src/db/client.js';
+import { setPlatform } from '../../src/platform/settings.js';
+import { SecretBox } from '../../src/security/secret-box.js';
 import { checkRequest, exampleOf } from './heroku-schema.js';
 
 /*
@@ -82,6 +86,27 @@ export class HerokuSimulator {
     this.refillPerMs = (options.refillPerMinute ?? 75) / 60_000;
     this.bucket = this.capacity;
     this.latencyMs = options.latencyMs ?? 0;
+  }
+
+  /**
+   * Points a tenant at this simulator, the token sealed with `secretKey`; `budget` sets the tenant's
+   * rate-budget settings (its key, refill and reserve).
+   */
+  async connect(
+    db: Database,
+    tenantId: string,
+    secretKey: string,
+    budget: { budgetKey: string; refillPerMinute: number; reserve: number },
+  ): Promise<void> {
+    await setPlatform(
+      db,
+      tenantId,
+      { connector: 'heroku', enterpriseAccount: this.enterprise.name, apiUrl: this.url, token: this.token },
+      SecretBox.fromConfig({ secretKey, dataDir: '/nonexistent' }),
+    );
+    await db.execute(
+      sql`UPDATE tenants SET connector_settings = connector_settings || ${JSON.stringify(budget)}::jsonb WHERE id = ${tenantId}`,
+    );
   }
 
   /** Empties the bucket: every request answers 429 until it refills. */

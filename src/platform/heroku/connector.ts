@@ -8,6 +8,7 @@ import {
   isRemoval,
   TEAM_ROLES,
   type TeamRole,
+  targetRole,
 } from '../../reconcile/model.js';
 import type {
   EnterpriseMember,
@@ -137,12 +138,7 @@ export class HerokuConnector implements PlatformConnector {
       case 'add-team-member':
       case 'change-team-role':
       case 'promote-fallback-admin': {
-        const role =
-          operation.kind === 'add-team-member'
-            ? operation.role
-            : operation.kind === 'change-team-role'
-              ? operation.to
-              : 'admin';
+        const role = targetRole(operation);
         // PUT creates or updates: the one idempotent way to set a member's role.
         await this.client.request('PUT', `/teams/${encodeURIComponent(operation.team)}/members`, {
           email: operation.account,
