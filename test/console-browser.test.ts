@@ -160,4 +160,35 @@ describe('the security console in a real browser', async () => {
       await context.close();
     }
   }, 60_000);
+
+  it('lists an offboarding with its time to effect and opens its receipt', async () => {
+    await database.sql.begin(async (tx) => {
+      await tx`UPDATE users SET active = false WHERE id = ${user!.id}`;
+      await tx`INSERT INTO outbox (tenant_id, lane, subject_type, subject_id, cause)
+        VALUES (${tenant.id}, 'deprovision', 'user', ${user!.id}, ${JSON.stringify({ event: 'user.deactivated', at: new Date().toISOString() })}::jsonb)`;
+    });
+    await expect
+      .poll(
+        async () =>
+          (await database.sql`SELECT count(*)::int AS n FROM receipts WHERE completed_at IS NOT NULL`)[0]!.n,
+        {
+          timeout: 20_000,
+        },
+      )
+      .toBe(1);
+    const context = await browser.newContext();
+    const page = await context.newPage();
+    await page.goto(`${publicUrl}/console/acme`);
+    await page.fill('input[name=token]', ADMIN_TOKEN);
+    await page.click('button[type=submit]');
+    const row = (await page.locator('#offboardings tbody tr').first().textContent())!.replace(/\s+/g, ' ');
+    expect(row).toContain('ada@example.com');
+    expect(row).toContain('complete');
+    expect(await page.textContent('#offboarding')).toMatch(/1 offboarded .* 1 complete/);
+    await page.click('#offboardings a');
+    await page.waitForSelector('#edges');
+    expect(await page.textContent('h1')).toBe('Offboarding receipt — ada@example.com');
+    expect(await page.textContent('#edges')).toContain('remove ada@example.com from team core');
+    await context.close();
+  }, 60_000);
 });

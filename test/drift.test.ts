@@ -1,9 +1,16 @@
 import { randomBytes } from 'node:crypto';
-import { afterAll, describe, expect, it } from 'vitest';
+import { Worker } from 'bullmq';
+import { Redis } from 'ioredis';
+import { afterAll, describe, expect, inject, it } from 'vitest';
+import { failedJobsOf } from '../src/drift/failed-jobs.js';
+import { reportFindings } from '../src/drift/reports.js';
+import { runDriftScan } from '../src/drift/scan.js';
+import { closeQueues, openQueues } from '../src/jobs/queues.js';
+import { BuiltinConnector } from '../src/platform/builtin.js';
 import { addRule } from '../src/reconcile/rules.js';
 import { createTenant, updateTenantPolicy } from '../src/tenants/tenants.js';
 import { startTestDaemon, testConfig } from './support/daemon.js';
-import { createTestDatabase, type TestDatabase } from './support/database.js';
+import { createTestDatabase, type TestDatabase, uniquePrefix } from './support/database.js';
 import { capturingLogger } from './support/log-capture.js';
 
 const ADMIN_TOKEN = randomBytes(24).toString('hex');
@@ -287,5 +294,68 @@ describe('scheduled drift scans', async () => {
     expect(report!.trigger).toBe('schedule');
     await new Promise((resolve) => setTimeout(resolve, 1_500));
     expect((await database.sql`SELECT count(*)::int AS n FROM drift_reports`)[0]!.n).toBe(1);
+  });
+});
+
+describe('findings idsync itself could not finish: blocked operations and failed jobs', async () => {
+  const database = await createTestDatabase();
+  const { tenant } = await createTenant(database.db, 'acme', 'test');
+  const redis = new Redis(inject('redisUrl'), { maxRetriesPerRequest: null });
+  const prefix = uniquePrefix('drift-failed');
+  const queues = openQueues(redis, prefix);
+  afterAll(async () => {
+    await closeQueues(queues);
+    redis.disconnect();
+  });
+
+  it('reports an offboarding stopped at a last admin, a held mass change, and a job that failed every attempt', async () => {
+    const boss = await seedUser(database, tenant.id, 'boss@example.com', [], null, false);
+    await database.sql`
+      INSERT INTO receipts (tenant_id, user_id, account, idp_event, idp_event_at, left_to_human)
+      VALUES (${tenant.id}, ${boss}, 'boss@example.com', 'user.deactivated', now(), ${JSON.stringify([
+        {
+          edge: 'team core',
+          why: 'boss@example.com is the last admin of team core',
+          action: 'make someone else an admin of core',
+        },
+      ])}::jsonb)`;
+    await database.sql`
+      INSERT INTO held_changes (id, tenant_id, event, affected_users, enterprise_size)
+      VALUES ('chg-1', ${tenant.id}, 'group.members_removed', 40, 100)`;
+    const worker = new Worker(
+      'idsync-deprovision',
+      async () => {
+        throw new Error('Heroku said no');
+      },
+      { connection: new Redis(inject('redisUrl'), { maxRetriesPerRequest: null }), prefix },
+    );
+    await queues.deprovision.add(
+      'user',
+      { tenantId: tenant.id, subjectType: 'user', subjectId: boss },
+      { attempts: 1 },
+    );
+    await expect.poll(() => queues.deprovision.getFailedCount(), { timeout: 10_000 }).toBe(1);
+    await worker.close();
+
+    const result = await runDriftScan(
+      {
+        database,
+        connector: new BuiltinConnector(database.db, tenant.id),
+        failedJobs: () => failedJobsOf(database.db, queues, tenant.id),
+      },
+      tenant.id,
+      'test',
+    );
+    expect(result.summary.byClass).toMatchObject({ blocked: 2, 'failed-job': 1 });
+    const findings = await reportFindings(database.db, result.reportId);
+    expect(findings.map((f) => `${f.class} ${f.account} ${f.team ?? ''} ${f.action}`).sort()).toEqual([
+      'blocked (40 users)  review with `idsync changes`, then `idsync approve chg-1`',
+      'blocked boss@example.com core make someone else an admin of core',
+      expect.stringMatching(/^failed-job boss@example.com {2}fix the cause, then `idsync jobs retry \d+`$/),
+    ]);
+    expect(findings.find((f) => f.class === 'failed-job')).toMatchObject({
+      severity: 'high',
+      actual: 'Heroku said no',
+    });
   });
 });

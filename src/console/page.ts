@@ -2,6 +2,7 @@ import type { OffboardingView } from '../drift/offboarding.js';
 import type { ChainCheck, FindingFilter, ReportHeader, StoredFinding } from '../drift/reports.js';
 import type { InactiveSeatsView } from '../drift/seats.js';
 import { escapeHtml } from '../http/html.js';
+import type { Receipt } from '../reconcile/receipts.js';
 import type { Tenant } from '../tenants/tenants.js';
 
 export interface ConsoleView {
@@ -118,7 +119,7 @@ function offboardingSection(view: ConsoleView, base: string): string {
     .map(
       (
         r,
-      ) => `<tr><td>${e(r.userName)}</td><td>${e(r.idpEvent)}</td><td>${e(r.idpEventAt.slice(0, 19).replace('T', ' '))}</td>
+      ) => `<tr><td><a href="${base}/offboarding/${e(r.userId)}">${e(r.userName)}</a></td><td>${e(r.idpEvent)}</td><td>${e(r.idpEventAt.slice(0, 19).replace('T', ' '))}</td>
 <td>${ms(r.timeToEffectMs)}</td><td>${r.edgesRemoved}</td><td>${r.tokensRevoked}</td><td>${r.leftToHuman}</td><td class="${r.status === 'complete' ? 'ok' : 'bad'}">${r.status}</td></tr>`,
     )
     .join('\n');
@@ -153,4 +154,26 @@ function where(f: StoredFinding): string {
   if (f.team) return `team ${e(f.team)}`;
   if (f.app) return `app ${e(f.app)}`;
   return f.class === 'blocked' || f.class === 'failed-job' ? '' : 'Enterprise Account';
+}
+
+/** One offboarding receipt, as an auditor reads it. */
+export function renderReceipt(tenant: Tenant, receipt: Receipt): string {
+  const edges = receipt.edgesRemoved
+    .map(
+      (edge) =>
+        `<tr><td>${e(edge.removedAt.slice(0, 23).replace('T', ' '))}</td><td>${e(edge.description)}</td></tr>`,
+    )
+    .join('\n');
+  const left = receipt.leftToHuman
+    .map((step) => `<tr><td>${e(step.edge)}</td><td>${e(step.why)}</td><td>${e(step.action)}</td></tr>`)
+    .join('\n');
+  return `<!doctype html><html lang="en"><head><meta charset="utf-8"><title>Offboarding receipt — ${e(receipt.user.userName)} — idsync</title>${STYLE}</head><body>
+<p><a href="/console/${e(tenant.name)}#offboarding">← Security console</a></p>
+<h1>Offboarding receipt — ${e(receipt.user.userName)}</h1>
+<p>IdP event <b>${e(receipt.idpEvent.event)}</b> at ${e(receipt.idpEvent.at)}; status <b class="${receipt.status === 'complete' ? 'ok' : 'bad'}">${receipt.status}</b>${receipt.completedAt ? ` at ${e(receipt.completedAt)}` : ''}; time to effect ${ms(receipt.timeToEffectMs)}; ${receipt.tokensRevoked} idsync tokens and sessions revoked.</p>
+<h2>Edges removed (${receipt.edgesRemoved.length})</h2>
+<table id="edges"><thead><tr><th>Removed at</th><th>Edge</th></tr></thead><tbody>${edges || '<tr><td colspan="2">None.</td></tr>'}</tbody></table>
+<h2>Left to a human</h2>
+<table id="left-to-human"><thead><tr><th>What</th><th>Why</th><th>What to do</th></tr></thead><tbody>${left || '<tr><td colspan="3">Nothing.</td></tr>'}</tbody></table>
+</body></html>`;
 }

@@ -10,10 +10,11 @@ import { type FindingFilter, reportFindings, reportHeader, verifyChain } from '.
 import { inactiveSeats } from '../drift/seats.js';
 import { DomainError, rootCause } from '../errors.js';
 import { escapeHtml, htmlPage } from '../http/html.js';
+import { latestReceipt } from '../reconcile/receipts.js';
 import { adminTokenMatches } from '../security/admin-token.js';
 import { currentSession } from '../sso/sessions.js';
 import { findTenantByName, type Tenant } from '../tenants/tenants.js';
-import { renderConsole } from './page.js';
+import { renderConsole, renderReceipt } from './page.js';
 
 /*
  * The security console: server-rendered pages for security teams. Who may look: someone signed in
@@ -169,6 +170,15 @@ export function consoleRouter(options: ConsoleRouterOptions): Router {
           chain,
         }),
       );
+    }),
+  );
+
+  router.get(
+    '/:tenant/offboarding/:user',
+    page(async (req, res, tenant) => {
+      res
+        .type('html')
+        .send(renderReceipt(tenant, await latestReceipt(db, tenant.id, String(req.params.user))));
     }),
   );
 
