@@ -1,5 +1,7 @@
 import { randomBytes } from 'node:crypto';
 import { afterAll, describe, expect, it } from 'vitest';
+import { reportFindings } from '../src/drift/reports.js';
+import { runDriftScan } from '../src/drift/scan.js';
 import { addRule } from '../src/reconcile/rules.js';
 import { createTenant } from '../src/tenants/tenants.js';
 import { startTestDaemon, testConfig } from './support/daemon.js';
@@ -108,8 +110,13 @@ describe('Heroku end to end on the simulator', async () => {
       federated: false,
     });
     simulator.members.get('ada@example.com')!.federated = false;
-    const connector = await daemon.resources.connectorFor(tenant.id, 'scan');
-    for await (const _ of connector.scan());
+    const scan = await runDriftScan(
+      { database, connector: await daemon.resources.connectorFor(tenant.id, 'scan') },
+      tenant.id,
+      'test',
+    );
+    const findings = await reportFindings(database.db, scan.reportId, { user: 'ada@' });
+    expect(findings.map((f) => `${f.class} ${f.team}`)).toEqual(['excess-access side-project']);
 
     const deactivatedAt = Date.now();
     expect(
@@ -130,6 +137,10 @@ describe('Heroku end to end on the simulator', async () => {
       expect.arrayContaining([
         expect.objectContaining({ edge: 'Heroku API keys', action: expect.stringContaining('regenerate') }),
         expect.objectContaining({ edge: 'apps outside the Enterprise Account' }),
+        expect.objectContaining({
+          edge: 'memberships added on Heroku by hand',
+          why: expect.stringMatching(/last full read of Heroku \(20/),
+        }),
       ]),
     );
     expect(simulator.violations).toEqual([]);

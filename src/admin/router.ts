@@ -132,7 +132,7 @@ export function adminRouter(options: AdminRouterOptions): Router {
       previousReport: header.summary.difference.previousReportId,
       new: findings.filter((f) => f.status === 'new'),
       stillOpen: findings.filter((f) => f.status === 'open'),
-      resolved: await resolvedSince(db, tenant.id, header),
+      resolved: await resolvedSince(db, header),
     });
   });
   router.get('/tenants/:tenant/offboarding', async (req, res) => {

@@ -17,7 +17,10 @@ export interface ConsoleView {
   severities: readonly string[];
   offboarding: OffboardingView;
   seats: InactiveSeatsView;
+  /** The latest report's link and content checked (the CLI and API check the whole chain). */
   chain: ChainCheck;
+  /** Findings of the previous report this one no longer has (the first few). */
+  resolved: StoredFinding[];
 }
 
 const e = (value: unknown) => escapeHtml(value === null || value === undefined ? '' : String(value));
@@ -78,11 +81,16 @@ function summarySection(view: ConsoleView, base: string): string {
     .map((c) => `<div class="card">${e(c)}<b>${s.byClass[c] ?? 0}</b></div>`)
     .join('');
   const chain = view.chain.valid
-    ? `<span class="ok">hash chain of ${view.chain.reports} reports intact</span>`
+    ? '<span class="ok">hash and link to the previous report verified</span>'
     : `<span class="bad">hash chain broken at report #${view.chain.brokenAt?.seq}: ${e(view.chain.brokenAt?.problem)}</span>`;
+  const resolved = view.resolved
+    .slice(0, 50)
+    .map((f) => `<li>${e(f.class)} · ${e(f.account)} · ${where(f) || '—'}</li>`)
+    .join('');
   return `<section id="drift"><h2>Drift</h2>
 <p>Report #${view.report.seq} of ${e(view.report.createdAt)} (${e(s.connector)}, read ${s.platform.teams} teams, ${s.platform.apps} apps and ${s.platform.memberships} memberships in ${ms(s.durationMs)}) · ${chain} · ${scan}</p>
-<p>Since the previous report: <b>${s.difference.new}</b> new, <b>${s.difference.resolved}</b> resolved, <b>${s.difference.stillOpen}</b> still open.</p>
+<p>Since the previous report: <b>${s.difference.new}</b> new (marked below), <b>${s.difference.resolved}</b> resolved, <b>${s.difference.stillOpen}</b> still open.</p>
+${resolved ? `<details><summary>Resolved since the previous report</summary><ul id="resolved">${resolved}</ul>${s.difference.resolved > 50 ? '<p class="muted">…and more: <code>GET /api/tenants/&lt;tenant&gt;/drift/&lt;id&gt;/difference</code></p>' : ''}</details>` : ''}
 <div class="cards">${cards}</div><div class="cards" style="margin-top:.6rem">${classes}</div></section>`;
 }
 

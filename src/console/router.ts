@@ -6,7 +6,13 @@ import { FINDING_CLASSES, SEVERITIES } from '../drift/compare.js';
 import { findingsCsv, offboardingCsv, seatsCsv } from '../drift/csv.js';
 import { offboardingView } from '../drift/offboarding.js';
 import { readFindingFilter, readPeriod, requestScan } from '../drift/queries.js';
-import { type FindingFilter, reportFindings, reportHeader, verifyChain } from '../drift/reports.js';
+import {
+  type FindingFilter,
+  reportFindings,
+  reportHeader,
+  resolvedSince,
+  verifyLatest,
+} from '../drift/reports.js';
 import { inactiveSeats } from '../drift/seats.js';
 import { DomainError, rootCause } from '../errors.js';
 import { escapeHtml, htmlPage } from '../http/html.js';
@@ -26,6 +32,7 @@ import { renderConsole, renderReceipt } from './page.js';
 const CONSOLE_COOKIE = 'idsync_console';
 const CONSOLE_SESSION_MS = 60 * 60_000;
 const SHOWN_FINDINGS = 500;
+const SHOWN_RESOLVED = 50;
 
 export interface ConsoleRouterOptions {
   db: Database;
@@ -144,10 +151,11 @@ export function consoleRouter(options: ConsoleRouterOptions): Router {
         if (!(error instanceof DomainError && error.kind === 'not_found')) throw error;
       }
       const findings = report ? await reportFindings(db, report.id, filter, SHOWN_FINDINGS + 1) : [];
-      const [offboarding, seats, chain, teams] = await Promise.all([
+      const [offboarding, seats, chain, resolved, teams] = await Promise.all([
         offboardingView(db, tenant.id, from, to),
         inactiveSeats(db, tenant.id),
-        verifyChain(db, tenant.id),
+        verifyLatest(db, tenant.id),
+        report ? resolvedSince(db, report, SHOWN_RESOLVED + 1) : Promise.resolve([]),
         report
           ? db.execute<{ team: string }>(
               sql`SELECT DISTINCT team FROM drift_findings WHERE report_id = ${report.id} AND team IS NOT NULL ORDER BY team`,
@@ -168,6 +176,7 @@ export function consoleRouter(options: ConsoleRouterOptions): Router {
           offboarding,
           seats,
           chain,
+          resolved,
         }),
       );
     }),

@@ -101,6 +101,8 @@ export interface FindingFilter {
   app?: string;
   /** Part of the account, case-insensitive. */
   user?: string;
+  /** Only findings whose key this other report does not have. */
+  absentFrom?: string;
 }
 
 export async function reportHeader(db: Database, tenantId: string, reportId?: string): Promise<ReportHeader> {
@@ -158,6 +160,7 @@ export async function reportFindings(
       ${filter.severity ? sql`AND severity = ${filter.severity}` : sql``}
       ${filter.team ? sql`AND team = ${filter.team}` : sql``}
       ${filter.app ? sql`AND app = ${filter.app}` : sql``}
+      ${filter.absentFrom ? sql`AND NOT EXISTS (SELECT 1 FROM drift_findings o WHERE o.report_id = ${filter.absentFrom} AND o.key = drift_findings.key)` : sql``}
       ${filter.user ? sql`AND account ILIKE ${`%${filter.user.replace(/[\\%_]/g, '\\$&')}%`}` : sql``}
     ORDER BY array_position(ARRAY['critical','high','medium','low','info'], severity), class, account, key
     LIMIT ${limit}`);
@@ -177,17 +180,14 @@ export async function reportFindings(
   }));
 }
 
-/** Findings of the previous report that this one no longer has. */
+/** Findings of the previous report that this one no longer has (compared in SQL). */
 export async function resolvedSince(
   db: Database,
-  tenantId: string,
   report: ReportHeader,
+  limit = 100_000,
 ): Promise<StoredFinding[]> {
-  const [previous] = await db.execute<{ id: string }>(sql`
-    SELECT id::text FROM drift_reports WHERE tenant_id = ${tenantId} AND seq = ${report.seq - 1}`);
-  if (!previous) return [];
-  const current = new Set((await reportFindings(db, report.id)).map((f) => f.key));
-  return (await reportFindings(db, previous.id)).filter((f) => !current.has(f.key));
+  const previous = report.summary.difference.previousReportId;
+  return previous ? reportFindings(db, previous, { absentFrom: report.id }, limit) : [];
 }
 
 export interface ChainCheck {
@@ -199,32 +199,53 @@ export interface ChainCheck {
 
 /** Recomputes every report's hash from its content and checks each links to its predecessor. */
 export async function verifyChain(db: Database, tenantId: string): Promise<ChainCheck> {
-  const headers = await db.execute<{
-    id: string;
-    seq: number;
-    summary: ReportSummary;
-    previous_hash: string | null;
-    hash: string;
-  }>(sql`
-    SELECT id::text, seq, summary, previous_hash, hash FROM drift_reports WHERE tenant_id = ${tenantId} ORDER BY seq`);
+  const headers = await chainHeaders(db, tenantId);
   let previousHash: string | null = null;
   for (const header of headers) {
-    if (header.previous_hash !== previousHash) {
-      return {
-        reports: headers.length,
-        valid: false,
-        brokenAt: { seq: header.seq, id: header.id, problem: 'does not link to the report before it' },
-      };
-    }
-    const findings = await reportFindings(db, header.id);
-    if (reportHash(previousHash, header.summary, findings) !== header.hash) {
-      return {
-        reports: headers.length,
-        valid: false,
-        brokenAt: { seq: header.seq, id: header.id, problem: 'content does not match its hash' },
-      };
-    }
+    const problem = await checkReport(db, header, previousHash);
+    if (problem)
+      return { reports: headers.length, valid: false, brokenAt: { seq: header.seq, id: header.id, problem } };
     previousHash = header.hash;
   }
   return { reports: headers.length, valid: true };
+}
+
+/**
+ * Checks the latest report only (its content and its link to the one before): cheap enough for a
+ * page view; `verifyChain` checks them all.
+ */
+export async function verifyLatest(db: Database, tenantId: string): Promise<ChainCheck> {
+  const [latest, previous] = await chainHeaders(db, tenantId, 2);
+  if (!latest) return { reports: 0, valid: true };
+  const problem = await checkReport(db, latest, previous?.hash ?? null);
+  return problem
+    ? { reports: 1, valid: false, brokenAt: { seq: latest.seq, id: latest.id, problem } }
+    : { reports: 1, valid: true };
+}
+
+type ChainHeader = {
+  id: string;
+  seq: number;
+  summary: ReportSummary;
+  previous_hash: string | null;
+  hash: string;
+};
+
+/** Reports in chain order; with `last`, only the last ones (newest first). */
+async function chainHeaders(db: Database, tenantId: string, last?: number): Promise<ChainHeader[]> {
+  return db.execute<ChainHeader>(sql`
+    SELECT id::text, seq, summary, previous_hash, hash FROM drift_reports WHERE tenant_id = ${tenantId}
+    ${last ? sql`ORDER BY seq DESC LIMIT ${last}` : sql`ORDER BY seq`}`);
+}
+
+async function checkReport(
+  db: Database,
+  header: ChainHeader,
+  previousHash: string | null,
+): Promise<string | undefined> {
+  if (header.previous_hash !== previousHash) return 'does not link to the report before it';
+  const findings = await reportFindings(db, header.id);
+  if (reportHash(previousHash, header.summary, findings) !== header.hash)
+    return 'content does not match its hash';
+  return undefined;
 }

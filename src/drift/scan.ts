@@ -2,7 +2,7 @@ import { randomUUID } from 'node:crypto';
 import { sql } from 'drizzle-orm';
 import type { DatabaseHandle } from '../db/client.js';
 import { conflict } from '../errors.js';
-import type { PlatformConnector } from '../platform/connector.js';
+import type { HumanStep, PlatformConnector } from '../platform/connector.js';
 import { loadPolicy } from '../reconcile/state.js';
 import { DriftComparer, type Finding, type FindingClass } from './compare.js';
 import { buildDesiredIndex } from './desired-index.js';
@@ -195,7 +195,7 @@ async function blockedOperations(database: DatabaseHandle, tenantId: string): Pr
     ref: string;
     account: string;
     user_id: string | null;
-    detail: { edge: string; why: string; action: string }[] | null;
+    detail: HumanStep[] | null;
     affected: number | null;
   }>(sql`
     SELECT 'receipt' AS kind, r.id::text AS ref, r.account, r.user_id::text, r.left_to_human AS detail, NULL::int AS affected
@@ -219,7 +219,7 @@ async function blockedOperations(database: DatabaseHandle, tenantId: string): Pr
       continue;
     }
     for (const step of row.detail ?? []) {
-      if (/platform credentials|API keys|tokens|outside the Enterprise Account/.test(step.edge)) continue;
+      if (step.residual) continue;
       const team = /^team (.+)$/.exec(step.edge)?.[1] ?? null;
       findings.push(
         blocked(`receipt|${row.account}|${step.edge}`, row.account, row.user_id, team, step.why, step.action),

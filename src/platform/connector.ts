@@ -35,6 +35,8 @@ export interface HumanStep {
   edge: string;
   why: string;
   action: string;
+  /** Risk the platform leaves after a complete offboarding, as opposed to an edge that is still there. */
+  residual?: true;
 }
 
 export interface EnterpriseMember {

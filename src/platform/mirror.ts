@@ -65,6 +65,13 @@ export class PlatformMirror {
     return row?.n ?? 0;
   }
 
+  /** When the platform was last read in full (the latest drift scan), if ever. */
+  async lastScanAt(): Promise<Date | undefined> {
+    const [row] = await this.db.execute<{ at: string | null }>(sql`
+      SELECT to_json(max(created_at))#>>'{}' AS at FROM drift_reports WHERE tenant_id = ${this.tenantId}`);
+    return row?.at ? new Date(row.at) : undefined;
+  }
+
   async enterpriseMember(account: string): Promise<EnterpriseMember | undefined> {
     const [row] = await this.db.execute<{ permissions: string; federated: boolean | null }>(sql`
       SELECT permissions::text, federated FROM platform_enterprise_members

@@ -307,18 +307,29 @@ export class HerokuConnector implements PlatformConnector {
     if (member?.federated) {
       const by = new Date(idpEventAt.getTime() + SSO_TOKEN_LIFETIME_MS).toISOString();
       steps.push({
+        residual: true,
         edge: 'Heroku CLI and API tokens',
         why: `${account} signs in through SSO; tokens from their last login stay valid until they expire, at the latest ${by}`,
         action: `nothing to do unless the risk cannot wait until ${by}; then ask Heroku support to revoke them`,
       });
     } else {
       steps.push({
+        residual: true,
         edge: 'Heroku API keys',
         why: `${account} is not under SSO (or Heroku did not say): their API keys never expire and Heroku has no endpoint for idsync to revoke them`,
         action: `have the account's owner regenerate its API key (heroku authorizations:revoke), or ask Heroku support to disable the account ${account}`,
       });
     }
+    const scanned = await this.mirror.lastScanAt();
     steps.push({
+      residual: true,
+      edge: 'memberships added on Heroku by hand',
+      why: `idsync removed every membership it knew of from its last full read of Heroku (${scanned ? scanned.toISOString() : 'never: run `idsync drift scan`'}); one added on Heroku's dashboard since then is not known yet`,
+      action:
+        'the next drift scan reports any such membership as critical excess access; run `idsync drift scan` now to check at once',
+    });
+    steps.push({
+      residual: true,
       edge: 'apps outside the Enterprise Account',
       why: `${account} may still collaborate on personal apps or apps of teams outside the Enterprise Account, which idsync cannot see`,
       action: `check with \`heroku apps --all\` as that user's manager, or ask Heroku support for ${account}'s collaborations`,
