@@ -82,7 +82,7 @@ describe('drift reports, offboarding evidence and inactive seats (built-in platf
   );
   await database.sql`DELETE FROM outbox`;
   const ada = await seedUser(database, tenant.id, 'ada@example.com', ['Engineering'], 2);
-  const bob = await seedUser(database, tenant.id, 'bob@example.com', ['Engineering'], 45);
+  await seedUser(database, tenant.id, 'bob@example.com', ['Engineering'], 45);
   await seedUser(database, tenant.id, 'gone@example.com', [], 400, false);
   await grant(database, tenant.id, 'ada@example.com', {
     enterprise: '{view}',
@@ -269,7 +269,6 @@ describe('drift reports, offboarding evidence and inactive seats (built-in platf
       updateTenantPolicy(database.db, 'acme', { seatPrices: { owner: 1 } }, 'test'),
     ).rejects.toThrow(/per role/);
   });
-  void bob;
 });
 
 describe('scheduled drift scans', async () => {

@@ -76,7 +76,7 @@ export function registerPlatformCommands(program: Command): void {
     .requiredOption('--tenant <name>', 'tenant')
     .action((options: { tenant: string }) =>
       withPlatform(async (context) => {
-        const { client, tenantId, settings, token } = await herokuClient(context, options.tenant, 'scan');
+        const { client, tenantId, settings, token } = await herokuClient(context, options.tenant);
         const seen = await checkHeroku(client, settings);
         await rememberBudgetKey(context.database.db, tenantId, seen.account.id);
         // From now on the budget is keyed by the account; start it from what Heroku just said.
@@ -106,7 +106,7 @@ export function registerPlatformCommands(program: Command): void {
     .option('--format <format>', 'text or json', 'text')
     .action((options: { tenant: string; format: string }) =>
       withPlatform(async (context) => {
-        const { budget, tenantId } = await herokuClient(context, options.tenant, 'scan');
+        const { budget, tenantId } = await herokuClient(context, options.tenant);
         const forecast = await forecastBudget(
           context.database.db,
           context.queues,
@@ -131,9 +131,10 @@ export function registerPlatformCommands(program: Command): void {
     );
 }
 
-async function herokuClient(context: PlatformContext, tenantName: string, priority: 'scan') {
+/** A client for `check` and `budget`: scan priority, so it never jumps ahead of a deprovision. */
+async function herokuClient(context: PlatformContext, tenantName: string) {
   const tenant = await findTenantByName(context.database.db, tenantName);
-  const stored = await loadPlatform(context.database.db, tenant.id);
+  const stored = (await loadPlatform(context.database.db, tenant.id))!;
   if (stored.connector !== 'heroku') {
     throw new CliError(
       `tenant ${tenant.name} manages the ${stored.connector} platform, not Heroku`,
@@ -143,6 +144,12 @@ async function herokuClient(context: PlatformContext, tenantName: string, priori
   const settings = herokuSettingsSchema.parse(stored.connector_settings);
   const token = resolveToken(settings, () => SecretBox.fromConfig(context.config));
   const budget = new RateBudget(context.redis, budgetKey(settings, token), settings);
-  const client = new HerokuClient({ apiUrl: settings.apiUrl, token, budget, priority, log: context.log });
+  const client = new HerokuClient({
+    apiUrl: settings.apiUrl,
+    token,
+    budget,
+    priority: 'scan',
+    log: context.log,
+  });
   return { client, budget, settings, token, tenantId: tenant.id };
 }

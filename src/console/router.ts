@@ -18,7 +18,7 @@ import { DomainError, rootCause } from '../errors.js';
 import { escapeHtml, htmlPage } from '../http/html.js';
 import { latestReceipt } from '../reconcile/receipts.js';
 import { adminTokenMatches } from '../security/admin-token.js';
-import { currentSession } from '../sso/sessions.js';
+import { currentSession, readCookie } from '../sso/sessions.js';
 import { findTenantByName, type Tenant } from '../tenants/tenants.js';
 import { renderConsole, renderReceipt } from './page.js';
 
@@ -271,12 +271,4 @@ ${
     : '<p>The admin token is not set (IDSYNC_ADMIN_TOKEN), so only SSO sign-in is possible.</p>'
 }`,
   );
-}
-
-function readCookie(req: Request, name: string): string | undefined {
-  for (const part of (req.get('cookie') ?? '').split(';')) {
-    const [key, ...value] = part.trim().split('=');
-    if (key === name) return decodeURIComponent(value.join('='));
-  }
-  return undefined;
 }

@@ -22,8 +22,11 @@ export interface ReportSummary {
   /** Against the previous report: findings that appeared, that went away, and that are still there. */
   difference: { previousReportId: string | null; new: number; resolved: number; stillOpen: number };
   platform: { enterpriseMembers: number; teams: number; apps: number; memberships: number };
-  /** Where the time went: the IdP's side, reading the platform (with comparing), the rest. */
-  phasesMs: { desired: number; platform: number; compareAndStore: number };
+  /**
+   * Where the scan's time went: the IdP's side, reading and comparing the platform, and the rest
+   * (blocked operations, failed jobs, the previous report). Storing the report comes after.
+   */
+  phasesMs: { desired: number; platform: number; rest: number };
   fixesQueued: number;
 }
 

@@ -141,10 +141,10 @@ async function scan(
       stillOpen,
     },
     platform,
-    phasesMs: { desired: desiredMs, platform: platformMs, compareAndStore: 0 },
+    phasesMs: { desired: desiredMs, platform: platformMs, rest: 0 },
     fixesQueued: fixes.length,
   };
-  summary.phasesMs.compareAndStore = summary.durationMs - desiredMs - platformMs;
+  summary.phasesMs.rest = summary.durationMs - desiredMs - platformMs;
   const id = randomUUID();
   const seq = (previous?.seq ?? 0) + 1;
   const previousHash = previous?.hash ?? null;

@@ -13,6 +13,7 @@ import { HerokuClient } from './heroku/client.js';
 import { HerokuConnector } from './heroku/connector.js';
 import { type HerokuSettings, herokuSettingsSchema } from './heroku/settings.js';
 import { PlatformMirror } from './mirror.js';
+import { loadPlatform } from './settings.js';
 
 export type ConnectorFor = (tenantId: string, priority?: RequestPriority) => Promise<PlatformConnector>;
 
@@ -29,14 +30,7 @@ export function connectorFactory(options: ConnectorFactoryOptions): ConnectorFor
   const { database } = options;
   let box: SecretBox | undefined;
   return async (tenantId, priority = 'reconcile') => {
-    const [tenant] = await database.db.execute<{
-      connector: string;
-      connector_settings: unknown;
-      connector_status: string;
-      connector_status_reason: string | null;
-    }>(sql`
-      SELECT connector, connector_settings, connector_status, connector_status_reason
-      FROM tenants WHERE id = ${tenantId}`);
+    const tenant = await loadPlatform(database.db, tenantId);
     if (!tenant || tenant.connector === 'builtin') return new BuiltinConnector(database.db, tenantId);
     if (tenant.connector_status === 'stopped') {
       throw new DomainError(

@@ -46,6 +46,7 @@ export async function setPlatform(db: Database, tenantId: string, choice: Platfo
   return settings;
 }
 
+/** A tenant's platform: which connector, its settings and whether it is stopped (undefined: no tenant). */
 export async function loadPlatform(db: Database, tenantId: string) {
   const [row] = await db.execute<{
     connector: string;
@@ -54,7 +55,7 @@ export async function loadPlatform(db: Database, tenantId: string) {
     connector_status_reason: string | null;
   }>(sql`
     SELECT connector, connector_settings, connector_status, connector_status_reason FROM tenants WHERE id = ${tenantId}`);
-  return row!;
+  return row;
 }
 
 /** Remembers which Heroku account the token belongs to (the key of the shared rate budget). */

@@ -107,13 +107,20 @@ export async function reconcileUser(
   tenantId: string,
   userId: string,
   cause: Cause,
-  priority: RequestPriority = 'reconcile',
+  /** The tenant's connector when the caller already has it (a job opens it once for the lane). */
+  connector?: PlatformConnector,
 ): Promise<ReconcileResult> {
   const lockConnection = await deps.database.sql.reserve();
   try {
     await lockConnection`SELECT pg_advisory_lock(hashtextextended(${`user:${userId}`}, 0))`;
     try {
-      return await reconcileLocked(deps, tenantId, userId, cause, priority);
+      return await reconcileLocked(
+        deps,
+        tenantId,
+        userId,
+        cause,
+        connector ?? (await deps.connectorFor(tenantId)),
+      );
     } finally {
       await lockConnection`SELECT pg_advisory_unlock(hashtextextended(${`user:${userId}`}, 0))`;
     }
@@ -127,10 +134,9 @@ async function reconcileLocked(
   tenantId: string,
   userId: string,
   cause: Cause,
-  priority: RequestPriority,
+  connector: PlatformConnector,
 ): Promise<ReconcileResult> {
   const { db } = deps.database;
-  const connector = await deps.connectorFor(tenantId, priority);
   const planned = await planUser(deps, tenantId, userId, connector);
   if (!planned) return { applied: [], blocked: [], offboarding: false };
   const { subject, offboarding } = planned;

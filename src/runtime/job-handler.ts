@@ -22,10 +22,12 @@ export function createJobHandler(
     const cause = (payload.cause ?? {}) as Cause;
     switch (payload.subjectType) {
       case 'user': {
+        // One connector for the whole job, its requests at the lane's priority.
+        const connector = await connectorFor(payload.tenantId, context.lane);
         if (context.lane === 'reconcile') {
           // Removal from the last group that granted access is an offboarding: it belongs in the
           // deprovision lane, which never waits behind ordinary reconciles.
-          const planned = await planUser(deps, payload.tenantId, payload.subjectId);
+          const planned = await planUser(deps, payload.tenantId, payload.subjectId, connector);
           if (planned?.offboarding && planned.plan.operations.length > 0) {
             await database.db.execute(sql`
               INSERT INTO outbox (tenant_id, lane, subject_type, subject_id, cause)
@@ -34,7 +36,7 @@ export function createJobHandler(
             return;
           }
         }
-        const result = await reconcileUser(deps, payload.tenantId, payload.subjectId, cause, context.lane);
+        const result = await reconcileUser(deps, payload.tenantId, payload.subjectId, cause, connector);
         context.log.info(
           {
             operations: result.applied.length,

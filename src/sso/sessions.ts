@@ -34,7 +34,7 @@ export async function currentSession(
   tenantId: string,
   req: Request,
 ): Promise<Session | undefined> {
-  const token = cookie(req, SESSION_COOKIE);
+  const token = readCookie(req, SESSION_COOKIE);
   const parsed = token ? parseCredential(token) : undefined;
   if (parsed?.kind !== 'sess') return undefined;
   const [row] = await db.execute<{ id: string; user_id: string; user_name: string; secret_hash: string }>(sql`
@@ -72,7 +72,7 @@ export function clearSessionCookie(res: Response): void {
   res.clearCookie(SESSION_COOKIE, { path: '/' });
 }
 
-function cookie(req: Request, name: string): string | undefined {
+export function readCookie(req: Request, name: string): string | undefined {
   for (const part of (req.get('Cookie') ?? '').split(';')) {
     const [key, ...value] = part.trim().split('=');
     if (key === name) return decodeURIComponent(value.join('='));

@@ -57,10 +57,6 @@ export class HerokuClient {
     this.patienceMs = options.rateLimitPatienceMs ?? 120_000;
   }
 
-  withPriority(priority: RequestPriority): HerokuClient {
-    return new HerokuClient({ ...this.options, priority });
-  }
-
   async request<T>(method: string, path: string, body?: unknown, range?: string): Promise<HerokuResponse<T>> {
     let attempt = 0;
     const patienceEnds = Date.now() + this.patienceMs;
