@@ -103,13 +103,9 @@ describe('Heroku end to end on the simulator', async () => {
   it('SCIM deactivation removes every Heroku membership and collaborator, and the receipt is complete', async () => {
     const userId = await onboard('ada@example.com');
     // Added by hand on Heroku's dashboard: idsync learns it from a scan of Heroku.
-    simulator.teams.get('side-project')!.members.set('ada@example.com', {
-      id: randomBytes(8).toString('hex'),
-      email: 'ada@example.com',
-      role: 'member',
-      federated: false,
-    });
-    simulator.members.get('ada@example.com')!.federated = false;
+    simulator.addTeamMember('side-project', 'ada@example.com', 'member');
+    // Heroku says she is not under SSO: the receipt must not promise her tokens die in 8 hours.
+    simulator.users.get('ada@example.com')!.sso = false;
     const scan = await runDriftScan(
       { database, connector: await daemon.resources.connectorFor(tenant.id, 'scan') },
       tenant.id,

@@ -13,7 +13,7 @@ import { HerokuClient } from './heroku/client.js';
 import { HerokuConnector } from './heroku/connector.js';
 import { type HerokuSettings, herokuSettingsSchema } from './heroku/settings.js';
 import { PlatformMirror } from './mirror.js';
-import { loadPlatform } from './settings.js';
+import { loadPlatform, rememberEnterpriseAccountId } from './settings.js';
 
 export type ConnectorFor = (tenantId: string, priority?: RequestPriority) => Promise<PlatformConnector>;
 
@@ -45,9 +45,10 @@ export function connectorFactory(options: ConnectorFactoryOptions): ConnectorFor
     });
     const budget = new RateBudget(options.redis, budgetKey(settings, token), settings);
     const client = new HerokuClient({ apiUrl: settings.apiUrl, token, budget, priority, log: options.log });
-    return new HerokuConnector(client, new PlatformMirror(database.db, tenantId), settings, (reason) =>
-      stopTenant(options, tenantId, reason),
-    );
+    return new HerokuConnector(client, new PlatformMirror(database.db, tenantId, true), settings, {
+      stopTenant: (reason) => stopTenant(options, tenantId, reason),
+      rememberEnterpriseAccountId: (id) => rememberEnterpriseAccountId(database.db, tenantId, id),
+    });
   };
 }
 
@@ -71,7 +72,7 @@ export function budgetKey(settings: HerokuSettings, token: string): string {
 }
 
 async function stopTenant(options: ConnectorFactoryOptions, tenantId: string, reason: string): Promise<void> {
-  const why = `Heroku refused the API token: ${reason}`;
+  const why = `Heroku refused idsync's credentials: ${reason}`;
   await options.database.db.execute(sql`
     WITH stopped AS (
       UPDATE tenants SET connector_status = 'stopped', connector_status_reason = ${why}, updated_at = now()

@@ -1,5 +1,6 @@
 import { sql } from 'drizzle-orm';
 import type { Database } from '../db/client.js';
+import { releasePendingAccount } from '../platform/pending-accounts.js';
 import { SamlRefusal } from './saml-checks.js';
 
 /*
@@ -79,7 +80,9 @@ export async function provisionLogin(
       at: new Date().toISOString(),
       correlationId,
     };
-    if (accessMayHaveChanged) {
+    // A grant waiting for the person's platform account (none before their first SSO login) is retried.
+    const platformAccountPending = await releasePendingAccount(tx, tenantId, claims.nameId);
+    if (accessMayHaveChanged || platformAccountPending) {
       await tx.execute(sql`
         INSERT INTO outbox (tenant_id, lane, subject_type, subject_id, cause)
         VALUES (${tenantId}, 'reconcile', 'user', ${userId}, ${JSON.stringify(cause)}::jsonb)`);
