@@ -270,7 +270,11 @@ describe('the Heroku connector against the Platform API schema (nock)', async ()
         app: 'api',
         permissions: ['view'],
       }),
-    ).toEqual({ status: 'blocked', cause: 'refused', reason: expect.stringContaining('Permissions are invalid') });
+    ).toEqual({
+      status: 'blocked',
+      cause: 'refused',
+      reason: expect.stringContaining('Permissions are invalid'),
+    });
     expect(seen.map((s) => s.method)).toEqual(['POST']);
   });
 

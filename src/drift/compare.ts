@@ -74,9 +74,12 @@ export class DriftComparer {
         return this.compareEdge({ kind: 'enterprise' }, actual, this.desired.enterprise, samePermissions);
       }
       case 'team': {
-        const wanted = this.desired.teams.get(slice.team) ?? new Map<string, TeamRole>();
+        const wanted = new Map(this.desired.teams.get(slice.team) ?? []);
         this.desired.teams.delete(slice.team);
-        return this.compareEdge({ kind: 'team', team: slice.team }, slice.members, wanted, (a, w) =>
+        const implied = new Set(slice.implied);
+        for (const account of implied) wanted.delete(account);
+        const members = slice.members.filter(([account]) => !implied.has(account));
+        return this.compareEdge({ kind: 'team', team: slice.team }, members, wanted, (a, w) =>
           roleRank(a as TeamRole) > roleRank(w as TeamRole) ? 'more' : a === w ? 'same' : 'less',
         );
       }
@@ -91,7 +94,9 @@ export class DriftComparer {
       case 'unreadable': {
         // Nothing is known of this edge: no missing-access findings for it, one finding saying why.
         const edge: Edge =
-          'team' in slice.edge ? { kind: 'team', team: slice.edge.team } : { kind: 'app', app: slice.edge.app };
+          'team' in slice.edge
+            ? { kind: 'team', team: slice.edge.team }
+            : { kind: 'app', app: slice.edge.app };
         if (edge.kind === 'team') this.desired.teams.delete(edge.team);
         else this.desired.apps.delete(edge.app);
         return [

@@ -48,7 +48,13 @@ export interface EnterpriseMember {
 
 export type PlatformSlice =
   | { kind: 'enterprise'; members: EnterpriseMember[] }
-  | { kind: 'team'; team: string; members: [account: string, role: TeamRole][] }
+  | {
+      kind: 'team';
+      team: string;
+      members: [account: string, role: TeamRole][];
+      /** Members that are the platform's own doing (idsync's service account): never a finding. */
+      implied?: string[];
+    }
   | {
       kind: 'app';
       app: string;

@@ -138,8 +138,11 @@ export class HerokuSimulator {
   failStatus = 503;
   /** Probability that a request fails with 503 (a flaky API). */
   faultRate = 0;
-  private ghosts: { container: string; entry: TeamMember | Collaborator | EnterpriseMember; until: number }[] =
-    [];
+  private ghosts: {
+    container: string;
+    entry: TeamMember | Collaborator | EnterpriseMember;
+    until: number;
+  }[] = [];
   private capacity: number;
   private refillPerMs: number;
   private bucket: number;
@@ -285,7 +288,9 @@ export class HerokuSimulator {
   }
 
   /** An audit-trail event (e.g. a membership added on the dashboard by another admin). */
-  addEvent(event: Omit<AuditEvent, 'id' | 'createdAt' | 'data' | 'app' | 'team'> & Partial<AuditEvent>): AuditEvent {
+  addEvent(
+    event: Omit<AuditEvent, 'id' | 'createdAt' | 'data' | 'app' | 'team'> & Partial<AuditEvent>,
+  ): AuditEvent {
     const full: AuditEvent = {
       id: randomUUID(),
       app: null,
@@ -340,12 +345,21 @@ export class HerokuSimulator {
   private async gate(req: Request, res: Response, next: () => void): Promise<void> {
     const range = req.get('range');
     const record = () =>
-      this.requests.push({ method: req.method, path: req.path, status: res.statusCode, range, at: Date.now() });
+      this.requests.push({
+        method: req.method,
+        path: req.path,
+        status: res.statusCode,
+        range,
+        at: Date.now(),
+      });
     res.on('finish', record);
     if (this.latencyMs > 0) await new Promise((resolve) => setTimeout(resolve, this.latencyMs));
     const accept = req.get('accept');
     // The audit trail is served under a variant media type (heroku-enterprise audits commands).
-    if (accept !== 'application/vnd.heroku+json; version=3' && accept !== 'application/vnd.heroku+json; version=3.audit-trail') {
+    if (
+      accept !== 'application/vnd.heroku+json; version=3' &&
+      accept !== 'application/vnd.heroku+json; version=3.audit-trail'
+    ) {
       this.violations.push(`${req.method} ${req.path}: Accept header ${accept}`);
     }
     const body = req.method === 'GET' || req.method === 'DELETE' ? undefined : req.body;
@@ -440,7 +454,10 @@ export class HerokuSimulator {
         ? sorted
         : sorted.filter((i) => {
             const value = String(spec.sortValue(i, field));
-            const c = typeof spec.sortValue(i, field) === 'number' ? Number(value) - Number(after) : compare(value, after);
+            const c =
+              typeof spec.sortValue(i, field) === 'number'
+                ? Number(value) - Number(after)
+                : compare(value, after);
             return desc ? c < 0 : c > 0;
           });
     const page = rest.slice(0, max);
@@ -498,7 +515,12 @@ export class HerokuSimulator {
     };
     const twoFactor = (found: App, res: Response) => {
       if (!this.twoFactorApps.has(found.name)) return false;
-      this.fail(res, 403, 'two_factor', 'A second authentication factor or pre-authorization is required for this request.');
+      this.fail(
+        res,
+        403,
+        'two_factor',
+        'A second authentication factor or pre-authorization is required for this request.',
+      );
       return true;
     };
     /** "Couldn't find that user" is the text Heroku's clients match (terraform; status unverified). */
@@ -583,7 +605,12 @@ export class HerokuSimulator {
       if (!user) return;
       // Existing-member refusal: status and wording unverified (REAL-API-NOTES §5 check 4).
       if (this.members.has(user.id))
-        return this.fail(res, 422, 'invalid_params', `${user.email} is already a member of this enterprise account.`);
+        return this.fail(
+          res,
+          422,
+          'invalid_params',
+          `${user.email} is already a member of this enterprise account.`,
+        );
       // `federated` means "created as part of SSO JIT" (schema); it does not put an existing
       // password user under SSO (REAL-API-NOTES D3).
       const member = { id: user.id, user, permissions: withView(req.body.permissions) };
@@ -669,7 +696,9 @@ export class HerokuSimulator {
       const member = current ?? { id: randomUUID(), user, role: req.body.role };
       member.role = req.body.role;
       found.members.set(user.id, member);
-      this.event('team_membership', current ? 'update' : 'create', { team: { id: found.id, name: found.name } });
+      this.event('team_membership', current ? 'update' : 'create', {
+        team: { id: found.id, name: found.name },
+      });
       res.status(current ? 200 : 201).json(renderTeamMember(member));
     });
     app.delete('/teams/:team/members/:member', (req, res) => {
@@ -690,7 +719,13 @@ export class HerokuSimulator {
       if (!found) return;
       if (this.tokenRoles.get(found.id) == null)
         return this.fail(res, 403, 'forbidden', `You do not have access to the team ${found.name}.`);
-      this.page(req, res, [...this.apps.values()].filter((a) => a.teamId === found.id), byId, renderApp);
+      this.page(
+        req,
+        res,
+        [...this.apps.values()].filter((a) => a.teamId === found.id),
+        byId,
+        renderApp,
+      );
     });
     app.get('/teams/apps/:app', (req, res) => {
       const found = teamApp(req, res);
@@ -716,7 +751,10 @@ export class HerokuSimulator {
         .filter((m) => m.role === 'admin' && !found.collaborators.has(m.user.id))
         .map((m) => ({ c: { id: m.id, user: m.user, permissions: ALL_APP_PERMISSIONS }, role: 'admin' }));
       const ownerUser = { id: owningTeam.id, email: `${owningTeam.name}@herokumanager.com`, sso: false };
-      const owner = { c: { id: owningTeam.id, user: ownerUser, permissions: ALL_APP_PERMISSIONS }, role: 'owner' };
+      const owner = {
+        c: { id: owningTeam.id, user: ownerUser, permissions: ALL_APP_PERMISSIONS },
+        role: 'owner',
+      };
       this.page(
         req,
         res,
@@ -739,7 +777,12 @@ export class HerokuSimulator {
       if (!user) return;
       // The text terraform matches (framework_resource_team_collaborator.go); status unverified.
       if (found.collaborators.has(user.id))
-        return this.fail(res, 422, 'invalid_params', `${user.email} is already a collaborator on app ${found.name}.`);
+        return this.fail(
+          res,
+          422,
+          'invalid_params',
+          `${user.email} is already a collaborator on app ${found.name}.`,
+        );
       // `view` is always part of the set (heroku/cli access/add.ts appends it).
       const collaborator = { id: randomUUID(), user, permissions: withView(req.body.permissions ?? []) };
       found.collaborators.set(user.id, collaborator);

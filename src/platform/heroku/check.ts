@@ -22,7 +22,7 @@ const SSO_TOKEN_HOURS = 8;
 export const FIRST_CONNECTION_CHECKS: readonly string[] = [
   'GET /teams/{team}/members with `Range: id ..` answers 416 (idsync sorts by email); read `Accept-Ranges` on /enterprise-accounts/{ea}/members, /enterprise-accounts/{ea}/teams, /teams/{team}/apps and /teams/apps/{app}/collaborators',
   'GET /teams/apps/{app}/collaborators on a locked and an unlocked app lists team admins (role admin) and the …@herokumanager.com owner; what DELETE of an admin entry answers',
-  'DELETE of a team\'s last admin: status, `id` and `message`',
+  "DELETE of a team's last admin: status, `id` and `message`",
   'POST /enterprise-accounts/{ea}/members and /teams/apps/{app}/collaborators for an existing member and for an e-mail with no Heroku account: status, `id` and `message` (idsync expects "is already a member/collaborator" and "Couldn\'t find that user")',
   'POST /enterprise-accounts/{ea}/members with `federated: true` for an existing non-SSO user: does `identity_provider` change? (idsync does not send it)',
   'DELETE /enterprise-accounts/{ea}/members/{user} while the user is still in a team: cascade, refusal or neither; does PUT /teams/{team}/members add the Enterprise Account membership?',

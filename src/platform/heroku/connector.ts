@@ -261,7 +261,10 @@ export class HerokuConnector implements PlatformConnector {
           if (m.user.email.toLowerCase() === account) return true;
         return false;
       case 'remove-team-member':
-        for await (const m of this.client.list<HerokuTeamMember>(`${containerPath}/members`, SORT.teamMembers))
+        for await (const m of this.client.list<HerokuTeamMember>(
+          `${containerPath}/members`,
+          SORT.teamMembers,
+        ))
           if (m.email.toLowerCase() === account) return true;
         return false;
       default:
@@ -292,7 +295,10 @@ export class HerokuConnector implements PlatformConnector {
   /** The path of a container, by Heroku id when a scan stored one, else by name. */
   private async containerPath(container: Container): Promise<{ path: string; byId: boolean }> {
     if (container.kind === 'enterprise') {
-      return { path: `/enterprise-accounts/${encodeURIComponent(await this.enterpriseAccount())}`, byId: true };
+      return {
+        path: `/enterprise-accounts/${encodeURIComponent(await this.enterpriseAccount())}`,
+        byId: true,
+      };
     }
     const { container: id } = await this.mirror.remoteIds(container);
     const base = container.kind === 'team' ? '/teams/' : '/teams/apps/';
@@ -310,16 +316,27 @@ export class HerokuConnector implements PlatformConnector {
         // No `federated`: it means "created as part of SSO JIT" (schema) and the official CLI never
         // sends it; whether a user is under SSO is read back from `identity_provider`.
         return this.createOrUpdate(
-          () => this.client.request<HerokuEnterpriseMember>('POST', `${path}/members`, { user: operation.account, permissions }),
-          () => this.client.request<HerokuEnterpriseMember>('PATCH', `${path}/members/${member}`, { permissions }),
+          () =>
+            this.client.request<HerokuEnterpriseMember>('POST', `${path}/members`, {
+              user: operation.account,
+              permissions,
+            }),
+          () =>
+            this.client.request<HerokuEnterpriseMember>('PATCH', `${path}/members/${member}`, {
+              permissions,
+            }),
           enterpriseFacts,
         );
       }
       case 'change-enterprise': {
         const permissions = withView(operation.to, ENTERPRISE_PERMISSIONS);
-        const answer = await this.client.request<HerokuEnterpriseMember>('PATCH', `${path}/members/${member}`, {
-          permissions,
-        });
+        const answer = await this.client.request<HerokuEnterpriseMember>(
+          'PATCH',
+          `${path}/members/${member}`,
+          {
+            permissions,
+          },
+        );
         return enterpriseFacts(answer.body);
       }
       case 'revoke-enterprise':
@@ -347,14 +364,21 @@ export class HerokuConnector implements PlatformConnector {
               permissions,
               silent: true,
             }),
-          () => this.client.request<HerokuCollaborator>('PATCH', `${path}/collaborators/${member}`, { permissions }),
+          () =>
+            this.client.request<HerokuCollaborator>('PATCH', `${path}/collaborators/${member}`, {
+              permissions,
+            }),
           (body) => ({ remoteId: body?.id }),
         );
       }
       case 'change-app-access': {
-        const answer = await this.client.request<HerokuCollaborator>('PATCH', `${path}/collaborators/${member}`, {
-          permissions: withView(operation.to, APP_PERMISSIONS),
-        });
+        const answer = await this.client.request<HerokuCollaborator>(
+          'PATCH',
+          `${path}/collaborators/${member}`,
+          {
+            permissions: withView(operation.to, APP_PERMISSIONS),
+          },
+        );
         return { remoteId: answer.body?.id };
       }
       case 'revoke-app-access':
@@ -444,7 +468,11 @@ export class HerokuConnector implements PlatformConnector {
           teamNames.push(local);
           if ('failure' in read) {
             everyTeamRead = false;
-            yield { kind: 'unreadable', edge: { team: local }, reason: unreadableReason(team.name, read.failure) };
+            yield {
+              kind: 'unreadable',
+              edge: { team: local },
+              reason: unreadableReason(team.name, read.failure),
+            };
             continue;
           }
           const [teamMembers, teamApps] = read.value;
@@ -453,13 +481,18 @@ export class HerokuConnector implements PlatformConnector {
             kind: 'team',
             team: local,
             members: teamMembers
-              .filter((m): m is HerokuTeamMember & { role: TeamRole } => TEAM_ROLES.includes(m.role as TeamRole))
+              .filter((m): m is HerokuTeamMember & { role: TeamRole } =>
+                TEAM_ROLES.includes(m.role as TeamRole),
+              )
               .map((m) => [m.email.toLowerCase(), m.role, m.id] as const)
-              .filter(([account]) => keep(`team:${local}`, account))
+              .filter(([account]) => !removed.has(`team:${local}|${account}`))
               .map(([account, role, id]) => {
                 ids.set(account, id);
                 return [account, role];
               }),
+            // idsync's service account stays in the mirror (it counts as an admin for the last-admin
+            // rule) but is never drift.
+            implied: [self],
           };
           await this.mirror.replace(slice, ids);
           yield slice;
@@ -489,7 +522,11 @@ export class HerokuConnector implements PlatformConnector {
           appNames.push(local);
           if ('failure' in read) {
             everyAppRead = false;
-            yield { kind: 'unreadable', edge: { app: local }, reason: unreadableReason(app.name, read.failure) };
+            yield {
+              kind: 'unreadable',
+              edge: { app: local },
+              reason: unreadableReason(app.name, read.failure),
+            };
             continue;
           }
           const ids = new Map<string, string>();
@@ -520,7 +557,8 @@ export class HerokuConnector implements PlatformConnector {
       // Apps of an unreadable team were never listed: forget nothing rather than forget them.
       if (everyAppRead) await this.mirror.forgetAllBut('app', appNames);
     } catch (error) {
-      if (error instanceof HerokuError && error.failure === 'credentials') await this.hooks.stopTenant(error.message);
+      if (error instanceof HerokuError && error.failure === 'credentials')
+        await this.hooks.stopTenant(error.message);
       throw error;
     }
   }
@@ -598,11 +636,7 @@ async function isolated<T>(read: () => Promise<T>): Promise<{ value: T } | { fai
   try {
     return { value: await read() };
   } catch (error) {
-    if (
-      error instanceof HerokuError &&
-      error.failure !== 'credentials' &&
-      error.failure !== 'unavailable'
-    )
+    if (error instanceof HerokuError && error.failure !== 'credentials' && error.failure !== 'unavailable')
       return { failure: error };
     throw error;
   }
