@@ -119,8 +119,8 @@ export class PlatformMirror {
               COALESCE(EXCLUDED.remote_id, platform_enterprise_members.remote_id))`);
       }
       case 'revoke-enterprise':
-        await this.rememberRemoval('enterprise', operation.account);
         return changed(sql`
+          ${this.rememberRemoval('enterprise', operation.account)}
           DELETE FROM platform_enterprise_members WHERE tenant_id = ${tenant} AND account = ${operation.account}`);
       case 'add-team-member':
       case 'change-team-role':
@@ -139,8 +139,8 @@ export class PlatformMirror {
             OR platform_team_members.remote_id IS DISTINCT FROM COALESCE(EXCLUDED.remote_id, platform_team_members.remote_id)`);
       }
       case 'remove-team-member':
-        await this.rememberRemoval(`team:${operation.team}`, operation.account);
         return changed(sql`
+          ${this.rememberRemoval(`team:${operation.team}`, operation.account)}
           DELETE FROM platform_team_members m USING teams t
           WHERE m.team_id = t.id AND t.tenant_id = ${tenant} AND t.name = ${operation.team} AND m.account = ${operation.account}`);
       case 'grant-app-access':
@@ -159,8 +159,8 @@ export class PlatformMirror {
             OR platform_app_collaborators.remote_id IS DISTINCT FROM COALESCE(EXCLUDED.remote_id, platform_app_collaborators.remote_id)`);
       }
       case 'revoke-app-access':
-        await this.rememberRemoval(`app:${operation.app}`, operation.account);
         return changed(sql`
+          ${this.rememberRemoval(`app:${operation.app}`, operation.account)}
           DELETE FROM platform_app_collaborators c USING apps a
           WHERE c.app_id = a.id AND a.tenant_id = ${tenant} AND a.name = ${operation.app} AND c.account = ${operation.account}`);
     }
@@ -170,11 +170,12 @@ export class PlatformMirror {
    * Remote platforms only: a removal the platform accepted may still be listed for a few seconds
    * (Heroku, REAL-API-NOTES D13); a scan skips edges removed within the last minute.
    */
-  private async rememberRemoval(edge: string, account: string): Promise<void> {
-    if (!this.remembersRemovals) return;
-    await this.db.execute(sql`
+  private rememberRemoval(edge: string, account: string) {
+    if (!this.remembersRemovals) return sql``;
+    // A data-modifying CTE runs whatever the DELETE after it finds: one round trip for both.
+    return sql`WITH remembered AS (
       INSERT INTO platform_recent_removals (tenant_id, edge, account) VALUES (${this.tenantId}, ${edge}, ${account})
-      ON CONFLICT (tenant_id, edge, account) DO UPDATE SET removed_at = now()`);
+      ON CONFLICT (tenant_id, edge, account) DO UPDATE SET removed_at = now())`;
   }
 
   /** Edges removed within the last minute, as `<edge>|<account>` (`enterprise`, `team:<name>`, `app:<name>`). */

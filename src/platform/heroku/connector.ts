@@ -228,8 +228,8 @@ export class HerokuConnector implements PlatformConnector {
       await this.client.request('GET', path);
     } catch (lookup) {
       if (!(lookup instanceof HerokuError) || lookup.failure !== 'not-found') throw lookup;
-      if (byId) {
-        // Deleted on Heroku: its memberships went with it.
+      if (byId && container.kind !== 'enterprise') {
+        // A team or app deleted on Heroku (its id came from Heroku): its memberships went with it.
         await this.mirror.record(operation);
         return { status: 'already-done' };
       }
