@@ -2,7 +2,7 @@ import { sql } from 'drizzle-orm';
 import express, { type Request, type Response, Router } from 'express';
 import type { Redis } from 'ioredis';
 import type { Database } from '../db/client.js';
-import { DomainError } from '../errors.js';
+import { DomainError, rootCause } from '../errors.js';
 import { escapeHtml, htmlPage } from '../http/html.js';
 import { PlatformMirror } from '../platform/mirror.js';
 import { findTenantByName, type Tenant } from '../tenants/tenants.js';
@@ -260,18 +260,20 @@ async function accountView(db: Database, tenant: Tenant, session: Session) {
 }
 
 function refuse(req: Request, res: Response, error: unknown): void {
-  const reason = error instanceof SamlRefusal ? error.reason : (error as Error).message;
+  // rootCause: a driver error's own message, never drizzle's, which repeats the query's values.
+  const reason = error instanceof SamlRefusal ? error.reason : String((rootCause(error) as Error)?.message);
   const reference = String(req.id ?? '');
   // The reason is logged for the operator; the browser gets only a reference to quote.
-  req.log.warn({ reference, reason }, 'SAML login refused');
-  const status =
-    error instanceof SamlRefusal
-      ? 403
-      : error instanceof DomainError && error.kind === 'not_found'
-        ? 404
-        : 500;
+  if (error instanceof DomainError && error.kind === 'not_found') {
+    req.log.info({ reference, reason }, 'SSO page for an unknown tenant');
+    res.status(404).type('html').send(htmlPage('Not found', '<p>There is no such sign-in page.</p>'));
+    return;
+  }
+  const refused = error instanceof SamlRefusal;
+  if (refused) req.log.warn({ reference, reason }, 'SAML login refused');
+  else req.log.error({ reference, reason }, 'SAML request failed');
   res
-    .status(status)
+    .status(refused ? 403 : 500)
     .type('html')
     .send(
       htmlPage(
