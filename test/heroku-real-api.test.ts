@@ -1,6 +1,7 @@
 import { randomBytes } from 'node:crypto';
 import { Redis } from 'ioredis';
 import { afterAll, describe, expect, inject, it } from 'vitest';
+import { parseAccountName } from '../src/accounts/account-name.js';
 import { reportFindings } from '../src/drift/reports.js';
 import { runDriftScan } from '../src/drift/scan.js';
 import type { PlatformConnector } from '../src/platform/connector.js';
@@ -445,7 +446,7 @@ describe('the Heroku connector on the real API’s behaviour', async () => {
         tenantId,
         'create-and-update',
         {
-          nameId: 'new@example.com',
+          nameId: parseAccountName('new@example.com'),
           email: undefined,
           givenName: undefined,
           familyName: undefined,
