@@ -25,6 +25,8 @@ describe('migrations', () => {
       'outbox',
       'platform_app_collaborators',
       'platform_enterprise_members',
+      'platform_pending_accounts',
+      'platform_recent_removals',
       'platform_team_members',
       'receipt_edges',
       'receipts',
