@@ -3,7 +3,12 @@ import type { Database } from '../db/client.js';
 import { auditLog, groups } from '../db/schema.js';
 import { isUniqueViolation, violatedConstraint } from '../errors.js';
 import { type OutboxEntry, recordForReconcile } from '../jobs/outbox.js';
-import { normaliseMemberValues, type PatchOperation } from './dialects.js';
+import {
+  normaliseLegacySchemaUrns,
+  normaliseMemberValues,
+  type PatchOperation,
+  unknownSchemaError,
+} from './dialects.js';
 import { ScimError } from './errors.js';
 import type { FilterNode } from './filter.js';
 import { filterToSql, groupMapping } from './filter-sql.js';
@@ -40,14 +45,14 @@ export function readGroupInput(body: unknown): GroupInput {
   if (!body || typeof body !== 'object' || Array.isArray(body)) {
     throw new ScimError(400, 'invalidSyntax', 'request body must be a Group object');
   }
-  const document = body as Document;
+  const document = normaliseLegacySchemaUrns(body as Document, GROUP_SCHEMA);
   const field = (name: string) => {
     const key = Object.keys(document).find((k) => k.toLowerCase() === name.toLowerCase());
     return key === undefined ? undefined : document[key];
   };
   const schemas = field('schemas');
   if (schemas !== undefined && (!Array.isArray(schemas) || !schemas.includes(GROUP_SCHEMA))) {
-    throw new ScimError(400, 'invalidSyntax', `"schemas" must include ${GROUP_SCHEMA}`);
+    throw unknownSchemaError(schemas, GROUP_SCHEMA, []);
   }
   const displayName = field('displayName');
   if (typeof displayName !== 'string' || displayName.trim() === '') {
