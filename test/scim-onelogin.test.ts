@@ -210,8 +210,8 @@ describe('OneLogin', async () => {
     expect(body.detail).toContain('urn:scim:schemas:core:3.0');
     expect(body.detail).toContain(USER);
     expect(body.detail).toContain('SCIM JSON Template');
-    const [{ count }] = await server.database
+    const [row] = await server.database
       .sql`SELECT count(*)::int AS count FROM users WHERE user_name = 'typo@example.com'`;
-    expect(count).toBe(0);
+    expect(row?.count).toBe(0);
   });
 });

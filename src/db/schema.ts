@@ -124,6 +124,14 @@ export const users = pgTable(
     active: boolean('active').notNull().default(true),
     attributes: jsonb('attributes').notNull().default({}),
     origin: userOrigin('origin').notNull(),
+    /**
+     * The values of the user's SCIM `roles` (Entra app-role assignments), lower-cased, as a jsonb array that
+     * assignment rules match with `@>`. Computed by PostgreSQL from `attributes`, so a SCIM write costs
+     * no extra statement.
+     */
+    appRoles: jsonb('app_roles')
+      .notNull()
+      .generatedAlwaysAs(sql`lower(jsonb_path_query_array(attributes, 'lax $.roles[*].value')::text)::jsonb`),
     lastSsoLoginAt: timestamp('last_sso_login_at', { withTimezone: true }),
     /** Tombstone: set when the IdP deletes the user. The row stays for the audit trail and receipts. */
     deprovisionedAt: timestamp('deprovisioned_at', { withTimezone: true }),
@@ -145,6 +153,7 @@ export const users = pgTable(
       .on(t.tenantId, t.createdAt, t.id)
       .where(sql`${t.deprovisionedAt} IS NULL`),
     index('users_tenant_tombstone_name_idx').on(t.tenantId, sql`lower(${t.userName})`),
+    index('users_app_roles_idx').using('gin', t.appRoles),
   ],
 );
 
@@ -201,7 +210,9 @@ export const assignmentRules = pgTable(
     tenantId: uuid('tenant_id')
       .notNull()
       .references(() => tenants.id, { onDelete: 'cascade' }),
-    idpGroup: text('idp_group').notNull(),
+    /** Exactly one of: the IdP group's display name, or the value of an app role (SCIM `roles`). */
+    idpGroup: text('idp_group'),
+    idpAppRole: text('idp_app_role'),
     target: ruleTarget('target').notNull(),
     teamName: text('team_name'),
     teamRole: teamRole('team_role'),
@@ -212,6 +223,7 @@ export const assignmentRules = pgTable(
   },
   (t) => [
     index('assignment_rules_tenant_group_idx').on(t.tenantId, sql`lower(${t.idpGroup})`),
+    check('assignment_rules_one_source', sql`(${t.idpGroup} IS NULL) <> (${t.idpAppRole} IS NULL)`),
     check(
       'assignment_rules_shape',
       sql`(
