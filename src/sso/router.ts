@@ -10,6 +10,7 @@ import { issueApiToken } from '../tokens/tokens.js';
 import { accountPage } from './account-page.js';
 import { claimsOf } from './claims.js';
 import { type Connection, findConnection } from './connections.js';
+import { refuseTransientNameId, splitOneLoginGroupValues } from './idp-dialects.js';
 import { type JitMode, provisionLogin } from './jit.js';
 import { newRequestId, redeemLoginStart, rememberLoginStart } from './login-state.js';
 import { SamlRefusal } from './refusal.js';
@@ -144,7 +145,11 @@ export function ssoRouter(options: SsoRouterOptions): Router {
           'unsolicited (IdP-initiated) response, and this tenant accepts only logins it started',
         );
       }
-      const claims = claimsOf(assertion.element, connection);
+      refuseTransientNameId(assertion.element);
+      const claims = splitOneLoginGroupValues(
+        claimsOf(assertion.element, connection),
+        connection.idpEntityId,
+      );
       const login = await provisionLogin(db, tenant.id, tenant.jitMode as JitMode, claims, String(req.id));
       req.log.info({ userId: login.userId, created: login.created }, 'SAML login accepted');
       setSessionCookie(res, await startSession(db, tenant.id, login.userId), publicUrl);
