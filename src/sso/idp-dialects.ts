@@ -24,14 +24,15 @@ export function isOneLoginEntityId(entityId: string): boolean {
  * they are, since a group name may contain a semicolon.
  */
 export function splitOneLoginGroupValues(claims: LoginClaims, idpEntityId: string): LoginClaims {
-  if (!claims.groups || claims.groups.format !== 'names' || !isOneLoginEntityId(idpEntityId)) return claims;
-  const values = claims.groups.values.flatMap((value) =>
+  const groups = claims.groups;
+  if (groups?.format !== 'names' || !isOneLoginEntityId(idpEntityId)) return claims;
+  const values = groups.values.flatMap((value) =>
     value
       .split(';')
       .map((part) => part.trim())
       .filter(Boolean),
   );
-  return { ...claims, groups: { ...claims.groups, values: [...new Set(values)] } };
+  return { ...claims, groups: { ...groups, values: [...new Set(values)] } };
 }
 
 const TRANSIENT = 'urn:oasis:names:tc:SAML:2.0:nameid-format:transient';
