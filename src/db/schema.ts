@@ -557,7 +557,43 @@ export const ssoConnections = pgTable(
     groupClaimFormat: groupClaimFormat('group_claim_format').notNull().default('names'),
     /** E-mail domains (lower case) whose users this IdP may sign in; empty: any. */
     allowedDomains: text('allowed_domains').array().notNull().default(sql`'{}'::text[]`),
+    /** The IdP's HTTP-Redirect SingleLogoutService; null: the IdP does no Single Logout. */
+    sloUrl: text('slo_url'),
     createdAt: createdAt(),
   },
   (t) => [uniqueIndex('sso_connections_tenant_idp_key').on(t.tenantId, t.idpEntityId)],
 );
+
+/**
+ * Which IdP login a session came from, for SAML Single Logout: the IdP names the session to end by
+ * NameID and SessionIndex, and only the IdP that started a session may end it.
+ */
+export const samlSessions = pgTable(
+  'saml_sessions',
+  {
+    tokenId: uuid('token_id')
+      .primaryKey()
+      .references(() => tokens.id, { onDelete: 'cascade' }),
+    tenantId: uuid('tenant_id')
+      .notNull()
+      .references(() => tenants.id, { onDelete: 'cascade' }),
+    connectionId: uuid('connection_id')
+      .notNull()
+      .references(() => ssoConnections.id, { onDelete: 'cascade' }),
+    nameId: text('name_id').notNull(),
+    nameIdFormat: text('name_id_format'),
+    sessionIndex: text('session_index'),
+    createdAt: createdAt(),
+  },
+  (t) => [index('saml_sessions_connection_name_idx').on(t.connectionId, sql`lower(${t.nameId})`)],
+);
+
+/** Each tenant's SP signing key for logout messages: the certificate is published, the key is sealed. */
+export const ssoSigningKeys = pgTable('sso_signing_keys', {
+  tenantId: uuid('tenant_id')
+    .primaryKey()
+    .references(() => tenants.id, { onDelete: 'cascade' }),
+  certificate: text('certificate').notNull(),
+  privateKeySealed: text('private_key_sealed').notNull(),
+  createdAt: createdAt(),
+});
