@@ -1,7 +1,10 @@
-import { sql } from 'drizzle-orm';
+import { type SQL, sql } from 'drizzle-orm';
 import { z } from 'zod';
+import { recordAudit } from '../audit/audit-log.js';
 import type { Database } from '../db/client.js';
 import { invalid, notFound } from '../errors.js';
+import { type Executor, recordForReconcileEach } from '../jobs/outbox.js';
+import { brakeChange } from './brake.js';
 import {
   APP_PERMISSIONS,
   type AssignmentRule,
@@ -101,9 +104,14 @@ export async function addRule(
       );
     }
     await queueMatchedUsers(tx, tenantId, input, { event: 'rule.added', ruleId: row!.id, actor });
-    await tx.execute(sql`
-      INSERT INTO audit_log (tenant_id, actor, action, subject_type, subject_id, after)
-      VALUES (${tenantId}, ${actor}, 'rule.added', 'tenant', ${tenantId}, ${JSON.stringify({ id: row!.id, ...input })}::jsonb)`);
+    await recordAudit(tx, {
+      tenantId,
+      actor,
+      action: 'rule.added',
+      subjectType: 'tenant',
+      subjectId: tenantId,
+      after: { id: row!.id, ...input },
+    });
     return { id: row!.id, ...input } as AssignmentRule;
   });
 }
@@ -126,19 +134,44 @@ export async function removeRule(
     if (!row) throw notFound(`no rule ${ruleId}`);
     const source: RuleSource =
       row.idp_group !== null ? { idpGroup: row.idp_group } : { idpAppRole: row.idp_app_role! };
+    const changeId = `rule:${ruleId}`;
+    // Decided now, from the stored state of every member, in the transaction that removes the rule.
+    await brakeChange(tx, {
+      tenantId,
+      changeId,
+      event: 'rule.removed',
+      affectedUsers: matchedUsers(tenantId, source),
+    });
     await queueMatchedUsers(tx, tenantId, source, {
       event: 'rule.removed',
       ruleId,
       actor,
-      correlationId: `rule:${ruleId}`,
+      correlationId: changeId,
     });
-    await tx.execute(sql`
-      INSERT INTO audit_log (tenant_id, actor, action, subject_type, subject_id, before)
-      VALUES (${tenantId}, ${actor}, 'rule.removed', 'tenant', ${tenantId}, ${JSON.stringify({ id: ruleId })}::jsonb)`);
+    await recordAudit(tx, {
+      tenantId,
+      actor,
+      action: 'rule.removed',
+      subjectType: 'tenant',
+      subjectId: tenantId,
+      before: { id: ruleId },
+    });
   });
 }
 
-type Executor = Pick<Database, 'execute'>;
+/**
+ * The users (tenant id, user id) a rule's source matches: the members of its IdP group (by display name,
+ * case-insensitively), or the users holding its app role (users.app_roles, GIN-indexed).
+ */
+function matchedUsers(tenantId: string, source: RuleSource): SQL {
+  return source.idpGroup !== undefined
+    ? sql`
+      SELECT gm.tenant_id, gm.user_id FROM group_members gm JOIN groups g ON g.id = gm.group_id
+      WHERE g.tenant_id = ${tenantId} AND lower(g.display_name) = lower(${source.idpGroup})`
+    : sql`
+      SELECT u.tenant_id, u.id FROM users u
+      WHERE u.tenant_id = ${tenantId} AND u.app_roles @> jsonb_build_array(lower(${source.idpAppRole}::text))`;
+}
 
 /** Queues a reconcile of every user the rule's group or app role matches. */
 async function queueMatchedUsers(
@@ -147,20 +180,15 @@ async function queueMatchedUsers(
   source: RuleSource,
   cause: Record<string, unknown>,
 ) {
-  const full = { ...cause, source: 'admin', at: new Date().toISOString() };
-  const matched =
-    source.idpGroup !== undefined
-      ? sql`SELECT gm.user_id FROM group_members gm JOIN groups g ON g.id = gm.group_id
-          WHERE g.tenant_id = ${tenantId} AND lower(g.display_name) = lower(${source.idpGroup})`
-      : sql`SELECT u.id AS user_id FROM users u
-          WHERE u.tenant_id = ${tenantId} AND u.app_roles @> jsonb_build_array(lower(${source.idpAppRole}::text))`;
-  // changeSize: how many users this one change touches, for the mass-change brake.
-  await tx.execute(sql`
-    WITH members AS (${matched})
-    INSERT INTO outbox (tenant_id, lane, subject_type, subject_id, cause)
-    SELECT ${tenantId}, 'reconcile', 'user', members.user_id::text,
-      ${JSON.stringify(full)}::jsonb || jsonb_build_object('changeSize', (SELECT count(*) FROM members))
-    FROM members`);
+  await recordForReconcileEach(
+    tx,
+    {
+      lane: 'reconcile',
+      subjectType: 'user',
+      cause: { ...cause, source: 'admin', at: new Date().toISOString() },
+    },
+    matchedUsers(tenantId, source),
+  );
 }
 
 export function describeRule(rule: AssignmentRule): string {

@@ -1,7 +1,8 @@
 import { and, eq, isNull } from 'drizzle-orm';
 import { type AccountName, InvalidAccountName, parseAccountName } from '../accounts/account-name.js';
+import { recordAudit } from '../audit/audit-log.js';
 import type { Database } from '../db/client.js';
-import { auditLog, groupMembers, users } from '../db/schema.js';
+import { groupMembers, users } from '../db/schema.js';
 import { isUniqueViolation, violatedConstraint } from '../errors.js';
 import { recordForReconcile } from '../jobs/outbox.js';
 import type { PatchOperation } from './dialects.js';
@@ -159,7 +160,7 @@ async function recordUserChange(
   const lane = event === 'user.deactivated' || event === 'user.deleted' ? 'deprovision' : 'reconcile';
   const cause = { event, source: 'scim', at: new Date().toISOString(), correlationId: context.correlationId };
   await recordForReconcile(tx, [{ tenantId, lane, subjectType: 'user', subjectId: userId, cause }]);
-  await tx.insert(auditLog).values({
+  await recordAudit(tx, {
     tenantId,
     actor: context.actor,
     action: `scim.${event}`,

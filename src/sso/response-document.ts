@@ -19,6 +19,8 @@ export interface ResponseDocument {
   claimedIssuer: string | undefined;
   /** The Response element has a ds:Signature child: it must verify. */
   responseSigned: boolean;
+  /** The parsed Response, for the checks after node-saml verified the signatures over the same bytes. */
+  response: Element;
 }
 
 export function readResponseDocument(samlResponse: string): ResponseDocument {
@@ -54,6 +56,7 @@ export function readResponseDocument(samlResponse: string): ResponseDocument {
   return {
     claimedIssuer: childText(assertion, SAML, 'Issuer'),
     responseSigned: children(response, DSIG, 'Signature').length > 0,
+    response,
   };
 }
 

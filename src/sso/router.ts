@@ -132,13 +132,12 @@ export function ssoRouter(options: SsoRouterOptions): Router {
         .catch((error: Error) => {
           throw new SamlRefusal(error.message);
         });
-      const responseXml = profile?.getSamlResponseXml?.();
       const assertionXml = profile?.getAssertionXml?.();
-      if (!responseXml || !assertionXml) throw new SamlRefusal('the response carried no assertion');
+      if (!assertionXml) throw new SamlRefusal('the response carried no assertion');
       const assertion = readSignedAssertion(assertionXml);
       if (!(await spendAssertion(redis, tenant.id, assertion.id, assertion.usableUntil, CLOCK_SKEW_MS)))
         throw new SamlRefusal('this assertion was already used (replay)');
-      const { inResponseTo } = checkLogin(responseXml, assertion, {
+      const { inResponseTo } = checkLogin(document.response, assertion, {
         acsUrl: urls.acsUrl,
         idpEntityId: connection.idpEntityId,
         responseSigned: document.responseSigned,

@@ -85,14 +85,12 @@ export interface CheckedLogin {
   inResponseTo: string | undefined;
 }
 
+/** `response` is the Response element readResponseDocument parsed from the bytes node-saml verified. */
 export function checkLogin(
-  responseXml: string,
+  response: Element,
   assertion: SignedAssertion,
   expected: Expectations,
 ): CheckedLogin {
-  const response = parseElement(responseXml);
-  if (response.localName !== 'Response' || response.namespaceURI !== SAMLP)
-    throw new SamlRefusal('not a SAML Response');
   for (const element of [assertion.element, response]) rejectWeakAlgorithms(element);
 
   if (assertion.issuer !== expected.idpEntityId)

@@ -6,6 +6,7 @@ import { DOMParser } from '@xmldom/xmldom';
 import { sql } from 'drizzle-orm';
 import type { Request, Response } from 'express';
 import type { Redis } from 'ioredis';
+import { recordAudit } from '../audit/audit-log.js';
 import type { Database } from '../db/client.js';
 import { escapeHtml, htmlPage } from '../http/html.js';
 import { parseCredential } from '../security/credentials.js';
@@ -313,12 +314,20 @@ async function endIdpSessions(
       AND (${sessionIndex}::text IS NULL OR s.session_index = ${sessionIndex})
       AND t.revoked_at IS NULL
     RETURNING t.user_id::text`);
-  for (const userId of new Set(ended.map((row) => row.user_id))) {
-    await db.execute(sql`
-      INSERT INTO audit_log (tenant_id, actor, action, subject_type, subject_id, after, correlation_id)
-      VALUES (${tenantId}, 'saml', 'saml.logout', 'user', ${userId},
-        ${JSON.stringify({ idp: connection.idpEntityId, sessionsEnded: ended.filter((r) => r.user_id === userId).length })}::jsonb,
-        ${correlationId})`);
-  }
+  await recordAudit(
+    db,
+    [...new Set(ended.map((row) => row.user_id))].map((userId) => ({
+      tenantId,
+      actor: 'saml',
+      action: 'saml.logout',
+      subjectType: 'user' as const,
+      subjectId: userId,
+      after: {
+        idp: connection.idpEntityId,
+        sessionsEnded: ended.filter((row) => row.user_id === userId).length,
+      },
+      correlationId,
+    })),
+  );
   return ended.length;
 }
