@@ -72,7 +72,7 @@ const envSchema = z.object({
   IDSYNC_ADMIN_TOKEN: z.string().min(32, 'must be at least 32 characters').optional(),
   WORKER_CONCURRENCY: positiveInt(8),
   SHUTDOWN_TIMEOUT_MS: positiveInt(15_000),
-  OUTBOX_POLL_MS: positiveInt(1_000),
+  OUTBOX_POLL_MS: positiveInt(200),
   IDSYNC_QUEUE_PREFIX: z
     .string()
     .regex(/^[A-Za-z0-9_-]{1,64}$/, 'must be 1 to 64 letters, digits, dashes or underscores')
