@@ -1,3 +1,4 @@
+import os from 'node:os';
 import path from 'node:path';
 import { z } from 'zod';
 
@@ -71,6 +72,7 @@ const envSchema = z.object({
   IDSYNC_EMBEDDED_REDIS_PORT: port(63799),
   IDSYNC_ADMIN_TOKEN: z.string().min(32, 'must be at least 32 characters').optional(),
   WORKER_CONCURRENCY: positiveInt(8),
+  WORKER_PROCESSES: positiveInt(os.availableParallelism()),
   SHUTDOWN_TIMEOUT_MS: positiveInt(15_000),
   OUTBOX_POLL_MS: positiveInt(200),
   IDSYNC_QUEUE_PREFIX: z
@@ -101,6 +103,8 @@ export interface Config {
   embeddedRedisPort: number;
   adminToken: string | undefined;
   workerConcurrency: number;
+  /** How many daemon processes `start`, `serve` and `worker` run (one per core by default). */
+  processes: number;
   shutdownTimeoutMs: number;
   outboxPollMs: number;
   /** BullMQ key prefix: several deployments can share one Redis. */
@@ -140,6 +144,7 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
     embeddedRedisPort: e.IDSYNC_EMBEDDED_REDIS_PORT,
     adminToken: e.IDSYNC_ADMIN_TOKEN,
     workerConcurrency: e.WORKER_CONCURRENCY,
+    processes: e.WORKER_PROCESSES,
     shutdownTimeoutMs: e.SHUTDOWN_TIMEOUT_MS,
     outboxPollMs: e.OUTBOX_POLL_MS,
     queuePrefix: e.IDSYNC_QUEUE_PREFIX,
