@@ -45,8 +45,10 @@ describe('group versions under concurrent member changes', async () => {
     const group = await createGroup(server, 'Conditional');
     const first = await versionOf(group.id);
     await new Promise((resolve) => setTimeout(resolve, 5));
-    expect((await addOne(group.id, userIds[40]!)).status).toBe(204);
+    const added = await addOne(group.id, userIds[40]!);
+    expect(added.status).toBe(204);
     const second = await versionOf(group.id);
+    expect(added.headers.get('ETag')).toBe(second.version);
     expect(second.version).not.toBe(first.version);
     expect(Date.parse(second.lastModified)).toBeGreaterThan(Date.parse(first.lastModified));
 

@@ -1,6 +1,7 @@
 #!/usr/bin/env node
+import { availableParallelism } from 'node:os';
 import { Command, CommanderError } from 'commander';
-import type { Config } from '../config.js';
+import { type Config, ConfigError } from '../config.js';
 import { DomainError, invalid, rootCause } from '../errors.js';
 import { createLogger, type Logger } from '../log.js';
 import { type DaemonMode, startDaemon } from '../runtime/daemon.js';
@@ -62,7 +63,10 @@ function printListening(config: Config, mode: DaemonMode, port: number | undefin
 async function runDaemon(mode: DaemonMode, processesOption: string | undefined): Promise<void> {
   const config = configOrExit();
   const log: Logger = createLogger(config.logLevel);
-  const processes = processesOption === undefined ? config.processes : parseProcesses(processesOption);
+  const processes =
+    processesOption !== undefined
+      ? parseProcesses(processesOption)
+      : (config.processes ?? (mode === 'worker' ? 1 : availableParallelism()));
   let stop: () => Promise<void>;
   if (processes > 1 && !inProcessGroup()) {
     const group = await startProcessGroup({ mode, config, log, processes });
@@ -278,6 +282,10 @@ export async function main(argv: string[]): Promise<number> {
     if (error instanceof CliError) {
       process.stderr.write(`idsync: ${error.message}\n`);
       return error.exitCode;
+    }
+    if (error instanceof ConfigError) {
+      process.stderr.write(`idsync: configuration error: ${error.message}\n`);
+      return EXIT.config;
     }
     if (error instanceof DomainError) {
       process.stderr.write(`idsync: ${error.message}\n`);

@@ -7,8 +7,10 @@ import { appliedMigrationCount, expectedMigrationCount, runMigrations } from '..
 import { type AppOptions, createApp } from '../http/app.js';
 import { listen, type RunningHttpServer } from '../http/server.js';
 import { connectionReady, createRedisConnection } from '../jobs/connection.js';
+import { deprovisionAlert } from '../jobs/deprovision-alert.js';
 import { OutboxRelay } from '../jobs/outbox-relay.js';
 import { closeQueues, type LaneQueues, openQueues } from '../jobs/queues.js';
+import { Sweeper } from '../jobs/sweeper.js';
 import { type JobHandler, startWorkerPool, type WorkerPool } from '../jobs/workers.js';
 import type { Logger } from '../log.js';
 import { type ConnectorFor, connectorFactory } from '../platform/factory.js';
@@ -19,6 +21,7 @@ import { createTenant, listTenants, type TenantWithToken } from '../tenants/tena
 import { oauthRouter } from '../tokens/router.js';
 import { type Endpoint, provideDatabase, provideRedis } from './infrastructure.js';
 import { createJobHandler, DRIFT_TICK } from './job-handler.js';
+import { databasePoolSize } from './pool-size.js';
 
 /** start: HTTP and workers in one process (the laptop default); serve: HTTP only; worker: jobs only. */
 export type DaemonMode = 'start' | 'serve' | 'worker';
@@ -73,13 +76,15 @@ export async function startDaemon(options: DaemonOptions): Promise<Daemon> {
   };
 
   try {
+    // Checked before anything starts: a pool too small for the configured concurrency is a config error.
+    const poolSize = databasePoolSize(mode, config);
     const databaseEndpoint: Endpoint = await provideDatabase(config, log, true);
     cleanups.push(() => databaseEndpoint.release());
     const redisEndpoint: Endpoint = await provideRedis(config, log, true);
     cleanups.push(() => redisEndpoint.release());
 
     await runMigrations(databaseEndpoint.url);
-    const database = connectDatabase(databaseEndpoint.url, { max: mode === 'worker' ? 10 : 20 });
+    const database = connectDatabase(databaseEndpoint.url, { max: poolSize });
     cleanups.push(() => database.close());
 
     const producer: Redis = createRedisConnection(redisEndpoint.url, 'producer');
@@ -103,6 +108,8 @@ export async function startDaemon(options: DaemonOptions): Promise<Daemon> {
         log,
         concurrency: config.workerConcurrency,
         lockMs: config.jobLockMs,
+        maxStalledCount: config.jobMaxStalledCount,
+        onFailure: deprovisionAlert(database.db, log),
         handler: options.jobHandler ?? createJobHandler(database, connectorFor, queues),
       });
       cleanups.push(() => pool.close());
@@ -120,6 +127,16 @@ export async function startDaemon(options: DaemonOptions): Promise<Daemon> {
       const relay = new OutboxRelay({ sql: database.sql, queues, log, pollMs: config.outboxPollMs });
       await relay.start();
       cleanups.push(() => relay.stop());
+      if (config.sweeperIntervalMs > 0) {
+        const sweeper = new Sweeper({
+          database,
+          log,
+          intervalMs: config.sweeperIntervalMs,
+          graceMs: config.sweeperGraceMs,
+        });
+        sweeper.start();
+        cleanups.push(() => sweeper.stop());
+      }
     }
 
     let http: RunningHttpServer | undefined;

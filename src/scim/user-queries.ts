@@ -126,10 +126,6 @@ export interface NewUser {
   attributes: Record<string, unknown>;
 }
 
-/**
- * Creates a user, its outbox row and its audit row in one statement. A unique violation on userName
- * surfaces as the driver error, which the caller maps to 409.
- */
 const insertUserStatement = preparedStatement<{
   tenantId: string;
   userName: string;
@@ -159,6 +155,13 @@ const insertUserStatement = preparedStatement<{
     SELECT ${userResourceJson('created', sql`${p('baseUrl')}::text`, false)}::text AS resource, created.version FROM created`;
 });
 
+/**
+ * Creates a user, its outbox row and its audit row in one statement (atomic without BEGIN/COMMIT). A
+ * unique violation on userName surfaces as the driver error, which the caller maps to 409. The one writer
+ * of outbox and audit rows that does not go through recordForReconcile and recordAudit: an IdP's initial
+ * push is this statement 10,000 times over, and the transaction those helpers need is four more round
+ * trips per user.
+ */
 export async function insertUserJson(
   db: Database,
   tenantId: string,

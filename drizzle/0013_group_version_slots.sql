@@ -6,7 +6,8 @@ CREATE TABLE "group_version_slots" (
 	CONSTRAINT "group_version_slots_group_id_slot_pk" PRIMARY KEY("group_id","slot")
 );
 --> statement-breakpoint
-ALTER TABLE "group_version_slots" ADD CONSTRAINT "group_version_slots_group_id_groups_id_fk" FOREIGN KEY ("group_id") REFERENCES "public"."groups"("id") ON DELETE cascade ON UPDATE no action;--> statement-breakpoint
+ALTER TABLE "group_version_slots" ADD CONSTRAINT "group_version_slots_group_id_groups_id_fk" FOREIGN KEY ("group_id") REFERENCES "public"."groups"("id") ON DELETE cascade ON UPDATE no action;
+--> statement-breakpoint
 -- Every group gets its slots when it is created, whoever creates it (SCIM, SAML JIT, imports).
 CREATE FUNCTION group_version_slots_create() RETURNS trigger LANGUAGE plpgsql AS $$
 BEGIN
