@@ -4,6 +4,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { Queue } from 'bullmq';
 import { afterAll, afterEach, describe, expect, inject, it } from 'vitest';
+import { ConfigError } from '../src/config.js';
 import { connectionReady, createRedisConnection } from '../src/jobs/connection.js';
 import { OutboxRelay } from '../src/jobs/outbox-relay.js';
 import { closeQueues, openQueues, queueName } from '../src/jobs/queues.js';
@@ -11,6 +12,7 @@ import { BuiltinConnector } from '../src/platform/builtin.js';
 import { reconcileUser } from '../src/reconcile/reconciler.js';
 import { addRule } from '../src/reconcile/rules.js';
 import { startEmbeddedRedis } from '../src/runtime/embedded-redis.js';
+import { databasePoolSize } from '../src/runtime/pool-size.js';
 import { createTenant } from '../src/tenants/tenants.js';
 import { spawnCli } from './support/cli.js';
 import { startTestDaemon, testConfig } from './support/daemon.js';
@@ -83,6 +85,26 @@ async function seedOffboarded(database: TestDatabase, tenantId: string, userName
     SELECT ${tenantId}, ${user!.id}, 'api', md5(random()::text), 'h' FROM generate_series(1, ${tokens})`;
   return user!.id as string;
 }
+
+describe('database pool sizing', () => {
+  it('is sized from WORKER_CONCURRENCY, and a pool set too small is refused before anything starts', async () => {
+    // 8 deprovision + 8 reconcile + 2 scan + 1 relay + 1 sweeper + 3 headroom.
+    expect(databasePoolSize('worker', { databasePoolSize: undefined, workerConcurrency: 8 })).toBe(23);
+    expect(databasePoolSize('worker', { databasePoolSize: undefined, workerConcurrency: 2 })).toBe(11);
+    expect(databasePoolSize('serve', { databasePoolSize: undefined, workerConcurrency: 8 })).toBe(20);
+    expect(databasePoolSize('worker', { databasePoolSize: 30, workerConcurrency: 8 })).toBe(30);
+    expect(() => databasePoolSize('worker', { databasePoolSize: 10, workerConcurrency: 8 })).toThrow(
+      new ConfigError(
+        'DATABASE_POOL_SIZE',
+        'must be at least 23 for `idsync worker` with WORKER_CONCURRENCY=8 (deprovision 8 + reconcile 8 + scan 2 + relay 1 + sweeper 1 + headroom 3)',
+      ),
+    );
+    const database = await createTestDatabase();
+    await expect(
+      startTestDaemon({ mode: 'worker', config: testConfig(database.url, { databasePoolSize: 10 }), log }),
+    ).rejects.toThrow(/DATABASE_POOL_SIZE: must be at least 23/);
+  });
+});
 
 describe('no deprovisioning lost or stuck', () => {
   it('a burst of 30 users in one group and 15 deactivations completes in ONE worker at default settings', async () => {

@@ -5,7 +5,12 @@ import { GROUP_VERSION_SLOTS, groups, groupVersionSlots } from '../db/schema.js'
 import { isUniqueViolation, violatedConstraint } from '../errors.js';
 import { type OutboxEntry, recordForReconcile } from '../jobs/outbox.js';
 import { brakeChange } from '../reconcile/brake.js';
-import { normaliseMemberValues, type PatchOperation } from './dialects.js';
+import {
+  normaliseLegacySchemaUrns,
+  normaliseMemberValues,
+  type PatchOperation,
+  unknownSchemaError,
+} from './dialects.js';
 import { ScimError } from './errors.js';
 import type { FilterNode } from './filter.js';
 import { filterToSql, groupMapping } from './filter-sql.js';
@@ -42,14 +47,14 @@ export function readGroupInput(body: unknown): GroupInput {
   if (!body || typeof body !== 'object' || Array.isArray(body)) {
     throw new ScimError(400, 'invalidSyntax', 'request body must be a Group object');
   }
-  const document = body as Document;
+  const document = normaliseLegacySchemaUrns(body as Document, GROUP_SCHEMA);
   const field = (name: string) => {
     const key = Object.keys(document).find((k) => k.toLowerCase() === name.toLowerCase());
     return key === undefined ? undefined : document[key];
   };
   const schemas = field('schemas');
   if (schemas !== undefined && (!Array.isArray(schemas) || !schemas.includes(GROUP_SCHEMA))) {
-    throw new ScimError(400, 'invalidSyntax', `"schemas" must include ${GROUP_SCHEMA}`);
+    throw unknownSchemaError(schemas, GROUP_SCHEMA, []);
   }
   const displayName = field('displayName');
   if (typeof displayName !== 'string' || displayName.trim() === '') {
@@ -120,12 +125,13 @@ async function addMembers(
       SELECT u.id, wanted.display FROM wanted
       JOIN users u ON u.id = wanted.id AND u.tenant_id = ${tenantId} AND u.deprovisioned_at IS NULL
     ), inserted AS (
-      INSERT INTO group_members (tenant_id, group_id, user_id, display)
-      SELECT ${tenantId}, ${groupId}, known.id, known.display FROM known
-      ON CONFLICT (group_id, user_id) DO NOTHING
-      RETURNING user_id
+      INSERT INTO group_members (tenant_id, group_id, user_id, display, source)
+      SELECT ${tenantId}, ${groupId}, known.id, known.display, 'scim' FROM known
+      -- A membership a SAML login added becomes SCIM's: from now on only SCIM removes it.
+      ON CONFLICT (group_id, user_id) DO UPDATE SET source = 'scim' WHERE group_members.source = 'saml'
+      RETURNING user_id, (xmax = 0) AS fresh
     )
-    SELECT wanted.id::text AS wanted, known.id::text AS user_id, (inserted.user_id IS NOT NULL) AS added
+    SELECT wanted.id::text AS wanted, known.id::text AS user_id, coalesce(inserted.fresh, false) AS added
     FROM wanted LEFT JOIN known ON known.id = wanted.id LEFT JOIN inserted ON inserted.user_id = wanted.id`);
   const unknown = rows.filter((r) => r.user_id === null).map((r) => r.wanted);
   if (unknown.length > 0) throw invalidMembers(unknown);
