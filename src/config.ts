@@ -71,8 +71,13 @@ const envSchema = z.object({
   IDSYNC_EMBEDDED_REDIS_PORT: port(63799),
   IDSYNC_ADMIN_TOKEN: z.string().min(32, 'must be at least 32 characters').optional(),
   WORKER_CONCURRENCY: positiveInt(8),
+  WORKER_PROCESSES: z.coerce
+    .number({ error: 'must be a number' })
+    .int('must be a whole number')
+    .positive('must be greater than 0')
+    .optional(),
   SHUTDOWN_TIMEOUT_MS: positiveInt(15_000),
-  OUTBOX_POLL_MS: positiveInt(1_000),
+  OUTBOX_POLL_MS: positiveInt(200),
   IDSYNC_QUEUE_PREFIX: z
     .string()
     .regex(/^[A-Za-z0-9_-]{1,64}$/, 'must be 1 to 64 letters, digits, dashes or underscores')
@@ -84,6 +89,18 @@ const envSchema = z.object({
     .min(0, 'must be 0 (off) or more')
     .default(60_000),
   IDSYNC_SECRET_KEY: z.string().min(32, 'must be at least 32 characters').optional(),
+  DATABASE_POOL_SIZE: z.coerce
+    .number({ error: 'must be a number' })
+    .int('must be a whole number')
+    .positive('must be greater than 0')
+    .optional(),
+  JOB_MAX_STALLED_COUNT: positiveInt(10),
+  SWEEPER_INTERVAL_MS: z.coerce
+    .number({ error: 'must be a number' })
+    .int('must be a whole number')
+    .min(0, 'must be 0 (off) or more')
+    .default(60_000),
+  SWEEPER_GRACE_MS: positiveInt(300_000),
 });
 
 export interface Config {
@@ -101,6 +118,11 @@ export interface Config {
   embeddedRedisPort: number;
   adminToken: string | undefined;
   workerConcurrency: number;
+  /**
+   * How many daemon processes to run. Unset: one per core for `start` and `serve`, one for `worker`
+   * (workers scale out by running more of them, on any machine).
+   */
+  processes: number | undefined;
   shutdownTimeoutMs: number;
   outboxPollMs: number;
   /** BullMQ key prefix: several deployments can share one Redis. */
@@ -114,6 +136,14 @@ export interface Config {
   secretKey: string | undefined;
   /** How often workers look for tenants due a drift scan (each tenant has its own interval); 0: never. */
   driftTickMs: number;
+  /** PostgreSQL connections per process; unset: sized from the mode and WORKER_CONCURRENCY. */
+  databasePoolSize: number | undefined;
+  /** How often a job may be found stalled (its worker died) and run again before it fails. */
+  jobMaxStalledCount: number;
+  /** How often workers sweep for lost or unfinished work; 0: never. */
+  sweeperIntervalMs: number;
+  /** How old relayed-but-unfinished work must be before the sweeper sends it again. */
+  sweeperGraceMs: number;
 }
 
 export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
@@ -140,12 +170,17 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
     embeddedRedisPort: e.IDSYNC_EMBEDDED_REDIS_PORT,
     adminToken: e.IDSYNC_ADMIN_TOKEN,
     workerConcurrency: e.WORKER_CONCURRENCY,
+    processes: e.WORKER_PROCESSES,
     shutdownTimeoutMs: e.SHUTDOWN_TIMEOUT_MS,
     outboxPollMs: e.OUTBOX_POLL_MS,
     queuePrefix: e.IDSYNC_QUEUE_PREFIX,
     jobLockMs: e.JOB_LOCK_MS,
     secretKey: e.IDSYNC_SECRET_KEY,
     driftTickMs: e.DRIFT_TICK_MS,
+    databasePoolSize: e.DATABASE_POOL_SIZE,
+    jobMaxStalledCount: e.JOB_MAX_STALLED_COUNT,
+    sweeperIntervalMs: e.SWEEPER_INTERVAL_MS,
+    sweeperGraceMs: e.SWEEPER_GRACE_MS,
   };
 }
 
