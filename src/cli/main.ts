@@ -50,13 +50,18 @@ async function runDaemon(mode: DaemonMode): Promise<void> {
         `  admin API:  ${config.publicUrl}/api${config.adminToken ? '' : '   (closed: set IDSYNC_ADMIN_TOKEN to open it)'}`,
         `  console:    ${config.publicUrl}/console   (security: drift, offboarding, inactive seats)`,
         `  health:     ${config.publicUrl}/healthz   readiness: ${config.publicUrl}/readyz`,
+        ...(daemon.workerHealthPort !== undefined
+          ? [`  workers:    http://${config.host}:${daemon.workerHealthPort}/readyz   (WORKER_HEALTH_PORT)`]
+          : []),
         `  data:       ${config.databaseUrl ? 'DATABASE_URL' : config.dataDir}`,
         'Press Ctrl-C to stop.',
         '',
       ].join('\n'),
     );
   } else {
-    process.stdout.write(`idsync worker running; press Ctrl-C to stop.\n`);
+    process.stdout.write(
+      `idsync worker running; health: http://${config.host}:${daemon.workerHealthPort}/readyz; press Ctrl-C to stop.\n`,
+    );
   }
 
   let stopping = false;
