@@ -76,10 +76,13 @@ describe('SCIM while PostgreSQL is down', () => {
 
       postgres = await startEmbeddedPostgres(pgOptions);
       await expect
-        .poll(async () => (await scim('POST', '/Users', { schemas: [USER], userName: 'ada@example.com' })).status, {
-          timeout: 20_000,
-          interval: 250,
-        })
+        .poll(
+          async () => (await scim('POST', '/Users', { schemas: [USER], userName: 'ada@example.com' })).status,
+          {
+            timeout: 20_000,
+            interval: 250,
+          },
+        )
         .toBe(201);
     } finally {
       await daemon.stop();
@@ -93,7 +96,12 @@ describe('readiness when only Redis is down', () => {
     const database = await createTestDatabase();
     const { scimToken } = await createTenant(database.db, 'acme', 'test');
     const scratch = mkdtempSync(path.join(os.tmpdir(), 'idsync-redis-'));
-    const redisOptions = { directory: scratch, port: await freePort(), adoptRunning: false, persistent: false };
+    const redisOptions = {
+      directory: scratch,
+      port: await freePort(),
+      adoptRunning: false,
+      persistent: false,
+    };
     let redis = await startEmbeddedRedis(redisOptions);
     const { log } = capturingLogger('silent');
     const daemon = await startTestDaemon({

@@ -43,7 +43,10 @@ describe('worker health port', () => {
     expect((await fetch(`${health}/healthz`)).status).toBe(200);
     const idle = await fetch(`${health}/readyz`);
     expect(idle.status).toBe(200);
-    expect(await idle.json()).toEqual({ status: 'ready', checks: { postgres: 'ok', redis: 'ok', jobs: 'ok' } });
+    expect(await idle.json()).toEqual({
+      status: 'ready',
+      checks: { postgres: 'ok', redis: 'ok', jobs: 'ok' },
+    });
 
     await recordForReconcile(database.db, [
       { tenantId: tenant.id, lane: 'deprovision', subjectType: 'user', subjectId: 'wedged', cause: {} },
@@ -55,9 +58,14 @@ describe('worker health port', () => {
     await expect
       .poll(async () => (await fetch(`${health}/readyz`)).status, { timeout: 15_000, interval: 200 })
       .toBe(503);
-    const stuck = (await (await fetch(`${health}/readyz`)).json()) as { status: string; checks: Record<string, string> };
+    const stuck = (await (await fetch(`${health}/readyz`)).json()) as {
+      status: string;
+      checks: Record<string, string>;
+    };
     expect(stuck.status).toBe('not ready');
-    expect(stuck.checks.jobs).toMatch(/^stuck: no job has started or finished here for \d+ s while 1 wait and 1 run$/);
+    expect(stuck.checks.jobs).toMatch(
+      /^stuck: no job has started or finished here for \d+ s while 1 wait and 1 run$/,
+    );
     expect(handled).not.toContain('waiting');
   });
 });
@@ -109,7 +117,12 @@ describe('outbox relay logging', () => {
     const database = await createTestDatabase();
     const { tenant } = await createTenant(database.db, 'acme', 'test');
     const scratch = mkdtempSync(path.join(os.tmpdir(), 'idsync-redis-'));
-    const redisOptions = { directory: scratch, port: await freePort(), adoptRunning: false, persistent: false };
+    const redisOptions = {
+      directory: scratch,
+      port: await freePort(),
+      adoptRunning: false,
+      persistent: false,
+    };
     let redis = await startEmbeddedRedis(redisOptions);
     const producer = createRedisConnection(redis.url, 'producer');
     await connectionReady(producer);
@@ -131,7 +144,10 @@ describe('outbox relay logging', () => {
       await redis.stop();
       rmSync(scratch, { recursive: true, force: true });
     });
-    const lines = (message: string) => output().split('\n').filter((l) => l.includes(message)).length;
+    const lines = (message: string) =>
+      output()
+        .split('\n')
+        .filter((l) => l.includes(message)).length;
 
     await redis.stop();
     await recordForReconcile(database.db, [
@@ -165,7 +181,9 @@ describe('outbox purge', () => {
     const { log } = capturingLogger('silent');
     const purger = new OutboxPurger({ sql: database.sql, log, retentionDays: 7, batchSize: 10 });
     expect(await purger.purge()).toBe(25);
-    const left = await database.sql<{ subject_id: string }[]>`SELECT subject_id FROM outbox ORDER BY subject_id`;
+    const left = await database.sql<
+      { subject_id: string }[]
+    >`SELECT subject_id FROM outbox ORDER BY subject_id`;
     expect(left.map((r) => r.subject_id)).toEqual(['recent', 'unrelayed']);
     expect(await purger.purge()).toBe(0);
   });
@@ -207,7 +225,9 @@ describe('no bound parameters in logs', () => {
         expect(job.failedReason ?? '').not.toContain('ada.lovelace');
         for (const line of job.stacktrace ?? []) expect(line).not.toContain('ada.lovelace');
       }
-      expect(jobs.some((j) => (j.failedReason ?? '').includes('invalid input syntax for type uuid'))).toBe(true);
+      expect(jobs.some((j) => (j.failedReason ?? '').includes('invalid input syntax for type uuid'))).toBe(
+        true,
+      );
     } finally {
       await closeQueues(queues);
       redis.disconnect();

@@ -2,7 +2,7 @@
 import { Command, CommanderError } from 'commander';
 import type { Config } from '../config.js';
 import { DomainError, invalid, rootCause } from '../errors.js';
-import { createLogger, type Logger } from '../log.js';
+import { createLogger, type Logger, withoutBoundValues } from '../log.js';
 import { type DaemonMode, startDaemon } from '../runtime/daemon.js';
 import {
   createTenant,
@@ -251,7 +251,7 @@ export async function main(argv: string[]): Promise<number> {
       process.stderr.write(`idsync: ${error.message}\n`);
       return error.kind === 'invalid' ? EXIT.usage : EXIT.dataError;
     }
-    process.stderr.write(`idsync: ${(rootCause(error) as Error).message}\n`);
+    process.stderr.write(`idsync: ${withoutBoundValues((rootCause(error) as Error).message)}\n`);
     return EXIT.failure;
   }
 }

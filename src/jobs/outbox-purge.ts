@@ -27,7 +27,12 @@ export class OutboxPurger {
   start(): void {
     const tick = () => {
       this.running = this.purge()
-        .catch((error) => this.options.log.warn({ component: 'outbox-purge', err: error }, 'outbox purge failed; retried later'))
+        .catch((error) =>
+          this.options.log.warn(
+            { component: 'outbox-purge', err: error },
+            'outbox purge failed; retried later',
+          ),
+        )
         .finally(() => {
           this.running = undefined;
         });

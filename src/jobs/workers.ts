@@ -83,7 +83,9 @@ export async function startWorkerPool(options: WorkerPoolOptions): Promise<Worke
           // driver's error without the query's bound values.
           if (error instanceof JobAbortedError) throw error;
           const cause = rootCause(error);
-          const sanitized = new Error(withoutBoundValues(cause instanceof Error ? cause.message : String(cause)));
+          const sanitized = new Error(
+            withoutBoundValues(cause instanceof Error ? cause.message : String(cause)),
+          );
           sanitized.name = cause instanceof Error ? cause.name : 'Error';
           throw sanitized;
         } finally {

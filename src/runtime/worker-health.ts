@@ -78,7 +78,9 @@ export function progressCheck(options: {
     check: async () => {
       const now = Date.now();
       const counts = await Promise.all(
-        [options.queues.deprovision, options.queues.reconcile].map((q) => q.getJobCounts('wait', 'prioritized')),
+        [options.queues.deprovision, options.queues.reconcile].map((q) =>
+          q.getJobCounts('wait', 'prioritized'),
+        ),
       );
       const waiting = counts.reduce((sum, c) => sum + (c.wait ?? 0) + (c.prioritized ?? 0), 0);
       const { running, lastProgressAt } = options.activity;

@@ -90,7 +90,8 @@ export function toScimError(error: unknown): ScimError {
 
 export const scimErrorHandler: ErrorRequestHandler = (error, req, res, _next) => {
   const scimError = toScimError(error);
-  if (scimError.status === 503) req.log?.warn({ err: rootCause(error) }, 'SCIM request refused: database unavailable');
+  if (scimError.status === 503)
+    req.log?.warn({ err: rootCause(error) }, 'SCIM request refused: database unavailable');
   else if (scimError.status >= 500) req.log?.error({ err: rootCause(error) }, 'SCIM request failed');
   if (res.headersSent) return;
   sendScimError(res, scimError);
