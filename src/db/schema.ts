@@ -127,6 +127,11 @@ export const users = pgTable(
     lastSsoLoginAt: timestamp('last_sso_login_at', { withTimezone: true }),
     /** Tombstone: set when the IdP deletes the user. The row stays for the audit trail and receipts. */
     deprovisionedAt: timestamp('deprovisioned_at', { withTimezone: true }),
+    /**
+     * When the IdP last turned the user off (deactivated or deleted); null while active. Kept by a
+     * trigger, so every path that deactivates sets it. One offboarding, one receipt: its IdP event time.
+     */
+    deactivatedAt: timestamp('deactivated_at', { withTimezone: true }),
     version: integer('version').notNull().default(1),
     createdAt: createdAt(),
     updatedAt: updatedAt(),
@@ -145,6 +150,8 @@ export const users = pgTable(
       .on(t.tenantId, t.createdAt, t.id)
       .where(sql`${t.deprovisionedAt} IS NULL`),
     index('users_tenant_tombstone_name_idx').on(t.tenantId, sql`lower(${t.userName})`),
+    // The sweeper's lookup of offboarded users.
+    index('users_deactivated_idx').on(t.deactivatedAt).where(sql`${t.deactivatedAt} IS NOT NULL`),
   ],
 );
 
@@ -340,8 +347,18 @@ export const outbox = pgTable(
     cause: jsonb('cause').notNull().default({}),
     createdAt: createdAt(),
     relayedAt: timestamp('relayed_at', { withTimezone: true }),
+    /** How many times the row was relayed: each relay is a new job id, so a lost job can be re-sent. */
+    relayCount: integer('relay_count').notNull().default(0),
+    /** Set when a job for the subject finished after reading the state this row announced. */
+    completedAt: timestamp('completed_at', { withTimezone: true }),
   },
-  (t) => [index('outbox_pending_idx').on(t.id).where(sql`${t.relayedAt} IS NULL`)],
+  (t) => [
+    index('outbox_pending_idx').on(t.id).where(sql`${t.relayedAt} IS NULL`),
+    // The sweeper's and the job's lookups: rows of one subject not yet completed.
+    index('outbox_open_subject_idx')
+      .on(t.tenantId, t.subjectType, t.subjectId, t.id)
+      .where(sql`${t.completedAt} IS NULL`),
+  ],
 );
 
 /** Append-only: a trigger (see the migrations) refuses UPDATE and DELETE on this table. */

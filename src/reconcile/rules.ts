@@ -1,7 +1,10 @@
-import { sql } from 'drizzle-orm';
+import { type SQL, sql } from 'drizzle-orm';
 import { z } from 'zod';
+import { recordAudit } from '../audit/audit-log.js';
 import type { Database } from '../db/client.js';
 import { invalid, notFound } from '../errors.js';
+import { type Executor, recordForReconcileEach } from '../jobs/outbox.js';
+import { brakeChange } from './brake.js';
 import {
   APP_PERMISSIONS,
   type AssignmentRule,
@@ -87,9 +90,14 @@ export async function addRule(
       );
     }
     await queueGroupMembers(tx, tenantId, input.idpGroup, { event: 'rule.added', ruleId: row!.id, actor });
-    await tx.execute(sql`
-      INSERT INTO audit_log (tenant_id, actor, action, subject_type, subject_id, after)
-      VALUES (${tenantId}, ${actor}, 'rule.added', 'tenant', ${tenantId}, ${JSON.stringify({ id: row!.id, ...input })}::jsonb)`);
+    await recordAudit(tx, {
+      tenantId,
+      actor,
+      action: 'rule.added',
+      subjectType: 'tenant',
+      subjectId: tenantId,
+      after: { id: row!.id, ...input },
+    });
     return { id: row!.id, ...input } as AssignmentRule;
   });
 }
@@ -109,19 +117,37 @@ export async function removeRule(
     const [row] = await tx.execute<{ idp_group: string }>(sql`
       DELETE FROM assignment_rules WHERE tenant_id = ${tenantId} AND id = ${ruleId} RETURNING idp_group`);
     if (!row) throw notFound(`no rule ${ruleId}`);
+    const changeId = `rule:${ruleId}`;
+    // Decided now, from the stored state of every member, in the transaction that removes the rule.
+    await brakeChange(tx, {
+      tenantId,
+      changeId,
+      event: 'rule.removed',
+      affectedUsers: membersOfIdpGroup(tenantId, row.idp_group),
+    });
     await queueGroupMembers(tx, tenantId, row.idp_group, {
       event: 'rule.removed',
       ruleId,
       actor,
-      correlationId: `rule:${ruleId}`,
+      correlationId: changeId,
     });
-    await tx.execute(sql`
-      INSERT INTO audit_log (tenant_id, actor, action, subject_type, subject_id, before)
-      VALUES (${tenantId}, ${actor}, 'rule.removed', 'tenant', ${tenantId}, ${JSON.stringify({ id: ruleId })}::jsonb)`);
+    await recordAudit(tx, {
+      tenantId,
+      actor,
+      action: 'rule.removed',
+      subjectType: 'tenant',
+      subjectId: tenantId,
+      before: { id: ruleId },
+    });
   });
 }
 
-type Executor = Pick<Database, 'execute'>;
+/** The users (tenant id, user id) in the IdP group a rule names (by display name, case-insensitively). */
+function membersOfIdpGroup(tenantId: string, idpGroup: string): SQL {
+  return sql`
+    SELECT gm.tenant_id, gm.user_id FROM group_members gm JOIN groups g ON g.id = gm.group_id
+    WHERE g.tenant_id = ${tenantId} AND lower(g.display_name) = lower(${idpGroup})`;
+}
 
 async function queueGroupMembers(
   tx: Executor,
@@ -129,17 +155,15 @@ async function queueGroupMembers(
   idpGroup: string,
   cause: Record<string, unknown>,
 ) {
-  const full = { ...cause, source: 'admin', at: new Date().toISOString() };
-  // changeSize: how many users this one change touches, for the mass-change brake.
-  await tx.execute(sql`
-    WITH members AS (
-      SELECT gm.user_id FROM group_members gm JOIN groups g ON g.id = gm.group_id
-      WHERE g.tenant_id = ${tenantId} AND lower(g.display_name) = lower(${idpGroup})
-    )
-    INSERT INTO outbox (tenant_id, lane, subject_type, subject_id, cause)
-    SELECT ${tenantId}, 'reconcile', 'user', members.user_id::text,
-      ${JSON.stringify(full)}::jsonb || jsonb_build_object('changeSize', (SELECT count(*) FROM members))
-    FROM members`);
+  await recordForReconcileEach(
+    tx,
+    {
+      lane: 'reconcile',
+      subjectType: 'user',
+      cause: { ...cause, source: 'admin', at: new Date().toISOString() },
+    },
+    membersOfIdpGroup(tenantId, idpGroup),
+  );
 }
 
 export function describeRule(rule: AssignmentRule): string {

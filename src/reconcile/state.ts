@@ -11,7 +11,10 @@ export interface UserSubject {
   /** The platform account: the login e-mail, lower-cased. */
   account: string;
   facts: UserFacts;
-  updatedAt: string;
+  /** When the IdP turned the user off (ISO time); undefined while the user is active. */
+  deactivatedAt: string | undefined;
+  /** Tokens and sessions idsync issued that still work. */
+  liveTokens: number;
 }
 
 export interface TenantPolicy {
@@ -29,11 +32,14 @@ export async function loadUser(
     active: boolean;
     deprovisioned: boolean;
     groups: string[] | null;
-    updated_at: string;
+    deactivated_at: string | null;
+    live_tokens: number;
   }>(sql`
-    SELECT u.user_name, u.active, u.deprovisioned_at IS NOT NULL AS deprovisioned, u.updated_at::text,
+    SELECT u.user_name, u.active, u.deprovisioned_at IS NOT NULL AS deprovisioned,
+      to_json(u.deactivated_at)#>>'{}' AS deactivated_at,
       (SELECT array_agg(g.display_name) FROM group_members gm JOIN groups g ON g.id = gm.group_id
-        WHERE gm.user_id = u.id) AS groups
+        WHERE gm.user_id = u.id) AS groups,
+      (SELECT count(*)::int FROM tokens t WHERE t.user_id = u.id AND t.revoked_at IS NULL) AS live_tokens
     FROM users u WHERE u.tenant_id = ${tenantId} AND u.id = ${userId}`);
   if (!row) return undefined;
   return {
@@ -42,7 +48,8 @@ export async function loadUser(
     userName: row.user_name,
     account: row.user_name.toLowerCase(),
     facts: { active: row.active, deprovisioned: row.deprovisioned, groups: row.groups ?? [] },
-    updatedAt: row.updated_at,
+    deactivatedAt: row.deactivated_at ? new Date(row.deactivated_at).toISOString() : undefined,
+    liveTokens: row.live_tokens,
   };
 }
 

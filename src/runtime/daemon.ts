@@ -7,9 +7,11 @@ import { appliedMigrationCount, expectedMigrationCount, runMigrations } from '..
 import { type AppOptions, createApp } from '../http/app.js';
 import { listen, type RunningHttpServer } from '../http/server.js';
 import { connectionReady, createRedisConnection } from '../jobs/connection.js';
+import { deprovisionAlert } from '../jobs/deprovision-alert.js';
 import { OutboxPurger } from '../jobs/outbox-purge.js';
 import { OutboxRelay } from '../jobs/outbox-relay.js';
 import { closeQueues, type LaneQueues, openQueues } from '../jobs/queues.js';
+import { Sweeper } from '../jobs/sweeper.js';
 import { type JobHandler, startWorkerPool, type WorkerPool } from '../jobs/workers.js';
 import type { Logger } from '../log.js';
 import { type ConnectorFor, connectorFactory } from '../platform/factory.js';
@@ -20,6 +22,7 @@ import { createTenant, listTenants, type TenantWithToken } from '../tenants/tena
 import { oauthRouter } from '../tokens/router.js';
 import { type Endpoint, provideDatabase, provideRedis } from './infrastructure.js';
 import { createJobHandler, DRIFT_TICK } from './job-handler.js';
+import { databasePoolSize } from './pool-size.js';
 import { startWorkerHealth } from './worker-health.js';
 
 /** start: HTTP and workers in one process (the laptop default); serve: HTTP only; worker: jobs only. */
@@ -80,6 +83,8 @@ export async function startDaemon(options: DaemonOptions): Promise<Daemon> {
   };
 
   try {
+    // Checked before anything starts: a pool too small for the configured concurrency is a config error.
+    const poolSize = databasePoolSize(mode, config);
     const databaseEndpoint: Endpoint = await provideDatabase(config, log, true);
     cleanups.push(() => databaseEndpoint.release());
     const redisEndpoint: Endpoint = await provideRedis(config, log, true);
@@ -87,7 +92,7 @@ export async function startDaemon(options: DaemonOptions): Promise<Daemon> {
 
     await runMigrations(databaseEndpoint.url);
     const database = connectDatabase(databaseEndpoint.url, {
-      max: mode === 'worker' ? 10 : 20,
+      max: poolSize,
       connectTimeoutMs: config.databaseTimeoutMs,
       // Requests must not hang on a wedged database; workers' drift scans may run longer statements.
       ...(mode === 'worker' ? {} : { statementTimeoutMs: config.databaseTimeoutMs }),
@@ -116,6 +121,8 @@ export async function startDaemon(options: DaemonOptions): Promise<Daemon> {
         log,
         concurrency: config.workerConcurrency,
         lockMs: config.jobLockMs,
+        maxStalledCount: config.jobMaxStalledCount,
+        onFailure: deprovisionAlert(database.db, log),
         handler: options.jobHandler ?? createJobHandler(database, connectorFor, queues),
       });
       cleanups.push((remainingMs) => pool.close(remainingMs));
@@ -153,6 +160,16 @@ export async function startDaemon(options: DaemonOptions): Promise<Daemon> {
       });
       purger.start();
       cleanups.push(() => purger.stop());
+      if (config.sweeperIntervalMs > 0) {
+        const sweeper = new Sweeper({
+          database,
+          log,
+          intervalMs: config.sweeperIntervalMs,
+          graceMs: config.sweeperGraceMs,
+        });
+        sweeper.start();
+        cleanups.push(() => sweeper.stop());
+      }
     }
 
     let http: RunningHttpServer | undefined;

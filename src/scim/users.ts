@@ -1,6 +1,7 @@
 import { and, eq, isNull } from 'drizzle-orm';
+import { recordAudit } from '../audit/audit-log.js';
 import type { Database } from '../db/client.js';
-import { auditLog, groupMembers, users } from '../db/schema.js';
+import { groupMembers, users } from '../db/schema.js';
 import { isUniqueViolation, violatedConstraint } from '../errors.js';
 import { recordForReconcile } from '../jobs/outbox.js';
 import type { PatchOperation } from './dialects.js';
@@ -127,7 +128,7 @@ async function recordUserChange(
   const lane = event === 'user.deactivated' || event === 'user.deleted' ? 'deprovision' : 'reconcile';
   const cause = { event, source: 'scim', at: new Date().toISOString(), correlationId: context.correlationId };
   await recordForReconcile(tx, [{ tenantId, lane, subjectType: 'user', subjectId: userId, cause }]);
-  await tx.insert(auditLog).values({
+  await recordAudit(tx, {
     tenantId,
     actor: context.actor,
     action: `scim.${event}`,
