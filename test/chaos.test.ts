@@ -21,8 +21,14 @@ describe('fault suite, short variants', () => {
   const cluster = new ChaosCluster({
     workers: 2,
     runner: 'source',
-    // Takeover after a kill -9 in 2 s instead of 30 s, so the short run stays short.
-    env: { ...sharedEnv(options('kill')), JOB_LOCK_MS: '2000' },
+    // Takeover after a kill -9 in 2 s instead of 30 s, and lost work re-sent by the sweeper after 3 s
+    // instead of 5 minutes, so the short run stays short.
+    env: {
+      ...sharedEnv(options('kill')),
+      JOB_LOCK_MS: '2000',
+      SWEEPER_INTERVAL_MS: '1000',
+      SWEEPER_GRACE_MS: '3000',
+    },
     say,
   });
   let passed = true;

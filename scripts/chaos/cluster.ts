@@ -47,6 +47,10 @@ export class ChaosCluster {
   readonly workerPorts: number[] = [];
   database!: DatabaseHandle;
   kills = 0;
+  /** Processes that exited without being told to (each restarted, as a process supervisor would). */
+  readonly crashes: string[] = [];
+  private readonly intended = new Set<ChildProcess>();
+  private stopping = false;
   private postgres: LocalServer | undefined;
   private redis: LocalServer | undefined;
   private postgresOptions!: Parameters<typeof startEmbeddedPostgres>[0];
@@ -107,16 +111,28 @@ export class ChaosCluster {
     const worker = this.workers[index];
     if (!worker) return;
     this.workers[index] = undefined;
+    this.intended.add(worker.child);
     await stopProcess(worker);
   }
 
   private async spawnWorker(index: number): Promise<IdsyncProcess> {
     this.workerPorts[index] ??= await freePort();
-    return this.spawn(`worker-${index + 1}`, 'worker', {
+    const worker = await this.spawn(`worker-${index + 1}`, 'worker', {
       // Workers have no public HTTP port; PORT only keeps them off the default 8080.
       PORT: String(this.apiPort),
       WORKER_HEALTH_PORT: String(this.workerPorts[index]),
     });
+    // A worker that dies by itself is counted and replaced, as systemd or Kubernetes would do.
+    worker.child.once('exit', (code, signal) => {
+      if (this.intended.has(worker.child) || this.stopping) return;
+      this.crashes.push(`${worker.name} exited by itself (${code ?? signal})`);
+      this.say(`${worker.name} crashed (${code ?? signal}); restarting it`);
+      if (this.workers[index] === worker) {
+        this.workers[index] = undefined;
+        void this.restartWorker(index).catch((error: Error) => this.say(`restart failed: ${error.message}`));
+      }
+    });
+    return worker;
   }
 
   private async spawn(name: string, mode: 'serve' | 'worker', extra: Record<string, string>) {
@@ -162,6 +178,7 @@ export class ChaosCluster {
     const worker = this.workers[index];
     if (!worker) return;
     const exited = new Promise((resolve) => worker.child.once('exit', resolve));
+    this.intended.add(worker.child);
     worker.child.kill('SIGKILL');
     this.kills += 1;
     await exited;
@@ -220,6 +237,7 @@ export class ChaosCluster {
 
   /** Stops everything; the scratch directory (with the logs) is kept when `keep` is set. */
   async stop(keep: boolean): Promise<void> {
+    this.stopping = true;
     const stopping = [this.api, ...this.workers].filter((p): p is IdsyncProcess => p !== undefined);
     await Promise.all(stopping.map(stopProcess));
     await this.database?.close().catch(() => {});

@@ -168,7 +168,13 @@ export async function runScenario(
   } finally {
     if (!shared) await cluster.stop(result?.verdict.pass !== true);
   }
-  return { scenario: name, seconds: Math.round((Date.now() - started) / 1000), ...result };
+  const crashes = cluster.crashes.splice(0);
+  return {
+    scenario: name,
+    seconds: Math.round((Date.now() - started) / 1000),
+    ...result!,
+    figures: { ...result!.figures, processCrashesRestarted: crashes.length, crashes },
+  };
 }
 
 /** The environment every scenario's processes need, for a cluster shared by several scenarios. */
