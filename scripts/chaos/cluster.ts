@@ -129,7 +129,7 @@ export class ChaosCluster {
       this.say(`${worker.name} crashed (${code ?? signal}); restarting it`);
       if (this.workers[index] === worker) {
         this.workers[index] = undefined;
-        void this.restartWorker(index).catch((error: Error) => this.say(`restart failed: ${error.message}`));
+        void this.superviseRestart(index);
       }
     });
     return worker;
@@ -194,6 +194,24 @@ export class ChaosCluster {
   /** Replaces every worker with a fresh process (kill -9, restart). */
   async replaceWorkers(): Promise<void> {
     for (let i = 0; i < this.workers.length; i++) if (this.workers[i]) await this.killWorker(i);
+  }
+
+  /**
+   * Restarts a crashed worker until it stays up, with a back-off (systemd's Restart=always): a worker
+   * refuses to start while PostgreSQL is down, so the first attempts may fail.
+   */
+  private async superviseRestart(index: number): Promise<void> {
+    for (let attempt = 1; !this.stopping; attempt++) {
+      try {
+        await this.restartWorker(index);
+        return;
+      } catch (error) {
+        this.say(
+          `restart of worker-${index + 1} failed (attempt ${attempt}): ${(error as Error).message.slice(0, 120)}`,
+        );
+        await new Promise((resolve) => setTimeout(resolve, Math.min(1_000 * attempt, 5_000)));
+      }
+    }
   }
 
   async restartWorker(index: number): Promise<void> {
