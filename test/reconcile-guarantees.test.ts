@@ -4,6 +4,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { Queue } from 'bullmq';
 import { afterAll, afterEach, describe, expect, inject, it } from 'vitest';
+import { ConfigError } from '../src/config.js';
 import { connectionReady, createRedisConnection } from '../src/jobs/connection.js';
 import { OutboxRelay } from '../src/jobs/outbox-relay.js';
 import { closeQueues, openQueues, queueName } from '../src/jobs/queues.js';
@@ -11,6 +12,7 @@ import { BuiltinConnector } from '../src/platform/builtin.js';
 import { reconcileUser } from '../src/reconcile/reconciler.js';
 import { addRule } from '../src/reconcile/rules.js';
 import { startEmbeddedRedis } from '../src/runtime/embedded-redis.js';
+import { databasePoolSize } from '../src/runtime/pool-size.js';
 import { createTenant } from '../src/tenants/tenants.js';
 import { spawnCli } from './support/cli.js';
 import { startTestDaemon, testConfig } from './support/daemon.js';
@@ -83,6 +85,26 @@ async function seedOffboarded(database: TestDatabase, tenantId: string, userName
     SELECT ${tenantId}, ${user!.id}, 'api', md5(random()::text), 'h' FROM generate_series(1, ${tokens})`;
   return user!.id as string;
 }
+
+describe('database pool sizing', () => {
+  it('is sized from WORKER_CONCURRENCY, and a pool set too small is refused before anything starts', async () => {
+    // 8 deprovision + 8 reconcile + 2 scan + 1 relay + 1 sweeper + 3 headroom.
+    expect(databasePoolSize('worker', { databasePoolSize: undefined, workerConcurrency: 8 })).toBe(23);
+    expect(databasePoolSize('worker', { databasePoolSize: undefined, workerConcurrency: 2 })).toBe(11);
+    expect(databasePoolSize('serve', { databasePoolSize: undefined, workerConcurrency: 8 })).toBe(20);
+    expect(databasePoolSize('worker', { databasePoolSize: 30, workerConcurrency: 8 })).toBe(30);
+    expect(() => databasePoolSize('worker', { databasePoolSize: 10, workerConcurrency: 8 })).toThrow(
+      new ConfigError(
+        'DATABASE_POOL_SIZE',
+        'must be at least 23 for `idsync worker` with WORKER_CONCURRENCY=8 (deprovision 8 + reconcile 8 + scan 2 + relay 1 + sweeper 1 + headroom 3)',
+      ),
+    );
+    const database = await createTestDatabase();
+    await expect(
+      startTestDaemon({ mode: 'worker', config: testConfig(database.url, { databasePoolSize: 10 }), log }),
+    ).rejects.toThrow(/DATABASE_POOL_SIZE: must be at least 23/);
+  });
+});
 
 describe('no deprovisioning lost or stuck', () => {
   it('a burst of 30 users in one group and 15 deactivations completes in ONE worker at default settings', async () => {
@@ -220,6 +242,45 @@ describe('no deprovisioning lost or stuck', () => {
     const [job] = await queue.getJobs(['completed']);
     expect(job?.stalledCounter).toBe(2);
   }, 90_000);
+
+  it('a deprovision that keeps failing is retried with back-off and alerted (fatal log line and audit row)', async () => {
+    const database = await createTestDatabase();
+    const { tenant } = await createTenant(database.db, 'acme', 'test');
+    const userId = await seedOffboarded(database, tenant.id, 'stuck@example.com');
+    const captured = capturingLogger('warn');
+    const attempts: number[] = [];
+    const worker = await startTestDaemon({
+      mode: 'worker',
+      config: testConfig(database.url, { sweeperIntervalMs: 0 }),
+      log: captured.log,
+      jobHandler: async () => {
+        attempts.push(Date.now());
+        throw new Error('platform said 503');
+      },
+    });
+    cleanups.push(() => worker.stop());
+    await database.sql`INSERT INTO outbox (tenant_id, lane, subject_type, subject_id, cause)
+      VALUES (${tenant.id}, 'deprovision', 'user', ${userId}, '{"event":"user.deactivated"}'::jsonb)`;
+    const alerts = () =>
+      database.sql`SELECT subject_id, after->>'attempts' AS attempts, after->>'retrying' AS retrying
+        FROM audit_log WHERE action = 'deprovision.failed'`;
+    await expect
+      .poll(alerts, { timeout: 20_000 })
+      .toEqual([{ subject_id: userId, attempts: '3', retrying: 'true' }]);
+    const fatal = captured
+      .output()
+      .split('\n')
+      .filter(Boolean)
+      .map((line) => JSON.parse(line))
+      .filter((line) => line.event === 'deprovision.failed');
+    expect(fatal).toEqual([expect.objectContaining({ level: 60, userId, attempts: 3, retrying: true })]);
+    // Back-off: about 1 s before the second attempt, about 2 s before the third (±20 % jitter).
+    expect(attempts.length).toBeGreaterThanOrEqual(3);
+    expect(attempts[1]! - attempts[0]!).toBeGreaterThanOrEqual(750);
+    expect(attempts[2]! - attempts[1]!).toBeGreaterThanOrEqual(1_550);
+    expect(captured.output()).toContain('job failed; it will be retried with back-off');
+    expect(captured.output()).not.toContain('BullMQ retries it');
+  }, 40_000);
 
   it('Redis forgetting relayed jobs (FLUSHALL) loses no deprovision: the sweeper sends them again', async () => {
     const database = await createTestDatabase();

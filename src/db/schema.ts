@@ -10,6 +10,7 @@ import {
   pgEnum,
   pgTable,
   primaryKey,
+  smallint,
   text,
   timestamp,
   uniqueIndex,
@@ -32,6 +33,14 @@ export const subjectType = pgEnum('subject_type', ['user', 'group', 'team', 'ten
 export const ruleTarget = pgEnum('rule_target', ['team', 'enterprise', 'app']);
 export const tokenKind = pgEnum('token_kind', ['api', 'session']);
 export const groupClaimFormat = pgEnum('group_claim_format', ['names', 'object-ids']);
+/** Who put a user in a group: SCIM's pushes are authoritative; a SAML login only manages its own. */
+export const membershipSource = pgEnum('membership_source', ['scim', 'saml']);
+
+/**
+ * The comparison key of an account name (NFC, full case folding), computed by the `account_key` SQL
+ * function (drizzle/0011) so generated columns, indexes and lookups share one definition.
+ */
+export const accountKey = (name: unknown) => sql`account_key(${name})`;
 
 const createdAt = () => timestamp('created_at', { withTimezone: true }).notNull().defaultNow();
 const updatedAt = () => timestamp('updated_at', { withTimezone: true }).notNull().defaultNow();
@@ -53,6 +62,8 @@ export const tenants = pgTable(
     massChangeThresholdPercent: integer('mass_change_threshold_percent').notNull().default(10),
     jitMode: jitMode('jit_mode').notNull().default('create-and-update'),
     idpInitiatedSso: boolean('idp_initiated_sso').notNull().default(false),
+    /** Oldest SAML assertion (by IssueInstant) a login may present, whatever its NotOnOrAfter says. */
+    maxAssertionAgeSeconds: integer('max_assertion_age_seconds').notNull().default(600),
     inactivityDays: integer('inactivity_days').notNull().default(30),
     connector: text('connector').notNull().default('builtin'),
     connectorSettings: jsonb('connector_settings').notNull().default({}),
@@ -78,6 +89,7 @@ export const tenants = pgTable(
     check('tenants_mass_change_threshold_range', sql`${t.massChangeThresholdPercent} BETWEEN 0 AND 100`),
     check('tenants_inactivity_days_positive', sql`${t.inactivityDays} > 0`),
     check('tenants_drift_interval_positive', sql`${t.driftScanIntervalMinutes} > 0`),
+    check('tenants_max_assertion_age_range', sql`${t.maxAssertionAgeSeconds} BETWEEN 30 AND 86400`),
   ],
 );
 
@@ -120,10 +132,20 @@ export const users = pgTable(
       .notNull()
       .references(() => tenants.id, { onDelete: 'cascade' }),
     userName: text('user_name').notNull(),
+    /** account_key(user_name): what uniqueness and every lookup by name compare. */
+    userNameKey: text('user_name_key').notNull().generatedAlwaysAs(sql`account_key(user_name)`),
     externalId: text('external_id'),
     active: boolean('active').notNull().default(true),
     attributes: jsonb('attributes').notNull().default({}),
     origin: userOrigin('origin').notNull(),
+    /**
+     * The values of the user's SCIM `roles` (Entra app-role assignments), lower-cased, as a jsonb array that
+     * assignment rules match with `@>`. Computed by PostgreSQL from `attributes`, so a SCIM write costs
+     * no extra statement.
+     */
+    appRoles: jsonb('app_roles')
+      .notNull()
+      .generatedAlwaysAs(sql`lower(jsonb_path_query_array(attributes, 'lax $.roles[*].value')::text)::jsonb`),
     lastSsoLoginAt: timestamp('last_sso_login_at', { withTimezone: true }),
     /** Tombstone: set when the IdP deletes the user. The row stays for the audit trail and receipts. */
     deprovisionedAt: timestamp('deprovisioned_at', { withTimezone: true }),
@@ -137,9 +159,9 @@ export const users = pgTable(
     updatedAt: updatedAt(),
   },
   (t) => [
-    // RFC 7643 §4.1.1: userName is caseExact=false, so uniqueness is case-insensitive too.
+    // RFC 7643 §4.1.1: userName is caseExact=false; the key also folds Unicode spelling variants.
     uniqueIndex('users_tenant_user_name_key')
-      .on(t.tenantId, sql`lower(${t.userName})`)
+      .on(t.tenantId, t.userNameKey)
       .where(sql`${t.deprovisionedAt} IS NULL`),
     // Not unique: RFC 7643 gives externalId no uniqueness, and Microsoft's conformance suite creates
     // several users with one externalId. Groups' externalIds are unique (SAML group claims map by them).
@@ -149,7 +171,8 @@ export const users = pgTable(
     index('users_tenant_live_order_idx')
       .on(t.tenantId, t.createdAt, t.id)
       .where(sql`${t.deprovisionedAt} IS NULL`),
-    index('users_tenant_tombstone_name_idx').on(t.tenantId, sql`lower(${t.userName})`),
+    index('users_tenant_tombstone_name_idx').on(t.tenantId, t.userNameKey),
+    index('users_app_roles_idx').using('gin', t.appRoles),
     // The sweeper's lookup of offboarded users.
     index('users_deactivated_idx').on(t.deactivatedAt).where(sql`${t.deactivatedAt} IS NOT NULL`),
   ],
@@ -173,8 +196,34 @@ export const groups = pgTable(
     uniqueIndex('groups_tenant_external_id_key')
       .on(t.tenantId, t.externalId)
       .where(sql`${t.externalId} IS NOT NULL`),
+    // Entra's SAML group claims are object ids (GUIDs), compared case-insensitively.
+    index('groups_tenant_external_id_lower_idx')
+      .on(t.tenantId, sql`lower(${t.externalId})`)
+      .where(sql`${t.externalId} IS NOT NULL`),
     index('groups_tenant_order_idx').on(t.tenantId, t.createdAt, t.id),
   ],
+);
+
+/**
+ * A group's member changes are counted here, spread over GROUP_VERSION_SLOTS rows per group, instead of
+ * bumping the group row: a version bump on one row makes every concurrent member add to a hot group wait
+ * for the previous one's commit. The group's version (its ETag) is groups.version plus the sum of its
+ * slots, and every change adds exactly one to one of them, so the version still changes on every
+ * change (RFC 7644 §3.14). A conditional write (If-Match) locks the group row and all its slots.
+ */
+export const GROUP_VERSION_SLOTS = 16;
+
+export const groupVersionSlots = pgTable(
+  'group_version_slots',
+  {
+    groupId: uuid('group_id')
+      .notNull()
+      .references(() => groups.id, { onDelete: 'cascade' }),
+    slot: smallint('slot').notNull(),
+    changes: integer('changes').notNull().default(0),
+    changedAt: timestamp('changed_at', { withTimezone: true }),
+  },
+  (t) => [primaryKey({ columns: [t.groupId, t.slot] })],
 );
 
 export const groupMembers = pgTable(
@@ -191,6 +240,8 @@ export const groupMembers = pgTable(
       .references(() => users.id, { onDelete: 'cascade' }),
     /** The member's display text as the IdP sent it (clients read it back). */
     display: text('display'),
+    /** `scim` once SCIM pushed it (only SCIM removes it); `saml` while only SAML claims grant it. */
+    source: membershipSource('source').notNull().default('scim'),
     createdAt: createdAt(),
   },
   (t) => [primaryKey({ columns: [t.groupId, t.userId] }), index('group_members_user_idx').on(t.userId)],
@@ -208,7 +259,9 @@ export const assignmentRules = pgTable(
     tenantId: uuid('tenant_id')
       .notNull()
       .references(() => tenants.id, { onDelete: 'cascade' }),
-    idpGroup: text('idp_group').notNull(),
+    /** Exactly one of: the IdP group's display name, or the value of an app role (SCIM `roles`). */
+    idpGroup: text('idp_group'),
+    idpAppRole: text('idp_app_role'),
     target: ruleTarget('target').notNull(),
     teamName: text('team_name'),
     teamRole: teamRole('team_role'),
@@ -219,6 +272,7 @@ export const assignmentRules = pgTable(
   },
   (t) => [
     index('assignment_rules_tenant_group_idx').on(t.tenantId, sql`lower(${t.idpGroup})`),
+    check('assignment_rules_one_source', sql`(${t.idpGroup} IS NULL) <> (${t.idpAppRole} IS NULL)`),
     check(
       'assignment_rules_shape',
       sql`(
@@ -541,7 +595,45 @@ export const ssoConnections = pgTable(
     /** SAML attribute names for email, givenName, familyName, displayName and groups. */
     attributeMap: jsonb('attribute_map').notNull().default({}),
     groupClaimFormat: groupClaimFormat('group_claim_format').notNull().default('names'),
+    /** E-mail domains (lower case) whose users this IdP may sign in; empty: any. */
+    allowedDomains: text('allowed_domains').array().notNull().default(sql`'{}'::text[]`),
+    /** The IdP's HTTP-Redirect SingleLogoutService; null: the IdP does no Single Logout. */
+    sloUrl: text('slo_url'),
     createdAt: createdAt(),
   },
   (t) => [uniqueIndex('sso_connections_tenant_idp_key').on(t.tenantId, t.idpEntityId)],
 );
+
+/**
+ * Which IdP login a session came from, for SAML Single Logout: the IdP names the session to end by
+ * NameID and SessionIndex, and only the IdP that started a session may end it.
+ */
+export const samlSessions = pgTable(
+  'saml_sessions',
+  {
+    tokenId: uuid('token_id')
+      .primaryKey()
+      .references(() => tokens.id, { onDelete: 'cascade' }),
+    tenantId: uuid('tenant_id')
+      .notNull()
+      .references(() => tenants.id, { onDelete: 'cascade' }),
+    connectionId: uuid('connection_id')
+      .notNull()
+      .references(() => ssoConnections.id, { onDelete: 'cascade' }),
+    nameId: text('name_id').notNull(),
+    nameIdFormat: text('name_id_format'),
+    sessionIndex: text('session_index'),
+    createdAt: createdAt(),
+  },
+  (t) => [index('saml_sessions_connection_name_idx').on(t.connectionId, sql`lower(${t.nameId})`)],
+);
+
+/** Each tenant's SP signing key for logout messages: the certificate is published, the key is sealed. */
+export const ssoSigningKeys = pgTable('sso_signing_keys', {
+  tenantId: uuid('tenant_id')
+    .primaryKey()
+    .references(() => tenants.id, { onDelete: 'cascade' }),
+  certificate: text('certificate').notNull(),
+  privateKeySealed: text('private_key_sealed').notNull(),
+  createdAt: createdAt(),
+});

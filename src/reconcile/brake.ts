@@ -51,6 +51,11 @@ export async function brakeChange(tx: Pick<Database, 'execute'>, input: BrakeInp
       JOIN group_members gm ON gm.user_id = a.id
       JOIN groups g ON g.id = gm.group_id
       JOIN assignment_rules r ON r.tenant_id = ${tenantId} AND lower(r.idp_group) = lower(g.display_name)
+      UNION ALL
+      SELECT a.id, r.target, r.team_name, r.app_name FROM affected a
+      JOIN users u ON u.id = a.id
+      JOIN assignment_rules r ON r.tenant_id = ${tenantId} AND r.idp_app_role IS NOT NULL
+        AND u.app_roles @> jsonb_build_array(lower(r.idp_app_role))
     ), losing AS (
       SELECT a.id FROM affected a
       WHERE EXISTS (

@@ -10,21 +10,31 @@ import {
   type AssignmentRule,
   canonical,
   ENTERPRISE_PERMISSIONS,
+  type RuleSource,
+  type RuleTarget,
   TEAM_ROLES,
 } from './model.js';
 import { loadRules } from './state.js';
 
-/** A rule as an admin writes it (API body, CLI flags): exactly one target shape is accepted. */
-export const ruleInputSchema = z.discriminatedUnion('target', [
+/** What a rule matches, as an admin writes it: exactly one of an IdP group or an app role. */
+const ruleSourceSchema = z
+  .object({
+    idpGroup: z.string().trim().min(1, 'idpGroup must not be empty').optional(),
+    idpAppRole: z.string().trim().min(1, 'idpAppRole must not be empty').optional(),
+  })
+  .refine((source) => (source.idpGroup === undefined) !== (source.idpAppRole === undefined), {
+    message: 'give exactly one of idpGroup (an IdP group) or idpAppRole (the value of an app role)',
+  });
+
+/** What a rule grants (API body, CLI flags): exactly one target shape is accepted. */
+const ruleTargetSchema = z.discriminatedUnion('target', [
   z.object({
     target: z.literal('team'),
-    idpGroup: z.string().trim().min(1, 'idpGroup must not be empty'),
     team: z.string().trim().min(1, 'team must not be empty'),
     role: z.enum(TEAM_ROLES, { error: `role must be one of ${TEAM_ROLES.join(', ')}` }),
   }),
   z.object({
     target: z.literal('enterprise'),
-    idpGroup: z.string().trim().min(1, 'idpGroup must not be empty'),
     permissions: z
       .array(
         z.enum(ENTERPRISE_PERMISSIONS, {
@@ -35,7 +45,6 @@ export const ruleInputSchema = z.discriminatedUnion('target', [
   }),
   z.object({
     target: z.literal('app'),
-    idpGroup: z.string().trim().min(1, 'idpGroup must not be empty'),
     app: z.string().trim().min(1, 'app must not be empty'),
     permissions: z
       .array(z.enum(APP_PERMISSIONS, { error: `permissions must be among ${APP_PERMISSIONS.join(', ')}` }))
@@ -43,21 +52,26 @@ export const ruleInputSchema = z.discriminatedUnion('target', [
   }),
 ]);
 
-export type RuleInput = z.infer<typeof ruleInputSchema>;
+export type RuleInput = RuleSource & RuleTarget;
+
+function parsed<T>(schema: z.ZodType<T>, body: unknown): T {
+  const result = schema.safeParse(body);
+  if (result.success) return result.data;
+  const issue = result.error.issues[0]!;
+  const where = issue.path.length ? `${issue.path.join('.')}: ` : '';
+  throw invalid(`${where}${issue.message}`);
+}
 
 export function readRuleInput(body: unknown): RuleInput {
-  const parsed = ruleInputSchema.safeParse(body);
-  if (!parsed.success) {
-    const issue = parsed.error.issues[0]!;
-    const where = issue.path.length ? `${issue.path.join('.')}: ` : '';
-    throw invalid(`${where}${issue.message}`);
-  }
-  const rule = parsed.data;
+  const { idpGroup, idpAppRole } = parsed(ruleSourceSchema, body);
+  const source: RuleSource = idpGroup !== undefined ? { idpGroup } : { idpAppRole: idpAppRole! };
+  const target = parsed(ruleTargetSchema, body);
   // One spelling for a set of permissions, so listings and comparisons are stable.
-  if (rule.target === 'enterprise')
-    return { ...rule, permissions: canonical(rule.permissions, ENTERPRISE_PERMISSIONS) };
-  if (rule.target === 'app') return { ...rule, permissions: canonical(rule.permissions, APP_PERMISSIONS) };
-  return rule;
+  if (target.target === 'enterprise')
+    return { ...source, ...target, permissions: canonical(target.permissions, ENTERPRISE_PERMISSIONS) };
+  if (target.target === 'app')
+    return { ...source, ...target, permissions: canonical(target.permissions, APP_PERMISSIONS) };
+  return { ...source, ...target };
 }
 
 /**
@@ -72,8 +86,8 @@ export async function addRule(
 ): Promise<AssignmentRule> {
   return db.transaction(async (tx) => {
     const [row] = await tx.execute<{ id: string }>(sql`
-      INSERT INTO assignment_rules (tenant_id, idp_group, target, team_name, team_role, app_name, enterprise_permissions, app_permissions)
-      VALUES (${tenantId}, ${input.idpGroup}, ${input.target},
+      INSERT INTO assignment_rules (tenant_id, idp_group, idp_app_role, target, team_name, team_role, app_name, enterprise_permissions, app_permissions)
+      VALUES (${tenantId}, ${input.idpGroup ?? null}, ${input.idpAppRole ?? null}, ${input.target},
         ${input.target === 'team' ? input.team : null}, ${input.target === 'team' ? input.role : null}::team_role,
         ${input.target === 'app' ? input.app : null},
         ${input.target === 'enterprise' ? sql.param(input.permissions) : null}::enterprise_permission[],
@@ -89,7 +103,7 @@ export async function addRule(
         sql`INSERT INTO apps (tenant_id, name) VALUES (${tenantId}, ${input.app}) ON CONFLICT DO NOTHING`,
       );
     }
-    await queueGroupMembers(tx, tenantId, input.idpGroup, { event: 'rule.added', ruleId: row!.id, actor });
+    await queueMatchedUsers(tx, tenantId, input, { event: 'rule.added', ruleId: row!.id, actor });
     await recordAudit(tx, {
       tenantId,
       actor,
@@ -114,18 +128,21 @@ export async function removeRule(
 ): Promise<void> {
   if (!/^[0-9a-f-]{36}$/i.test(ruleId)) throw notFound(`no rule ${ruleId}`);
   await db.transaction(async (tx) => {
-    const [row] = await tx.execute<{ idp_group: string }>(sql`
-      DELETE FROM assignment_rules WHERE tenant_id = ${tenantId} AND id = ${ruleId} RETURNING idp_group`);
+    const [row] = await tx.execute<{ idp_group: string | null; idp_app_role: string | null }>(sql`
+      DELETE FROM assignment_rules WHERE tenant_id = ${tenantId} AND id = ${ruleId}
+      RETURNING idp_group, idp_app_role`);
     if (!row) throw notFound(`no rule ${ruleId}`);
+    const source: RuleSource =
+      row.idp_group !== null ? { idpGroup: row.idp_group } : { idpAppRole: row.idp_app_role! };
     const changeId = `rule:${ruleId}`;
     // Decided now, from the stored state of every member, in the transaction that removes the rule.
     await brakeChange(tx, {
       tenantId,
       changeId,
       event: 'rule.removed',
-      affectedUsers: membersOfIdpGroup(tenantId, row.idp_group),
+      affectedUsers: matchedUsers(tenantId, source),
     });
-    await queueGroupMembers(tx, tenantId, row.idp_group, {
+    await queueMatchedUsers(tx, tenantId, source, {
       event: 'rule.removed',
       ruleId,
       actor,
@@ -142,17 +159,25 @@ export async function removeRule(
   });
 }
 
-/** The users (tenant id, user id) in the IdP group a rule names (by display name, case-insensitively). */
-function membersOfIdpGroup(tenantId: string, idpGroup: string): SQL {
-  return sql`
-    SELECT gm.tenant_id, gm.user_id FROM group_members gm JOIN groups g ON g.id = gm.group_id
-    WHERE g.tenant_id = ${tenantId} AND lower(g.display_name) = lower(${idpGroup})`;
+/**
+ * The users (tenant id, user id) a rule's source matches: the members of its IdP group (by display name,
+ * case-insensitively), or the users holding its app role (users.app_roles, GIN-indexed).
+ */
+function matchedUsers(tenantId: string, source: RuleSource): SQL {
+  return source.idpGroup !== undefined
+    ? sql`
+      SELECT gm.tenant_id, gm.user_id FROM group_members gm JOIN groups g ON g.id = gm.group_id
+      WHERE g.tenant_id = ${tenantId} AND lower(g.display_name) = lower(${source.idpGroup})`
+    : sql`
+      SELECT u.tenant_id, u.id FROM users u
+      WHERE u.tenant_id = ${tenantId} AND u.app_roles @> jsonb_build_array(lower(${source.idpAppRole}::text))`;
 }
 
-async function queueGroupMembers(
+/** Queues a reconcile of every user the rule's group or app role matches. */
+async function queueMatchedUsers(
   tx: Executor,
   tenantId: string,
-  idpGroup: string,
+  source: RuleSource,
   cause: Record<string, unknown>,
 ) {
   await recordForReconcileEach(
@@ -162,17 +187,18 @@ async function queueGroupMembers(
       subjectType: 'user',
       cause: { ...cause, source: 'admin', at: new Date().toISOString() },
     },
-    membersOfIdpGroup(tenantId, idpGroup),
+    matchedUsers(tenantId, source),
   );
 }
 
 export function describeRule(rule: AssignmentRule): string {
+  const source = rule.idpGroup !== undefined ? `group "${rule.idpGroup}"` : `app role "${rule.idpAppRole}"`;
   switch (rule.target) {
     case 'team':
-      return `group "${rule.idpGroup}" → team ${rule.team} as ${rule.role}`;
+      return `${source} → team ${rule.team} as ${rule.role}`;
     case 'enterprise':
-      return `group "${rule.idpGroup}" → Enterprise Account ${rule.permissions.join(',')}`;
+      return `${source} → Enterprise Account ${rule.permissions.join(',')}`;
     case 'app':
-      return `group "${rule.idpGroup}" → app ${rule.app} ${rule.permissions.join(',')}`;
+      return `${source} → app ${rule.app} ${rule.permissions.join(',')}`;
   }
 }

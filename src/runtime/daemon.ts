@@ -16,6 +16,7 @@ import { type JobHandler, startWorkerPool, type WorkerPool } from '../jobs/worke
 import type { Logger } from '../log.js';
 import { type ConnectorFor, connectorFactory } from '../platform/factory.js';
 import { scimRouter } from '../scim/router.js';
+import { SecretBox } from '../security/secret-box.js';
 import { ssoRouter } from '../sso/router.js';
 import { ScimTokenVerifier } from '../tenants/scim-token-cache.js';
 import { createTenant, listTenants, type TenantWithToken } from '../tenants/tenants.js';
@@ -208,7 +209,12 @@ export async function startDaemon(options: DaemonOptions): Promise<Daemon> {
           { path: '/oauth', router: oauthRouter({ db: database.db, adminToken: config.adminToken }) },
           {
             path: '/sso',
-            router: ssoRouter({ db: database.db, redis: producer, publicUrl: config.publicUrl }),
+            router: ssoRouter({
+              db: database.db,
+              redis: producer,
+              publicUrl: config.publicUrl,
+              secretBox: optionalSecretBox(config),
+            }),
           },
           {
             path: '/api',
@@ -246,5 +252,17 @@ export async function startDaemon(options: DaemonOptions): Promise<Daemon> {
   } catch (error) {
     await stopAll();
     throw error;
+  }
+}
+
+/**
+ * The SP key that signs SAML Single Logout messages is sealed like platform tokens. With a shared
+ * DATABASE_URL and no IDSYNC_SECRET_KEY there is no key every process shares: SLO is then not offered.
+ */
+function optionalSecretBox(config: Config): SecretBox | undefined {
+  try {
+    return SecretBox.fromConfig(config);
+  } catch {
+    return undefined;
   }
 }

@@ -1,11 +1,19 @@
 import { and, eq, isNull } from 'drizzle-orm';
+import { type AccountName, InvalidAccountName, parseAccountName } from '../accounts/account-name.js';
 import { recordAudit } from '../audit/audit-log.js';
 import type { Database } from '../db/client.js';
 import { groupMembers, users } from '../db/schema.js';
 import { isUniqueViolation, violatedConstraint } from '../errors.js';
 import { recordForReconcile } from '../jobs/outbox.js';
 import type { PatchOperation } from './dialects.js';
-import { normaliseStringBooleans } from './dialects.js';
+import {
+  dropEmptyTemplateValues,
+  normaliseLegacyManager,
+  normaliseLegacySchemaUrns,
+  normaliseStringBooleans,
+  unknownSchemaError,
+  wrapSingleComplexValues,
+} from './dialects.js';
 import { ScimError } from './errors.js';
 import { applyUserPatch } from './patch.js';
 import {
@@ -35,23 +43,40 @@ export interface RequestContext {
 }
 
 const BOOLEAN_ATTRIBUTES = new Set(['active', 'primary']);
+const MULTI_VALUED_ATTRIBUTES = new Set(
+  [...userAttributes.values()].filter((a) => a.multiValued).map((a) => a.name.toLowerCase()),
+);
 const NOT_STORED = ['schemas', 'meta', 'id', 'userName', 'externalId', 'active', 'password', 'groups'];
 const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
 
 export const isUuid = (value: string) => UUID.test(value);
 
-/**
- * Validates a User body (POST, PUT, or the result of a PATCH) against the schema with scimmy:
- * names canonicalised, types checked, unknown and read-only attributes dropped, passwords never kept.
- */
+/** Reads a User body (POST, PUT) into what is stored. */
 export function readUserInput(body: unknown): UserInput {
   if (!body || typeof body !== 'object' || Array.isArray(body)) {
     throw new ScimError(400, 'invalidSyntax', 'request body must be a User object');
   }
-  const schemas = (body as { schemas?: unknown }).schemas;
+  return validateUser(normaliseUserBody(body as Document));
+}
+
+/** Every provider dialect a POST or PUT body may speak, made RFC 7643 before validation. */
+function normaliseUserBody(body: Document): Document {
+  const rfc = normaliseLegacySchemaUrns(body, USER_SCHEMA);
+  const schemas = rfc.schemas;
   if (schemas !== undefined && (!Array.isArray(schemas) || !schemas.includes(USER_SCHEMA))) {
-    throw new ScimError(400, 'invalidSyntax', `"schemas" must include ${USER_SCHEMA}`);
+    throw unknownSchemaError(schemas, USER_SCHEMA, [ENTERPRISE_USER_SCHEMA]);
   }
+  if (rfc[ENTERPRISE_USER_SCHEMA] !== undefined) {
+    rfc[ENTERPRISE_USER_SCHEMA] = normaliseLegacyManager(rfc[ENTERPRISE_USER_SCHEMA]);
+  }
+  return wrapSingleComplexValues(dropEmptyTemplateValues(rfc), MULTI_VALUED_ATTRIBUTES);
+}
+
+/**
+ * Validates a User document (a normalised body, or the result of a PATCH) against the schema with
+ * scimmy: names canonicalised, types checked, unknown and read-only attributes dropped, passwords never kept.
+ */
+function validateUser(body: Document): UserInput {
   const normalised = normaliseStringBooleans(body, BOOLEAN_ATTRIBUTES) as Document;
   const withSchemas: Document = {
     ...normalised,
@@ -67,9 +92,16 @@ export function readUserInput(body: unknown): UserInput {
   } catch (error) {
     throw new ScimError(400, 'invalidValue', (error as Error).message);
   }
-  const userName = coerced.userName;
-  if (typeof userName !== 'string' || userName.trim() === '') {
+  if (typeof coerced.userName !== 'string' || coerced.userName.trim() === '') {
     throw new ScimError(400, 'invalidValue', 'userName is required and must be a non-empty string');
+  }
+  let userName: AccountName;
+  try {
+    userName = parseAccountName(coerced.userName);
+  } catch (error) {
+    if (error instanceof InvalidAccountName)
+      throw new ScimError(400, 'invalidValue', `userName: ${error.reason}`);
+    throw error;
   }
   const attributes: Document = {};
   for (const [key, value] of Object.entries(coerced)) {
@@ -78,7 +110,7 @@ export function readUserInput(body: unknown): UserInput {
   const enterprise = attributes[ENTERPRISE_USER_SCHEMA] as Document | undefined;
   if (enterprise && Object.keys(enterprise).length === 0) delete attributes[ENTERPRISE_USER_SCHEMA];
   return {
-    userName: userName.trim(),
+    userName,
     externalId:
       typeof coerced.externalId === 'string' && coerced.externalId !== '' ? coerced.externalId : null,
     active: coerced.active === undefined ? true : Boolean(coerced.active),
@@ -232,7 +264,7 @@ export async function patchUser(
       core: userAttributes,
       extensions: new Map([[ENTERPRISE_USER_SCHEMA, enterpriseAttributes]]),
     });
-    const next = readUserInput({ ...patched, schemas: [USER_SCHEMA] });
+    const next = validateUser(patched);
     return saveUser(tx, current, next, context);
   });
 }

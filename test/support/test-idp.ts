@@ -14,6 +14,8 @@ const RSA_SHA256 = 'http://www.w3.org/2001/04/xmldsig-more#rsa-sha256';
 export interface TestIdp {
   entityId: string;
   certificate: string;
+  /** The IdP's signing key (PEM), for tests that sign other messages as this IdP (Single Logout). */
+  privateKey: string;
   /** The IdP's SAML metadata, as samlify publishes it. */
   metadata(): string;
   /** A base64 SAMLResponse for this login. */
@@ -25,6 +27,8 @@ export interface TestIdp {
     overrides?: Record<string, string>;
     signatureAlgorithm?: string;
     signAssertion?: boolean;
+    /** Also sign the Response element (Okta can; Entra signs the assertion only). */
+    signResponse?: boolean;
   }): Promise<string>;
 }
 
@@ -50,21 +54,22 @@ export async function createTestIdp(
       ],
       requestSignatureAlgorithm: signatureAlgorithm,
     });
-  const serviceProvider = (signAssertion: boolean) =>
+  const serviceProvider = (signAssertion: boolean, signResponse: boolean) =>
     samlify.ServiceProvider({
       entityID: sp.entityId,
       assertionConsumerService: [{ Binding: samlify.Constants.namespace.binding.post, Location: sp.acsUrl }],
       wantAssertionsSigned: signAssertion,
-      wantMessageSigned: false,
+      wantMessageSigned: signResponse,
     });
 
   return {
     entityId,
     certificate: pems.cert,
+    privateKey: pems.private,
     metadata: () => provider(RSA_SHA256).getMetadata(),
     async respond(login) {
       const idp = provider(login.signatureAlgorithm ?? RSA_SHA256);
-      const target = serviceProvider(login.signAssertion ?? true);
+      const target = serviceProvider(login.signAssertion ?? true, login.signResponse ?? false);
       const attributes = Object.entries(login.attributes ?? {});
       const values: Record<string, string> = {};
       // One Attribute per name with one AttributeValue per value; samlify escapes every value.
