@@ -44,7 +44,8 @@ describe('Entra app roles in assignment rules (pure)', () => {
   });
 });
 
-describe('Entra app roles, end to end on the built-in platform', async () => {
+// Two CLI processes (tsx) per test: slow on a loaded machine.
+describe('Entra app roles, end to end on the built-in platform', { timeout: 90_000 }, async () => {
   const database = await createTestDatabase();
   const { tenant, scimToken } = await createTenant(database.db, 'contoso', 'test');
   const daemon = await startTestDaemon({

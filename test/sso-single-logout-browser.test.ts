@@ -9,7 +9,8 @@ import { startSloIdpServer } from './support/slo-idp-server.js';
 
 const CHROMIUM = process.env.CHROMIUM_PATH ?? '/usr/bin/chromium';
 
-describe('SAML Single Logout in a real browser', async () => {
+// A browser round trip through two servers takes seconds on a loaded 2-core machine.
+describe('SAML Single Logout in a real browser', { timeout: 90_000 }, async () => {
   const database = await createTestDatabase();
   const { tenant, scimToken } = await createTenant(database.db, 'acme', 'test');
   const port = await freePort();
