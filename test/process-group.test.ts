@@ -66,5 +66,5 @@ describe('idsync serve --processes', async () => {
     });
     expect(await new Promise((resolve) => child.on('exit', resolve))).toBe(64);
     expect(errors).toContain('--processes');
-  }, 60_000);
+  }, 120_000);
 });
