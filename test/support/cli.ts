@@ -32,9 +32,23 @@ export function runCli(args: string[], env: NodeJS.ProcessEnv, timeoutMs = 60_00
   });
 }
 
+/** tsx's loader by absolute path, so the CLI can run with its working directory outside the checkout. */
+const TSX_LOADER = import.meta.resolve('tsx');
+
+/**
+ * Runs in the test run's scratch folder (TMPDIR, set by the global setup) with its data directory
+ * there too unless the test gives one, so nothing lands in the checkout.
+ */
 export function spawnCli(args: string[], env: NodeJS.ProcessEnv): ChildProcess {
-  return spawn(process.execPath, ['--import', 'tsx', CLI_ENTRY, ...args], {
-    env: { PATH: process.env.PATH, HOME: process.env.HOME, ...env },
+  return spawn(process.execPath, ['--import', TSX_LOADER, CLI_ENTRY, ...args], {
+    cwd: process.env.TMPDIR,
+    env: {
+      PATH: process.env.PATH,
+      HOME: process.env.HOME,
+      TMPDIR: process.env.TMPDIR,
+      IDSYNC_DATA_DIR: process.env.IDSYNC_DATA_DIR,
+      ...env,
+    },
     stdio: ['ignore', 'pipe', 'pipe'],
   });
 }
