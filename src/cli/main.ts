@@ -4,6 +4,9 @@ import type { Config } from '../config.js';
 import { DomainError, invalid, rootCause } from '../errors.js';
 import { createLogger, type Logger } from '../log.js';
 import { type DaemonMode, startDaemon } from '../runtime/daemon.js';
+import { DataDirInUseError } from '../runtime/data-dir-lock.js';
+import { UnreachableError } from '../runtime/infrastructure.js';
+import { EmbeddedServerError } from '../runtime/processes.js';
 import {
   createTenant,
   listTenants,
@@ -13,7 +16,7 @@ import {
   updateTenantPolicy,
 } from '../tenants/tenants.js';
 import { registerAccessCommands } from './access-commands.js';
-import { CliError, configOrExit, EXIT, withDatabase } from './context.js';
+import { CliError, configOrExit, daemonPublicUrl, EXIT, withDatabase } from './context.js';
 import { registerJobsCommands } from './jobs-commands.js';
 import { registerPlatformCommands } from './platform-commands.js';
 import { registerSecurityCommands } from './security-commands.js';
@@ -40,6 +43,21 @@ async function runDaemon(mode: DaemonMode): Promise<void> {
   const config = configOrExit();
   const log: Logger = createLogger(config.logLevel);
   const daemon = await startDaemon({ mode, config, log });
+  // Handlers before the banner: whoever reads "Press Ctrl-C" may press it at once.
+  let stopping = false;
+  const shutdown = async (signal: NodeJS.Signals) => {
+    if (stopping) {
+      log.warn({ signal }, 'second signal: exiting without waiting');
+      process.exit(EXIT.failure);
+    }
+    stopping = true;
+    log.info({ signal }, 'shutting down: draining requests and jobs');
+    await daemon.stop();
+    log.info('stopped');
+    process.exit(EXIT.ok);
+  };
+  process.on('SIGINT', (s) => void shutdown(s));
+  process.on('SIGTERM', (s) => void shutdown(s));
   if (daemon.firstTenant) printTenantCredential(config, daemon.firstTenant, 'Created the first tenant:');
   if (daemon.port !== undefined) {
     process.stdout.write(
@@ -59,20 +77,6 @@ async function runDaemon(mode: DaemonMode): Promise<void> {
     process.stdout.write(`idsync worker running; press Ctrl-C to stop.\n`);
   }
 
-  let stopping = false;
-  const shutdown = async (signal: NodeJS.Signals) => {
-    if (stopping) {
-      log.warn({ signal }, 'second signal: exiting without waiting');
-      process.exit(EXIT.failure);
-    }
-    stopping = true;
-    log.info({ signal }, 'shutting down: draining requests and jobs');
-    await daemon.stop();
-    log.info('stopped');
-    process.exit(EXIT.ok);
-  };
-  process.on('SIGINT', (s) => void shutdown(s));
-  process.on('SIGTERM', (s) => void shutdown(s));
 }
 
 /** `--opt a=b` repeated, as [a, b] pairs. */
@@ -222,9 +226,9 @@ function buildProgram(): Command {
   registerPlatformCommands(program);
   registerSecurityCommands(program);
   registerSsoCommands(program, (tenant) => {
-    const config = configOrExit();
+    const publicUrl = daemonPublicUrl(configOrExit());
     process.stdout.write(
-      `  SP entity id:  ${config.publicUrl}/sso/${tenant}\n  ACS URL:       ${config.publicUrl}/sso/${tenant}/acs\n  metadata:      ${config.publicUrl}/sso/${tenant}/metadata\n  sign in at:    ${config.publicUrl}/sso/${tenant}/me\n`,
+      `  SP entity id:  ${publicUrl}/sso/${tenant}\n  ACS URL:       ${publicUrl}/sso/${tenant}/acs\n  metadata:      ${publicUrl}/sso/${tenant}/metadata\n  sign in at:    ${publicUrl}/sso/${tenant}/me\n`,
     );
   });
   return program;
@@ -241,6 +245,14 @@ export async function main(argv: string[]): Promise<number> {
     if (error instanceof CliError) {
       process.stderr.write(`idsync: ${error.message}\n`);
       return error.exitCode;
+    }
+    if (error instanceof DataDirInUseError) {
+      process.stderr.write(`idsync: ${error.message}\n`);
+      return EXIT.inUse;
+    }
+    if (error instanceof UnreachableError || error instanceof EmbeddedServerError) {
+      process.stderr.write(`idsync: ${error.message}\n`);
+      return EXIT.unavailable;
     }
     if (error instanceof DomainError) {
       process.stderr.write(`idsync: ${error.message}\n`);

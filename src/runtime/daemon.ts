@@ -17,7 +17,14 @@ import { ssoRouter } from '../sso/router.js';
 import { ScimTokenVerifier } from '../tenants/scim-token-cache.js';
 import { createTenant, listTenants, type TenantWithToken } from '../tenants/tenants.js';
 import { oauthRouter } from '../tokens/router.js';
-import { type Endpoint, provideDatabase, provideRedis } from './infrastructure.js';
+import {
+  claimForDaemon,
+  type Endpoint,
+  provideDatabase,
+  provideRedis,
+  reaching,
+  releaseClaim,
+} from './infrastructure.js';
 import { createJobHandler, DRIFT_TICK } from './job-handler.js';
 
 /** start: HTTP and workers in one process (the laptop default); serve: HTTP only; worker: jobs only. */
@@ -73,18 +80,21 @@ export async function startDaemon(options: DaemonOptions): Promise<Daemon> {
   };
 
   try {
-    const databaseEndpoint: Endpoint = await provideDatabase(config, log, true);
+    // One idsync per data directory: a second start refuses here, before it touches the servers.
+    const claim = await claimForDaemon(config, mode);
+    cleanups.push(async () => releaseClaim(claim));
+    const databaseEndpoint: Endpoint = await provideDatabase(config, log, claim);
     cleanups.push(() => databaseEndpoint.release());
-    const redisEndpoint: Endpoint = await provideRedis(config, log, true);
+    const redisEndpoint: Endpoint = await provideRedis(config, log, claim);
     cleanups.push(() => redisEndpoint.release());
 
-    await runMigrations(databaseEndpoint.url);
+    await reaching('PostgreSQL', databaseEndpoint, () => runMigrations(databaseEndpoint.url));
     const database = connectDatabase(databaseEndpoint.url, { max: mode === 'worker' ? 10 : 20 });
     cleanups.push(() => database.close());
 
     const producer: Redis = createRedisConnection(redisEndpoint.url, 'producer');
     cleanups.push(async () => producer.disconnect());
-    await connectionReady(producer);
+    await reaching('Redis', redisEndpoint, () => connectionReady(producer));
     const prefix = options.queuePrefix ?? config.queuePrefix;
     const queues = openQueues(producer, prefix);
     cleanups.push(() => closeQueues(queues));
@@ -179,6 +189,7 @@ export async function startDaemon(options: DaemonOptions): Promise<Daemon> {
       http = await listen(app, config.port, config.host);
       const server = http;
       cleanups.push(() => server.close(config.shutdownTimeoutMs));
+      if (claim.kind === 'owner') claim.lock.update({ httpPort: server.port });
     }
 
     return {

@@ -60,7 +60,7 @@ export default async function setup(project: TestProject) {
         directory: path.join(scratch, 'postgres'),
         port: await freePort(),
         database: 'postgres',
-        adoptRunning: false,
+        role: 'owner' as const,
         // A throwaway cluster: durability buys nothing here and costs seconds.
         settings: {
           fsync: 'off',
@@ -77,7 +77,7 @@ export default async function setup(project: TestProject) {
       const redis = await startEmbeddedRedis({
         directory: path.join(scratch, 'redis'),
         port: await freePort(),
-        adoptRunning: false,
+        role: 'owner' as const,
         persistent: false,
       });
       started.push(redis);
