@@ -34,7 +34,7 @@ export function registerAccessCommands(program: Command): void {
     .requiredOption('--tenant <name>', 'tenant')
     .requiredOption('--group <idp-group>', 'IdP group display name')
     .option('--team <team>', 'team to grant')
-    .option('--role <role>', 'team role: admin, member or viewer', 'member')
+    .option('--role <role>', 'team role: admin, member or viewer (default member)')
     .option(
       '--enterprise <permissions>',
       'Enterprise Account permissions, comma-separated (view,create,manage,billing)',
@@ -45,9 +45,16 @@ export function registerAccessCommands(program: Command): void {
       withDatabase(async ({ db }) => {
         const targets = [options.team, options.enterprise, options.app].filter(Boolean).length;
         if (targets !== 1) throw invalid('give exactly one of --team, --enterprise or --app');
+        // An option that the chosen target ignores is a mistake to point out, not to drop silently.
+        if (options.role && !options.team) throw invalid('--role goes with --team only');
+        if (options.permissions && !options.app) {
+          throw invalid(
+            '--permissions goes with --app only (Enterprise Account permissions: --enterprise view,manage)',
+          );
+        }
         const input = readRuleInput(
           options.team
-            ? { target: 'team', idpGroup: options.group, team: options.team, role: options.role }
+            ? { target: 'team', idpGroup: options.group, team: options.team, role: options.role ?? 'member' }
             : options.enterprise
               ? { target: 'enterprise', idpGroup: options.group, permissions: list(options.enterprise) }
               : {

@@ -76,7 +76,6 @@ async function runDaemon(mode: DaemonMode): Promise<void> {
   } else {
     process.stdout.write(`idsync worker running; press Ctrl-C to stop.\n`);
   }
-
 }
 
 /** `--opt a=b` repeated, as [a, b] pairs. */

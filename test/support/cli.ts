@@ -1,4 +1,7 @@
 import { type ChildProcess, spawn } from 'node:child_process';
+import { chmodSync, mkdtempSync } from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 
 export const CLI_ENTRY = fileURLToPath(new URL('../../src/cli/main.ts', import.meta.url));
@@ -36,8 +39,19 @@ export function runCli(args: string[], env: NodeJS.ProcessEnv, timeoutMs = 60_00
 const TSX_LOADER = import.meta.resolve('tsx');
 
 /**
- * Runs in the test run's scratch folder (TMPDIR, set by the global setup) with its data directory
- * there too unless the test gives one, so nothing lands in the checkout.
+ * A data directory of this test file's own, in the run's scratch folder (TMPDIR, set by the global
+ * setup): test files run in parallel, and a data directory admits one idsync at a time.
+ */
+let fileDataDir: string | undefined;
+function dataDirOfThisFile(): string {
+  fileDataDir ??= mkdtempSync(path.join(os.tmpdir(), 'idsync-cli-'));
+  chmodSync(fileDataDir, 0o755);
+  return fileDataDir;
+}
+
+/**
+ * Runs in the test run's scratch folder with a data directory there too (unless the test gives one),
+ * so nothing lands in the checkout.
  */
 export function spawnCli(args: string[], env: NodeJS.ProcessEnv): ChildProcess {
   return spawn(process.execPath, ['--import', TSX_LOADER, CLI_ENTRY, ...args], {
@@ -46,7 +60,7 @@ export function spawnCli(args: string[], env: NodeJS.ProcessEnv): ChildProcess {
       PATH: process.env.PATH,
       HOME: process.env.HOME,
       TMPDIR: process.env.TMPDIR,
-      IDSYNC_DATA_DIR: process.env.IDSYNC_DATA_DIR,
+      IDSYNC_DATA_DIR: dataDirOfThisFile(),
       ...env,
     },
     stdio: ['ignore', 'pipe', 'pipe'],
