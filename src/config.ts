@@ -17,13 +17,12 @@ export class ConfigError extends Error {
 
 const LOG_LEVELS = ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'] as const;
 
-const port = (fallback: number) =>
-  z.coerce
-    .number({ error: 'must be a number' })
-    .int('must be a whole number')
-    .min(0, 'must be between 0 and 65535')
-    .max(65535, 'must be between 0 and 65535')
-    .default(fallback);
+const portNumber = z.coerce
+  .number({ error: 'must be a number' })
+  .int('must be a whole number')
+  .min(0, 'must be between 0 and 65535')
+  .max(65535, 'must be between 0 and 65535');
+const port = (fallback: number) => portNumber.default(fallback);
 
 const positiveInt = (fallback: number) =>
   z.coerce
@@ -86,6 +85,10 @@ const envSchema = z.object({
     .min(0, 'must be 0 (off) or more')
     .default(60_000),
   IDSYNC_SECRET_KEY: z.string().min(32, 'must be at least 32 characters').optional(),
+  DATABASE_TIMEOUT_MS: positiveInt(5_000),
+  WORKER_HEALTH_PORT: portNumber.optional(),
+  WORKER_STUCK_AFTER_MS: positiveInt(300_000),
+  OUTBOX_RETENTION_DAYS: positiveInt(7),
 });
 
 export interface Config {
@@ -120,6 +123,20 @@ export interface Config {
   secretKey: string | undefined;
   /** How often workers look for tenants due a drift scan (each tenant has its own interval); 0: never. */
   driftTickMs: number;
+  /**
+   * How long a connection attempt to PostgreSQL, and (in API processes) one statement, may take before
+   * the request fails; SCIM then answers 503 with Retry-After instead of hanging on an outage.
+   */
+  databaseTimeoutMs: number;
+  /**
+   * Port of the worker's own /healthz and /readyz (worker and start modes); 0 picks a free port.
+   * Unset: 8081, or a free port (logged) when 8081 is taken, e.g. by a second worker on one host.
+   */
+  workerHealthPort: number | undefined;
+  /** A worker whose jobs have not moved for this long while work is waiting reports not ready. */
+  workerStuckAfterMs: number;
+  /** Relayed outbox rows older than this are deleted (in batches). */
+  outboxRetentionDays: number;
 }
 
 export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
@@ -153,6 +170,10 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
     jobLockMs: e.JOB_LOCK_MS,
     secretKey: e.IDSYNC_SECRET_KEY,
     driftTickMs: e.DRIFT_TICK_MS,
+    databaseTimeoutMs: e.DATABASE_TIMEOUT_MS,
+    workerHealthPort: e.WORKER_HEALTH_PORT,
+    workerStuckAfterMs: e.WORKER_STUCK_AFTER_MS,
+    outboxRetentionDays: e.OUTBOX_RETENTION_DAYS,
   };
 }
 

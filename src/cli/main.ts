@@ -2,7 +2,7 @@
 import { Command, CommanderError } from 'commander';
 import type { Config } from '../config.js';
 import { DomainError, invalid, rootCause } from '../errors.js';
-import { createLogger, type Logger } from '../log.js';
+import { createLogger, type Logger, withoutBoundValues } from '../log.js';
 import { type DaemonMode, startDaemon } from '../runtime/daemon.js';
 import { DataDirInUseError } from '../runtime/data-dir-lock.js';
 import { UnreachableError } from '../runtime/infrastructure.js';
@@ -68,13 +68,18 @@ async function runDaemon(mode: DaemonMode): Promise<void> {
         `  admin API:  ${config.publicUrl}/api${config.adminToken ? '' : '   (closed: set IDSYNC_ADMIN_TOKEN to open it)'}`,
         `  console:    ${config.publicUrl}/console   (security: drift, offboarding, inactive seats)`,
         `  health:     ${config.publicUrl}/healthz   readiness: ${config.publicUrl}/readyz`,
+        ...(daemon.workerHealthPort !== undefined
+          ? [`  workers:    http://${config.host}:${daemon.workerHealthPort}/readyz   (WORKER_HEALTH_PORT)`]
+          : []),
         `  data:       ${config.databaseUrl ? 'DATABASE_URL' : config.dataDir}`,
         'Press Ctrl-C to stop.',
         '',
       ].join('\n'),
     );
   } else {
-    process.stdout.write(`idsync worker running; press Ctrl-C to stop.\n`);
+    process.stdout.write(
+      `idsync worker running; health: http://${config.host}:${daemon.workerHealthPort}/readyz; press Ctrl-C to stop.\n`,
+    );
   }
 }
 
@@ -263,7 +268,7 @@ export async function main(argv: string[]): Promise<number> {
       process.stderr.write(`idsync: ${error.message}\n`);
       return error.kind === 'invalid' ? EXIT.usage : EXIT.dataError;
     }
-    process.stderr.write(`idsync: ${(rootCause(error) as Error).message}\n`);
+    process.stderr.write(`idsync: ${withoutBoundValues((rootCause(error) as Error).message)}\n`);
     return EXIT.failure;
   }
 }
