@@ -148,7 +148,7 @@ export async function startEmbeddedPostgres(options: EmbeddedPostgresOptions): P
   while (!ready) {
     if (child.exitCode !== null || child.signalCode !== null) {
       const why = lastMeaningfulLine(output());
-      const portTaken = /could not bind|already in use/i.test(why);
+      const portTaken = /could not bind|already in use|could not create any TCP\/IP sockets/i.test(output());
       throw new EmbeddedServerError(
         `PostgreSQL did not start on port ${options.port}: ${why}${
           portTaken && options.portSetting

@@ -121,7 +121,7 @@ export async function startEmbeddedRedis(options: EmbeddedRedisOptions): Promise
   while (!(await answers(url))) {
     if (child.exitCode !== null || child.signalCode !== null) {
       const why = output().trim().split('\n').pop() ?? 'no output';
-      const portTaken = /address already in use|could not create server tcp/i.test(why);
+      const portTaken = /address already in use|could not create server tcp/i.test(output());
       throw new EmbeddedServerError(
         `redis-server did not start on port ${options.port}: ${why}${
           portTaken && options.portSetting

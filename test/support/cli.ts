@@ -3,6 +3,14 @@ import { chmodSync, mkdtempSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { vi } from 'vitest';
+
+/*
+ * Each CLI process compiles and loads the whole CLI through tsx: about 2 s on an idle 2-core machine and
+ * several times that on a busy one. A test file that runs the CLI as processes therefore gives each test
+ * two minutes; the CLI's own waits are bounded well below that.
+ */
+vi.setConfig({ testTimeout: 120_000 });
 
 export const CLI_ENTRY = fileURLToPath(new URL('../../src/cli/main.ts', import.meta.url));
 
@@ -59,7 +67,8 @@ export function spawnCli(args: string[], env: NodeJS.ProcessEnv): ChildProcess {
     env: {
       PATH: process.env.PATH,
       HOME: process.env.HOME,
-      TMPDIR: process.env.TMPDIR,
+      // tsx keeps its compile cache in the temporary folder: the system's, so it is warm across runs.
+      TMPDIR: process.env.IDSYNC_TEST_SYSTEM_TMPDIR ?? os.tmpdir(),
       IDSYNC_DATA_DIR: dataDirOfThisFile(),
       ...env,
     },

@@ -42,6 +42,8 @@ export default async function setup(project: TestProject) {
   chmodSync(scratch, 0o755);
   const temporary = path.join(scratch, 'tmp');
   mkdirSync(temporary, { mode: 0o755 });
+  // The CLI processes tests spawn keep the system's temporary folder, where tsx caches what it compiled.
+  process.env.IDSYNC_TEST_SYSTEM_TMPDIR = os.tmpdir();
   process.env.TMPDIR = temporary;
   process.env.IDSYNC_DATA_DIR = path.join(scratch, 'data');
   const started: LocalServer[] = [];
