@@ -89,6 +89,18 @@ const envSchema = z.object({
   WORKER_HEALTH_PORT: portNumber.optional(),
   WORKER_STUCK_AFTER_MS: positiveInt(300_000),
   OUTBOX_RETENTION_DAYS: positiveInt(7),
+  DATABASE_POOL_SIZE: z.coerce
+    .number({ error: 'must be a number' })
+    .int('must be a whole number')
+    .positive('must be greater than 0')
+    .optional(),
+  JOB_MAX_STALLED_COUNT: positiveInt(10),
+  SWEEPER_INTERVAL_MS: z.coerce
+    .number({ error: 'must be a number' })
+    .int('must be a whole number')
+    .min(0, 'must be 0 (off) or more')
+    .default(60_000),
+  SWEEPER_GRACE_MS: positiveInt(300_000),
 });
 
 export interface Config {
@@ -137,6 +149,14 @@ export interface Config {
   workerStuckAfterMs: number;
   /** Relayed outbox rows older than this are deleted (in batches). */
   outboxRetentionDays: number;
+  /** PostgreSQL connections per process; unset: sized from the mode and WORKER_CONCURRENCY. */
+  databasePoolSize: number | undefined;
+  /** How often a job may be found stalled (its worker died) and run again before it fails. */
+  jobMaxStalledCount: number;
+  /** How often workers sweep for lost or unfinished work; 0: never. */
+  sweeperIntervalMs: number;
+  /** How old relayed-but-unfinished work must be before the sweeper sends it again. */
+  sweeperGraceMs: number;
 }
 
 export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
@@ -174,6 +194,10 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
     workerHealthPort: e.WORKER_HEALTH_PORT,
     workerStuckAfterMs: e.WORKER_STUCK_AFTER_MS,
     outboxRetentionDays: e.OUTBOX_RETENTION_DAYS,
+    databasePoolSize: e.DATABASE_POOL_SIZE,
+    jobMaxStalledCount: e.JOB_MAX_STALLED_COUNT,
+    sweeperIntervalMs: e.SWEEPER_INTERVAL_MS,
+    sweeperGraceMs: e.SWEEPER_GRACE_MS,
   };
 }
 

@@ -7,13 +7,16 @@ import { appliedMigrationCount, expectedMigrationCount, runMigrations } from '..
 import { type AppOptions, createApp } from '../http/app.js';
 import { listen, type RunningHttpServer } from '../http/server.js';
 import { connectionReady, createRedisConnection } from '../jobs/connection.js';
+import { deprovisionAlert } from '../jobs/deprovision-alert.js';
 import { OutboxPurger } from '../jobs/outbox-purge.js';
 import { OutboxRelay } from '../jobs/outbox-relay.js';
 import { closeQueues, type LaneQueues, openQueues } from '../jobs/queues.js';
+import { Sweeper } from '../jobs/sweeper.js';
 import { type JobHandler, startWorkerPool, type WorkerPool } from '../jobs/workers.js';
 import type { Logger } from '../log.js';
 import { type ConnectorFor, connectorFactory } from '../platform/factory.js';
 import { scimRouter } from '../scim/router.js';
+import { SecretBox } from '../security/secret-box.js';
 import { ssoRouter } from '../sso/router.js';
 import { ScimTokenVerifier } from '../tenants/scim-token-cache.js';
 import { createTenant, listTenants, type TenantWithToken } from '../tenants/tenants.js';
@@ -27,6 +30,7 @@ import {
   releaseClaim,
 } from './infrastructure.js';
 import { createJobHandler, DRIFT_TICK } from './job-handler.js';
+import { databasePoolSize } from './pool-size.js';
 import { startWorkerHealth } from './worker-health.js';
 
 /** start: HTTP and workers in one process (the laptop default); serve: HTTP only; worker: jobs only. */
@@ -87,6 +91,8 @@ export async function startDaemon(options: DaemonOptions): Promise<Daemon> {
   };
 
   try {
+    // Checked before anything starts: a pool too small for the configured concurrency is a config error.
+    const poolSize = databasePoolSize(mode, config);
     // One idsync per data directory: a second start refuses here, before it touches the servers.
     const claim = await claimForDaemon(config, mode);
     cleanups.push(async () => releaseClaim(claim));
@@ -97,7 +103,7 @@ export async function startDaemon(options: DaemonOptions): Promise<Daemon> {
 
     await reaching('PostgreSQL', databaseEndpoint, () => runMigrations(databaseEndpoint.url));
     const database = connectDatabase(databaseEndpoint.url, {
-      max: mode === 'worker' ? 10 : 20,
+      max: poolSize,
       connectTimeoutMs: config.databaseTimeoutMs,
       // Requests must not hang on a wedged database; workers' drift scans may run longer statements.
       ...(mode === 'worker' ? {} : { statementTimeoutMs: config.databaseTimeoutMs }),
@@ -126,6 +132,8 @@ export async function startDaemon(options: DaemonOptions): Promise<Daemon> {
         log,
         concurrency: config.workerConcurrency,
         lockMs: config.jobLockMs,
+        maxStalledCount: config.jobMaxStalledCount,
+        onFailure: deprovisionAlert(database.db, log),
         handler: options.jobHandler ?? createJobHandler(database, connectorFor, queues),
       });
       cleanups.push((remainingMs) => pool.close(remainingMs));
@@ -163,6 +171,16 @@ export async function startDaemon(options: DaemonOptions): Promise<Daemon> {
       });
       purger.start();
       cleanups.push(() => purger.stop());
+      if (config.sweeperIntervalMs > 0) {
+        const sweeper = new Sweeper({
+          database,
+          log,
+          intervalMs: config.sweeperIntervalMs,
+          graceMs: config.sweeperGraceMs,
+        });
+        sweeper.start();
+        cleanups.push(() => sweeper.stop());
+      }
     }
 
     let http: RunningHttpServer | undefined;
@@ -201,7 +219,12 @@ export async function startDaemon(options: DaemonOptions): Promise<Daemon> {
           { path: '/oauth', router: oauthRouter({ db: database.db, adminToken: config.adminToken }) },
           {
             path: '/sso',
-            router: ssoRouter({ db: database.db, redis: producer, publicUrl: config.publicUrl }),
+            router: ssoRouter({
+              db: database.db,
+              redis: producer,
+              publicUrl: config.publicUrl,
+              secretBox: optionalSecretBox(config),
+            }),
           },
           {
             path: '/api',
@@ -240,5 +263,17 @@ export async function startDaemon(options: DaemonOptions): Promise<Daemon> {
   } catch (error) {
     await stopAll();
     throw error;
+  }
+}
+
+/**
+ * The SP key that signs SAML Single Logout messages is sealed like platform tokens. With a shared
+ * DATABASE_URL and no IDSYNC_SECRET_KEY there is no key every process shares: SLO is then not offered.
+ */
+function optionalSecretBox(config: Config): SecretBox | undefined {
+  try {
+    return SecretBox.fromConfig(config);
+  } catch {
+    return undefined;
   }
 }
