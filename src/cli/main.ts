@@ -1,4 +1,5 @@
 #!/usr/bin/env node
+import { availableParallelism } from 'node:os';
 import { Command, CommanderError } from 'commander';
 import { type Config, ConfigError } from '../config.js';
 import { DomainError, invalid, rootCause } from '../errors.js';
@@ -6,6 +7,7 @@ import { createLogger, type Logger, withoutBoundValues } from '../log.js';
 import { type DaemonMode, startDaemon } from '../runtime/daemon.js';
 import { DataDirInUseError } from '../runtime/data-dir-lock.js';
 import { UnreachableError } from '../runtime/infrastructure.js';
+import { inProcessGroup, joinProcessGroup, startProcessGroup } from '../runtime/process-group.js';
 import { EmbeddedServerError } from '../runtime/processes.js';
 import {
   createTenant,
@@ -39,48 +41,96 @@ function printTenantCredential(config: Config, issued: TenantWithToken, heading:
   );
 }
 
-async function runDaemon(mode: DaemonMode): Promise<void> {
+function printListening(
+  config: Config,
+  mode: DaemonMode,
+  port: number | undefined,
+  processes: number,
+  workerHealthPort: number | undefined,
+): void {
+  const count = `${processes} process${processes > 1 ? 'es' : ''}`;
+  const workerHealth =
+    workerHealthPort === undefined ? undefined : `http://${config.host}:${workerHealthPort}/readyz`;
+  if (port === undefined) {
+    process.stdout.write(
+      `idsync worker running (${count})${workerHealth ? `; health: ${workerHealth}` : ''}; press Ctrl-C to stop.\n`,
+    );
+    return;
+  }
+  process.stdout.write(
+    [
+      `idsync ${mode} listening on ${config.publicUrl}${processes > 1 ? ` (${count})` : ''}`,
+      `  SCIM 2.0:   ${scimBaseUrl(config)}   (Authorization: Bearer <tenant SCIM token>)`,
+      `  SAML SSO:   ${config.publicUrl}/sso/<tenant>/metadata   (configure with idsync sso import-metadata)`,
+      `  admin API:  ${config.publicUrl}/api${config.adminToken ? '' : '   (closed: set IDSYNC_ADMIN_TOKEN to open it)'}`,
+      `  console:    ${config.publicUrl}/console   (security: drift, offboarding, inactive seats)`,
+      `  health:     ${config.publicUrl}/healthz   readiness: ${config.publicUrl}/readyz`,
+      ...(workerHealth ? [`  workers:    ${workerHealth}   (WORKER_HEALTH_PORT)`] : []),
+      `  data:       ${config.databaseUrl ? 'DATABASE_URL' : config.dataDir}`,
+      'Press Ctrl-C to stop.',
+      '',
+    ].join('\n'),
+  );
+}
+
+async function runDaemon(mode: DaemonMode, processesOption: string | undefined): Promise<void> {
   const config = configOrExit();
   const log: Logger = createLogger(config.logLevel);
-  const daemon = await startDaemon({ mode, config, log });
-  // Handlers before the banner: whoever reads "Press Ctrl-C" may press it at once.
+  const processes =
+    processesOption !== undefined
+      ? parseProcesses(processesOption)
+      : (config.processes ?? (mode === 'worker' ? 1 : availableParallelism()));
+
+  // Handlers before anything is printed: whoever reads "Press Ctrl-C" may press it at once.
+  let stop: (() => Promise<void>) | undefined;
   let stopping = false;
-  const shutdown = async (signal: NodeJS.Signals) => {
-    if (stopping) {
+  let signalled = false;
+  async function shutdown(signal: NodeJS.Signals | undefined) {
+    if (signal && signalled) {
       log.warn({ signal }, 'second signal: exiting without waiting');
       process.exit(EXIT.failure);
     }
+    signalled ||= signal !== undefined;
+    // A terminal's Ctrl-C reaches a process group's members as well as the primary's own request.
+    if (stopping) return;
     stopping = true;
+    if (!stop) {
+      // Interrupted while starting: the exit hook stops the servers this process spawned.
+      log.warn({ signal }, 'interrupted while starting');
+      process.exit(EXIT.failure);
+    }
     log.info({ signal }, 'shutting down: draining requests and jobs');
-    await daemon.stop();
+    await stop();
     log.info('stopped');
     process.exit(EXIT.ok);
-  };
+  }
   process.on('SIGINT', (s) => void shutdown(s));
   process.on('SIGTERM', (s) => void shutdown(s));
-  if (daemon.firstTenant) printTenantCredential(config, daemon.firstTenant, 'Created the first tenant:');
-  if (daemon.port !== undefined) {
-    process.stdout.write(
-      [
-        `idsync ${mode} listening on ${config.publicUrl}`,
-        `  SCIM 2.0:   ${scimBaseUrl(config)}   (Authorization: Bearer <tenant SCIM token>)`,
-        `  SAML SSO:   ${config.publicUrl}/sso/<tenant>/metadata   (configure with idsync sso import-metadata)`,
-        `  admin API:  ${config.publicUrl}/api${config.adminToken ? '' : '   (closed: set IDSYNC_ADMIN_TOKEN to open it)'}`,
-        `  console:    ${config.publicUrl}/console   (security: drift, offboarding, inactive seats)`,
-        `  health:     ${config.publicUrl}/healthz   readiness: ${config.publicUrl}/readyz`,
-        ...(daemon.workerHealthPort !== undefined
-          ? [`  workers:    http://${config.host}:${daemon.workerHealthPort}/readyz   (WORKER_HEALTH_PORT)`]
-          : []),
-        `  data:       ${config.databaseUrl ? 'DATABASE_URL' : config.dataDir}`,
-        'Press Ctrl-C to stop.',
-        '',
-      ].join('\n'),
-    );
+
+  if (processes > 1 && !inProcessGroup()) {
+    const group = await startProcessGroup({ mode, config, log, processes });
+    stop = group.stop;
+    void group.failed.then(async (code) => {
+      await group.stop();
+      process.exit(code);
+    });
+    if (group.firstTenant) printTenantCredential(config, group.firstTenant, 'Created the first tenant:');
+    printListening(config, mode, group.port, processes, undefined);
   } else {
-    process.stdout.write(
-      `idsync worker running; health: http://${config.host}:${daemon.workerHealthPort}/readyz; press Ctrl-C to stop.\n`,
-    );
+    const daemon = await startDaemon({ mode, config, log });
+    stop = daemon.stop;
+    if (daemon.firstTenant) printTenantCredential(config, daemon.firstTenant, 'Created the first tenant:');
+    // In a process group the primary speaks for all of them.
+    if (!inProcessGroup()) printListening(config, mode, daemon.port, 1, daemon.workerHealthPort);
+    joinProcessGroup(daemon.port, () => void shutdown(undefined));
   }
+}
+
+function parseProcesses(value: string): number {
+  const processes = Number(value);
+  if (!Number.isInteger(processes) || processes < 1)
+    throw new CliError(`--processes: expected a whole number of at least 1, got ${value}`, EXIT.usage);
+  return processes;
 }
 
 /** `--opt a=b` repeated, as [a, b] pairs. */
@@ -99,15 +149,18 @@ function buildProgram(): Command {
   program
     .command('start')
     .description('run the HTTP API and the workers in one process (embedded PostgreSQL and Redis by default)')
-    .action(() => runDaemon('start'));
+    .option('--processes <n>', 'processes to run (default: WORKER_PROCESSES, else one per core)')
+    .action((options: { processes?: string }) => runDaemon('start', options.processes));
   program
     .command('serve')
     .description('run the HTTP API only (SCIM, SSO, admin API)')
-    .action(() => runDaemon('serve'));
+    .option('--processes <n>', 'processes to run (default: WORKER_PROCESSES, else one per core)')
+    .action((options: { processes?: string }) => runDaemon('serve', options.processes));
   program
     .command('worker')
     .description('run the job workers and the outbox relay only')
-    .action(() => runDaemon('worker'));
+    .option('--processes <n>', 'processes to run (default: WORKER_PROCESSES, else one per core)')
+    .action((options: { processes?: string }) => runDaemon('worker', options.processes));
   program
     .command('migrate')
     .description('apply database migrations and exit')
