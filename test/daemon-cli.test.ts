@@ -33,18 +33,24 @@ function exitOf(child: ChildProcess): Promise<number | null> {
 describe('idsync start on embedded defaults (the Quick start)', async () => {
   const dataDir = mkdtempSync(path.join(os.tmpdir(), 'idsync-quickstart-'));
   chmodSync(dataDir, 0o755);
-  afterAll(() => rmSync(dataDir, { recursive: true, force: true }));
-  // The embedded servers choose free ports themselves (no IDSYNC_EMBEDDED_*_PORT).
-  const env = { IDSYNC_DATA_DIR: dataDir, PORT: String(await freePort()) };
+  const children: ChildProcess[] = [];
+  afterAll(() => {
+    // A test that failed half-way must not leave its daemon running.
+    for (const child of children) if (child.exitCode === null) child.kill('SIGKILL');
+    rmSync(dataDir, { recursive: true, force: true });
+  });
+  // The embedded servers choose free ports themselves (no IDSYNC_EMBEDDED_*_PORT); one process is enough.
+  const env = { IDSYNC_DATA_DIR: dataDir, PORT: String(await freePort()), WORKER_PROCESSES: '1' };
   const postgresPidFile = path.join(dataDir, 'postgres', 'postmaster.pid');
   const redisPidFile = path.join(dataDir, 'redis', 'redis.pid');
 
   it('prints a SCIM base URL and token, becomes ready, and Ctrl-C leaves no server behind', async () => {
     const started = Date.now();
     const child = spawnCli(['start'], env);
+    children.push(child);
     const exited = exitOf(child);
-    const output = await waitForOutput(child, /Press Ctrl-C to stop/, 60_000);
-    expect(Date.now() - started).toBeLessThan(60_000);
+    const output = await waitForOutput(child, /Press Ctrl-C to stop/, 110_000);
+    expect(Date.now() - started).toBeLessThan(110_000);
     expect(output).toContain(`SCIM base URL:  http://localhost:${env.PORT}/scim/v2`);
     expect(output).toMatch(/SCIM token:\s+scim_[0-9a-f]{16}_\S{43}/);
 
@@ -63,8 +69,9 @@ describe('idsync start on embedded defaults (the Quick start)', async () => {
 
   it('reuses the data on the next start: same tenant, no new token', async () => {
     const child = spawnCli(['start'], env);
+    children.push(child);
     const exited = exitOf(child);
-    const output = await waitForOutput(child, /Press Ctrl-C to stop/, 60_000);
+    const output = await waitForOutput(child, /Press Ctrl-C to stop/, 110_000);
     expect(output).not.toContain('SCIM token:');
 
     // A one-shot command while the daemon runs uses the same embedded server and leaves it running.
@@ -99,7 +106,12 @@ describe('one idsync per data directory', async () => {
   const dataDir = mkdtempSync(path.join(os.tmpdir(), 'idsync-lock-'));
   chmodSync(dataDir, 0o755);
   const publicUrl = `http://127.0.0.1:${await freePort()}`;
-  const env = { IDSYNC_DATA_DIR: dataDir, PORT: new URL(publicUrl).port, PUBLIC_URL: publicUrl };
+  const env = {
+    IDSYNC_DATA_DIR: dataDir,
+    PORT: new URL(publicUrl).port,
+    PUBLIC_URL: publicUrl,
+    WORKER_PROCESSES: '1',
+  };
   const running: ChildProcess[] = [];
   afterAll(async () => {
     for (const child of running) if (child.exitCode === null) child.kill('SIGKILL');
@@ -116,7 +128,7 @@ describe('one idsync per data directory', async () => {
   it('a second start refuses (exit 75, naming the first) and leaves the first serving', async () => {
     const first = spawnCli(['start'], env);
     running.push(first);
-    await waitForOutput(first, /Press Ctrl-C to stop/, 60_000);
+    await waitForOutput(first, /Press Ctrl-C to stop/, 110_000);
     const holder = lock();
     expect(holder).toMatchObject({ pid: first.pid, publicUrl });
     expect(holder.postgresPort).toBeGreaterThan(0);
@@ -154,7 +166,7 @@ describe('one idsync per data directory', async () => {
     const next = spawnCli(['start'], env);
     running.push(next);
     const exited = exitOf(next);
-    await waitForOutput(next, /Press Ctrl-C to stop/, 60_000);
+    await waitForOutput(next, /Press Ctrl-C to stop/, 110_000);
     expect(lock().pid).toBe(next.pid);
     expect(readPid(path.join(dataDir, 'postgres', 'postmaster.pid'))).toBe(postgresPid);
     next.kill('SIGINT');
