@@ -167,24 +167,26 @@ describe('outbox relay logging', () => {
 });
 
 describe('outbox purge', () => {
-  it('deletes relayed rows past retention in batches, and never an unrelayed row', async () => {
+  it('deletes completed rows past retention in batches, never a row the relay or the sweeper still owes', async () => {
     const database = await createTestDatabase();
     const { tenant } = await createTenant(database.db, 'acme', 'test');
     await database.sql`
-      INSERT INTO outbox (tenant_id, lane, subject_type, subject_id, created_at, relayed_at)
-      SELECT ${tenant.id}, 'reconcile', 'user', 'old-' || n, now() - interval '9 days', now() - interval '8 days'
+      INSERT INTO outbox (tenant_id, lane, subject_type, subject_id, created_at, relayed_at, completed_at)
+      SELECT ${tenant.id}, 'reconcile', 'user', 'old-' || n, now() - interval '9 days', now() - interval '8 days',
+        now() - interval '8 days'
       FROM generate_series(1, 25) n`;
     await database.sql`
-      INSERT INTO outbox (tenant_id, lane, subject_type, subject_id, created_at, relayed_at)
-      VALUES (${tenant.id}, 'reconcile', 'user', 'recent', now() - interval '2 days', now() - interval '1 day'),
-             (${tenant.id}, 'deprovision', 'user', 'unrelayed', now() - interval '30 days', NULL)`;
+      INSERT INTO outbox (tenant_id, lane, subject_type, subject_id, created_at, relayed_at, completed_at)
+      VALUES (${tenant.id}, 'reconcile', 'user', 'recent', now() - interval '2 days', now() - interval '1 day', now()),
+             (${tenant.id}, 'deprovision', 'user', 'unrelayed', now() - interval '30 days', NULL, NULL),
+             (${tenant.id}, 'deprovision', 'user', 'never-completed', now() - interval '30 days', now() - interval '30 days', NULL)`;
     const { log } = capturingLogger('silent');
     const purger = new OutboxPurger({ sql: database.sql, log, retentionDays: 7, batchSize: 10 });
     expect(await purger.purge()).toBe(25);
     const left = await database.sql<
       { subject_id: string }[]
     >`SELECT subject_id FROM outbox ORDER BY subject_id`;
-    expect(left.map((r) => r.subject_id)).toEqual(['recent', 'unrelayed']);
+    expect(left.map((r) => r.subject_id)).toEqual(['never-completed', 'recent', 'unrelayed']);
     expect(await purger.purge()).toBe(0);
   });
 });
@@ -211,7 +213,9 @@ describe('no bound parameters in logs', () => {
     await recordForReconcile(database.db, [
       { tenantId: tenant.id, lane: 'deprovision', subjectType: 'user', subjectId: 'u1', cause: {} },
     ]);
-    await expect.poll(() => output(), { timeout: 10_000 }).toContain('job failed; retried with back-off');
+    await expect
+      .poll(() => output(), { timeout: 10_000 })
+      .toContain('job failed; it will be retried with back-off');
     const logged = output();
     expect(logged).toContain('invalid input syntax for type uuid');
     expect(logged).not.toContain('ada.lovelace');

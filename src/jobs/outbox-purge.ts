@@ -13,9 +13,9 @@ export interface OutboxPurgeOptions {
 }
 
 /**
- * Deletes relayed outbox rows once they are older than the retention period. Unrelayed rows are never
- * touched, whatever their age: they are work not yet handed to the queues. Several workers may purge at
- * once; SKIP LOCKED keeps them off each other's batches.
+ * Deletes relayed outbox rows once they are older than the retention period. Rows not yet relayed, and
+ * user and group rows no job has completed, are never touched, whatever their age: they are work the
+ * relay or the sweeper still owes. Several workers may purge at once; SKIP LOCKED keeps them apart.
  */
 export class OutboxPurger {
   private timer: NodeJS.Timeout | undefined;
@@ -56,7 +56,8 @@ export class OutboxPurger {
       const deleted = await this.options.sql`
         DELETE FROM outbox WHERE id IN (
           SELECT id FROM outbox
-          WHERE relayed_at IS NOT NULL AND relayed_at < now() - make_interval(days => ${this.options.retentionDays})
+          WHERE relayed_at < now() - make_interval(days => ${this.options.retentionDays})
+            AND (completed_at IS NOT NULL OR subject_type NOT IN ('user', 'group'))
           ORDER BY id LIMIT ${batchSize} FOR UPDATE SKIP LOCKED)`;
       total += deleted.count;
       if (deleted.count < batchSize || this.stopped) break;

@@ -131,7 +131,7 @@ export async function startWorkerPool(options: WorkerPoolOptions): Promise<Worke
       const final =
         !job || error.message.includes(STALLED_TOO_OFTEN) || attemptsMade >= (job.opts.attempts ?? 1);
       options.log.warn(
-        { lane, jobId: job?.id, attempt: attemptsMade, err: { message: error.message } },
+        { lane, jobId: job?.id, attempt: attemptsMade, err: error },
         final
           ? 'job failed for good: no attempt left (the sweeper re-sends unfinished work)'
           : 'job failed; it will be retried with back-off',
@@ -140,16 +140,11 @@ export async function startWorkerPool(options: WorkerPoolOptions): Promise<Worke
         options
           .onFailure({ lane, jobId: job.id ?? '', payload: job.data, attemptsMade, final, error })
           .catch((alertError: Error) =>
-            options.log.error(
-              { lane, err: { message: alertError.message } },
-              'could not record a job failure',
-            ),
+            options.log.error({ lane, err: alertError }, 'could not record a job failure'),
           );
       }
     });
-    worker.on('error', (error) =>
-      options.log.warn({ lane, err: { message: error.message } }, 'worker error'),
-    );
+    worker.on('error', (error) => options.log.warn({ lane, err: error }, 'worker error'));
     return worker;
   });
   await Promise.all(workers.map((w) => w.waitUntilReady()));
