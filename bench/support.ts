@@ -24,14 +24,14 @@ export async function startBackends(): Promise<{
     directory: path.join(scratch, 'postgres'),
     port: await freePort(),
     database: 'idsync',
-    adoptRunning: false,
+    role: 'owner' as const,
     settings: { max_connections: '200', shared_buffers: '256MB' },
   });
   servers.push(pg);
   const redis = await startEmbeddedRedis({
     directory: path.join(scratch, 'redis'),
     port: await freePort(),
-    adoptRunning: false,
+    role: 'owner' as const,
     persistent: false,
   });
   servers.push(redis);

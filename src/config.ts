@@ -66,8 +66,10 @@ const envSchema = z.object({
     .optional(),
   LOG_LEVEL: z.enum(LOG_LEVELS, { error: `must be one of ${LOG_LEVELS.join(', ')}` }).default('info'),
   IDSYNC_DATA_DIR: z.string().min(1, 'must not be empty').default('.idsync'),
-  IDSYNC_EMBEDDED_PG_PORT: port(54329),
-  IDSYNC_EMBEDDED_REDIS_PORT: port(63799),
+  // 0: a free port chosen at each start and recorded in the data directory's lock file.
+  IDSYNC_EMBEDDED_PG_PORT: port(0),
+  IDSYNC_EMBEDDED_REDIS_PORT: port(0),
+  IDSYNC_EMBEDDED_START_TIMEOUT_MS: positiveInt(60_000),
   IDSYNC_ADMIN_TOKEN: z.string().min(32, 'must be at least 32 characters').optional(),
   WORKER_CONCURRENCY: positiveInt(8),
   WORKER_PROCESSES: z.coerce
@@ -117,8 +119,12 @@ export interface Config {
   publicUrl: string;
   logLevel: (typeof LOG_LEVELS)[number];
   dataDir: string;
+  /** 0: a free port at each start. */
   embeddedPostgresPort: number;
+  /** 0: a free port at each start. */
   embeddedRedisPort: number;
+  /** How long idsync waits for an embedded server to accept connections. */
+  embeddedStartTimeoutMs: number;
   adminToken: string | undefined;
   workerConcurrency: number;
   /**
@@ -185,6 +191,7 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
     dataDir: path.resolve(e.IDSYNC_DATA_DIR),
     embeddedPostgresPort: e.IDSYNC_EMBEDDED_PG_PORT,
     embeddedRedisPort: e.IDSYNC_EMBEDDED_REDIS_PORT,
+    embeddedStartTimeoutMs: e.IDSYNC_EMBEDDED_START_TIMEOUT_MS,
     adminToken: e.IDSYNC_ADMIN_TOKEN,
     workerConcurrency: e.WORKER_CONCURRENCY,
     processes: e.WORKER_PROCESSES,

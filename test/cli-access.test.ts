@@ -36,7 +36,13 @@ describe('idsync rules, plan and receipt from the CLI', async () => {
       env,
     );
     expect(bad.code).toBe(64);
-    expect(bad.stderr).toBe('idsync: role: role must be one of admin, member, viewer\n');
+    expect(bad.stderr).toBe('idsync: role must be one of admin, member, viewer\n');
+    const misplaced = await runCli(
+      ['rules', 'add', '--tenant', 'acme', '--group', 'X', '--team', 'core', '--permissions', 'deploy'],
+      env,
+    );
+    expect(misplaced.code).toBe(64);
+    expect(misplaced.stderr).toContain('--permissions goes with --app only');
     const two = await runCli(
       ['rules', 'add', '--tenant', 'acme', '--group', 'X', '--team', 'core', '--app', 'api'],
       env,
@@ -79,7 +85,7 @@ describe('idsync rules, plan and receipt from the CLI', async () => {
   it('says plainly when there is no receipt or no such tenant', async () => {
     const none = await runCli(['receipt', 'nobody@example.com', '--tenant', 'acme'], env);
     expect(none.code).toBe(65);
-    expect(none.stderr).toBe('idsync: no offboarding receipt for user nobody@example.com\n');
+    expect(none.stderr).toBe('idsync: no user nobody@example.com in this tenant\n');
     const tenant = await runCli(['plan', '--tenant', 'missing'], env);
     expect(tenant.stderr).toBe('idsync: no tenant named "missing"\n');
   });

@@ -21,3 +21,16 @@ describe('idsync refuses bad configuration with one line and a non-zero exit', (
     expect(result.stderr).toContain("unknown command 'frobnicate'");
   });
 });
+
+describe('idsync names the server it cannot reach (exit 69)', () => {
+  it('a DATABASE_URL nothing answers at: which server, where, which setting; never the password', async () => {
+    const result = await runCli(['tenant', 'list'], {
+      DATABASE_URL: 'postgres://idsync:hunter2-secret@127.0.0.1:1/idsync',
+    });
+    expect(result.code).toBe(69);
+    expect(result.stderr).toBe(
+      'idsync: cannot reach PostgreSQL at 127.0.0.1:1/idsync (DATABASE_URL): connect ECONNREFUSED 127.0.0.1:1\n',
+    );
+    expect(result.stderr).not.toContain('hunter2');
+  });
+});

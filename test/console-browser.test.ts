@@ -1,6 +1,6 @@
 import { randomBytes } from 'node:crypto';
 import { readFile } from 'node:fs/promises';
-import { chromium } from 'playwright-core';
+import { chromium as playwrightChromium } from 'playwright-core';
 import { afterAll, describe, expect, it } from 'vitest';
 import { runDriftScan } from '../src/drift/scan.js';
 import { BuiltinConnector } from '../src/platform/builtin.js';
@@ -11,13 +11,14 @@ import { createTestDatabase } from './support/database.js';
 import { startIdpServer } from './support/idp-server.js';
 import { capturingLogger } from './support/log-capture.js';
 import { freePort } from './support/ports.js';
+import { chromium, missing } from './support/prerequisites.js';
 
-const CHROMIUM = process.env.CHROMIUM_PATH ?? '/usr/bin/chromium';
 const ADMIN_TOKEN = randomBytes(24).toString('hex');
 
 /* What a security reviewer sees in a real browser: the console behind the admin token, a known orphan
  * in the findings table, a filter that narrows it, and a CSV that downloads. */
 describe('the security console in a real browser', async () => {
+  if (missing(chromium)) return;
   const database = await createTestDatabase();
   const { tenant } = await createTenant(database.db, 'acme', 'test');
   await addRule(
@@ -55,8 +56,8 @@ describe('the security console in a real browser', async () => {
     INSERT INTO sso_connections (tenant_id, idp_entity_id, sso_url, certificates)
     VALUES (${tenant.id}, ${idpServer.url}, ${`${idpServer.url}/sso`}, ${[idpServer.idp.certificate]})`;
   await database.sql`UPDATE tenants SET console_group = 'Security' WHERE id = ${tenant.id}`;
-  const browser = await chromium.launch({
-    executablePath: CHROMIUM,
+  const browser = await playwrightChromium.launch({
+    executablePath: chromium.location,
     args: ['--no-sandbox', '--disable-gpu', '--no-first-run'],
   });
   afterAll(async () => {

@@ -1,5 +1,5 @@
 import type { ChildProcess } from 'node:child_process';
-import { chmodSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { chmodSync, existsSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
@@ -33,22 +33,24 @@ function exitOf(child: ChildProcess): Promise<number | null> {
 describe('idsync start on embedded defaults (the Quick start)', async () => {
   const dataDir = mkdtempSync(path.join(os.tmpdir(), 'idsync-quickstart-'));
   chmodSync(dataDir, 0o755);
-  afterAll(() => rmSync(dataDir, { recursive: true, force: true }));
-  const env = {
-    IDSYNC_DATA_DIR: dataDir,
-    PORT: String(await freePort()),
-    IDSYNC_EMBEDDED_PG_PORT: String(await freePort()),
-    IDSYNC_EMBEDDED_REDIS_PORT: String(await freePort()),
-  };
+  const children: ChildProcess[] = [];
+  afterAll(() => {
+    // A test that failed half-way must not leave its daemon running.
+    for (const child of children) if (child.exitCode === null) child.kill('SIGKILL');
+    rmSync(dataDir, { recursive: true, force: true });
+  });
+  // The embedded servers choose free ports themselves (no IDSYNC_EMBEDDED_*_PORT); one process is enough.
+  const env = { IDSYNC_DATA_DIR: dataDir, PORT: String(await freePort()), WORKER_PROCESSES: '1' };
   const postgresPidFile = path.join(dataDir, 'postgres', 'postmaster.pid');
   const redisPidFile = path.join(dataDir, 'redis', 'redis.pid');
 
   it('prints a SCIM base URL and token, becomes ready, and Ctrl-C leaves no server behind', async () => {
     const started = Date.now();
     const child = spawnCli(['start'], env);
+    children.push(child);
     const exited = exitOf(child);
-    const output = await waitForOutput(child, /Press Ctrl-C to stop/, 60_000);
-    expect(Date.now() - started).toBeLessThan(60_000);
+    const output = await waitForOutput(child, /Press Ctrl-C to stop/, 110_000);
+    expect(Date.now() - started).toBeLessThan(110_000);
     expect(output).toContain(`SCIM base URL:  http://localhost:${env.PORT}/scim/v2`);
     expect(output).toMatch(/SCIM token:\s+scim_[0-9a-f]{16}_\S{43}/);
 
@@ -67,8 +69,9 @@ describe('idsync start on embedded defaults (the Quick start)', async () => {
 
   it('reuses the data on the next start: same tenant, no new token', async () => {
     const child = spawnCli(['start'], env);
+    children.push(child);
     const exited = exitOf(child);
-    const output = await waitForOutput(child, /Press Ctrl-C to stop/, 60_000);
+    const output = await waitForOutput(child, /Press Ctrl-C to stop/, 110_000);
     expect(output).not.toContain('SCIM token:');
 
     // A one-shot command while the daemon runs uses the same embedded server and leaves it running.
@@ -96,5 +99,80 @@ describe('idsync start on embedded defaults (the Quick start)', async () => {
     expect(rotated.stdout).not.toContain(token!);
     expect(readFileSync(path.join(dataDir, 'postgres.password'), 'utf8').length).toBeGreaterThan(10);
     expect(readPid(postgresPidFile)).toBeUndefined();
+  });
+});
+
+describe('one idsync per data directory', async () => {
+  const dataDir = mkdtempSync(path.join(os.tmpdir(), 'idsync-lock-'));
+  chmodSync(dataDir, 0o755);
+  const publicUrl = `http://127.0.0.1:${await freePort()}`;
+  const env = {
+    IDSYNC_DATA_DIR: dataDir,
+    PORT: new URL(publicUrl).port,
+    PUBLIC_URL: publicUrl,
+    WORKER_PROCESSES: '1',
+  };
+  const running: ChildProcess[] = [];
+  afterAll(async () => {
+    for (const child of running) if (child.exitCode === null) child.kill('SIGKILL');
+    rmSync(dataDir, { recursive: true, force: true });
+  });
+  const lock = () =>
+    JSON.parse(readFileSync(path.join(dataDir, 'idsync.lock'), 'utf8')) as {
+      pid: number;
+      publicUrl: string;
+      postgresPort: number;
+      redisPort: number;
+    };
+
+  it('a second start refuses (exit 75, naming the first) and leaves the first serving', async () => {
+    const first = spawnCli(['start'], env);
+    running.push(first);
+    await waitForOutput(first, /Press Ctrl-C to stop/, 110_000);
+    const holder = lock();
+    expect(holder).toMatchObject({ pid: first.pid, publicUrl });
+    expect(holder.postgresPort).toBeGreaterThan(0);
+    expect(holder.redisPort).toBeGreaterThan(0);
+
+    const second = await runCli(['start'], { ...env, PORT: String(await freePort()), PUBLIC_URL: '' });
+    expect(second.code).toBe(75);
+    expect(second.stderr).toContain(`idsync start (pid ${first.pid} at ${publicUrl}`);
+    expect(second.stderr).toContain('set IDSYNC_DATA_DIR to another directory');
+
+    expect((await fetch(`${publicUrl}/readyz`)).status).toBe(200);
+    expect(isProcessAlive(readPid(path.join(dataDir, 'postgres', 'postmaster.pid'))!)).toBe(true);
+  });
+
+  it("one-shot commands print the running daemon's URLs, whatever PORT and PUBLIC_URL they see", async () => {
+    const created = await runCli(['tenant', 'create', 'acme'], { IDSYNC_DATA_DIR: dataDir, PORT: '9' });
+    expect(created.code).toBe(0);
+    expect(created.stdout).toContain(`SCIM base URL:  ${publicUrl}/scim/v2`);
+    const token = /SCIM token:\s+(\S+)/.exec(created.stdout)![1]!;
+    const users = await fetch(`${publicUrl}/scim/v2/Users`, {
+      headers: { Authorization: `Bearer ${token}` },
+    });
+    expect(users.status).toBe(200);
+  });
+
+  it('a start after the owner was killed adopts its servers and stops them at exit', async () => {
+    const first = running[0]!;
+    const postgresPid = readPid(path.join(dataDir, 'postgres', 'postmaster.pid'))!;
+    const redisPid = readPid(path.join(dataDir, 'redis', 'redis.pid'))!;
+    first.kill('SIGKILL');
+    await exitOf(first);
+    // Its servers run in their own process group, so they outlive a kill -9 of idsync.
+    expect(isProcessAlive(postgresPid)).toBe(true);
+
+    const next = spawnCli(['start'], env);
+    running.push(next);
+    const exited = exitOf(next);
+    await waitForOutput(next, /Press Ctrl-C to stop/, 110_000);
+    expect(lock().pid).toBe(next.pid);
+    expect(readPid(path.join(dataDir, 'postgres', 'postmaster.pid'))).toBe(postgresPid);
+    next.kill('SIGINT');
+    expect(await exited).toBe(0);
+    expect(isProcessAlive(postgresPid)).toBe(false);
+    expect(isProcessAlive(redisPid)).toBe(false);
+    expect(existsSync(path.join(dataDir, 'idsync.lock'))).toBe(false);
   });
 });

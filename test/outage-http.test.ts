@@ -26,7 +26,7 @@ describe('SCIM while PostgreSQL is down', () => {
       directory: path.join(scratch, 'pg'),
       port: await freePort(),
       database: 'idsync',
-      adoptRunning: false,
+      role: 'owner' as const,
       settings: { fsync: 'off', synchronous_commit: 'off' },
     };
     let postgres: LocalServer = await startEmbeddedPostgres(pgOptions);
@@ -99,7 +99,7 @@ describe('readiness when only Redis is down', () => {
     const redisOptions = {
       directory: scratch,
       port: await freePort(),
-      adoptRunning: false,
+      role: 'owner' as const,
       persistent: false,
     };
     let redis = await startEmbeddedRedis(redisOptions);

@@ -122,7 +122,7 @@ describe('outbox relay', () => {
     const redisOptions = {
       directory: scratch,
       port: await freePort(),
-      adoptRunning: false,
+      role: 'owner' as const,
       persistent: false,
     };
     let redis = await startEmbeddedRedis(redisOptions);

@@ -289,7 +289,7 @@ describe('no deprovisioning lost or stuck', () => {
     const redis = await startEmbeddedRedis({
       directory: scratch,
       port: await freePort(),
-      adoptRunning: false,
+      role: 'owner' as const,
       persistent: false,
     });
     cleanups.push(async () => {

@@ -203,7 +203,7 @@ describe('resilience of the cascade', () => {
     const redisOptions = {
       directory: scratch,
       port: await freePort(),
-      adoptRunning: false,
+      role: 'owner' as const,
       persistent: false,
     };
     let redis = await startEmbeddedRedis(redisOptions);

@@ -1,4 +1,4 @@
-import { chromium } from 'playwright-core';
+import { chromium as playwrightChromium } from 'playwright-core';
 import { afterAll, describe, expect, it } from 'vitest';
 import { createTenant } from '../src/tenants/tenants.js';
 import { startTestDaemon, testConfig } from './support/daemon.js';
@@ -6,10 +6,10 @@ import { createTestDatabase } from './support/database.js';
 import { startIdpServer } from './support/idp-server.js';
 import { capturingLogger } from './support/log-capture.js';
 import { freePort } from './support/ports.js';
-
-const CHROMIUM = process.env.CHROMIUM_PATH ?? '/usr/bin/chromium';
+import { chromium, missing } from './support/prerequisites.js';
 
 describe('signing in through the IdP in a real browser', async () => {
+  if (missing(chromium)) return;
   const database = await createTestDatabase();
   const { tenant, scimToken } = await createTenant(database.db, 'acme', 'test');
   const port = await freePort();
@@ -27,8 +27,8 @@ describe('signing in through the IdP in a real browser', async () => {
     VALUES (${tenant.id}, ${idpServer.url}, ${`${idpServer.url}/sso`}, ${[idpServer.idp.certificate]})`;
   await database.sql`
     INSERT INTO assignment_rules (tenant_id, idp_group, target, team_name, team_role) VALUES (${tenant.id}, 'Engineering', 'team', 'core', 'member')`;
-  const browser = await chromium.launch({
-    executablePath: CHROMIUM,
+  const browser = await playwrightChromium.launch({
+    executablePath: chromium.location,
     args: [
       '--no-sandbox',
       '--disable-gpu',

@@ -120,7 +120,7 @@ describe('outbox relay logging', () => {
     const redisOptions = {
       directory: scratch,
       port: await freePort(),
-      adoptRunning: false,
+      role: 'owner' as const,
       persistent: false,
     };
     let redis = await startEmbeddedRedis(redisOptions);

@@ -73,13 +73,13 @@ export class ChaosCluster {
       directory: path.join(this.scratch, 'postgres'),
       port: await freePort(),
       database: 'idsync',
-      adoptRunning: false,
+      role: 'owner' as const,
       settings: { max_connections: '300' },
     };
     this.redisOptions = {
       directory: path.join(this.scratch, 'redis'),
       port: await freePort(),
-      adoptRunning: false,
+      role: 'owner' as const,
       persistent: true,
     };
     this.postgres = await startEmbeddedPostgres(this.postgresOptions);

@@ -1,3 +1,4 @@
+import { sql } from 'drizzle-orm';
 import express, {
   type ErrorRequestHandler,
   type NextFunction,
@@ -97,7 +98,14 @@ export function adminRouter(options: AdminRouterOptions): Router {
   });
   router.get('/tenants/:tenant/users/:id/plan', async (req, res) => {
     const tenant = await tenantOf(req);
-    const planned = await planUser(options.reconcile, tenant.id, String(req.params.id));
+    const ref = String(req.params.id);
+    // The user's id or userName, as everywhere else in the admin API and the CLI.
+    const [user] = await db.execute<{ id: string }>(sql`
+      SELECT id::text FROM users WHERE tenant_id = ${tenant.id}
+        AND ${/^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i.test(ref) ? sql`id = ${ref}::uuid` : sql`lower(user_name) = lower(${ref})`}
+      LIMIT 1`);
+    if (!user) throw new DomainError('not_found', `no user ${ref}`);
+    const planned = await planUser(options.reconcile, tenant.id, user.id);
     if (!planned) throw new DomainError('not_found', `no user ${req.params.id}`);
     res.json({ user: planned.subject.userName, offboarding: planned.offboarding, ...planned.plan });
   });

@@ -35,7 +35,7 @@ export function registerAccessCommands(program: Command): void {
     .option('--group <idp-group>', 'IdP group display name')
     .option('--app-role <value>', "app role value (SCIM roles[].value, e.g. an Entra app role's value)")
     .option('--team <team>', 'team to grant')
-    .option('--role <role>', 'team role: admin, member or viewer', 'member')
+    .option('--role <role>', 'team role: admin, member or viewer (default member)')
     .option(
       '--enterprise <permissions>',
       'Enterprise Account permissions, comma-separated (view,create,manage,billing)',
@@ -49,10 +49,17 @@ export function registerAccessCommands(program: Command): void {
         if ((options.group === undefined) === (options.appRole === undefined)) {
           throw invalid('give exactly one of --group or --app-role');
         }
+        // An option that the chosen target ignores is a mistake to point out, not to drop silently.
+        if (options.role && !options.team) throw invalid('--role goes with --team only');
+        if (options.permissions && !options.app) {
+          throw invalid(
+            '--permissions goes with --app only (Enterprise Account permissions: --enterprise view,manage)',
+          );
+        }
         const source = { idpGroup: options.group, idpAppRole: options.appRole };
         const input = readRuleInput(
           options.team
-            ? { ...source, target: 'team', team: options.team, role: options.role }
+            ? { ...source, target: 'team', team: options.team, role: options.role ?? 'member' }
             : options.enterprise
               ? { ...source, target: 'enterprise', permissions: list(options.enterprise) }
               : { ...source, target: 'app', app: options.app, permissions: list(options.permissions) ?? [] },

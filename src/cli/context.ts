@@ -6,10 +6,30 @@ import { connectionReady, createRedisConnection } from '../jobs/connection.js';
 import { closeQueues, type LaneQueues, openQueues } from '../jobs/queues.js';
 import { createLogger, type Logger } from '../log.js';
 import { type ConnectorFor, connectorFactory } from '../platform/factory.js';
-import { provideDatabase, provideRedis } from '../runtime/infrastructure.js';
+import { liveLockHolder } from '../runtime/data-dir-lock.js';
+import {
+  claimForOneShot,
+  type DataDirClaim,
+  provideDatabase,
+  provideRedis,
+  reaching,
+  releaseClaim,
+} from '../runtime/infrastructure.js';
 
-/** Exit codes, after sysexits.h, so scripts can tell a typo from a broken database. */
-export const EXIT = { ok: 0, failure: 1, usage: 64, dataError: 65, config: 78 } as const;
+/**
+ * Exit codes, after sysexits.h, so scripts can tell a typo from a broken database: 64 usage or invalid
+ * input, 65 conflicting or missing data, 69 PostgreSQL or Redis unreachable, 75 the data directory is
+ * in use by another idsync (try again once it stops), 78 configuration error.
+ */
+export const EXIT = {
+  ok: 0,
+  failure: 1,
+  usage: 64,
+  dataError: 65,
+  unavailable: 69,
+  inUse: 75,
+  config: 78,
+} as const;
 
 export class CliError extends Error {
   constructor(
@@ -30,25 +50,55 @@ export function configOrExit(): Config {
   }
 }
 
+/**
+ * The origin IdPs must use: the running daemon's (from the data directory's lock file) when one runs,
+ * so every URL a command prints is the one that daemon answers at; else PUBLIC_URL / PORT as configured.
+ */
+export function daemonPublicUrl(config: Config): string {
+  const daemon = liveLockHolder(config.dataDir);
+  return daemon && daemon.command !== 'one-shot' ? daemon.publicUrl : config.publicUrl;
+}
+
+/** What the command line was, for the lock file: `tenant create`. */
+function commandName(): string {
+  return process.argv
+    .slice(2)
+    .filter((a) => !a.startsWith('-'))
+    .slice(0, 2)
+    .join(' ');
+}
+
+/** Runs `work` holding (or, while a daemon runs, as a guest of) the data directory, with the daemon's public URL. */
+async function withClaim<T>(config: Config, work: (claim: DataDirClaim, config: Config) => Promise<T>) {
+  const claim = await claimForOneShot(config, commandName());
+  try {
+    return await work(claim, { ...config, publicUrl: claim.publicUrl });
+  } finally {
+    releaseClaim(claim);
+  }
+}
+
+/** One-shot commands keep their own chatter quiet; their output is the answer, not a log. */
+const quietLogger = (config: Config) => createLogger(config.logLevel === 'info' ? 'warn' : config.logLevel);
+
 /** Runs a one-shot command against the database (starting the embedded one if idsync is not running). */
 export async function withDatabase<T>(
   work: (database: DatabaseHandle, config: Config) => Promise<T>,
 ): Promise<T> {
-  const config = configOrExit();
-  // One-shot commands keep their own chatter quiet; their output is the answer, not a log.
-  const log = createLogger(config.logLevel === 'info' ? 'warn' : config.logLevel);
-  const endpoint = await provideDatabase(config, log, false);
-  try {
-    await runMigrations(endpoint.url);
-    const database = connectDatabase(endpoint.url, { max: 2 });
+  return withClaim(configOrExit(), async (claim, config) => {
+    const endpoint = await provideDatabase(config, quietLogger(config), claim);
     try {
-      return await work(database, config);
+      await reaching('PostgreSQL', endpoint, () => runMigrations(endpoint.url));
+      const database = connectDatabase(endpoint.url, { max: 2 });
+      try {
+        return await work(database, config);
+      } finally {
+        await database.close();
+      }
     } finally {
-      await database.close();
+      await endpoint.release();
     }
-  } finally {
-    await endpoint.release();
-  }
+  });
 }
 
 export interface PlatformContext {
@@ -65,21 +115,23 @@ export async function withQueueConnection<T>(
   config: Config,
   work: (redis: Redis, queues: LaneQueues, log: Logger) => Promise<T>,
 ): Promise<T> {
-  const log = createLogger(config.logLevel === 'info' ? 'warn' : config.logLevel);
-  const endpoint = await provideRedis(config, log, false);
-  const redis = createRedisConnection(endpoint.url, 'producer');
-  try {
-    await connectionReady(redis);
-    const queues = openQueues(redis, config.queuePrefix);
+  return withClaim(config, async (claim) => {
+    const log = quietLogger(config);
+    const endpoint = await provideRedis(config, log, claim);
+    const redis = createRedisConnection(endpoint.url, 'producer');
     try {
-      return await work(redis, queues, log);
+      await reaching('Redis', endpoint, () => connectionReady(redis, 10_000));
+      const queues = openQueues(redis, config.queuePrefix);
+      try {
+        return await work(redis, queues, log);
+      } finally {
+        await closeQueues(queues);
+      }
     } finally {
-      await closeQueues(queues);
+      redis.disconnect();
+      await endpoint.release();
     }
-  } finally {
-    redis.disconnect();
-    await endpoint.release();
-  }
+  });
 }
 
 /**

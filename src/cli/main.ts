@@ -5,7 +5,10 @@ import { type Config, ConfigError } from '../config.js';
 import { DomainError, invalid, rootCause } from '../errors.js';
 import { createLogger, type Logger, withoutBoundValues } from '../log.js';
 import { type DaemonMode, startDaemon } from '../runtime/daemon.js';
+import { DataDirInUseError } from '../runtime/data-dir-lock.js';
+import { UnreachableError } from '../runtime/infrastructure.js';
 import { inProcessGroup, joinProcessGroup, startProcessGroup } from '../runtime/process-group.js';
+import { EmbeddedServerError } from '../runtime/processes.js';
 import {
   createTenant,
   listTenants,
@@ -15,7 +18,7 @@ import {
   updateTenantPolicy,
 } from '../tenants/tenants.js';
 import { registerAccessCommands } from './access-commands.js';
-import { CliError, configOrExit, EXIT, withDatabase } from './context.js';
+import { CliError, configOrExit, daemonPublicUrl, EXIT, withDatabase } from './context.js';
 import { registerJobsCommands } from './jobs-commands.js';
 import { registerPlatformCommands } from './platform-commands.js';
 import { registerSecurityCommands } from './security-commands.js';
@@ -43,19 +46,20 @@ function printListening(
   mode: DaemonMode,
   port: number | undefined,
   processes: number,
-  workerHealthPort?: number,
+  workerHealthPort: number | undefined,
 ): void {
+  const count = `${processes} process${processes > 1 ? 'es' : ''}`;
   const workerHealth =
     workerHealthPort === undefined ? undefined : `http://${config.host}:${workerHealthPort}/readyz`;
   if (port === undefined) {
     process.stdout.write(
-      `idsync worker running (${processes} process${processes > 1 ? 'es' : ''})${workerHealth ? `; health: ${workerHealth}` : ''}; press Ctrl-C to stop.\n`,
+      `idsync worker running (${count})${workerHealth ? `; health: ${workerHealth}` : ''}; press Ctrl-C to stop.\n`,
     );
     return;
   }
   process.stdout.write(
     [
-      `idsync ${mode} listening on ${config.publicUrl}${processes > 1 ? ` (${processes} processes)` : ''}`,
+      `idsync ${mode} listening on ${config.publicUrl}${processes > 1 ? ` (${count})` : ''}`,
       `  SCIM 2.0:   ${scimBaseUrl(config)}   (Authorization: Bearer <tenant SCIM token>)`,
       `  SAML SSO:   ${config.publicUrl}/sso/<tenant>/metadata   (configure with idsync sso import-metadata)`,
       `  admin API:  ${config.publicUrl}/api${config.adminToken ? '' : '   (closed: set IDSYNC_ADMIN_TOKEN to open it)'}`,
@@ -76,25 +80,9 @@ async function runDaemon(mode: DaemonMode, processesOption: string | undefined):
     processesOption !== undefined
       ? parseProcesses(processesOption)
       : (config.processes ?? (mode === 'worker' ? 1 : availableParallelism()));
-  let stop: () => Promise<void>;
-  if (processes > 1 && !inProcessGroup()) {
-    const group = await startProcessGroup({ mode, config, log, processes });
-    if (group.firstTenant) printTenantCredential(config, group.firstTenant, 'Created the first tenant:');
-    printListening(config, mode, group.port, processes);
-    void group.failed.then(async (code) => {
-      await group.stop();
-      process.exit(code);
-    });
-    stop = group.stop;
-  } else {
-    const daemon = await startDaemon({ mode, config, log });
-    if (daemon.firstTenant) printTenantCredential(config, daemon.firstTenant, 'Created the first tenant:');
-    // In a process group the primary speaks for all of them.
-    if (!inProcessGroup()) printListening(config, mode, daemon.port, 1, daemon.workerHealthPort);
-    stop = daemon.stop;
-    joinProcessGroup(daemon.port, () => void shutdown(undefined));
-  }
 
+  // Handlers before anything is printed: whoever reads "Press Ctrl-C" may press it at once.
+  let stop: (() => Promise<void>) | undefined;
   let stopping = false;
   let signalled = false;
   async function shutdown(signal: NodeJS.Signals | undefined) {
@@ -106,6 +94,11 @@ async function runDaemon(mode: DaemonMode, processesOption: string | undefined):
     // A terminal's Ctrl-C reaches a process group's members as well as the primary's own request.
     if (stopping) return;
     stopping = true;
+    if (!stop) {
+      // Interrupted while starting: the exit hook stops the servers this process spawned.
+      log.warn({ signal }, 'interrupted while starting');
+      process.exit(EXIT.failure);
+    }
     log.info({ signal }, 'shutting down: draining requests and jobs');
     await stop();
     log.info('stopped');
@@ -113,6 +106,24 @@ async function runDaemon(mode: DaemonMode, processesOption: string | undefined):
   }
   process.on('SIGINT', (s) => void shutdown(s));
   process.on('SIGTERM', (s) => void shutdown(s));
+
+  if (processes > 1 && !inProcessGroup()) {
+    const group = await startProcessGroup({ mode, config, log, processes });
+    stop = group.stop;
+    void group.failed.then(async (code) => {
+      await group.stop();
+      process.exit(code);
+    });
+    if (group.firstTenant) printTenantCredential(config, group.firstTenant, 'Created the first tenant:');
+    printListening(config, mode, group.port, processes, undefined);
+  } else {
+    const daemon = await startDaemon({ mode, config, log });
+    stop = daemon.stop;
+    if (daemon.firstTenant) printTenantCredential(config, daemon.firstTenant, 'Created the first tenant:');
+    // In a process group the primary speaks for all of them.
+    if (!inProcessGroup()) printListening(config, mode, daemon.port, 1, daemon.workerHealthPort);
+    joinProcessGroup(daemon.port, () => void shutdown(undefined));
+  }
 }
 
 function parseProcesses(value: string): number {
@@ -278,9 +289,9 @@ function buildProgram(): Command {
   registerPlatformCommands(program);
   registerSecurityCommands(program);
   registerSsoCommands(program, (tenant) => {
-    const config = configOrExit();
+    const publicUrl = daemonPublicUrl(configOrExit());
     process.stdout.write(
-      `  SP entity id:  ${config.publicUrl}/sso/${tenant}\n  ACS URL:       ${config.publicUrl}/sso/${tenant}/acs\n  metadata:      ${config.publicUrl}/sso/${tenant}/metadata\n  sign in at:    ${config.publicUrl}/sso/${tenant}/me\n`,
+      `  SP entity id:  ${publicUrl}/sso/${tenant}\n  ACS URL:       ${publicUrl}/sso/${tenant}/acs\n  metadata:      ${publicUrl}/sso/${tenant}/metadata\n  sign in at:    ${publicUrl}/sso/${tenant}/me\n`,
     );
   });
   return program;
@@ -297,6 +308,14 @@ export async function main(argv: string[]): Promise<number> {
     if (error instanceof CliError) {
       process.stderr.write(`idsync: ${error.message}\n`);
       return error.exitCode;
+    }
+    if (error instanceof DataDirInUseError) {
+      process.stderr.write(`idsync: ${error.message}\n`);
+      return EXIT.inUse;
+    }
+    if (error instanceof UnreachableError || error instanceof EmbeddedServerError) {
+      process.stderr.write(`idsync: ${error.message}\n`);
+      return EXIT.unavailable;
     }
     if (error instanceof ConfigError) {
       process.stderr.write(`idsync: configuration error: ${error.message}\n`);

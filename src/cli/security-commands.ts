@@ -114,7 +114,9 @@ export function registerSecurityCommands(program: Command): void {
             EXIT.dataError,
           );
         }
-        process.stdout.write(`${check.reports} reports, hash chain intact\n`);
+        process.stdout.write(
+          `${check.reports} ${check.reports === 1 ? 'report' : 'reports'}, hash chain intact\n`,
+        );
       }),
     );
 

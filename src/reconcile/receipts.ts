@@ -20,7 +20,7 @@ export interface Receipt {
 
 /** The latest offboarding receipt of a user, found by id or userName (case-insensitively). */
 export async function latestReceipt(db: Database, tenantId: string, userRef: string): Promise<Receipt> {
-  const byId = /^[0-9a-f-]{36}$/i.test(userRef);
+  const byId = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i.test(userRef);
   const [row] = await db.execute<{
     user_id: string;
     user_name: string;
@@ -43,7 +43,16 @@ export async function latestReceipt(db: Database, tenantId: string, userRef: str
     WHERE r.tenant_id = ${tenantId}
       AND ${byId ? sql`r.user_id = ${userRef}` : sql`u.user_name_key = account_key(${userRef})`}
     ORDER BY r.idp_event_at DESC LIMIT 1`);
-  if (!row) throw notFound(`no offboarding receipt for user ${userRef}`);
+  if (!row) {
+    const [user] = await db.execute(sql`
+      SELECT 1 FROM users WHERE tenant_id = ${tenantId}
+        AND ${byId ? sql`id = ${userRef}` : sql`lower(user_name) = lower(${userRef})`}`);
+    throw notFound(
+      user
+        ? `no offboarding receipt for ${userRef} yet: idsync writes one when the IdP deactivates or deletes the user`
+        : `no user ${userRef} in this tenant`,
+    );
+  }
   const edges = row.edges.map((e) => ({ ...e, removedAt: new Date(e.removedAt).toISOString() }));
   const lastEdge = edges.length ? Math.max(...edges.map((e) => Date.parse(e.removedAt))) : Number.NaN;
   return {

@@ -26,11 +26,29 @@ const ruleSourceSchema = z
     message: 'give exactly one of idpGroup (an IdP group) or idpAppRole (the value of an app role)',
   });
 
+// Names as Heroku gives them, so a rule can never name a team or app the platform cannot have.
+const teamName = z
+  .string()
+  .trim()
+  .min(1, 'team must not be empty')
+  .regex(
+    /^[a-z0-9](?:[a-z0-9-]{0,62}[a-z0-9])?$/,
+    'team must be lowercase letters, digits and dashes (as Heroku names teams), e.g. core or platform-eng',
+  );
+const appName = z
+  .string()
+  .trim()
+  .min(1, 'app must not be empty')
+  .regex(
+    /^[a-z][a-z0-9-]{1,28}[a-z0-9]$/,
+    "app must be 3 to 30 lowercase letters, digits and dashes starting with a letter (Heroku's app names)",
+  );
+
 /** What a rule grants (API body, CLI flags): exactly one target shape is accepted. */
 const ruleTargetSchema = z.discriminatedUnion('target', [
   z.object({
     target: z.literal('team'),
-    team: z.string().trim().min(1, 'team must not be empty'),
+    team: teamName,
     role: z.enum(TEAM_ROLES, { error: `role must be one of ${TEAM_ROLES.join(', ')}` }),
   }),
   z.object({
@@ -45,7 +63,7 @@ const ruleTargetSchema = z.discriminatedUnion('target', [
   }),
   z.object({
     target: z.literal('app'),
-    app: z.string().trim().min(1, 'app must not be empty'),
+    app: appName,
     permissions: z
       .array(z.enum(APP_PERMISSIONS, { error: `permissions must be among ${APP_PERMISSIONS.join(', ')}` }))
       .min(1, 'at least one permission'),
@@ -58,8 +76,9 @@ function parsed<T>(schema: z.ZodType<T>, body: unknown): T {
   const result = schema.safeParse(body);
   if (result.success) return result.data;
   const issue = result.error.issues[0]!;
-  const where = issue.path.length ? `${issue.path.join('.')}: ` : '';
-  throw invalid(`${where}${issue.message}`);
+  // Messages name their field already ("role must be one of …"); only a bare one gets it in front.
+  const field = String(issue.path[0] ?? '');
+  throw invalid(field && !issue.message.startsWith(field) ? `${field}: ${issue.message}` : issue.message);
 }
 
 export function readRuleInput(body: unknown): RuleInput {

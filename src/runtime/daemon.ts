@@ -21,7 +21,14 @@ import { ssoRouter } from '../sso/router.js';
 import { ScimTokenVerifier } from '../tenants/scim-token-cache.js';
 import { createTenant, listTenants, type TenantWithToken } from '../tenants/tenants.js';
 import { oauthRouter } from '../tokens/router.js';
-import { type Endpoint, provideDatabase, provideRedis } from './infrastructure.js';
+import {
+  claimForDaemon,
+  type Endpoint,
+  provideDatabase,
+  provideRedis,
+  reaching,
+  releaseClaim,
+} from './infrastructure.js';
 import { createJobHandler, DRIFT_TICK } from './job-handler.js';
 import { databasePoolSize } from './pool-size.js';
 import { startWorkerHealth } from './worker-health.js';
@@ -86,12 +93,15 @@ export async function startDaemon(options: DaemonOptions): Promise<Daemon> {
   try {
     // Checked before anything starts: a pool too small for the configured concurrency is a config error.
     const poolSize = databasePoolSize(mode, config);
-    const databaseEndpoint: Endpoint = await provideDatabase(config, log, true);
+    // One idsync per data directory: a second start refuses here, before it touches the servers.
+    const claim = await claimForDaemon(config, mode);
+    cleanups.push(async () => releaseClaim(claim));
+    const databaseEndpoint: Endpoint = await provideDatabase(config, log, claim);
     cleanups.push(() => databaseEndpoint.release());
-    const redisEndpoint: Endpoint = await provideRedis(config, log, true);
+    const redisEndpoint: Endpoint = await provideRedis(config, log, claim);
     cleanups.push(() => redisEndpoint.release());
 
-    await runMigrations(databaseEndpoint.url);
+    await reaching('PostgreSQL', databaseEndpoint, () => runMigrations(databaseEndpoint.url));
     const database = connectDatabase(databaseEndpoint.url, {
       max: poolSize,
       connectTimeoutMs: config.databaseTimeoutMs,
@@ -102,7 +112,7 @@ export async function startDaemon(options: DaemonOptions): Promise<Daemon> {
 
     const producer: Redis = createRedisConnection(redisEndpoint.url, 'producer');
     cleanups.push(async () => producer.disconnect());
-    await connectionReady(producer);
+    await reaching('Redis', redisEndpoint, () => connectionReady(producer));
     const prefix = options.queuePrefix ?? config.queuePrefix;
     const queues = openQueues(producer, prefix);
     cleanups.push(() => closeQueues(queues));
@@ -238,6 +248,7 @@ export async function startDaemon(options: DaemonOptions): Promise<Daemon> {
       http = await listen(app, config.port, config.host);
       const server = http;
       cleanups.push((remainingMs) => server.close(remainingMs));
+      if (claim.kind === 'owner') claim.lock.update({ httpPort: server.port });
     }
 
     return {

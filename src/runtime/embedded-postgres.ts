@@ -15,10 +15,12 @@ import path from 'node:path';
 import postgres from 'postgres';
 import {
   captureOutput,
+  EmbeddedServerError,
   isProcessAlive,
   type LocalServer,
   type ProcessIdentity,
   readPid,
+  type ServerRole,
   sleep,
   spawnServer,
   stopChild,
@@ -35,10 +37,14 @@ import {
 export interface EmbeddedPostgresOptions {
   /** Directory that holds the cluster (created on first start, reused afterwards). */
   directory: string;
+  /** The port to start on (a server found running keeps its own, from postmaster.pid). */
   port: number;
+  /** The setting that chose the port, named when the port is taken. */
+  portSetting?: string;
   database: string;
-  /** When a server from an earlier start is still running here: stop it at stop() (daemon) or leave it (CLI). */
-  adoptRunning: boolean;
+  role: ServerRole;
+  /** How long to wait for the server to accept connections (IDSYNC_EMBEDDED_START_TIMEOUT_MS). */
+  startTimeoutMs?: number;
   /** Extra `-c name=value` settings, e.g. fsync=off for throwaway test clusters. */
   settings?: Record<string, string>;
   onLog?: (line: string) => void;
@@ -54,7 +60,7 @@ async function loadBinaries(): Promise<Binaries> {
   try {
     return (await import(name)) as Binaries;
   } catch {
-    throw new Error(
+    throw new EmbeddedServerError(
       `PostgreSQL binaries for ${os.platform()}-${os.arch()} are not installed (${name}); set DATABASE_URL to use your own server`,
     );
   }
@@ -90,24 +96,33 @@ export async function startEmbeddedPostgres(options: EmbeddedPostgresOptions): P
   const clusterDir = path.resolve(options.directory);
   const passwordFile = `${clusterDir}.password`;
   const log = options.onLog ?? (() => {});
-  const identity = serverIdentity();
+  const timeoutMs = options.startTimeoutMs ?? 60_000;
   mkdirSync(path.dirname(clusterDir), { recursive: true });
 
-  const runningPid = readPid(path.join(clusterDir, 'postmaster.pid'));
+  const pidFile = path.join(clusterDir, 'postmaster.pid');
+  const runningPid = readPid(pidFile);
   if (runningPid !== undefined && isProcessAlive(runningPid) && existsSync(passwordFile)) {
-    const port = Number(readFileSync(path.join(clusterDir, 'postmaster.pid'), 'utf8').split('\n')[3]);
+    // postmaster.pid: pid, data directory, start time, port, …
+    const port = Number(readFileSync(pidFile, 'utf8').split('\n')[3]);
     const password = readFileSync(passwordFile, 'utf8').trim();
     await ensureDatabase(connectionUrl(password, port, 'postgres'), options.database);
-    log(`reusing PostgreSQL already running from ${clusterDir} (pid ${runningPid}, port ${port})`);
+    log(`using PostgreSQL already running from ${clusterDir} (pid ${runningPid}, port ${port})`);
     return {
       url: connectionUrl(password, port, options.database),
-      owned: options.adoptRunning,
+      port,
+      adopted: true,
       stop: async () => {
-        if (options.adoptRunning) await stopPid(runningPid, 'SIGINT');
+        if (options.role === 'owner') await stopPid(runningPid, 'SIGINT');
       },
     };
   }
+  if (options.role === 'guest') {
+    throw new EmbeddedServerError(
+      `the running idsync has not started its PostgreSQL in ${clusterDir} yet; try again in a moment`,
+    );
+  }
 
+  const identity = serverIdentity();
   const binaries = await loadBinaries();
   if (!existsSync(path.join(clusterDir, 'PG_VERSION'))) {
     await initialiseCluster(binaries, clusterDir, passwordFile, identity, log);
@@ -129,21 +144,32 @@ export async function startEmbeddedPostgres(options: EmbeddedPostgresOptions): P
     log(line);
   });
 
-  const deadline = Date.now() + 60_000;
+  const deadline = Date.now() + timeoutMs;
   while (!ready) {
     if (child.exitCode !== null || child.signalCode !== null) {
-      throw new Error(`PostgreSQL did not start (port ${options.port}): ${lastMeaningfulLine(output())}`);
+      const why = lastMeaningfulLine(output());
+      const portTaken = /could not bind|already in use|could not create any TCP\/IP sockets/i.test(output());
+      throw new EmbeddedServerError(
+        `PostgreSQL did not start on port ${options.port}: ${why}${
+          portTaken && options.portSetting
+            ? `; set ${options.portSetting} to a free port, or leave it unset to have one chosen`
+            : ''
+        }`,
+      );
     }
     if (Date.now() > deadline) {
       await stopChild(child, 'SIGKILL');
-      throw new Error(`PostgreSQL did not become ready within 60 s: ${lastMeaningfulLine(output())}`);
+      throw new EmbeddedServerError(
+        `PostgreSQL did not become ready within ${timeoutMs / 1000} s (IDSYNC_EMBEDDED_START_TIMEOUT_MS): ${lastMeaningfulLine(output())}`,
+      );
     }
     await sleep(25);
   }
   await ensureDatabase(connectionUrl(password, options.port, 'postgres'), options.database);
   return {
     url: connectionUrl(password, options.port, options.database),
-    owned: true,
+    port: options.port,
+    adopted: false,
     // SIGINT is PostgreSQL's "fast" shutdown: roll back open transactions, checkpoint, exit.
     stop: () => stopChild(child, 'SIGINT'),
   };
@@ -194,7 +220,7 @@ async function initialiseCluster(
     const hint = identity
       ? ` (running as root, the server runs as the postgres user, which must be able to reach ${clusterDir}; choose another IDSYNC_DATA_DIR if it cannot)`
       : '';
-    throw new Error(`initdb failed${hint}: ${lastMeaningfulLine(stderr)}`);
+    throw new EmbeddedServerError(`initdb failed${hint}: ${lastMeaningfulLine(stderr)}`);
   } finally {
     rmSync(initPasswordDir, { recursive: true, force: true });
   }

@@ -6,7 +6,14 @@ import { runMigrations } from '../db/migrate.js';
 import type { Logger } from '../log.js';
 import { createTenant, listTenants, type TenantWithToken } from '../tenants/tenants.js';
 import type { DaemonMode } from './daemon.js';
-import { type Endpoint, provideDatabase, provideRedis } from './infrastructure.js';
+import {
+  claimForDaemon,
+  type Endpoint,
+  provideDatabase,
+  provideRedis,
+  reaching,
+  releaseClaim,
+} from './infrastructure.js';
 
 /*
  * `--processes N`: one Node process uses one core, so on a bigger machine idsync runs N copies of the
@@ -44,16 +51,19 @@ export async function startProcessGroup(options: {
   processes: number;
 }): Promise<ProcessGroup> {
   const { mode, config, log, processes } = options;
+  // The primary holds the data directory for the whole group; its processes get the servers' URLs.
+  const claim = await claimForDaemon(config, mode);
   const endpoints: Endpoint[] = [];
   const releaseEndpoints = async () => {
     for (const endpoint of endpoints.reverse()) await endpoint.release().catch(() => {});
+    releaseClaim(claim);
   };
   let firstTenant: TenantWithToken | undefined;
   try {
-    const database = await provideDatabase(config, log, true);
+    const database = await provideDatabase(config, log, claim);
     endpoints.push(database);
-    endpoints.push(await provideRedis(config, log, true));
-    await runMigrations(database.url);
+    endpoints.push(await provideRedis(config, log, claim));
+    await reaching('PostgreSQL', database, () => runMigrations(database.url));
     if (mode === 'start') {
       const handle = connectDatabase(database.url, { max: 1 });
       try {
@@ -117,6 +127,7 @@ export async function startProcessGroup(options: {
 
   try {
     const ports = await Promise.all(Array.from({ length: processes }, fork));
+    if (claim.kind === 'owner') claim.lock.update({ httpPort: ports[0] });
     return { port: ports[0], firstTenant, stop, failed };
   } catch (error) {
     await stop();

@@ -2,12 +2,28 @@ import { type ChildProcess, execFileSync, spawn } from 'node:child_process';
 import { once } from 'node:events';
 import { readFileSync } from 'node:fs';
 
-/** A server idsync started (owned) or found already running from an earlier start (reused). */
+/** An embedded server: started by this process, adopted from a dead owner, or a running daemon's (used as a guest). */
 export interface LocalServer {
   url: string;
-  /** False when an earlier idsync start left it running; stop() then leaves it alone. */
-  owned: boolean;
+  port: number;
+  /** True when it was already running (left by an idsync that died, or the running daemon's). */
+  adopted: boolean;
+  /** Stops it if this process owns it (started or adopted); a guest leaves it running. */
   stop(): Promise<void>;
+}
+
+/**
+ * owner: this process holds the data directory, so a server found running there was left by a dead
+ * owner and is adopted (stopped at the end); guest: a running daemon holds it, so its server is used
+ * and left running, and never started here.
+ */
+export type ServerRole = 'owner' | 'guest';
+
+export class EmbeddedServerError extends Error {
+  constructor(message: string) {
+    super(message);
+    this.name = 'EmbeddedServerError';
+  }
 }
 
 export interface ProcessIdentity {

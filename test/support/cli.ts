@@ -1,5 +1,16 @@
 import { type ChildProcess, spawn } from 'node:child_process';
+import { chmodSync, mkdtempSync } from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { vi } from 'vitest';
+
+/*
+ * Each CLI process compiles and loads the whole CLI through tsx: about 2 s on an idle 2-core machine and
+ * several times that on a busy one. A test file that runs the CLI as processes therefore gives each test
+ * two minutes; the CLI's own waits are bounded well below that.
+ */
+vi.setConfig({ testTimeout: 120_000 });
 
 export const CLI_ENTRY = fileURLToPath(new URL('../../src/cli/main.ts', import.meta.url));
 
@@ -32,9 +43,35 @@ export function runCli(args: string[], env: NodeJS.ProcessEnv, timeoutMs = 60_00
   });
 }
 
+/** tsx's loader by absolute path, so the CLI can run with its working directory outside the checkout. */
+const TSX_LOADER = import.meta.resolve('tsx');
+
+/**
+ * A data directory of this test file's own, in the run's scratch folder (TMPDIR, set by the global
+ * setup): test files run in parallel, and a data directory admits one idsync at a time.
+ */
+let fileDataDir: string | undefined;
+function dataDirOfThisFile(): string {
+  fileDataDir ??= mkdtempSync(path.join(os.tmpdir(), 'idsync-cli-'));
+  chmodSync(fileDataDir, 0o755);
+  return fileDataDir;
+}
+
+/**
+ * Runs in the test run's scratch folder with a data directory there too (unless the test gives one),
+ * so nothing lands in the checkout.
+ */
 export function spawnCli(args: string[], env: NodeJS.ProcessEnv): ChildProcess {
-  return spawn(process.execPath, ['--import', 'tsx', CLI_ENTRY, ...args], {
-    env: { PATH: process.env.PATH, HOME: process.env.HOME, ...env },
+  return spawn(process.execPath, ['--import', TSX_LOADER, CLI_ENTRY, ...args], {
+    cwd: process.env.TMPDIR,
+    env: {
+      PATH: process.env.PATH,
+      HOME: process.env.HOME,
+      // tsx keeps its compile cache in the temporary folder: the system's, so it is warm across runs.
+      TMPDIR: process.env.IDSYNC_TEST_SYSTEM_TMPDIR ?? os.tmpdir(),
+      IDSYNC_DATA_DIR: dataDirOfThisFile(),
+      ...env,
+    },
     stdio: ['ignore', 'pipe', 'pipe'],
   });
 }

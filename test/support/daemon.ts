@@ -6,7 +6,8 @@ import { uniquePrefix } from './database.js';
 /** Config for a daemon inside a test: the test's own database and Redis, an ephemeral HTTP port. */
 export function testConfig(databaseUrl: string, overrides: Partial<Config> = {}): Config {
   return {
-    ...loadConfig({}),
+    // The global setup points IDSYNC_DATA_DIR at the run's scratch folder, outside the checkout.
+    ...loadConfig({ IDSYNC_DATA_DIR: process.env.IDSYNC_DATA_DIR }),
     databaseUrl,
     redisUrl: inject('redisUrl'),
     port: 0,

@@ -1,19 +1,20 @@
 import { readFileSync } from 'node:fs';
-import path from 'node:path';
 import AjvDraft04 from 'ajv-draft-04';
+import { SUBSET_PATH } from './heroku-schema-subset.js';
+import { herokuPublicSchema } from './prerequisites.js';
 
 // ajv-draft-04 is CommonJS: under ESM its class is the default export's `default`.
 const Ajv = AjvDraft04.default;
 
 /*
- * The public Heroku Platform API schema (../shared/reference/heroku-platform-api/schema.json), used to
- * check that every request idsync sends matches a documented link (method and href pattern) and that
- * its body matches the link's schema; and to build response fixtures from the schema's own examples.
+ * The Heroku Platform API schema, used to check that every request idsync sends matches a documented
+ * link (method and href pattern) and that its body matches the link's schema; and to build response
+ * fixtures from the schema's own examples. The full public schema when it is there (IDSYNC_HEROKU_SCHEMA,
+ * or ../shared beside the repository, as in CI); otherwise the checked-in subset for the endpoints the
+ * connector calls (heroku-schema-subset.ts), so these checks run in every clone.
  */
-
-const SCHEMA_PATH =
-  process.env.IDSYNC_HEROKU_SCHEMA ??
-  path.resolve(import.meta.dirname, '../../../shared/reference/heroku-platform-api/schema.json');
+export const SCHEMA_SOURCE: 'public' | 'subset' = herokuPublicSchema.available ? 'public' : 'subset';
+const SCHEMA_PATH = herokuPublicSchema.available ? herokuPublicSchema.location : SUBSET_PATH;
 
 interface Link {
   method: string;

@@ -3,7 +3,7 @@ import type { Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { inflateRawSync } from 'node:zlib';
 import express from 'express';
-import { createTestIdp, type TestIdp } from './test-idp.js';
+import { createTestIdp, type IdpKeyPair, type TestIdp } from './test-idp.js';
 
 /**
  * The test IdP served on loopback for browser tests: a login page at /sso that reads the AuthnRequest,
@@ -20,13 +20,20 @@ const escapeHtml = (v: string) => v.replace(/[<>&"']/g, (c) => `&#${c.charCodeAt
 export async function startIdpServer(
   sp: { entityId: string; acsUrl: string },
   groupsFor: (user: string) => string[],
+  /** A fixed port and key pair keep the IdP's entity id and certificate across restarts (npm run test-idp). */
+  keep: { port?: number; keyPair?: IdpKeyPair } = {},
 ): Promise<IdpServer> {
   const app = express();
   app.use(express.urlencoded({ extended: false }));
-  const server: Server = app.listen(0, '127.0.0.1');
-  await once(server, 'listening');
+  const server: Server = app.listen(keep.port ?? 0, '127.0.0.1');
+  await Promise.race([
+    once(server, 'listening'),
+    once(server, 'error').then(([error]) => {
+      throw error;
+    }),
+  ]);
   const url = `http://127.0.0.1:${(server.address() as AddressInfo).port}`;
-  const idp = await createTestIdp(sp, url);
+  const idp = await createTestIdp(sp, url, keep.keyPair);
 
   app.get('/sso', (req, res) => {
     const xml = inflateRawSync(Buffer.from(String(req.query.SAMLRequest ?? ''), 'base64')).toString();

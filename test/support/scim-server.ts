@@ -1,24 +1,9 @@
-import { existsSync } from 'node:fs';
-import { fileURLToPath } from 'node:url';
 import { afterAll } from 'vitest';
 import { createLogger } from '../../src/log.js';
 import { createTenant } from '../../src/tenants/tenants.js';
 import { startTestDaemon, testConfig } from './daemon.js';
 import { createTestDatabase, type TestDatabase } from './database.js';
 import { capturingLogger } from './log-capture.js';
-
-/** ../shared/conformance beside the repository (as CI lays it out), or IDSYNC_CONFORMANCE_DIR. */
-export const CONFORMANCE_DIR =
-  process.env.IDSYNC_CONFORMANCE_DIR ??
-  fileURLToPath(new URL('../../../shared/conformance', import.meta.url));
-
-export function requireConformanceSuites(): void {
-  if (!existsSync(CONFORMANCE_DIR)) {
-    throw new Error(
-      `the SCIM conformance suites are expected in ${CONFORMANCE_DIR} (shared/ beside the repository)`,
-    );
-  }
-}
 
 export interface ScimServer {
   baseUrl: string;

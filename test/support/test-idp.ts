@@ -32,14 +32,26 @@ export interface TestIdp {
   }): Promise<string>;
 }
 
-export async function createTestIdp(
-  sp: { entityId: string; acsUrl: string },
-  entityId = 'https://idp.example.test',
-): Promise<TestIdp> {
+/** The IdP's signing key and certificate (PEM). */
+export interface IdpKeyPair {
+  private: string;
+  cert: string;
+}
+
+export async function generateIdpKeyPair(): Promise<IdpKeyPair> {
   const pems = await selfsigned.generate([{ name: 'commonName', value: 'idsync test IdP' }], {
     keySize: 2048,
     algorithm: 'sha256',
   });
+  return { private: pems.private, cert: pems.cert };
+}
+
+export async function createTestIdp(
+  sp: { entityId: string; acsUrl: string },
+  entityId = 'https://idp.example.test',
+  keyPair?: IdpKeyPair,
+): Promise<TestIdp> {
+  const pems = keyPair ?? (await generateIdpKeyPair());
   const provider = (signatureAlgorithm: string) =>
     samlify.IdentityProvider({
       entityID: entityId,
