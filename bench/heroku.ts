@@ -54,13 +54,7 @@ for (let t = 0; t < TEAMS; t++) {
     teamName(t),
     [...new Map(teamMembers[t]!).entries()].map(([e, r]) => [e, r]),
   );
-  if (t < 20)
-    simulator.teams.get(teamName(t))!.members.set(casey, {
-      id: randomBytes(8).toString('hex'),
-      email: casey,
-      role: 'member',
-      federated: true,
-    });
+  if (t < 20) simulator.addTeamMember(teamName(t), casey, 'member');
 }
 for (let a = 0; a < TEAMS * APPS_PER_TEAM; a++) {
   const collaborators: [string, string[]][] = [
@@ -128,7 +122,7 @@ const collaboratorPages = readRequests.filter((r) => r.path.endsWith('/collabora
 const teamAppLists = readRequests.filter((r) => /^\/teams\/[^/]+\/apps$/.test(r.path)).length;
 const drift = {
   teams: TEAMS,
-  membersPerTeam: simulator.teams.get(teamName(30))!.members.size,
+  membersPerTeam: simulator.team(teamName(30))!.members.size,
   apps: simulator.apps.size,
   enterpriseMembers: simulator.members.size,
   requests: readRequests.length,

@@ -50,7 +50,10 @@ describe('idsync platform set|check|budget against the Heroku simulator', async 
     expect(check.code).toBe(0);
     expect(check.stdout).toContain(`token OK: ${simulator.account.email} (${simulator.account.id})`);
     expect(check.stdout).toContain('members: 1');
-    expect(check.stdout).toMatch(/teams \(2\): (core, web|web, core)/);
+    expect(check.stdout).toMatch(
+      /teams \(2\): (core \(admin\), web \(admin\)|web \(admin\), core \(admin\))/,
+    );
+    expect(check.stdout).not.toContain('WARNING');
     const [after] =
       await database.sql`SELECT connector_settings->>'budgetKey' AS key FROM tenants WHERE name = 'acme'`;
     expect(after!.key).toBe(simulator.account.id);

@@ -16,6 +16,7 @@ import { capturingLogger } from './support/log-capture.js';
 
 const API = 'https://api.heroku.test';
 const TOKEN = `HRKU-${randomBytes(16).toString('hex')}`;
+const EA_ID = '6f1c2d3e-0000-4000-8000-00000000ea01';
 
 describe('the Heroku connector against the Platform API schema (nock)', async () => {
   const database = await createTestDatabase();
@@ -40,7 +41,8 @@ describe('the Heroku connector against the Platform API schema (nock)', async ()
     SecretBox.fromConfig(config),
   );
   // Each test file gets its own budget key, so tests never share a bucket.
-  await database.sql`UPDATE tenants SET connector_settings = connector_settings || ${JSON.stringify({ budgetKey: uniquePrefix('acct'), refillPerMinute: 60_000, reserve: 0 })}::jsonb WHERE id = ${tenant.id}`;
+  // The Enterprise Account's id as `platform check` or a first scan remembers it: paths use the id.
+  await database.sql`UPDATE tenants SET connector_settings = connector_settings || ${JSON.stringify({ budgetKey: uniquePrefix('acct'), refillPerMinute: 60_000, reserve: 0, enterpriseAccountId: EA_ID })}::jsonb WHERE id = ${tenant.id}`;
   const connectorFor = connectorFactory({ database, redis, config, log });
   const connector = (await connectorFor(tenant.id, 'deprovision')) as HerokuConnector;
 
@@ -90,12 +92,12 @@ describe('the Heroku connector against the Platform API schema (nock)', async ()
       [
         { kind: 'grant-enterprise', account, permissions: ['view'] },
         'POST',
-        '/enterprise-accounts/acme-ea/members',
+        `/enterprise-accounts/${EA_ID}/members`,
       ],
       [
         { kind: 'change-enterprise', account, from: ['view'], to: ['view', 'create'] },
         'PATCH',
-        '/enterprise-accounts/acme-ea/members/ada%40example.com',
+        `/enterprise-accounts/${EA_ID}/members/ada%40example.com`,
       ],
       [{ kind: 'add-team-member', account, team: 'core', role: 'member' }, 'PUT', '/teams/core/members'],
       [
@@ -127,13 +129,12 @@ describe('the Heroku connector against the Platform API schema (nock)', async ()
       [
         { kind: 'revoke-enterprise', account },
         'DELETE',
-        '/enterprise-accounts/acme-ea/members/ada%40example.com',
+        `/enterprise-accounts/${EA_ID}/members/ada%40example.com`,
       ],
     ];
     for (const [operation, method, path] of operations) {
-      heroku()
-        .intercept(path, method)
-        .reply(validated(200, exampleOf('team-member')));
+      // Answers without ids: the paths stay e-mails (ids are used once a scan or an answer gave them).
+      heroku().intercept(path, method).reply(validated(200, {}));
       expect(await connector.apply(operation)).toEqual({ status: 'applied' });
     }
     expect(seen.map((s) => `${s.method} ${s.path}`)).toEqual(operations.map(([, m, p]) => `${m} ${p}`));
@@ -206,10 +207,17 @@ describe('the Heroku connector against the Platform API schema (nock)', async ()
     expect(lines().filter((l) => l.msg === 'Heroku request failed; retrying')).toHaveLength(2);
   });
 
-  it('maps answers to outcomes: 404 is already done, the last-admin refusal is blocked', async () => {
+  it('maps answers to outcomes: a 404 is already done once the team is there and the member is not', async () => {
     heroku()
       .delete('/teams/core/members/gone%40example.com')
       .reply(validated(404, { id: 'not_found', message: 'Couldn’t find that member.' }));
+    heroku()
+      .get('/teams/core')
+      .reply(validated(200, exampleOf('team', { name: 'core' })));
+    heroku()
+      .get('/teams/core/members')
+      .matchHeader('range', 'email ..; max=1000;')
+      .reply(validated(200, [exampleOf('team-member', { email: 'someone@example.com' })]));
     expect(
       await connector.apply({ kind: 'remove-team-member', account: 'gone@example.com', team: 'core' }),
     ).toEqual({
@@ -223,13 +231,22 @@ describe('the Heroku connector against the Platform API schema (nock)', async ()
       account: 'last@example.com',
       team: 'core',
     });
-    expect(outcome).toEqual({ status: 'blocked', reason: expect.stringContaining('at least one admin') });
+    expect(outcome).toEqual({
+      status: 'blocked',
+      cause: 'refused',
+      reason: expect.stringContaining('at least one admin'),
+    });
   });
 
-  it('a grant Heroku refuses as existing becomes an update (idempotent grants)', async () => {
+  it('a grant Heroku refuses as existing becomes an update (idempotent grants); other refusals do not', async () => {
     heroku()
       .post('/teams/apps/api/collaborators')
-      .reply(validated(422, { id: 'invalid_params', message: 'already a collaborator' }));
+      .reply(
+        validated(422, {
+          id: 'invalid_params',
+          message: 'lin@example.com is already a collaborator on app api.',
+        }),
+      );
     heroku()
       .patch('/teams/apps/api/collaborators/lin%40example.com')
       .reply(validated(200, exampleOf('team-app-collaborator')));
@@ -242,6 +259,23 @@ describe('the Heroku connector against the Platform API schema (nock)', async ()
       }),
     ).toEqual({ status: 'applied' });
     expect(seen.map((s) => s.method)).toEqual(['POST', 'PATCH']);
+    seen.length = 0;
+    heroku()
+      .post('/teams/apps/api/collaborators')
+      .reply(validated(422, { id: 'invalid_params', message: 'Permissions are invalid.' }));
+    expect(
+      await connector.apply({
+        kind: 'grant-app-access',
+        account: 'max@example.com',
+        app: 'api',
+        permissions: ['view'],
+      }),
+    ).toEqual({
+      status: 'blocked',
+      cause: 'refused',
+      reason: expect.stringContaining('Permissions are invalid'),
+    });
+    expect(seen.map((s) => s.method)).toEqual(['POST']);
   });
 
   it('a refused token stops the tenant, raises an alert, and later jobs do not call Heroku', async () => {

@@ -4,10 +4,15 @@ import { invalid } from '../errors.js';
 import { forecastBudget } from '../platform/budget-forecast.js';
 import { budgetKey, resolveToken } from '../platform/factory.js';
 import { RateBudget } from '../platform/heroku/budget.js';
-import { checkHeroku } from '../platform/heroku/check.js';
+import { checkHeroku, FIRST_CONNECTION_CHECKS } from '../platform/heroku/check.js';
 import { HerokuClient } from '../platform/heroku/client.js';
 import { herokuSettingsSchema } from '../platform/heroku/settings.js';
-import { loadPlatform, rememberBudgetKey, setPlatform } from '../platform/settings.js';
+import {
+  loadPlatform,
+  rememberBudgetKey,
+  rememberEnterpriseAccountId,
+  setPlatform,
+} from '../platform/settings.js';
 import { SecretBox } from '../security/secret-box.js';
 import { findTenantByName } from '../tenants/tenants.js';
 import { CliError, EXIT, type PlatformContext, withPlatform } from './context.js';
@@ -26,7 +31,6 @@ export function registerPlatformCommands(program: Command): void {
     .option('--token-env <variable>', 'read the Heroku API token from this environment variable at run time')
     .option('--token-stdin', 'read the Heroku API token from stdin and store it encrypted', false)
     .option('--api-url <url>', 'Heroku API base URL', 'https://api.heroku.com')
-    .option('--not-federated', 'members idsync adds do not sign in through the Enterprise Account SSO')
     .action(
       (
         connector: string,
@@ -36,7 +40,6 @@ export function registerPlatformCommands(program: Command): void {
           tokenEnv?: string;
           tokenStdin: boolean;
           apiUrl: string;
-          notFederated?: boolean;
         },
       ) =>
         withPlatform(async ({ database, config }) => {
@@ -57,7 +60,6 @@ export function registerPlatformCommands(program: Command): void {
                 apiUrl: options.apiUrl,
                 ...(options.tokenEnv ? { tokenEnv: options.tokenEnv } : {}),
                 ...(token ? { token } : {}),
-                federated: !options.notFederated,
               },
               box,
             );
@@ -86,13 +88,18 @@ export function registerPlatformCommands(program: Command): void {
           settings,
         );
         if (client.lastRemaining !== undefined) await accountBudget.observe(client.lastRemaining);
+        await rememberEnterpriseAccountId(context.database.db, tenantId, seen.enterpriseAccount.id);
         process.stdout.write(
           [
-            `token OK: ${seen.account.email} (${seen.account.id})`,
+            `token OK: ${seen.account.email} (${seen.account.id})${seen.account.sso ? ' — under SSO' : ', not under SSO'}`,
             `Enterprise Account: ${seen.enterpriseAccount.name} (${seen.enterpriseAccount.id})`,
             `  members: ${seen.members}`,
-            `  teams (${seen.teams.length}): ${seen.teams.join(', ') || '(none)'}`,
+            `  teams (${seen.teams.length}): ${seen.teams.map((t) => `${t.name} (${t.role ?? 'no role'})`).join(', ') || '(none)'}`,
+            ...seen.warnings.map((w) => `WARNING: ${w}`),
             `requests used: ${seen.requests}`,
+            '',
+            'Not settled by any public source; check these once against the real Enterprise Account:',
+            ...FIRST_CONNECTION_CHECKS.map((c, i) => `  ${i + 1}. ${c}`),
             '',
           ].join('\n'),
         );

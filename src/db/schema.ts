@@ -101,9 +101,14 @@ export const teams = pgTable(
       .notNull()
       .references(() => tenants.id, { onDelete: 'cascade' }),
     name: text('name').notNull(),
+    /** The remote platform's id (Heroku's team id): names can be renamed there, ids cannot. */
+    remoteId: text('remote_id'),
     createdAt: createdAt(),
   },
-  (t) => [uniqueIndex('teams_tenant_name_key').on(t.tenantId, t.name)],
+  (t) => [
+    uniqueIndex('teams_tenant_name_key').on(t.tenantId, t.name),
+    uniqueIndex('teams_tenant_remote_id_key').on(t.tenantId, t.remoteId),
+  ],
 );
 
 export const apps = pgTable(
@@ -114,9 +119,14 @@ export const apps = pgTable(
       .notNull()
       .references(() => tenants.id, { onDelete: 'cascade' }),
     name: text('name').notNull(),
+    /** The remote platform's id (Heroku's app id): names can be renamed there, ids cannot. */
+    remoteId: text('remote_id'),
     createdAt: createdAt(),
   },
-  (t) => [uniqueIndex('apps_tenant_name_key').on(t.tenantId, t.name)],
+  (t) => [
+    uniqueIndex('apps_tenant_name_key').on(t.tenantId, t.name),
+    uniqueIndex('apps_tenant_remote_id_key').on(t.tenantId, t.remoteId),
+  ],
 );
 
 /**
@@ -304,6 +314,8 @@ export const platformEnterpriseMembers = pgTable(
     permissions: enterprisePermission('permissions').array().notNull(),
     /** Signs in through the platform's SSO (its CLI tokens expire); null when the platform did not say. */
     federated: boolean('federated'),
+    /** The platform's id of the user (Heroku user id), used in paths instead of the e-mail when known. */
+    remoteId: text('remote_id'),
     createdAt: createdAt(),
     updatedAt: updatedAt(),
   },
@@ -324,6 +336,8 @@ export const platformTeamMembers = pgTable(
       .references(() => teams.id, { onDelete: 'cascade' }),
     account: text('account').notNull(),
     role: teamRole('role').notNull(),
+    /** The platform's id of this membership (Heroku team-member id), when known. */
+    remoteId: text('remote_id'),
     createdAt: createdAt(),
     updatedAt: updatedAt(),
   },
@@ -345,6 +359,8 @@ export const platformAppCollaborators = pgTable(
       .references(() => apps.id, { onDelete: 'cascade' }),
     account: text('account').notNull(),
     permissions: appPermission('permissions').array().notNull(),
+    /** The platform's id of this collaborator record (Heroku collaborator id), when known. */
+    remoteId: text('remote_id'),
     createdAt: createdAt(),
     updatedAt: updatedAt(),
   },
@@ -353,6 +369,41 @@ export const platformAppCollaborators = pgTable(
     index('platform_app_collaborators_account_idx').on(t.tenantId, t.account),
     check('platform_app_collaborators_account_lower', sql`${t.account} = lower(${t.account})`),
   ],
+);
+
+/**
+ * Accounts the platform does not know yet (Heroku: "Couldn't find that user" before the person's first
+ * SSO login creates their Heroku account). Their grants wait; a sign-in through idsync queues a retry.
+ */
+export const platformPendingAccounts = pgTable(
+  'platform_pending_accounts',
+  {
+    tenantId: uuid('tenant_id')
+      .notNull()
+      .references(() => tenants.id, { onDelete: 'cascade' }),
+    account: text('account').notNull(),
+    reason: text('reason').notNull(),
+    createdAt: createdAt(),
+  },
+  (t) => [primaryKey({ columns: [t.tenantId, t.account] })],
+);
+
+/**
+ * Edges removed on the platform in the last moments. Heroku is eventually consistent after a DELETE
+ * (terraform polls for 10 s), so a scan overlapping a removal must not read the edge back as present.
+ */
+export const platformRecentRemovals = pgTable(
+  'platform_recent_removals',
+  {
+    tenantId: uuid('tenant_id')
+      .notNull()
+      .references(() => tenants.id, { onDelete: 'cascade' }),
+    /** `enterprise`, `team:<name>` or `app:<name>`. */
+    edge: text('edge').notNull(),
+    account: text('account').notNull(),
+    removedAt: timestamp('removed_at', { withTimezone: true }).notNull().defaultNow(),
+  },
+  (t) => [primaryKey({ columns: [t.tenantId, t.edge, t.account] })],
 );
 
 /** Credentials idsync issues (personal API tokens, SSO sessions): looked up by tokenId, secret stored hashed. */

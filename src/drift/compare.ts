@@ -8,6 +8,8 @@ export const FINDING_CLASSES = [
   'orphan',
   'blocked',
   'failed-job',
+  /** A team or app the scan could not read (e.g. Heroku refused idsync's account on it). */
+  'unreadable',
 ] as const;
 export type FindingClass = (typeof FINDING_CLASSES)[number];
 
@@ -72,17 +74,43 @@ export class DriftComparer {
         return this.compareEdge({ kind: 'enterprise' }, actual, this.desired.enterprise, samePermissions);
       }
       case 'team': {
-        const wanted = this.desired.teams.get(slice.team) ?? new Map<string, TeamRole>();
+        const wanted = new Map(this.desired.teams.get(slice.team) ?? []);
         this.desired.teams.delete(slice.team);
-        return this.compareEdge({ kind: 'team', team: slice.team }, slice.members, wanted, (a, w) =>
+        const implied = new Set(slice.implied);
+        for (const account of implied) wanted.delete(account);
+        const members = slice.members.filter(([account]) => !implied.has(account));
+        return this.compareEdge({ kind: 'team', team: slice.team }, members, wanted, (a, w) =>
           roleRank(a as TeamRole) > roleRank(w as TeamRole) ? 'more' : a === w ? 'same' : 'less',
         );
       }
       case 'app': {
-        const wanted = this.desired.apps.get(slice.app) ?? new Map<string, string>();
+        const wanted = new Map(this.desired.apps.get(slice.app) ?? []);
         this.desired.apps.delete(slice.app);
+        // Access a team role implies (a team admin on every team app) satisfies any rule for the app.
+        for (const account of slice.implied ?? []) wanted.delete(account);
         const actual = slice.collaborators.map(([account, p]) => [account, p.join(',')] as [string, string]);
         return this.compareEdge({ kind: 'app', app: slice.app }, actual, wanted, samePermissions);
+      }
+      case 'unreadable': {
+        // Nothing is known of this edge: no missing-access findings for it, one finding saying why.
+        const edge: Edge =
+          'team' in slice.edge
+            ? { kind: 'team', team: slice.edge.team }
+            : { kind: 'app', app: slice.edge.app };
+        if (edge.kind === 'team') this.desired.teams.delete(edge.team);
+        else this.desired.apps.delete(edge.app);
+        return [
+          this.finding(
+            'unreadable',
+            'high',
+            edge,
+            '(scan)',
+            null,
+            null,
+            slice.reason.slice(0, 500),
+            `${edgeName(edge)} was not read, so its drift is unknown: fix the cause, then run \`idsync drift scan\``,
+          ),
+        ];
       }
     }
   }

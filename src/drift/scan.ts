@@ -102,7 +102,7 @@ async function scan(
     else if (slice.kind === 'team') {
       platform.teams += 1;
       platform.memberships += slice.members.length;
-    } else {
+    } else if (slice.kind === 'app') {
       platform.apps += 1;
       platform.memberships += slice.collaborators.length;
     }

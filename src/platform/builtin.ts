@@ -115,7 +115,7 @@ export class BuiltinConnector implements PlatformConnector {
       const row = byTeam.get(team);
       if (row?.removed) return { status: 'applied' };
       if (!row?.was_member) return { status: 'already-done' };
-      return { status: 'blocked', reason: `${account} is the last admin of team ${team}` };
+      return { status: 'blocked', cause: 'refused', reason: `${account} is the last admin of team ${team}` };
     });
   }
 
@@ -157,6 +157,7 @@ export class BuiltinConnector implements PlatformConnector {
         if (!row.was_member) return { status: 'already-done' };
         return {
           status: 'blocked',
+          cause: 'refused',
           reason: `${operation.account} is the last admin of team ${operation.team}`,
         };
       }

@@ -48,8 +48,25 @@ export interface EnterpriseMember {
 
 export type PlatformSlice =
   | { kind: 'enterprise'; members: EnterpriseMember[] }
-  | { kind: 'team'; team: string; members: [account: string, role: TeamRole][] }
-  | { kind: 'app'; app: string; collaborators: [account: string, permissions: AppPermission[]][] };
+  | {
+      kind: 'team';
+      team: string;
+      members: [account: string, role: TeamRole][];
+      /** Members that are the platform's own doing (idsync's service account): never a finding. */
+      implied?: string[];
+    }
+  | {
+      kind: 'app';
+      app: string;
+      collaborators: [account: string, permissions: AppPermission[]][];
+      /**
+       * Accounts whose access to this app comes from their team role, not from a collaborator record
+       * (Heroku: the team's admins and its owner account); never a finding, never removed per app.
+       */
+      implied?: string[];
+    }
+  /** A team or app the scan could not read: reported as a finding, the rest of the scan goes on. */
+  | { kind: 'unreadable'; edge: { team: string } | { app: string }; reason: string };
 
 /** Tokens are idsync's own; every other operation goes to the platform. */
 export type PlatformOperation = Exclude<Operation, { kind: 'revoke-tokens' }>;
@@ -57,5 +74,17 @@ export type PlatformOperation = Exclude<Operation, { kind: 'revoke-tokens' }>;
 export type OperationOutcome =
   | { status: 'applied' }
   | { status: 'already-done' }
-  /** The platform refused for a reason a human must resolve (e.g. the last admin of a team). */
-  | { status: 'blocked'; reason: string };
+  /** The platform refused; `cause` says what kind of human action resolves it. */
+  | { status: 'blocked'; cause: BlockCause; reason: string };
+
+export type BlockCause =
+  /** A rule of the platform (the last admin of a team, invalid parameters). */
+  | 'refused'
+  /** idsync's service account may not act here (e.g. it is not an admin of that team). */
+  | 'forbidden'
+  /** The resource wants a second authentication factor the service account cannot give. */
+  | 'two-factor'
+  /** The person has no account on the platform yet; retried after their first sign-in. */
+  | 'no-platform-account'
+  /** The team, app or Enterprise Account is not found under the name idsync knows (renamed?). */
+  | 'container-not-found';

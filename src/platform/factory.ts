@@ -14,7 +14,7 @@ import { HerokuClient } from './heroku/client.js';
 import { HerokuConnector } from './heroku/connector.js';
 import { type HerokuSettings, herokuSettingsSchema } from './heroku/settings.js';
 import { PlatformMirror } from './mirror.js';
-import { loadPlatform } from './settings.js';
+import { loadPlatform, rememberEnterpriseAccountId } from './settings.js';
 
 /**
  * The tenant's connector. `db` is the connection its reads and writes go over: a job passes its reserved
@@ -54,9 +54,10 @@ export function connectorFactory(options: ConnectorFactoryOptions): ConnectorFor
     });
     const budget = new RateBudget(options.redis, budgetKey(settings, token), settings);
     const client = new HerokuClient({ apiUrl: settings.apiUrl, token, budget, priority, log: options.log });
-    return new HerokuConnector(client, new PlatformMirror(db, tenantId), settings, (reason) =>
-      stopTenant(options, tenantId, reason),
-    );
+    return new HerokuConnector(client, new PlatformMirror(db, tenantId, true), settings, {
+      stopTenant: (reason) => stopTenant(options, tenantId, reason),
+      rememberEnterpriseAccountId: (id) => rememberEnterpriseAccountId(db, tenantId, id),
+    });
   };
 }
 
@@ -80,7 +81,7 @@ export function budgetKey(settings: HerokuSettings, token: string): string {
 }
 
 async function stopTenant(options: ConnectorFactoryOptions, tenantId: string, reason: string): Promise<void> {
-  const why = `Heroku refused the API token: ${reason}`;
+  const why = `Heroku refused idsync's credentials: ${reason}`;
   await options.database.db.transaction(async (tx) => {
     const stopped = await tx.execute(sql`
       UPDATE tenants SET connector_status = 'stopped', connector_status_reason = ${why}, updated_at = now()

@@ -17,10 +17,20 @@ import type { EnterpriseMember, PlatformOperation, PlatformSlice } from './conne
  * accepted and replaced wholesale by every drift scan — so that reconciling one user never has to list
  * every team on the remote platform to find that user's memberships.
  */
+export interface RecordedFacts {
+  remoteId?: string | undefined;
+  federated?: boolean | null | undefined;
+}
+
+/** The platform's ids of a slice's members, by account. */
+export type MemberIds = ReadonlyMap<string, string>;
+
 export class PlatformMirror {
   constructor(
     private readonly db: Database,
     readonly tenantId: string,
+    /** A remote platform lists removed edges for a while after a DELETE; the built-in one does not. */
+    private readonly remembersRemovals = false,
   ) {}
 
   async readAccess(account: string): Promise<Access> {
@@ -86,24 +96,31 @@ export class PlatformMirror {
 
   /**
    * Records an operation the platform carried out. Returns whether the mirror changed, which for the
-   * built-in platform is exactly whether the operation was needed.
+   * built-in platform is exactly whether the operation was needed. `known` is what the platform said
+   * in its answer: the membership's remote id and, for the Enterprise Account, whether the user is
+   * under SSO (null or absent: it did not say, and what a scan read stays).
    */
-  async record(operation: PlatformOperation, federated: boolean | null = null): Promise<boolean> {
+  async record(operation: PlatformOperation, known: RecordedFacts = {}): Promise<boolean> {
     const tenant = this.tenantId;
+    const remoteId = known.remoteId ?? null;
     const changed = async (query: ReturnType<typeof sql>) => (await this.db.execute(query)).count > 0;
     switch (operation.kind) {
       case 'grant-enterprise':
       case 'change-enterprise': {
         const permissions = operation.kind === 'grant-enterprise' ? operation.permissions : operation.to;
         return changed(sql`
-          INSERT INTO platform_enterprise_members (tenant_id, account, permissions, federated)
-          VALUES (${tenant}, ${operation.account}, ${sql.param(permissions)}::enterprise_permission[], ${federated})
+          INSERT INTO platform_enterprise_members (tenant_id, account, permissions, federated, remote_id)
+          VALUES (${tenant}, ${operation.account}, ${sql.param(permissions)}::enterprise_permission[], ${known.federated ?? null}, ${remoteId})
           ON CONFLICT (tenant_id, account) DO UPDATE SET permissions = EXCLUDED.permissions,
-            federated = COALESCE(EXCLUDED.federated, platform_enterprise_members.federated), updated_at = now()
-          WHERE platform_enterprise_members.permissions IS DISTINCT FROM EXCLUDED.permissions`);
+            federated = COALESCE(EXCLUDED.federated, platform_enterprise_members.federated),
+            remote_id = COALESCE(EXCLUDED.remote_id, platform_enterprise_members.remote_id), updated_at = now()
+          WHERE (platform_enterprise_members.permissions, platform_enterprise_members.federated, platform_enterprise_members.remote_id)
+            IS DISTINCT FROM (EXCLUDED.permissions, COALESCE(EXCLUDED.federated, platform_enterprise_members.federated),
+              COALESCE(EXCLUDED.remote_id, platform_enterprise_members.remote_id))`);
       }
       case 'revoke-enterprise':
         return changed(sql`
+          ${this.rememberRemoval('enterprise', operation.account)}
           DELETE FROM platform_enterprise_members WHERE tenant_id = ${tenant} AND account = ${operation.account}`);
       case 'add-team-member':
       case 'change-team-role':
@@ -114,13 +131,16 @@ export class PlatformMirror {
             INSERT INTO teams (tenant_id, name) VALUES (${tenant}, ${operation.team})
             ON CONFLICT (tenant_id, name) DO UPDATE SET name = EXCLUDED.name RETURNING id
           )
-          INSERT INTO platform_team_members (tenant_id, team_id, account, role)
-          SELECT ${tenant}, team.id, ${operation.account}, ${role}::team_role FROM team
-          ON CONFLICT (team_id, account) DO UPDATE SET role = EXCLUDED.role, updated_at = now()
-          WHERE platform_team_members.role IS DISTINCT FROM EXCLUDED.role`);
+          INSERT INTO platform_team_members (tenant_id, team_id, account, role, remote_id)
+          SELECT ${tenant}, team.id, ${operation.account}, ${role}::team_role, ${remoteId} FROM team
+          ON CONFLICT (team_id, account) DO UPDATE SET role = EXCLUDED.role,
+            remote_id = COALESCE(EXCLUDED.remote_id, platform_team_members.remote_id), updated_at = now()
+          WHERE platform_team_members.role IS DISTINCT FROM EXCLUDED.role
+            OR platform_team_members.remote_id IS DISTINCT FROM COALESCE(EXCLUDED.remote_id, platform_team_members.remote_id)`);
       }
       case 'remove-team-member':
         return changed(sql`
+          ${this.rememberRemoval(`team:${operation.team}`, operation.account)}
           DELETE FROM platform_team_members m USING teams t
           WHERE m.team_id = t.id AND t.tenant_id = ${tenant} AND t.name = ${operation.team} AND m.account = ${operation.account}`);
       case 'grant-app-access':
@@ -131,42 +151,127 @@ export class PlatformMirror {
             INSERT INTO apps (tenant_id, name) VALUES (${tenant}, ${operation.app})
             ON CONFLICT (tenant_id, name) DO UPDATE SET name = EXCLUDED.name RETURNING id
           )
-          INSERT INTO platform_app_collaborators (tenant_id, app_id, account, permissions)
-          SELECT ${tenant}, app.id, ${operation.account}, ${sql.param(permissions)}::app_permission[] FROM app
-          ON CONFLICT (app_id, account) DO UPDATE SET permissions = EXCLUDED.permissions, updated_at = now()
-          WHERE platform_app_collaborators.permissions IS DISTINCT FROM EXCLUDED.permissions`);
+          INSERT INTO platform_app_collaborators (tenant_id, app_id, account, permissions, remote_id)
+          SELECT ${tenant}, app.id, ${operation.account}, ${sql.param(permissions)}::app_permission[], ${remoteId} FROM app
+          ON CONFLICT (app_id, account) DO UPDATE SET permissions = EXCLUDED.permissions,
+            remote_id = COALESCE(EXCLUDED.remote_id, platform_app_collaborators.remote_id), updated_at = now()
+          WHERE platform_app_collaborators.permissions IS DISTINCT FROM EXCLUDED.permissions
+            OR platform_app_collaborators.remote_id IS DISTINCT FROM COALESCE(EXCLUDED.remote_id, platform_app_collaborators.remote_id)`);
       }
       case 'revoke-app-access':
         return changed(sql`
+          ${this.rememberRemoval(`app:${operation.app}`, operation.account)}
           DELETE FROM platform_app_collaborators c USING apps a
           WHERE c.app_id = a.id AND a.tenant_id = ${tenant} AND a.name = ${operation.app} AND c.account = ${operation.account}`);
     }
   }
 
+  /**
+   * Remote platforms only: a removal the platform accepted may still be listed for a few seconds
+   * (Heroku, REAL-API-NOTES D13); a scan skips edges removed within the last minute.
+   */
+  private rememberRemoval(edge: string, account: string) {
+    if (!this.remembersRemovals) return sql``;
+    // A data-modifying CTE runs whatever the DELETE after it finds: one round trip for both.
+    return sql`WITH remembered AS (
+      INSERT INTO platform_recent_removals (tenant_id, edge, account) VALUES (${this.tenantId}, ${edge}, ${account})
+      ON CONFLICT (tenant_id, edge, account) DO UPDATE SET removed_at = now())`;
+  }
+
+  /** Edges removed within the last minute, as `<edge>|<account>` (`enterprise`, `team:<name>`, `app:<name>`). */
+  async recentRemovals(): Promise<Set<string>> {
+    await this.db.execute(sql`
+      DELETE FROM platform_recent_removals WHERE tenant_id = ${this.tenantId} AND removed_at < now() - interval '1 minute'`);
+    const rows = await this.db.execute<{ edge: string; account: string }>(sql`
+      SELECT edge, account FROM platform_recent_removals WHERE tenant_id = ${this.tenantId}`);
+    return new Set(rows.map((r) => `${r.edge}|${r.account}`));
+  }
+
+  /** The platform's ids known for a container and, optionally, one account's membership in it. */
+  async remoteIds(
+    container: { kind: 'enterprise' } | { kind: 'team'; name: string } | { kind: 'app'; name: string },
+    account?: string,
+  ): Promise<{ container: string | null; member: string | null }> {
+    const tenant = this.tenantId;
+    const rows =
+      container.kind === 'enterprise'
+        ? await this.db.execute<{ container: string | null; member: string | null }>(sql`
+            SELECT NULL AS container, remote_id AS member FROM platform_enterprise_members
+            WHERE tenant_id = ${tenant} AND account = ${account ?? ''}`)
+        : container.kind === 'team'
+          ? await this.db.execute<{ container: string | null; member: string | null }>(sql`
+              SELECT t.remote_id AS container, m.remote_id AS member FROM teams t
+              LEFT JOIN platform_team_members m ON m.team_id = t.id AND m.account = ${account ?? ''}
+              WHERE t.tenant_id = ${tenant} AND t.name = ${container.name}`)
+          : await this.db.execute<{ container: string | null; member: string | null }>(sql`
+              SELECT a.remote_id AS container, c.remote_id AS member FROM apps a
+              LEFT JOIN platform_app_collaborators c ON c.app_id = a.id AND c.account = ${account ?? ''}
+              WHERE a.tenant_id = ${tenant} AND a.name = ${container.name}`);
+    return { container: rows[0]?.container ?? null, member: rows[0]?.member ?? null };
+  }
+
+  /**
+   * Ties a team or app the platform listed to idsync's row for it, by the platform's id first: a
+   * container renamed on the platform keeps idsync's name (the one rules use), so removals and grants
+   * keep reaching it. Returns the name idsync knows it by.
+   */
+  async bindContainer(kind: 'team' | 'app', name: string, remoteId: string): Promise<string> {
+    const table = kind === 'team' ? sql`teams` : sql`apps`;
+    const [bound] = await this.db.execute<{ name: string }>(sql`
+      SELECT name FROM ${table} WHERE tenant_id = ${this.tenantId} AND remote_id = ${remoteId}`);
+    if (bound) return bound.name;
+    const [row] = await this.db.execute<{ name: string; remote_id: string | null }>(sql`
+      INSERT INTO ${table} (tenant_id, name, remote_id) VALUES (${this.tenantId}, ${name}, ${remoteId})
+      ON CONFLICT (tenant_id, name) DO UPDATE SET remote_id = COALESCE(${table}.remote_id, EXCLUDED.remote_id)
+      RETURNING name, remote_id`);
+    if (row!.remote_id === remoteId) return row!.name;
+    // The name belongs to another container (renamed away, and a new one took the name): keep both.
+    const distinct = `${name} (${remoteId})`;
+    await this.db.execute(sql`
+      INSERT INTO ${table} (tenant_id, name, remote_id) VALUES (${this.tenantId}, ${distinct}, ${remoteId})
+      ON CONFLICT (tenant_id, name) DO UPDATE SET remote_id = EXCLUDED.remote_id`);
+    return distinct;
+  }
+
+  /** An account the platform does not know yet: its grants wait for its first sign-in. */
+  async markPending(account: string, reason: string): Promise<void> {
+    await this.db.execute(sql`
+      INSERT INTO platform_pending_accounts (tenant_id, account, reason) VALUES (${this.tenantId}, ${account}, ${reason})
+      ON CONFLICT (tenant_id, account) DO UPDATE SET reason = EXCLUDED.reason`);
+  }
+
+  async clearPending(account: string): Promise<void> {
+    await this.db.execute(sql`
+      DELETE FROM platform_pending_accounts WHERE tenant_id = ${this.tenantId} AND account = ${account}`);
+  }
+
   /** Replaces what the mirror holds for one slice with what the platform just said. */
-  async replace(slice: PlatformSlice): Promise<void> {
+  async replace(slice: PlatformSlice, ids: MemberIds = new Map()): Promise<void> {
+    const idOf = (account: string) => ids.get(account) ?? null;
     const tenant = this.tenantId;
     const db = this.db;
     switch (slice.kind) {
       case 'enterprise': {
-        const members = JSON.stringify(slice.members);
+        const members = JSON.stringify(slice.members.map((m) => ({ ...m, remote_id: idOf(m.account) })));
         await db.transaction(async (tx) => {
           await tx.execute(sql`
             DELETE FROM platform_enterprise_members m WHERE m.tenant_id = ${tenant}
               AND NOT EXISTS (SELECT 1 FROM jsonb_to_recordset(${members}::jsonb) AS r(account text) WHERE r.account = m.account)`);
           await tx.execute(sql`
-            INSERT INTO platform_enterprise_members (tenant_id, account, permissions, federated)
-            SELECT ${tenant}, r.account, ARRAY(SELECT jsonb_array_elements_text(r.permissions))::enterprise_permission[], r.federated
-            FROM jsonb_to_recordset(${members}::jsonb) AS r(account text, permissions jsonb, federated boolean)
+            INSERT INTO platform_enterprise_members (tenant_id, account, permissions, federated, remote_id)
+            SELECT ${tenant}, r.account, ARRAY(SELECT jsonb_array_elements_text(r.permissions))::enterprise_permission[], r.federated, r.remote_id
+            FROM jsonb_to_recordset(${members}::jsonb) AS r(account text, permissions jsonb, federated boolean, remote_id text)
             ON CONFLICT (tenant_id, account) DO UPDATE SET permissions = EXCLUDED.permissions,
-              federated = EXCLUDED.federated, updated_at = now()
-            WHERE (platform_enterprise_members.permissions, platform_enterprise_members.federated)
-              IS DISTINCT FROM (EXCLUDED.permissions, EXCLUDED.federated)`);
+              federated = EXCLUDED.federated, remote_id = COALESCE(EXCLUDED.remote_id, platform_enterprise_members.remote_id), updated_at = now()
+            WHERE (platform_enterprise_members.permissions, platform_enterprise_members.federated, platform_enterprise_members.remote_id)
+              IS DISTINCT FROM (EXCLUDED.permissions, EXCLUDED.federated, COALESCE(EXCLUDED.remote_id, platform_enterprise_members.remote_id))`);
         });
         return;
       }
       case 'team': {
-        const members = JSON.stringify(slice.members.map(([account, role]) => ({ account, role })));
+        const members = JSON.stringify(
+          slice.members.map(([account, role]) => ({ account, role, remote_id: idOf(account) })),
+        );
         await db.transaction(async (tx) => {
           const [team] = await tx.execute<{ id: string }>(sql`
             INSERT INTO teams (tenant_id, name) VALUES (${tenant}, ${slice.team})
@@ -175,17 +280,23 @@ export class PlatformMirror {
             DELETE FROM platform_team_members m WHERE m.team_id = ${team!.id}
               AND NOT EXISTS (SELECT 1 FROM jsonb_to_recordset(${members}::jsonb) AS r(account text) WHERE r.account = m.account)`);
           await tx.execute(sql`
-            INSERT INTO platform_team_members (tenant_id, team_id, account, role)
-            SELECT ${tenant}, ${team!.id}, r.account, r.role::team_role
-            FROM jsonb_to_recordset(${members}::jsonb) AS r(account text, role text)
-            ON CONFLICT (team_id, account) DO UPDATE SET role = EXCLUDED.role, updated_at = now()
-            WHERE platform_team_members.role IS DISTINCT FROM EXCLUDED.role`);
+            INSERT INTO platform_team_members (tenant_id, team_id, account, role, remote_id)
+            SELECT ${tenant}, ${team!.id}, r.account, r.role::team_role, r.remote_id
+            FROM jsonb_to_recordset(${members}::jsonb) AS r(account text, role text, remote_id text)
+            ON CONFLICT (team_id, account) DO UPDATE SET role = EXCLUDED.role,
+              remote_id = COALESCE(EXCLUDED.remote_id, platform_team_members.remote_id), updated_at = now()
+            WHERE (platform_team_members.role, platform_team_members.remote_id)
+              IS DISTINCT FROM (EXCLUDED.role, COALESCE(EXCLUDED.remote_id, platform_team_members.remote_id))`);
         });
         return;
       }
       case 'app': {
         const collaborators = JSON.stringify(
-          slice.collaborators.map(([account, permissions]) => ({ account, permissions })),
+          slice.collaborators.map(([account, permissions]) => ({
+            account,
+            permissions,
+            remote_id: idOf(account),
+          })),
         );
         await db.transaction(async (tx) => {
           const [app] = await tx.execute<{ id: string }>(sql`
@@ -195,11 +306,13 @@ export class PlatformMirror {
             DELETE FROM platform_app_collaborators c WHERE c.app_id = ${app!.id}
               AND NOT EXISTS (SELECT 1 FROM jsonb_to_recordset(${collaborators}::jsonb) AS r(account text) WHERE r.account = c.account)`);
           await tx.execute(sql`
-            INSERT INTO platform_app_collaborators (tenant_id, app_id, account, permissions)
-            SELECT ${tenant}, ${app!.id}, r.account, ARRAY(SELECT jsonb_array_elements_text(r.permissions))::app_permission[]
-            FROM jsonb_to_recordset(${collaborators}::jsonb) AS r(account text, permissions jsonb)
-            ON CONFLICT (app_id, account) DO UPDATE SET permissions = EXCLUDED.permissions, updated_at = now()
-            WHERE platform_app_collaborators.permissions IS DISTINCT FROM EXCLUDED.permissions`);
+            INSERT INTO platform_app_collaborators (tenant_id, app_id, account, permissions, remote_id)
+            SELECT ${tenant}, ${app!.id}, r.account, ARRAY(SELECT jsonb_array_elements_text(r.permissions))::app_permission[], r.remote_id
+            FROM jsonb_to_recordset(${collaborators}::jsonb) AS r(account text, permissions jsonb, remote_id text)
+            ON CONFLICT (app_id, account) DO UPDATE SET permissions = EXCLUDED.permissions,
+              remote_id = COALESCE(EXCLUDED.remote_id, platform_app_collaborators.remote_id), updated_at = now()
+            WHERE (platform_app_collaborators.permissions, platform_app_collaborators.remote_id)
+              IS DISTINCT FROM (EXCLUDED.permissions, COALESCE(EXCLUDED.remote_id, platform_app_collaborators.remote_id))`);
         });
         return;
       }

@@ -13,7 +13,6 @@ export type PlatformChoice =
       /** Exactly one: the name of an environment variable, or the token itself (sealed before storing). */
       tokenEnv?: string;
       token?: string;
-      federated?: boolean;
     };
 
 /**
@@ -31,7 +30,6 @@ export async function setPlatform(db: Database, tenantId: string, choice: Platfo
       enterpriseAccount: choice.enterpriseAccount,
       apiUrl: choice.apiUrl,
       token: choice.tokenEnv ? { env: choice.tokenEnv } : { sealed: box!.seal(choice.token!) },
-      federated: choice.federated,
     });
     if (!parsed.success) {
       const issue = parsed.error.issues[0]!;
@@ -63,5 +61,12 @@ export async function rememberBudgetKey(db: Database, tenantId: string, accountI
   await db.execute(sql`
     UPDATE tenants SET connector_settings = connector_settings || ${JSON.stringify({ budgetKey: accountId })}::jsonb,
       connector_status = 'ok', connector_status_reason = NULL
+    WHERE id = ${tenantId}`);
+}
+
+/** Remembers the Heroku Enterprise Account's id: paths use it, as the account can be renamed. */
+export async function rememberEnterpriseAccountId(db: Database, tenantId: string, id: string) {
+  await db.execute(sql`
+    UPDATE tenants SET connector_settings = connector_settings || ${JSON.stringify({ enterpriseAccountId: id })}::jsonb
     WHERE id = ${tenantId}`);
 }

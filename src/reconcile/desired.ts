@@ -56,10 +56,15 @@ export function desiredAccess(user: UserFacts, rules: readonly AssignmentRule[] 
     }
   }
   if (enterprise === null && (teams.size > 0 || apps.size > 0)) enterprise = new Set(['view']);
+  // `view` is part of every permission set on the platform (Heroku: the CLI always adds it to app
+  // collaborators, and every Enterprise Account member has it), so a rule granting `deploy` means
+  // `view,deploy`; otherwise every read-back would look like drift.
   return {
-    enterprise: enterprise === null ? null : canonical(enterprise, ENTERPRISE_PERMISSIONS),
+    enterprise: enterprise === null ? null : canonical(['view', ...enterprise], ENTERPRISE_PERMISSIONS),
     teams,
-    apps: new Map([...apps].map(([app, permissions]) => [app, canonical(permissions, APP_PERMISSIONS)])),
+    apps: new Map(
+      [...apps].map(([app, permissions]) => [app, canonical(['view', ...permissions], APP_PERMISSIONS)]),
+    ),
   };
 }
 

@@ -3,6 +3,7 @@ import type { AccountName } from '../accounts/account-name.js';
 import { recordAudit } from '../audit/audit-log.js';
 import type { Database } from '../db/client.js';
 import { recordForReconcile } from '../jobs/outbox.js';
+import { releasePendingAccount } from '../platform/pending-accounts.js';
 import { SamlRefusal } from './refusal.js';
 
 /*
@@ -83,7 +84,9 @@ export async function provisionLogin(
       at: new Date().toISOString(),
       correlationId,
     };
-    if (accessMayHaveChanged) {
+    // A grant waiting for the person's platform account (none before their first SSO login) is retried.
+    const platformAccountPending = await releasePendingAccount(tx, tenantId, claims.nameId);
+    if (accessMayHaveChanged || platformAccountPending) {
       await recordForReconcile(tx, [
         { tenantId, lane: 'reconcile', subjectType: 'user', subjectId: userId, cause },
       ]);

@@ -20,6 +20,8 @@ interface Link {
   href: string;
   title: string;
   schema?: unknown;
+  /** Sort fields the list accepts in `Range`, when the link declares them. */
+  ranges?: string[];
 }
 type Definition = {
   links?: Link[];
@@ -81,29 +83,74 @@ const links: CompiledLink[] = Object.entries(schema.definitions).flatMap(([defin
 export interface SchemaCheck {
   link: string | undefined;
   problems: string[];
+  /** A link matched but the body is not valid under its schema (Heroku: 422 invalid_params). */
+  bodyInvalid: boolean;
 }
 
-/** Finds the schema link for a request and checks its body against the link's schema. */
-export function checkRequest(method: string, pathname: string, body: unknown): SchemaCheck {
+/**
+ * Finds the schema link for a request and checks its body against the link's schema, and its `Range`
+ * header against the grammar and, when the link declares `ranges`, against those sort fields.
+ */
+export function checkRequest(method: string, pathname: string, body: unknown, range?: string): SchemaCheck {
   const candidates = links
     .filter((l) => l.method === method.toUpperCase() && l.pattern.test(pathname))
     .sort((a, b) => b.literalLength - a.literalLength);
   if (candidates.length === 0)
-    return { link: undefined, problems: [`no schema link for ${method} ${pathname}`] };
+    return { link: undefined, problems: [`no schema link for ${method} ${pathname}`], bodyInvalid: false };
   const problems: string[] = [];
   for (const candidate of candidates) {
     const link = schema.definitions[candidate.definition]!.links![candidate.index]!;
-    if (link.schema === undefined)
-      return { link: `${candidate.definition} ${candidate.title}`, problems: [] };
+    const name = `${candidate.definition} ${candidate.title}`;
+    const rangeProblems = range === undefined ? [] : checkRange(name, link.ranges, range);
+    if (link.schema === undefined) return { link: name, problems: rangeProblems, bodyInvalid: false };
     const validate = ajv.compile({
       $ref: `heroku#/definitions/${candidate.definition}/links/${candidate.index}/schema`,
     });
-    if (validate(body ?? {})) return { link: `${candidate.definition} ${candidate.title}`, problems: [] };
-    problems.push(
-      `${candidate.definition} ${candidate.title}: ${ajv.errorsText(validate.errors, { separator: '; ' })}`,
-    );
+    if (validate(body ?? {})) return { link: name, problems: rangeProblems, bodyInvalid: false };
+    problems.push(`${name}: ${ajv.errorsText(validate.errors, { separator: '; ' })}`);
   }
-  return { link: undefined, problems };
+  return { link: undefined, problems, bodyInvalid: true };
+}
+
+function checkRange(link: string, ranges: string[] | undefined, header: string): string[] {
+  const parsed = parseRange(header);
+  if (!parsed) return [`${link}: malformed Range ${JSON.stringify(header)}`];
+  if (ranges && !ranges.includes(parsed.field))
+    return [`${link}: Range sorts by ${parsed.field}, the link accepts ${ranges.join(', ')}`];
+  return [];
+}
+
+export interface ParsedRange {
+  field: string;
+  /** Exclusive start (`]value..`). */
+  after?: string;
+  max?: number;
+  order?: 'asc' | 'desc';
+}
+
+/**
+ * `<field> [\]<start>]..[<end>][; max=N[, order=asc|desc]][;]`, the grammar of the reference's examples
+ * (`id ..; max=10, order=desc`); undefined when malformed, e.g. `; order=desc` after a semicolon, which
+ * Heroku refuses as `400 bad_request` (martyzz1/heroku3.py #12).
+ */
+export function parseRange(header: string): ParsedRange | undefined {
+  const match = /^([a-z_]+) (\]?)(.*?)\.\.([^;]*)(?:;\s*(.*?))?;?\s*$/.exec(header.trim());
+  if (!match) return undefined;
+  const [, field, exclusive, start, , params] = match;
+  const result: ParsedRange = { field: field! };
+  if (start) {
+    if (!exclusive) return undefined;
+    result.after = start;
+  }
+  if (params) {
+    for (const part of params.split(',')) {
+      const [key, value] = part.trim().split('=');
+      if (key === 'max' && /^\d+$/.test(value ?? '')) result.max = Number(value);
+      else if (key === 'order' && (value === 'asc' || value === 'desc')) result.order = value;
+      else return undefined;
+    }
+  }
+  return result;
 }
 
 /** A resource object built from the examples in the schema's definition, with `overrides` on top. */

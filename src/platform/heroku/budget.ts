@@ -13,6 +13,7 @@ export interface BudgetState {
   /** The most the platform has reported: the bucket's size as far as idsync has seen. */
   capacity: number | null;
   observedAt: Date | null;
+  /** The configured refill times the platform's RateLimit-Multiplier. */
   refillPerMinute: number;
 }
 
@@ -37,6 +38,8 @@ end
 if remaining == nil then return 0 end
 local at = tonumber(redis.call('HGET', KEYS[1], 'at'))
 local capacity = tonumber(redis.call('HGET', KEYS[1], 'capacity'))
+local multiplier = tonumber(redis.call('HGET', KEYS[1], 'multiplier')) or 1
+rate = rate * multiplier
 local estimate = math.min(capacity, remaining + (now - at) * rate)
 local needed = 1
 if priority ~= 'deprovision' then needed = 1 + reserve end
@@ -51,6 +54,7 @@ const OBSERVE = `
 local capacity = tonumber(redis.call('HGET', KEYS[1], 'capacity')) or 0
 local remaining = tonumber(ARGV[1])
 redis.call('HSET', KEYS[1], 'remaining', ARGV[1], 'at', ARGV[2], 'capacity', tostring(math.max(capacity, remaining)))
+if ARGV[3] ~= '' then redis.call('HSET', KEYS[1], 'multiplier', ARGV[3]) end
 redis.call('PEXPIRE', KEYS[1], 86400000)
 return 1
 `;
@@ -92,14 +96,17 @@ export class RateBudget {
     }
   }
 
-  /** Takes the platform's word for what is left (its RateLimit-Remaining header). */
-  async observe(remaining: number): Promise<void> {
-    await this.redis.eval(OBSERVE, 1, this.keys[0], remaining, Date.now());
+  /**
+   * Takes the platform's word for what is left (its RateLimit-Remaining header) and, when it sends one,
+   * its RateLimit-Multiplier: the refill rate is scaled by it until it says otherwise.
+   */
+  async observe(remaining: number, multiplier?: number): Promise<void> {
+    await this.redis.eval(OBSERVE, 1, this.keys[0], remaining, Date.now(), multiplier ?? '');
   }
 
   async state(): Promise<BudgetState> {
     const stored = await this.redis.hgetall(this.keys[0]);
-    const refillPerMinute = this.options.refillPerMinute;
+    const refillPerMinute = this.options.refillPerMinute * (Number(stored.multiplier) || 1);
     if (stored.remaining === undefined) {
       return { remaining: null, capacity: null, observedAt: null, refillPerMinute };
     }

@@ -2,11 +2,36 @@ import type { Logger } from '../../log.js';
 import type { RateBudget, RequestPriority } from './budget.js';
 
 /**
- * What went wrong talking to Heroku, as the connector needs to act on it. `not-found` and `refused` are
- * answers (the edge is gone; a human must resolve it); `unauthorized` stops the tenant; `unavailable`
- * is worth retrying later (the job is retried by BullMQ once this client's own retries are spent).
+ * What went wrong talking to Heroku, classified by Heroku's error `id` (Platform API reference, error
+ * table) as the connector needs to act on it:
+ * - `credentials`: the token or its account is unusable everywhere (401 `unauthorized`, 403
+ *   `suspended`, 402 `delinquent`): the tenant stops and an operator is alerted;
+ * - `forbidden`: 403 `forbidden`, this token may not act on this resource (e.g. not an admin of that
+ *   team); the connector decides whether it is the whole account;
+ * - `two-factor`: 403 `two_factor`, the resource wants a second factor the service account cannot give;
+ * - `not-found`: 404, the resource or its container is missing;
+ * - `range-not-accepted`: 416 `requested_range_not_satisfiable`, a sort field the list does not accept;
+ * - `refused`: any other 4xx (e.g. `invalid_params`, the last admin of a team): a human must resolve it;
+ * - `unavailable`: worth retrying later (the job is retried once this client's own retries are spent).
  */
-export type HerokuFailure = 'not-found' | 'refused' | 'unauthorized' | 'unavailable';
+export type HerokuFailure =
+  | 'credentials'
+  | 'forbidden'
+  | 'two-factor'
+  | 'not-found'
+  | 'range-not-accepted'
+  | 'refused'
+  | 'unavailable';
+
+export function classifyFailure(status: number, errorId: string | undefined): HerokuFailure {
+  if (status === 401 || status === 402 || errorId === 'suspended' || errorId === 'delinquent')
+    return 'credentials';
+  if (errorId === 'two_factor') return 'two-factor';
+  if (status === 403) return 'forbidden';
+  if (status === 404) return 'not-found';
+  if (status === 416) return 'range-not-accepted';
+  return 'refused';
+}
 
 export class HerokuError extends Error {
   constructor(
@@ -15,9 +40,18 @@ export class HerokuError extends Error {
     /** Heroku's error id (e.g. `not_found`), when it sent one. */
     readonly errorId: string | undefined,
     message: string,
+    private readonly headers: { acceptRanges?: string | undefined } = {},
   ) {
     super(message);
     this.name = 'HerokuError';
+  }
+
+  /** The sort fields a list named in `Accept-Ranges` when it refused one. */
+  acceptedSortFields(): string[] {
+    return (this.headers.acceptRanges ?? '')
+      .split(',')
+      .map((f) => f.trim())
+      .filter((f) => /^[a-z_]+$/.test(f));
   }
 }
 
@@ -40,7 +74,8 @@ export interface HerokuResponse<T> {
   nextRange: string | undefined;
 }
 
-const PAGE = 'id ..; max=1000;';
+/** The largest page Heroku serves (reference "Ranges"). */
+const PAGE_SIZE = 1000;
 
 export class HerokuClient {
   /** Requests sent, including retries: what the benchmark and `platform check` report. */
@@ -81,21 +116,24 @@ export class HerokuClient {
       } catch (error) {
         // Network error or timeout: the request may or may not have reached Heroku; every operation
         // idsync sends is idempotent, so sending it again is safe.
+        // A transport error's text can echo the request, headers included: never let the token out.
+        const why = (error as Error).message.replaceAll(this.options.token, '[token]');
         if (attempt >= this.attempts) {
-          throw new HerokuError(
-            'unavailable',
-            undefined,
-            undefined,
-            `${method} ${path}: ${(error as Error).message}`,
-          );
+          throw new HerokuError('unavailable', undefined, undefined, `${method} ${path}: ${why}`);
         }
-        await this.backoff(attempt, method, path, (error as Error).message);
+        await this.backoff(attempt, method, path, why);
         continue;
       }
       const remaining = Number(response.headers.get('ratelimit-remaining'));
       if (response.headers.has('ratelimit-remaining') && Number.isFinite(remaining)) {
         this.lastRemaining = remaining;
-        await this.options.budget.observe(remaining);
+        // Heroku's own throttling client scales its pacing by RateLimit-Multiplier
+        // (zombocom/rate_throttle_client); the budget refills that much faster.
+        const multiplier = Number(response.headers.get('ratelimit-multiplier'));
+        await this.options.budget.observe(
+          remaining,
+          Number.isFinite(multiplier) && multiplier > 0 ? multiplier : undefined,
+        );
       }
       if (response.status === 429) {
         await response.body?.cancel();
@@ -128,25 +166,48 @@ export class HerokuClient {
         await this.backoff(attempt, method, path, `${response.status}`);
         continue;
       }
-      if (response.status === 401) throw new HerokuError('unauthorized', 401, errorId, message);
-      if (response.status === 404) throw new HerokuError('not-found', 404, errorId, message);
-      throw new HerokuError('refused', response.status, errorId, message);
+      throw new HerokuError(classifyFailure(response.status, errorId), response.status, errorId, message, {
+        acceptRanges: response.headers.get('accept-ranges') ?? undefined,
+      });
     }
   }
 
-  /** Every item of a list, following Next-Range (206 Partial Content) with pages of 1,000. */
-  async *list<T>(path: string): AsyncGenerator<T> {
-    let range: string | undefined = PAGE;
+  /**
+   * Every item of a list, following Next-Range (206 Partial Content) with pages of 1,000, sorted by
+   * `sortField`: each list accepts its own fields (the schema's `ranges`: `email` for team members) and
+   * answers 416 for others. On a 416 the first page is asked again sorted by the first field Heroku's
+   * `Accept-Ranges` names (reference "Ranges"), so an endpoint whose fields no source documents still
+   * reads.
+   */
+  async *list<T>(path: string, sortField = 'id'): AsyncGenerator<T> {
+    let range: string | undefined = `${sortField} ..; max=${PAGE_SIZE};`;
+    let first = true;
     while (range) {
-      const page: HerokuResponse<T[]> = await this.request<T[]>('GET', path, undefined, range);
+      let page: HerokuResponse<T[]>;
+      try {
+        page = await this.request<T[]>('GET', path, undefined, range);
+      } catch (error) {
+        const accepted = first && error instanceof HerokuError ? error.acceptedSortFields() : [];
+        if (error instanceof HerokuError && error.failure === 'range-not-accepted' && accepted[0]) {
+          this.options.log.warn(
+            { path, refused: sortField, accepted },
+            'Heroku refused the sort field of a list; using one it accepts',
+          );
+          range = `${accepted[0]} ..; max=${PAGE_SIZE};`;
+          first = false;
+          continue;
+        }
+        throw error;
+      }
+      first = false;
       for (const item of page.body ?? []) yield item;
       range = page.status === 206 ? page.nextRange : undefined;
     }
   }
 
-  async listAll<T>(path: string): Promise<T[]> {
+  async listAll<T>(path: string, sortField?: string): Promise<T[]> {
     const items: T[] = [];
-    for await (const item of this.list<T>(path)) items.push(item);
+    for await (const item of this.list<T>(path, sortField)) items.push(item);
     return items;
   }
 

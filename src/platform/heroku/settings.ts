@@ -14,8 +14,11 @@ export const herokuSettingsSchema = z.object({
     z.object({ env: z.string().regex(/^[A-Za-z_][A-Za-z0-9_]*$/) }),
     z.object({ sealed: z.string().min(1) }),
   ]),
-  /** Members idsync adds are federated (they sign in through the Enterprise Account's SSO). */
-  federated: z.boolean().default(true),
+  /**
+   * The Enterprise Account's id, remembered from the first read: paths use it, since the account can be
+   * renamed (Dev Center `heroku enterprises:rename`) and a renamed name answers 404.
+   */
+  enterpriseAccountId: z.string().min(1).optional(),
   /** The Heroku account the token belongs to: the rate budget is shared by everything using it. */
   budgetKey: z.string().min(1).optional(),
   refillPerMinute: z.number().positive().default(75),
