@@ -103,8 +103,29 @@ export class ChaosCluster {
       return;
     }
     this.apiPort = await freePort();
-    this.api = await this.spawn('serve', 'serve', { PORT: String(this.apiPort) });
+    await this.spawnApi();
     for (let i = 0; i < workers; i++) this.workers[i] = await this.spawnWorker(i);
+  }
+
+  /** The API process, restarted like a worker if it dies by itself. */
+  private async spawnApi(): Promise<void> {
+    const api = await this.spawn('serve', 'serve', { PORT: String(this.apiPort) });
+    this.api = api;
+    api.child.once('exit', (code, signal) => {
+      if (this.stopping) return;
+      this.crashes.push(`serve exited by itself (${code ?? signal})`);
+      this.say(`serve crashed (${code ?? signal}); restarting it`);
+      void (async () => {
+        for (let attempt = 1; !this.stopping; attempt++) {
+          try {
+            await this.spawnApi();
+            return;
+          } catch {
+            await new Promise((resolve) => setTimeout(resolve, Math.min(1_000 * attempt, 5_000)));
+          }
+        }
+      })();
+    });
   }
 
   private async stopWorker(index: number): Promise<void> {
