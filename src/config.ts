@@ -17,13 +17,12 @@ export class ConfigError extends Error {
 
 const LOG_LEVELS = ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'] as const;
 
-const port = (fallback: number) =>
-  z.coerce
-    .number({ error: 'must be a number' })
-    .int('must be a whole number')
-    .min(0, 'must be between 0 and 65535')
-    .max(65535, 'must be between 0 and 65535')
-    .default(fallback);
+const portNumber = z.coerce
+  .number({ error: 'must be a number' })
+  .int('must be a whole number')
+  .min(0, 'must be between 0 and 65535')
+  .max(65535, 'must be between 0 and 65535');
+const port = (fallback: number) => portNumber.default(fallback);
 
 const positiveInt = (fallback: number) =>
   z.coerce
@@ -89,6 +88,10 @@ const envSchema = z.object({
     .min(0, 'must be 0 (off) or more')
     .default(60_000),
   IDSYNC_SECRET_KEY: z.string().min(32, 'must be at least 32 characters').optional(),
+  DATABASE_TIMEOUT_MS: positiveInt(5_000),
+  WORKER_HEALTH_PORT: portNumber.optional(),
+  WORKER_STUCK_AFTER_MS: positiveInt(300_000),
+  OUTBOX_RETENTION_DAYS: positiveInt(7),
   DATABASE_POOL_SIZE: z.coerce
     .number({ error: 'must be a number' })
     .int('must be a whole number')
@@ -136,6 +139,20 @@ export interface Config {
   secretKey: string | undefined;
   /** How often workers look for tenants due a drift scan (each tenant has its own interval); 0: never. */
   driftTickMs: number;
+  /**
+   * How long a connection attempt to PostgreSQL, and (in API processes) one statement, may take before
+   * the request fails; SCIM then answers 503 with Retry-After instead of hanging on an outage.
+   */
+  databaseTimeoutMs: number;
+  /**
+   * Port of the worker's own /healthz and /readyz (worker and start modes); 0 picks a free port.
+   * Unset: 8081, or a free port (logged) when 8081 is taken, e.g. by a second worker on one host.
+   */
+  workerHealthPort: number | undefined;
+  /** A worker whose jobs have not moved for this long while work is waiting reports not ready. */
+  workerStuckAfterMs: number;
+  /** Relayed outbox rows older than this are deleted (in batches). */
+  outboxRetentionDays: number;
   /** PostgreSQL connections per process; unset: sized from the mode and WORKER_CONCURRENCY. */
   databasePoolSize: number | undefined;
   /** How often a job may be found stalled (its worker died) and run again before it fails. */
@@ -177,6 +194,10 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
     jobLockMs: e.JOB_LOCK_MS,
     secretKey: e.IDSYNC_SECRET_KEY,
     driftTickMs: e.DRIFT_TICK_MS,
+    databaseTimeoutMs: e.DATABASE_TIMEOUT_MS,
+    workerHealthPort: e.WORKER_HEALTH_PORT,
+    workerStuckAfterMs: e.WORKER_STUCK_AFTER_MS,
+    outboxRetentionDays: e.OUTBOX_RETENTION_DAYS,
     databasePoolSize: e.DATABASE_POOL_SIZE,
     jobMaxStalledCount: e.JOB_MAX_STALLED_COUNT,
     sweeperIntervalMs: e.SWEEPER_INTERVAL_MS,

@@ -19,6 +19,9 @@ describe('configuration from the environment', () => {
     expect(config.port).toBe(8080);
     expect(config.publicUrl).toBe('http://localhost:8080');
     expect(config.dataDir).toMatch(/\.idsync$/);
+    expect(config.databaseTimeoutMs).toBe(5_000);
+    expect(config.workerHealthPort).toBeUndefined();
+    expect(config.outboxRetentionDays).toBe(7);
   });
 
   it('leaves the process count to the command unless WORKER_PROCESSES is set', () => {
@@ -47,6 +50,10 @@ describe('configuration from the environment', () => {
     [{ PUBLIC_URL: 'ftp://x' }, 'PUBLIC_URL', 'http:// or https://'],
     [{ IDSYNC_ADMIN_TOKEN: 'short' }, 'IDSYNC_ADMIN_TOKEN', 'at least 32'],
     [{ WORKER_CONCURRENCY: '0' }, 'WORKER_CONCURRENCY', 'greater than 0'],
+    [{ DATABASE_TIMEOUT_MS: 'soon' }, 'DATABASE_TIMEOUT_MS', 'must be a number'],
+    [{ WORKER_HEALTH_PORT: '70000' }, 'WORKER_HEALTH_PORT', 'between 0 and 65535'],
+    [{ WORKER_STUCK_AFTER_MS: '0' }, 'WORKER_STUCK_AFTER_MS', 'greater than 0'],
+    [{ OUTBOX_RETENTION_DAYS: '-1' }, 'OUTBOX_RETENTION_DAYS', 'greater than 0'],
   ])('names the variable and the problem for %o', (env, variable, problem) => {
     const error = errorOf(env);
     expect(error.variable).toBe(variable);

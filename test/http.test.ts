@@ -1,12 +1,7 @@
-import { mkdtempSync, rmSync } from 'node:fs';
-import os from 'node:os';
-import path from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
-import { startEmbeddedRedis } from '../src/runtime/embedded-redis.js';
 import { startTestDaemon, testConfig } from './support/daemon.js';
 import { createTestDatabase } from './support/database.js';
 import { capturingLogger } from './support/log-capture.js';
-import { freePort } from './support/ports.js';
 
 describe('health, readiness and request ids', async () => {
   const database = await createTestDatabase();
@@ -53,40 +48,5 @@ describe('health, readiness and request ids', async () => {
     expect(logged).not.toContain('THIS-IS-A-SECRET');
     expect(logged).not.toContain('COOKIE-SECRET');
     expect(logged).not.toContain('secret-query');
-  });
-});
-
-describe('readiness when Redis goes away', () => {
-  it('answers 503 naming Redis while it is stopped, and 200 again once it is back', async () => {
-    const database = await createTestDatabase();
-    const scratch = mkdtempSync(path.join(os.tmpdir(), 'idsync-redis-'));
-    const port = await freePort();
-    const redisOptions = { directory: scratch, port, adoptRunning: false, persistent: false };
-    let redis = await startEmbeddedRedis(redisOptions);
-    const { log } = capturingLogger('silent');
-    const daemon = await startTestDaemon({
-      mode: 'serve',
-      config: testConfig(database.url, { redisUrl: redis.url }),
-      log,
-    });
-    try {
-      const base = `http://127.0.0.1:${daemon.port}`;
-      expect((await fetch(`${base}/readyz`)).status).toBe(200);
-      await redis.stop();
-      const down = await fetch(`${base}/readyz`);
-      expect(down.status).toBe(503);
-      const body = (await down.json()) as { checks: Record<string, string> };
-      expect(body.checks.postgres).toBe('ok');
-      expect(body.checks.redis).not.toBe('ok');
-      expect((await fetch(`${base}/healthz`)).status).toBe(200);
-      redis = await startEmbeddedRedis(redisOptions);
-      await expect
-        .poll(async () => JSON.stringify(await (await fetch(`${base}/readyz`)).json()), { timeout: 10_000 })
-        .toContain('"ready"');
-    } finally {
-      await daemon.stop();
-      await redis.stop();
-      rmSync(scratch, { recursive: true, force: true });
-    }
   });
 });

@@ -73,6 +73,22 @@ describe('constraints guard what must never be duplicated', () => {
     ).rejects.toMatchObject({ code: '23505' });
   });
 
+  it('keeps userName unique in its normal form: another Unicode composition, full case folding, blanks', async () => {
+    const { sql } = await createTestDatabase();
+    const [t] =
+      await sql`INSERT INTO tenants (name, scim_token_id, scim_token_hash) VALUES ('t', 'tt', 'x') RETURNING id`;
+    await sql`INSERT INTO users (tenant_id, user_name, origin) VALUES
+      (${t!.id}, 'josé@example.com', 'scim'), (${t!.id}, 'straße@example.com', 'scim')`;
+    for (const variant of ['JOSE\u0301@example.com', 'STRASSE@example.com', ' josé@example.com\n']) {
+      await expect(
+        sql`INSERT INTO users (tenant_id, user_name, origin) VALUES (${t!.id}, ${variant}, 'scim')`,
+      ).rejects.toMatchObject({ code: '23505' });
+    }
+    const [found] =
+      await sql`SELECT user_name FROM users WHERE user_name_key = account_key(${'Straße@EXAMPLE.com'})`;
+    expect(found!.user_name).toBe('straße@example.com');
+  });
+
   it('frees a deleted user’s userName (tombstone) but keeps group names and group externalIds unique', async () => {
     const { sql } = await createTestDatabase();
     const [t] =

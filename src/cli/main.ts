@@ -3,7 +3,7 @@ import { availableParallelism } from 'node:os';
 import { Command, CommanderError } from 'commander';
 import { type Config, ConfigError } from '../config.js';
 import { DomainError, invalid, rootCause } from '../errors.js';
-import { createLogger, type Logger } from '../log.js';
+import { createLogger, type Logger, withoutBoundValues } from '../log.js';
 import { type DaemonMode, startDaemon } from '../runtime/daemon.js';
 import { inProcessGroup, joinProcessGroup, startProcessGroup } from '../runtime/process-group.js';
 import {
@@ -38,10 +38,18 @@ function printTenantCredential(config: Config, issued: TenantWithToken, heading:
   );
 }
 
-function printListening(config: Config, mode: DaemonMode, port: number | undefined, processes: number): void {
+function printListening(
+  config: Config,
+  mode: DaemonMode,
+  port: number | undefined,
+  processes: number,
+  workerHealthPort?: number,
+): void {
+  const workerHealth =
+    workerHealthPort === undefined ? undefined : `http://${config.host}:${workerHealthPort}/readyz`;
   if (port === undefined) {
     process.stdout.write(
-      `idsync worker running (${processes} process${processes > 1 ? 'es' : ''}); press Ctrl-C to stop.\n`,
+      `idsync worker running (${processes} process${processes > 1 ? 'es' : ''})${workerHealth ? `; health: ${workerHealth}` : ''}; press Ctrl-C to stop.\n`,
     );
     return;
   }
@@ -53,6 +61,7 @@ function printListening(config: Config, mode: DaemonMode, port: number | undefin
       `  admin API:  ${config.publicUrl}/api${config.adminToken ? '' : '   (closed: set IDSYNC_ADMIN_TOKEN to open it)'}`,
       `  console:    ${config.publicUrl}/console   (security: drift, offboarding, inactive seats)`,
       `  health:     ${config.publicUrl}/healthz   readiness: ${config.publicUrl}/readyz`,
+      ...(workerHealth ? [`  workers:    ${workerHealth}   (WORKER_HEALTH_PORT)`] : []),
       `  data:       ${config.databaseUrl ? 'DATABASE_URL' : config.dataDir}`,
       'Press Ctrl-C to stop.',
       '',
@@ -81,7 +90,7 @@ async function runDaemon(mode: DaemonMode, processesOption: string | undefined):
     const daemon = await startDaemon({ mode, config, log });
     if (daemon.firstTenant) printTenantCredential(config, daemon.firstTenant, 'Created the first tenant:');
     // In a process group the primary speaks for all of them.
-    if (!inProcessGroup()) printListening(config, mode, daemon.port, 1);
+    if (!inProcessGroup()) printListening(config, mode, daemon.port, 1, daemon.workerHealthPort);
     stop = daemon.stop;
     joinProcessGroup(daemon.port, () => void shutdown(undefined));
   }
@@ -297,7 +306,7 @@ export async function main(argv: string[]): Promise<number> {
       process.stderr.write(`idsync: ${error.message}\n`);
       return error.kind === 'invalid' ? EXIT.usage : EXIT.dataError;
     }
-    process.stderr.write(`idsync: ${(rootCause(error) as Error).message}\n`);
+    process.stderr.write(`idsync: ${withoutBoundValues((rootCause(error) as Error).message)}\n`);
     return EXIT.failure;
   }
 }

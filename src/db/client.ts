@@ -8,18 +8,34 @@ export type Sql = postgres.Sql;
 export interface DatabaseHandle {
   sql: Sql;
   db: Database;
-  close(): Promise<void>;
+  /** Waits up to `timeoutMs` (default 5 s) for running queries, then closes every connection. */
+  close(timeoutMs?: number): Promise<void>;
 }
 
-export function connectDatabase(url: string, options: { max?: number } = {}): DatabaseHandle {
+export interface ConnectOptions {
+  max?: number;
+  /** A connection attempt fails after this long (postgres.js counts whole seconds; rounded up). */
+  connectTimeoutMs?: number;
+  /**
+   * PostgreSQL cancels any statement running longer than this. Set for request-serving pools, so a
+   * request cannot hang on a wedged database; left off for workers, whose drift scans may run longer.
+   */
+  statementTimeoutMs?: number;
+}
+
+export function connectDatabase(url: string, options: ConnectOptions = {}): DatabaseHandle {
   const sql = postgres(url, {
     max: options.max ?? 10,
     onnotice: () => {},
-    // Identifies idsync's sessions in pg_stat_activity.
-    connection: { application_name: 'idsync' },
+    ...(options.connectTimeoutMs ? { connect_timeout: Math.ceil(options.connectTimeoutMs / 1000) } : {}),
+    connection: {
+      // Identifies idsync's sessions in pg_stat_activity.
+      application_name: 'idsync',
+      ...(options.statementTimeoutMs ? { statement_timeout: options.statementTimeoutMs } : {}),
+    },
   });
   const db = drizzle(preparingClient(sql), { schema });
-  return { sql, db, close: () => sql.end({ timeout: 5 }) };
+  return { sql, db, close: (timeoutMs = 5_000) => sql.end({ timeout: Math.max(0, timeoutMs) / 1000 }) };
 }
 
 /**

@@ -1,12 +1,18 @@
 import express, { type ErrorRequestHandler, type Express, type RequestHandler, type Router } from 'express';
 import { pinoHttp } from 'pino-http';
-import type { Logger } from '../log.js';
+import { isDatabaseUnavailable, RETRY_AFTER_SECONDS } from '../db/availability.js';
+import { type Logger, withoutBoundValues } from '../log.js';
 import { requestIdFor } from './request-id.js';
 
 export interface ReadinessCheck {
   name: string;
   /** Resolves when the dependency is usable; rejects with the reason it is not. */
   check(): Promise<void>;
+  /**
+   * False when the process still does its job without it (the API accepts SCIM writes into the outbox
+   * while Redis is down): a failure then makes the process "degraded" (200), not "not ready" (503).
+   */
+  required?: boolean;
 }
 
 export interface AppOptions {
@@ -60,13 +66,15 @@ export function createApp(options: AppOptions): Express {
           );
           return { name, ok: true as const };
         } catch (error) {
-          return { name, ok: false as const, reason: (error as Error).message };
+          return { name, ok: false as const, reason: withoutBoundValues((error as Error).message) };
         }
       }),
     );
-    const ready = results.every((r) => r.ok);
-    res.status(ready ? 200 : 503).json({
-      status: ready ? 'ready' : 'not ready',
+    const failed = options.readiness.filter((_, index) => !results[index]!.ok);
+    const status =
+      failed.length === 0 ? 'ready' : failed.every((c) => c.required === false) ? 'degraded' : 'not ready';
+    res.status(status === 'not ready' ? 503 : 200).json({
+      status,
       checks: Object.fromEntries(results.map((r) => [r.name, r.ok ? 'ok' : r.reason])),
     });
   });
@@ -78,14 +86,26 @@ export function createApp(options: AppOptions): Express {
   });
 
   const errorHandler: ErrorRequestHandler = (error, req, res, _next) => {
-    const status = httpStatusOf(error);
-    if (status >= 500) req.log.error({ err: error }, 'unhandled error');
+    const unavailable = isDatabaseUnavailable(error);
+    const status = unavailable ? 503 : httpStatusOf(error);
+    if (unavailable) req.log.warn({ err: error }, 'request refused: database unavailable');
+    else if (status >= 500) req.log.error({ err: error }, 'unhandled error');
     if (res.headersSent) return;
+    if (unavailable) res.setHeader('Retry-After', String(RETRY_AFTER_SECONDS));
     res.status(status).json({
       error: {
-        code: status === 400 ? 'bad_request' : status === 413 ? 'payload_too_large' : 'internal_error',
-        message:
-          status < 500 ? (error as Error).message : 'internal error; quote the request id to the operator',
+        code: unavailable
+          ? 'unavailable'
+          : status === 400
+            ? 'bad_request'
+            : status === 413
+              ? 'payload_too_large'
+              : 'internal_error',
+        message: unavailable
+          ? `the database is unavailable; retry after ${RETRY_AFTER_SECONDS} seconds`
+          : status < 500
+            ? (error as Error).message
+            : 'internal error; quote the request id to the operator',
         requestId: req.id,
       },
     });

@@ -90,13 +90,16 @@ export class OutboxRelay {
       let moved = 0;
       try {
         moved = await this.relayOnce();
-        if (this.failing) this.options.log.info({ component: 'outbox-relay' }, 'outbox relay recovered');
-        this.failing = false;
+        // An empty poll proves only that PostgreSQL answers; Redis may still be down, so it is asked.
+        if (this.failing && (moved > 0 || (await this.redisAnswers()))) {
+          this.options.log.info({ component: 'outbox-relay' }, 'outbox relay recovered');
+          this.failing = false;
+        }
         backoffMs = 100;
       } catch (error) {
         if (!this.failing) {
           this.options.log.warn(
-            { component: 'outbox-relay', err: { message: (error as Error).message } },
+            { component: 'outbox-relay', err: error },
             'outbox relay cannot reach Redis or PostgreSQL; rows stay in the outbox and will be retried',
           );
         }
@@ -106,6 +109,15 @@ export class OutboxRelay {
         continue;
       }
       if (moved === 0) await this.pause(this.options.pollMs);
+    }
+  }
+
+  private async redisAnswers(): Promise<boolean> {
+    try {
+      await this.options.queues.deprovision.getJobCounts('wait');
+      return true;
+    } catch {
+      return false;
     }
   }
 

@@ -1,5 +1,6 @@
 import { type Job, Worker } from 'bullmq';
-import type { Logger } from '../log.js';
+import { rootCause } from '../errors.js';
+import { type Logger, withoutBoundValues } from '../log.js';
 import { createRedisConnection } from './connection.js';
 import { backoffDelay, type JobPayload, LANES, type Lane, queueName } from './queues.js';
 
@@ -11,6 +12,8 @@ export interface JobContext {
   jobId: string;
   attempt: number;
   log: Logger;
+  /** Aborted when the process is shutting down and cannot wait for the job any longer. */
+  signal?: AbortSignal;
 }
 
 export type JobHandler = (payload: JobPayload, context: JobContext) => Promise<void>;
@@ -33,6 +36,14 @@ export interface WorkerPoolOptions {
   onFailure?: (failure: JobFailure) => Promise<void>;
 }
 
+/** What the worker's health endpoint reads: is anything moving in this process? */
+export interface WorkerActivity {
+  /** Jobs this process is running now. */
+  running: number;
+  /** When a job last started or finished here (or the pool started), in ms since the epoch. */
+  lastProgressAt: number;
+}
+
 export interface JobFailure {
   lane: Lane;
   jobId: string;
@@ -47,23 +58,63 @@ export interface JobFailure {
 const STALLED_TOO_OFTEN = 'stalled more than allowable limit';
 
 export interface WorkerPool {
-  /** Stops taking jobs and waits for the ones in progress to finish. */
-  close(): Promise<void>;
+  activity: WorkerActivity;
+  /**
+   * Stops taking jobs and waits up to `timeoutMs` for the ones in progress; then aborts them, so their
+   * jobs fail this attempt and are retried by another worker (a job's writes are one transaction, which
+   * the abort rolls back), and returns.
+   */
+  close(timeoutMs?: number): Promise<void>;
+}
+
+/** Thrown into a job that shutdown cut short; BullMQ retries the job with back-off. */
+export class JobAbortedError extends Error {
+  constructor() {
+    super('worker shutting down: job aborted, to be retried');
+    this.name = 'JobAbortedError';
+  }
 }
 
 export async function startWorkerPool(options: WorkerPoolOptions): Promise<WorkerPool> {
   const connections = LANES.map(() => createRedisConnection(options.redisUrl, 'worker'));
+  const activity: WorkerActivity = { running: 0, lastProgressAt: Date.now() };
   const workers = LANES.map((lane, index) => {
     const worker = new Worker<JobPayload>(
       queueName(lane),
-      async (job: Job<JobPayload>) => {
+      async (job: Job<JobPayload>, _token, signal) => {
         const log = options.log.child({
           lane,
           jobId: job.id,
           subject: `${job.data.subjectType}:${job.data.subjectId}`,
         });
         const started = performance.now();
-        await options.handler(job.data, { lane, jobId: job.id ?? '', attempt: job.attemptsMade + 1, log });
+        activity.running += 1;
+        activity.lastProgressAt = Date.now();
+        try {
+          await untilAborted(
+            options.handler(job.data, {
+              lane,
+              jobId: job.id ?? '',
+              attempt: job.attemptsMade + 1,
+              log,
+              ...(signal ? { signal } : {}),
+            }),
+            signal,
+          );
+        } catch (error) {
+          // BullMQ keeps the message as the job's failedReason (shown by `idsync jobs failed`): the
+          // driver's error without the query's bound values.
+          if (error instanceof JobAbortedError) throw error;
+          const cause = rootCause(error);
+          const sanitized = new Error(
+            withoutBoundValues(cause instanceof Error ? cause.message : String(cause)),
+          );
+          sanitized.name = cause instanceof Error ? cause.name : 'Error';
+          throw sanitized;
+        } finally {
+          activity.running -= 1;
+          activity.lastProgressAt = Date.now();
+        }
         log.debug({ ms: Math.round(performance.now() - started) }, 'job done');
       },
       {
@@ -80,7 +131,7 @@ export async function startWorkerPool(options: WorkerPoolOptions): Promise<Worke
       const final =
         !job || error.message.includes(STALLED_TOO_OFTEN) || attemptsMade >= (job.opts.attempts ?? 1);
       options.log.warn(
-        { lane, jobId: job?.id, attempt: attemptsMade, err: { message: error.message } },
+        { lane, jobId: job?.id, attempt: attemptsMade, err: error },
         final
           ? 'job failed for good: no attempt left (the sweeper re-sends unfinished work)'
           : 'job failed; it will be retried with back-off',
@@ -89,23 +140,55 @@ export async function startWorkerPool(options: WorkerPoolOptions): Promise<Worke
         options
           .onFailure({ lane, jobId: job.id ?? '', payload: job.data, attemptsMade, final, error })
           .catch((alertError: Error) =>
-            options.log.error(
-              { lane, err: { message: alertError.message } },
-              'could not record a job failure',
-            ),
+            options.log.error({ lane, err: alertError }, 'could not record a job failure'),
           );
       }
     });
-    worker.on('error', (error) =>
-      options.log.warn({ lane, err: { message: error.message } }, 'worker error'),
-    );
+    worker.on('error', (error) => options.log.warn({ lane, err: error }, 'worker error'));
     return worker;
   });
   await Promise.all(workers.map((w) => w.waitUntilReady()));
   return {
-    close: async () => {
-      await Promise.all(workers.map((w) => w.close()));
+    activity,
+    close: async (timeoutMs = Number.POSITIVE_INFINITY) => {
+      const graceful = Promise.all(workers.map((w) => w.close()));
+      if (!(await settlesWithin(graceful, timeoutMs))) {
+        options.log.warn(
+          { running: activity.running, timeoutMs },
+          'shutdown: jobs still running after the timeout; aborting them for another worker to retry',
+        );
+        for (const worker of workers) worker.cancelAllJobs('shutdown');
+        // The aborted jobs record their failed attempt (so they are retried at once, not after the lock
+        // expires); if Redis cannot take that, the lock expiry hands them over instead.
+        if (!(await settlesWithin(graceful, 2_000))) await Promise.all(workers.map((w) => w.close(true)));
+      }
       for (const connection of connections) connection.disconnect();
     },
   };
+}
+
+function untilAborted<T>(work: Promise<T>, signal: AbortSignal | undefined): Promise<T> {
+  if (!signal) return work;
+  return new Promise<T>((resolve, reject) => {
+    const onAbort = () => reject(new JobAbortedError());
+    if (signal.aborted) onAbort();
+    signal.addEventListener('abort', onAbort, { once: true });
+    work.then(resolve, reject).finally(() => signal.removeEventListener('abort', onAbort));
+  });
+}
+
+async function settlesWithin(promise: Promise<unknown>, ms: number): Promise<boolean> {
+  if (!Number.isFinite(ms)) {
+    await promise;
+    return true;
+  }
+  let timer: NodeJS.Timeout | undefined;
+  const timedOut = new Promise<false>((resolve) => {
+    timer = setTimeout(() => resolve(false), ms);
+  });
+  try {
+    return await Promise.race([promise.then(() => true as const), timedOut]);
+  } finally {
+    clearTimeout(timer);
+  }
 }

@@ -8,6 +8,7 @@ import { type AppOptions, createApp } from '../http/app.js';
 import { listen, type RunningHttpServer } from '../http/server.js';
 import { connectionReady, createRedisConnection } from '../jobs/connection.js';
 import { deprovisionAlert } from '../jobs/deprovision-alert.js';
+import { OutboxPurger } from '../jobs/outbox-purge.js';
 import { OutboxRelay } from '../jobs/outbox-relay.js';
 import { closeQueues, type LaneQueues, openQueues } from '../jobs/queues.js';
 import { Sweeper } from '../jobs/sweeper.js';
@@ -23,6 +24,7 @@ import { oauthRouter } from '../tokens/router.js';
 import { type Endpoint, provideDatabase, provideRedis } from './infrastructure.js';
 import { createJobHandler, DRIFT_TICK } from './job-handler.js';
 import { databasePoolSize } from './pool-size.js';
+import { startWorkerHealth } from './worker-health.js';
 
 /** start: HTTP and workers in one process (the laptop default); serve: HTTP only; worker: jobs only. */
 export type DaemonMode = 'start' | 'serve' | 'worker';
@@ -50,6 +52,8 @@ export interface Daemon {
   resources: DaemonResources;
   /** The HTTP port actually bound (serve and start modes). */
   port: number | undefined;
+  /** The port of the worker's /healthz and /readyz (worker and start modes). */
+  workerHealthPort: number | undefined;
   /** Set when this start created the first tenant: its SCIM token, to show once. */
   firstTenant: TenantWithToken | undefined;
   databaseUrl: string;
@@ -64,13 +68,16 @@ export interface Daemon {
  */
 export async function startDaemon(options: DaemonOptions): Promise<Daemon> {
   const { config, log, mode } = options;
-  const cleanups: (() => Promise<void>)[] = [];
+  // Each cleanup is told how much of SHUTDOWN_TIMEOUT_MS is left, so the whole stop is bounded by it
+  // (stopping embedded servers aside): a wedged job or request cannot keep the process alive.
+  const cleanups: ((remainingMs: number) => Promise<void>)[] = [];
   const stopAll = async () => {
+    const deadline = Date.now() + config.shutdownTimeoutMs;
     for (const cleanup of cleanups.reverse()) {
       try {
-        await cleanup();
+        await cleanup(Math.max(0, deadline - Date.now()));
       } catch (error) {
-        log.warn({ err: { message: (error as Error).message } }, 'error during shutdown');
+        log.warn({ err: error }, 'error during shutdown');
       }
     }
     cleanups.length = 0;
@@ -85,8 +92,13 @@ export async function startDaemon(options: DaemonOptions): Promise<Daemon> {
     cleanups.push(() => redisEndpoint.release());
 
     await runMigrations(databaseEndpoint.url);
-    const database = connectDatabase(databaseEndpoint.url, { max: poolSize });
-    cleanups.push(() => database.close());
+    const database = connectDatabase(databaseEndpoint.url, {
+      max: poolSize,
+      connectTimeoutMs: config.databaseTimeoutMs,
+      // Requests must not hang on a wedged database; workers' drift scans may run longer statements.
+      ...(mode === 'worker' ? {} : { statementTimeoutMs: config.databaseTimeoutMs }),
+    });
+    cleanups.push((remainingMs) => database.close(Math.min(5_000, remainingMs)));
 
     const producer: Redis = createRedisConnection(redisEndpoint.url, 'producer');
     cleanups.push(async () => producer.disconnect());
@@ -102,6 +114,7 @@ export async function startDaemon(options: DaemonOptions): Promise<Daemon> {
       firstTenant = await createTenant(database.db, 'default', 'idsync start');
     }
 
+    let workerHealthPort: number | undefined;
     if (mode !== 'serve') {
       const pool: WorkerPool = await startWorkerPool({
         redisUrl: redisEndpoint.url,
@@ -113,7 +126,20 @@ export async function startDaemon(options: DaemonOptions): Promise<Daemon> {
         onFailure: deprovisionAlert(database.db, log),
         handler: options.jobHandler ?? createJobHandler(database, connectorFor, queues),
       });
-      cleanups.push(() => pool.close());
+      cleanups.push((remainingMs) => pool.close(remainingMs));
+      const health = await startWorkerHealth({
+        port: config.workerHealthPort,
+        fallbackToFreePort: config.workerHealthPort === undefined,
+        host: config.host,
+        log,
+        sql: database.sql,
+        redis: producer,
+        queues,
+        activity: pool.activity,
+        stuckAfterMs: config.workerStuckAfterMs,
+      });
+      workerHealthPort = health.port;
+      cleanups.push((remainingMs) => health.close(Math.min(1_000, remainingMs)));
       if (config.driftTickMs > 0) {
         // One scheduler for all workers (BullMQ keeps it once per id); each tick queues the due scans.
         await queues.scan.upsertJobScheduler(
@@ -128,6 +154,13 @@ export async function startDaemon(options: DaemonOptions): Promise<Daemon> {
       const relay = new OutboxRelay({ sql: database.sql, queues, log, pollMs: config.outboxPollMs });
       await relay.start();
       cleanups.push(() => relay.stop());
+      const purger = new OutboxPurger({
+        sql: database.sql,
+        log,
+        retentionDays: config.outboxRetentionDays,
+      });
+      purger.start();
+      cleanups.push(() => purger.stop());
       if (config.sweeperIntervalMs > 0) {
         const sweeper = new Sweeper({
           database,
@@ -163,6 +196,9 @@ export async function startDaemon(options: DaemonOptions): Promise<Daemon> {
             check: async () => {
               await producer.ping();
             },
+            // SCIM and SSO write changes and their outbox rows to PostgreSQL only; the relay moves them
+            // on when Redis is back. Without Redis the API is degraded, not unable to serve.
+            required: false,
           },
         ],
         mounts: [
@@ -201,12 +237,13 @@ export async function startDaemon(options: DaemonOptions): Promise<Daemon> {
       });
       http = await listen(app, config.port, config.host);
       const server = http;
-      cleanups.push(() => server.close(config.shutdownTimeoutMs));
+      cleanups.push((remainingMs) => server.close(remainingMs));
     }
 
     return {
       resources,
       port: http?.port,
+      workerHealthPort,
       firstTenant,
       databaseUrl: databaseEndpoint.url,
       redisUrl: redisEndpoint.url,

@@ -1,4 +1,5 @@
 import type { ErrorRequestHandler, Response } from 'express';
+import { isDatabaseUnavailable, RETRY_AFTER_SECONDS } from '../db/availability.js';
 import { DomainError, rootCause } from '../errors.js';
 
 export const ERROR_SCHEMA = 'urn:ietf:params:scim:api:messages:2.0:Error';
@@ -28,6 +29,8 @@ export class ScimError extends Error {
 }
 
 export function sendScimError(res: Response, error: ScimError): void {
+  // RFC 7644 §3.12: 503 "service unavailable"; Retry-After (RFC 9110) says when to come back.
+  if (error.status === 503) res.setHeader('Retry-After', String(RETRY_AFTER_SECONDS));
   res
     .status(error.status)
     .type('application/scim+json')
@@ -71,6 +74,13 @@ export function toScimError(error: unknown): ScimError {
   if (typeof status === 'number' && status >= 400 && status < 500) {
     return new ScimError(status, undefined, (error as Error).message);
   }
+  if (isDatabaseUnavailable(error)) {
+    return new ScimError(
+      503,
+      undefined,
+      `the database is unavailable; retry after ${RETRY_AFTER_SECONDS} seconds`,
+    );
+  }
   return new ScimError(
     500,
     undefined,
@@ -80,7 +90,9 @@ export function toScimError(error: unknown): ScimError {
 
 export const scimErrorHandler: ErrorRequestHandler = (error, req, res, _next) => {
   const scimError = toScimError(error);
-  if (scimError.status >= 500) req.log?.error({ err: rootCause(error) }, 'SCIM request failed');
+  if (scimError.status === 503)
+    req.log?.warn({ err: rootCause(error) }, 'SCIM request refused: database unavailable');
+  else if (scimError.status >= 500) req.log?.error({ err: rootCause(error) }, 'SCIM request failed');
   if (res.headersSent) return;
   sendScimError(res, scimError);
 };

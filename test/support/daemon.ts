@@ -13,6 +13,7 @@ export function testConfig(databaseUrl: string, overrides: Partial<Config> = {})
     outboxPollMs: 200,
     shutdownTimeoutMs: 5_000,
     driftTickMs: 0,
+    workerHealthPort: 0,
     ...overrides,
   };
 }
