@@ -503,21 +503,8 @@ async function herokuStorm(cluster: ChaosCluster, options: ScenarioOptions) {
   await sql`UPDATE outbox SET relayed_at = now() WHERE relayed_at IS NULL`;
   for (const account of accounts) {
     simulator.addEnterpriseMember(account);
-    for (const team of simulator.teams.values()) {
-      team.members.set(account, {
-        id: randomBytes(8).toString('hex'),
-        email: account,
-        role: 'member',
-        federated: true,
-      });
-    }
-    for (const app of simulator.apps.values()) {
-      app.collaborators.set(account, {
-        id: randomBytes(8).toString('hex'),
-        email: account,
-        permissions: ['deploy'],
-      });
-    }
+    for (const team of simulator.teams.values()) simulator.addTeamMember(team.name, account, 'member');
+    for (const app of simulator.apps.values()) simulator.addCollaborator(app.name, account, ['deploy']);
   }
   await cluster.startIdsync(2);
   const idp = new RetryingIdp(cluster.apiPort, scimToken);

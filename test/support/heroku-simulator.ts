@@ -247,6 +247,12 @@ export class HerokuSimulator {
     return app;
   }
 
+  addCollaborator(appName: string, email: string, permissions: string[]): void {
+    const app = this.app(appName)!;
+    const user = this.user(email)!;
+    app.collaborators.set(user.id, { id: randomUUID(), user, permissions: withView(permissions) });
+  }
+
   team(name: string): Team | undefined {
     return this.teams.get(name) ?? [...this.teams.values()].find((t) => t.name === name);
   }
