@@ -1,17 +1,14 @@
-import express, {
-  type ErrorRequestHandler,
-  type NextFunction,
-  type Request,
-  type Response,
-  Router,
-} from 'express';
+import { type NextFunction, type Request, type Response, Router } from 'express';
 import type { Database } from '../db/client.js';
+import { isUuid } from '../db/uuid.js';
 import { findingsCsv, offboardingCsv, seatsCsv } from '../drift/csv.js';
 import { offboardingView } from '../drift/offboarding.js';
 import { readDays, readFindingFilter, readPeriod, requestScan } from '../drift/queries.js';
 import { reportFindings, reportHeader, resolvedSince, verifyChain } from '../drift/reports.js';
 import { inactiveSeats } from '../drift/seats.js';
-import { DomainError, rootCause } from '../errors.js';
+import { notFound } from '../errors.js';
+import { jsonBody, refuseHostileText } from '../http/hostile-input.js';
+import { jsonErrorHandler } from '../http/json-errors.js';
 import { approveChange, listHeldChanges } from '../reconcile/brake.js';
 import { latestReceipt } from '../reconcile/receipts.js';
 import { planUser, type ReconcileDependencies } from '../reconcile/reconciler.js';
@@ -54,8 +51,9 @@ function authenticate(adminToken: string | undefined) {
 export function adminRouter(options: AdminRouterOptions): Router {
   const { db } = options;
   const router = Router();
-  router.use(express.json({ limit: '256kb' }));
+  router.use(jsonBody({ limit: '256kb' }));
   router.use(authenticate(options.adminToken));
+  router.use(refuseHostileText);
 
   const tenantOf = async (req: Request): Promise<Tenant> => findTenantByName(db, String(req.params.tenant));
 
@@ -97,8 +95,9 @@ export function adminRouter(options: AdminRouterOptions): Router {
   });
   router.get('/tenants/:tenant/users/:id/plan', async (req, res) => {
     const tenant = await tenantOf(req);
-    const planned = await planUser(options.reconcile, tenant.id, String(req.params.id));
-    if (!planned) throw new DomainError('not_found', `no user ${req.params.id}`);
+    const userId = String(req.params.id);
+    const planned = isUuid(userId) ? await planUser(options.reconcile, tenant.id, userId) : undefined;
+    if (!planned) throw notFound(`no user ${userId}`);
     res.json({ user: planned.subject.userName, offboarding: planned.offboarding, ...planned.plan });
   });
 
@@ -149,29 +148,6 @@ export function adminRouter(options: AdminRouterOptions): Router {
     res.json(view);
   });
 
-  const errors: ErrorRequestHandler = (error, req, res, _next) => {
-    const cause = rootCause(error);
-    if (cause instanceof DomainError) {
-      const status = {
-        not_found: 404,
-        conflict: 409,
-        invalid: 400,
-        unauthorized: 401,
-        precondition_failed: 412,
-      }[cause.kind];
-      res.status(status).json({ error: { code: cause.kind, message: cause.message } });
-      return;
-    }
-    const status = (error as { status?: number }).status;
-    if (typeof status === 'number' && status >= 400 && status < 500) {
-      res.status(status).json({ error: { code: 'bad_request', message: (error as Error).message } });
-      return;
-    }
-    req.log?.error({ err: cause }, 'admin API request failed');
-    res
-      .status(500)
-      .json({ error: { code: 'internal_error', message: 'internal error; quote the X-Request-Id header' } });
-  };
-  router.use(errors);
+  router.use(jsonErrorHandler);
   return router;
 }

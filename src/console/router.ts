@@ -14,8 +14,10 @@ import {
   verifyLatest,
 } from '../drift/reports.js';
 import { inactiveSeats } from '../drift/seats.js';
-import { DomainError, rootCause } from '../errors.js';
+import { DomainError, forbidden } from '../errors.js';
+import { refuseHostileText } from '../http/hostile-input.js';
 import { escapeHtml, htmlPage } from '../http/html.js';
+import { htmlErrorHandler, sendHtmlError } from '../http/html-errors.js';
 import { latestReceipt } from '../reconcile/receipts.js';
 import { adminTokenMatches } from '../security/admin-token.js';
 import { currentSession, readCookie } from '../sso/sessions.js';
@@ -46,6 +48,7 @@ export function consoleRouter(options: ConsoleRouterOptions): Router {
   const { db, adminToken, publicUrl } = options;
   const router = Router();
   router.use(express.urlencoded({ extended: false, limit: '16kb' }));
+  router.use(refuseHostileText);
   const secure = new URL(publicUrl).protocol === 'https:';
 
   const sign = (tenant: Tenant, expires: number) =>
@@ -98,27 +101,21 @@ export function consoleRouter(options: ConsoleRouterOptions): Router {
         }
         await handler(req, res, tenant, who);
       } catch (error) {
-        const cause = rootCause(error);
-        const known = cause instanceof DomainError;
-        const status = known
-          ? (({ not_found: 404, invalid: 400, conflict: 409 } as Record<string, number>)[cause.kind] ?? 400)
-          : 500;
-        if (!known) req.log?.error({ err: cause }, 'console request failed');
-        res
-          .status(status)
-          .type('html')
-          .send(
-            htmlPage(
-              'Something went wrong',
-              `<p>${escapeHtml(known ? cause.message : 'internal error; quote the X-Request-Id header')}</p>`,
-            ),
-          );
+        sendHtmlError(req, res, error);
       }
     };
 
-  const sameOrigin = (req: Request) => {
-    const origin = req.get('origin') ?? req.get('referer');
-    return origin !== undefined && new URL(origin).origin === new URL(publicUrl).origin;
+  /**
+   * Forms that change something accept only requests from idsync's own pages: the Origin header, else
+   * the Referer. `Origin: null` (sandboxed frames, some redirects), an unparsable value or none at all
+   * is refused, never guessed at.
+   */
+  const ownOrigin = new URL(publicUrl).origin;
+  const requireSameOrigin = (req: Request) => {
+    const claimed = req.get('origin') ?? req.get('referer');
+    if (claimed === undefined || !URL.canParse(claimed) || new URL(claimed).origin !== ownOrigin) {
+      throw forbidden('this form only accepts requests from the console page itself');
+    }
   };
 
   router.get('/', async (req, res) => {
@@ -218,8 +215,7 @@ export function consoleRouter(options: ConsoleRouterOptions): Router {
   router.post(
     '/:tenant/scan',
     page(async (req, res, tenant, who) => {
-      if (!sameOrigin(req))
-        throw new DomainError('invalid', 'a scan can only be started from the console page');
+      requireSameOrigin(req);
       await requestScan(db, tenant.id, who.kind === 'admin' ? 'console:admin' : `console:${who.userName}`);
       res.redirect(303, `${publicUrl}/console/${tenant.name}?scan=queued`);
     }),
@@ -246,16 +242,20 @@ export function consoleRouter(options: ConsoleRouterOptions): Router {
       });
       res.redirect(303, `${publicUrl}/console/${tenant.name}`);
     } catch (error) {
-      res
-        .status(404)
-        .type('html')
-        .send(htmlPage('Not found', `<p>${escapeHtml((error as Error).message)}</p>`));
+      sendHtmlError(req, res, error);
     }
   });
   router.post('/:tenant/logout', (req, res) => {
+    try {
+      requireSameOrigin(req);
+    } catch (error) {
+      sendHtmlError(req, res, error);
+      return;
+    }
     res.clearCookie(CONSOLE_COOKIE, { path: `/console/${String(req.params.tenant)}` });
     res.redirect(303, `${publicUrl}/console/${String(req.params.tenant)}`);
   });
+  router.use(htmlErrorHandler);
   return router;
 }
 

@@ -1,5 +1,6 @@
 import { sql } from 'drizzle-orm';
 import type { Database } from '../db/client.js';
+import { isUuid } from '../db/uuid.js';
 import { notFound } from '../errors.js';
 import type { Blocked, Operation } from './model.js';
 import { isRemoval } from './model.js';
@@ -108,6 +109,7 @@ export async function approveChange(
   changeId: string,
   actor: string,
 ): Promise<number> {
+  if (!isUuid(changeId)) throw notFound(`no pending change ${changeId}`);
   return db.transaction(async (tx) => {
     const [change] = await tx.execute<{ id: string }>(sql`
       UPDATE held_changes SET status = 'approved', approved_at = now(), approved_by = ${actor}

@@ -1,6 +1,7 @@
 import { sql } from 'drizzle-orm';
 import { z } from 'zod';
 import type { Database } from '../db/client.js';
+import { isUuid } from '../db/uuid.js';
 import { invalid, notFound } from '../errors.js';
 import {
   APP_PERMISSIONS,
@@ -104,7 +105,7 @@ export async function removeRule(
   ruleId: string,
   actor: string,
 ): Promise<void> {
-  if (!/^[0-9a-f-]{36}$/i.test(ruleId)) throw notFound(`no rule ${ruleId}`);
+  if (!isUuid(ruleId)) throw notFound(`no rule ${ruleId}`);
   await db.transaction(async (tx) => {
     const [row] = await tx.execute<{ idp_group: string }>(sql`
       DELETE FROM assignment_rules WHERE tenant_id = ${tenantId} AND id = ${ruleId} RETURNING idp_group`);

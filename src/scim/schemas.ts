@@ -1,4 +1,5 @@
 import SCIMMY from 'scimmy';
+import { INDEXED_MAX_LENGTH } from './limits.js';
 
 /*
  * The SCIM schemas come from scimmy (RFC 7643 §4 definitions, with the enterprise extension). From them
@@ -54,13 +55,25 @@ export const userDefinition = SCIMMY.Schemas.User.definition.extend(
   false,
 );
 
-/** Discovery documents (/Schemas, /ResourceTypes), described by scimmy. */
+/**
+ * Discovery documents (/Schemas, /ResourceTypes), described by scimmy, with `maxLength` on the indexed
+ * attributes (not an RFC 7643 characteristic; clients that do not know it ignore it).
+ */
 export function schemaDocuments(baseUrl: string) {
   const location = `${baseUrl}/Schemas`;
+  const withMaxLength = (
+    document: ReturnType<typeof SCIMMY.Schemas.User.definition.describe>,
+    name: string,
+  ) => ({
+    ...document,
+    attributes: document.attributes.map((attribute) =>
+      attribute.name === name ? { ...attribute, maxLength: INDEXED_MAX_LENGTH } : attribute,
+    ),
+  });
   return [
-    SCIMMY.Schemas.User.definition.describe(location),
+    withMaxLength(SCIMMY.Schemas.User.definition.describe(location), 'userName'),
     SCIMMY.Schemas.EnterpriseUser.definition.describe(location),
-    SCIMMY.Schemas.Group.definition.describe(location),
+    withMaxLength(SCIMMY.Schemas.Group.definition.describe(location), 'displayName'),
   ];
 }
 

@@ -1,11 +1,13 @@
 import { and, eq, isNull } from 'drizzle-orm';
 import type { Database } from '../db/client.js';
 import { auditLog, groupMembers, users } from '../db/schema.js';
+import { isUuid } from '../db/uuid.js';
 import { isUniqueViolation, violatedConstraint } from '../errors.js';
 import { recordForReconcile } from '../jobs/outbox.js';
 import type { PatchOperation } from './dialects.js';
 import { normaliseStringBooleans } from './dialects.js';
 import { ScimError } from './errors.js';
+import { checkLength } from './limits.js';
 import { applyUserPatch } from './patch.js';
 import {
   ENTERPRISE_USER_SCHEMA,
@@ -35,9 +37,8 @@ export interface RequestContext {
 
 const BOOLEAN_ATTRIBUTES = new Set(['active', 'primary']);
 const NOT_STORED = ['schemas', 'meta', 'id', 'userName', 'externalId', 'active', 'password', 'groups'];
-const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
 
-export const isUuid = (value: string) => UUID.test(value);
+export { isUuid } from '../db/uuid.js';
 
 /**
  * Validates a User body (POST, PUT, or the result of a PATCH) against the schema with scimmy:
@@ -70,6 +71,8 @@ export function readUserInput(body: unknown): UserInput {
   if (typeof userName !== 'string' || userName.trim() === '') {
     throw new ScimError(400, 'invalidValue', 'userName is required and must be a non-empty string');
   }
+  checkLength('userName', userName.trim());
+  if (typeof coerced.externalId === 'string') checkLength('externalId', coerced.externalId);
   const attributes: Document = {};
   for (const [key, value] of Object.entries(coerced)) {
     if (!NOT_STORED.includes(key) && value !== undefined) attributes[key] = value;

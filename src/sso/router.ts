@@ -3,7 +3,9 @@ import { sql } from 'drizzle-orm';
 import express, { type Request, type Response, Router } from 'express';
 import type { Redis } from 'ioredis';
 import type { Database } from '../db/client.js';
+import { refuseHostileText } from '../http/hostile-input.js';
 import { escapeHtml, htmlPage } from '../http/html.js';
+import { htmlErrorHandler } from '../http/html-errors.js';
 import { PlatformMirror } from '../platform/mirror.js';
 import { findTenantByName, type Tenant } from '../tenants/tenants.js';
 import { issueApiToken } from '../tokens/tokens.js';
@@ -57,6 +59,7 @@ export function ssoRouter(options: SsoRouterOptions): Router {
   const { db, redis, publicUrl } = options;
   const router = Router();
   router.use(express.urlencoded({ extended: false, limit: '512kb' }));
+  router.use(refuseHostileText);
 
   const urls = (tenant: Tenant) => ({
     entityId: `${publicUrl}/sso/${tenant.name}`,
@@ -229,6 +232,7 @@ export function ssoRouter(options: SsoRouterOptions): Router {
     return session;
   }
 
+  router.use(htmlErrorHandler);
   return router;
 }
 

@@ -1,5 +1,6 @@
 import { sql } from 'drizzle-orm';
 import type { Database } from '../db/client.js';
+import { isUuid } from '../db/uuid.js';
 import { invalid, notFound } from '../errors.js';
 import { issueCredential, parseCredential, secretMatches } from '../security/credentials.js';
 
@@ -31,7 +32,7 @@ export async function issueApiToken(
   }
   if (options.scopes.some((s) => !/^[\w:.-]{1,64}$/.test(s)))
     throw invalid('scopes are words of letters, digits and : . _ -');
-  const byId = /^[0-9a-f-]{36}$/i.test(userRef);
+  const byId = isUuid(userRef);
   const [user] = await db.execute<{ id: string; active: boolean; gone: boolean }>(sql`
     SELECT id::text, active, deprovisioned_at IS NOT NULL AS gone FROM users
     WHERE tenant_id = ${tenantId} AND ${byId ? sql`id = ${userRef}` : sql`lower(user_name) = lower(${userRef}) AND deprovisioned_at IS NULL`}`);
