@@ -126,7 +126,7 @@ describe('the security console in a real browser', async () => {
       method: 'POST',
       headers: { cookie, origin: 'https://evil.example' },
     });
-    expect(forged.status).toBe(400);
+    expect(forged.status).toBe(403);
     await page.click('text=Scan now');
     await page.waitForURL(/scan=queued/);
     await expect

@@ -76,7 +76,7 @@ export function createApp(options: AppOptions): Express {
   for (const mount of options.mounts ?? []) app.use(mount.path, mount.router);
 
   app.use((req, res) => {
-    sendJsonError(res, notFound(`no route for ${req.method} ${req.path}`), req.id);
+    sendJsonError(res, notFound(`no route for ${req.method} ${req.path}`));
   });
 
   app.use(jsonErrorHandler);
