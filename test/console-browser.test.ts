@@ -74,7 +74,7 @@ describe('the security console in a real browser', async () => {
 
     await page.fill('input[name=token]', 'not-the-token');
     await page.click('button[type=submit]');
-    expect(await page.textContent('body')).toContain('That is not the admin token.');
+    expect(await page.textContent('body')).toContain('That is not an admin token for this tenant.');
     await page.fill('input[name=token]', ADMIN_TOKEN);
     await page.click('button[type=submit]');
     await page.waitForSelector('#findings');

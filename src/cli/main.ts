@@ -14,6 +14,7 @@ import {
 } from '../tenants/tenants.js';
 import { registerAccessCommands } from './access-commands.js';
 import { CliError, configOrExit, EXIT, withDatabase } from './context.js';
+import { registerCredentialCommands } from './credential-commands.js';
 import { registerJobsCommands } from './jobs-commands.js';
 import { registerPlatformCommands } from './platform-commands.js';
 import { registerSecurityCommands } from './security-commands.js';
@@ -221,6 +222,7 @@ function buildProgram(): Command {
   registerJobsCommands(program);
   registerPlatformCommands(program);
   registerSecurityCommands(program);
+  registerCredentialCommands(program);
   registerSsoCommands(program, (tenant) => {
     const config = configOrExit();
     process.stdout.write(
