@@ -93,7 +93,7 @@ describe('hostile input: precise 4xx answers', async () => {
     };
     const attribute = (schema: string, name: string) =>
       schemas.Resources.find((s) => s.id === schema)!.attributes.find((a) => a.name === name);
-    expect(attribute(USER, 'userName')?.maxLength).toBe(512);
+    expect(attribute(USER, 'userName')?.maxLength).toBe(256);
     expect(attribute(GROUP, 'displayName')?.maxLength).toBe(512);
   });
 

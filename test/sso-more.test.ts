@@ -150,6 +150,88 @@ describe('SSO configuration, Entra group claims, JIT modes and hostile responses
     await runCli(['tenant', 'set', 'acme', '--idp-initiated', 'off'], env);
   });
 
+  it('limits an IdP to e-mail domains (sso add --domains), lists and removes IdPs, and sets the maximum assertion age', async () => {
+    const limited = await createTestIdp(sp, 'https://limited-idp.example.test');
+    const certificate = path.join(os.tmpdir(), `limited-${port}.pem`);
+    writeFileSync(certificate, limited.certificate);
+    const added = await runCli(
+      [
+        'sso',
+        'add',
+        '--tenant',
+        'acme',
+        '--entity-id',
+        limited.entityId,
+        '--sso-url',
+        `${limited.entityId}/sso`,
+        '--cert',
+        certificate,
+        '--domains',
+        'Example.org, partner.example.net',
+      ],
+      env,
+    );
+    expect(added.code).toBe(0);
+    const login = async (nameId: string, attributes: Record<string, string> = {}) =>
+      post(await limited.respond({ nameId, inResponseTo: await requestId(limited.entityId), attributes }));
+    const before = await userCount();
+    expect((await login('mallory@evil.example')).status).toBe(403);
+    expect((await login('ada@example.org', { email: 'ada@evil.example' })).status).toBe(403);
+    expect(await userCount()).toBe(before);
+    expect((await login('Ada@EXAMPLE.org')).status).toBe(303);
+    expect((await login('bob@partner.example.net')).status).toBe(303);
+
+    const listed = await runCli(['sso', 'list', '--tenant', 'acme'], env);
+    expect(listed.code).toBe(0);
+    expect(listed.stdout).toMatch(
+      /https:\/\/limited-idp\.example\.test\tsso-url=\S+\tgroups=names\tresponse-signed=optional\tdomains=example\.org,partner\.example\.net\tcertificates=sha256:[0-9a-f]{16}\(until \d{4}-\d\d-\d\d\)/,
+    );
+    const badDomain = await runCli(
+      [
+        'sso',
+        'add',
+        '--tenant',
+        'acme',
+        '--entity-id',
+        'x',
+        '--sso-url',
+        'https://x.example/sso',
+        '--cert',
+        certificate,
+        '--domains',
+        'not a domain',
+      ],
+      env,
+    );
+    expect(badDomain.code).toBe(64);
+    expect(badDomain.stderr).toContain('is not a domain name');
+
+    // A removed IdP can neither answer a login it was sent earlier nor start a new one.
+    const pending = await requestId(limited.entityId);
+    expect((await runCli(['sso', 'remove', limited.entityId, '--tenant', 'acme'], env)).code).toBe(0);
+    expect(
+      (await database.sql`SELECT 1 FROM sso_connections WHERE idp_entity_id = ${limited.entityId}`).length,
+    ).toBe(0);
+    expect(
+      (await post(await limited.respond({ nameId: 'carol@example.org', inResponseTo: pending }))).status,
+    ).toBe(403);
+    const again = await runCli(['sso', 'remove', limited.entityId, '--tenant', 'acme'], env);
+    expect(again.code).toBe(65);
+    expect(again.stderr).toContain('has no identity provider');
+    const start = await fetch(`${publicUrl}/sso/acme/login?idp=${encodeURIComponent(limited.entityId)}`, {
+      redirect: 'manual',
+    });
+    expect(start.status).toBe(403);
+
+    const aged = await runCli(['tenant', 'set', 'acme', '--max-assertion-age', '30'], env);
+    expect(aged.code).toBe(0);
+    expect(aged.stdout).toContain('max-assertion-age=30m');
+    expect((await database.sql`SELECT max_assertion_age_seconds AS s FROM tenants`)[0]!.s).toBe(1800);
+    const tooLong = await runCli(['tenant', 'set', 'acme', '--max-assertion-age', '2000'], env);
+    expect(tooLong.code).toBe(64);
+    expect(tooLong.stderr).toContain('maximum assertion age');
+  }, 240_000);
+
   it('refuses signature wrapping: an unsigned assertion before or after the signed one, or the signed response wrapped inside an unsigned one', async () => {
     const signed = Buffer.from(
       await idp.respond({ nameId: 'honest@example.com', inResponseTo: await requestId() }),

@@ -139,6 +139,10 @@ function buildProgram(): Command {
     .option('--jit <mode>', 'SAML just-in-time provisioning: off, create or create-and-update')
     .option('--idp-initiated <on|off>', 'accept IdP-initiated SAML logins')
     .option(
+      '--max-assertion-age <minutes>',
+      'refuse SAML assertions issued longer ago than this (default 10, at most 1440)',
+    )
+    .option(
       '--fallback-admin <user>',
       'userName promoted before a team loses its last admin ("none" to clear)',
     )
@@ -184,6 +188,8 @@ function buildProgram(): Command {
             {
               jitMode: options.jit as TenantPolicyChanges['jitMode'],
               idpInitiatedSso: onOff(options.idpInitiated),
+              maxAssertionAgeMinutes:
+                options.maxAssertionAge === undefined ? undefined : Number(options.maxAssertionAge),
               fallbackAdmin: options.fallbackAdmin === 'none' ? null : options.fallbackAdmin,
               massChangeThresholdPercent:
                 options.massChangeThreshold === undefined ? undefined : Number(options.massChangeThreshold),
@@ -206,7 +212,7 @@ function buildProgram(): Command {
             'cli',
           );
           process.stdout.write(
-            `${updated.name}\tjit=${updated.jitMode}\tidp-initiated=${updated.idpInitiatedSso ? 'on' : 'off'}\tmass-change-threshold=${updated.massChangeThresholdPercent}%\tinactivity-days=${updated.inactivityDays}\n`,
+            `${updated.name}\tjit=${updated.jitMode}\tidp-initiated=${updated.idpInitiatedSso ? 'on' : 'off'}\tmax-assertion-age=${updated.maxAssertionAgeSeconds / 60}m\tmass-change-threshold=${updated.massChangeThresholdPercent}%\tinactivity-days=${updated.inactivityDays}\n`,
           );
         }),
     );

@@ -1,7 +1,15 @@
+import { createHash, X509Certificate } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import type { Command } from 'commander';
-import { invalid } from '../errors.js';
-import { type ConnectionInput, parseIdpMetadata, saveConnection } from '../sso/connections.js';
+import { invalid, notFound } from '../errors.js';
+import {
+  type ConnectionInput,
+  listConnections,
+  parseDomains,
+  parseIdpMetadata,
+  removeConnection,
+  saveConnection,
+} from '../sso/connections.js';
 import { findTenantByName } from '../tenants/tenants.js';
 import { withDatabase } from './context.js';
 
@@ -28,7 +36,7 @@ function attributeMap(pairs: string[]): Record<string, string> {
 
 const collect = (value: string, previous: string[]) => [...previous, value];
 
-/** `idsync sso add` and `idsync sso import-metadata`: a tenant's SAML identity provider. */
+/** `idsync sso add|import-metadata|list|remove`: a tenant's SAML identity providers. */
 export function registerSsoCommands(program: Command, printUrls: (tenant: string) => void): void {
   const sso = program.command('sso').description('SAML single sign-on: the tenant’s identity provider');
   const common = (command: Command) =>
@@ -45,6 +53,11 @@ export function registerSsoCommands(program: Command, printUrls: (tenant: string
         'map email, givenName, familyName, displayName or groups to a SAML attribute',
         collect,
         [],
+      )
+      .option(
+        '--domains <list>',
+        'e-mail domains this IdP may sign in, comma-separated (default: any user of the tenant)',
+        '',
       );
   const save = (tenantName: string, input: ConnectionInput) =>
     withDatabase(async ({ db }) => {
@@ -73,6 +86,7 @@ export function registerSsoCommands(program: Command, printUrls: (tenant: string
       wantResponseSigned: boolean;
       groups: string;
       attribute: string[];
+      domains: string;
     }) =>
       save(options.tenant, {
         idpEntityId: options.entityId,
@@ -81,6 +95,7 @@ export function registerSsoCommands(program: Command, printUrls: (tenant: string
         wantResponseSigned: options.wantResponseSigned,
         groupClaimFormat: options.groups as ConnectionInput['groupClaimFormat'],
         attributeMap: attributeMap(options.attribute),
+        allowedDomains: parseDomains(options.domains),
       }),
   );
 
@@ -89,13 +104,71 @@ export function registerSsoCommands(program: Command, printUrls: (tenant: string
   ).action(
     (
       file: string,
-      options: { tenant: string; wantResponseSigned: boolean; groups: string; attribute: string[] },
+      options: {
+        tenant: string;
+        wantResponseSigned: boolean;
+        groups: string;
+        attribute: string[];
+        domains: string;
+      },
     ) =>
       save(options.tenant, {
         ...parseIdpMetadata(readFile(file)),
         wantResponseSigned: options.wantResponseSigned,
         groupClaimFormat: options.groups as ConnectionInput['groupClaimFormat'],
         attributeMap: attributeMap(options.attribute),
+        allowedDomains: parseDomains(options.domains),
       }),
   );
+
+  sso
+    .command('list')
+    .description('the tenant’s identity providers')
+    .requiredOption('--tenant <name>', 'tenant')
+    .action((options: { tenant: string }) =>
+      withDatabase(async ({ db }) => {
+        const tenant = await findTenantByName(db, options.tenant);
+        const connections = await listConnections(db, tenant.id);
+        if (connections.length === 0)
+          process.stdout.write(`no identity provider for tenant ${tenant.name}\n`);
+        for (const c of connections) {
+          process.stdout.write(
+            [
+              c.idpEntityId,
+              `sso-url=${c.ssoUrl}`,
+              `groups=${c.groupClaimFormat}`,
+              `response-signed=${c.wantResponseSigned ? 'required' : 'optional'}`,
+              `domains=${c.allowedDomains.length ? c.allowedDomains.join(',') : 'any'}`,
+              `certificates=${c.certificates.map(describeCertificate).join(',')}`,
+            ].join('\t') + '\n',
+          );
+        }
+      }),
+    );
+
+  sso
+    .command('remove <entity-id>')
+    .description(
+      'remove an identity provider: it signs no one in from now on (sessions it started stay until they end)',
+    )
+    .requiredOption('--tenant <name>', 'tenant')
+    .action((entityId: string, options: { tenant: string }) =>
+      withDatabase(async ({ db }) => {
+        const tenant = await findTenantByName(db, options.tenant);
+        if (!(await removeConnection(db, tenant.id, entityId)))
+          throw notFound(`tenant ${tenant.name} has no identity provider ${entityId}`);
+        process.stdout.write(`removed the identity provider ${entityId} from tenant ${tenant.name}\n`);
+      }),
+    );
+}
+
+/** SHA-256 fingerprint prefix and expiry, enough to tell rotated keys apart. */
+function describeCertificate(pem: string): string {
+  try {
+    const certificate = new X509Certificate(pem);
+    const fingerprint = createHash('sha256').update(certificate.raw).digest('hex').slice(0, 16);
+    return `sha256:${fingerprint}(until ${new Date(certificate.validTo).toISOString().slice(0, 10)})`;
+  } catch {
+    return 'unreadable';
+  }
 }

@@ -34,6 +34,14 @@ export const tokenKind = pgEnum('token_kind', ['api', 'session']);
 export const groupClaimFormat = pgEnum('group_claim_format', ['names', 'object-ids']);
 export const adminRole = pgEnum('admin_role', ['owner', 'operator', 'auditor']);
 export const clientScope = pgEnum('client_scope', ['introspect', 'revoke']);
+/** Who put a user in a group: SCIM's pushes are authoritative; a SAML login only manages its own. */
+export const membershipSource = pgEnum('membership_source', ['scim', 'saml']);
+
+/**
+ * The comparison key of an account name (NFC, full case folding), computed by the `account_key` SQL
+ * function (drizzle/0011) so generated columns, indexes and lookups share one definition.
+ */
+export const accountKey = (name: unknown) => sql`account_key(${name})`;
 
 const createdAt = () => timestamp('created_at', { withTimezone: true }).notNull().defaultNow();
 const updatedAt = () => timestamp('updated_at', { withTimezone: true }).notNull().defaultNow();
@@ -55,6 +63,8 @@ export const tenants = pgTable(
     massChangeThresholdPercent: integer('mass_change_threshold_percent').notNull().default(10),
     jitMode: jitMode('jit_mode').notNull().default('create-and-update'),
     idpInitiatedSso: boolean('idp_initiated_sso').notNull().default(false),
+    /** Oldest SAML assertion (by IssueInstant) a login may present, whatever its NotOnOrAfter says. */
+    maxAssertionAgeSeconds: integer('max_assertion_age_seconds').notNull().default(600),
     inactivityDays: integer('inactivity_days').notNull().default(30),
     connector: text('connector').notNull().default('builtin'),
     connectorSettings: jsonb('connector_settings').notNull().default({}),
@@ -87,6 +97,7 @@ export const tenants = pgTable(
     check('tenants_mass_change_threshold_range', sql`${t.massChangeThresholdPercent} BETWEEN 0 AND 100`),
     check('tenants_inactivity_days_positive', sql`${t.inactivityDays} > 0`),
     check('tenants_drift_interval_positive', sql`${t.driftScanIntervalMinutes} > 0`),
+    check('tenants_max_assertion_age_range', sql`${t.maxAssertionAgeSeconds} BETWEEN 30 AND 86400`),
   ],
 );
 
@@ -129,6 +140,8 @@ export const users = pgTable(
       .notNull()
       .references(() => tenants.id, { onDelete: 'cascade' }),
     userName: text('user_name').notNull(),
+    /** account_key(user_name): what uniqueness and every lookup by name compare. */
+    userNameKey: text('user_name_key').notNull().generatedAlwaysAs(sql`account_key(user_name)`),
     externalId: text('external_id'),
     active: boolean('active').notNull().default(true),
     attributes: jsonb('attributes').notNull().default({}),
@@ -141,9 +154,9 @@ export const users = pgTable(
     updatedAt: updatedAt(),
   },
   (t) => [
-    // RFC 7643 §4.1.1: userName is caseExact=false, so uniqueness is case-insensitive too.
+    // RFC 7643 §4.1.1: userName is caseExact=false; the key also folds Unicode spelling variants.
     uniqueIndex('users_tenant_user_name_key')
-      .on(t.tenantId, sql`lower(${t.userName})`)
+      .on(t.tenantId, t.userNameKey)
       .where(sql`${t.deprovisionedAt} IS NULL`),
     // Not unique: RFC 7643 gives externalId no uniqueness, and Microsoft's conformance suite creates
     // several users with one externalId. Groups' externalIds are unique (SAML group claims map by them).
@@ -153,7 +166,7 @@ export const users = pgTable(
     index('users_tenant_live_order_idx')
       .on(t.tenantId, t.createdAt, t.id)
       .where(sql`${t.deprovisionedAt} IS NULL`),
-    index('users_tenant_tombstone_name_idx').on(t.tenantId, sql`lower(${t.userName})`),
+    index('users_tenant_tombstone_name_idx').on(t.tenantId, t.userNameKey),
   ],
 );
 
@@ -175,6 +188,10 @@ export const groups = pgTable(
     uniqueIndex('groups_tenant_external_id_key')
       .on(t.tenantId, t.externalId)
       .where(sql`${t.externalId} IS NOT NULL`),
+    // Entra's SAML group claims are object ids (GUIDs), compared case-insensitively.
+    index('groups_tenant_external_id_lower_idx')
+      .on(t.tenantId, sql`lower(${t.externalId})`)
+      .where(sql`${t.externalId} IS NOT NULL`),
     index('groups_tenant_order_idx').on(t.tenantId, t.createdAt, t.id),
   ],
 );
@@ -193,6 +210,8 @@ export const groupMembers = pgTable(
       .references(() => users.id, { onDelete: 'cascade' }),
     /** The member's display text as the IdP sent it (clients read it back). */
     display: text('display'),
+    /** `scim` once SCIM pushed it (only SCIM removes it); `saml` while only SAML claims grant it. */
+    source: membershipSource('source').notNull().default('scim'),
     createdAt: createdAt(),
   },
   (t) => [primaryKey({ columns: [t.groupId, t.userId] }), index('group_members_user_idx').on(t.userId)],
@@ -582,6 +601,8 @@ export const ssoConnections = pgTable(
     /** SAML attribute names for email, givenName, familyName, displayName and groups. */
     attributeMap: jsonb('attribute_map').notNull().default({}),
     groupClaimFormat: groupClaimFormat('group_claim_format').notNull().default('names'),
+    /** E-mail domains (lower case) whose users this IdP may sign in; empty: any. */
+    allowedDomains: text('allowed_domains').array().notNull().default(sql`'{}'::text[]`),
     createdAt: createdAt(),
   },
   (t) => [uniqueIndex('sso_connections_tenant_idp_key').on(t.tenantId, t.idpEntityId)],

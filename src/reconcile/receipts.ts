@@ -39,7 +39,7 @@ export async function latestReceipt(db: Database, tenantId: string, userRef: str
         FROM receipt_edges e WHERE e.receipt_id = r.id AND e.status = 'removed'), '[]'::jsonb) AS edges
     FROM receipts r JOIN users u ON u.id = r.user_id
     WHERE r.tenant_id = ${tenantId}
-      AND ${byId ? sql`r.user_id = ${userRef}` : sql`lower(u.user_name) = lower(${userRef})`}
+      AND ${byId ? sql`r.user_id = ${userRef}` : sql`u.user_name_key = account_key(${userRef})`}
     ORDER BY r.idp_event_at DESC LIMIT 1`);
   if (!row) throw notFound(`no offboarding receipt for user ${userRef}`);
   const edges = row.edges.map((e) => ({ ...e, removedAt: new Date(e.removedAt).toISOString() }));

@@ -1,6 +1,6 @@
 import { type SQL, sql } from 'drizzle-orm';
 import { parseDateTime } from '../dates.js';
-import { groupMembers, groups, users } from '../db/schema.js';
+import { accountKey, groupMembers, groups, users } from '../db/schema.js';
 import { ScimError } from './errors.js';
 import type { AttributePath, CompareOperator, FilterNode, FilterValue } from './filter.js';
 import {
@@ -22,14 +22,21 @@ import {
 const invalid = (message: string) => new ScimError(400, 'invalidFilter', message);
 
 /** Where a scalar lives: a real column, or a path inside the resource's jsonb document. */
-type Scalar = { type: AttributeType; caseExact: boolean; text: SQL; native?: SQL };
+type Scalar = {
+  type: AttributeType;
+  caseExact: boolean;
+  text: SQL;
+  native?: SQL;
+  /** eq/ne compare this key instead (userName: the account name's normal form, as uniqueness does). */
+  equalityKey?: { column: SQL; of: (value: string) => SQL };
+};
 
 /** How a resource type maps its attributes to storage. */
 interface ResourceMapping {
   coreSchema: string;
   catalogs: Map<string, Map<string, AttributeInfo>>;
   /** Attributes stored in columns (canonical dotted name → SQL), with their native typed column. */
-  columns: Record<string, { text: SQL; native: SQL }>;
+  columns: Record<string, Pick<Scalar, 'text' | 'native' | 'equalityKey'>>;
   /** The jsonb document holding every other attribute, if the resource has one. */
   document: SQL | undefined;
   /** Multi-valued attributes kept in their own table (a user's groups, a group's members). */
@@ -52,7 +59,11 @@ export const userMapping: ResourceMapping = {
   ]),
   columns: {
     id: { text: sql`${users.id}::text`, native: sql`${users.id}::text` },
-    userName: { text: sql`${users.userName}`, native: sql`${users.userName}` },
+    userName: {
+      text: sql`${users.userName}`,
+      native: sql`${users.userName}`,
+      equalityKey: { column: sql`${users.userNameKey}`, of: (value) => accountKey(value) },
+    },
     externalId: { text: sql`${users.externalId}`, native: sql`${users.externalId}` },
     active: { text: sql`${users.active}::text`, native: sql`${users.active}` },
     'meta.created': { text: sql`${users.createdAt}::text`, native: sql`${users.createdAt}` },
@@ -258,6 +269,10 @@ function compare(scalar: Scalar, operator: CompareOperator, value: FilterValue):
     }
     default: {
       const text = String(value);
+      if (scalar.equalityKey && (operator === 'eq' || operator === 'ne')) {
+        const { column, of } = scalar.equalityKey;
+        return ordered(column, operator, of(text));
+      }
       const left = scalar.caseExact ? scalar.text : sql`lower(${scalar.text})`;
       const right = (param: string) => (scalar.caseExact ? sql`${param}` : sql`lower(${param})`);
       switch (operator) {

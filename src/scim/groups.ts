@@ -121,12 +121,13 @@ async function addMembers(
       SELECT u.id, wanted.display FROM wanted
       JOIN users u ON u.id = wanted.id AND u.tenant_id = ${tenantId} AND u.deprovisioned_at IS NULL
     ), inserted AS (
-      INSERT INTO group_members (tenant_id, group_id, user_id, display)
-      SELECT ${tenantId}, ${groupId}, known.id, known.display FROM known
-      ON CONFLICT (group_id, user_id) DO NOTHING
-      RETURNING user_id
+      INSERT INTO group_members (tenant_id, group_id, user_id, display, source)
+      SELECT ${tenantId}, ${groupId}, known.id, known.display, 'scim' FROM known
+      -- A membership a SAML login added becomes SCIM's: from now on only SCIM removes it.
+      ON CONFLICT (group_id, user_id) DO UPDATE SET source = 'scim' WHERE group_members.source = 'saml'
+      RETURNING user_id, (xmax = 0) AS fresh
     )
-    SELECT wanted.id::text AS wanted, known.id::text AS user_id, (inserted.user_id IS NOT NULL) AS added
+    SELECT wanted.id::text AS wanted, known.id::text AS user_id, coalesce(inserted.fresh, false) AS added
     FROM wanted LEFT JOIN known ON known.id = wanted.id LEFT JOIN inserted ON inserted.user_id = wanted.id`);
   const unknown = rows.filter((r) => r.user_id === null).map((r) => r.wanted);
   if (unknown.length > 0) throw invalidMembers(unknown);

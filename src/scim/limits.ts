@@ -1,3 +1,4 @@
+import { ACCOUNT_NAME_MAX_LENGTH } from '../accounts/account-name.js';
 import { invalid } from '../errors.js';
 
 /*
@@ -8,9 +9,12 @@ import { invalid } from '../errors.js';
 
 export const INDEXED_MAX_LENGTH = 512;
 
-/** Indexed attributes by schema: User userName and externalId, Group displayName and externalId. */
+/**
+ * Indexed attributes: User userName (the account-name normal form's limit, checked there) and
+ * externalId, Group displayName and externalId.
+ */
 export const MAX_LENGTHS = {
-  userName: INDEXED_MAX_LENGTH,
+  userName: ACCOUNT_NAME_MAX_LENGTH,
   externalId: INDEXED_MAX_LENGTH,
   displayName: INDEXED_MAX_LENGTH,
 } as const;

@@ -1,5 +1,5 @@
 import SCIMMY from 'scimmy';
-import { INDEXED_MAX_LENGTH } from './limits.js';
+import { MAX_LENGTHS } from './limits.js';
 
 /*
  * The SCIM schemas come from scimmy (RFC 7643 §4 definitions, with the enterprise extension). From them
@@ -63,11 +63,11 @@ export function schemaDocuments(baseUrl: string) {
   const location = `${baseUrl}/Schemas`;
   const withMaxLength = (
     document: ReturnType<typeof SCIMMY.Schemas.User.definition.describe>,
-    name: string,
+    name: keyof typeof MAX_LENGTHS,
   ) => ({
     ...document,
     attributes: document.attributes.map((attribute) =>
-      attribute.name === name ? { ...attribute, maxLength: INDEXED_MAX_LENGTH } : attribute,
+      attribute.name === name ? { ...attribute, maxLength: MAX_LENGTHS[name] } : attribute,
     ),
   });
   return [

@@ -1,4 +1,5 @@
 import { and, eq, isNull } from 'drizzle-orm';
+import { type AccountName, InvalidAccountName, parseAccountName } from '../accounts/account-name.js';
 import type { Database } from '../db/client.js';
 import { auditLog, groupMembers, users } from '../db/schema.js';
 import { isUuid } from '../db/uuid.js';
@@ -67,11 +68,17 @@ export function readUserInput(body: unknown): UserInput {
   } catch (error) {
     throw new ScimError(400, 'invalidValue', (error as Error).message);
   }
-  const userName = coerced.userName;
-  if (typeof userName !== 'string' || userName.trim() === '') {
+  if (typeof coerced.userName !== 'string' || coerced.userName.trim() === '') {
     throw new ScimError(400, 'invalidValue', 'userName is required and must be a non-empty string');
   }
-  checkLength('userName', userName.trim());
+  let userName: AccountName;
+  try {
+    userName = parseAccountName(coerced.userName);
+  } catch (error) {
+    if (error instanceof InvalidAccountName)
+      throw new ScimError(400, 'invalidValue', `userName: ${error.reason}`);
+    throw error;
+  }
   if (typeof coerced.externalId === 'string') checkLength('externalId', coerced.externalId);
   const attributes: Document = {};
   for (const [key, value] of Object.entries(coerced)) {
@@ -80,7 +87,7 @@ export function readUserInput(body: unknown): UserInput {
   const enterprise = attributes[ENTERPRISE_USER_SCHEMA] as Document | undefined;
   if (enterprise && Object.keys(enterprise).length === 0) delete attributes[ENTERPRISE_USER_SCHEMA];
   return {
-    userName: userName.trim(),
+    userName,
     externalId:
       typeof coerced.externalId === 'string' && coerced.externalId !== '' ? coerced.externalId : null,
     active: coerced.active === undefined ? true : Boolean(coerced.active),

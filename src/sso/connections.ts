@@ -10,6 +10,34 @@ export interface ConnectionInput {
   wantResponseSigned: boolean;
   groupClaimFormat: 'names' | 'object-ids';
   attributeMap: Record<string, string>;
+  /** E-mail domains this IdP may sign in (lower case); empty: any user of the tenant. */
+  allowedDomains: string[];
+}
+
+/** A tenant's SAML IdP as the ACS uses it. */
+export type Connection = {
+  id: string;
+  idpEntityId: string;
+  ssoUrl: string;
+  certificates: string[];
+  wantResponseSigned: boolean;
+  attributeMap: Record<string, string>;
+  groupClaimFormat: 'names' | 'object-ids';
+  allowedDomains: string[];
+};
+
+const DOMAIN = /^(?=.{1,253}$)([a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?\.)+[a-z0-9-]{2,63}$/;
+
+/** `--domains Example.com,example.org` → ['example.com', 'example.org'], each a DNS name. */
+export function parseDomains(list: string): string[] {
+  const domains = list
+    .split(',')
+    .map((d) => d.trim().toLowerCase())
+    .filter(Boolean);
+  for (const domain of domains) {
+    if (!DOMAIN.test(domain)) throw invalid(`"${domain}" is not a domain name (e.g. example.com)`);
+  }
+  return [...new Set(domains)];
 }
 
 const MD = 'urn:oasis:names:tc:SAML:2.0:metadata';
@@ -62,10 +90,66 @@ export async function saveConnection(db: Database, tenantId: string, input: Conn
   }
   if (input.certificates.length === 0) throw invalid('at least one IdP signing certificate is required');
   await db.execute(sql`
-    INSERT INTO sso_connections (tenant_id, idp_entity_id, sso_url, certificates, want_response_signed, group_claim_format, attribute_map)
+    INSERT INTO sso_connections (tenant_id, idp_entity_id, sso_url, certificates, want_response_signed, group_claim_format, attribute_map, allowed_domains)
     VALUES (${tenantId}, ${input.idpEntityId}, ${input.ssoUrl}, ${sql.param(input.certificates.map(toPem))}::text[],
-      ${input.wantResponseSigned}, ${input.groupClaimFormat}::group_claim_format, ${JSON.stringify(input.attributeMap)}::jsonb)
+      ${input.wantResponseSigned}, ${input.groupClaimFormat}::group_claim_format, ${JSON.stringify(input.attributeMap)}::jsonb,
+      ${sql.param(input.allowedDomains)}::text[])
     ON CONFLICT (tenant_id, idp_entity_id) DO UPDATE SET sso_url = EXCLUDED.sso_url, certificates = EXCLUDED.certificates,
       want_response_signed = EXCLUDED.want_response_signed, group_claim_format = EXCLUDED.group_claim_format,
-      attribute_map = EXCLUDED.attribute_map`);
+      attribute_map = EXCLUDED.attribute_map, allowed_domains = EXCLUDED.allowed_domains`);
+}
+
+const connectionColumns = sql`id::text AS "id", idp_entity_id AS "idpEntityId", sso_url AS "ssoUrl",
+  certificates AS "certificates", want_response_signed AS "wantResponseSigned", attribute_map AS "attributeMap",
+  group_claim_format::text AS "groupClaimFormat", allowed_domains AS "allowedDomains"`;
+
+/**
+ * The tenant's IdP named by entity id (an assertion's Issuer, or `?idp=` on /login), else its first one.
+ * Choosing by the unverified Issuer is safe: that IdP's own certificates must then verify the assertion.
+ */
+export async function findConnection(
+  db: Database,
+  tenantId: string,
+  idpEntityId?: string,
+): Promise<Connection | undefined> {
+  const [row] = await db.execute<Connection>(sql`
+    SELECT ${connectionColumns} FROM sso_connections WHERE tenant_id = ${tenantId}
+      ${idpEntityId === undefined ? sql`` : sql`AND idp_entity_id = ${idpEntityId}`}
+    ORDER BY created_at LIMIT 1`);
+  return row ? normaliseRow(row) : undefined;
+}
+
+export async function listConnections(db: Database, tenantId: string): Promise<Connection[]> {
+  const rows = await db.execute<Connection>(sql`
+    SELECT ${connectionColumns} FROM sso_connections WHERE tenant_id = ${tenantId} ORDER BY created_at`);
+  return rows.map(normaliseRow);
+}
+
+/** Removes the tenant's connection to this IdP; false when there was none. */
+export async function removeConnection(
+  db: Database,
+  tenantId: string,
+  idpEntityId: string,
+): Promise<boolean> {
+  const rows = await db.execute(sql`
+    DELETE FROM sso_connections WHERE tenant_id = ${tenantId} AND idp_entity_id = ${idpEntityId} RETURNING 1`);
+  return rows.length > 0;
+}
+
+// postgres.js returns text[] as arrays; a driver without array parsing would hand back `{a,b}`.
+function normaliseRow(row: Connection): Connection {
+  return {
+    ...row,
+    certificates: pgTextArray(row.certificates),
+    allowedDomains: pgTextArray(row.allowedDomains),
+  };
+}
+
+function pgTextArray(value: string[] | string): string[] {
+  if (Array.isArray(value)) return value;
+  return value
+    .replace(/^\{|\}$/g, '')
+    .split(/,(?=(?:[^"]*"[^"]*")*[^"]*$)/)
+    .map((v) => v.replace(/^"|"$/g, '').replace(/\\n/g, '\n'))
+    .filter(Boolean);
 }

@@ -1,11 +1,13 @@
 import { sql } from 'drizzle-orm';
+import type { AccountName } from '../accounts/account-name.js';
 import type { Database } from '../db/client.js';
-import { SamlRefusal } from './saml-checks.js';
+import { SamlRefusal } from './refusal.js';
 
 /*
  * Just-in-time provisioning from a validated SAML login. It can never resurrect a user the IdP
  * deprovisioned through SCIM: a deactivated user is refused, and a deleted (tombstoned) userName with no
- * live user is refused rather than re-created.
+ * live user is refused rather than re-created. Names are compared in their normal form
+ * (users.user_name_key), so no spelling variant of such a user gets through either.
  */
 
 export type JitMode = 'off' | 'create' | 'create-and-update';
@@ -15,7 +17,7 @@ export const ENTRA_GROUPS_CLAIM = 'http://schemas.microsoft.com/ws/2008/06/ident
 export const ENTRA_GROUPS_OVERAGE_CLAIM = 'http://schemas.microsoft.com/claims/groups.link';
 
 export interface LoginClaims {
-  nameId: string;
+  nameId: AccountName;
   email: string | undefined;
   givenName: string | undefined;
   familyName: string | undefined;
@@ -41,7 +43,7 @@ export async function provisionLogin(
   return db.transaction(async (tx) => {
     const [live] = await tx.execute<{ id: string; active: boolean }>(sql`
       SELECT id::text, active FROM users
-      WHERE tenant_id = ${tenantId} AND lower(user_name) = lower(${claims.nameId}) AND deprovisioned_at IS NULL
+      WHERE tenant_id = ${tenantId} AND user_name_key = account_key(${claims.nameId}) AND deprovisioned_at IS NULL
       FOR UPDATE`);
     let userId: string;
     let created = false;
@@ -58,7 +60,7 @@ export async function provisionLogin(
       }
     } else {
       const [tombstone] = await tx.execute<{ id: string }>(sql`
-        SELECT id::text FROM users WHERE tenant_id = ${tenantId} AND lower(user_name) = lower(${claims.nameId}) LIMIT 1`);
+        SELECT id::text FROM users WHERE tenant_id = ${tenantId} AND user_name_key = account_key(${claims.nameId}) LIMIT 1`);
       if (tombstone)
         throw new SamlRefusal('user was deprovisioned by the identity provider and is not re-created');
       if (jitMode === 'off')
@@ -107,8 +109,10 @@ function profileAttributes(claims: LoginClaims): Record<string, unknown> {
 type Executor = Pick<Database, 'execute'>;
 
 /**
- * Makes the user's memberships exactly the claimed groups. Okta sends names (groups are created when
- * new, so rules keyed by name match); Entra sends object ids, matched to SCIM groups by externalId.
+ * Makes the user's SAML-granted memberships exactly the claimed groups. Okta sends names (groups are
+ * created when new, so rules keyed by name match); Entra sends object ids, matched to SCIM groups by
+ * externalId case-insensitively (GUIDs). A membership SCIM pushed is never removed here: SCIM is the
+ * authority, a login only adds (source `saml`) and withdraws what logins added.
  */
 async function setGroups(
   tx: Executor,
@@ -125,14 +129,15 @@ async function setGroups(
   const match =
     groups.format === 'names'
       ? sql`lower(g.display_name) = ANY(SELECT lower(v) FROM unnest(${sql.param(groups.values)}::text[]) v)`
-      : sql`g.external_id = ANY(${sql.param(groups.values)}::text[])`;
+      : sql`g.external_id IS NOT NULL AND lower(g.external_id) = ANY(${sql.param(groups.values.map((v) => v.toLowerCase()))}::text[])`;
   const [changes] = await tx.execute<{ added: number; removed: number }>(sql`
     WITH wanted AS (SELECT g.id FROM groups g WHERE g.tenant_id = ${tenantId} AND ${match}),
     removed AS (
-      DELETE FROM group_members gm WHERE gm.user_id = ${userId} AND gm.group_id NOT IN (SELECT id FROM wanted) RETURNING 1
+      DELETE FROM group_members gm WHERE gm.user_id = ${userId} AND gm.source = 'saml'
+        AND gm.group_id NOT IN (SELECT id FROM wanted) RETURNING 1
     ),
     added AS (
-      INSERT INTO group_members (tenant_id, group_id, user_id) SELECT ${tenantId}, id, ${userId} FROM wanted
+      INSERT INTO group_members (tenant_id, group_id, user_id, source) SELECT ${tenantId}, id, ${userId}, 'saml' FROM wanted
       ON CONFLICT DO NOTHING RETURNING 1
     )
     SELECT (SELECT count(*) FROM added)::int AS added, (SELECT count(*) FROM removed)::int AS removed`);

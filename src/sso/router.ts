@@ -1,8 +1,8 @@
-import { type Profile, SAML, ValidateInResponseTo } from '@node-saml/node-saml';
 import { sql } from 'drizzle-orm';
 import express, { type Request, type Response, Router } from 'express';
 import type { Redis } from 'ioredis';
 import type { Database } from '../db/client.js';
+import { DomainError, rootCause } from '../errors.js';
 import { refuseHostileText } from '../http/hostile-input.js';
 import { escapeHtml, htmlPage } from '../http/html.js';
 import { htmlErrorHandler } from '../http/html-errors.js';
@@ -10,15 +10,15 @@ import { PlatformMirror } from '../platform/mirror.js';
 import { findTenantByName, type Tenant } from '../tenants/tenants.js';
 import { issueApiToken } from '../tokens/tokens.js';
 import { accountPage } from './account-page.js';
-import { firstUse, requestIdCache } from './caches.js';
-import {
-  ENTRA_GROUPS_CLAIM,
-  ENTRA_GROUPS_OVERAGE_CLAIM,
-  type JitMode,
-  type LoginClaims,
-  provisionLogin,
-} from './jit.js';
-import { checkResponse, SamlRefusal } from './saml-checks.js';
+import { claimsOf } from './claims.js';
+import { type Connection, findConnection } from './connections.js';
+import { type JitMode, provisionLogin } from './jit.js';
+import { newRequestId, redeemLoginStart, rememberLoginStart } from './login-state.js';
+import { SamlRefusal } from './refusal.js';
+import { spendAssertion } from './replay-cache.js';
+import { readResponseDocument } from './response-document.js';
+import { checkLogin, readSignedAssertion } from './saml-checks.js';
+import { CLOCK_SKEW_MS, samlFor, serviceProviderUrls } from './service-provider.js';
 import {
   clearSessionCookie,
   currentSession,
@@ -30,24 +30,13 @@ import {
 
 /*
  * The SAML edge: SP metadata, SP-initiated login (HTTP-Redirect) and the Assertion Consumer Service
- * (HTTP-POST). node-saml checks signatures, audience, time conditions and InResponseTo; saml-checks.ts
- * adds what it leaves out; caches.ts keeps request ids and used assertion ids in Redis so several API
- * processes agree. Any failure is a plain error page with a reference; the reason goes to the log,
- * the assertion never does.
+ * (HTTP-POST). The ACS is a chain of small steps: look at the document (response-document.ts), let
+ * node-saml verify signatures, audience and Conditions, spend the assertion id (replay-cache.ts), check
+ * what node-saml leaves out from signed content only (saml-checks.ts), tie an SP-initiated login to the
+ * browser that started it (login-state.ts), read the claims (claims.ts), provision (jit.ts), start a
+ * session. Any failure is a plain error page with a reference; the reason goes to the log, the
+ * assertion never does.
  */
-
-const CLOCK_SKEW_MS = 60_000;
-const REQUEST_TTL_MS = 10 * 60_000;
-
-type Connection = {
-  id: string;
-  idp_entity_id: string;
-  sso_url: string;
-  certificates: string[];
-  want_response_signed: boolean;
-  attribute_map: Record<string, string>;
-  group_claim_format: 'names' | 'object-ids';
-};
 
 export interface SsoRouterOptions {
   db: Database;
@@ -55,107 +44,109 @@ export interface SsoRouterOptions {
   publicUrl: string;
 }
 
+type TenantHandler = (req: Request, res: Response, tenant: Tenant) => Promise<void>;
+
 export function ssoRouter(options: SsoRouterOptions): Router {
   const { db, redis, publicUrl } = options;
   const router = Router();
   router.use(express.urlencoded({ extended: false, limit: '512kb' }));
   router.use(refuseHostileText);
 
-  const urls = (tenant: Tenant) => ({
-    entityId: `${publicUrl}/sso/${tenant.name}`,
-    acsUrl: `${publicUrl}/sso/${tenant.name}/acs`,
-  });
+  /** Every SSO page names its tenant: an unknown one is a 404 page, any failure a refusal page. */
+  const forTenant =
+    (handler: TenantHandler) =>
+    async (req: Request, res: Response): Promise<void> => {
+      try {
+        await handler(req, res, await findTenantByName(db, String(req.params.tenant)));
+      } catch (error) {
+        refuse(req, res, error);
+      }
+    };
 
-  /**
-   * The tenant's IdP named by entity id (a response's Issuer, or `?idp=` on /login), else its first one.
-   * Choosing by the unverified Issuer is safe: that IdP's own certificates must then verify the response.
-   */
   async function connectionOf(tenant: Tenant, idpEntityId?: string): Promise<Connection> {
-    const [connection] = await db.execute<Connection>(sql`
-      SELECT id::text, idp_entity_id, sso_url, certificates, want_response_signed, attribute_map, group_claim_format::text
-      FROM sso_connections WHERE tenant_id = ${tenant.id}
-        ${idpEntityId ? sql`AND idp_entity_id = ${idpEntityId}` : sql``}
-      ORDER BY created_at LIMIT 1`);
-    if (!connection) throw new SamlRefusal('single sign-on is not configured for this tenant');
-    return { ...connection, certificates: pgTextArray(connection.certificates) };
+    const connection = await findConnection(db, tenant.id, idpEntityId);
+    if (connection) return connection;
+    throw new SamlRefusal(
+      idpEntityId === undefined
+        ? 'single sign-on is not configured for this tenant'
+        : `no identity provider "${idpEntityId}" is configured for this tenant`,
+    );
   }
 
-  function samlFor(tenant: Tenant, connection: Connection): SAML {
-    const { entityId, acsUrl } = urls(tenant);
-    return new SAML({
-      entryPoint: connection.sso_url,
-      issuer: entityId,
-      audience: entityId,
-      callbackUrl: acsUrl,
-      idpCert: connection.certificates,
-      wantAssertionsSigned: true,
-      wantAuthnResponseSigned: connection.want_response_signed,
-      signatureAlgorithm: 'sha256',
-      acceptedClockSkewMs: CLOCK_SKEW_MS,
-      // IdP-initiated logins (no InResponseTo) only where the tenant allows them.
-      validateInResponseTo: tenant.idpInitiatedSso
-        ? ValidateInResponseTo.ifPresent
-        : ValidateInResponseTo.always,
-      requestIdExpirationPeriodMs: REQUEST_TTL_MS,
-      cacheProvider: requestIdCache(redis, tenant.id, REQUEST_TTL_MS),
-      identifierFormat: null,
-      disableRequestedAuthnContext: true,
-    });
-  }
+  router.get(
+    '/:tenant/metadata',
+    forTenant(async (_req, res, tenant) => {
+      const { entityId, acsUrl } = serviceProviderUrls(publicUrl, tenant);
+      res
+        .type('application/samlmetadata+xml')
+        .send(
+          `<?xml version="1.0"?>\n<md:EntityDescriptor xmlns:md="urn:oasis:names:tc:SAML:2.0:metadata" entityID="${escapeHtml(entityId)}">` +
+            `<md:SPSSODescriptor AuthnRequestsSigned="false" WantAssertionsSigned="true" protocolSupportEnumeration="urn:oasis:names:tc:SAML:2.0:protocol">` +
+            `<md:AssertionConsumerService Binding="urn:oasis:names:tc:SAML:2.0:bindings:HTTP-POST" Location="${escapeHtml(acsUrl)}" index="1"/>` +
+            '</md:SPSSODescriptor></md:EntityDescriptor>\n',
+        );
+    }),
+  );
 
-  router.get('/:tenant/metadata', async (req, res) => {
-    const tenant = await findTenantByName(db, String(req.params.tenant));
-    const { entityId, acsUrl } = urls(tenant);
-    res
-      .type('application/samlmetadata+xml')
-      .send(
-        `<?xml version="1.0"?>\n<md:EntityDescriptor xmlns:md="urn:oasis:names:tc:SAML:2.0:metadata" entityID="${escapeHtml(entityId)}">` +
-          `<md:SPSSODescriptor AuthnRequestsSigned="false" WantAssertionsSigned="true" protocolSupportEnumeration="urn:oasis:names:tc:SAML:2.0:protocol">` +
-          `<md:AssertionConsumerService Binding="urn:oasis:names:tc:SAML:2.0:bindings:HTTP-POST" Location="${escapeHtml(acsUrl)}" index="1"/>` +
-          '</md:SPSSODescriptor></md:EntityDescriptor>\n',
-      );
-  });
-
-  router.get('/:tenant/login', async (req, res) => {
-    try {
-      const tenant = await findTenantByName(db, String(req.params.tenant));
+  router.get(
+    '/:tenant/login',
+    forTenant(async (req, res, tenant) => {
       const relayState = safeRelayState(req.query.RelayState, publicUrl);
       const chosen = typeof req.query.idp === 'string' ? req.query.idp : undefined;
-      const url = await samlFor(tenant, await connectionOf(tenant, chosen)).getAuthorizeUrlAsync(
-        relayState,
-        undefined,
-        {},
-      );
+      const connection = await connectionOf(tenant, chosen);
+      const requestId = newRequestId();
+      const url = await samlFor(serviceProviderUrls(publicUrl, tenant), connection, {
+        requestId,
+      }).getAuthorizeUrlAsync(relayState, undefined, {});
+      await rememberLoginStart(redis, req, res, {
+        tenantId: tenant.id,
+        requestId,
+        connectionId: connection.id,
+        publicUrl,
+      });
       res.redirect(302, url);
-    } catch (error) {
-      refuse(req, res, error);
-    }
-  });
+    }),
+  );
 
-  router.post('/:tenant/acs', async (req, res) => {
-    try {
-      const tenant = await findTenantByName(db, String(req.params.tenant));
+  router.post(
+    '/:tenant/acs',
+    forTenant(async (req, res, tenant) => {
       const samlResponse = typeof req.body?.SAMLResponse === 'string' ? req.body.SAMLResponse : undefined;
       if (!samlResponse) throw new SamlRefusal('no SAMLResponse in the request');
-      const connection = await connectionOf(tenant, claimedIssuer(samlResponse));
-      // Whatever node-saml rejects (signature, audience, time, InResponseTo, DOCTYPE…) is a refusal.
-      const { profile } = await samlFor(tenant, connection)
+      const document = readResponseDocument(samlResponse);
+      const connection = await connectionOf(tenant, document.claimedIssuer ?? '');
+      const urls = serviceProviderUrls(publicUrl, tenant);
+      // Whatever node-saml rejects (signatures, audience, Conditions, …) is a refusal.
+      const { profile } = await samlFor(urls, connection, { responseSigned: document.responseSigned })
         .validatePostResponseAsync({ SAMLResponse: samlResponse })
         .catch((error: Error) => {
           throw new SamlRefusal(error.message);
         });
-      if (!profile) throw new SamlRefusal('the response carried no login');
-      const responseXml = profile.getSamlResponseXml?.();
-      const assertionXml = profile.getAssertionXml?.();
-      if (!responseXml || !assertionXml) throw new SamlRefusal('the response carried no assertion');
-      const facts = checkResponse(responseXml, assertionXml, {
-        acsUrl: urls(tenant).acsUrl,
-        idpEntityId: connection.idp_entity_id,
-      });
-      if (!(await firstUse(redis, tenant.id, facts.id, facts.notOnOrAfter, CLOCK_SKEW_MS))) {
+      const assertionXml = profile?.getAssertionXml?.();
+      if (!assertionXml) throw new SamlRefusal('the response carried no assertion');
+      const assertion = readSignedAssertion(assertionXml);
+      if (!(await spendAssertion(redis, tenant.id, assertion.id, assertion.usableUntil, CLOCK_SKEW_MS)))
         throw new SamlRefusal('this assertion was already used (replay)');
+      const { inResponseTo } = checkLogin(document.response, assertion, {
+        acsUrl: urls.acsUrl,
+        idpEntityId: connection.idpEntityId,
+        responseSigned: document.responseSigned,
+        now: new Date(),
+        skewMs: CLOCK_SKEW_MS,
+        maxAgeMs: tenant.maxAssertionAgeSeconds * 1000,
+      });
+      if (inResponseTo !== undefined) {
+        await redeemLoginStart(redis, req, {
+          tenantId: tenant.id,
+          requestId: inResponseTo,
+          connectionId: connection.id,
+        });
+      } else if (!tenant.idpInitiatedSso) {
+        throw new SamlRefusal(
+          'unsolicited (IdP-initiated) response, and this tenant accepts only logins it started',
+        );
       }
-      const claims = claimsOf(profile, connection);
+      const claims = claimsOf(assertion.element, connection);
       const login = await provisionLogin(db, tenant.id, tenant.jitMode as JitMode, claims, String(req.id));
       req.log.info({ userId: login.userId, created: login.created }, 'SAML login accepted');
       setSessionCookie(res, await startSession(db, tenant.id, login.userId), publicUrl);
@@ -163,60 +154,67 @@ export function ssoRouter(options: SsoRouterOptions): Router {
         303,
         safeRelayState(req.body?.RelayState, publicUrl) || `${publicUrl}/sso/${tenant.name}/me`,
       );
-    } catch (error) {
-      refuse(req, res, error);
-    }
-  });
-  router.get('/:tenant/me', async (req, res) => {
-    const tenant = await findTenantByName(db, String(req.params.tenant));
-    const session = await currentSession(db, tenant.id, req);
-    if (!session) {
-      res.redirect(
-        302,
-        `${publicUrl}/sso/${tenant.name}/login?RelayState=${encodeURIComponent(`/sso/${tenant.name}/me`)}`,
-      );
-      return;
-    }
-    res.type('html').send(accountPage(await accountView(db, tenant, session)));
-  });
+    }),
+  );
 
-  router.post('/:tenant/me/tokens', async (req, res) => {
-    const tenant = await findTenantByName(db, String(req.params.tenant));
-    const session = await sameOriginSession(req, res, tenant);
-    if (!session) return;
-    const scopes = String(req.body?.scopes ?? '')
-      .split(/[\s,]+/)
-      .filter(Boolean);
-    const label = String(req.body?.label ?? '').slice(0, 80) || undefined;
-    const issued = await issueApiToken(db, tenant.id, session.userId, {
-      scopes,
-      expiresInSeconds: 90 * 24 * 3600,
-      label,
-      actor: `user:${session.userName}`,
-    });
-    res
-      .type('html')
-      .send(accountPage({ ...(await accountView(db, tenant, session)), newToken: issued.token }));
-  });
+  router.get(
+    '/:tenant/me',
+    forTenant(async (req, res, tenant) => {
+      const session = await currentSession(db, tenant.id, req);
+      if (!session) {
+        res.redirect(
+          302,
+          `${publicUrl}/sso/${tenant.name}/login?RelayState=${encodeURIComponent(`/sso/${tenant.name}/me`)}`,
+        );
+        return;
+      }
+      res.type('html').send(accountPage(await accountView(db, tenant, session)));
+    }),
+  );
 
-  router.post('/:tenant/me/tokens/:id/revoke', async (req, res) => {
-    const tenant = await findTenantByName(db, String(req.params.tenant));
-    const session = await sameOriginSession(req, res, tenant);
-    if (!session) return;
-    // Only the user's own API tokens: the user id is part of the condition.
-    await db.execute(sql`
+  router.post(
+    '/:tenant/me/tokens',
+    forTenant(async (req, res, tenant) => {
+      const session = await sameOriginSession(req, res, tenant);
+      if (!session) return;
+      const scopes = String(req.body?.scopes ?? '')
+        .split(/[\s,]+/)
+        .filter(Boolean);
+      const label = String(req.body?.label ?? '').slice(0, 80) || undefined;
+      const issued = await issueApiToken(db, tenant.id, session.userId, {
+        scopes,
+        expiresInSeconds: 90 * 24 * 3600,
+        label,
+        actor: `user:${session.userName}`,
+      });
+      res
+        .type('html')
+        .send(accountPage({ ...(await accountView(db, tenant, session)), newToken: issued.token }));
+    }),
+  );
+
+  router.post(
+    '/:tenant/me/tokens/:id/revoke',
+    forTenant(async (req, res, tenant) => {
+      const session = await sameOriginSession(req, res, tenant);
+      if (!session) return;
+      // Only the user's own API tokens: the user id is part of the condition.
+      await db.execute(sql`
       UPDATE tokens SET revoked_at = now(), revoked_reason = 'revoked by its owner'
       WHERE id::text = ${String(req.params.id)} AND user_id = ${session.userId} AND kind = 'api' AND revoked_at IS NULL`);
-    res.redirect(303, `${publicUrl}/sso/${tenant.name}/me`);
-  });
+      res.redirect(303, `${publicUrl}/sso/${tenant.name}/me`);
+    }),
+  );
 
-  router.post('/:tenant/logout', async (req, res) => {
-    const tenant = await findTenantByName(db, String(req.params.tenant));
-    const session = await currentSession(db, tenant.id, req);
-    if (session) await endSession(db, session.id);
-    clearSessionCookie(res);
-    res.type('html').send(htmlPage('Signed out', '<p>You are signed out of idsync.</p>'));
-  });
+  router.post(
+    '/:tenant/logout',
+    forTenant(async (req, res, tenant) => {
+      const session = await currentSession(db, tenant.id, req);
+      if (session) await endSession(db, session.id);
+      clearSessionCookie(res);
+      res.type('html').send(htmlPage('Signed out', '<p>You are signed out of idsync.</p>'));
+    }),
+  );
 
   /** A session for a state-changing request, which must come from idsync's own pages. */
   async function sameOriginSession(req: Request, res: Response, tenant: Tenant) {
@@ -265,13 +263,20 @@ async function accountView(db: Database, tenant: Tenant, session: Session) {
 }
 
 function refuse(req: Request, res: Response, error: unknown): void {
-  const reason = error instanceof SamlRefusal ? error.reason : (error as Error).message;
+  // rootCause: a driver error's own message, never drizzle's, which repeats the query's values.
+  const reason = error instanceof SamlRefusal ? error.reason : String((rootCause(error) as Error)?.message);
   const reference = String(req.id ?? '');
   // The reason is logged for the operator; the browser gets only a reference to quote.
-  req.log.warn({ reference, reason }, 'SAML login refused');
-  const status = error instanceof SamlRefusal ? 403 : 500;
+  if (error instanceof DomainError && error.kind === 'not_found') {
+    req.log.info({ reference, reason }, 'SSO page for an unknown tenant');
+    res.status(404).type('html').send(htmlPage('Not found', '<p>There is no such sign-in page.</p>'));
+    return;
+  }
+  const refused = error instanceof SamlRefusal;
+  if (refused) req.log.warn({ reference, reason }, 'SAML login refused');
+  else req.log.error({ reference, reason }, 'SAML request failed');
   res
-    .status((error as { kind?: string }).kind === 'not_found' ? 404 : status)
+    .status(refused ? 403 : 500)
     .type('html')
     .send(
       htmlPage(
@@ -279,12 +284,6 @@ function refuse(req: Request, res: Response, error: unknown): void {
         `<p>We could not sign you in. If this keeps happening, give your administrator this reference:</p><p><code>${escapeHtml(reference)}</code></p>`,
       ),
     );
-}
-
-/** The Issuer a response claims, read without trusting it, to pick which IdP's keys must verify it. */
-function claimedIssuer(samlResponse: string): string | undefined {
-  const xml = Buffer.from(samlResponse, 'base64').toString('utf8').slice(0, 4096);
-  return /<(?:[A-Za-z0-9]+:)?Issuer[^>]*>\s*([^<\s]+)\s*</.exec(xml)?.[1];
 }
 
 /** RelayState may only send the browser back to idsync's own origin (no open redirect). */
@@ -296,63 +295,4 @@ function safeRelayState(value: unknown, publicUrl: string): string {
   } catch {
     return '';
   }
-}
-
-function first(profile: Profile, names: string[]): string | undefined {
-  for (const name of names) {
-    const value =
-      (profile as Record<string, unknown>)[name] ??
-      (profile.attributes as Record<string, unknown> | undefined)?.[name];
-    if (typeof value === 'string' && value !== '') return value;
-    if (Array.isArray(value) && typeof value[0] === 'string') return value[0];
-  }
-  return undefined;
-}
-
-function claimsOf(profile: Profile, connection: Connection): LoginClaims {
-  const map = connection.attribute_map;
-  const nameId = profile.nameID;
-  if (!nameId) throw new SamlRefusal('the assertion has no NameID');
-  const attribute = (name: string) =>
-    (profile as Record<string, unknown>)[name] ??
-    (profile.attributes as Record<string, unknown> | undefined)?.[name];
-  const groupsClaim =
-    connection.group_claim_format === 'object-ids' ? ENTRA_GROUPS_CLAIM : (map.groups ?? 'groups');
-  const rawGroups = attribute(groupsClaim);
-  const overage = attribute(ENTRA_GROUPS_OVERAGE_CLAIM) !== undefined;
-  // A single group arrives as a string, several as an array; missing (or overage) means "unknown", not "none".
-  const values =
-    rawGroups === undefined ? undefined : (Array.isArray(rawGroups) ? rawGroups : [rawGroups]).map(String);
-  return {
-    nameId,
-    email: first(profile, [
-      map.email ?? 'email',
-      'http://schemas.xmlsoap.org/ws/2005/05/identity/claims/emailaddress',
-    ]),
-    givenName: first(profile, [
-      map.givenName ?? 'firstName',
-      'givenName',
-      'http://schemas.xmlsoap.org/ws/2005/05/identity/claims/givenname',
-    ]),
-    familyName: first(profile, [
-      map.familyName ?? 'lastName',
-      'familyName',
-      'http://schemas.xmlsoap.org/ws/2005/05/identity/claims/surname',
-    ]),
-    displayName: first(profile, [
-      map.displayName ?? 'displayName',
-      'http://schemas.microsoft.com/identity/claims/displayname',
-    ]),
-    groups: overage || values === undefined ? undefined : { format: connection.group_claim_format, values },
-    overage,
-  };
-}
-
-function pgTextArray(value: string[] | string): string[] {
-  if (Array.isArray(value)) return value;
-  return value
-    .replace(/^\{|\}$/g, '')
-    .split(/,(?=(?:[^"]*"[^"]*")*[^"]*$)/)
-    .map((v) => v.replace(/^"|"$/g, '').replace(/\\n/g, '\n'))
-    .filter(Boolean);
 }

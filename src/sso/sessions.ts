@@ -57,8 +57,7 @@ export async function endSession(db: Database, sessionId: string): Promise<void>
 
 /** HttpOnly, SameSite=Lax, and Secure except on plain-http localhost (the laptop default). */
 export function setSessionCookie(res: Response, token: string, publicUrl: string): void {
-  const url = new URL(publicUrl);
-  const local = url.protocol === 'http:' && ['localhost', '127.0.0.1', '[::1]'].includes(url.hostname);
+  const local = isPlainHttpLocalhost(publicUrl);
   res.cookie(SESSION_COOKIE, token, {
     httpOnly: true,
     sameSite: 'lax',
@@ -78,4 +77,10 @@ export function readCookie(req: Request, name: string): string | undefined {
     if (key === name) return decodeURIComponent(value.join('='));
   }
   return undefined;
+}
+
+/** idsync on a laptop: browsers keep no `Secure` cookie from plain http, so cookies there go without it. */
+export function isPlainHttpLocalhost(publicUrl: string): boolean {
+  const url = new URL(publicUrl);
+  return url.protocol === 'http:' && ['localhost', '127.0.0.1', '[::1]'].includes(url.hostname);
 }

@@ -96,6 +96,8 @@ export async function authenticateScimToken(db: Database, token: string): Promis
 export interface TenantPolicyChanges {
   jitMode?: 'off' | 'create' | 'create-and-update';
   idpInitiatedSso?: boolean;
+  /** Oldest SAML assertion a login may present, in whole minutes (1 to 1440). */
+  maxAssertionAgeMinutes?: number;
   /** A userName, or null to clear. */
   fallbackAdmin?: string | null;
   massChangeThresholdPercent?: number;
@@ -126,6 +128,10 @@ export async function updateTenantPolicy(
   ) {
     throw invalid('the inactivity window is a whole number of days above 0');
   }
+  const maxAge = changes.maxAssertionAgeMinutes;
+  if (maxAge !== undefined && !(Number.isInteger(maxAge) && maxAge >= 1 && maxAge <= 1440)) {
+    throw invalid('the maximum assertion age is a whole number of minutes from 1 to 1440');
+  }
   const interval = changes.driftScanIntervalMinutes;
   if (interval !== undefined && !(Number.isInteger(interval) && interval > 0)) {
     throw invalid('the drift scan interval is a whole number of minutes above 0');
@@ -149,7 +155,7 @@ export async function updateTenantPolicy(
     if (changes.fallbackAdmin === null) fallbackAdminUserId = null;
     else if (changes.fallbackAdmin !== undefined) {
       const [user] = await tx.execute<{ id: string }>(sql`
-        SELECT id::text FROM users WHERE tenant_id = ${tenant.id} AND lower(user_name) = lower(${changes.fallbackAdmin})
+        SELECT id::text FROM users WHERE tenant_id = ${tenant.id} AND user_name_key = account_key(${changes.fallbackAdmin})
           AND active AND deprovisioned_at IS NULL`);
       if (!user) throw notFound(`no active user ${changes.fallbackAdmin} in tenant ${name}`);
       fallbackAdminUserId = user.id;
@@ -159,6 +165,7 @@ export async function updateTenantPolicy(
       .set({
         ...(changes.jitMode ? { jitMode: changes.jitMode } : {}),
         ...(changes.idpInitiatedSso !== undefined ? { idpInitiatedSso: changes.idpInitiatedSso } : {}),
+        ...(maxAge !== undefined ? { maxAssertionAgeSeconds: maxAge * 60 } : {}),
         ...(fallbackAdminUserId !== undefined ? { fallbackAdminUserId } : {}),
         ...(threshold !== undefined ? { massChangeThresholdPercent: threshold } : {}),
         ...(changes.inactivityDays !== undefined ? { inactivityDays: changes.inactivityDays } : {}),

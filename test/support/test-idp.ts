@@ -25,6 +25,8 @@ export interface TestIdp {
     overrides?: Record<string, string>;
     signatureAlgorithm?: string;
     signAssertion?: boolean;
+    /** Also sign the Response element (Okta can; Entra signs the assertion only). */
+    signResponse?: boolean;
   }): Promise<string>;
 }
 
@@ -50,12 +52,12 @@ export async function createTestIdp(
       ],
       requestSignatureAlgorithm: signatureAlgorithm,
     });
-  const serviceProvider = (signAssertion: boolean) =>
+  const serviceProvider = (signAssertion: boolean, signResponse: boolean) =>
     samlify.ServiceProvider({
       entityID: sp.entityId,
       assertionConsumerService: [{ Binding: samlify.Constants.namespace.binding.post, Location: sp.acsUrl }],
       wantAssertionsSigned: signAssertion,
-      wantMessageSigned: false,
+      wantMessageSigned: signResponse,
     });
 
   return {
@@ -64,7 +66,7 @@ export async function createTestIdp(
     metadata: () => provider(RSA_SHA256).getMetadata(),
     async respond(login) {
       const idp = provider(login.signatureAlgorithm ?? RSA_SHA256);
-      const target = serviceProvider(login.signAssertion ?? true);
+      const target = serviceProvider(login.signAssertion ?? true, login.signResponse ?? false);
       const attributes = Object.entries(login.attributes ?? {});
       const values: Record<string, string> = {};
       // One Attribute per name with one AttributeValue per value; samlify escapes every value.
