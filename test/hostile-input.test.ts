@@ -161,12 +161,13 @@ describe('hostile input: precise 4xx answers', async () => {
     });
     expect(login.status).toBe(303);
     const cookie = login.headers.get('set-cookie')!.split(';')[0]!;
-    for (const headers of [
+    const hostileOrigins: Record<string, string>[] = [
       { Origin: 'null' },
       { Referer: 'http://[not a url' },
       { Origin: 'http://host.evil.example' },
       {},
-    ]) {
+    ];
+    for (const headers of hostileOrigins) {
       const scan = await fetch(`${base}/console/acme/scan`, {
         method: 'POST',
         redirect: 'manual',

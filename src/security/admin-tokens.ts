@@ -162,7 +162,7 @@ export async function authenticateAdmin(
   if (presented === undefined) return undefined;
   if (adminTokenMatches(presented, environmentToken)) return ENVIRONMENT_PRINCIPAL;
   const parsed = parseCredential(presented);
-  if (!parsed || parsed.kind !== 'admin') return undefined;
+  if (parsed?.kind !== 'admin') return undefined;
   return principalByTokenId(db, parsed.tokenId, (hash) => secretMatches(parsed.secret, hash));
 }
 

@@ -125,7 +125,7 @@ export async function authenticateClient(
   clientSecret: string,
 ): Promise<OAuthClient | undefined> {
   const parsed = parseCredential(clientSecret);
-  if (!parsed || parsed.kind !== 'client' || parsed.tokenId !== clientId) return undefined;
+  if (parsed?.kind !== 'client' || parsed.tokenId !== clientId) return undefined;
   const [row] = await db.select().from(oauthClients).where(eq(oauthClients.clientId, clientId));
   if (!row || !secretMatches(parsed.secret, row.secretHash)) return undefined;
   return view(row);

@@ -88,7 +88,7 @@ export type Introspection =
  */
 export async function introspect(db: Database, token: string, tenantId: string): Promise<Introspection> {
   const parsed = parseCredential(token);
-  if (!parsed || parsed.kind !== 'api') return { active: false };
+  if (parsed?.kind !== 'api') return { active: false };
   const [row] = await db.execute<{
     secret_hash: string;
     usable: boolean;
@@ -122,7 +122,7 @@ export async function introspect(db: Database, token: string, tenantId: string):
 /** RFC 7009 for one tenant's client: revoking an unknown, foreign or already revoked token is not an error. */
 export async function revoke(db: Database, token: string, tenantId: string, actor: string): Promise<void> {
   const parsed = parseCredential(token);
-  if (!parsed || parsed.kind !== 'api') return;
+  if (parsed?.kind !== 'api') return;
   const [row] = await db.execute<{ secret_hash: string; id: string; tenant_id: string; user_id: string }>(sql`
     SELECT id::text, secret_hash, tenant_id::text, user_id::text FROM tokens
     WHERE token_id = ${parsed.tokenId} AND kind = 'api' AND tenant_id = ${tenantId} AND revoked_at IS NULL`);
