@@ -12,6 +12,7 @@ import {
   type TenantWithToken,
   updateTenantPolicy,
 } from '../tenants/tenants.js';
+import { readTokenScopes } from '../tokens/scopes.js';
 import { registerAccessCommands } from './access-commands.js';
 import { CliError, configOrExit, EXIT, withDatabase } from './context.js';
 import { registerCredentialCommands } from './credential-commands.js';
@@ -168,6 +169,10 @@ function buildProgram(): Command {
       '--console-group <group>',
       'IdP group whose members may open /console after SSO ("none" to clear)',
     )
+    .option(
+      '--token-scopes <scopes>',
+      'comma-separated scopes personal API tokens may carry at most (then bounded by each user’s access)',
+    )
     .action(
       (
         name: string,
@@ -207,6 +212,9 @@ function buildProgram(): Command {
                 : {}),
               ...(options.consoleGroup !== undefined
                 ? { consoleGroup: options.consoleGroup === 'none' ? null : options.consoleGroup }
+                : {}),
+              ...(options.tokenScopes !== undefined
+                ? { tokenScopes: readTokenScopes(options.tokenScopes.split(',').map((s) => s.trim())) }
                 : {}),
             },
             'cli',

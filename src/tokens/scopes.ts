@@ -1,5 +1,6 @@
 import { sql } from 'drizzle-orm';
 import type { Database } from '../db/client.js';
+import { invalid } from '../errors.js';
 import { desiredAccess } from '../reconcile/desired.js';
 import type { Access } from '../reconcile/model.js';
 import { loadRules, loadUser } from '../reconcile/state.js';
@@ -27,6 +28,14 @@ export type TokenScope = (typeof TOKEN_SCOPES)[number];
 
 export const isTokenScope = (value: string): value is TokenScope =>
   (TOKEN_SCOPES as readonly string[]).includes(value);
+
+/** Scope names from a CLI or API, all known (else a 400 naming the unknown ones). */
+export function readTokenScopes(values: readonly string[]): TokenScope[] {
+  const unknown = values.filter((v) => v !== '' && !isTokenScope(v));
+  if (unknown.length > 0)
+    throw invalid(`unknown scope ${unknown.slice(0, 5).join(', ')}; scopes are ${TOKEN_SCOPES.join(', ')}`);
+  return TOKEN_SCOPES.filter((s) => values.includes(s));
+}
 
 /** The scopes an access grants: app and Enterprise Account permissions by name, teams by role. */
 export function scopesGrantedBy(access: Access): Set<TokenScope> {

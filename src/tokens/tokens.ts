@@ -3,7 +3,7 @@ import type { Database } from '../db/client.js';
 import { isUuid } from '../db/uuid.js';
 import { forbidden, invalid, notFound } from '../errors.js';
 import { issueCredential, parseCredential, secretMatches } from '../security/credentials.js';
-import { grantableScopes, isTokenScope, TOKEN_SCOPES } from './scopes.js';
+import { grantableScopes, readTokenScopes } from './scopes.js';
 
 /*
  * Personal API tokens idsync issues for a user. Shown once, stored as a hash, checked by platform
@@ -31,9 +31,7 @@ export async function issueApiToken(
   ) {
     throw invalid('a token must expire within a year (and after now)');
   }
-  const unknown = options.scopes.filter((s) => !isTokenScope(s));
-  if (unknown.length > 0)
-    throw invalid(`unknown scope ${unknown.slice(0, 5).join(', ')}; scopes are ${TOKEN_SCOPES.join(', ')}`);
+  readTokenScopes(options.scopes);
   const byId = isUuid(userRef);
   const [user] = await db.execute<{ id: string; active: boolean; gone: boolean }>(sql`
     SELECT id::text, active, deprovisioned_at IS NOT NULL AS gone FROM users
