@@ -9,12 +9,13 @@ import { capturingLogger } from './support/log-capture.js';
 /*
  * A seeded fuzzer over every HTTP edge (SCIM, admin API, console, SSO, OAuth): hostile paths, query
  * strings, headers and bodies must get a 4xx (or a 2xx), never a 5xx, and no body may show a stack
- * trace or SQL. IDSYNC_FUZZ_SEED replays a run; a failure prints its seed and the shrunk request.
+ * trace or SQL. IDSYNC_FUZZ_SEED replays a run; a failure prints its seed and the failing requests.
  */
 
 const ADMIN = randomBytes(24).toString('hex');
 const SEED = Number(process.env.IDSYNC_FUZZ_SEED ?? Date.now() % 2 ** 31);
 const RUNS = Number(process.env.IDSYNC_FUZZ_RUNS ?? 2500);
+const CONCURRENCY = 8;
 const LEAK =
   /\n\s+at [^\n]*:\d+:\d+|node_modules|\b(SELECT|INSERT INTO|UPDATE \w+ SET|DELETE FROM)\b|syntax error at or near|DrizzleQueryError|PostgresError/;
 
@@ -266,6 +267,20 @@ describe('hostile input never gets a 5xx', async () => {
         })),
       segment.map((id) => ({ method: 'GET', path: `/api/tenants/fuzz/drift/${id}`, body: undefined })),
       segment.map((tenant) => ({ method: 'GET', path: `/api/tenants/${tenant}/rules`, body: undefined })),
+      json(
+        fc.record({ name: hostileValue, role: hostileValue, tenant: hostileValue }, { requiredKeys: [] }),
+      ).map((body) => ({ method: 'POST', path: '/api/admin-tokens', body })),
+      json(fc.record({ name: hostileValue, scopes: hostileValue }, { requiredKeys: [] })).map((body) => ({
+        method: 'POST',
+        path: '/api/tenants/fuzz/clients',
+        body,
+      })),
+      fc.tuple(segment, fc.boolean()).map(([name, rotate]) => ({
+        method: rotate ? 'POST' : 'DELETE',
+        path: `/api/tenants/fuzz/clients/${name}${rotate ? '/rotate' : ''}`,
+        body: undefined,
+      })),
+      segment.map((name) => ({ method: 'DELETE', path: `/api/admin-tokens/${name}`, body: undefined })),
     )
     .map((request) => ({
       ...request,
@@ -366,39 +381,36 @@ describe('hostile input never gets a 5xx', async () => {
   );
 
   it(`answers ${RUNS} hostile requests with no 5xx and no leaked internals (seed ${SEED})`, async () => {
+    // The seed fixes the whole sequence; requests go out a few at a time (order does not matter: each
+    // must be answered with a 4xx or 2xx on its own), which keeps the run well under a minute.
+    const requests = fc.sample(hostileRequest, { seed: SEED, numRuns: RUNS });
     const statuses = new Map<number, number>();
-    try {
-      await fc.assert(
-        fc.asyncProperty(hostileRequest, async (request) => {
-          const response = await fetch(`${base}${request.path}`, {
-            method: request.method,
-            headers: request.headers,
-            body: request.body,
-            redirect: 'manual',
-          });
-          const text = await response.text();
-          statuses.set(response.status, (statuses.get(response.status) ?? 0) + 1);
-          if (response.status >= 500 || LEAK.test(text)) {
-            // IDSYNC_FUZZ_COLLECT=1 lists every failure of a run instead of stopping at the first.
-            if (process.env.IDSYNC_FUZZ_COLLECT) {
-              console.error(
-                `${request.method} ${request.path.slice(0, 200)} ${request.body?.slice(0, 200)} → ${response.status}: ${text.slice(0, 200)}`,
-              );
-              return;
-            }
-            throw new Error(
-              `${request.method} ${request.path.slice(0, 300)} → ${response.status}: ${text.slice(0, 300)}`,
-            );
-          }
-        }),
-        { seed: SEED, numRuns: RUNS, endOnFailure: true },
-      );
-    } catch (error) {
-      console.error(`hostile-input fuzz failed; replay with IDSYNC_FUZZ_SEED=${SEED}`);
-      throw error;
+    const failures: string[] = [];
+    const send = async (request: HostileRequest) => {
+      const response = await fetch(`${base}${request.path}`, {
+        method: request.method,
+        headers: request.headers,
+        body: request.body,
+        redirect: 'manual',
+      });
+      const text = await response.text();
+      statuses.set(response.status, (statuses.get(response.status) ?? 0) + 1);
+      if (response.status >= 500 || LEAK.test(text)) {
+        failures.push(
+          `${request.method} ${request.path.slice(0, 200)} ${request.body?.slice(0, 200) ?? ''} → ${response.status}: ${text.slice(0, 200)}`,
+        );
+      }
+    };
+    for (let i = 0; i < requests.length; i += CONCURRENCY) {
+      await Promise.all(requests.slice(i, i + CONCURRENCY).map(send));
     }
+    if (failures.length > 0) {
+      console.error(
+        `hostile-input fuzz: ${failures.length} failures; replay with IDSYNC_FUZZ_SEED=${SEED}\n${failures.slice(0, 20).join('\n')}`,
+      );
+    }
+    expect(failures, `seed ${SEED}`).toEqual([]);
     // The generator must reach the refusals it is meant to exercise, not only 404s.
     expect(statuses.get(400) ?? 0).toBeGreaterThan(RUNS / 10);
-    expect([...statuses.keys()].every((status) => status < 500)).toBe(true);
   }, 120_000);
 });
