@@ -84,6 +84,18 @@ const envSchema = z.object({
     .min(0, 'must be 0 (off) or more')
     .default(60_000),
   IDSYNC_SECRET_KEY: z.string().min(32, 'must be at least 32 characters').optional(),
+  DATABASE_POOL_SIZE: z.coerce
+    .number({ error: 'must be a number' })
+    .int('must be a whole number')
+    .positive('must be greater than 0')
+    .optional(),
+  JOB_MAX_STALLED_COUNT: positiveInt(10),
+  SWEEPER_INTERVAL_MS: z.coerce
+    .number({ error: 'must be a number' })
+    .int('must be a whole number')
+    .min(0, 'must be 0 (off) or more')
+    .default(60_000),
+  SWEEPER_GRACE_MS: positiveInt(300_000),
 });
 
 export interface Config {
@@ -114,6 +126,14 @@ export interface Config {
   secretKey: string | undefined;
   /** How often workers look for tenants due a drift scan (each tenant has its own interval); 0: never. */
   driftTickMs: number;
+  /** PostgreSQL connections per process; unset: sized from the mode and WORKER_CONCURRENCY. */
+  databasePoolSize: number | undefined;
+  /** How often a job may be found stalled (its worker died) and run again before it fails. */
+  jobMaxStalledCount: number;
+  /** How often workers sweep for lost or unfinished work; 0: never. */
+  sweeperIntervalMs: number;
+  /** How old relayed-but-unfinished work must be before the sweeper sends it again. */
+  sweeperGraceMs: number;
 }
 
 export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
@@ -146,6 +166,10 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
     jobLockMs: e.JOB_LOCK_MS,
     secretKey: e.IDSYNC_SECRET_KEY,
     driftTickMs: e.DRIFT_TICK_MS,
+    databasePoolSize: e.DATABASE_POOL_SIZE,
+    jobMaxStalledCount: e.JOB_MAX_STALLED_COUNT,
+    sweeperIntervalMs: e.SWEEPER_INTERVAL_MS,
+    sweeperGraceMs: e.SWEEPER_GRACE_MS,
   };
 }
 

@@ -158,6 +158,35 @@ describe('Microsoft Entra ID', async () => {
     expect(response.status).toBe(204);
   });
 
+  it('creates a user with an app role (SingleAppRoleAssignment) and keeps it as sent', async () => {
+    const roles = [{ primary: true, type: 'WindowsAzureActiveDirectoryRole', value: 'ADMIN' }];
+    const user = await createUser(server, 'entra.approle@example.com', { roles });
+    expect(user.roles).toEqual(roles);
+    expect((await json(await server.request('GET', `/Users/${user.id}`))).roles).toEqual(roles);
+  });
+
+  it('adds app roles with PATCH Add, "True" as a string, and x509Certificates of any type', async () => {
+    const user = await createUser(server, 'entra.addrole@example.com');
+    const response = await server.request(
+      'PATCH',
+      `/Users/${user.id}`,
+      patch([
+        {
+          op: 'Add',
+          path: 'roles',
+          value: [{ primary: 'True', type: 'WindowsAzureActiveDirectoryRole', value: 'Reader' }],
+        },
+        { op: 'Add', path: 'entitlements', value: [{ type: 'license', value: 'E5' }] },
+        { op: 'Add', path: 'x509Certificates', value: [{ type: 'signing', value: 'TUlJQ2lqQ0NBWE' }] },
+      ]),
+    );
+    expect(response.status).toBe(200);
+    const body = await json(response);
+    expect(body.roles).toEqual([{ primary: true, type: 'WindowsAzureActiveDirectoryRole', value: 'Reader' }]);
+    expect(body.entitlements).toEqual([{ type: 'license', value: 'E5' }]);
+    expect(body.x509Certificates).toEqual([{ type: 'signing', value: 'TUlJQ2lqQ0NBWE' }]);
+  });
+
   it('sustains well over 25 requests per second', async () => {
     const started = performance.now();
     const requests = Array.from({ length: 100 }, (_, i) =>

@@ -78,4 +78,56 @@ describe('signing in through the IdP in a real browser', async () => {
     expect(page.url()).toContain(`${idpServer.url}/sso`);
     expect(await page.textContent('h1')).toBe('Test IdP');
   });
+  it('refuses a response obtained in one browser when another browser posts it (login CSRF), and lets the first finish', async () => {
+    const attacker = await browser.newContext();
+    const victim = await browser.newContext();
+    try {
+      const attackerPage = await attacker.newPage();
+      let captured = '';
+      await attackerPage.route(`${publicUrl}/sso/acme/acs`, async (route) => {
+        captured = route.request().postData() ?? '';
+        await route.abort();
+      });
+      await attackerPage.goto(`${publicUrl}/sso/acme/login`);
+      await attackerPage.fill('#username', 'mallory@example.com');
+      await attackerPage.click('#sign-in');
+      await expect.poll(() => captured, { timeout: 10_000 }).toContain('SAMLResponse=');
+      const fields = new URLSearchParams(captured);
+
+      // The attacker's page makes the victim's browser post the attacker's response to the ACS.
+      const victimPage = await victim.newPage();
+      await victimPage.goto(`${idpServer.url}/sso?SAMLRequest=`);
+      await victimPage.evaluate(
+        ({ acs, samlResponse }) => {
+          const form = document.createElement('form');
+          form.method = 'post';
+          form.action = acs;
+          const input = document.createElement('input');
+          input.name = 'SAMLResponse';
+          input.value = samlResponse;
+          form.append(input);
+          document.body.append(form);
+          form.submit();
+        },
+        { acs: `${publicUrl}/sso/acme/acs`, samlResponse: fields.get('SAMLResponse')! },
+      );
+      await victimPage.waitForURL(`${publicUrl}/sso/acme/acs`);
+      expect(await victimPage.textContent('h1')).toBe('Sign-in failed');
+      expect((await victim.cookies()).map((c) => c.name)).not.toContain('idsync_session');
+      expect((await database.sql`SELECT 1 FROM users WHERE user_name = 'mallory@example.com'`).length).toBe(
+        0,
+      );
+
+      // The browser that started a login finishes it.
+      await attackerPage.unroute(`${publicUrl}/sso/acme/acs`);
+      await attackerPage.goto(`${publicUrl}/sso/acme/me`);
+      await attackerPage.fill('#username', 'mallory@example.com');
+      await attackerPage.click('#sign-in');
+      await attackerPage.waitForURL(`${publicUrl}/sso/acme/me`);
+      expect(await attackerPage.textContent('#user')).toBe('mallory@example.com');
+    } finally {
+      await attacker.close();
+      await victim.close();
+    }
+  }, 90_000);
 });

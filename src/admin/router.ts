@@ -1,6 +1,6 @@
 import { type NextFunction, type Request, type Response, Router } from 'express';
+import { recordAudit } from '../audit/audit-log.js';
 import type { Database } from '../db/client.js';
-import { auditLog } from '../db/schema.js';
 import { isUuid } from '../db/uuid.js';
 import { findingsCsv, offboardingCsv, seatsCsv } from '../drift/csv.js';
 import { offboardingView } from '../drift/offboarding.js';
@@ -78,17 +78,15 @@ function authenticate(db: Database, environmentToken: string | undefined) {
 function auditWhenDone(db: Database, req: Request, res: Response) {
   res.on('finish', () => {
     const { principal, tenantId } = res.locals as AdminLocals;
-    db.insert(auditLog)
-      .values({
-        tenantId: tenantId ?? null,
-        actor: adminActor(principal),
-        action: `admin_api.${req.method.toLowerCase()}`,
-        after: { path: req.baseUrl + req.path, status: res.statusCode, role: principal.role },
-        correlationId: typeof req.id === 'string' ? req.id : null,
-      })
-      .catch((error: unknown) =>
-        req.log?.error({ err: rootCause(error) }, 'could not audit an admin request'),
-      );
+    recordAudit(db, {
+      tenantId: tenantId ?? null,
+      actor: adminActor(principal),
+      action: `admin_api.${req.method.toLowerCase()}`,
+      after: { path: req.baseUrl + req.path, status: res.statusCode, role: principal.role },
+      correlationId: typeof req.id === 'string' ? req.id : null,
+    }).catch((error: unknown) =>
+      req.log?.error({ err: rootCause(error) }, 'could not audit an admin request'),
+    );
   });
 }
 

@@ -27,12 +27,13 @@ const list = (value: string | undefined) =>
 export function registerAccessCommands(program: Command): void {
   const rules = program
     .command('rules')
-    .description('assignment rules: IdP group → team, Enterprise Account or app access');
+    .description('assignment rules: IdP group or app role → team, Enterprise Account or app access');
   rules
     .command('add')
-    .description('add a rule; exactly one of --team, --enterprise or --app')
+    .description('add a rule: exactly one of --group or --app-role, and one of --team, --enterprise or --app')
     .requiredOption('--tenant <name>', 'tenant')
-    .requiredOption('--group <idp-group>', 'IdP group display name')
+    .option('--group <idp-group>', 'IdP group display name')
+    .option('--app-role <value>', "app role value (SCIM roles[].value, e.g. an Entra app role's value)")
     .option('--team <team>', 'team to grant')
     .option('--role <role>', 'team role: admin, member or viewer', 'member')
     .option(
@@ -45,17 +46,16 @@ export function registerAccessCommands(program: Command): void {
       withDatabase(async ({ db }) => {
         const targets = [options.team, options.enterprise, options.app].filter(Boolean).length;
         if (targets !== 1) throw invalid('give exactly one of --team, --enterprise or --app');
+        if ((options.group === undefined) === (options.appRole === undefined)) {
+          throw invalid('give exactly one of --group or --app-role');
+        }
+        const source = { idpGroup: options.group, idpAppRole: options.appRole };
         const input = readRuleInput(
           options.team
-            ? { target: 'team', idpGroup: options.group, team: options.team, role: options.role }
+            ? { ...source, target: 'team', team: options.team, role: options.role }
             : options.enterprise
-              ? { target: 'enterprise', idpGroup: options.group, permissions: list(options.enterprise) }
-              : {
-                  target: 'app',
-                  idpGroup: options.group,
-                  app: options.app,
-                  permissions: list(options.permissions) ?? [],
-                },
+              ? { ...source, target: 'enterprise', permissions: list(options.enterprise) }
+              : { ...source, target: 'app', app: options.app, permissions: list(options.permissions) ?? [] },
         );
         const tenant = await findTenantByName(db, options.tenant!);
         const rule = await addRule(db, tenant.id, input, 'cli');

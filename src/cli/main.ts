@@ -1,6 +1,6 @@
 #!/usr/bin/env node
 import { Command, CommanderError } from 'commander';
-import type { Config } from '../config.js';
+import { type Config, ConfigError } from '../config.js';
 import { DomainError, invalid, rootCause } from '../errors.js';
 import { createLogger, type Logger } from '../log.js';
 import { type DaemonMode, startDaemon } from '../runtime/daemon.js';
@@ -257,6 +257,10 @@ export async function main(argv: string[]): Promise<number> {
     if (error instanceof CliError) {
       process.stderr.write(`idsync: ${error.message}\n`);
       return error.exitCode;
+    }
+    if (error instanceof ConfigError) {
+      process.stderr.write(`idsync: configuration error: ${error.message}\n`);
+      return EXIT.config;
     }
     if (error instanceof DomainError) {
       process.stderr.write(`idsync: ${error.message}\n`);

@@ -76,12 +76,14 @@ export function registerSsoCommands(program: Command, printUrls: (tenant: string
       .description('configure the IdP by hand')
       .requiredOption('--entity-id <id>', 'the IdP entity id (Issuer)')
       .requiredOption('--sso-url <url>', 'the IdP single sign-on URL (HTTP-Redirect)')
+      .option('--slo-url <url>', 'the IdP Single Logout URL (HTTP-Redirect), if it does Single Logout')
       .requiredOption('--cert <file>', 'an IdP signing certificate (PEM); repeat for rotation', collect, []),
   ).action(
     (options: {
       tenant: string;
       entityId: string;
       ssoUrl: string;
+      sloUrl?: string;
       cert: string[];
       wantResponseSigned: boolean;
       groups: string;
@@ -91,6 +93,7 @@ export function registerSsoCommands(program: Command, printUrls: (tenant: string
       save(options.tenant, {
         idpEntityId: options.entityId,
         ssoUrl: options.ssoUrl,
+        sloUrl: options.sloUrl,
         certificates: options.cert.map(readFile),
         wantResponseSigned: options.wantResponseSigned,
         groupClaimFormat: options.groups as ConnectionInput['groupClaimFormat'],

@@ -146,9 +146,22 @@ export const users = pgTable(
     active: boolean('active').notNull().default(true),
     attributes: jsonb('attributes').notNull().default({}),
     origin: userOrigin('origin').notNull(),
+    /**
+     * The values of the user's SCIM `roles` (Entra app-role assignments), lower-cased, as a jsonb array that
+     * assignment rules match with `@>`. Computed by PostgreSQL from `attributes`, so a SCIM write costs
+     * no extra statement.
+     */
+    appRoles: jsonb('app_roles')
+      .notNull()
+      .generatedAlwaysAs(sql`lower(jsonb_path_query_array(attributes, 'lax $.roles[*].value')::text)::jsonb`),
     lastSsoLoginAt: timestamp('last_sso_login_at', { withTimezone: true }),
     /** Tombstone: set when the IdP deletes the user. The row stays for the audit trail and receipts. */
     deprovisionedAt: timestamp('deprovisioned_at', { withTimezone: true }),
+    /**
+     * When the IdP last turned the user off (deactivated or deleted); null while active. Kept by a
+     * trigger, so every path that deactivates sets it. One offboarding, one receipt: its IdP event time.
+     */
+    deactivatedAt: timestamp('deactivated_at', { withTimezone: true }),
     version: integer('version').notNull().default(1),
     createdAt: createdAt(),
     updatedAt: updatedAt(),
@@ -167,6 +180,9 @@ export const users = pgTable(
       .on(t.tenantId, t.createdAt, t.id)
       .where(sql`${t.deprovisionedAt} IS NULL`),
     index('users_tenant_tombstone_name_idx').on(t.tenantId, t.userNameKey),
+    index('users_app_roles_idx').using('gin', t.appRoles),
+    // The sweeper's lookup of offboarded users.
+    index('users_deactivated_idx').on(t.deactivatedAt).where(sql`${t.deactivatedAt} IS NOT NULL`),
   ],
 );
 
@@ -229,7 +245,9 @@ export const assignmentRules = pgTable(
     tenantId: uuid('tenant_id')
       .notNull()
       .references(() => tenants.id, { onDelete: 'cascade' }),
-    idpGroup: text('idp_group').notNull(),
+    /** Exactly one of: the IdP group's display name, or the value of an app role (SCIM `roles`). */
+    idpGroup: text('idp_group'),
+    idpAppRole: text('idp_app_role'),
     target: ruleTarget('target').notNull(),
     teamName: text('team_name'),
     teamRole: teamRole('team_role'),
@@ -240,6 +258,7 @@ export const assignmentRules = pgTable(
   },
   (t) => [
     index('assignment_rules_tenant_group_idx').on(t.tenantId, sql`lower(${t.idpGroup})`),
+    check('assignment_rules_one_source', sql`(${t.idpGroup} IS NULL) <> (${t.idpAppRole} IS NULL)`),
     check(
       'assignment_rules_shape',
       sql`(
@@ -417,8 +436,18 @@ export const outbox = pgTable(
     cause: jsonb('cause').notNull().default({}),
     createdAt: createdAt(),
     relayedAt: timestamp('relayed_at', { withTimezone: true }),
+    /** How many times the row was relayed: each relay is a new job id, so a lost job can be re-sent. */
+    relayCount: integer('relay_count').notNull().default(0),
+    /** Set when a job for the subject finished after reading the state this row announced. */
+    completedAt: timestamp('completed_at', { withTimezone: true }),
   },
-  (t) => [index('outbox_pending_idx').on(t.id).where(sql`${t.relayedAt} IS NULL`)],
+  (t) => [
+    index('outbox_pending_idx').on(t.id).where(sql`${t.relayedAt} IS NULL`),
+    // The sweeper's and the job's lookups: rows of one subject not yet completed.
+    index('outbox_open_subject_idx')
+      .on(t.tenantId, t.subjectType, t.subjectId, t.id)
+      .where(sql`${t.completedAt} IS NULL`),
+  ],
 );
 
 /** Append-only: a trigger (see the migrations) refuses UPDATE and DELETE on this table. */
@@ -603,7 +632,43 @@ export const ssoConnections = pgTable(
     groupClaimFormat: groupClaimFormat('group_claim_format').notNull().default('names'),
     /** E-mail domains (lower case) whose users this IdP may sign in; empty: any. */
     allowedDomains: text('allowed_domains').array().notNull().default(sql`'{}'::text[]`),
+    /** The IdP's HTTP-Redirect SingleLogoutService; null: the IdP does no Single Logout. */
+    sloUrl: text('slo_url'),
     createdAt: createdAt(),
   },
   (t) => [uniqueIndex('sso_connections_tenant_idp_key').on(t.tenantId, t.idpEntityId)],
 );
+
+/**
+ * Which IdP login a session came from, for SAML Single Logout: the IdP names the session to end by
+ * NameID and SessionIndex, and only the IdP that started a session may end it.
+ */
+export const samlSessions = pgTable(
+  'saml_sessions',
+  {
+    tokenId: uuid('token_id')
+      .primaryKey()
+      .references(() => tokens.id, { onDelete: 'cascade' }),
+    tenantId: uuid('tenant_id')
+      .notNull()
+      .references(() => tenants.id, { onDelete: 'cascade' }),
+    connectionId: uuid('connection_id')
+      .notNull()
+      .references(() => ssoConnections.id, { onDelete: 'cascade' }),
+    nameId: text('name_id').notNull(),
+    nameIdFormat: text('name_id_format'),
+    sessionIndex: text('session_index'),
+    createdAt: createdAt(),
+  },
+  (t) => [index('saml_sessions_connection_name_idx').on(t.connectionId, sql`lower(${t.nameId})`)],
+);
+
+/** Each tenant's SP signing key for logout messages: the certificate is published, the key is sealed. */
+export const ssoSigningKeys = pgTable('sso_signing_keys', {
+  tenantId: uuid('tenant_id')
+    .primaryKey()
+    .references(() => tenants.id, { onDelete: 'cascade' }),
+  certificate: text('certificate').notNull(),
+  privateKeySealed: text('private_key_sealed').notNull(),
+  createdAt: createdAt(),
+});

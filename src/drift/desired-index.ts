@@ -1,7 +1,7 @@
 import { sql } from 'drizzle-orm';
 import type { Database } from '../db/client.js';
 import { desiredAccess, RuleBook } from '../reconcile/desired.js';
-import { loadRules } from '../reconcile/state.js';
+import { appRoleValues, loadRules } from '../reconcile/state.js';
 import type { DesiredIndex } from './compare.js';
 
 const PAGE = 10_000;
@@ -9,7 +9,7 @@ const PAGE = 10_000;
 /**
  * What the IdP wants for every user of the tenant, by edge, computed with the reconciler's own
  * `desiredAccess` (one definition of "desired"). Users are read in keyset pages by id (the primary key
- * index), each with its groups; the pages are limited before the groups are gathered.
+ * index), each with its groups and app roles; the pages are limited before the groups are gathered.
  */
 export async function buildDesiredIndex(db: Database, tenantId: string): Promise<DesiredIndex> {
   const book = new RuleBook(await loadRules(db, tenantId));
@@ -22,15 +22,16 @@ export async function buildDesiredIndex(db: Database, tenantId: string): Promise
       active: boolean;
       deprovisioned: boolean;
       groups: string[] | null;
+      app_roles: unknown;
     }>(sql`
       WITH page AS (
-        SELECT id, user_name, active, deprovisioned_at FROM users
+        SELECT id, user_name, active, deprovisioned_at, app_roles FROM users
         WHERE tenant_id = ${tenantId} AND id > ${afterId}::uuid ORDER BY id LIMIT ${PAGE}
       )
       SELECT u.id::text, lower(u.user_name) AS account, u.active, u.deprovisioned_at IS NOT NULL AS deprovisioned,
-        array_agg(g.display_name) FILTER (WHERE g.id IS NOT NULL) AS groups
+        array_agg(g.display_name) FILTER (WHERE g.id IS NOT NULL) AS groups, u.app_roles
       FROM page u LEFT JOIN group_members gm ON gm.user_id = u.id LEFT JOIN groups g ON g.id = gm.group_id
-      GROUP BY u.id, u.user_name, u.active, u.deprovisioned_at ORDER BY u.id`);
+      GROUP BY u.id, u.user_name, u.active, u.deprovisioned_at, u.app_roles ORDER BY u.id`);
     for (const row of rows) {
       const offboarded = !row.active || row.deprovisioned;
       const known = index.users.get(row.account);
@@ -38,7 +39,12 @@ export async function buildDesiredIndex(db: Database, tenantId: string): Promise
       if (known && !known.offboarded) continue;
       index.users.set(row.account, { userId: row.id, offboarded });
       const access = desiredAccess(
-        { active: row.active, deprovisioned: row.deprovisioned, groups: row.groups ?? [] },
+        {
+          active: row.active,
+          deprovisioned: row.deprovisioned,
+          groups: row.groups ?? [],
+          appRoles: appRoleValues(row.app_roles),
+        },
         book,
       );
       if (access.enterprise) index.enterprise.set(row.account, access.enterprise.join(','));

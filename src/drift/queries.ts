@@ -1,15 +1,15 @@
-import { sql } from 'drizzle-orm';
 import { parseDateTime } from '../dates.js';
 import type { Database } from '../db/client.js';
 import { invalid } from '../errors.js';
+import { recordForReconcile } from '../jobs/outbox.js';
 import { FINDING_CLASSES, SEVERITIES } from './compare.js';
 import type { FindingFilter } from './reports.js';
 
 /** Queues a drift scan now, through the outbox (durable; one per tenant at a time). */
 export async function requestScan(db: Database, tenantId: string, by: string): Promise<void> {
-  await db.execute(sql`
-    INSERT INTO outbox (tenant_id, lane, subject_type, subject_id, cause)
-    VALUES (${tenantId}, 'scan', 'tenant', ${tenantId}, ${JSON.stringify({ event: by })}::jsonb)`);
+  await recordForReconcile(db, [
+    { tenantId, lane: 'scan', subjectType: 'tenant', subjectId: tenantId, cause: { event: by } },
+  ]);
 }
 
 /** Reads a findings filter from query parameters, refusing unknown classes and severities. */

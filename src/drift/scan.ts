@@ -2,6 +2,7 @@ import { randomUUID } from 'node:crypto';
 import { sql } from 'drizzle-orm';
 import type { DatabaseHandle } from '../db/client.js';
 import { conflict } from '../errors.js';
+import { recordForReconcile } from '../jobs/outbox.js';
 import type { HumanStep, PlatformConnector } from '../platform/connector.js';
 import { loadPolicy } from '../reconcile/state.js';
 import { DriftComparer, type Finding, type FindingClass } from './compare.js';
@@ -156,10 +157,16 @@ async function scan(
   );
   if (fixes.length > 0) {
     // Through the outbox like every other change: durable, deduplicated per user, in the right lane.
-    await db.execute(sql`
-      INSERT INTO outbox (tenant_id, lane, subject_type, subject_id, cause)
-      SELECT ${tenantId}, f.lane::job_lane, 'user', f.user_id, ${JSON.stringify({ event: 'drift.fix', reportId: id })}::jsonb
-      FROM jsonb_to_recordset(${JSON.stringify(fixes)}::jsonb) AS f(user_id text, lane text)`);
+    await recordForReconcile(
+      db,
+      fixes.map((f) => ({
+        tenantId,
+        lane: f.lane,
+        subjectType: 'user',
+        subjectId: f.user_id,
+        cause: { event: 'drift.fix', reportId: id },
+      })),
+    );
   }
   return { reportId: id, seq, summary };
 }
@@ -168,12 +175,12 @@ async function scan(
 function fixesFor(
   findings: StoredFinding[],
   policy: Required<DriftPolicy>,
-): { user_id: string; lane: string }[] {
-  const lanes = new Map<string, string>();
+): { user_id: string; lane: 'deprovision' | 'reconcile' }[] {
+  const lanes = new Map<string, 'deprovision' | 'reconcile'>();
   for (const f of findings) {
     if (!f.userId || f.severity === 'info') continue;
     if (policy[f.class as keyof DriftPolicy] !== 'fix') continue;
-    const lane = f.severity === 'critical' ? 'deprovision' : 'reconcile';
+    const lane = f.severity === 'critical' ? ('deprovision' as const) : ('reconcile' as const);
     if (lanes.get(f.userId) !== 'deprovision') lanes.set(f.userId, lane);
   }
   return [...lanes].map(([user_id, lane]) => ({ user_id, lane }));

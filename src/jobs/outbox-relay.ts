@@ -9,6 +9,7 @@ interface OutboxRow {
   subject_type: SubjectType;
   subject_id: string;
   cause: Record<string, unknown>;
+  relay_count: number;
 }
 
 export interface OutboxRelayOptions {
@@ -54,8 +55,8 @@ export class OutboxRelay {
     const batchSize = this.options.batchSize ?? 500;
     return this.options.sql.begin(async (tx) => {
       const rows = await tx<OutboxRow[]>`
-        SELECT id, tenant_id, lane, subject_type, subject_id, cause FROM outbox
-        WHERE relayed_at IS NULL ORDER BY id LIMIT ${batchSize} FOR UPDATE SKIP LOCKED`;
+        SELECT id, tenant_id, lane, subject_type, subject_id, cause, relay_count FROM outbox
+        WHERE relayed_at IS NULL AND completed_at IS NULL ORDER BY id LIMIT ${batchSize} FOR UPDATE SKIP LOCKED`;
       if (rows.length === 0) return 0;
       const byLane = new Map<Lane, OutboxRow[]>();
       for (const row of rows) byLane.set(row.lane, [...(byLane.get(row.lane) ?? []), row]);
@@ -69,11 +70,16 @@ export class OutboxRelay {
               outboxId: Number(row.id),
               cause: row.cause,
             };
-            return { name: `${row.subject_type}:${lane}`, data: payload, opts: jobOptions(payload) };
+            return {
+              name: `${row.subject_type}:${lane}`,
+              data: payload,
+              opts: jobOptions(payload, lane, row.relay_count + 1),
+            };
           }),
         );
       }
-      await tx`UPDATE outbox SET relayed_at = now() WHERE id = ANY(${rows.map((r) => r.id)}::bigint[])`;
+      await tx`UPDATE outbox SET relayed_at = now(), relay_count = relay_count + 1
+        WHERE id = ANY(${rows.map((r) => r.id)}::bigint[])`;
       return rows.length;
     });
   }

@@ -1,8 +1,9 @@
 import { createHash } from 'node:crypto';
 import { sql } from 'drizzle-orm';
 import type { Redis } from 'ioredis';
+import { recordAudit } from '../audit/audit-log.js';
 import type { Config } from '../config.js';
-import type { DatabaseHandle } from '../db/client.js';
+import type { Database, DatabaseHandle } from '../db/client.js';
 import { DomainError } from '../errors.js';
 import type { Logger } from '../log.js';
 import { SecretBox } from '../security/secret-box.js';
@@ -15,7 +16,15 @@ import { type HerokuSettings, herokuSettingsSchema } from './heroku/settings.js'
 import { PlatformMirror } from './mirror.js';
 import { loadPlatform } from './settings.js';
 
-export type ConnectorFor = (tenantId: string, priority?: RequestPriority) => Promise<PlatformConnector>;
+/**
+ * The tenant's connector. `db` is the connection its reads and writes go over: a job passes its reserved
+ * session, so that everything the job does uses the one connection that holds its lock.
+ */
+export type ConnectorFor = (
+  tenantId: string,
+  priority?: RequestPriority,
+  db?: Database,
+) => Promise<PlatformConnector>;
 
 export interface ConnectorFactoryOptions {
   database: DatabaseHandle;
@@ -29,9 +38,9 @@ export interface ConnectorFactoryOptions {
 export function connectorFactory(options: ConnectorFactoryOptions): ConnectorFor {
   const { database } = options;
   let box: SecretBox | undefined;
-  return async (tenantId, priority = 'reconcile') => {
-    const tenant = await loadPlatform(database.db, tenantId);
-    if (!tenant || tenant.connector === 'builtin') return new BuiltinConnector(database.db, tenantId);
+  return async (tenantId, priority = 'reconcile', db = database.db) => {
+    const tenant = await loadPlatform(db, tenantId);
+    if (!tenant || tenant.connector === 'builtin') return new BuiltinConnector(db, tenantId);
     if (tenant.connector_status === 'stopped') {
       throw new DomainError(
         'conflict',
@@ -45,7 +54,7 @@ export function connectorFactory(options: ConnectorFactoryOptions): ConnectorFor
     });
     const budget = new RateBudget(options.redis, budgetKey(settings, token), settings);
     const client = new HerokuClient({ apiUrl: settings.apiUrl, token, budget, priority, log: options.log });
-    return new HerokuConnector(client, new PlatformMirror(database.db, tenantId), settings, (reason) =>
+    return new HerokuConnector(client, new PlatformMirror(db, tenantId), settings, (reason) =>
       stopTenant(options, tenantId, reason),
     );
   };
@@ -72,14 +81,20 @@ export function budgetKey(settings: HerokuSettings, token: string): string {
 
 async function stopTenant(options: ConnectorFactoryOptions, tenantId: string, reason: string): Promise<void> {
   const why = `Heroku refused the API token: ${reason}`;
-  await options.database.db.execute(sql`
-    WITH stopped AS (
+  await options.database.db.transaction(async (tx) => {
+    const stopped = await tx.execute(sql`
       UPDATE tenants SET connector_status = 'stopped', connector_status_reason = ${why}, updated_at = now()
-      WHERE id = ${tenantId} AND connector_status <> 'stopped' RETURNING id
-    )
-    INSERT INTO audit_log (tenant_id, actor, action, subject_type, subject_id, after)
-    SELECT id, 'connector:heroku', 'platform.stopped', 'tenant', id::text, ${JSON.stringify({ reason: why })}::jsonb
-    FROM stopped`);
+      WHERE id = ${tenantId} AND connector_status <> 'stopped' RETURNING id`);
+    if (stopped.length === 0) return;
+    await recordAudit(tx, {
+      tenantId,
+      actor: 'connector:heroku',
+      action: 'platform.stopped',
+      subjectType: 'tenant',
+      subjectId: tenantId,
+      after: { reason: why },
+    });
+  });
   // The alert: operators page on this line (level fatal, event platform.stopped).
   options.log.fatal(
     { tenantId, event: 'platform.stopped' },

@@ -1,7 +1,9 @@
-import { sql } from 'drizzle-orm';
+import { type SQL, sql } from 'drizzle-orm';
+import { recordAudit } from '../audit/audit-log.js';
 import type { Database } from '../db/client.js';
 import { isUuid } from '../db/uuid.js';
 import { notFound } from '../errors.js';
+import { recordForReconcileEach } from '../jobs/outbox.js';
 import type { Blocked, Operation } from './model.js';
 import { isRemoval } from './model.js';
 
@@ -18,40 +20,81 @@ import { isRemoval } from './model.js';
  */
 export const MIN_HELD_CHANGE = 5;
 
-/** Events whose removals the brake may hold: membership and rule changes, never deactivation. */
-const HOLDABLE_EVENTS = new Set(['group.member_removed', 'group.renamed', 'rule.removed']);
+/** The IdP or admin changes the brake may hold: membership, group and rule changes, never deactivation. */
+export type HoldableEvent = 'group.member_removed' | 'group.renamed' | 'group.deleted' | 'rule.removed';
 
 export interface BrakeInput {
   tenantId: string;
-  userId: string;
-  cause: { event?: string; correlationId?: string; changeSize?: unknown };
-  thresholdPercent: number;
-  enterpriseSize: () => Promise<number>;
+  /** The change's id (the SCIM request's correlation id, `rule:<id>`): what `idsync approve` names. */
+  changeId: string;
+  event: HoldableEvent;
+  /** A query yielding (tenant id, user id) of every user the change may affect. */
+  affectedUsers: SQL;
 }
 
-/** Holds the change if it is too large, and returns the pending changes that hold this user. */
-export async function heldChangesFor(db: Database, input: BrakeInput): Promise<string[]> {
-  const { cause } = input;
-  const size = typeof cause.changeSize === 'number' ? cause.changeSize : 0;
-  if (cause.event && HOLDABLE_EVENTS.has(cause.event) && cause.correlationId && size >= MIN_HELD_CHANGE) {
-    const enterprise = await input.enterpriseSize();
-    if (enterprise > 0 && size * 100 > input.thresholdPercent * enterprise) {
-      await db.execute(sql`
-        WITH change AS (
-          INSERT INTO held_changes (id, tenant_id, event, affected_users, enterprise_size)
-          VALUES (${cause.correlationId}, ${input.tenantId}, ${cause.event}, ${size}, ${enterprise})
-          ON CONFLICT (tenant_id, id) DO UPDATE SET affected_users = held_changes.affected_users
-          RETURNING status
-        )
-        INSERT INTO held_change_users (tenant_id, change_id, user_id)
-        SELECT ${input.tenantId}, ${cause.correlationId}, ${input.userId} FROM change WHERE status = 'pending'
-        ON CONFLICT DO NOTHING`);
-    }
-  }
+/**
+ * Decides, inside the transaction that makes the change and after it, whether the change is too large:
+ * it counts the affected users who would lose a grant — their actual platform access (the built-in
+ * tables, or the mirror of a remote platform) against what the rules give their groups now — and, if
+ * that is at least MIN_HELD_CHANGE users and more than the tenant's threshold of the Enterprise
+ * Account, holds their removals. Decided from stored state, once per change, so it does not depend on
+ * which job runs first or which events BullMQ deduplicated. Returns how many users it held.
+ */
+export async function brakeChange(tx: Pick<Database, 'execute'>, input: BrakeInput): Promise<number> {
+  const { tenantId } = input;
+  const [row] = await tx.execute<{ held: number }>(sql`
+    WITH affected AS (
+      SELECT DISTINCT u.id, lower(u.user_name) AS account FROM users u
+      WHERE u.tenant_id = ${tenantId} AND u.active AND u.deprovisioned_at IS NULL
+        AND u.id IN (SELECT a.user_id::uuid FROM (${input.affectedUsers}) AS a(tenant_id, user_id))
+    ), granted AS (
+      SELECT a.id, r.target, r.team_name, r.app_name FROM affected a
+      JOIN group_members gm ON gm.user_id = a.id
+      JOIN groups g ON g.id = gm.group_id
+      JOIN assignment_rules r ON r.tenant_id = ${tenantId} AND lower(r.idp_group) = lower(g.display_name)
+      UNION ALL
+      SELECT a.id, r.target, r.team_name, r.app_name FROM affected a
+      JOIN users u ON u.id = a.id
+      JOIN assignment_rules r ON r.tenant_id = ${tenantId} AND r.idp_app_role IS NOT NULL
+        AND u.app_roles @> jsonb_build_array(lower(r.idp_app_role))
+    ), losing AS (
+      SELECT a.id FROM affected a
+      WHERE EXISTS (
+          SELECT 1 FROM platform_team_members m JOIN teams t ON t.id = m.team_id
+          WHERE m.tenant_id = ${tenantId} AND m.account = a.account
+            AND NOT EXISTS (SELECT 1 FROM granted gr WHERE gr.id = a.id AND gr.target = 'team' AND gr.team_name = t.name))
+        OR EXISTS (
+          SELECT 1 FROM platform_app_collaborators c JOIN apps p ON p.id = c.app_id
+          WHERE c.tenant_id = ${tenantId} AND c.account = a.account
+            AND NOT EXISTS (SELECT 1 FROM granted gr WHERE gr.id = a.id AND gr.target = 'app' AND gr.app_name = p.name))
+        OR (EXISTS (SELECT 1 FROM platform_enterprise_members e WHERE e.tenant_id = ${tenantId} AND e.account = a.account)
+          AND NOT EXISTS (SELECT 1 FROM granted gr WHERE gr.id = a.id))
+    ), sizes AS (
+      SELECT (SELECT count(*) FROM losing)::int AS losing,
+        (SELECT count(*) FROM platform_enterprise_members WHERE tenant_id = ${tenantId})::int AS enterprise,
+        (SELECT mass_change_threshold_percent FROM tenants WHERE id = ${tenantId}) AS threshold
+    ), change AS (
+      INSERT INTO held_changes (id, tenant_id, event, affected_users, enterprise_size)
+      SELECT ${input.changeId}, ${tenantId}, ${input.event}, sizes.losing, sizes.enterprise FROM sizes
+      WHERE sizes.losing >= ${MIN_HELD_CHANGE} AND sizes.enterprise > 0
+        AND sizes.losing * 100 > sizes.threshold * sizes.enterprise
+      ON CONFLICT (tenant_id, id) DO UPDATE SET affected_users = held_changes.affected_users + EXCLUDED.affected_users
+      RETURNING id
+    ), held AS (
+      INSERT INTO held_change_users (tenant_id, change_id, user_id)
+      SELECT ${tenantId}, change.id, losing.id FROM change CROSS JOIN losing
+      ON CONFLICT DO NOTHING RETURNING user_id
+    )
+    SELECT count(*)::int AS held FROM held`);
+  return row?.held ?? 0;
+}
+
+/** The pending changes that hold this user's removals. */
+export async function pendingHoldsOf(db: Pick<Database, 'execute'>, userId: string): Promise<string[]> {
   const rows = await db.execute<{ change_id: string }>(sql`
     SELECT hu.change_id FROM held_change_users hu
     JOIN held_changes h ON h.tenant_id = hu.tenant_id AND h.id = hu.change_id
-    WHERE hu.user_id = ${input.userId} AND h.status = 'pending'`);
+    WHERE hu.user_id = ${userId} AND h.status = 'pending'`);
   return rows.map((r) => r.change_id);
 }
 
@@ -115,14 +158,23 @@ export async function approveChange(
       UPDATE held_changes SET status = 'approved', approved_at = now(), approved_by = ${actor}
       WHERE tenant_id = ${tenantId} AND id = ${changeId} AND status = 'pending' RETURNING id`);
     if (!change) throw notFound(`no pending change ${changeId}`);
-    const queued = await tx.execute(sql`
-      INSERT INTO outbox (tenant_id, lane, subject_type, subject_id, cause)
-      SELECT ${tenantId}, 'reconcile', 'user', user_id::text,
-        ${JSON.stringify({ event: 'change.approved', changeId, actor, at: new Date().toISOString() })}::jsonb
-      FROM held_change_users WHERE tenant_id = ${tenantId} AND change_id = ${changeId}`);
-    await tx.execute(sql`
-      INSERT INTO audit_log (tenant_id, actor, action, subject_type, subject_id, after)
-      VALUES (${tenantId}, ${actor}, 'change.approved', 'tenant', ${tenantId}, ${JSON.stringify({ changeId, users: queued.count })}::jsonb)`);
-    return queued.count;
+    const queued = await recordForReconcileEach(
+      tx,
+      {
+        lane: 'reconcile',
+        subjectType: 'user',
+        cause: { event: 'change.approved', changeId, actor, at: new Date().toISOString() },
+      },
+      sql`SELECT tenant_id, user_id FROM held_change_users WHERE tenant_id = ${tenantId} AND change_id = ${changeId}`,
+    );
+    await recordAudit(tx, {
+      tenantId,
+      actor,
+      action: 'change.approved',
+      subjectType: 'tenant',
+      subjectId: tenantId,
+      after: { changeId, users: queued },
+    });
+    return queued;
   });
 }

@@ -18,6 +18,8 @@ export interface UserFacts {
   deprovisioned: boolean;
   /** Display names of the IdP groups the user is in. */
   groups: readonly string[];
+  /** Values of the app roles the IdP assigned the user (SCIM `roles`); absent: none. */
+  appRoles?: readonly string[];
 }
 
 /**
@@ -30,10 +32,15 @@ export function desiredAccess(user: UserFacts, rules: readonly AssignmentRule[] 
   if (!user.active || user.deprovisioned) return NO_ACCESS;
   const book = rules instanceof RuleBook ? rules : new RuleBook(rules);
   const groups = new Set(user.groups.map((g) => g.toLowerCase()));
+  const appRoles = new Set((user.appRoles ?? []).map((r) => r.toLowerCase()));
   const teams = new Map<string, TeamRole>();
   const apps = new Map<string, Set<AppPermission>>();
   let enterprise: Set<EnterprisePermission> | null = null;
-  for (const rule of [...groups].flatMap((group) => book.forGroup(group))) {
+  const matched = [
+    ...[...groups].flatMap((group) => book.forGroup(group)),
+    ...[...appRoles].flatMap((role) => book.forAppRole(role)),
+  ];
+  for (const rule of matched) {
     switch (rule.target) {
       case 'team': {
         const current = teams.get(rule.team);
@@ -57,20 +64,26 @@ export function desiredAccess(user: UserFacts, rules: readonly AssignmentRule[] 
 }
 
 /**
- * Rules indexed by IdP group (case-insensitively), so working out one user's access costs their
- * groups, not every rule: a drift scan evaluates 100,000 users against 1,000 rules.
+ * Rules indexed by IdP group and by app role (case-insensitively), so working out one user's access costs
+ * their groups and roles, not every rule: a drift scan evaluates 100,000 users against 1,000 rules.
  */
 export class RuleBook {
   private readonly byGroup = new Map<string, AssignmentRule[]>();
+  private readonly byAppRole = new Map<string, AssignmentRule[]>();
 
   constructor(rules: readonly AssignmentRule[]) {
     for (const rule of rules) {
-      const key = rule.idpGroup.toLowerCase();
-      this.byGroup.set(key, [...(this.byGroup.get(key) ?? []), rule]);
+      const [index, key] =
+        rule.idpGroup !== undefined ? [this.byGroup, rule.idpGroup] : [this.byAppRole, rule.idpAppRole];
+      index.set(key.toLowerCase(), [...(index.get(key.toLowerCase()) ?? []), rule]);
     }
   }
 
   forGroup(lowerCaseGroup: string): readonly AssignmentRule[] {
     return this.byGroup.get(lowerCaseGroup) ?? [];
+  }
+
+  forAppRole(lowerCaseRole: string): readonly AssignmentRule[] {
+    return this.byAppRole.get(lowerCaseRole) ?? [];
   }
 }

@@ -29,10 +29,20 @@ export function canonical<P extends string>(permissions: Iterable<P>, order: rea
   return order.filter((p) => set.has(p));
 }
 
-export type AssignmentRule =
-  | { id: string; idpGroup: string; target: 'team'; team: string; role: TeamRole }
-  | { id: string; idpGroup: string; target: 'enterprise'; permissions: EnterprisePermission[] }
-  | { id: string; idpGroup: string; target: 'app'; app: string; permissions: AppPermission[] };
+/**
+ * What a rule matches in the IdP's view of a user: a group (by display name), or an app role (the value of
+ * a SCIM `roles` entry: Entra's app-role assignments). Exactly one, both case-insensitively.
+ */
+export type RuleSource =
+  | { idpGroup: string; idpAppRole?: undefined }
+  | { idpAppRole: string; idpGroup?: undefined };
+
+export type RuleTarget =
+  | { target: 'team'; team: string; role: TeamRole }
+  | { target: 'enterprise'; permissions: EnterprisePermission[] }
+  | { target: 'app'; app: string; permissions: AppPermission[] };
+
+export type AssignmentRule = { id: string } & RuleSource & RuleTarget;
 
 /** One user's access on the platform: desired (from the IdP) or actual (from the connector). */
 export interface Access {

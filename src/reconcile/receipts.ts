@@ -2,6 +2,9 @@ import { sql } from 'drizzle-orm';
 import type { Database } from '../db/client.js';
 import { isUuid } from '../db/uuid.js';
 import { notFound } from '../errors.js';
+import type { HumanStep } from '../platform/connector.js';
+import { describeOperation, isRemoval, type Operation } from './model.js';
+import type { UserSubject } from './state.js';
 
 export interface Receipt {
   user: { id: string; userName: string; account: string };
@@ -55,4 +58,150 @@ export async function latestReceipt(db: Database, tenantId: string, userRef: str
     leftToHuman: row.left_to_human,
     status: row.completed_at ? 'complete' : 'incomplete',
   };
+}
+
+/*
+ * Writing receipts. Edges are keyed by what they are — kind, team or app, account — never by the text a
+ * human reads, so a reworded description can never orphan an edge recorded by an older worker.
+ */
+
+export type EdgeOperation = Extract<
+  Operation,
+  { kind: 'revoke-enterprise' | 'remove-team-member' | 'revoke-app-access' | 'promote-fallback-admin' }
+>;
+
+export interface EdgeIdentity {
+  kind: 'enterprise' | 'team' | 'app' | 'fallback-admin';
+  /** The team or app; empty for the Enterprise Account. */
+  target: string;
+  account: string;
+}
+
+/** Removals and the fallback-admin promotions they need: what a receipt lists. */
+export function isReceiptEdge(operation: Operation): operation is EdgeOperation {
+  return isRemoval(operation) || operation.kind === 'promote-fallback-admin';
+}
+
+export function edgeIdentity(operation: EdgeOperation): EdgeIdentity {
+  switch (operation.kind) {
+    case 'revoke-enterprise':
+      return { kind: 'enterprise', target: '', account: operation.account };
+    case 'remove-team-member':
+      return { kind: 'team', target: operation.team, account: operation.account };
+    case 'revoke-app-access':
+      return { kind: 'app', target: operation.app, account: operation.account };
+    case 'promote-fallback-admin':
+      return { kind: 'fallback-admin', target: operation.team, account: operation.account };
+  }
+}
+
+/** The stored key of an edge: its identity as a JSON array, unambiguous whatever the names contain. */
+export function edgeKey(operation: EdgeOperation): string {
+  const { kind, target, account } = edgeIdentity(operation);
+  return JSON.stringify([kind, target, account]);
+}
+
+export interface OpenReceipt {
+  id: string;
+  idpEventAt: Date;
+}
+
+/**
+ * Finds or starts the receipt of this user's offboarding. One offboarding, one receipt: an unfinished
+ * receipt is continued; otherwise the receipt is keyed by the time the IdP turned the user off (stored
+ * with the user), so a late job with an older cause lands on the same receipt instead of starting one.
+ * A user who lost every grant while staying active has no such time: the triggering event's is used.
+ */
+export async function openReceipt(
+  db: Database,
+  subject: UserSubject,
+  cause: { event?: string; at?: string; correlationId?: string },
+): Promise<OpenReceipt> {
+  const { facts } = subject;
+  const turnedOff = !facts.active || facts.deprovisioned;
+  const event = turnedOff
+    ? facts.deprovisioned
+      ? 'user.deleted'
+      : 'user.deactivated'
+    : (cause.event ?? 'access.lost');
+  const at = (turnedOff ? subject.deactivatedAt : undefined) ?? cause.at ?? new Date().toISOString();
+  const [row] = await db.execute<{ id: string; idp_event_at: string }>(sql`
+    WITH unfinished AS (
+      SELECT id, idp_event_at FROM receipts
+      WHERE user_id = ${subject.userId} AND completed_at IS NULL ORDER BY idp_event_at DESC LIMIT 1
+    ), inserted AS (
+      INSERT INTO receipts (tenant_id, user_id, account, idp_event, idp_event_at, correlation_id)
+      SELECT ${subject.tenantId}, ${subject.userId}, ${subject.account}, ${event}, ${at}::timestamptz, ${cause.correlationId ?? null}
+      WHERE NOT EXISTS (SELECT 1 FROM unfinished)
+      ON CONFLICT (user_id, idp_event_at) DO UPDATE SET account = EXCLUDED.account
+      RETURNING id, idp_event_at
+    )
+    SELECT id, to_json(idp_event_at)#>>'{}' AS idp_event_at FROM unfinished
+    UNION ALL SELECT id, to_json(idp_event_at)#>>'{}' FROM inserted`);
+  return { id: row!.id, idpEventAt: new Date(row!.idp_event_at) };
+}
+
+/**
+ * Edges left `removing` by a worker that died after asking the platform: the fresh plan no longer
+ * contains them, which means the platform no longer has them, so they were removed.
+ */
+export async function confirmInterruptedEdges(
+  db: Database,
+  receiptId: string,
+  planned: readonly EdgeOperation[],
+): Promise<void> {
+  await db.execute(sql`
+    UPDATE receipt_edges SET status = 'removed', removed_at = now()
+    WHERE receipt_id = ${receiptId} AND status = 'removing'
+      AND NOT (key = ANY(${sql.param(planned.map(edgeKey))}::text[]))`);
+}
+
+/**
+ * Written before the platform is asked: if this process dies after the platform acted, the retry still
+ * knows these edges and confirms them (confirmInterruptedEdges).
+ */
+export async function recordEdgesRemoving(
+  db: Database,
+  receiptId: string,
+  edges: readonly EdgeOperation[],
+): Promise<void> {
+  if (edges.length === 0) return;
+  await db.execute(sql`
+    INSERT INTO receipt_edges (receipt_id, key, operation, description, status)
+    SELECT ${receiptId}, e.key, e.kind, e.description, 'removing'
+    FROM unnest(${sql.param(edges.map(edgeKey))}::text[], ${sql.param(edges.map((e) => e.kind))}::text[],
+      ${sql.param(edges.map(describeOperation))}::text[]) AS e(key, kind, description)
+    ON CONFLICT (receipt_id, key) DO NOTHING`);
+}
+
+export async function confirmEdgesRemoved(
+  db: Database,
+  receiptId: string,
+  removed: readonly EdgeOperation[],
+  at: string,
+): Promise<void> {
+  if (removed.length === 0) return;
+  await db.execute(sql`
+    UPDATE receipt_edges SET status = 'removed', removed_at = ${at}::timestamptz
+    WHERE receipt_id = ${receiptId} AND status = 'removing' AND key = ANY(${sql.param(removed.map(edgeKey))}::text[])`);
+}
+
+export async function countRevokedTokens(db: Database, receiptId: string, revoked: number): Promise<void> {
+  if (revoked === 0) return;
+  await db.execute(
+    sql`UPDATE receipts SET tokens_revoked = tokens_revoked + ${revoked} WHERE id = ${receiptId}`,
+  );
+}
+
+/** What is left to a human; the receipt is complete when nothing but residual risk is. */
+export async function finishReceipt(
+  db: Database,
+  receiptId: string,
+  leftToHuman: readonly HumanStep[],
+  complete: boolean,
+): Promise<void> {
+  await db.execute(sql`
+    UPDATE receipts SET left_to_human = ${JSON.stringify(leftToHuman)}::jsonb,
+      completed_at = CASE WHEN ${complete} THEN COALESCE(completed_at, now()) ELSE NULL END
+    WHERE id = ${receiptId}`);
 }

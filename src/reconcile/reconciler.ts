@@ -1,29 +1,44 @@
 import { sql } from 'drizzle-orm';
-import type { DatabaseHandle } from '../db/client.js';
-import type { OperationOutcome, PlatformConnector, PlatformOperation } from '../platform/connector.js';
+import { type AuditEntry, recordAudit } from '../audit/audit-log.js';
+import { type Database, type DatabaseHandle, withReservedSession } from '../db/client.js';
+import { completeAnnouncements, lastAnnouncement } from '../jobs/outbox.js';
+import type {
+  HumanStep,
+  OperationOutcome,
+  PlatformConnector,
+  PlatformOperation,
+} from '../platform/connector.js';
 import type { RequestPriority } from '../platform/heroku/budget.js';
-import { heldChangesFor, holdRemovals } from './brake.js';
+import { holdRemovals, pendingHoldsOf } from './brake.js';
 import { desiredAccess } from './desired.js';
-import {
-  type Access,
-  type Blocked,
-  describeOperation,
-  isRemoval,
-  type Operation,
-  type Plan,
-} from './model.js';
+import { type Access, type Blocked, describeOperation, type Operation, type Plan } from './model.js';
 import { plan } from './plan.js';
+import {
+  confirmEdgesRemoved,
+  confirmInterruptedEdges,
+  countRevokedTokens,
+  finishReceipt,
+  isReceiptEdge,
+  type OpenReceipt,
+  openReceipt,
+  recordEdgesRemoving,
+} from './receipts.js';
 import { loadPolicy, loadRules, loadUser, type UserSubject } from './state.js';
 
 /*
  * Reconcile by level: given a user key, read what the IdP wants and what the platform has, plan the
  * difference, apply it. Running it twice does nothing the second time, so a duplicated, replayed or
  * retried job is harmless, and a cascade cut off by a crash is finished by the retry.
+ *
+ * A job runs as named steps over ONE database connection, which also holds the user's advisory lock:
+ * lock → read and plan (once) → hold what the brake holds → open the receipt → record the edges →
+ * apply → revoke tokens → audit → confirm the receipt → complete the outbox rows it covered.
  */
 
 export interface ReconcileDependencies {
   database: DatabaseHandle;
-  connectorFor(tenantId: string, priority?: RequestPriority): Promise<PlatformConnector>;
+  /** The tenant's connector at a priority, over the given database connection (the pool by default). */
+  connectorFor(tenantId: string, priority?: RequestPriority, db?: Database): Promise<PlatformConnector>;
 }
 
 export interface Cause {
@@ -41,24 +56,30 @@ export interface UserPlan {
   plan: Plan;
   /** The user has lost all access (deactivated, deleted, or out of every granting group). */
   offboarding: boolean;
-  massChangeThresholdPercent: number;
 }
 
+/** What a reconcile would do, without doing it (`idsync plan`, the admin API). */
 export async function planUser(
   deps: ReconcileDependencies,
   tenantId: string,
   userId: string,
-  connector?: PlatformConnector,
 ): Promise<UserPlan | undefined> {
-  const { db } = deps.database;
+  return readAndPlan(deps.database.db, await deps.connectorFor(tenantId), tenantId, userId);
+}
+
+/** Step: read the user, the rules and the platform's actual state, and plan the difference. */
+async function readAndPlan(
+  db: Database,
+  connector: PlatformConnector,
+  tenantId: string,
+  userId: string,
+): Promise<UserPlan | undefined> {
   const subject = await loadUser(db, tenantId, userId);
   if (!subject) return undefined;
-  connector ??= await deps.connectorFor(tenantId);
-  const [rules, policy, actual] = await Promise.all([
-    loadRules(db, tenantId),
-    loadPolicy(db, tenantId),
-    connector.readAccess(subject.account),
-  ]);
+  // One connection: these run one after the other, which is what they would do on a busy pool anyway.
+  const rules = await loadRules(db, tenantId);
+  const policy = await loadPolicy(db, tenantId);
+  const actual = await connector.readAccess(subject.account);
   const desired = desiredAccess(subject.facts, rules);
   const adminOf = [...actual.teams].filter(([, role]) => role === 'admin').map(([team]) => team);
   const teamAdmins = await connector.teamAdmins(adminOf);
@@ -67,18 +88,12 @@ export async function planUser(
   const userPlan = plan(desired, actual, {
     account: subject.account,
     userId,
-    revokeTokens: offboarding,
+    // Only when something is left to revoke: an offboarding with nothing to remove writes no receipt.
+    revokeTokens: offboarding && subject.liveTokens > 0,
     teamAdmins,
     fallbackAdmin: policy.fallbackAdmin,
   });
-  return {
-    subject,
-    desired,
-    actual,
-    plan: userPlan,
-    offboarding,
-    massChangeThresholdPercent: policy.massChangeThresholdPercent,
-  };
+  return { subject, desired, actual, plan: userPlan, offboarding };
 }
 
 function hasAnyAccess(access: Access): boolean {
@@ -98,170 +113,191 @@ export interface ReconcileResult {
   offboarding: boolean;
 }
 
+const NOTHING: ReconcileResult = { applied: [], blocked: [], offboarding: false };
+
 /**
  * Reconciles one user. A PostgreSQL advisory lock on the user makes two workers (or two processes)
- * take turns; the second then plans against the state the first left and finds nothing to do.
+ * take turns; the second then plans against the state the first left and finds nothing to do. The lock
+ * and every query of the job share one reserved connection, so a job never waits for a second one.
  */
 export async function reconcileUser(
   deps: ReconcileDependencies,
   tenantId: string,
   userId: string,
   cause: Cause,
-  /** The tenant's connector when the caller already has it (a job opens it once for the lane). */
-  connector?: PlatformConnector,
+  /** The lane the job runs in: its platform requests go at that priority (an offboarding always first). */
+  lane: 'deprovision' | 'reconcile' = 'deprovision',
 ): Promise<ReconcileResult> {
-  const lockConnection = await deps.database.sql.reserve();
-  try {
-    await lockConnection`SELECT pg_advisory_lock(hashtextextended(${`user:${userId}`}, 0))`;
+  return withReservedSession(deps.database, async ({ sql: connection, db }) => {
+    const lockKey = `user:${userId}`;
+    await connection`SELECT pg_advisory_lock(hashtextextended(${lockKey}, 0))`;
     try {
-      return await reconcileLocked(
-        deps,
-        tenantId,
-        userId,
-        cause,
-        connector ?? (await deps.connectorFor(tenantId)),
-      );
+      const covered = await lastAnnouncement(db, tenantId, 'user', userId);
+      let connector = await deps.connectorFor(tenantId, lane, db);
+      const planned = await readAndPlan(db, connector, tenantId, userId);
+      if (!planned) {
+        await completeAnnouncements(db, tenantId, 'user', userId, covered);
+        return NOTHING;
+      }
+      // Losing the last grant is an offboarding: it is applied here and now, at deprovision priority,
+      // rather than planned again in the other lane.
+      if (planned.offboarding && lane !== 'deprovision') {
+        connector = await deps.connectorFor(tenantId, 'deprovision', db);
+      }
+      const result = await applyUserPlan(db, connector, planned, cause);
+      await completeAnnouncements(db, tenantId, 'user', userId, covered);
+      return result;
     } finally {
-      await lockConnection`SELECT pg_advisory_unlock(hashtextextended(${`user:${userId}`}, 0))`;
+      await connection`SELECT pg_advisory_unlock(hashtextextended(${lockKey}, 0))`;
     }
-  } finally {
-    lockConnection.release();
-  }
+  });
 }
 
-async function reconcileLocked(
-  deps: ReconcileDependencies,
-  tenantId: string,
-  userId: string,
-  cause: Cause,
+async function applyUserPlan(
+  db: Database,
   connector: PlatformConnector,
+  planned: UserPlan,
+  cause: Cause,
 ): Promise<ReconcileResult> {
-  const { db } = deps.database;
-  const planned = await planUser(deps, tenantId, userId, connector);
-  if (!planned) return { applied: [], blocked: [], offboarding: false };
   const { subject, offboarding } = planned;
-  let userPlan = planned.plan;
-  // The IdP deactivating or deleting someone is never held; group and rule changes may be.
-  if (subject.facts.active && !subject.facts.deprovisioned) {
-    const holds = await heldChangesFor(db, {
-      tenantId,
-      userId,
-      cause,
-      thresholdPercent: planned.massChangeThresholdPercent,
-      enterpriseSize: () => connector.enterpriseSize(),
-    });
-    if (holds.length > 0) {
-      const { kept, held } = holdRemovals(userPlan.operations, holds[0]!);
-      userPlan = { operations: kept, blocked: [...userPlan.blocked, ...held] };
-    }
-  }
+  const userPlan = await holdStep(db, planned);
+  const operations = userPlan.operations;
+  const edges = operations.filter(isReceiptEdge);
+  const tokensToRevoke = operations.some((o) => o.kind === 'revoke-tokens');
   const receipt =
-    offboarding && userPlan.operations.length > 0 ? await openReceipt(deps, subject, cause) : undefined;
-  const receiptId = receipt?.id;
+    offboarding && (edges.length > 0 || tokensToRevoke || userPlan.blocked.length > 0)
+      ? await openReceipt(db, subject, cause)
+      : undefined;
   // Read before the platform acts: what remains possible depends on the membership being removed.
   const residualRisk = receipt ? await connector.residualRisk(subject.account, receipt.idpEventAt) : [];
-
-  if (receiptId) await confirmInterruptedEdges(deps, receiptId, userPlan.operations);
-  const operations = userPlan.operations;
-  const edges = receiptId
-    ? operations.filter((o) => isRemoval(o) || o.kind === 'promote-fallback-admin').map(describeOperation)
-    : [];
-  if (edges.length > 0) {
-    // Written before the platform is asked: if this process dies after the platform acted, the retry
-    // still knows these edges and confirms them (confirmInterruptedEdges).
-    await db.execute(sql`
-      INSERT INTO receipt_edges (receipt_id, key, operation, description, status)
-      SELECT ${receiptId}, e.key, e.kind, e.key, 'removing'
-      FROM unnest(${sql.param(edges)}::text[], ${sql.param(operations.filter((o) => edges.includes(describeOperation(o))).map((o) => o.kind))}::text[]) AS e(key, kind)
-      ON CONFLICT (receipt_id, key) DO NOTHING`);
+  if (receipt) {
+    await confirmInterruptedEdges(db, receipt.id, edges);
+    await recordEdgesRemoving(db, receipt.id, edges);
   }
 
-  const applied: AppliedOperation[] = [];
-  const platformOperations = operations.filter((o): o is PlatformOperation => o.kind !== 'revoke-tokens');
-  const started = performance.now();
-  const outcomes = await connector.applyAll(platformOperations);
-  const platformMs = Math.round(performance.now() - started);
-  const platformAt = new Date().toISOString();
-  for (const [index, operation] of platformOperations.entries()) {
-    applied.push({ operation, outcome: outcomes[index]!, at: platformAt, ms: platformMs });
-  }
-  const tokenRevocation = operations.find((o) => o.kind === 'revoke-tokens');
-  if (tokenRevocation) {
-    const tokensStarted = performance.now();
-    const [revoked] = await db.execute<{ n: number }>(sql`
-      WITH revoked AS (
-        UPDATE tokens SET revoked_at = now(), revoked_reason = ${`deprovisioned: ${cause.event ?? 'reconcile'}`}
-        WHERE user_id = ${userId} AND revoked_at IS NULL RETURNING id
-      ), counted AS (
-        UPDATE receipts SET tokens_revoked = tokens_revoked + (SELECT count(*) FROM revoked)
-        WHERE id = ${receiptId ?? null}::uuid
-      )
-      SELECT count(*)::int AS n FROM revoked`);
-    applied.push({
-      operation: tokenRevocation,
-      outcome: (revoked?.n ?? 0) > 0 ? { status: 'applied' } : { status: 'already-done' },
-      at: new Date().toISOString(),
-      ms: Math.round(performance.now() - tokensStarted),
-    });
-  }
+  const applied = await applyPlatformStep(connector, operations);
+  if (tokensToRevoke) applied.push(await revokeTokensStep(db, subject.userId, cause, receipt));
+  await auditStep(db, connector, planned, applied, cause);
 
-  if (applied.length > 0) {
-    // Every outcome goes to the audit log, in one statement for the whole plan.
-    await db.execute(sql`
-      INSERT INTO audit_log (tenant_id, actor, action, subject_type, subject_id, before, after, cause, correlation_id, duration_ms, at)
-      SELECT ${tenantId}, ${`reconciler:${connector.name}`}, 'platform.' || (a.after->'operation'->>'kind'), 'user', ${userId},
-        a.before, a.after, ${JSON.stringify(cause)}::jsonb, ${cause.correlationId ?? null}, a.ms, a.at
-      FROM jsonb_to_recordset(${JSON.stringify(
-        applied.map((a) => ({
-          before: stateBefore(a.operation, planned.actual),
-          after: {
-            operation: a.operation,
-            outcome: a.outcome.status,
-            ...(a.outcome.status === 'blocked' ? { reason: a.outcome.reason } : {}),
-          },
-          ms: a.ms,
-          at: a.at,
-        })),
-      )}::jsonb) AS a(before jsonb, after jsonb, ms int, at timestamptz)`);
-  }
-  const done = applied
-    .filter((a) => a.outcome.status !== 'blocked' && edges.includes(describeOperation(a.operation)))
-    .map((a) => describeOperation(a.operation));
-  if (receiptId && done.length > 0) {
-    await db.execute(sql`
-      UPDATE receipt_edges SET status = 'removed', removed_at = ${platformAt}::timestamptz
-      WHERE receipt_id = ${receiptId} AND status = 'removing' AND key = ANY(${sql.param(done)}::text[])`);
-  }
-
-  const refused = applied.filter((a) => a.outcome.status === 'blocked');
-  if (receiptId) {
-    const leftToHuman = [
-      ...userPlan.blocked.map((b) =>
-        b.reason === 'last-admin'
-          ? {
-              edge: `team ${b.team}`,
-              why: `${b.account} is the last admin of team ${b.team} and no fallback admin is configured`,
-              action: `make someone else an admin of ${b.team}, or set the tenant's fallback admin; idsync then finishes the removal`,
-            }
-          : {
-              edge: describeOperation(b.operation),
-              why: `held by the mass-change brake (change ${b.changeId})`,
-              action: `idsync approve ${b.changeId}`,
-            },
-      ),
-      ...refused.map((r) => ({
-        edge: describeOperation(r.operation),
-        why: r.outcome.status === 'blocked' ? r.outcome.reason : '',
-        action: 'resolve on the platform; the next reconcile retries',
-      })),
-      ...residualRisk,
-    ];
-    await db.execute(sql`
-      UPDATE receipts SET left_to_human = ${JSON.stringify(leftToHuman)}::jsonb,
-        completed_at = CASE WHEN ${refused.length === 0 && userPlan.blocked.length === 0} THEN now() ELSE completed_at END
-      WHERE id = ${receiptId}`);
+  if (receipt) {
+    const platformAt = applied[0]?.at ?? new Date().toISOString();
+    const removed = applied
+      .filter((a) => a.outcome.status !== 'blocked')
+      .map((a) => a.operation)
+      .filter(isReceiptEdge);
+    await confirmEdgesRemoved(db, receipt.id, removed, platformAt);
+    const refused = applied.filter((a) => a.outcome.status === 'blocked');
+    await finishReceipt(
+      db,
+      receipt.id,
+      [...userPlan.blocked.map(blockedStep), ...refused.map(refusedStep), ...residualRisk],
+      refused.length === 0 && userPlan.blocked.length === 0,
+    );
   }
   return { applied, blocked: userPlan.blocked, offboarding };
+}
+
+/**
+ * Step: the mass-change brake. Holds are decided when the change is written (from the stored state of
+ * every user it affects); here a held user's removals wait. The IdP deactivating or deleting someone is
+ * never held.
+ */
+async function holdStep(db: Database, planned: UserPlan): Promise<Plan> {
+  const { subject } = planned;
+  if (!subject.facts.active || subject.facts.deprovisioned) return planned.plan;
+  const holds = await pendingHoldsOf(db, subject.userId);
+  if (holds.length === 0) return planned.plan;
+  const { kept, held } = holdRemovals(planned.plan.operations, holds[0]!);
+  return { operations: kept, blocked: [...planned.plan.blocked, ...held] };
+}
+
+/** Step: the platform operations, in plan order, through the connector. */
+async function applyPlatformStep(
+  connector: PlatformConnector,
+  operations: readonly Operation[],
+): Promise<AppliedOperation[]> {
+  const platformOperations = operations.filter((o): o is PlatformOperation => o.kind !== 'revoke-tokens');
+  if (platformOperations.length === 0) return [];
+  const started = performance.now();
+  const outcomes = await connector.applyAll(platformOperations);
+  const ms = Math.round(performance.now() - started);
+  const at = new Date().toISOString();
+  return platformOperations.map((operation, index) => ({ operation, outcome: outcomes[index]!, at, ms }));
+}
+
+/** Step: every token and session idsync issued to the user, counted on the receipt. */
+async function revokeTokensStep(
+  db: Database,
+  userId: string,
+  cause: Cause,
+  receipt: OpenReceipt | undefined,
+): Promise<AppliedOperation> {
+  const started = performance.now();
+  const revoked = await db.execute<{ id: string }>(sql`
+    UPDATE tokens SET revoked_at = now(), revoked_reason = ${`deprovisioned: ${cause.event ?? 'reconcile'}`}
+    WHERE user_id = ${userId} AND revoked_at IS NULL RETURNING id`);
+  if (receipt) await countRevokedTokens(db, receipt.id, revoked.length);
+  return {
+    operation: { kind: 'revoke-tokens', userId },
+    outcome: revoked.length > 0 ? { status: 'applied' } : { status: 'already-done' },
+    at: new Date().toISOString(),
+    ms: Math.round(performance.now() - started),
+  };
+}
+
+/** Step: every outcome to the audit log, in one statement for the whole plan. */
+async function auditStep(
+  db: Database,
+  connector: PlatformConnector,
+  planned: UserPlan,
+  applied: readonly AppliedOperation[],
+  cause: Cause,
+): Promise<void> {
+  const { subject } = planned;
+  await recordAudit(
+    db,
+    applied.map(
+      (a): AuditEntry => ({
+        tenantId: subject.tenantId,
+        actor: `reconciler:${connector.name}`,
+        action: `platform.${a.operation.kind}`,
+        subjectType: 'user',
+        subjectId: subject.userId,
+        before: stateBefore(a.operation, planned.actual),
+        after: {
+          operation: a.operation,
+          outcome: a.outcome.status,
+          ...(a.outcome.status === 'blocked' ? { reason: a.outcome.reason } : {}),
+        },
+        cause,
+        correlationId: cause.correlationId ?? null,
+        durationMs: a.ms,
+        at: new Date(a.at),
+      }),
+    ),
+  );
+}
+
+function blockedStep(blocked: Blocked): HumanStep {
+  return blocked.reason === 'last-admin'
+    ? {
+        edge: `team ${blocked.team}`,
+        why: `${blocked.account} is the last admin of team ${blocked.team} and no fallback admin is configured`,
+        action: `make someone else an admin of ${blocked.team}, or set the tenant's fallback admin; idsync then finishes the removal`,
+      }
+    : {
+        edge: describeOperation(blocked.operation),
+        why: `held by the mass-change brake (change ${blocked.changeId})`,
+        action: `idsync approve ${blocked.changeId}`,
+      };
+}
+
+function refusedStep(refused: AppliedOperation): HumanStep {
+  return {
+    edge: describeOperation(refused.operation),
+    why: refused.outcome.status === 'blocked' ? refused.outcome.reason : '',
+    action: 'resolve on the platform; the next reconcile retries',
+  };
 }
 
 /** What the platform had for the edge an operation touches, as read before the plan was made. */
@@ -274,32 +310,4 @@ function stateBefore(operation: Operation, actual: Access): Record<string, unkno
   if ('app' in operation) return { app: operation.app, permissions: actual.apps.get(operation.app) ?? null };
   if (operation.kind === 'revoke-tokens') return null;
   return { enterprisePermissions: actual.enterprise };
-}
-
-/**
- * Edges left `removing` by a worker that died after asking the platform: the fresh plan no longer
- * contains them, which means the platform no longer has them, so they were removed.
- */
-async function confirmInterruptedEdges(deps: ReconcileDependencies, receiptId: string, planned: Operation[]) {
-  const stillToDo = planned.map(describeOperation);
-  await deps.database.db.execute(sql`
-    UPDATE receipt_edges SET status = 'removed', removed_at = now()
-    WHERE receipt_id = ${receiptId} AND status = 'removing' AND NOT (key = ANY(${sql.param(stillToDo)}::text[]))`);
-}
-
-/** Finds or starts the receipt for this offboarding event (one per user and IdP event time). */
-async function openReceipt(
-  deps: ReconcileDependencies,
-  subject: UserSubject,
-  cause: Cause,
-): Promise<{ id: string; idpEventAt: Date }> {
-  const deprovisionEvent = !subject.facts.active || subject.facts.deprovisioned;
-  const event = cause.event ?? (deprovisionEvent ? 'user.deactivated' : 'access.lost');
-  const at = cause.at ?? new Date(subject.updatedAt.replace(' ', 'T').replace(/\+00$/, 'Z')).toISOString();
-  const [row] = await deps.database.db.execute<{ id: string; idp_event_at: string }>(sql`
-    INSERT INTO receipts (tenant_id, user_id, account, idp_event, idp_event_at, correlation_id)
-    VALUES (${subject.tenantId}, ${subject.userId}, ${subject.account}, ${event}, ${at}::timestamptz, ${cause.correlationId ?? null})
-    ON CONFLICT (user_id, idp_event_at) DO UPDATE SET account = EXCLUDED.account
-    RETURNING id, to_json(idp_event_at)#>>'{}' AS idp_event_at`);
-  return { id: row!.id, idpEventAt: new Date(row!.idp_event_at) };
 }

@@ -1,28 +1,41 @@
-import { sql } from 'drizzle-orm';
+import { type SQL, sql } from 'drizzle-orm';
 import { z } from 'zod';
+import { recordAudit } from '../audit/audit-log.js';
 import type { Database } from '../db/client.js';
 import { isUuid } from '../db/uuid.js';
 import { invalid, notFound } from '../errors.js';
+import { type Executor, recordForReconcileEach } from '../jobs/outbox.js';
+import { brakeChange } from './brake.js';
 import {
   APP_PERMISSIONS,
   type AssignmentRule,
   canonical,
   ENTERPRISE_PERMISSIONS,
+  type RuleSource,
+  type RuleTarget,
   TEAM_ROLES,
 } from './model.js';
 import { loadRules } from './state.js';
 
-/** A rule as an admin writes it (API body, CLI flags): exactly one target shape is accepted. */
-export const ruleInputSchema = z.discriminatedUnion('target', [
+/** What a rule matches, as an admin writes it: exactly one of an IdP group or an app role. */
+const ruleSourceSchema = z
+  .object({
+    idpGroup: z.string().trim().min(1, 'idpGroup must not be empty').optional(),
+    idpAppRole: z.string().trim().min(1, 'idpAppRole must not be empty').optional(),
+  })
+  .refine((source) => (source.idpGroup === undefined) !== (source.idpAppRole === undefined), {
+    message: 'give exactly one of idpGroup (an IdP group) or idpAppRole (the value of an app role)',
+  });
+
+/** What a rule grants (API body, CLI flags): exactly one target shape is accepted. */
+const ruleTargetSchema = z.discriminatedUnion('target', [
   z.object({
     target: z.literal('team'),
-    idpGroup: z.string().trim().min(1, 'idpGroup must not be empty'),
     team: z.string().trim().min(1, 'team must not be empty'),
     role: z.enum(TEAM_ROLES, { error: `role must be one of ${TEAM_ROLES.join(', ')}` }),
   }),
   z.object({
     target: z.literal('enterprise'),
-    idpGroup: z.string().trim().min(1, 'idpGroup must not be empty'),
     permissions: z
       .array(
         z.enum(ENTERPRISE_PERMISSIONS, {
@@ -33,7 +46,6 @@ export const ruleInputSchema = z.discriminatedUnion('target', [
   }),
   z.object({
     target: z.literal('app'),
-    idpGroup: z.string().trim().min(1, 'idpGroup must not be empty'),
     app: z.string().trim().min(1, 'app must not be empty'),
     permissions: z
       .array(z.enum(APP_PERMISSIONS, { error: `permissions must be among ${APP_PERMISSIONS.join(', ')}` }))
@@ -41,21 +53,26 @@ export const ruleInputSchema = z.discriminatedUnion('target', [
   }),
 ]);
 
-export type RuleInput = z.infer<typeof ruleInputSchema>;
+export type RuleInput = RuleSource & RuleTarget;
+
+function parsed<T>(schema: z.ZodType<T>, body: unknown): T {
+  const result = schema.safeParse(body);
+  if (result.success) return result.data;
+  const issue = result.error.issues[0]!;
+  const where = issue.path.length ? `${issue.path.join('.')}: ` : '';
+  throw invalid(`${where}${issue.message}`);
+}
 
 export function readRuleInput(body: unknown): RuleInput {
-  const parsed = ruleInputSchema.safeParse(body);
-  if (!parsed.success) {
-    const issue = parsed.error.issues[0]!;
-    const where = issue.path.length ? `${issue.path.join('.')}: ` : '';
-    throw invalid(`${where}${issue.message}`);
-  }
-  const rule = parsed.data;
+  const { idpGroup, idpAppRole } = parsed(ruleSourceSchema, body);
+  const source: RuleSource = idpGroup !== undefined ? { idpGroup } : { idpAppRole: idpAppRole! };
+  const target = parsed(ruleTargetSchema, body);
   // One spelling for a set of permissions, so listings and comparisons are stable.
-  if (rule.target === 'enterprise')
-    return { ...rule, permissions: canonical(rule.permissions, ENTERPRISE_PERMISSIONS) };
-  if (rule.target === 'app') return { ...rule, permissions: canonical(rule.permissions, APP_PERMISSIONS) };
-  return rule;
+  if (target.target === 'enterprise')
+    return { ...source, ...target, permissions: canonical(target.permissions, ENTERPRISE_PERMISSIONS) };
+  if (target.target === 'app')
+    return { ...source, ...target, permissions: canonical(target.permissions, APP_PERMISSIONS) };
+  return { ...source, ...target };
 }
 
 /**
@@ -70,8 +87,8 @@ export async function addRule(
 ): Promise<AssignmentRule> {
   return db.transaction(async (tx) => {
     const [row] = await tx.execute<{ id: string }>(sql`
-      INSERT INTO assignment_rules (tenant_id, idp_group, target, team_name, team_role, app_name, enterprise_permissions, app_permissions)
-      VALUES (${tenantId}, ${input.idpGroup}, ${input.target},
+      INSERT INTO assignment_rules (tenant_id, idp_group, idp_app_role, target, team_name, team_role, app_name, enterprise_permissions, app_permissions)
+      VALUES (${tenantId}, ${input.idpGroup ?? null}, ${input.idpAppRole ?? null}, ${input.target},
         ${input.target === 'team' ? input.team : null}, ${input.target === 'team' ? input.role : null}::team_role,
         ${input.target === 'app' ? input.app : null},
         ${input.target === 'enterprise' ? sql.param(input.permissions) : null}::enterprise_permission[],
@@ -87,10 +104,15 @@ export async function addRule(
         sql`INSERT INTO apps (tenant_id, name) VALUES (${tenantId}, ${input.app}) ON CONFLICT DO NOTHING`,
       );
     }
-    await queueGroupMembers(tx, tenantId, input.idpGroup, { event: 'rule.added', ruleId: row!.id, actor });
-    await tx.execute(sql`
-      INSERT INTO audit_log (tenant_id, actor, action, subject_type, subject_id, after)
-      VALUES (${tenantId}, ${actor}, 'rule.added', 'tenant', ${tenantId}, ${JSON.stringify({ id: row!.id, ...input })}::jsonb)`);
+    await queueMatchedUsers(tx, tenantId, input, { event: 'rule.added', ruleId: row!.id, actor });
+    await recordAudit(tx, {
+      tenantId,
+      actor,
+      action: 'rule.added',
+      subjectType: 'tenant',
+      subjectId: tenantId,
+      after: { id: row!.id, ...input },
+    });
     return { id: row!.id, ...input } as AssignmentRule;
   });
 }
@@ -107,49 +129,77 @@ export async function removeRule(
 ): Promise<void> {
   if (!isUuid(ruleId)) throw notFound(`no rule ${ruleId}`);
   await db.transaction(async (tx) => {
-    const [row] = await tx.execute<{ idp_group: string }>(sql`
-      DELETE FROM assignment_rules WHERE tenant_id = ${tenantId} AND id = ${ruleId} RETURNING idp_group`);
+    const [row] = await tx.execute<{ idp_group: string | null; idp_app_role: string | null }>(sql`
+      DELETE FROM assignment_rules WHERE tenant_id = ${tenantId} AND id = ${ruleId}
+      RETURNING idp_group, idp_app_role`);
     if (!row) throw notFound(`no rule ${ruleId}`);
-    await queueGroupMembers(tx, tenantId, row.idp_group, {
+    const source: RuleSource =
+      row.idp_group !== null ? { idpGroup: row.idp_group } : { idpAppRole: row.idp_app_role! };
+    const changeId = `rule:${ruleId}`;
+    // Decided now, from the stored state of every member, in the transaction that removes the rule.
+    await brakeChange(tx, {
+      tenantId,
+      changeId,
+      event: 'rule.removed',
+      affectedUsers: matchedUsers(tenantId, source),
+    });
+    await queueMatchedUsers(tx, tenantId, source, {
       event: 'rule.removed',
       ruleId,
       actor,
-      correlationId: `rule:${ruleId}`,
+      correlationId: changeId,
     });
-    await tx.execute(sql`
-      INSERT INTO audit_log (tenant_id, actor, action, subject_type, subject_id, before)
-      VALUES (${tenantId}, ${actor}, 'rule.removed', 'tenant', ${tenantId}, ${JSON.stringify({ id: ruleId })}::jsonb)`);
+    await recordAudit(tx, {
+      tenantId,
+      actor,
+      action: 'rule.removed',
+      subjectType: 'tenant',
+      subjectId: tenantId,
+      before: { id: ruleId },
+    });
   });
 }
 
-type Executor = Pick<Database, 'execute'>;
+/**
+ * The users (tenant id, user id) a rule's source matches: the members of its IdP group (by display name,
+ * case-insensitively), or the users holding its app role (users.app_roles, GIN-indexed).
+ */
+function matchedUsers(tenantId: string, source: RuleSource): SQL {
+  return source.idpGroup !== undefined
+    ? sql`
+      SELECT gm.tenant_id, gm.user_id FROM group_members gm JOIN groups g ON g.id = gm.group_id
+      WHERE g.tenant_id = ${tenantId} AND lower(g.display_name) = lower(${source.idpGroup})`
+    : sql`
+      SELECT u.tenant_id, u.id FROM users u
+      WHERE u.tenant_id = ${tenantId} AND u.app_roles @> jsonb_build_array(lower(${source.idpAppRole}::text))`;
+}
 
-async function queueGroupMembers(
+/** Queues a reconcile of every user the rule's group or app role matches. */
+async function queueMatchedUsers(
   tx: Executor,
   tenantId: string,
-  idpGroup: string,
+  source: RuleSource,
   cause: Record<string, unknown>,
 ) {
-  const full = { ...cause, source: 'admin', at: new Date().toISOString() };
-  // changeSize: how many users this one change touches, for the mass-change brake.
-  await tx.execute(sql`
-    WITH members AS (
-      SELECT gm.user_id FROM group_members gm JOIN groups g ON g.id = gm.group_id
-      WHERE g.tenant_id = ${tenantId} AND lower(g.display_name) = lower(${idpGroup})
-    )
-    INSERT INTO outbox (tenant_id, lane, subject_type, subject_id, cause)
-    SELECT ${tenantId}, 'reconcile', 'user', members.user_id::text,
-      ${JSON.stringify(full)}::jsonb || jsonb_build_object('changeSize', (SELECT count(*) FROM members))
-    FROM members`);
+  await recordForReconcileEach(
+    tx,
+    {
+      lane: 'reconcile',
+      subjectType: 'user',
+      cause: { ...cause, source: 'admin', at: new Date().toISOString() },
+    },
+    matchedUsers(tenantId, source),
+  );
 }
 
 export function describeRule(rule: AssignmentRule): string {
+  const source = rule.idpGroup !== undefined ? `group "${rule.idpGroup}"` : `app role "${rule.idpAppRole}"`;
   switch (rule.target) {
     case 'team':
-      return `group "${rule.idpGroup}" → team ${rule.team} as ${rule.role}`;
+      return `${source} → team ${rule.team} as ${rule.role}`;
     case 'enterprise':
-      return `group "${rule.idpGroup}" → Enterprise Account ${rule.permissions.join(',')}`;
+      return `${source} → Enterprise Account ${rule.permissions.join(',')}`;
     case 'app':
-      return `group "${rule.idpGroup}" → app ${rule.app} ${rule.permissions.join(',')}`;
+      return `${source} → app ${rule.app} ${rule.permissions.join(',')}`;
   }
 }

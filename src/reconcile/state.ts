@@ -1,7 +1,7 @@
 import { sql } from 'drizzle-orm';
 import type { Database } from '../db/client.js';
 import type { UserFacts } from './desired.js';
-import type { AppPermission, AssignmentRule, EnterprisePermission, TeamRole } from './model.js';
+import type { AppPermission, AssignmentRule, EnterprisePermission, RuleSource, TeamRole } from './model.js';
 
 /** Everything the reconciler needs to know about one user, read in one round trip. */
 export interface UserSubject {
@@ -11,7 +11,10 @@ export interface UserSubject {
   /** The platform account: the login e-mail, lower-cased. */
   account: string;
   facts: UserFacts;
-  updatedAt: string;
+  /** When the IdP turned the user off (ISO time); undefined while the user is active. */
+  deactivatedAt: string | undefined;
+  /** Tokens and sessions idsync issued that still work. */
+  liveTokens: number;
 }
 
 export interface TenantPolicy {
@@ -29,11 +32,15 @@ export async function loadUser(
     active: boolean;
     deprovisioned: boolean;
     groups: string[] | null;
-    updated_at: string;
+    deactivated_at: string | null;
+    live_tokens: number;
+    app_roles: unknown;
   }>(sql`
-    SELECT u.user_name, u.active, u.deprovisioned_at IS NOT NULL AS deprovisioned, u.updated_at::text,
+    SELECT u.user_name, u.active, u.deprovisioned_at IS NOT NULL AS deprovisioned,
+      to_json(u.deactivated_at)#>>'{}' AS deactivated_at, u.app_roles,
       (SELECT array_agg(g.display_name) FROM group_members gm JOIN groups g ON g.id = gm.group_id
-        WHERE gm.user_id = u.id) AS groups
+        WHERE gm.user_id = u.id) AS groups,
+      (SELECT count(*)::int FROM tokens t WHERE t.user_id = u.id AND t.revoked_at IS NULL) AS live_tokens
     FROM users u WHERE u.tenant_id = ${tenantId} AND u.id = ${userId}`);
   if (!row) return undefined;
   return {
@@ -41,15 +48,27 @@ export async function loadUser(
     userId,
     userName: row.user_name,
     account: row.user_name.toLowerCase(),
-    facts: { active: row.active, deprovisioned: row.deprovisioned, groups: row.groups ?? [] },
-    updatedAt: row.updated_at,
+    facts: {
+      active: row.active,
+      deprovisioned: row.deprovisioned,
+      groups: row.groups ?? [],
+      appRoles: appRoleValues(row.app_roles),
+    },
+    deactivatedAt: row.deactivated_at ? new Date(row.deactivated_at).toISOString() : undefined,
+    liveTokens: row.live_tokens,
   };
+}
+
+/** `users.app_roles` holds whatever `roles[*].value` was: only strings name an app role. */
+export function appRoleValues(json: unknown): string[] {
+  return Array.isArray(json) ? json.filter((v): v is string => typeof v === 'string') : [];
 }
 
 export async function loadRules(db: Database, tenantId: string): Promise<AssignmentRule[]> {
   const rows = await db.execute<{
     id: string;
-    idp_group: string;
+    idp_group: string | null;
+    idp_app_role: string | null;
     target: 'team' | 'enterprise' | 'app';
     team_name: string | null;
     team_role: TeamRole | null;
@@ -57,23 +76,26 @@ export async function loadRules(db: Database, tenantId: string): Promise<Assignm
     enterprise_permissions: string | null;
     app_permissions: string | null;
   }>(sql`
-    SELECT id, idp_group, target, team_name, team_role, app_name,
+    SELECT id, idp_group, idp_app_role, target, team_name, team_role, app_name,
       enterprise_permissions::text, app_permissions::text
     FROM assignment_rules WHERE tenant_id = ${tenantId} ORDER BY created_at, id`);
   return rows.map((r) => {
+    // The CHECK assignment_rules_one_source guarantees exactly one of the two.
+    const source: RuleSource =
+      r.idp_group !== null ? { idpGroup: r.idp_group } : { idpAppRole: r.idp_app_role! };
     if (r.target === 'team')
-      return { id: r.id, idpGroup: r.idp_group, target: 'team', team: r.team_name!, role: r.team_role! };
+      return { id: r.id, ...source, target: 'team', team: r.team_name!, role: r.team_role! };
     if (r.target === 'enterprise') {
       return {
         id: r.id,
-        idpGroup: r.idp_group,
+        ...source,
         target: 'enterprise',
         permissions: pgArray(r.enterprise_permissions) as EnterprisePermission[],
       };
     }
     return {
       id: r.id,
-      idpGroup: r.idp_group,
+      ...source,
       target: 'app',
       app: r.app_name!,
       permissions: pgArray(r.app_permissions) as AppPermission[],

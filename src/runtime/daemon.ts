@@ -7,18 +7,22 @@ import { appliedMigrationCount, expectedMigrationCount, runMigrations } from '..
 import { type AppOptions, createApp } from '../http/app.js';
 import { listen, type RunningHttpServer } from '../http/server.js';
 import { connectionReady, createRedisConnection } from '../jobs/connection.js';
+import { deprovisionAlert } from '../jobs/deprovision-alert.js';
 import { OutboxRelay } from '../jobs/outbox-relay.js';
 import { closeQueues, type LaneQueues, openQueues } from '../jobs/queues.js';
+import { Sweeper } from '../jobs/sweeper.js';
 import { type JobHandler, startWorkerPool, type WorkerPool } from '../jobs/workers.js';
 import type { Logger } from '../log.js';
 import { type ConnectorFor, connectorFactory } from '../platform/factory.js';
 import { scimRouter } from '../scim/router.js';
+import { SecretBox } from '../security/secret-box.js';
 import { ssoRouter } from '../sso/router.js';
 import { ScimTokenVerifier } from '../tenants/scim-token-cache.js';
 import { createTenant, listTenants, type TenantWithToken } from '../tenants/tenants.js';
 import { oauthRouter } from '../tokens/router.js';
 import { type Endpoint, provideDatabase, provideRedis } from './infrastructure.js';
 import { createJobHandler, DRIFT_TICK } from './job-handler.js';
+import { databasePoolSize } from './pool-size.js';
 
 /** start: HTTP and workers in one process (the laptop default); serve: HTTP only; worker: jobs only. */
 export type DaemonMode = 'start' | 'serve' | 'worker';
@@ -73,13 +77,15 @@ export async function startDaemon(options: DaemonOptions): Promise<Daemon> {
   };
 
   try {
+    // Checked before anything starts: a pool too small for the configured concurrency is a config error.
+    const poolSize = databasePoolSize(mode, config);
     const databaseEndpoint: Endpoint = await provideDatabase(config, log, true);
     cleanups.push(() => databaseEndpoint.release());
     const redisEndpoint: Endpoint = await provideRedis(config, log, true);
     cleanups.push(() => redisEndpoint.release());
 
     await runMigrations(databaseEndpoint.url);
-    const database = connectDatabase(databaseEndpoint.url, { max: mode === 'worker' ? 10 : 20 });
+    const database = connectDatabase(databaseEndpoint.url, { max: poolSize });
     cleanups.push(() => database.close());
 
     const producer: Redis = createRedisConnection(redisEndpoint.url, 'producer');
@@ -103,6 +109,8 @@ export async function startDaemon(options: DaemonOptions): Promise<Daemon> {
         log,
         concurrency: config.workerConcurrency,
         lockMs: config.jobLockMs,
+        maxStalledCount: config.jobMaxStalledCount,
+        onFailure: deprovisionAlert(database.db, log),
         handler: options.jobHandler ?? createJobHandler(database, connectorFor, queues),
       });
       cleanups.push(() => pool.close());
@@ -120,6 +128,16 @@ export async function startDaemon(options: DaemonOptions): Promise<Daemon> {
       const relay = new OutboxRelay({ sql: database.sql, queues, log, pollMs: config.outboxPollMs });
       await relay.start();
       cleanups.push(() => relay.stop());
+      if (config.sweeperIntervalMs > 0) {
+        const sweeper = new Sweeper({
+          database,
+          log,
+          intervalMs: config.sweeperIntervalMs,
+          graceMs: config.sweeperGraceMs,
+        });
+        sweeper.start();
+        cleanups.push(() => sweeper.stop());
+      }
     }
 
     let http: RunningHttpServer | undefined;
@@ -155,7 +173,12 @@ export async function startDaemon(options: DaemonOptions): Promise<Daemon> {
           { path: '/oauth', router: oauthRouter({ db: database.db }) },
           {
             path: '/sso',
-            router: ssoRouter({ db: database.db, redis: producer, publicUrl: config.publicUrl }),
+            router: ssoRouter({
+              db: database.db,
+              redis: producer,
+              publicUrl: config.publicUrl,
+              secretBox: optionalSecretBox(config),
+            }),
           },
           {
             path: '/api',
@@ -192,5 +215,17 @@ export async function startDaemon(options: DaemonOptions): Promise<Daemon> {
   } catch (error) {
     await stopAll();
     throw error;
+  }
+}
+
+/**
+ * The SP key that signs SAML Single Logout messages is sealed like platform tokens. With a shared
+ * DATABASE_URL and no IDSYNC_SECRET_KEY there is no key every process shares: SLO is then not offered.
+ */
+function optionalSecretBox(config: Config): SecretBox | undefined {
+  try {
+    return SecretBox.fromConfig(config);
+  } catch {
+    return undefined;
   }
 }

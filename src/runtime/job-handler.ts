@@ -2,10 +2,16 @@ import { sql } from 'drizzle-orm';
 import type { DatabaseHandle } from '../db/client.js';
 import { failedJobsOf } from '../drift/failed-jobs.js';
 import { runDriftScan } from '../drift/scan.js';
+import {
+  completeAnnouncements,
+  lastAnnouncement,
+  recordForReconcile,
+  recordForReconcileEach,
+} from '../jobs/outbox.js';
 import type { LaneQueues } from '../jobs/queues.js';
 import type { JobHandler } from '../jobs/workers.js';
 import type { ConnectorFor } from '../platform/factory.js';
-import { type Cause, planUser, type ReconcileDependencies, reconcileUser } from '../reconcile/reconciler.js';
+import { type Cause, type ReconcileDependencies, reconcileUser } from '../reconcile/reconciler.js';
 
 /**
  * What a job for each kind of subject does. A user job reconciles the user; a group job (a rename)
@@ -22,21 +28,10 @@ export function createJobHandler(
     const cause = (payload.cause ?? {}) as Cause;
     switch (payload.subjectType) {
       case 'user': {
-        // One connector for the whole job, its requests at the lane's priority.
-        const connector = await connectorFor(payload.tenantId, context.lane);
-        if (context.lane === 'reconcile') {
-          // Removal from the last group that granted access is an offboarding: it belongs in the
-          // deprovision lane, which never waits behind ordinary reconciles.
-          const planned = await planUser(deps, payload.tenantId, payload.subjectId, connector);
-          if (planned?.offboarding && planned.plan.operations.length > 0) {
-            await database.db.execute(sql`
-              INSERT INTO outbox (tenant_id, lane, subject_type, subject_id, cause)
-              VALUES (${payload.tenantId}, 'deprovision', 'user', ${payload.subjectId}, ${JSON.stringify(cause)}::jsonb)`);
-            context.log.info('user lost all access: handed to the deprovision lane');
-            return;
-          }
-        }
-        const result = await reconcileUser(deps, payload.tenantId, payload.subjectId, cause, connector);
+        // One connection, one connector, one plan: an offboarding found in the reconcile lane is applied
+        // there, at deprovision priority, instead of being planned again in the other lane.
+        const lane = context.lane === 'reconcile' ? 'reconcile' : 'deprovision';
+        const result = await reconcileUser(deps, payload.tenantId, payload.subjectId, cause, lane);
         context.log.info(
           {
             operations: result.applied.length,
@@ -47,12 +42,19 @@ export function createJobHandler(
         );
         return;
       }
-      case 'group':
-        await database.db.execute(sql`
-          INSERT INTO outbox (tenant_id, lane, subject_type, subject_id, cause)
-          SELECT ${payload.tenantId}, 'reconcile', 'user', user_id::text, ${JSON.stringify(cause)}::jsonb
-          FROM group_members WHERE group_id = ${payload.subjectId}`);
+      case 'group': {
+        // A rename: every member is reconciled, through the outbox, so the fan-out is as durable as any change.
+        const covered = await lastAnnouncement(database.db, payload.tenantId, 'group', payload.subjectId);
+        await database.db.transaction(async (tx) => {
+          await recordForReconcileEach(
+            tx,
+            { lane: 'reconcile', subjectType: 'user', cause },
+            sql`SELECT tenant_id, user_id FROM group_members WHERE group_id = ${payload.subjectId}`,
+          );
+          await completeAnnouncements(tx, payload.tenantId, 'group', payload.subjectId, covered);
+        });
         return;
+      }
       case 'tenant': {
         if (payload.subjectId === DRIFT_TICK) {
           await queueDueScans(database);
@@ -82,14 +84,23 @@ export const DRIFT_TICK = '*';
 
 /** Queues a scan for every tenant whose latest report is older than its scan interval. */
 async function queueDueScans(database: DatabaseHandle): Promise<void> {
-  await database.db.execute(sql`
-    INSERT INTO outbox (tenant_id, lane, subject_type, subject_id, cause)
-    SELECT t.id, 'scan', 'tenant', t.id::text, '{"event":"schedule"}'::jsonb FROM tenants t
+  const due = await database.db.execute<{ id: string }>(sql`
+    SELECT t.id::text FROM tenants t
     WHERE NOT EXISTS (
       SELECT 1 FROM drift_reports r WHERE r.tenant_id = t.id
         AND r.created_at > now() - make_interval(mins => t.drift_scan_interval_minutes))
     AND NOT EXISTS (
       SELECT 1 FROM outbox o WHERE o.tenant_id = t.id AND o.subject_type = 'tenant' AND o.relayed_at IS NULL)`);
+  await recordForReconcile(
+    database.db,
+    due.map((t) => ({
+      tenantId: t.id,
+      lane: 'scan',
+      subjectType: 'tenant',
+      subjectId: t.id,
+      cause: { event: 'schedule' },
+    })),
+  );
 }
 
 async function scannedWithinInterval(database: DatabaseHandle, tenantId: string): Promise<boolean> {

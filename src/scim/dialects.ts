@@ -108,3 +108,148 @@ export function normaliseMemberValues(value: unknown): { id: string; display: st
     throw new ScimError(400, 'invalidValue', 'each member must be an object with a string "value"');
   });
 }
+
+/*
+ * OneLogin. Its SCIM connectors send whatever the app's "SCIM JSON Template" renders: the template is
+ * admin-editable text in which `{$user.…}`/`{$parameters.…}` are substituted as strings. Sources:
+ * OneLogin's developer guide "Define Your SCIM User Schema" (developers.onelogin.com/scim/define-user-schema:
+ * core template `urn:scim:schemas:core:1.0`, enterprise template with `urn:scim:schemas:extension:enterprise:1.0`,
+ * a single `emails` object and `manager.managerId`) and a OneLogin "SCIM v2 Enterprise" connector seen in a
+ * proxy log sending `urn:scim:schemas:core:2.0` with `urn:scim:schemas:extension:enterprise:2.0`.
+ */
+
+type Document = Record<string, unknown>;
+
+/** Pre-RFC URNs (SCIM 1.1 drafts, and OneLogin's templates) → what each stands for in RFC 7643. */
+const LEGACY_CORE_URNS = ['urn:scim:schemas:core:2.0', 'urn:scim:schemas:core:1.0'];
+const LEGACY_ENTERPRISE_URNS = [
+  'urn:scim:schemas:extension:enterprise:2.0',
+  'urn:scim:schemas:extension:enterprise:1.0',
+];
+
+const isLegacyCore = (urn: string) => LEGACY_CORE_URNS.includes(urn.toLowerCase());
+const isLegacyEnterprise = (urn: string) => LEGACY_ENTERPRISE_URNS.includes(urn.toLowerCase());
+
+/**
+ * OneLogin: `"schemas": ["urn:scim:schemas:core:2.0", "urn:scim:schemas:extension:enterprise:2.0"]` (or the
+ * 1.0 spellings), with the enterprise attributes under the legacy extension URN as a key. Rewrites both the
+ * `schemas` entries and the extension key to the RFC 7643 URNs of the resource (`coreSchema`: User or
+ * Group), so responses carry only RFC URNs. Unknown URNs are left for validation to reject.
+ */
+export function normaliseLegacySchemaUrns(body: Document, coreSchema: string): Document {
+  const out: Document = {};
+  for (const [key, value] of Object.entries(body)) {
+    if (key.toLowerCase() === 'schemas' && Array.isArray(value)) {
+      const rewritten = value.map((urn) =>
+        typeof urn !== 'string'
+          ? urn
+          : isLegacyCore(urn)
+            ? coreSchema
+            : isLegacyEnterprise(urn)
+              ? ENTERPRISE_USER_SCHEMA
+              : urn,
+      );
+      out[key] = [...new Set(rewritten)];
+    } else if (isLegacyEnterprise(key)) {
+      out[ENTERPRISE_USER_SCHEMA] = value;
+    } else {
+      out[key] = value;
+    }
+  }
+  return out;
+}
+
+/**
+ * OneLogin PATCH paths written against the legacy URNs: `urn:scim:schemas:extension:enterprise:2.0:department`
+ * names the RFC enterprise attribute, `urn:scim:schemas:core:2.0:title` the core one.
+ */
+export function normaliseLegacyPath(path: string): string {
+  const lower = path.toLowerCase();
+  for (const urn of LEGACY_ENTERPRISE_URNS) {
+    if (lower === urn || lower.startsWith(`${urn}:`)) return ENTERPRISE_USER_SCHEMA + path.slice(urn.length);
+  }
+  for (const urn of LEGACY_CORE_URNS) {
+    if (lower.startsWith(`${urn}:`)) return path.slice(urn.length + 1);
+  }
+  return path;
+}
+
+/**
+ * OneLogin renders a template parameter that has no value as `""`, and two empty parameters joined by a
+ * space (its manager template: `"{$user.manager_firstname} {$user.manager_lastname}"`) as `" "`. Such a
+ * string means "not set": it is dropped, and so is a complex value or an element of a multi-valued
+ * attribute left with nothing but its `type`/`primary` labels (an `emails` entry without an address).
+ */
+export function dropEmptyTemplateValues(document: Document): Document {
+  const out: Document = {};
+  for (const [key, value] of Object.entries(document)) {
+    const kept = keepMeaningful(value);
+    if (kept !== undefined) out[key] = kept;
+  }
+  return out;
+}
+
+const LABELS_ONLY = new Set(['type', 'primary', 'display']);
+
+function keepMeaningful(value: unknown): unknown {
+  if (typeof value === 'string') return value.trim() === '' ? undefined : value;
+  if (Array.isArray(value)) {
+    const items = value.map(keepMeaningful).filter((item) => item !== undefined);
+    // An array the template rendered empty stays an (empty) array only if it was sent empty.
+    return items.length === 0 && value.length > 0 ? undefined : items;
+  }
+  if (value !== null && typeof value === 'object') {
+    const inner = dropEmptyTemplateValues(value as Document);
+    const keys = Object.keys(inner);
+    return keys.length === 0 || keys.every((k) => LABELS_ONLY.has(k)) ? undefined : inner;
+  }
+  return value;
+}
+
+/**
+ * OneLogin's enterprise template sends `"emails": {"value": …, "type": "work", "primary": true}`, one
+ * object where RFC 7643 has a list. Wraps a single object in a list for the multi-valued attributes named.
+ */
+export function wrapSingleComplexValues(document: Document, multiValued: ReadonlySet<string>): Document {
+  const out: Document = {};
+  for (const [key, value] of Object.entries(document)) {
+    const single = value !== null && typeof value === 'object' && !Array.isArray(value);
+    out[key] = single && multiValued.has(key.toLowerCase()) ? [value] : value;
+  }
+  return out;
+}
+
+/**
+ * OneLogin's enterprise template names the manager's id `managerId` (SCIM 1.1); RFC 7643 §4.3 calls it
+ * `value`. A manager left with no id at all (OneLogin: the user has none) is dropped.
+ */
+export function normaliseLegacyManager(enterprise: unknown): unknown {
+  if (enterprise === null || typeof enterprise !== 'object' || Array.isArray(enterprise)) return enterprise;
+  const extension = enterprise as Document;
+  const key = Object.keys(extension).find((k) => k.toLowerCase() === 'manager');
+  const manager = key === undefined ? undefined : extension[key];
+  if (!key || manager === null || typeof manager !== 'object' || !('managerId' in manager)) return enterprise;
+  const { managerId, ...rest } = manager as Document;
+  const complex = rest.value === undefined ? { ...rest, value: managerId } : rest;
+  const { [key]: _dropped, ...others } = extension;
+  return typeof complex.value !== 'string' || complex.value.trim() === ''
+    ? others
+    : { ...others, [key]: complex };
+}
+
+/**
+ * The error for a body whose `schemas` names no URN idsync knows: which URN to use, and where to fix it,
+ * since the body comes from an IdP template (OneLogin's "SCIM JSON Template", Okta's and Entra's mappings).
+ */
+export function unknownSchemaError(schemas: unknown, required: string, alsoAllowed: string[]): ScimError {
+  const sent = Array.isArray(schemas)
+    ? schemas.map((s) => JSON.stringify(s)).join(', ')
+    : JSON.stringify(schemas);
+  const wanted = [required, ...alsoAllowed].map((s) => `"${s}"`).join(', ');
+  return new ScimError(
+    400,
+    'invalidSyntax',
+    `"schemas" must include ${required}, but it was [${sent}]; fix the IdP's template (in OneLogin: the app's ` +
+      `Configuration → SCIM JSON Template) to send "schemas": [${wanted}]`,
+  );
+}

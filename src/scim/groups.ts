@@ -1,9 +1,16 @@
 import { and, asc, count, eq, type SQL, sql } from 'drizzle-orm';
+import { recordAudit } from '../audit/audit-log.js';
 import type { Database } from '../db/client.js';
-import { auditLog, groups } from '../db/schema.js';
+import { groups } from '../db/schema.js';
 import { isUniqueViolation, violatedConstraint } from '../errors.js';
 import { type OutboxEntry, recordForReconcile } from '../jobs/outbox.js';
-import { normaliseMemberValues, type PatchOperation } from './dialects.js';
+import { brakeChange } from '../reconcile/brake.js';
+import {
+  normaliseLegacySchemaUrns,
+  normaliseMemberValues,
+  type PatchOperation,
+  unknownSchemaError,
+} from './dialects.js';
 import { ScimError } from './errors.js';
 import type { FilterNode } from './filter.js';
 import { filterToSql, groupMapping } from './filter-sql.js';
@@ -41,14 +48,14 @@ export function readGroupInput(body: unknown): GroupInput {
   if (!body || typeof body !== 'object' || Array.isArray(body)) {
     throw new ScimError(400, 'invalidSyntax', 'request body must be a Group object');
   }
-  const document = body as Document;
+  const document = normaliseLegacySchemaUrns(body as Document, GROUP_SCHEMA);
   const field = (name: string) => {
     const key = Object.keys(document).find((k) => k.toLowerCase() === name.toLowerCase());
     return key === undefined ? undefined : document[key];
   };
   const schemas = field('schemas');
   if (schemas !== undefined && (!Array.isArray(schemas) || !schemas.includes(GROUP_SCHEMA))) {
-    throw new ScimError(400, 'invalidSyntax', `"schemas" must include ${GROUP_SCHEMA}`);
+    throw unknownSchemaError(schemas, GROUP_SCHEMA, []);
   }
   const displayName = field('displayName');
   if (typeof displayName !== 'string' || displayName.trim() === '') {
@@ -194,8 +201,6 @@ async function announce(
       cause: {
         event: 'group.member_removed',
         groupId: group.id,
-        // How many users this one IdP change removes: the mass-change brake compares it with the tenant's threshold.
-        changeSize: delta.removed.length,
         source: 'scim',
         at,
         correlationId: context.correlationId,
@@ -212,8 +217,25 @@ async function announce(
       cause: { event: 'group.renamed', ...renamed, source: 'scim', at, correlationId: context.correlationId },
     });
   }
+  // The mass-change brake decides now, in this transaction, from what every affected user would lose.
+  // A rename changes what every member is granted; a removal, what the removed are.
+  if (delta.removed.length > 0 || renamed) {
+    await brakeChange(tx, {
+      tenantId,
+      changeId: context.correlationId ?? `group:${group.id}:${at}`,
+      event:
+        action === 'scim.group.deleted'
+          ? 'group.deleted'
+          : renamed
+            ? 'group.renamed'
+            : 'group.member_removed',
+      affectedUsers: sql`
+        SELECT ${tenantId}::uuid, unnest(${sql.param(delta.removed)}::uuid[])
+        UNION ALL SELECT tenant_id, user_id FROM group_members WHERE ${renamed !== undefined} AND group_id = ${group.id}`,
+    });
+  }
   await recordForReconcile(tx, entries);
-  await tx.insert(auditLog).values({
+  await recordAudit(tx, {
     tenantId,
     actor: context.actor,
     action,

@@ -1,6 +1,7 @@
 import {
   expandPathlessOperation,
   isManagerPath,
+  normaliseLegacyPath,
   normaliseManagerValue,
   normaliseOperationName,
   normaliseScalarBoolean,
@@ -45,7 +46,9 @@ export function readPatchRequest(body: unknown): PatchOperation[] {
     if (operation.op === 'remove' && operation.path === undefined) {
       throw new ScimError(400, 'noTarget', 'a remove operation needs a "path"');
     }
-    return expandPathlessOperation(operation);
+    return expandPathlessOperation(operation).map((expanded) =>
+      expanded.path === undefined ? expanded : { ...expanded, path: normaliseLegacyPath(expanded.path) },
+    );
   });
 }
 

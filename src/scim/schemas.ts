@@ -15,6 +15,16 @@ export const LIST_RESPONSE_SCHEMA = 'urn:ietf:params:scim:api:messages:2.0:ListR
 
 export type AttributeType = SCIMMY.Types.Attribute.ValidAttributeTypes;
 
+/*
+ * scimmy 1.3 declares `roles.type` and `x509Certificates.type` with an empty list of canonical values, so
+ * it refuses every type — Entra's app-role assignment sends `"type": "WindowsAzureActiveDirectoryRole"`.
+ * RFC 7643 §4.1.2 gives these attributes (and `entitlements`) no vocabulary: any string is a type, kept as
+ * sent. Cleared once, here, before the definitions below are derived from the shared User schema.
+ */
+for (const path of ['roles.type', 'entitlements.type', 'x509Certificates.type']) {
+  SCIMMY.Schemas.User.definition.attribute(path).config.canonicalValues = false;
+}
+
 export interface AttributeInfo {
   /** Canonical spelling, e.g. `familyName`. */
   name: string;

@@ -1,5 +1,7 @@
 import { type SQL, sql } from 'drizzle-orm';
+import { recordAudit } from '../audit/audit-log.js';
 import type { Database } from '../db/client.js';
+import { recordForReconcile } from '../jobs/outbox.js';
 import { ENTERPRISE_USER_SCHEMA, USER_SCHEMA } from './schemas.js';
 
 /*
@@ -104,7 +106,7 @@ export interface NewUser {
 }
 
 /**
- * Creates a user, its outbox row and its audit row in one statement. A unique violation on userName
+ * Creates a user, its outbox row and its audit row in one transaction. A unique violation on userName
  * surfaces as the driver error, which the caller maps to 409.
  */
 export async function insertUserJson(
@@ -120,20 +122,28 @@ export async function insertUserJson(
     at: new Date().toISOString(),
     correlationId: audit.correlationId,
   };
-  const [row] = await db.execute<{ resource: string; version: number }>(sql`
-    WITH created AS (
-      INSERT INTO users (tenant_id, user_name, external_id, active, attributes, origin)
-      VALUES (${tenantId}, ${user.userName}, ${user.externalId}, ${user.active}, ${JSON.stringify(user.attributes)}::jsonb, 'scim')
-      RETURNING *
-    ), queued AS (
-      INSERT INTO outbox (tenant_id, lane, subject_type, subject_id, cause)
-      SELECT created.tenant_id, 'reconcile', 'user', created.id::text, ${JSON.stringify(cause)}::jsonb FROM created
-    ), audited AS (
-      INSERT INTO audit_log (tenant_id, actor, action, subject_type, subject_id, after, correlation_id)
-      SELECT created.tenant_id, ${audit.actor}, 'scim.user.created', 'user', created.id::text,
-        jsonb_build_object('userName', created.user_name, 'externalId', created.external_id, 'active', created.active),
-        ${audit.correlationId ?? null} FROM created
-    )
-    SELECT ${userResourceJson('created', baseUrl, false)}::text AS resource, created.version FROM created`);
-  return row!;
+  return db.transaction(async (tx) => {
+    const [row] = await tx.execute<{ resource: string; version: number; id: string }>(sql`
+      WITH created AS (
+        INSERT INTO users (tenant_id, user_name, external_id, active, attributes, origin)
+        VALUES (${tenantId}, ${user.userName}, ${user.externalId}, ${user.active}, ${JSON.stringify(user.attributes)}::jsonb, 'scim')
+        RETURNING *
+      )
+      SELECT ${userResourceJson('created', baseUrl, false)}::text AS resource, created.version, created.id::text AS id
+      FROM created`);
+    const { id, resource, version } = row!;
+    await recordForReconcile(tx, [
+      { tenantId, lane: 'reconcile', subjectType: 'user', subjectId: id, cause },
+    ]);
+    await recordAudit(tx, {
+      tenantId,
+      actor: audit.actor,
+      action: 'scim.user.created',
+      subjectType: 'user',
+      subjectId: id,
+      after: { userName: user.userName, externalId: user.externalId, active: user.active },
+      correlationId: audit.correlationId ?? null,
+    });
+    return { resource, version };
+  });
 }

@@ -1,12 +1,20 @@
 import { and, eq, isNull } from 'drizzle-orm';
 import { type AccountName, InvalidAccountName, parseAccountName } from '../accounts/account-name.js';
+import { recordAudit } from '../audit/audit-log.js';
 import type { Database } from '../db/client.js';
-import { auditLog, groupMembers, users } from '../db/schema.js';
+import { groupMembers, users } from '../db/schema.js';
 import { isUuid } from '../db/uuid.js';
 import { isUniqueViolation, violatedConstraint } from '../errors.js';
 import { recordForReconcile } from '../jobs/outbox.js';
 import type { PatchOperation } from './dialects.js';
-import { normaliseStringBooleans } from './dialects.js';
+import {
+  dropEmptyTemplateValues,
+  normaliseLegacyManager,
+  normaliseLegacySchemaUrns,
+  normaliseStringBooleans,
+  unknownSchemaError,
+  wrapSingleComplexValues,
+} from './dialects.js';
 import { ScimError } from './errors.js';
 import { checkLength } from './limits.js';
 import { applyUserPatch } from './patch.js';
@@ -37,22 +45,39 @@ export interface RequestContext {
 }
 
 const BOOLEAN_ATTRIBUTES = new Set(['active', 'primary']);
+const MULTI_VALUED_ATTRIBUTES = new Set(
+  [...userAttributes.values()].filter((a) => a.multiValued).map((a) => a.name.toLowerCase()),
+);
 const NOT_STORED = ['schemas', 'meta', 'id', 'userName', 'externalId', 'active', 'password', 'groups'];
 
 export { isUuid } from '../db/uuid.js';
 
-/**
- * Validates a User body (POST, PUT, or the result of a PATCH) against the schema with scimmy:
- * names canonicalised, types checked, unknown and read-only attributes dropped, passwords never kept.
- */
+/** Reads a User body (POST, PUT) into what is stored. */
 export function readUserInput(body: unknown): UserInput {
   if (!body || typeof body !== 'object' || Array.isArray(body)) {
     throw new ScimError(400, 'invalidSyntax', 'request body must be a User object');
   }
-  const schemas = (body as { schemas?: unknown }).schemas;
+  return validateUser(normaliseUserBody(body as Document));
+}
+
+/** Every provider dialect a POST or PUT body may speak, made RFC 7643 before validation. */
+function normaliseUserBody(body: Document): Document {
+  const rfc = normaliseLegacySchemaUrns(body, USER_SCHEMA);
+  const schemas = rfc.schemas;
   if (schemas !== undefined && (!Array.isArray(schemas) || !schemas.includes(USER_SCHEMA))) {
-    throw new ScimError(400, 'invalidSyntax', `"schemas" must include ${USER_SCHEMA}`);
+    throw unknownSchemaError(schemas, USER_SCHEMA, [ENTERPRISE_USER_SCHEMA]);
   }
+  if (rfc[ENTERPRISE_USER_SCHEMA] !== undefined) {
+    rfc[ENTERPRISE_USER_SCHEMA] = normaliseLegacyManager(rfc[ENTERPRISE_USER_SCHEMA]);
+  }
+  return wrapSingleComplexValues(dropEmptyTemplateValues(rfc), MULTI_VALUED_ATTRIBUTES);
+}
+
+/**
+ * Validates a User document (a normalised body, or the result of a PATCH) against the schema with
+ * scimmy: names canonicalised, types checked, unknown and read-only attributes dropped, passwords never kept.
+ */
+function validateUser(body: Document): UserInput {
   const normalised = normaliseStringBooleans(body, BOOLEAN_ATTRIBUTES) as Document;
   const withSchemas: Document = {
     ...normalised,
@@ -137,7 +162,7 @@ async function recordUserChange(
   const lane = event === 'user.deactivated' || event === 'user.deleted' ? 'deprovision' : 'reconcile';
   const cause = { event, source: 'scim', at: new Date().toISOString(), correlationId: context.correlationId };
   await recordForReconcile(tx, [{ tenantId, lane, subjectType: 'user', subjectId: userId, cause }]);
-  await tx.insert(auditLog).values({
+  await recordAudit(tx, {
     tenantId,
     actor: context.actor,
     action: `scim.${event}`,
@@ -241,7 +266,7 @@ export async function patchUser(
       core: userAttributes,
       extensions: new Map([[ENTERPRISE_USER_SCHEMA, enterpriseAttributes]]),
     });
-    const next = readUserInput({ ...patched, schemas: [USER_SCHEMA] });
+    const next = validateUser(patched);
     return saveUser(tx, current, next, context);
   });
 }

@@ -1,6 +1,7 @@
 import { and, desc, eq, isNull, sql } from 'drizzle-orm';
+import { recordAudit } from '../audit/audit-log.js';
 import type { Database } from '../db/client.js';
-import { adminTokens, auditLog, tenants } from '../db/schema.js';
+import { adminTokens, tenants } from '../db/schema.js';
 import { conflict, invalid, isUniqueViolation, notFound } from '../errors.js';
 import { adminTokenMatches } from './admin-token.js';
 import { issueCredential, parseCredential, secretMatches } from './credentials.js';
@@ -74,7 +75,7 @@ export async function createAdminToken(
           createdBy: input.actor,
         })
         .returning();
-      await tx.insert(auditLog).values({
+      await recordAudit(tx, {
         tenantId: input.tenantId,
         actor: input.actor,
         action: 'admin_token.created',
@@ -144,7 +145,7 @@ export async function revokeAdminToken(
       )
       .returning({ tenantId: adminTokens.tenantId });
     if (revoked.length === 0) throw notFound(`no admin token ${name}`);
-    await tx.insert(auditLog).values({
+    await recordAudit(tx, {
       tenantId: revoked[0]!.tenantId,
       actor,
       action: 'admin_token.revoked',

@@ -1,6 +1,7 @@
 import { and, eq } from 'drizzle-orm';
+import { recordAudit } from '../audit/audit-log.js';
 import type { Database } from '../db/client.js';
-import { auditLog, oauthClients } from '../db/schema.js';
+import { oauthClients } from '../db/schema.js';
 import { conflict, invalid, isUniqueViolation, notFound } from '../errors.js';
 import { issueCredential, parseCredential, secretMatches } from './credentials.js';
 
@@ -134,7 +135,7 @@ export async function authenticateClient(
 type Transaction = Parameters<Parameters<Database['transaction']>[0]>[0];
 
 async function audit(tx: Transaction, tenantId: string, actor: string, action: string, after: object) {
-  await tx.insert(auditLog).values({
+  await recordAudit(tx, {
     tenantId,
     actor,
     action,

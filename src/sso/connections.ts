@@ -12,6 +12,8 @@ export interface ConnectionInput {
   attributeMap: Record<string, string>;
   /** E-mail domains this IdP may sign in (lower case); empty: any user of the tenant. */
   allowedDomains: string[];
+  /** The IdP's HTTP-Redirect SingleLogoutService, when it does Single Logout. */
+  sloUrl?: string | undefined;
 }
 
 /** A tenant's SAML IdP as the ACS uses it. */
@@ -24,6 +26,7 @@ export type Connection = {
   attributeMap: Record<string, string>;
   groupClaimFormat: 'names' | 'object-ids';
   allowedDomains: string[];
+  sloUrl: string | null;
 };
 
 const DOMAIN = /^(?=.{1,253}$)([a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?\.)+[a-z0-9-]{2,63}$/;
@@ -52,10 +55,13 @@ export function toPem(certificate: string): string {
   return `-----BEGIN CERTIFICATE-----\n${body.match(/.{1,64}/g)!.join('\n')}\n-----END CERTIFICATE-----\n`;
 }
 
-/** Reads an IdP's SAML metadata: entity id, HTTP-Redirect SSO URL and every signing certificate. */
+/**
+ * Reads an IdP's SAML metadata: entity id, HTTP-Redirect SSO URL, every signing certificate, and the
+ * HTTP-Redirect SingleLogoutService when there is one.
+ */
 export function parseIdpMetadata(
   xml: string,
-): Pick<ConnectionInput, 'idpEntityId' | 'ssoUrl' | 'certificates'> {
+): Pick<ConnectionInput, 'idpEntityId' | 'ssoUrl' | 'certificates' | 'sloUrl'> {
   if (/<!DOCTYPE/i.test(xml)) throw invalid('metadata with a DOCTYPE is refused');
   const document = new DOMParser().parseFromString(xml, 'text/xml') as unknown as Document;
   const entity = document.getElementsByTagNameNS(MD, 'EntityDescriptor')[0] as Element | undefined;
@@ -73,10 +79,14 @@ export function parseIdpMetadata(
     ),
   );
   if (certificates.length === 0) throw invalid('the IdP metadata has no signing certificate');
+  const slo = Array.from(idp.getElementsByTagNameNS(MD, 'SingleLogoutService') as unknown as Element[]).find(
+    (s) => s.getAttribute('Binding') === REDIRECT,
+  );
   return {
     idpEntityId: entity.getAttribute('entityID') ?? '',
     ssoUrl: sso.getAttribute('Location') ?? '',
     certificates,
+    sloUrl: slo?.getAttribute('Location') || undefined,
   };
 }
 
@@ -89,19 +99,26 @@ export async function saveConnection(db: Database, tenantId: string, input: Conn
     throw invalid(`"${input.ssoUrl}" is not a URL`);
   }
   if (input.certificates.length === 0) throw invalid('at least one IdP signing certificate is required');
+  if (input.sloUrl !== undefined) {
+    try {
+      new URL(input.sloUrl);
+    } catch {
+      throw invalid(`"${input.sloUrl}" is not a URL`);
+    }
+  }
   await db.execute(sql`
-    INSERT INTO sso_connections (tenant_id, idp_entity_id, sso_url, certificates, want_response_signed, group_claim_format, attribute_map, allowed_domains)
+    INSERT INTO sso_connections (tenant_id, idp_entity_id, sso_url, certificates, want_response_signed, group_claim_format, attribute_map, allowed_domains, slo_url)
     VALUES (${tenantId}, ${input.idpEntityId}, ${input.ssoUrl}, ${sql.param(input.certificates.map(toPem))}::text[],
       ${input.wantResponseSigned}, ${input.groupClaimFormat}::group_claim_format, ${JSON.stringify(input.attributeMap)}::jsonb,
-      ${sql.param(input.allowedDomains)}::text[])
+      ${sql.param(input.allowedDomains)}::text[], ${input.sloUrl ?? null})
     ON CONFLICT (tenant_id, idp_entity_id) DO UPDATE SET sso_url = EXCLUDED.sso_url, certificates = EXCLUDED.certificates,
       want_response_signed = EXCLUDED.want_response_signed, group_claim_format = EXCLUDED.group_claim_format,
-      attribute_map = EXCLUDED.attribute_map, allowed_domains = EXCLUDED.allowed_domains`);
+      attribute_map = EXCLUDED.attribute_map, allowed_domains = EXCLUDED.allowed_domains, slo_url = EXCLUDED.slo_url`);
 }
 
 const connectionColumns = sql`id::text AS "id", idp_entity_id AS "idpEntityId", sso_url AS "ssoUrl",
   certificates AS "certificates", want_response_signed AS "wantResponseSigned", attribute_map AS "attributeMap",
-  group_claim_format::text AS "groupClaimFormat", allowed_domains AS "allowedDomains"`;
+  group_claim_format::text AS "groupClaimFormat", allowed_domains AS "allowedDomains", slo_url AS "sloUrl"`;
 
 /**
  * The tenant's IdP named by entity id (an assertion's Issuer, or `?idp=` on /login), else its first one.

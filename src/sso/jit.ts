@@ -1,6 +1,8 @@
 import { sql } from 'drizzle-orm';
 import type { AccountName } from '../accounts/account-name.js';
+import { recordAudit } from '../audit/audit-log.js';
 import type { Database } from '../db/client.js';
+import { recordForReconcile } from '../jobs/outbox.js';
 import { SamlRefusal } from './refusal.js';
 
 /*
@@ -82,15 +84,22 @@ export async function provisionLogin(
       correlationId,
     };
     if (accessMayHaveChanged) {
-      await tx.execute(sql`
-        INSERT INTO outbox (tenant_id, lane, subject_type, subject_id, cause)
-        VALUES (${tenantId}, 'reconcile', 'user', ${userId}, ${JSON.stringify(cause)}::jsonb)`);
+      await recordForReconcile(tx, [
+        { tenantId, lane: 'reconcile', subjectType: 'user', subjectId: userId, cause },
+      ]);
     }
-    await tx.execute(sql`
-      INSERT INTO audit_log (tenant_id, actor, action, subject_type, subject_id, after, correlation_id)
-      VALUES (${tenantId}, 'saml', ${created ? 'saml.user.created' : 'saml.login'}, 'user', ${userId},
-        ${JSON.stringify({ groupsChanged: membershipChanged, ...(claims.overage ? { groupsOverage: 'kept the groups known from SCIM' } : {}) })}::jsonb,
-        ${correlationId})`);
+    await recordAudit(tx, {
+      tenantId,
+      actor: 'saml',
+      action: created ? 'saml.user.created' : 'saml.login',
+      subjectType: 'user',
+      subjectId: userId,
+      after: {
+        groupsChanged: membershipChanged,
+        ...(claims.overage ? { groupsOverage: 'kept the groups known from SCIM' } : {}),
+      },
+      correlationId,
+    });
     return { userId, created, accessMayHaveChanged };
   });
 }

@@ -7,11 +7,13 @@ import { refuseHostileText } from '../http/hostile-input.js';
 import { escapeHtml, htmlPage } from '../http/html.js';
 import { htmlErrorHandler } from '../http/html-errors.js';
 import { PlatformMirror } from '../platform/mirror.js';
+import type { SecretBox } from '../security/secret-box.js';
 import { findTenantByName, type Tenant } from '../tenants/tenants.js';
 import { issueApiToken } from '../tokens/tokens.js';
 import { accountPage } from './account-page.js';
 import { claimsOf } from './claims.js';
 import { type Connection, findConnection } from './connections.js';
+import { refuseTransientNameId, splitOneLoginGroupValues } from './idp-dialects.js';
 import { type JitMode, provisionLogin } from './jit.js';
 import { newRequestId, redeemLoginStart, rememberLoginStart } from './login-state.js';
 import { SamlRefusal } from './refusal.js';
@@ -27,6 +29,13 @@ import {
   setSessionCookie,
   startSession,
 } from './sessions.js';
+import {
+  handleSingleLogout,
+  linkSessionToLogin,
+  type SingleLogoutOptions,
+  singleLogoutMetadata,
+  spInitiatedLogoutUrl,
+} from './single-logout.js';
 
 /*
  * The SAML edge: SP metadata, SP-initiated login (HTTP-Redirect) and the Assertion Consumer Service
@@ -42,12 +51,15 @@ export interface SsoRouterOptions {
   db: Database;
   redis: Redis;
   publicUrl: string;
+  /** Opens the SP key that signs Single Logout messages; without it SLO is not offered. */
+  secretBox?: SecretBox | undefined;
 }
 
 type TenantHandler = (req: Request, res: Response, tenant: Tenant) => Promise<void>;
 
 export function ssoRouter(options: SsoRouterOptions): Router {
   const { db, redis, publicUrl } = options;
+  const logout: SingleLogoutOptions = { db, redis, publicUrl, secretBox: options.secretBox };
   const router = Router();
   router.use(express.urlencoded({ extended: false, limit: '512kb' }));
   router.use(refuseHostileText);
@@ -82,6 +94,7 @@ export function ssoRouter(options: SsoRouterOptions): Router {
         .send(
           `<?xml version="1.0"?>\n<md:EntityDescriptor xmlns:md="urn:oasis:names:tc:SAML:2.0:metadata" entityID="${escapeHtml(entityId)}">` +
             `<md:SPSSODescriptor AuthnRequestsSigned="false" WantAssertionsSigned="true" protocolSupportEnumeration="urn:oasis:names:tc:SAML:2.0:protocol">` +
+            (await singleLogoutMetadata(logout, tenant)) +
             `<md:AssertionConsumerService Binding="urn:oasis:names:tc:SAML:2.0:bindings:HTTP-POST" Location="${escapeHtml(acsUrl)}" index="1"/>` +
             '</md:SPSSODescriptor></md:EntityDescriptor>\n',
         );
@@ -146,10 +159,16 @@ export function ssoRouter(options: SsoRouterOptions): Router {
           'unsolicited (IdP-initiated) response, and this tenant accepts only logins it started',
         );
       }
-      const claims = claimsOf(assertion.element, connection);
+      refuseTransientNameId(assertion.element);
+      const claims = splitOneLoginGroupValues(
+        claimsOf(assertion.element, connection),
+        connection.idpEntityId,
+      );
       const login = await provisionLogin(db, tenant.id, tenant.jitMode as JitMode, claims, String(req.id));
       req.log.info({ userId: login.userId, created: login.created }, 'SAML login accepted');
-      setSessionCookie(res, await startSession(db, tenant.id, login.userId), publicUrl);
+      const sessionToken = await startSession(db, tenant.id, login.userId);
+      await linkSessionToLogin(db, tenant.id, sessionToken, connection, assertion.element);
+      setSessionCookie(res, sessionToken, publicUrl);
       res.redirect(
         303,
         safeRelayState(req.body?.RelayState, publicUrl) || `${publicUrl}/sso/${tenant.name}/me`,
@@ -212,9 +231,19 @@ export function ssoRouter(options: SsoRouterOptions): Router {
       const session = await currentSession(db, tenant.id, req);
       if (session) await endSession(db, session.id);
       clearSessionCookie(res);
+      // Single Logout: the IdP that signed this session in ends its own session too.
+      const atIdp = session ? await spInitiatedLogoutUrl(logout, tenant, session.id) : undefined;
+      if (atIdp) {
+        res.redirect(303, atIdp);
+        return;
+      }
       res.type('html').send(htmlPage('Signed out', '<p>You are signed out of idsync.</p>'));
     }),
   );
+
+  const singleLogout = forTenant((req, res, tenant) => handleSingleLogout(logout, req, res, tenant));
+  router.get('/:tenant/slo', singleLogout);
+  router.post('/:tenant/slo', singleLogout);
 
   /** A session for a state-changing request, which must come from idsync's own pages. */
   async function sameOriginSession(req: Request, res: Response, tenant: Tenant) {

@@ -1,6 +1,7 @@
 import { asc, eq, sql } from 'drizzle-orm';
+import { recordAudit } from '../audit/audit-log.js';
 import type { Database } from '../db/client.js';
-import { auditLog, tenants } from '../db/schema.js';
+import { tenants } from '../db/schema.js';
 import { FIXABLE_CLASSES } from '../drift/scan.js';
 import { conflict, invalid, isUniqueViolation, notFound } from '../errors.js';
 import { TEAM_ROLES } from '../reconcile/model.js';
@@ -33,7 +34,7 @@ export async function createTenant(db: Database, name: string, actor: string): P
         .insert(tenants)
         .values({ name, scimTokenId: credential.tokenId, scimTokenHash: credential.secretHash })
         .returning();
-      await tx.insert(auditLog).values({
+      await recordAudit(tx, {
         tenantId: tenant!.id,
         actor,
         action: 'tenant.created',
@@ -74,7 +75,7 @@ export async function rotateScimToken(db: Database, name: string, actor: string)
       .returning();
     if (!tenant) throw notFound(`no tenant named "${name}"`);
     await tx.execute(sql`SELECT pg_notify(${TENANT_CHANGES_CHANNEL}, ${tenant.id})`);
-    await tx.insert(auditLog).values({
+    await recordAudit(tx, {
       tenantId: tenant.id,
       actor,
       action: 'tenant.scim_token_rotated',
@@ -185,7 +186,7 @@ export async function updateTenantPolicy(
       .where(eq(tenants.id, tenant.id))
       .returning();
     await tx.execute(sql`SELECT pg_notify(${TENANT_CHANGES_CHANNEL}, ${tenant.id})`);
-    await tx.insert(auditLog).values({
+    await recordAudit(tx, {
       tenantId: tenant.id,
       actor,
       action: 'tenant.policy_changed',

@@ -1,4 +1,5 @@
 import { sql } from 'drizzle-orm';
+import { recordAudit } from '../audit/audit-log.js';
 import type { Database } from '../db/client.js';
 import { isUuid } from '../db/uuid.js';
 import { forbidden, invalid, notFound } from '../errors.js';
@@ -49,20 +50,23 @@ export async function issueApiToken(
   const expiresAt = options.expiresInSeconds
     ? new Date(Date.now() + options.expiresInSeconds * 1000).toISOString()
     : null;
-  const [row] = await db.execute<{ id: string }>(sql`
-    WITH issued AS (
+  const row = await db.transaction(async (tx) => {
+    const [issued] = await tx.execute<{ id: string }>(sql`
       INSERT INTO tokens (tenant_id, user_id, kind, token_id, secret_hash, label, scopes, expires_at)
       VALUES (${tenantId}, ${user.id}, 'api', ${credential.tokenId}, ${credential.secretHash}, ${options.label ?? null},
         ${sql.param(options.scopes)}::text[], ${expiresAt}::timestamptz)
-      RETURNING id, user_id
-    ), audited AS (
-      INSERT INTO audit_log (tenant_id, actor, action, subject_type, subject_id, after)
-      SELECT ${tenantId}, ${options.actor}, 'token.issued', 'user', issued.user_id::text,
-        jsonb_build_object('tokenId', issued.id, 'scopes', ${JSON.stringify(options.scopes)}::jsonb, 'expiresAt', ${expiresAt}::text)
-      FROM issued
-    )
-    SELECT id::text FROM issued`);
-  return { id: row!.id, token: credential.token, expiresAt };
+      RETURNING id::text`);
+    await recordAudit(tx, {
+      tenantId,
+      actor: options.actor,
+      action: 'token.issued',
+      subjectType: 'user',
+      subjectId: user.id,
+      after: { tokenId: issued!.id, scopes: options.scopes, expiresAt },
+    });
+    return issued!;
+  });
+  return { id: row.id, token: credential.token, expiresAt };
 }
 
 /** RFC 7662 §2.2: `{active: false}` and nothing else for any token that is not currently good. */
@@ -125,8 +129,18 @@ export async function revoke(db: Database, token: string, tenantId: string, acto
     SELECT id::text, secret_hash, tenant_id::text, user_id::text FROM tokens
     WHERE token_id = ${parsed.tokenId} AND kind = 'api' AND tenant_id = ${tenantId} AND revoked_at IS NULL`);
   if (!row || !secretMatches(parsed.secret, row.secret_hash)) return;
-  await db.execute(sql`
-    WITH revoked AS (UPDATE tokens SET revoked_at = now(), revoked_reason = 'revoked by request' WHERE id = ${row.id} RETURNING id)
-    INSERT INTO audit_log (tenant_id, actor, action, subject_type, subject_id, after)
-    SELECT ${row.tenant_id}, ${actor}, 'token.revoked', 'user', ${row.user_id}, jsonb_build_object('tokenId', revoked.id) FROM revoked`);
+  await db.transaction(async (tx) => {
+    const revoked = await tx.execute(sql`
+      UPDATE tokens SET revoked_at = now(), revoked_reason = 'revoked by request'
+      WHERE id = ${row.id} AND revoked_at IS NULL RETURNING id`);
+    if (revoked.length === 0) return;
+    await recordAudit(tx, {
+      tenantId: row.tenant_id,
+      actor,
+      action: 'token.revoked',
+      subjectType: 'user',
+      subjectId: row.user_id,
+      after: { tokenId: row.id },
+    });
+  });
 }

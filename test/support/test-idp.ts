@@ -14,6 +14,8 @@ const RSA_SHA256 = 'http://www.w3.org/2001/04/xmldsig-more#rsa-sha256';
 export interface TestIdp {
   entityId: string;
   certificate: string;
+  /** The IdP's signing key (PEM), for tests that sign other messages as this IdP (Single Logout). */
+  privateKey: string;
   /** The IdP's SAML metadata, as samlify publishes it. */
   metadata(): string;
   /** A base64 SAMLResponse for this login. */
@@ -63,6 +65,7 @@ export async function createTestIdp(
   return {
     entityId,
     certificate: pems.cert,
+    privateKey: pems.private,
     metadata: () => provider(RSA_SHA256).getMetadata(),
     async respond(login) {
       const idp = provider(login.signatureAlgorithm ?? RSA_SHA256);

@@ -1,0 +1,52 @@
+import { type Config, ConfigError } from '../config.js';
+
+/** Connections the HTTP side of a process uses by default (SCIM, SSO, admin API, readiness). */
+const HTTP_CONNECTIONS = 20;
+
+/**
+ * What a worker process needs at most at once, one connection per thing that can run: each deprovision
+ * and reconcile job holds exactly one (its lock and all its queries); a drift scan holds its lock and
+ * queries beside it (2); the outbox relay (1) and the sweeper (1); and headroom for the short statements
+ * beside them (a failure alert, a group fan-out, a platform stop) (3).
+ */
+export function workerConnections(workerConcurrency: number): { total: number; breakdown: string } {
+  const parts = {
+    deprovision: workerConcurrency,
+    reconcile: workerConcurrency,
+    scan: 2,
+    relay: 1,
+    sweeper: 1,
+    headroom: 3,
+  };
+  const total = Object.values(parts).reduce((a, b) => a + b, 0);
+  return {
+    total,
+    breakdown: Object.entries(parts)
+      .map(([k, v]) => `${k} ${v}`)
+      .join(' + '),
+  };
+}
+
+/**
+ * The pool size of a process: DATABASE_POOL_SIZE if set — refused when smaller than what the workers
+ * can hold at once, since a pool smaller than that can wedge a worker for good — else sized from the
+ * mode and WORKER_CONCURRENCY.
+ */
+export function databasePoolSize(
+  mode: 'start' | 'serve' | 'worker',
+  config: Pick<Config, 'databasePoolSize' | 'workerConcurrency'>,
+): number {
+  const workers = mode === 'serve' ? undefined : workerConnections(config.workerConcurrency);
+  const minimum = (workers?.total ?? 0) + (mode === 'worker' ? 0 : 2);
+  if (config.databasePoolSize === undefined) {
+    return (workers?.total ?? 0) + (mode === 'worker' ? 0 : HTTP_CONNECTIONS);
+  }
+  if (config.databasePoolSize < minimum) {
+    throw new ConfigError(
+      'DATABASE_POOL_SIZE',
+      `must be at least ${minimum} for \`idsync ${mode}\` with WORKER_CONCURRENCY=${config.workerConcurrency}` +
+        (workers ? ` (${workers.breakdown}${mode === 'worker' ? '' : ' + HTTP 2'})` : ''),
+    );
+  }
+  return config.databasePoolSize;
+}
