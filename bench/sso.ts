@@ -33,7 +33,9 @@ const server = await startServer('serve', {
   PORT: String(port),
   PUBLIC_URL: publicUrl,
 });
-const client = httpClient(port, '', 16);
+// A fresh keep-alive pool per phase: signing takes long enough on a loaded machine for the server to
+// close idle sockets (keepAliveTimeout), and a reused closed socket fails the write with EPIPE.
+let client = httpClient(port, '', 16);
 const login = async (samlResponse: string) => {
   const r = await client.form('/sso/bench/acs', { SAMLResponse: samlResponse });
   expectStatus(r.status, 303, 'ACS');
@@ -42,23 +44,32 @@ const sign = async (names: string[]) => {
   const out: string[] = [];
   for (const nameId of names)
     out.push(await idp.respond({ nameId, attributes: { groups: ['Engineering'] } }));
+  client = httpClient(port, '', 16);
   return out;
 };
 
 try {
   const returning = Array.from({ length: RETURNING_USERS }, (_, i) => `user${i}@example.com`);
   for (const response of await sign(returning)) await login(response);
-  const returningResponses = await sign(
-    Array.from({ length: RETURNING_LOGINS }, (_, i) => returning[i % RETURNING_USERS]!),
-  );
+  // Each phase's responses are signed just before it runs: they are valid for 5 minutes (the test
+  // IdP's NotOnOrAfter) and idsync refuses assertions older than the tenant's 10-minute maximum age.
+  const returningOf = (count: number) =>
+    sign(Array.from({ length: count }, (_, i) => returning[i % RETURNING_USERS]!));
+  const many = await returningOf(RETURNING_LOGINS - 1000);
+  const returningUsers16Clients = await load(many.length, 16, (i) => login(many[i]!));
+  const oneClient = await returningOf(1000);
+  const returningUsers1Client = await load(oneClient.length, 1, (i) => login(oneClient[i]!));
   const firstResponses = await sign(Array.from({ length: FIRST_LOGINS }, (_, i) => `new${i}@example.com`));
-  const oneClient = returningResponses.splice(0, 1000);
+  const firstLoginsJit16Clients = await load(firstResponses.length, 16, (i) => login(firstResponses[i]!));
 
   const results = {
-    machine: `${os.cpus().length} cores, ${Math.round(os.totalmem() / 2 ** 30)} GiB`,
-    returningUsers16Clients: await load(returningResponses.length, 16, (i) => login(returningResponses[i]!)),
-    returningUsers1Client: await load(oneClient.length, 1, (i) => login(oneClient[i]!)),
-    firstLoginsJit16Clients: await load(firstResponses.length, 16, (i) => login(firstResponses[i]!)),
+    machine: `${os.cpus().length} cores, ${Math.round(os.totalmem() / 2 ** 30)} GiB, load average ${os
+      .loadavg()
+      .map((l) => l.toFixed(1))
+      .join(' ')}`,
+    returningUsers16Clients,
+    returningUsers1Client,
+    firstLoginsJit16Clients,
   };
   console.log(JSON.stringify(results, null, 2));
 } finally {

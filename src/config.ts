@@ -71,8 +71,13 @@ const envSchema = z.object({
   IDSYNC_EMBEDDED_REDIS_PORT: port(63799),
   IDSYNC_ADMIN_TOKEN: z.string().min(32, 'must be at least 32 characters').optional(),
   WORKER_CONCURRENCY: positiveInt(8),
+  WORKER_PROCESSES: z.coerce
+    .number({ error: 'must be a number' })
+    .int('must be a whole number')
+    .positive('must be greater than 0')
+    .optional(),
   SHUTDOWN_TIMEOUT_MS: positiveInt(15_000),
-  OUTBOX_POLL_MS: positiveInt(1_000),
+  OUTBOX_POLL_MS: positiveInt(200),
   IDSYNC_QUEUE_PREFIX: z
     .string()
     .regex(/^[A-Za-z0-9_-]{1,64}$/, 'must be 1 to 64 letters, digits, dashes or underscores')
@@ -113,6 +118,11 @@ export interface Config {
   embeddedRedisPort: number;
   adminToken: string | undefined;
   workerConcurrency: number;
+  /**
+   * How many daemon processes to run. Unset: one per core for `start` and `serve`, one for `worker`
+   * (workers scale out by running more of them, on any machine).
+   */
+  processes: number | undefined;
   shutdownTimeoutMs: number;
   outboxPollMs: number;
   /** BullMQ key prefix: several deployments can share one Redis. */
@@ -160,6 +170,7 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
     embeddedRedisPort: e.IDSYNC_EMBEDDED_REDIS_PORT,
     adminToken: e.IDSYNC_ADMIN_TOKEN,
     workerConcurrency: e.WORKER_CONCURRENCY,
+    processes: e.WORKER_PROCESSES,
     shutdownTimeoutMs: e.SHUTDOWN_TIMEOUT_MS,
     outboxPollMs: e.OUTBOX_POLL_MS,
     queuePrefix: e.IDSYNC_QUEUE_PREFIX,

@@ -21,6 +21,11 @@ describe('configuration from the environment', () => {
     expect(config.dataDir).toMatch(/\.idsync$/);
   });
 
+  it('leaves the process count to the command unless WORKER_PROCESSES is set', () => {
+    expect(loadConfig({}).processes).toBeUndefined();
+    expect(loadConfig({ WORKER_PROCESSES: '3' }).processes).toBe(3);
+  });
+
   it('treats an empty variable as unset', () => {
     expect(loadConfig({ DATABASE_URL: '', PORT: '' }).port).toBe(8080);
   });
@@ -38,6 +43,7 @@ describe('configuration from the environment', () => {
     [{ DATABASE_URL: 'mysql://x@y/z' }, 'DATABASE_URL', 'postgres://'],
     [{ REDIS_URL: 'localhost:6379' }, 'REDIS_URL', 'redis://'],
     [{ LOG_LEVEL: 'loud' }, 'LOG_LEVEL', 'must be one of'],
+    [{ WORKER_PROCESSES: '0' }, 'WORKER_PROCESSES', 'greater than 0'],
     [{ PUBLIC_URL: 'ftp://x' }, 'PUBLIC_URL', 'http:// or https://'],
     [{ IDSYNC_ADMIN_TOKEN: 'short' }, 'IDSYNC_ADMIN_TOKEN', 'at least 32'],
     [{ WORKER_CONCURRENCY: '0' }, 'WORKER_CONCURRENCY', 'greater than 0'],

@@ -20,6 +20,7 @@ describe('migrations', () => {
       'drift_findings',
       'drift_reports',
       'group_members',
+      'group_version_slots',
       'groups',
       'held_change_users',
       'held_changes',

@@ -243,6 +243,45 @@ describe('no deprovisioning lost or stuck', () => {
     expect(job?.stalledCounter).toBe(2);
   }, 90_000);
 
+  it('a deprovision that keeps failing is retried with back-off and alerted (fatal log line and audit row)', async () => {
+    const database = await createTestDatabase();
+    const { tenant } = await createTenant(database.db, 'acme', 'test');
+    const userId = await seedOffboarded(database, tenant.id, 'stuck@example.com');
+    const captured = capturingLogger('warn');
+    const attempts: number[] = [];
+    const worker = await startTestDaemon({
+      mode: 'worker',
+      config: testConfig(database.url, { sweeperIntervalMs: 0 }),
+      log: captured.log,
+      jobHandler: async () => {
+        attempts.push(Date.now());
+        throw new Error('platform said 503');
+      },
+    });
+    cleanups.push(() => worker.stop());
+    await database.sql`INSERT INTO outbox (tenant_id, lane, subject_type, subject_id, cause)
+      VALUES (${tenant.id}, 'deprovision', 'user', ${userId}, '{"event":"user.deactivated"}'::jsonb)`;
+    const alerts = () =>
+      database.sql`SELECT subject_id, after->>'attempts' AS attempts, after->>'retrying' AS retrying
+        FROM audit_log WHERE action = 'deprovision.failed'`;
+    await expect
+      .poll(alerts, { timeout: 20_000 })
+      .toEqual([{ subject_id: userId, attempts: '3', retrying: 'true' }]);
+    const fatal = captured
+      .output()
+      .split('\n')
+      .filter(Boolean)
+      .map((line) => JSON.parse(line))
+      .filter((line) => line.event === 'deprovision.failed');
+    expect(fatal).toEqual([expect.objectContaining({ level: 60, userId, attempts: 3, retrying: true })]);
+    // Back-off: about 1 s before the second attempt, about 2 s before the third (±20 % jitter).
+    expect(attempts.length).toBeGreaterThanOrEqual(3);
+    expect(attempts[1]! - attempts[0]!).toBeGreaterThanOrEqual(750);
+    expect(attempts[2]! - attempts[1]!).toBeGreaterThanOrEqual(1_550);
+    expect(captured.output()).toContain('job failed; it will be retried with back-off');
+    expect(captured.output()).not.toContain('BullMQ retries it');
+  }, 40_000);
+
   it('Redis forgetting relayed jobs (FLUSHALL) loses no deprovision: the sweeper sends them again', async () => {
     const database = await createTestDatabase();
     const { tenant } = await createTenant(database.db, 'acme', 'test');

@@ -133,6 +133,14 @@ describe('SAML attacks against the ACS', async () => {
       inResponseTo: await attacker.requestId(),
     });
     await expectRefused(() => victim.post(another, { cookie: '' }), /another browser/);
+    const malformed = await idp.respond({
+      nameId: 'attacker@example.com',
+      inResponseTo: await attacker.requestId(),
+    });
+    await expectRefused(
+      () => victim.post(malformed, { cookie: 'idsync_saml_state=%E0%A4%A' }),
+      /another browser/,
+    );
     await expectSignedIn(
       await attacker.post(
         await idp.respond({ nameId: 'attacker@example.com', inResponseTo: await attacker.requestId() }),

@@ -11,7 +11,7 @@ const CHROMIUM = process.env.CHROMIUM_PATH ?? '/usr/bin/chromium';
 
 describe('SAML Single Logout in a real browser', async () => {
   const database = await createTestDatabase();
-  const { tenant } = await createTenant(database.db, 'acme', 'test');
+  const { tenant, scimToken } = await createTenant(database.db, 'acme', 'test');
   const port = await freePort();
   const publicUrl = `http://127.0.0.1:${port}`;
   const daemon = await startTestDaemon({
@@ -82,6 +82,29 @@ describe('SAML Single Logout in a real browser', async () => {
       SELECT t.revoked_reason FROM tokens t JOIN users u ON u.id = t.user_id
       WHERE u.user_name = 'grace@example.com' AND t.kind = 'session'`;
     expect(session?.revoked_reason).toBe('signed out at the identity provider');
+    await page.goto(`${base}/me`);
+    expect(page.url()).toContain(`${idpServer.url}/sso`);
+    expect(await page.isVisible('#username')).toBe(true);
+    await context.close();
+  });
+
+  it('a SCIM deactivation ends the IdP session too, at the browser’s next visit', async () => {
+    const context = await browser.newContext();
+    const page = await context.newPage();
+    await signIn(page, 'joan@example.com');
+    const [user] = await database.sql`SELECT id::text FROM users WHERE user_name = 'joan@example.com'`;
+    const deactivated = await fetch(`${publicUrl}/scim/v2/Users/${user!.id}`, {
+      method: 'PATCH',
+      headers: { Authorization: `Bearer ${scimToken}`, 'Content-Type': 'application/scim+json' },
+      body: JSON.stringify({
+        schemas: ['urn:ietf:params:scim:api:messages:2.0:PatchOp'],
+        Operations: [{ op: 'replace', path: 'active', value: false }],
+      }),
+    });
+    expect(deactivated.status).toBe(200);
+    await page.goto(`${base}/me`);
+    await page.waitForSelector('#signed-out');
+    // The IdP's session is gone: it asks for the password again instead of answering at once.
     await page.goto(`${base}/me`);
     expect(page.url()).toContain(`${idpServer.url}/sso`);
     expect(await page.isVisible('#username')).toBe(true);

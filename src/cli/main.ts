@@ -1,9 +1,11 @@
 #!/usr/bin/env node
+import { availableParallelism } from 'node:os';
 import { Command, CommanderError } from 'commander';
 import { type Config, ConfigError } from '../config.js';
 import { DomainError, invalid, rootCause } from '../errors.js';
 import { createLogger, type Logger } from '../log.js';
 import { type DaemonMode, startDaemon } from '../runtime/daemon.js';
+import { inProcessGroup, joinProcessGroup, startProcessGroup } from '../runtime/process-group.js';
 import {
   createTenant,
   listTenants,
@@ -38,43 +40,79 @@ function printTenantCredential(config: Config, issued: TenantWithToken, heading:
   );
 }
 
-async function runDaemon(mode: DaemonMode): Promise<void> {
+function printListening(config: Config, mode: DaemonMode, port: number | undefined, processes: number): void {
+  if (port === undefined) {
+    process.stdout.write(
+      `idsync worker running (${processes} process${processes > 1 ? 'es' : ''}); press Ctrl-C to stop.\n`,
+    );
+    return;
+  }
+  process.stdout.write(
+    [
+      `idsync ${mode} listening on ${config.publicUrl}${processes > 1 ? ` (${processes} processes)` : ''}`,
+      `  SCIM 2.0:   ${scimBaseUrl(config)}   (Authorization: Bearer <tenant SCIM token>)`,
+      `  SAML SSO:   ${config.publicUrl}/sso/<tenant>/metadata   (configure with idsync sso import-metadata)`,
+      `  admin API:  ${config.publicUrl}/api${config.adminToken ? '' : '   (closed: set IDSYNC_ADMIN_TOKEN to open it)'}`,
+      `  console:    ${config.publicUrl}/console   (security: drift, offboarding, inactive seats)`,
+      `  health:     ${config.publicUrl}/healthz   readiness: ${config.publicUrl}/readyz`,
+      `  data:       ${config.databaseUrl ? 'DATABASE_URL' : config.dataDir}`,
+      'Press Ctrl-C to stop.',
+      '',
+    ].join('\n'),
+  );
+}
+
+async function runDaemon(mode: DaemonMode, processesOption: string | undefined): Promise<void> {
   const config = configOrExit();
   const log: Logger = createLogger(config.logLevel);
-  const daemon = await startDaemon({ mode, config, log });
-  if (daemon.firstTenant) printTenantCredential(config, daemon.firstTenant, 'Created the first tenant:');
-  if (daemon.port !== undefined) {
-    process.stdout.write(
-      [
-        `idsync ${mode} listening on ${config.publicUrl}`,
-        `  SCIM 2.0:   ${scimBaseUrl(config)}   (Authorization: Bearer <tenant SCIM token>)`,
-        `  SAML SSO:   ${config.publicUrl}/sso/<tenant>/metadata   (configure with idsync sso import-metadata)`,
-        `  admin API:  ${config.publicUrl}/api${config.adminToken ? '' : '   (closed: set IDSYNC_ADMIN_TOKEN to open it)'}`,
-        `  console:    ${config.publicUrl}/console   (security: drift, offboarding, inactive seats)`,
-        `  health:     ${config.publicUrl}/healthz   readiness: ${config.publicUrl}/readyz`,
-        `  data:       ${config.databaseUrl ? 'DATABASE_URL' : config.dataDir}`,
-        'Press Ctrl-C to stop.',
-        '',
-      ].join('\n'),
-    );
+  const processes =
+    processesOption !== undefined
+      ? parseProcesses(processesOption)
+      : (config.processes ?? (mode === 'worker' ? 1 : availableParallelism()));
+  let stop: () => Promise<void>;
+  if (processes > 1 && !inProcessGroup()) {
+    const group = await startProcessGroup({ mode, config, log, processes });
+    if (group.firstTenant) printTenantCredential(config, group.firstTenant, 'Created the first tenant:');
+    printListening(config, mode, group.port, processes);
+    void group.failed.then(async (code) => {
+      await group.stop();
+      process.exit(code);
+    });
+    stop = group.stop;
   } else {
-    process.stdout.write(`idsync worker running; press Ctrl-C to stop.\n`);
+    const daemon = await startDaemon({ mode, config, log });
+    if (daemon.firstTenant) printTenantCredential(config, daemon.firstTenant, 'Created the first tenant:');
+    // In a process group the primary speaks for all of them.
+    if (!inProcessGroup()) printListening(config, mode, daemon.port, 1);
+    stop = daemon.stop;
+    joinProcessGroup(daemon.port, () => void shutdown(undefined));
   }
 
   let stopping = false;
-  const shutdown = async (signal: NodeJS.Signals) => {
-    if (stopping) {
+  let signalled = false;
+  async function shutdown(signal: NodeJS.Signals | undefined) {
+    if (signal && signalled) {
       log.warn({ signal }, 'second signal: exiting without waiting');
       process.exit(EXIT.failure);
     }
+    signalled ||= signal !== undefined;
+    // A terminal's Ctrl-C reaches a process group's members as well as the primary's own request.
+    if (stopping) return;
     stopping = true;
     log.info({ signal }, 'shutting down: draining requests and jobs');
-    await daemon.stop();
+    await stop();
     log.info('stopped');
     process.exit(EXIT.ok);
-  };
+  }
   process.on('SIGINT', (s) => void shutdown(s));
   process.on('SIGTERM', (s) => void shutdown(s));
+}
+
+function parseProcesses(value: string): number {
+  const processes = Number(value);
+  if (!Number.isInteger(processes) || processes < 1)
+    throw new CliError(`--processes: expected a whole number of at least 1, got ${value}`, EXIT.usage);
+  return processes;
 }
 
 /** `--opt a=b` repeated, as [a, b] pairs. */
@@ -93,15 +131,18 @@ function buildProgram(): Command {
   program
     .command('start')
     .description('run the HTTP API and the workers in one process (embedded PostgreSQL and Redis by default)')
-    .action(() => runDaemon('start'));
+    .option('--processes <n>', 'processes to run (default: WORKER_PROCESSES, else one per core)')
+    .action((options: { processes?: string }) => runDaemon('start', options.processes));
   program
     .command('serve')
     .description('run the HTTP API only (SCIM, SSO, admin API)')
-    .action(() => runDaemon('serve'));
+    .option('--processes <n>', 'processes to run (default: WORKER_PROCESSES, else one per core)')
+    .action((options: { processes?: string }) => runDaemon('serve', options.processes));
   program
     .command('worker')
     .description('run the job workers and the outbox relay only')
-    .action(() => runDaemon('worker'));
+    .option('--processes <n>', 'processes to run (default: WORKER_PROCESSES, else one per core)')
+    .action((options: { processes?: string }) => runDaemon('worker', options.processes));
   program
     .command('migrate')
     .description('apply database migrations and exit')

@@ -2,7 +2,7 @@ import { drizzle, type PostgresJsDatabase } from 'drizzle-orm/postgres-js';
 import postgres from 'postgres';
 import * as schema from './schema.js';
 
-export type Database = PostgresJsDatabase<typeof schema>;
+export type Database = PostgresJsDatabase<typeof schema> & { $client: Sql };
 export type Sql = postgres.Sql;
 
 export interface DatabaseHandle {
@@ -18,8 +18,46 @@ export function connectDatabase(url: string, options: { max?: number } = {}): Da
     // Identifies idsync's sessions in pg_stat_activity.
     connection: { application_name: 'idsync' },
   });
-  const db = drizzle(sql, { schema });
+  const db = drizzle(preparingClient(sql), { schema });
   return { sql, db, close: () => sql.end({ timeout: 5 }) };
+}
+
+/**
+ * Statements with more parameters than this are sent unprepared: their text varies with the number of
+ * rows (multi-row inserts), and caching every variant on every connection would only cost memory.
+ */
+const MAX_PREPARED_PARAMETERS = 100;
+
+/**
+ * drizzle hands every query to postgres.js with `prepare: false` unless it was built with `.prepare(name)`.
+ * postgres.js then sends an unnamed Parse and Describe, waits for the answer, and only then binds and
+ * executes: two round trips per statement, and PostgreSQL plans it afresh each time. Measured with
+ * pg_stat_statements on the userName filter: 0.48 ms planning against 0.09 ms executing, every call.
+ * This wrapper lets postgres.js prepare parameterised statements once per connection (its own default),
+ * inside transactions and savepoints too, so a repeated statement is one round trip and no planning.
+ */
+function preparingClient(sql: Sql): Sql {
+  const wrap = (client: Sql): Sql =>
+    new Proxy(client, {
+      get(target, property, receiver) {
+        if (property === 'unsafe') {
+          return (text: string, parameters: unknown[] = [], queryOptions: Record<string, unknown> = {}) =>
+            target.unsafe(text, parameters as postgres.ParameterOrJSON<never>[], {
+              ...queryOptions,
+              prepare: parameters.length > 0 && parameters.length <= MAX_PREPARED_PARAMETERS,
+            });
+        }
+        if (property === 'begin' || property === 'savepoint') {
+          const original = Reflect.get(target, property, receiver) as (...args: unknown[]) => unknown;
+          return (...args: unknown[]) => {
+            const body = args.pop() as (inner: Sql) => unknown;
+            return original.call(target, ...args, (inner: Sql) => body(wrap(inner)));
+          };
+        }
+        return Reflect.get(target, property, receiver);
+      },
+    });
+  return wrap(sql);
 }
 
 /**
@@ -42,7 +80,7 @@ export async function withReservedSession<T>(
   try {
     // Drizzle reads the client's type options; the reserved connection shares the pool's.
     const client = Object.assign(reserved, { options: handle.sql.options }) as unknown as Sql;
-    return await work({ sql: reserved, db: drizzle(client, { schema }) });
+    return await work({ sql: reserved, db: drizzle(preparingClient(client), { schema }) });
   } finally {
     reserved.release();
   }

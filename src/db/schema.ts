@@ -10,6 +10,7 @@ import {
   pgEnum,
   pgTable,
   primaryKey,
+  smallint,
   text,
   timestamp,
   uniqueIndex,
@@ -210,6 +211,28 @@ export const groups = pgTable(
       .where(sql`${t.externalId} IS NOT NULL`),
     index('groups_tenant_order_idx').on(t.tenantId, t.createdAt, t.id),
   ],
+);
+
+/**
+ * A group's member changes are counted here, spread over GROUP_VERSION_SLOTS rows per group, instead of
+ * bumping the group row: a version bump on one row makes every concurrent member add to a hot group wait
+ * for the previous one's commit. The group's version (its ETag) is groups.version plus the sum of its
+ * slots, and every change adds exactly one to one of them, so the version still changes on every
+ * change (RFC 7644 §3.14). A conditional write (If-Match) locks the group row and all its slots.
+ */
+export const GROUP_VERSION_SLOTS = 16;
+
+export const groupVersionSlots = pgTable(
+  'group_version_slots',
+  {
+    groupId: uuid('group_id')
+      .notNull()
+      .references(() => groups.id, { onDelete: 'cascade' }),
+    slot: smallint('slot').notNull(),
+    changes: integer('changes').notNull().default(0),
+    changedAt: timestamp('changed_at', { withTimezone: true }),
+  },
+  (t) => [primaryKey({ columns: [t.groupId, t.slot] })],
 );
 
 export const groupMembers = pgTable(

@@ -40,33 +40,31 @@ export async function recordForReconcileEach(
 }
 
 /**
- * The newest outbox row announcing a subject, read by a job before it reads the subject's state: every
- * change announced up to that row is visible to the job, so finishing the job completes those rows.
+ * The unfinished outbox rows announcing a subject, read by a job before it reads the subject's state:
+ * each was committed with its change, so the job sees every change they announce, and finishing the job
+ * completes exactly these rows. (Not "every row up to the highest id": a row with a lower id can commit
+ * later, and its change would then be unseen.)
  */
-export async function lastAnnouncement(
+export async function openAnnouncements(
   executor: Executor,
   tenantId: string,
   subjectType: SubjectType,
   subjectId: string,
-): Promise<number | null> {
-  const [row] = await executor.execute<{ id: string | null }>(sql`
-    SELECT max(id)::text AS id FROM outbox
+): Promise<number[]> {
+  const rows = await executor.execute<{ id: string }>(sql`
+    SELECT id::text FROM outbox
     WHERE tenant_id = ${tenantId} AND subject_type = ${subjectType} AND subject_id = ${subjectId}
       AND completed_at IS NULL`);
-  return row?.id ? Number(row.id) : null;
+  return rows.map((r) => Number(r.id));
 }
 
-/** Marks done what a finished job covered; the sweeper re-sends rows relayed but never completed. */
-export async function completeAnnouncements(
-  executor: Executor,
-  tenantId: string,
-  subjectType: SubjectType,
-  subjectId: string,
-  upToId: number | null,
-): Promise<void> {
-  if (upToId === null) return;
+/**
+ * Marks done what a finished job covered (a row not relayed yet need not be: its change was seen); the
+ * sweeper sends again rows relayed but never completed.
+ */
+export async function completeAnnouncements(executor: Executor, ids: readonly number[]): Promise<void> {
+  if (ids.length === 0) return;
   await executor.execute(sql`
     UPDATE outbox SET completed_at = now(), relayed_at = COALESCE(relayed_at, now())
-    WHERE tenant_id = ${tenantId} AND subject_type = ${subjectType} AND subject_id = ${subjectId}
-      AND completed_at IS NULL AND id <= ${upToId}`);
+    WHERE id = ANY(${sql.param(ids.map(String))}::bigint[]) AND completed_at IS NULL`);
 }

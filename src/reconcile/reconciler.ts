@@ -1,7 +1,7 @@
 import { sql } from 'drizzle-orm';
 import { type AuditEntry, recordAudit } from '../audit/audit-log.js';
 import { type Database, type DatabaseHandle, withReservedSession } from '../db/client.js';
-import { completeAnnouncements, lastAnnouncement } from '../jobs/outbox.js';
+import { completeAnnouncements, openAnnouncements } from '../jobs/outbox.js';
 import type {
   HumanStep,
   OperationOutcome,
@@ -132,11 +132,11 @@ export async function reconcileUser(
     const lockKey = `user:${userId}`;
     await connection`SELECT pg_advisory_lock(hashtextextended(${lockKey}, 0))`;
     try {
-      const covered = await lastAnnouncement(db, tenantId, 'user', userId);
+      const covered = await openAnnouncements(db, tenantId, 'user', userId);
       let connector = await deps.connectorFor(tenantId, lane, db);
       const planned = await readAndPlan(db, connector, tenantId, userId);
       if (!planned) {
-        await completeAnnouncements(db, tenantId, 'user', userId, covered);
+        await completeAnnouncements(db, covered);
         return NOTHING;
       }
       // Losing the last grant is an offboarding: it is applied here and now, at deprovision priority,
@@ -145,7 +145,7 @@ export async function reconcileUser(
         connector = await deps.connectorFor(tenantId, 'deprovision', db);
       }
       const result = await applyUserPlan(db, connector, planned, cause);
-      await completeAnnouncements(db, tenantId, 'user', userId, covered);
+      await completeAnnouncements(db, covered);
       return result;
     } finally {
       await connection`SELECT pg_advisory_unlock(hashtextextended(${lockKey}, 0))`;

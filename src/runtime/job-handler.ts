@@ -4,7 +4,7 @@ import { failedJobsOf } from '../drift/failed-jobs.js';
 import { runDriftScan } from '../drift/scan.js';
 import {
   completeAnnouncements,
-  lastAnnouncement,
+  openAnnouncements,
   recordForReconcile,
   recordForReconcileEach,
 } from '../jobs/outbox.js';
@@ -44,14 +44,14 @@ export function createJobHandler(
       }
       case 'group': {
         // A rename: every member is reconciled, through the outbox, so the fan-out is as durable as any change.
-        const covered = await lastAnnouncement(database.db, payload.tenantId, 'group', payload.subjectId);
+        const covered = await openAnnouncements(database.db, payload.tenantId, 'group', payload.subjectId);
         await database.db.transaction(async (tx) => {
           await recordForReconcileEach(
             tx,
             { lane: 'reconcile', subjectType: 'user', cause },
             sql`SELECT tenant_id, user_id FROM group_members WHERE group_id = ${payload.subjectId}`,
           );
-          await completeAnnouncements(tx, payload.tenantId, 'group', payload.subjectId, covered);
+          await completeAnnouncements(tx, covered);
         });
         return;
       }

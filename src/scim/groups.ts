@@ -1,7 +1,7 @@
-import { and, asc, count, eq, type SQL, sql } from 'drizzle-orm';
+import { and, asc, count, eq, getTableColumns, type SQL, sql } from 'drizzle-orm';
 import { recordAudit } from '../audit/audit-log.js';
 import type { Database } from '../db/client.js';
-import { groups } from '../db/schema.js';
+import { GROUP_VERSION_SLOTS, groups, groupVersionSlots } from '../db/schema.js';
 import { isUniqueViolation, violatedConstraint } from '../errors.js';
 import { type OutboxEntry, recordForReconcile } from '../jobs/outbox.js';
 import { brakeChange } from '../reconcile/brake.js';
@@ -273,49 +273,87 @@ export async function createGroup(
   }
 }
 
+/**
+ * A group as SCIM shows it: its version counts attribute changes (the row) and member changes (its
+ * slots, see groupVersionSlots), and it was last modified by whichever came last.
+ */
+const groupColumns = {
+  ...getTableColumns(groups),
+  version:
+    sql<number>`(${groups.version} + COALESCE((SELECT sum(s.changes) FROM ${groupVersionSlots} s WHERE s.group_id = ${groups.id}), 0))::int`.mapWith(
+      Number,
+    ),
+  updatedAt:
+    sql<Date>`GREATEST(${groups.updatedAt}, (SELECT max(s.changed_at) FROM ${groupVersionSlots} s WHERE s.group_id = ${groups.id}))`.mapWith(
+      groups.updatedAt,
+    ),
+};
+
 export async function findGroup(db: Database | Transaction, tenantId: string, id: string): Promise<GroupRow> {
   if (!isUuid(id)) throw new ScimError(404, undefined, `Group ${id} not found`);
   const [row] = await db
-    .select()
+    .select(groupColumns)
     .from(groups)
     .where(and(eq(groups.tenantId, tenantId), eq(groups.id, id)));
   if (!row) throw new ScimError(404, undefined, `Group ${id} not found`);
   return row;
 }
 
+/**
+ * For writes that replace or delete the group, or are conditional on its version: locks the row and
+ * then every version slot (in that order, as member adds take them), so no change can land between the
+ * If-Match check and the commit.
+ */
 async function lockGroup(tx: Transaction, tenantId: string, id: string): Promise<GroupRow> {
   if (!isUuid(id)) throw new ScimError(404, undefined, `Group ${id} not found`);
-  const [row] = await tx
-    .select()
+  const [locked] = await tx
+    .select({ id: groups.id })
     .from(groups)
     .where(and(eq(groups.tenantId, tenantId), eq(groups.id, id)))
     .for('update');
-  if (!row) throw new ScimError(404, undefined, `Group ${id} not found`);
-  return row;
+  if (!locked) throw new ScimError(404, undefined, `Group ${id} not found`);
+  await tx
+    .select({ slot: groupVersionSlots.slot })
+    .from(groupVersionSlots)
+    .where(eq(groupVersionSlots.groupId, id))
+    .for('update');
+  return findGroup(tx, tenantId, id);
 }
 
+const isConditional = (ifMatch: string | undefined) =>
+  ifMatch !== undefined && !ifMatch.split(',').some((t) => t.trim() === '*');
+
 /**
- * Bumps the version (and applies attribute changes) as the last statement of a write, so the group row
- * is locked only from here to COMMIT: concurrent member changes to one big group do not queue behind
- * each other's member inserts. With If-Match, the bump is conditional on the version the client saw.
+ * Counts one change as the last statement of a write. Attribute changes, and conditional writes (which
+ * hold every lock already), bump the group row; a plain member change bumps one version slot, chosen by
+ * the database session, so concurrent member changes to one group rarely wait for each other.
  */
 async function touch(
   tx: Transaction,
   group: GroupRow,
   changes: Partial<GroupRow>,
-  ifMatch: string | undefined,
+  conditional: boolean,
 ): Promise<GroupRow> {
-  const conditions = [eq(groups.id, group.id)];
-  if (ifMatch !== undefined && !ifMatch.split(',').some((t) => t.trim() === '*')) {
-    conditions.push(eq(groups.version, group.version));
+  if (conditional || Object.keys(changes).length > 0) {
+    await tx
+      .update(groups)
+      .set({ ...changes, version: sql`${groups.version} + 1`, updatedAt: new Date() })
+      .where(eq(groups.id, group.id));
+    return findGroup(tx, group.tenantId, group.id);
   }
-  const [row] = await tx
-    .update(groups)
-    .set({ ...changes, version: sql`${groups.version} + 1`, updatedAt: new Date() })
-    .where(and(...conditions))
-    .returning();
-  if (!row) throw new ScimError(412, undefined, 'resource has changed since the version given in If-Match');
-  return row;
+  await tx
+    .update(groupVersionSlots)
+    .set({ changes: sql`${groupVersionSlots.changes} + 1`, changedAt: sql`now()` })
+    .where(
+      and(
+        eq(groupVersionSlots.groupId, group.id),
+        eq(groupVersionSlots.slot, sql`pg_backend_pid() % ${GROUP_VERSION_SLOTS}`),
+      ),
+    );
+  // The version this write makes, without reading it back: if other member changes committed since
+  // `group` was read, the group's version is already higher, and this ETag can only fail an If-Match
+  // (never match a state that lacks this change).
+  return { ...group, version: group.version + 1, updatedAt: new Date() };
 }
 
 export async function replaceGroup(
@@ -342,7 +380,7 @@ export async function replaceGroup(
           displayName: input.displayName,
           externalId: input.externalId,
         },
-        undefined,
+        true,
       );
       const renamed =
         current.displayName !== updated.displayName
@@ -391,7 +429,8 @@ export async function patchGroup(
   if (memberValues > MAX_MEMBERS_PER_REQUEST) tooManyMembers();
   try {
     return await db.transaction(async (tx) => {
-      const current = await findGroup(tx, tenantId, id);
+      const conditional = isConditional(ifMatch);
+      const current = conditional ? await lockGroup(tx, tenantId, id) : await findGroup(tx, tenantId, id);
       checkIfMatch(ifMatch, current.version);
       const added = new Set<string>();
       const removed = new Set<string>();
@@ -455,7 +494,7 @@ export async function patchGroup(
           throw new ScimError(400, 'invalidPath', `"${operation.path}" is not an attribute of a Group`);
         }
       }
-      const updated = await touch(tx, current, changes, ifMatch);
+      const updated = await touch(tx, current, changes, conditional);
       const renamed =
         current.displayName !== updated.displayName
           ? { from: current.displayName, to: updated.displayName }
@@ -508,7 +547,7 @@ export async function listGroups(
     options.count === 0
       ? Promise.resolve([] as GroupRow[])
       : db
-          .select()
+          .select(groupColumns)
           .from(groups)
           .where(where)
           .orderBy(asc(groups.createdAt), asc(groups.id))

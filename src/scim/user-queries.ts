@@ -1,7 +1,6 @@
 import { type SQL, sql } from 'drizzle-orm';
-import { recordAudit } from '../audit/audit-log.js';
 import type { Database } from '../db/client.js';
-import { recordForReconcile } from '../jobs/outbox.js';
+import { preparedStatement } from '../db/statement.js';
 import { ENTERPRISE_USER_SCHEMA, USER_SCHEMA } from './schemas.js';
 
 /*
@@ -18,12 +17,12 @@ const iso = (column: SQL) => sql`to_char(${column} AT TIME ZONE 'UTC', 'YYYY-MM-
  * The SCIM User resource for the row aliased `u`, as jsonb. `groups` (read-only, RFC 7643 §4.1.2) comes
  * from group_members in a correlated subquery so a page of 100 needs no second query.
  */
-export function userResourceJson(row: 'users' | 'created', baseUrl: string, withGroups: boolean): SQL {
+export function userResourceJson(row: 'users' | 'created', baseUrl: SQL, withGroups: boolean): SQL {
   const u = sql.raw(row);
   const groupsJson = withGroups
     ? sql`|| COALESCE((
         SELECT jsonb_build_object('groups', jsonb_agg(jsonb_build_object(
-          'value', g.id, '$ref', ${`${baseUrl}/Groups/`} || g.id, 'display', g.display_name, 'type', 'direct')
+          'value', g.id, '$ref', ${baseUrl} || '/Groups/' || g.id, 'display', g.display_name, 'type', 'direct')
           ORDER BY g.display_name))
         FROM group_members gm JOIN groups g ON g.id = gm.group_id WHERE gm.user_id = ${u}.id), '{}'::jsonb)`
     : sql``;
@@ -39,7 +38,7 @@ export function userResourceJson(row: 'users' | 'created', baseUrl: string, with
         'resourceType', 'User',
         'created', ${iso(sql`${u}.created_at`)},
         'lastModified', ${iso(sql`${u}.updated_at`)},
-        'location', ${`${baseUrl}/Users/`} || ${u}.id,
+        'location', ${baseUrl} || '/Users/' || ${u}.id,
         'version', 'W/"' || ${u}.version || '"'))
     || CASE WHEN ${u}.external_id IS NULL THEN '{}'::jsonb ELSE jsonb_build_object('externalId', ${u}.external_id) END
     || ${u}.attributes
@@ -53,6 +52,37 @@ export interface UserPageJson {
   resources: string[];
 }
 
+type PageValues = { tenantId: string; baseUrl: string; count: number; offset: number };
+
+/** A page of users (its ids first, then only those rendered), with the total the condition matches. */
+function userPageSql(where: SQL | undefined, values: PageValues | 'placeholders', withGroups: boolean): SQL {
+  const v = (name: keyof PageValues) =>
+    values === 'placeholders' ? sql.placeholder(name) : sql`${values[name]}`;
+  const condition = sql`users.tenant_id = ${v('tenantId')} AND users.deprovisioned_at IS NULL${where ? sql` AND ${where}` : sql``}`;
+  // Unfiltered: the trigger-maintained count (summing 16 rows) instead of counting every live user.
+  const total = where
+    ? sql`SELECT count(*)::int AS total FROM users WHERE ${condition}`
+    : sql`SELECT COALESCE(sum(live), 0)::int AS total FROM user_counts WHERE tenant_id = ${v('tenantId')}`;
+  return sql`
+    SELECT t.total, p.resource FROM
+      (${total}) t
+      LEFT JOIN LATERAL (
+        -- Page the ids first, then render only those: PostgreSQL evaluates a select list for rows
+        -- skipped by OFFSET too, and rendering is the expensive part.
+        SELECT ${userResourceJson('users', sql`${v('baseUrl')}::text`, withGroups)}::text AS resource, users.created_at, users.id
+        FROM (
+          SELECT users.id FROM users WHERE ${condition}
+          ORDER BY users.created_at, users.id LIMIT ${v('count')} OFFSET ${v('offset')}
+        ) page JOIN users ON users.id = page.id
+      ) p ON true
+    ORDER BY p.created_at, p.id`;
+}
+
+const unfilteredPage = {
+  withGroups: preparedStatement<PageValues>(() => userPageSql(undefined, 'placeholders', true)),
+  withoutGroups: preparedStatement<PageValues>(() => userPageSql(undefined, 'placeholders', false)),
+};
+
 export async function listUsersJson(
   db: Database,
   tenantId: string,
@@ -61,29 +91,22 @@ export async function listUsersJson(
   baseUrl: string,
   withGroups: boolean,
 ): Promise<UserPageJson> {
-  const condition = sql`users.tenant_id = ${tenantId} AND users.deprovisioned_at IS NULL${where ? sql` AND ${where}` : sql``}`;
-  // Unfiltered: the trigger-maintained count (summing 16 rows) instead of counting every live user.
-  const total = where
-    ? sql`SELECT count(*)::int AS total FROM users WHERE ${condition}`
-    : sql`SELECT COALESCE(sum(live), 0)::int AS total FROM user_counts WHERE tenant_id = ${tenantId}`;
-  const rows = await db.execute<{ total: number; resource: string | null }>(sql`
-    SELECT t.total, p.resource FROM
-      (${total}) t
-      LEFT JOIN LATERAL (
-        -- Page the ids first, then render only those: PostgreSQL evaluates a select list for rows
-        -- skipped by OFFSET too, and rendering is the expensive part.
-        SELECT ${userResourceJson('users', baseUrl, withGroups)}::text AS resource, users.created_at, users.id
-        FROM (
-          SELECT users.id FROM users WHERE ${condition}
-          ORDER BY users.created_at, users.id LIMIT ${page.count} OFFSET ${page.startIndex - 1}
-        ) page JOIN users ON users.id = page.id
-      ) p ON true
-    ORDER BY p.created_at, p.id`);
+  const values: PageValues = { tenantId, baseUrl, count: page.count, offset: page.startIndex - 1 };
+  type Row = { total: number; resource: string | null };
+  const rows = where
+    ? await db.execute<Row>(userPageSql(where, values, withGroups))
+    : await unfilteredPage[withGroups ? 'withGroups' : 'withoutGroups']<Row>(db, values);
   return {
     total: rows[0]?.total ?? 0,
     resources: rows.flatMap((r) => (r.resource === null ? [] : [r.resource])),
   };
 }
+
+const findUserStatement = preparedStatement<{ tenantId: string; id: string; baseUrl: string }>(
+  () => sql`
+    SELECT ${userResourceJson('users', sql`${sql.placeholder('baseUrl')}::text`, true)}::text AS resource, users.version FROM users
+    WHERE users.tenant_id = ${sql.placeholder('tenantId')} AND users.id = ${sql.placeholder('id')} AND users.deprovisioned_at IS NULL`,
+);
 
 /** One live user as JSON text, or undefined. */
 export async function findUserJson(
@@ -92,9 +115,7 @@ export async function findUserJson(
   id: string,
   baseUrl: string,
 ): Promise<{ resource: string; version: number } | undefined> {
-  const [row] = await db.execute<{ resource: string; version: number }>(sql`
-    SELECT ${userResourceJson('users', baseUrl, true)}::text AS resource, users.version FROM users
-    WHERE users.tenant_id = ${tenantId} AND users.id = ${id} AND users.deprovisioned_at IS NULL`);
+  const [row] = await findUserStatement<{ resource: string; version: number }>(db, { tenantId, id, baseUrl });
   return row;
 }
 
@@ -105,9 +126,41 @@ export interface NewUser {
   attributes: Record<string, unknown>;
 }
 
+const insertUserStatement = preparedStatement<{
+  tenantId: string;
+  userName: string;
+  externalId: string | null;
+  active: boolean;
+  attributes: string;
+  cause: string;
+  actor: string;
+  correlationId: string | null;
+  baseUrl: string;
+}>(() => {
+  const p = sql.placeholder;
+  return sql`
+    WITH created AS (
+      INSERT INTO users (tenant_id, user_name, external_id, active, attributes, origin)
+      VALUES (${p('tenantId')}, ${p('userName')}, ${p('externalId')}, ${p('active')}, ${p('attributes')}::jsonb, 'scim')
+      RETURNING *
+    ), queued AS (
+      INSERT INTO outbox (tenant_id, lane, subject_type, subject_id, cause)
+      SELECT created.tenant_id, 'reconcile', 'user', created.id::text, ${p('cause')}::jsonb FROM created
+    ), audited AS (
+      INSERT INTO audit_log (tenant_id, actor, action, subject_type, subject_id, after, correlation_id)
+      SELECT created.tenant_id, ${p('actor')}, 'scim.user.created', 'user', created.id::text,
+        jsonb_build_object('userName', created.user_name, 'externalId', created.external_id, 'active', created.active),
+        ${p('correlationId')} FROM created
+    )
+    SELECT ${userResourceJson('created', sql`${p('baseUrl')}::text`, false)}::text AS resource, created.version FROM created`;
+});
+
 /**
- * Creates a user, its outbox row and its audit row in one transaction. A unique violation on userName
- * surfaces as the driver error, which the caller maps to 409.
+ * Creates a user, its outbox row and its audit row in one statement (atomic without BEGIN/COMMIT). A
+ * unique violation on userName surfaces as the driver error, which the caller maps to 409. The one writer
+ * of outbox and audit rows that does not go through recordForReconcile and recordAudit: an IdP's initial
+ * push is this statement 10,000 times over, and the transaction those helpers need is four more round
+ * trips per user.
  */
 export async function insertUserJson(
   db: Database,
@@ -122,28 +175,16 @@ export async function insertUserJson(
     at: new Date().toISOString(),
     correlationId: audit.correlationId,
   };
-  return db.transaction(async (tx) => {
-    const [row] = await tx.execute<{ resource: string; version: number; id: string }>(sql`
-      WITH created AS (
-        INSERT INTO users (tenant_id, user_name, external_id, active, attributes, origin)
-        VALUES (${tenantId}, ${user.userName}, ${user.externalId}, ${user.active}, ${JSON.stringify(user.attributes)}::jsonb, 'scim')
-        RETURNING *
-      )
-      SELECT ${userResourceJson('created', baseUrl, false)}::text AS resource, created.version, created.id::text AS id
-      FROM created`);
-    const { id, resource, version } = row!;
-    await recordForReconcile(tx, [
-      { tenantId, lane: 'reconcile', subjectType: 'user', subjectId: id, cause },
-    ]);
-    await recordAudit(tx, {
-      tenantId,
-      actor: audit.actor,
-      action: 'scim.user.created',
-      subjectType: 'user',
-      subjectId: id,
-      after: { userName: user.userName, externalId: user.externalId, active: user.active },
-      correlationId: audit.correlationId ?? null,
-    });
-    return { resource, version };
+  const [row] = await insertUserStatement<{ resource: string; version: number }>(db, {
+    tenantId,
+    userName: user.userName,
+    externalId: user.externalId,
+    active: user.active,
+    attributes: JSON.stringify(user.attributes),
+    cause: JSON.stringify(cause),
+    actor: audit.actor,
+    correlationId: audit.correlationId ?? null,
+    baseUrl,
   });
+  return row!;
 }

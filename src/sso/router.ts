@@ -32,6 +32,7 @@ import {
 import {
   handleSingleLogout,
   linkSessionToLogin,
+  offboardedUserLogoutUrl,
   type SingleLogoutOptions,
   singleLogoutMetadata,
   spInitiatedLogoutUrl,
@@ -180,6 +181,13 @@ export function ssoRouter(options: SsoRouterOptions): Router {
     '/:tenant/me',
     forTenant(async (req, res, tenant) => {
       const session = await currentSession(db, tenant.id, req);
+      // The IdP offboarded this user through SCIM: end the IdP's session of this login too.
+      const idpLogout = session ? undefined : await offboardedUserLogoutUrl(logout, tenant, req);
+      if (idpLogout) {
+        clearSessionCookie(res);
+        res.redirect(303, idpLogout);
+        return;
+      }
       if (!session) {
         res.redirect(
           302,

@@ -74,7 +74,12 @@ export function clearSessionCookie(res: Response): void {
 export function readCookie(req: Request, name: string): string | undefined {
   for (const part of (req.get('Cookie') ?? '').split(';')) {
     const [key, ...value] = part.trim().split('=');
-    if (key === name) return decodeURIComponent(value.join('='));
+    if (key !== name) continue;
+    try {
+      return decodeURIComponent(value.join('='));
+    } catch {
+      return undefined; // a malformed %-escape is no credential, not a server error
+    }
   }
   return undefined;
 }

@@ -9,14 +9,14 @@ import type { Redis } from 'ioredis';
 import { recordAudit } from '../audit/audit-log.js';
 import type { Database } from '../db/client.js';
 import { escapeHtml, htmlPage } from '../http/html.js';
-import { parseCredential } from '../security/credentials.js';
+import { parseCredential, secretMatches } from '../security/credentials.js';
 import type { SecretBox } from '../security/secret-box.js';
 import type { Tenant } from '../tenants/tenants.js';
 import { type Connection, findConnection } from './connections.js';
 import { SamlRefusal } from './refusal.js';
 import { children, childText, DSIG, SAML as SAML_NS, SAMLP } from './response-document.js';
 import { serviceProviderUrls } from './service-provider.js';
-import { clearSessionCookie } from './sessions.js';
+import { clearSessionCookie, readCookie, SESSION_COOKIE } from './sessions.js';
 import { spCertificate, spSigningKey } from './sp-signing-key.js';
 
 /*
@@ -115,6 +115,8 @@ export async function spInitiatedLogoutUrl(
     FROM saml_sessions s JOIN sso_connections c ON c.id = s.connection_id
     WHERE s.token_id = ${sessionTokenId} AND s.tenant_id = ${tenant.id} AND c.slo_url IS NOT NULL`);
   if (!link) return undefined;
+  // One logout per login: a browser coming back with the same cookie is not sent to the IdP again.
+  await options.db.execute(sql`DELETE FROM saml_sessions WHERE token_id = ${sessionTokenId}`);
   const connection = await findConnection(options.db, tenant.id, link.idp_entity_id);
   if (!connection?.sloUrl) return undefined;
   const requestId = `_${randomBytes(20).toString('hex')}`;
@@ -127,6 +129,29 @@ export async function spInitiatedLogoutUrl(
     ...(link.session_index ? { sessionIndex: link.session_index } : {}),
   } as Profile;
   return saml.getLogoutUrlAsync(profile, '', {});
+}
+
+/**
+ * A browser still holding the session of a user the IdP offboarded through SCIM (deactivated or
+ * deleted): where to send it so the IdP's own session of that login ends too, when the IdP does Single
+ * Logout. SCIM reaches idsync without the browser, so the IdP session ends at the browser's next visit.
+ */
+export async function offboardedUserLogoutUrl(
+  options: SingleLogoutOptions,
+  tenant: Tenant,
+  req: Request,
+): Promise<string | undefined> {
+  const token = readCookie(req, SESSION_COOKIE);
+  const parsed = token ? parseCredential(token) : undefined;
+  if (parsed?.kind !== 'sess' || !options.secretBox) return undefined;
+  const [row] = await options.db.execute<{ id: string; secret_hash: string }>(sql`
+    SELECT t.id::text, t.secret_hash FROM tokens t
+    JOIN users u ON u.id = t.user_id
+    JOIN saml_sessions s ON s.token_id = t.id
+    WHERE t.token_id = ${parsed.tokenId} AND t.tenant_id = ${tenant.id} AND t.kind = 'session'
+      AND (NOT u.active OR u.deprovisioned_at IS NOT NULL)`);
+  if (!row || !secretMatches(parsed.secret, row.secret_hash)) return undefined;
+  return spInitiatedLogoutUrl(options, tenant, row.id);
 }
 
 /** `GET|POST /sso/<tenant>/slo`: a LogoutRequest from the IdP, or its LogoutResponse to ours. */
