@@ -345,6 +345,26 @@ describe('least-privilege credentials', async () => {
       });
     });
 
+    it('on the account page, a scope beyond the user’s access is a 403 page, not a failed sign-in', async () => {
+      const session = await startSession(database.db, acme.id, ada);
+      const create = (scopes: string) =>
+        fetch(`${base}/sso/acme/me/tokens`, {
+          method: 'POST',
+          headers: {
+            Cookie: `idsync_session=${session}`,
+            Origin: PUBLIC_URL,
+            'Content-Type': 'application/x-www-form-urlencoded',
+          },
+          body: form({ scopes, label: 'laptop' }),
+        });
+      const refused = await create('apps:read teams:manage');
+      expect(refused.status).toBe(403);
+      expect(await refused.text()).toContain('teams:manage');
+      const made = await create('apps:read');
+      expect(made.status).toBe(200);
+      expect(await made.text()).toMatch(/api_[0-9a-f]{16}_/);
+    });
+
     it('never accepts a session cookie as a bearer token', async () => {
       const session = await startSession(database.db, acme.id, ada);
       expect(session).toMatch(/^sess_/);
