@@ -1,10 +1,36 @@
 import { DrizzleQueryError } from 'drizzle-orm';
+import { isDatabaseUnavailable, RETRY_AFTER_SECONDS } from './db/availability.js';
 
 /**
- * Typed failures the core raises. Each protocol edge (SCIM JSON, SAML error page, CLI exit code, admin
- * API JSON) turns them into its own format in one place; nothing in the middle builds a response.
+ * The one error vocabulary. The core and the parsers throw a DomainError of a kind; each kind of edge
+ * turns it into its own format in one place (SCIM error JSON in src/scim/errors.ts, admin JSON in
+ * src/http/json-errors.ts, an HTML page in src/http/html-errors.ts, RFC 6749 §5.2 in
+ * src/tokens/oauth-errors.ts, an exit code in the CLI). Nothing in the middle builds a response.
  */
-export type DomainErrorKind = 'not_found' | 'conflict' | 'invalid' | 'unauthorized' | 'precondition_failed';
+export type DomainErrorKind =
+  | 'invalid'
+  | 'unauthorized'
+  | 'forbidden'
+  | 'not_found'
+  | 'conflict'
+  | 'precondition_failed'
+  | 'too_large'
+  | 'unsupported_media_type'
+  /** A dependency (PostgreSQL, Redis) cannot answer now; the caller should retry later. */
+  | 'service_unavailable';
+
+/** The HTTP status of each kind: the only copy of this table. */
+export const HTTP_STATUS: Record<DomainErrorKind, number> = {
+  invalid: 400,
+  unauthorized: 401,
+  forbidden: 403,
+  not_found: 404,
+  conflict: 409,
+  precondition_failed: 412,
+  too_large: 413,
+  unsupported_media_type: 415,
+  service_unavailable: 503,
+};
 
 export class DomainError extends Error {
   constructor(
@@ -22,6 +48,38 @@ export const notFound = (message: string) => new DomainError('not_found', messag
 export const conflict = (message: string, reason = 'uniqueness') =>
   new DomainError('conflict', message, reason);
 export const invalid = (message: string, reason?: string) => new DomainError('invalid', message, reason);
+export const forbidden = (message: string) => new DomainError('forbidden', message);
+export const unauthorized = (message: string) => new DomainError('unauthorized', message);
+
+const KIND_OF_STATUS = new Map(
+  (Object.entries(HTTP_STATUS) as [DomainErrorKind, number][]).map(([kind, status]) => [status, kind]),
+);
+
+/**
+ * Anything thrown below an edge, as a DomainError when it is the caller's fault: our own errors, and
+ * the 4xx errors of express and its body parsers (malformed JSON, a body too large, a bad charset).
+ * Undefined means an internal failure the edge answers with a 5xx without details.
+ */
+export function toDomainError(error: unknown): DomainError | undefined {
+  const cause = rootCause(error);
+  if (cause instanceof DomainError) return cause;
+  if (isDatabaseUnavailable(cause)) {
+    return new DomainError(
+      'service_unavailable',
+      `the database is unavailable; retry after ${RETRY_AFTER_SECONDS} seconds`,
+    );
+  }
+  const { status, type, message } = (cause ?? {}) as { status?: unknown; type?: unknown; message?: unknown };
+  if (type === 'entity.parse.failed') return invalid('request body is not valid JSON', 'invalidSyntax');
+  if (type === 'entity.too.large') return new DomainError('too_large', 'request body is too large');
+  if (type === 'encoding.unsupported' || type === 'charset.unsupported')
+    return new DomainError('unsupported_media_type', 'request body must be UTF-8');
+  if (typeof status === 'number' && status >= 400 && status < 500) {
+    const text = typeof message === 'string' ? message : 'bad request';
+    return new DomainError(KIND_OF_STATUS.get(status) ?? 'invalid', text);
+  }
+  return undefined;
+}
 
 /**
  * drizzle wraps driver errors in a DrizzleQueryError whose message repeats the query and its parameters

@@ -75,7 +75,7 @@ describe('the security console in a real browser', async () => {
 
     await page.fill('input[name=token]', 'not-the-token');
     await page.click('button[type=submit]');
-    expect(await page.textContent('body')).toContain('That is not the admin token.');
+    expect(await page.textContent('body')).toContain('That is not an admin token for this tenant.');
     await page.fill('input[name=token]', ADMIN_TOKEN);
     await page.click('button[type=submit]');
     await page.waitForSelector('#findings');
@@ -127,7 +127,7 @@ describe('the security console in a real browser', async () => {
       method: 'POST',
       headers: { cookie, origin: 'https://evil.example' },
     });
-    expect(forged.status).toBe(400);
+    expect(forged.status).toBe(403);
     await page.click('text=Scan now');
     await page.waitForURL(/scan=queued/);
     await expect

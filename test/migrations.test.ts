@@ -13,6 +13,7 @@ describe('migrations', () => {
     const tables = await database.sql<{ table_name: string }[]>`
       SELECT table_name FROM information_schema.tables WHERE table_schema = 'public' ORDER BY table_name`;
     expect(tables.map((t) => t.table_name)).toEqual([
+      'admin_tokens',
       'apps',
       'assignment_rules',
       'audit_log',
@@ -23,6 +24,7 @@ describe('migrations', () => {
       'groups',
       'held_change_users',
       'held_changes',
+      'oauth_clients',
       'outbox',
       'platform_app_collaborators',
       'platform_enterprise_members',

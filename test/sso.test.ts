@@ -105,14 +105,15 @@ describe('SAML single sign-on with JIT provisioning', async () => {
     const created = await fetch(`${publicUrl}/sso/acme/me/tokens`, {
       method: 'POST',
       headers: { Cookie: adaCookie, 'Content-Type': 'application/x-www-form-urlencoded', Origin: publicUrl },
-      body: 'label=laptop&scopes=apps%3Aread',
+      // Ada is a member of team core, so her tokens may read teams (and nothing about apps).
+      body: 'label=laptop&scopes=teams%3Aread',
     });
     const html = await created.text();
     const token = /<code id="new-token">([^<]+)<\/code>/.exec(html)![1]!;
     expect(token).toMatch(/^api_/);
     const [row] =
       await database.sql`SELECT id::text, label, scopes FROM tokens WHERE kind = 'api' AND label = 'laptop'`;
-    expect(row).toMatchObject({ label: 'laptop', scopes: ['apps:read'] });
+    expect(row).toMatchObject({ label: 'laptop', scopes: ['teams:read'] });
     const forged = await fetch(`${publicUrl}/sso/acme/me/tokens`, {
       method: 'POST',
       headers: {

@@ -1,5 +1,7 @@
 import { randomBytes } from 'node:crypto';
 import { afterAll, describe, expect, it } from 'vitest';
+import { addRule, readRuleInput } from '../src/reconcile/rules.js';
+import { createClient } from '../src/security/oauth-clients.js';
 import { createTenant } from '../src/tenants/tenants.js';
 import { runCli } from './support/cli.js';
 import { startTestDaemon, testConfig } from './support/daemon.js';
@@ -22,6 +24,18 @@ describe('personal API tokens: issue, RFC 7662 introspection, RFC 7009 revocatio
   });
   const [user] = await database.sql`
     INSERT INTO users (tenant_id, user_name, origin) VALUES (${tenant.id}, 'ada@example.com', 'scim') RETURNING id::text`;
+  // Ada may deploy the api app, so her tokens may carry apps:read and apps:deploy.
+  const [group] = await database.sql`
+    INSERT INTO groups (tenant_id, display_name) VALUES (${tenant.id}, 'Engineering') RETURNING id`;
+  await database.sql`INSERT INTO group_members (tenant_id, group_id, user_id) VALUES (${tenant.id}, ${group!.id}, ${user!.id})`;
+  await addRule(
+    database.db,
+    tenant.id,
+    readRuleInput({ target: 'app', idpGroup: 'Engineering', app: 'api', permissions: ['view', 'deploy'] }),
+    'test',
+  );
+  const client = await createClient(database.db, tenant.id, 'platform', ['introspect', 'revoke'], 'test');
+  const CLIENT = `Basic ${Buffer.from(`${client.clientId}:${client.clientSecret}`).toString('base64')}`;
 
   const issue = async (body: unknown) => {
     const response = await fetch(
@@ -34,10 +48,10 @@ describe('personal API tokens: issue, RFC 7662 introspection, RFC 7009 revocatio
     );
     return { status: response.status, body: (await response.json()) as any };
   };
-  const oauth = async (port: number, path: string, token: string, client = ADMIN) => {
+  const oauth = async (port: number, path: string, token: string, authorization = CLIENT) => {
     const response = await fetch(`http://127.0.0.1:${port}/oauth/${path}`, {
       method: 'POST',
-      headers: { Authorization: `Bearer ${client}`, 'Content-Type': 'application/x-www-form-urlencoded' },
+      headers: { Authorization: authorization, 'Content-Type': 'application/x-www-form-urlencoded' },
       body: new URLSearchParams({ token }).toString(),
     });
     return {
@@ -98,13 +112,15 @@ describe('personal API tokens: issue, RFC 7662 introspection, RFC 7009 revocatio
     expect((await issue({})).status).toBe(400);
   });
 
-  it('refuses callers without the platform client token', async () => {
-    const response = await oauth(first.port!, 'introspect', 'x', 'wrong');
-    expect(response.status).toBe(401);
-    expect(response.body.error).toBe('invalid_client');
+  it('refuses callers without client credentials, the admin token included', async () => {
+    for (const authorization of [`Bearer ${ADMIN}`, 'Basic d3Jvbmc6d3Jvbmc=']) {
+      const response = await oauth(first.port!, 'introspect', 'x', authorization);
+      expect(response.status).toBe(401);
+      expect(response.body.error).toBe('invalid_client');
+    }
     const missing = await fetch(`http://127.0.0.1:${first.port}/oauth/introspect`, {
       method: 'POST',
-      headers: { Authorization: `Bearer ${ADMIN}`, 'Content-Type': 'application/x-www-form-urlencoded' },
+      headers: { Authorization: CLIENT, 'Content-Type': 'application/x-www-form-urlencoded' },
       body: '',
     });
     expect(missing.status).toBe(400);
@@ -112,7 +128,9 @@ describe('personal API tokens: issue, RFC 7662 introspection, RFC 7009 revocatio
   });
 
   it('issues from the CLI, printing the token once', async () => {
-    await database.sql`INSERT INTO users (tenant_id, user_name, origin) VALUES (${tenant.id}, 'cli.user@example.com', 'scim')`;
+    const [cliUser] = await database.sql`
+      INSERT INTO users (tenant_id, user_name, origin) VALUES (${tenant.id}, 'cli.user@example.com', 'scim') RETURNING id`;
+    await database.sql`INSERT INTO group_members (tenant_id, group_id, user_id) VALUES (${tenant.id}, ${group!.id}, ${cliUser!.id})`;
     const result = await runCli(
       [
         'token',

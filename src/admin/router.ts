@@ -1,29 +1,48 @@
 import { sql } from 'drizzle-orm';
-import express, {
-  type ErrorRequestHandler,
-  type NextFunction,
-  type Request,
-  type Response,
-  Router,
-} from 'express';
+import { type NextFunction, type Request, type Response, Router } from 'express';
+import { recordAudit } from '../audit/audit-log.js';
 import type { Database } from '../db/client.js';
+import { isUuid } from '../db/uuid.js';
 import { findingsCsv, offboardingCsv, seatsCsv } from '../drift/csv.js';
 import { offboardingView } from '../drift/offboarding.js';
 import { readDays, readFindingFilter, readPeriod, requestScan } from '../drift/queries.js';
 import { reportFindings, reportHeader, resolvedSince, verifyChain } from '../drift/reports.js';
 import { inactiveSeats } from '../drift/seats.js';
-import { DomainError, rootCause } from '../errors.js';
+import { forbidden, invalid, notFound, rootCause, unauthorized } from '../errors.js';
+import { jsonBody, refuseHostileText } from '../http/hostile-input.js';
+import { jsonErrorHandler } from '../http/json-errors.js';
 import { approveChange, listHeldChanges } from '../reconcile/brake.js';
 import { latestReceipt } from '../reconcile/receipts.js';
 import { planUser, type ReconcileDependencies } from '../reconcile/reconciler.js';
 import { addRule, listRules, readRuleInput, removeRule } from '../reconcile/rules.js';
-import { adminTokenMatches } from '../security/admin-token.js';
+import {
+  ADMIN_ROLES,
+  type AdminPrincipal,
+  type AdminRole,
+  adminActor,
+  authenticateAdmin,
+  createAdminToken,
+  isAdminRole,
+  listAdminTokens,
+  revokeAdminToken,
+  roleIncludes,
+} from '../security/admin-tokens.js';
+import {
+  createClient,
+  listClients,
+  readClientScopes,
+  removeClient,
+  rotateClient,
+} from '../security/oauth-clients.js';
 import { findTenantByName, type Tenant } from '../tenants/tenants.js';
 import { issueApiToken } from '../tokens/tokens.js';
 
 /*
- * The admin API (JSON) behind IDSYNC_ADMIN_TOKEN: assignment rules, dry-run plans, offboarding receipts.
- * Without a configured token the API is closed (503 saying how to open it), never open by default.
+ * The admin API (JSON). Every request names an admin principal (IDSYNC_ADMIN_TOKEN, the bootstrap
+ * owner of all tenants, or an `idsync admin-token` with a role and maybe one tenant); each route says
+ * the least role it needs; a tenant-scoped token asking for another tenant gets the same 404 as a tenant
+ * that does not exist, so it learns nothing about which tenants exist. Every request is audited with
+ * the principal's name.
  */
 
 export interface AdminRouterOptions {
@@ -32,50 +51,91 @@ export interface AdminRouterOptions {
   reconcile: ReconcileDependencies;
 }
 
-function authenticate(adminToken: string | undefined) {
-  return (req: Request, res: Response, next: NextFunction) => {
-    if (!adminToken) {
-      res.status(503).json({
-        error: { code: 'admin_api_disabled', message: 'set IDSYNC_ADMIN_TOKEN to enable the admin API' },
-      });
-      return;
-    }
-    const presented = /^Bearer\s+(\S+)$/i.exec(req.get('Authorization') ?? '')?.[1];
-    if (!adminTokenMatches(presented, adminToken)) {
+interface AdminLocals {
+  principal: AdminPrincipal;
+  /** The tenant the request is about, once resolved (for its audit row). */
+  tenantId?: string;
+}
+
+const principalOf = (res: Response) => (res.locals as AdminLocals).principal;
+
+function authenticate(db: Database, environmentToken: string | undefined) {
+  return async (req: Request, res: Response, next: NextFunction) => {
+    const presented = /^Bearer\s+(\S+)\s*$/i.exec(req.get('Authorization') ?? '')?.[1];
+    const principal = await authenticateAdmin(db, presented, environmentToken);
+    if (!principal) {
       res.setHeader('WWW-Authenticate', 'Bearer realm="idsync admin"');
-      res
-        .status(401)
-        .json({ error: { code: 'unauthorized', message: 'a valid admin bearer token is required' } });
-      return;
+      throw unauthorized(
+        'a valid admin bearer token is required (IDSYNC_ADMIN_TOKEN or `idsync admin-token create`)',
+      );
     }
+    (res.locals as AdminLocals).principal = principal;
+    auditWhenDone(db, req, res);
     next();
   };
 }
 
+/** One audit row per admin request, written after the answer: who, what, and how it ended. */
+function auditWhenDone(db: Database, req: Request, res: Response) {
+  res.on('finish', () => {
+    const { principal, tenantId } = res.locals as AdminLocals;
+    recordAudit(db, {
+      tenantId: tenantId ?? null,
+      actor: adminActor(principal),
+      action: `admin_api.${req.method.toLowerCase()}`,
+      after: { path: req.baseUrl + req.path, status: res.statusCode, role: principal.role },
+      correlationId: typeof req.id === 'string' ? req.id : null,
+    }).catch((error: unknown) =>
+      req.log?.error({ err: rootCause(error) }, 'could not audit an admin request'),
+    );
+  });
+}
+
+/** Refuses a principal whose role is below `needed` (403: the token is valid, the action is not). */
+const requireRole = (needed: AdminRole) => (_req: Request, res: Response, next: NextFunction) => {
+  const { role } = principalOf(res);
+  if (!roleIncludes(role, needed)) throw forbidden(`this needs the ${needed} role; the token is ${role}`);
+  next();
+};
+
 export function adminRouter(options: AdminRouterOptions): Router {
   const { db } = options;
   const router = Router();
-  router.use(express.json({ limit: '256kb' }));
-  router.use(authenticate(options.adminToken));
+  router.use(jsonBody({ limit: '256kb' }));
+  router.use(authenticate(db, options.adminToken));
+  router.use(refuseHostileText);
 
-  const tenantOf = async (req: Request): Promise<Tenant> => findTenantByName(db, String(req.params.tenant));
+  const auditor = requireRole('auditor');
+  const operator = requireRole('operator');
+  const owner = requireRole('owner');
 
-  router.get('/tenants/:tenant/rules', async (req, res) => {
-    res.json({ rules: await listRules(db, (await tenantOf(req)).id) });
+  /** The tenant named in the path, if this principal may see it. */
+  const tenantOf = async (req: Request, res: Response): Promise<Tenant> => {
+    const name = String(req.params.tenant);
+    const { tenantId } = principalOf(res);
+    const tenant = await findTenantByName(db, name);
+    if (tenantId !== null && tenant.id !== tenantId) throw notFound(`no tenant named "${name}"`);
+    (res.locals as AdminLocals).tenantId = tenant.id;
+    return tenant;
+  };
+  const actor = (res: Response) => adminActor(principalOf(res));
+
+  router.get('/tenants/:tenant/rules', operator, async (req, res) => {
+    res.json({ rules: await listRules(db, (await tenantOf(req, res)).id) });
   });
-  router.post('/tenants/:tenant/rules', async (req, res) => {
-    const tenant = await tenantOf(req);
-    res.status(201).json(await addRule(db, tenant.id, readRuleInput(req.body), 'admin-api'));
+  router.post('/tenants/:tenant/rules', operator, async (req, res) => {
+    const tenant = await tenantOf(req, res);
+    res.status(201).json(await addRule(db, tenant.id, readRuleInput(req.body), actor(res)));
   });
-  router.delete('/tenants/:tenant/rules/:id', async (req, res) => {
-    await removeRule(db, (await tenantOf(req)).id, String(req.params.id), 'admin-api');
+  router.delete('/tenants/:tenant/rules/:id', operator, async (req, res) => {
+    await removeRule(db, (await tenantOf(req, res)).id, String(req.params.id), actor(res));
     res.status(204).end();
   });
-  router.get('/tenants/:tenant/users/:id/receipt', async (req, res) => {
-    res.json(await latestReceipt(db, (await tenantOf(req)).id, String(req.params.id)));
+  router.get('/tenants/:tenant/users/:id/receipt', auditor, async (req, res) => {
+    res.json(await latestReceipt(db, (await tenantOf(req, res)).id, String(req.params.id)));
   });
-  router.post('/tenants/:tenant/users/:id/tokens', async (req, res) => {
-    const tenant = await tenantOf(req);
+  router.post('/tenants/:tenant/users/:id/tokens', owner, async (req, res) => {
+    const tenant = await tenantOf(req, res);
     const body = (req.body ?? {}) as { scopes?: unknown; expiresInSeconds?: unknown; label?: unknown };
     const scopes = Array.isArray(body.scopes) ? body.scopes.map(String) : [];
     const expiresInSeconds = typeof body.expiresInSeconds === 'number' ? body.expiresInSeconds : undefined;
@@ -85,29 +145,84 @@ export function adminRouter(options: AdminRouterOptions): Router {
         scopes,
         expiresInSeconds,
         label,
-        actor: 'admin-api',
+        actor: actor(res),
       }),
     );
   });
-  router.get('/tenants/:tenant/changes', async (req, res) => {
-    res.json({ changes: await listHeldChanges(db, (await tenantOf(req)).id) });
+  router.get('/tenants/:tenant/changes', operator, async (req, res) => {
+    res.json({ changes: await listHeldChanges(db, (await tenantOf(req, res)).id) });
   });
-  router.post('/tenants/:tenant/changes/:id/approve', async (req, res) => {
-    const queued = await approveChange(db, (await tenantOf(req)).id, String(req.params.id), 'admin-api');
+  router.post('/tenants/:tenant/changes/:id/approve', operator, async (req, res) => {
+    const queued = await approveChange(db, (await tenantOf(req, res)).id, String(req.params.id), actor(res));
     res.json({ approved: req.params.id, usersQueued: queued });
   });
-  router.get('/tenants/:tenant/users/:id/plan', async (req, res) => {
-    const tenant = await tenantOf(req);
+  router.get('/tenants/:tenant/users/:id/plan', operator, async (req, res) => {
+    const tenant = await tenantOf(req, res);
     const ref = String(req.params.id);
     // The user's id or userName, as everywhere else in the admin API and the CLI.
     const [user] = await db.execute<{ id: string }>(sql`
       SELECT id::text FROM users WHERE tenant_id = ${tenant.id}
-        AND ${/^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i.test(ref) ? sql`id = ${ref}::uuid` : sql`lower(user_name) = lower(${ref})`}
+        AND ${isUuid(ref) ? sql`id = ${ref}::uuid` : sql`user_name_key = account_key(${ref})`}
       LIMIT 1`);
-    if (!user) throw new DomainError('not_found', `no user ${ref}`);
-    const planned = await planUser(options.reconcile, tenant.id, user.id);
-    if (!planned) throw new DomainError('not_found', `no user ${req.params.id}`);
+    const planned = user ? await planUser(options.reconcile, tenant.id, user.id) : undefined;
+    if (!planned) throw notFound(`no user ${ref}`);
     res.json({ user: planned.subject.userName, offboarding: planned.offboarding, ...planned.plan });
+  });
+
+  // Introspection clients of a tenant (owner: they are credentials).
+  router.get('/tenants/:tenant/clients', owner, async (req, res) => {
+    res.json({ clients: await listClients(db, (await tenantOf(req, res)).id) });
+  });
+  router.post('/tenants/:tenant/clients', owner, async (req, res) => {
+    const tenant = await tenantOf(req, res);
+    const body = (req.body ?? {}) as { name?: unknown; scopes?: unknown };
+    if (typeof body.name !== 'string') throw invalid('"name" is required');
+    const scopes = readClientScopes(Array.isArray(body.scopes) ? body.scopes.map(String) : undefined);
+    res.status(201).json(await createClient(db, tenant.id, body.name, scopes, actor(res)));
+  });
+  router.post('/tenants/:tenant/clients/:name/rotate', owner, async (req, res) => {
+    const tenant = await tenantOf(req, res);
+    res.json(await rotateClient(db, tenant.id, String(req.params.name), actor(res)));
+  });
+  router.delete('/tenants/:tenant/clients/:name', owner, async (req, res) => {
+    await removeClient(db, (await tenantOf(req, res)).id, String(req.params.name), actor(res));
+    res.status(204).end();
+  });
+
+  // Admin tokens. A tenant's owner manages its tenant's tokens only; an all-tenant owner any.
+  router.get('/admin-tokens', owner, async (_req, res) => {
+    const { tenantId } = principalOf(res);
+    res.json({ tokens: await listAdminTokens(db, tenantId ? { tenantId } : {}) });
+  });
+  router.post('/admin-tokens', owner, async (req, res) => {
+    const principal = principalOf(res);
+    const body = (req.body ?? {}) as { name?: unknown; role?: unknown; tenant?: unknown };
+    if (typeof body.name !== 'string') throw invalid('"name" is required');
+    if (typeof body.role !== 'string' || !isAdminRole(body.role))
+      throw invalid(`"role" must be one of ${ADMIN_ROLES.join(', ')}`);
+    let tenantId: string | null = null;
+    if (body.tenant !== undefined && body.tenant !== null) {
+      const name = String(body.tenant);
+      const tenant = await findTenantByName(db, name);
+      if (principal.tenantId !== null && principal.tenantId !== tenant.id)
+        throw notFound(`no tenant named "${name}"`);
+      tenantId = tenant.id;
+    } else if (principal.tenantId !== null) {
+      throw forbidden('a tenant-scoped owner can only create tokens for its own tenant; give "tenant"');
+    }
+    (res.locals as AdminLocals).tenantId = tenantId ?? undefined;
+    const created = await createAdminToken(db, {
+      name: body.name,
+      tenantId,
+      role: body.role,
+      actor: actor(res),
+    });
+    res.status(201).json({ ...created.view, token: created.token });
+  });
+  router.delete('/admin-tokens/:name', owner, async (req, res) => {
+    const { tenantId } = principalOf(res);
+    await revokeAdminToken(db, String(req.params.name), actor(res), tenantId ?? undefined);
+    res.status(204).end();
   });
 
   const wantsCsv = (req: Request) => req.query.format === 'csv';
@@ -115,24 +230,24 @@ export function adminRouter(options: AdminRouterOptions): Router {
     res.type('text/csv; charset=utf-8').attachment(filename).send(body);
 
   const driftReport = async (req: Request, res: Response) => {
-    const tenant = await tenantOf(req);
+    const tenant = await tenantOf(req, res);
     const header = await reportHeader(db, tenant.id, req.params.id ? String(req.params.id) : undefined);
     const findings = await reportFindings(db, header.id, readFindingFilter(req.query));
     if (wantsCsv(req))
       return sendCsv(res, `drift-${tenant.name}-${header.seq}.csv`, findingsCsv(header.id, findings));
     res.json({ ...header, findings });
   };
-  router.get('/tenants/:tenant/drift', driftReport);
-  router.post('/tenants/:tenant/drift/scan', async (req, res) => {
-    await requestScan(db, (await tenantOf(req)).id, 'admin-api');
+  router.get('/tenants/:tenant/drift', auditor, driftReport);
+  router.post('/tenants/:tenant/drift/scan', operator, async (req, res) => {
+    await requestScan(db, (await tenantOf(req, res)).id, actor(res));
     res.status(202).json({ queued: true });
   });
-  router.get('/tenants/:tenant/drift/verify', async (req, res) => {
-    res.json(await verifyChain(db, (await tenantOf(req)).id));
+  router.get('/tenants/:tenant/drift/verify', auditor, async (req, res) => {
+    res.json(await verifyChain(db, (await tenantOf(req, res)).id));
   });
-  router.get('/tenants/:tenant/drift/:id', driftReport);
-  router.get('/tenants/:tenant/drift/:id/difference', async (req, res) => {
-    const tenant = await tenantOf(req);
+  router.get('/tenants/:tenant/drift/:id', auditor, driftReport);
+  router.get('/tenants/:tenant/drift/:id/difference', auditor, async (req, res) => {
+    const tenant = await tenantOf(req, res);
     const header = await reportHeader(db, tenant.id, String(req.params.id));
     const findings = await reportFindings(db, header.id);
     res.json({
@@ -143,43 +258,20 @@ export function adminRouter(options: AdminRouterOptions): Router {
       resolved: await resolvedSince(db, header),
     });
   });
-  router.get('/tenants/:tenant/offboarding', async (req, res) => {
-    const tenant = await tenantOf(req);
+  router.get('/tenants/:tenant/offboarding', auditor, async (req, res) => {
+    const tenant = await tenantOf(req, res);
     const { from, to } = readPeriod(req.query);
     const view = await offboardingView(db, tenant.id, from, to);
     if (wantsCsv(req)) return sendCsv(res, `offboarding-${tenant.name}.csv`, offboardingCsv(view));
     res.json(view);
   });
-  router.get('/tenants/:tenant/seats/inactive', async (req, res) => {
-    const tenant = await tenantOf(req);
+  router.get('/tenants/:tenant/seats/inactive', auditor, async (req, res) => {
+    const tenant = await tenantOf(req, res);
     const view = await inactiveSeats(db, tenant.id, readDays(req.query.days));
     if (wantsCsv(req)) return sendCsv(res, `inactive-seats-${tenant.name}.csv`, seatsCsv(view));
     res.json(view);
   });
 
-  const errors: ErrorRequestHandler = (error, req, res, _next) => {
-    const cause = rootCause(error);
-    if (cause instanceof DomainError) {
-      const status = {
-        not_found: 404,
-        conflict: 409,
-        invalid: 400,
-        unauthorized: 401,
-        precondition_failed: 412,
-      }[cause.kind];
-      res.status(status).json({ error: { code: cause.kind, message: cause.message } });
-      return;
-    }
-    const status = (error as { status?: number }).status;
-    if (typeof status === 'number' && status >= 400 && status < 500) {
-      res.status(status).json({ error: { code: 'bad_request', message: (error as Error).message } });
-      return;
-    }
-    req.log?.error({ err: cause }, 'admin API request failed');
-    res
-      .status(500)
-      .json({ error: { code: 'internal_error', message: 'internal error; quote the X-Request-Id header' } });
-  };
-  router.use(errors);
+  router.use(jsonErrorHandler);
   return router;
 }

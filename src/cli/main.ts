@@ -17,8 +17,10 @@ import {
   type TenantWithToken,
   updateTenantPolicy,
 } from '../tenants/tenants.js';
+import { readTokenScopes } from '../tokens/scopes.js';
 import { registerAccessCommands } from './access-commands.js';
 import { CliError, configOrExit, daemonPublicUrl, EXIT, withDatabase } from './context.js';
+import { registerCredentialCommands } from './credential-commands.js';
 import { registerJobsCommands } from './jobs-commands.js';
 import { registerPlatformCommands } from './platform-commands.js';
 import { registerSecurityCommands } from './security-commands.js';
@@ -228,6 +230,10 @@ function buildProgram(): Command {
       '--console-group <group>',
       'IdP group whose members may open /console after SSO ("none" to clear)',
     )
+    .option(
+      '--token-scopes <scopes>',
+      'comma-separated scopes personal API tokens may carry at most (then bounded by each user’s access)',
+    )
     .action(
       (
         name: string,
@@ -268,6 +274,9 @@ function buildProgram(): Command {
               ...(options.consoleGroup !== undefined
                 ? { consoleGroup: options.consoleGroup === 'none' ? null : options.consoleGroup }
                 : {}),
+              ...(options.tokenScopes !== undefined
+                ? { tokenScopes: readTokenScopes(options.tokenScopes.split(',').map((s) => s.trim())) }
+                : {}),
             },
             'cli',
           );
@@ -288,6 +297,7 @@ function buildProgram(): Command {
   registerJobsCommands(program);
   registerPlatformCommands(program);
   registerSecurityCommands(program);
+  registerCredentialCommands(program);
   registerSsoCommands(program, (tenant) => {
     const publicUrl = daemonPublicUrl(configOrExit());
     process.stdout.write(

@@ -14,10 +14,21 @@ import {
   verifyLatest,
 } from '../drift/reports.js';
 import { inactiveSeats } from '../drift/seats.js';
-import { DomainError, rootCause } from '../errors.js';
+import { DomainError, forbidden } from '../errors.js';
+import { refuseHostileText } from '../http/hostile-input.js';
 import { escapeHtml, htmlPage } from '../http/html.js';
+import { htmlErrorHandler, sendHtmlError } from '../http/html-errors.js';
 import { latestReceipt } from '../reconcile/receipts.js';
 import { adminTokenMatches } from '../security/admin-token.js';
+import {
+  type AdminPrincipal,
+  adminActor,
+  authenticateAdmin,
+  ENVIRONMENT_PRINCIPAL,
+  principalByTokenId,
+  roleIncludes,
+} from '../security/admin-tokens.js';
+import { parseCredential } from '../security/credentials.js';
 import { currentSession, readCookie } from '../sso/sessions.js';
 import { findTenantByName, type Tenant } from '../tenants/tenants.js';
 import { renderConsole, renderReceipt } from './page.js';
@@ -40,27 +51,60 @@ export interface ConsoleRouterOptions {
   publicUrl: string;
 }
 
-type Viewer = { kind: 'admin' } | { kind: 'sso'; userName: string };
+/** Any admin role may look (the console is read-only but for "scan now", which needs an operator). */
+type Viewer = { kind: 'admin'; principal: AdminPrincipal } | { kind: 'sso'; userName: string };
 
 export function consoleRouter(options: ConsoleRouterOptions): Router {
   const { db, adminToken, publicUrl } = options;
   const router = Router();
   router.use(express.urlencoded({ extended: false, limit: '16kb' }));
+  router.use(refuseHostileText);
   const secure = new URL(publicUrl).protocol === 'https:';
 
-  const sign = (tenant: Tenant, expires: number) =>
-    createHmac('sha256', adminToken ?? '')
-      .update(`console:${tenant.id}:${expires}`)
-      .digest('base64url');
+  /**
+   * The console cookie holds `<expires>.<token id>.<mac>`, never the token: the MAC's key is the
+   * environment token, or the stored hash of an admin token's secret (server-side only), so revoking
+   * the token ends its console sessions too.
+   */
+  const mac = (key: string, tenant: Tenant, tokenId: string, expires: number) =>
+    createHmac('sha256', key).update(`console:${tenant.id}:${tokenId}:${expires}`).digest('base64url');
+  const ENVIRONMENT = 'environment';
+
+  async function cookieFor(principal: AdminPrincipal, presented: string, tenant: Tenant, expires: number) {
+    if (principal.tokenRowId === undefined)
+      return `${expires}.${ENVIRONMENT}.${mac(adminToken!, tenant, ENVIRONMENT, expires)}`;
+    const tokenId = parseCredential(presented)!.tokenId;
+    const [row] = await db.execute<{ secret_hash: string }>(
+      sql`SELECT secret_hash FROM admin_tokens WHERE token_id = ${tokenId}`,
+    );
+    return `${expires}.${tokenId}.${mac(row!.secret_hash, tenant, tokenId, expires)}`;
+  }
+
+  /** The admin principal of a console cookie, if it is unexpired, authentic and for this tenant. */
+  async function cookiePrincipal(cookie: string, tenant: Tenant): Promise<AdminPrincipal | undefined> {
+    const [expiresText, tokenId, signature] = cookie.split('.');
+    const expires = Number(expiresText);
+    if (!tokenId || !signature || !(expires > Date.now())) return undefined;
+    const principal =
+      tokenId === ENVIRONMENT
+        ? adminToken && adminTokenMatches(signature, mac(adminToken, tenant, ENVIRONMENT, expires))
+          ? ENVIRONMENT_PRINCIPAL
+          : undefined
+        : /^[0-9a-f]{16}$/.test(tokenId)
+          ? await principalByTokenId(db, tokenId, (hash) =>
+              adminTokenMatches(signature, mac(hash, tenant, tokenId, expires)),
+            )
+          : undefined;
+    return principal && mayOpen(principal, tenant) ? principal : undefined;
+  }
+
+  const mayOpen = (principal: AdminPrincipal, tenant: Tenant) =>
+    principal.tenantId === null || principal.tenantId === tenant.id;
 
   async function viewer(req: Request, tenant: Tenant): Promise<Viewer | 'not-in-group' | undefined> {
     const cookie = readCookie(req, CONSOLE_COOKIE);
-    if (adminToken && cookie) {
-      const [expires, signature] = cookie.split('.');
-      if (Number(expires) > Date.now() && adminTokenMatches(signature, sign(tenant, Number(expires)))) {
-        return { kind: 'admin' };
-      }
-    }
+    const principal = cookie ? await cookiePrincipal(cookie, tenant) : undefined;
+    if (principal) return { kind: 'admin', principal };
     const session = await currentSession(db, tenant.id, req);
     if (!session) return undefined;
     if (!tenant.consoleGroup) return 'not-in-group';
@@ -90,35 +134,26 @@ export function consoleRouter(options: ConsoleRouterOptions): Router {
           return;
         }
         if (!who) {
-          res
-            .status(401)
-            .type('html')
-            .send(signInPage(tenant, Boolean(adminToken)));
+          res.status(401).type('html').send(signInPage(tenant));
           return;
         }
         await handler(req, res, tenant, who);
       } catch (error) {
-        const cause = rootCause(error);
-        const known = cause instanceof DomainError;
-        const status = known
-          ? (({ not_found: 404, invalid: 400, conflict: 409 } as Record<string, number>)[cause.kind] ?? 400)
-          : 500;
-        if (!known) req.log?.error({ err: cause }, 'console request failed');
-        res
-          .status(status)
-          .type('html')
-          .send(
-            htmlPage(
-              'Something went wrong',
-              `<p>${escapeHtml(known ? cause.message : 'internal error; quote the X-Request-Id header')}</p>`,
-            ),
-          );
+        sendHtmlError(req, res, error);
       }
     };
 
-  const sameOrigin = (req: Request) => {
-    const origin = req.get('origin') ?? req.get('referer');
-    return origin !== undefined && new URL(origin).origin === new URL(publicUrl).origin;
+  /**
+   * Forms that change something accept only requests from idsync's own pages: the Origin header, else
+   * the Referer. `Origin: null` (sandboxed frames, some redirects), an unparsable value or none at all
+   * is refused, never guessed at.
+   */
+  const ownOrigin = new URL(publicUrl).origin;
+  const requireSameOrigin = (req: Request) => {
+    const claimed = req.get('origin') ?? req.get('referer');
+    if (claimed === undefined || !URL.canParse(claimed) || new URL(claimed).origin !== ownOrigin) {
+      throw forbidden('this form only accepts requests from the console page itself');
+    }
   };
 
   router.get('/', async (req, res) => {
@@ -165,7 +200,8 @@ export function consoleRouter(options: ConsoleRouterOptions): Router {
       res.type('html').send(
         renderConsole({
           tenant,
-          viewer: who.kind === 'admin' ? 'admin token' : who.userName,
+          viewer:
+            who.kind === 'admin' ? `admin token ${who.principal.name} (${who.principal.role})` : who.userName,
           report,
           findings: findings.slice(0, SHOWN_FINDINGS),
           moreFindings: findings.length > SHOWN_FINDINGS,
@@ -218,9 +254,14 @@ export function consoleRouter(options: ConsoleRouterOptions): Router {
   router.post(
     '/:tenant/scan',
     page(async (req, res, tenant, who) => {
-      if (!sameOrigin(req))
-        throw new DomainError('invalid', 'a scan can only be started from the console page');
-      await requestScan(db, tenant.id, who.kind === 'admin' ? 'console:admin' : `console:${who.userName}`);
+      requireSameOrigin(req);
+      if (who.kind === 'admin' && !roleIncludes(who.principal.role, 'operator'))
+        throw forbidden('starting a scan needs the operator role');
+      await requestScan(
+        db,
+        tenant.id,
+        who.kind === 'admin' ? `console:${adminActor(who.principal)}` : `console:${who.userName}`,
+      );
       res.redirect(303, `${publicUrl}/console/${tenant.name}?scan=queued`);
     }),
   );
@@ -229,15 +270,13 @@ export function consoleRouter(options: ConsoleRouterOptions): Router {
     try {
       const tenant = await findTenantByName(db, String(req.params.tenant));
       const presented = typeof req.body?.token === 'string' ? req.body.token : undefined;
-      if (!adminToken || !adminTokenMatches(presented, adminToken)) {
-        res
-          .status(401)
-          .type('html')
-          .send(signInPage(tenant, Boolean(adminToken), 'That is not the admin token.'));
+      const principal = await authenticateAdmin(db, presented, adminToken);
+      if (!principal || !mayOpen(principal, tenant)) {
+        res.status(401).type('html').send(signInPage(tenant, 'That is not an admin token for this tenant.'));
         return;
       }
       const expires = Date.now() + CONSOLE_SESSION_MS;
-      res.cookie(CONSOLE_COOKIE, `${expires}.${sign(tenant, expires)}`, {
+      res.cookie(CONSOLE_COOKIE, await cookieFor(principal, presented!, tenant, expires), {
         httpOnly: true,
         sameSite: 'lax',
         secure,
@@ -246,29 +285,29 @@ export function consoleRouter(options: ConsoleRouterOptions): Router {
       });
       res.redirect(303, `${publicUrl}/console/${tenant.name}`);
     } catch (error) {
-      res
-        .status(404)
-        .type('html')
-        .send(htmlPage('Not found', `<p>${escapeHtml((error as Error).message)}</p>`));
+      sendHtmlError(req, res, error);
     }
   });
   router.post('/:tenant/logout', (req, res) => {
+    try {
+      requireSameOrigin(req);
+    } catch (error) {
+      sendHtmlError(req, res, error);
+      return;
+    }
     res.clearCookie(CONSOLE_COOKIE, { path: `/console/${String(req.params.tenant)}` });
     res.redirect(303, `${publicUrl}/console/${String(req.params.tenant)}`);
   });
+  router.use(htmlErrorHandler);
   return router;
 }
 
-function signInPage(tenant: Tenant, adminTokenEnabled: boolean, problem?: string): string {
+function signInPage(tenant: Tenant, problem?: string): string {
   const name = escapeHtml(tenant.name);
   return htmlPage(
     `Security console — ${tenant.name}`,
     `${problem ? `<p class="problem">${escapeHtml(problem)}</p>` : ''}
 <p><a href="/sso/${name}/login?RelayState=${encodeURIComponent(`/console/${tenant.name}`)}">Sign in with SSO</a> (members of the tenant's console group).</p>
-${
-  adminTokenEnabled
-    ? `<form method="post" action="/console/${name}/login"><p><label>Or the admin token<br><input type="password" name="token" autocomplete="off" size="40"></label> <button type="submit">Open the console</button></p></form>`
-    : '<p>The admin token is not set (IDSYNC_ADMIN_TOKEN), so only SSO sign-in is possible.</p>'
-}`,
+<form method="post" action="/console/${name}/login"><p><label>Or an admin token (IDSYNC_ADMIN_TOKEN or one from <code>idsync admin-token create</code>, any role)<br><input type="password" name="token" autocomplete="off" size="40"></label> <button type="submit">Open the console</button></p></form>`,
   );
 }

@@ -33,6 +33,8 @@ export const subjectType = pgEnum('subject_type', ['user', 'group', 'team', 'ten
 export const ruleTarget = pgEnum('rule_target', ['team', 'enterprise', 'app']);
 export const tokenKind = pgEnum('token_kind', ['api', 'session']);
 export const groupClaimFormat = pgEnum('group_claim_format', ['names', 'object-ids']);
+export const adminRole = pgEnum('admin_role', ['owner', 'operator', 'auditor']);
+export const clientScope = pgEnum('client_scope', ['introspect', 'revoke']);
 /** Who put a user in a group: SCIM's pushes are authoritative; a SAML login only manages its own. */
 export const membershipSource = pgEnum('membership_source', ['scim', 'saml']);
 
@@ -79,6 +81,13 @@ export const tenants = pgTable(
     seatPrices: jsonb('seat_prices').notNull().default({}),
     /** Members of this IdP group may open the security console after signing in through SSO. */
     consoleGroup: text('console_group'),
+    /** Scopes a personal API token of this tenant may carry at most (then bounded by the user's access). */
+    tokenScopes: text('token_scopes')
+      .array()
+      .notNull()
+      .default(
+        sql`'{apps:read,apps:deploy,apps:operate,apps:manage,teams:read,teams:manage,enterprise:read,enterprise:create,enterprise:manage,enterprise:billing}'::text[]`,
+      ),
     createdAt: createdAt(),
     updatedAt: updatedAt(),
   },
@@ -431,6 +440,55 @@ export const tokens = pgTable(
   (t) => [
     uniqueIndex('tokens_token_id_key').on(t.tokenId),
     index('tokens_user_live_idx').on(t.userId).where(sql`${t.revokedAt} IS NULL`),
+  ],
+);
+
+/**
+ * Platform services that check tokens (RFC 7662 introspection, RFC 7009 revocation) for one tenant.
+ * `client_id` is the public half of the `client_<id>_<secret>` credential; only the secret's hash is kept.
+ */
+export const oauthClients = pgTable(
+  'oauth_clients',
+  {
+    id: uuid('id').primaryKey().defaultRandom(),
+    tenantId: uuid('tenant_id')
+      .notNull()
+      .references(() => tenants.id, { onDelete: 'cascade' }),
+    name: text('name').notNull(),
+    clientId: text('client_id').notNull(),
+    secretHash: text('secret_hash').notNull(),
+    scopes: clientScope('scopes').array().notNull(),
+    createdAt: createdAt(),
+    rotatedAt: timestamp('rotated_at', { withTimezone: true }).notNull().defaultNow(),
+  },
+  (t) => [
+    uniqueIndex('oauth_clients_tenant_name_key').on(t.tenantId, t.name),
+    uniqueIndex('oauth_clients_client_id_key').on(t.clientId),
+    check('oauth_clients_name_format', sql`${t.name} ~ '^[a-z0-9][a-z0-9._-]{0,62}$'`),
+  ],
+);
+
+/**
+ * Admin API and console credentials with a role, for one tenant or (tenant_id null) all of them. The
+ * IDSYNC_ADMIN_TOKEN environment token is the bootstrap owner and has no row.
+ */
+export const adminTokens = pgTable(
+  'admin_tokens',
+  {
+    id: uuid('id').primaryKey().defaultRandom(),
+    name: text('name').notNull(),
+    tenantId: uuid('tenant_id').references(() => tenants.id, { onDelete: 'cascade' }),
+    role: adminRole('role').notNull(),
+    tokenId: text('token_id').notNull(),
+    secretHash: text('secret_hash').notNull(),
+    createdBy: text('created_by').notNull(),
+    createdAt: createdAt(),
+    revokedAt: timestamp('revoked_at', { withTimezone: true }),
+  },
+  (t) => [
+    uniqueIndex('admin_tokens_token_id_key').on(t.tokenId),
+    uniqueIndex('admin_tokens_live_name_key').on(t.name).where(sql`${t.revokedAt} IS NULL`),
+    check('admin_tokens_name_format', sql`${t.name} ~ '^[a-z0-9][a-z0-9._-]{0,62}$'`),
   ],
 );
 

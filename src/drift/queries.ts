@@ -1,3 +1,4 @@
+import { parseDateTime } from '../dates.js';
 import type { Database } from '../db/client.js';
 import { invalid } from '../errors.js';
 import { recordForReconcile } from '../jobs/outbox.js';
@@ -43,9 +44,8 @@ export function readPeriod(query: Record<string, unknown>): { from: Date; to: Da
   const parse = (name: string, fallback: Date) => {
     const value = query[name];
     if (typeof value !== 'string' || value === '') return fallback;
-    const date = new Date(value);
-    if (Number.isNaN(date.getTime()))
-      throw invalid(`${name} must be a date such as 2026-11-01 or 2026-11-01T09:00:00Z`);
+    const date = parseDateTime(value);
+    if (!date) throw invalid(`${name} must be a date such as 2026-11-01 or 2026-11-01T09:00:00Z`);
     return date;
   };
   const to = parse('to', new Date());
@@ -54,9 +54,13 @@ export function readPeriod(query: Record<string, unknown>): { from: Date; to: Da
   return { from, to };
 }
 
+/** A century: beyond it an interval means nothing (and PostgreSQL's would overflow). */
+const MAX_DAYS = 36_500;
+
 export function readDays(value: unknown): number | undefined {
   if (value === undefined || value === '') return undefined;
   const days = Number(value);
-  if (!Number.isInteger(days) || days <= 0) throw invalid('days must be a whole number greater than 0');
+  if (!Number.isInteger(days) || days <= 0 || days > MAX_DAYS)
+    throw invalid(`days must be a whole number from 1 to ${MAX_DAYS}`);
   return days;
 }

@@ -1,7 +1,8 @@
-import express, { type ErrorRequestHandler, type Express, type RequestHandler, type Router } from 'express';
+import express, { type Express, type RequestHandler, type Router } from 'express';
 import { pinoHttp } from 'pino-http';
-import { isDatabaseUnavailable, RETRY_AFTER_SECONDS } from '../db/availability.js';
+import { notFound } from '../errors.js';
 import { type Logger, withoutBoundValues } from '../log.js';
+import { jsonErrorHandler, sendJsonError } from './json-errors.js';
 import { requestIdFor } from './request-id.js';
 
 export interface ReadinessCheck {
@@ -82,44 +83,11 @@ export function createApp(options: AppOptions): Express {
   for (const mount of options.mounts ?? []) app.use(mount.path, mount.router);
 
   app.use((req, res) => {
-    res.status(404).json({ error: { code: 'not_found', message: `no route for ${req.method} ${req.path}` } });
+    sendJsonError(res, notFound(`no route for ${req.method} ${req.path}`));
   });
 
-  const errorHandler: ErrorRequestHandler = (error, req, res, _next) => {
-    const unavailable = isDatabaseUnavailable(error);
-    const status = unavailable ? 503 : httpStatusOf(error);
-    if (unavailable) req.log.warn({ err: error }, 'request refused: database unavailable');
-    else if (status >= 500) req.log.error({ err: error }, 'unhandled error');
-    if (res.headersSent) return;
-    if (unavailable) res.setHeader('Retry-After', String(RETRY_AFTER_SECONDS));
-    res.status(status).json({
-      error: {
-        code: unavailable
-          ? 'unavailable'
-          : status === 400
-            ? 'bad_request'
-            : status === 413
-              ? 'payload_too_large'
-              : 'internal_error',
-        message: unavailable
-          ? `the database is unavailable; retry after ${RETRY_AFTER_SECONDS} seconds`
-          : status < 500
-            ? (error as Error).message
-            : 'internal error; quote the request id to the operator',
-        requestId: req.id,
-      },
-    });
-  };
-  app.use(errorHandler);
+  app.use(jsonErrorHandler);
   return app;
-}
-
-/** Status carried by errors from body parsers and http-errors; anything else is our fault. */
-function httpStatusOf(error: unknown): number {
-  const status =
-    (error as { status?: unknown; statusCode?: unknown }).status ??
-    (error as { statusCode?: unknown }).statusCode;
-  return typeof status === 'number' && status >= 400 && status < 600 ? status : 500;
 }
 
 function withTimeout<T>(promise: Promise<T>, ms: number, message: string): Promise<T> {

@@ -1,6 +1,7 @@
 import { type SQL, sql } from 'drizzle-orm';
 import { recordAudit } from '../audit/audit-log.js';
 import type { Database } from '../db/client.js';
+import { isUuid } from '../db/uuid.js';
 import { notFound } from '../errors.js';
 import { recordForReconcileEach } from '../jobs/outbox.js';
 import type { Blocked, Operation } from './model.js';
@@ -151,6 +152,7 @@ export async function approveChange(
   changeId: string,
   actor: string,
 ): Promise<number> {
+  if (!isUuid(changeId)) throw notFound(`no pending change ${changeId}`);
   return db.transaction(async (tx) => {
     const [change] = await tx.execute<{ id: string }>(sql`
       UPDATE held_changes SET status = 'approved', approved_at = now(), approved_by = ${actor}

@@ -1,5 +1,6 @@
 import { sql } from 'drizzle-orm';
 import type { Database } from '../db/client.js';
+import { isUuid } from '../db/uuid.js';
 import { notFound } from '../errors.js';
 import type { HumanStep } from '../platform/connector.js';
 import { describeOperation, isRemoval, type Operation } from './model.js';
@@ -20,7 +21,7 @@ export interface Receipt {
 
 /** The latest offboarding receipt of a user, found by id or userName (case-insensitively). */
 export async function latestReceipt(db: Database, tenantId: string, userRef: string): Promise<Receipt> {
-  const byId = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i.test(userRef);
+  const byId = isUuid(userRef);
   const [row] = await db.execute<{
     user_id: string;
     user_name: string;

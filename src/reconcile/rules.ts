@@ -2,6 +2,7 @@ import { type SQL, sql } from 'drizzle-orm';
 import { z } from 'zod';
 import { recordAudit } from '../audit/audit-log.js';
 import type { Database } from '../db/client.js';
+import { isUuid } from '../db/uuid.js';
 import { invalid, notFound } from '../errors.js';
 import { type Executor, recordForReconcileEach } from '../jobs/outbox.js';
 import { brakeChange } from './brake.js';
@@ -145,7 +146,7 @@ export async function removeRule(
   ruleId: string,
   actor: string,
 ): Promise<void> {
-  if (!/^[0-9a-f-]{36}$/i.test(ruleId)) throw notFound(`no rule ${ruleId}`);
+  if (!isUuid(ruleId)) throw notFound(`no rule ${ruleId}`);
   await db.transaction(async (tx) => {
     const [row] = await tx.execute<{ idp_group: string | null; idp_app_role: string | null }>(sql`
       DELETE FROM assignment_rules WHERE tenant_id = ${tenantId} AND id = ${ruleId}

@@ -216,7 +216,7 @@ export async function startDaemon(options: DaemonOptions): Promise<Daemon> {
             path: '/scim/v2',
             router: scimRouter({ db: database.db, tokens, baseUrl: `${config.publicUrl}/scim/v2` }),
           },
-          { path: '/oauth', router: oauthRouter({ db: database.db, adminToken: config.adminToken }) },
+          { path: '/oauth', router: oauthRouter({ db: database.db }) },
           {
             path: '/sso',
             router: ssoRouter({

@@ -1,6 +1,6 @@
 import type { ErrorRequestHandler, Response } from 'express';
-import { isDatabaseUnavailable, RETRY_AFTER_SECONDS } from '../db/availability.js';
-import { DomainError, rootCause } from '../errors.js';
+import { RETRY_AFTER_SECONDS } from '../db/availability.js';
+import { HTTP_STATUS, rootCause, toDomainError } from '../errors.js';
 
 export const ERROR_SCHEMA = 'urn:ietf:params:scim:api:messages:2.0:Error';
 
@@ -43,49 +43,24 @@ export function sendScimError(res: Response, error: ScimError): void {
     });
 }
 
-const DOMAIN_STATUS: Record<DomainError['kind'], number> = {
-  not_found: 404,
-  conflict: 409,
-  invalid: 400,
-  unauthorized: 401,
-  precondition_failed: 412,
-};
-
 /** Turns anything thrown below the SCIM edge into a SCIM error body: the one place that does. */
 export function toScimError(error: unknown): ScimError {
   if (error instanceof ScimError) return error;
-  if (error instanceof DomainError) {
-    const scimType =
-      error.kind === 'conflict'
-        ? 'uniqueness'
-        : error.kind === 'invalid'
-          ? ((error.reason as ScimType) ?? 'invalidValue')
-          : undefined;
-    return new ScimError(DOMAIN_STATUS[error.kind], scimType, error.message);
-  }
-  const status = (error as { status?: number; type?: string }).status;
-  const type = (error as { type?: string }).type;
-  if (type === 'entity.too.large') return new ScimError(413, undefined, 'request body is larger than 1 MiB');
-  if (type === 'entity.parse.failed')
-    return new ScimError(400, 'invalidSyntax', 'request body is not valid JSON');
-  if (type === 'encoding.unsupported' || type === 'charset.unsupported') {
-    return new ScimError(415, undefined, 'request body must be UTF-8 JSON');
-  }
-  if (typeof status === 'number' && status >= 400 && status < 500) {
-    return new ScimError(status, undefined, (error as Error).message);
-  }
-  if (isDatabaseUnavailable(error)) {
+  const known = toDomainError(error);
+  if (!known) {
     return new ScimError(
-      503,
+      500,
       undefined,
-      `the database is unavailable; retry after ${RETRY_AFTER_SECONDS} seconds`,
+      'internal error; quote the X-Request-Id response header to the operator',
     );
   }
-  return new ScimError(
-    500,
-    undefined,
-    'internal error; quote the X-Request-Id response header to the operator',
-  );
+  const scimType: ScimType | undefined =
+    known.kind === 'conflict'
+      ? 'uniqueness'
+      : known.kind === 'invalid'
+        ? ((known.reason as ScimType | undefined) ?? 'invalidValue')
+        : undefined;
+  return new ScimError(HTTP_STATUS[known.kind], scimType, known.message);
 }
 
 export const scimErrorHandler: ErrorRequestHandler = (error, req, res, _next) => {

@@ -1,4 +1,5 @@
 import { type SQL, sql } from 'drizzle-orm';
+import { parseDateTime } from '../dates.js';
 import { accountKey, groupMembers, groups, users } from '../db/schema.js';
 import { ScimError } from './errors.js';
 import type { AttributePath, CompareOperator, FilterNode, FilterValue } from './filter.js';
@@ -247,8 +248,10 @@ function compare(scalar: Scalar, operator: CompareOperator, value: FilterValue):
       throw invalid(`"${operator}" does not apply to a boolean attribute`);
     }
     case 'dateTime': {
-      const at = new Date(String(value));
-      if (Number.isNaN(at.getTime())) throw invalid(`${JSON.stringify(value)} is not a date and time`);
+      // RFC 7644 §3.4.2.2: a dateTime is compared with a quoted xsd:dateTime, never a bare number.
+      const at = typeof value === 'string' ? parseDateTime(value) : undefined;
+      if (!at)
+        throw invalid(`${JSON.stringify(value)} is not a date and time such as "2026-01-01T00:00:00Z"`);
       if (operator === 'co' || operator === 'sw' || operator === 'ew') {
         throw invalid(`"${operator}" does not apply to a dateTime attribute`);
       }
@@ -257,7 +260,7 @@ function compare(scalar: Scalar, operator: CompareOperator, value: FilterValue):
     }
     case 'integer':
     case 'decimal': {
-      const number = Number(value);
+      const number = typeof value === 'number' ? value : Number.NaN;
       if (!Number.isFinite(number)) throw invalid(`${JSON.stringify(value)} is not a number`);
       if (operator === 'co' || operator === 'sw' || operator === 'ew') {
         throw invalid(`"${operator}" does not apply to a number`);

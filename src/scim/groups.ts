@@ -14,6 +14,7 @@ import {
 import { ScimError } from './errors.js';
 import type { FilterNode } from './filter.js';
 import { filterToSql, groupMapping } from './filter-sql.js';
+import { checkLength } from './limits.js';
 import { parsePatchPath } from './patch.js';
 import { GROUP_SCHEMA } from './schemas.js';
 import { checkIfMatch, etagOf, isUuid, type RequestContext } from './users.js';
@@ -64,6 +65,8 @@ export function readGroupInput(body: unknown): GroupInput {
   if (externalId !== undefined && externalId !== null && typeof externalId !== 'string') {
     throw new ScimError(400, 'invalidValue', 'externalId must be a string');
   }
+  checkLength('displayName', displayName.trim());
+  if (typeof externalId === 'string') checkLength('externalId', externalId);
   const members = field('members');
   const memberRefs = members === undefined ? undefined : normaliseMemberValues(members);
   if (memberRefs && memberRefs.length > MAX_MEMBERS_PER_REQUEST) tooManyMembers();
@@ -477,11 +480,14 @@ export async function patchGroup(
           if (typeof operation.value !== 'string' || operation.value.trim() === '') {
             throw new ScimError(400, 'invalidValue', 'displayName must be a non-empty string');
           }
+          checkLength('displayName', operation.value.trim());
           changes.displayName = operation.value.trim();
         } else if (attribute === 'externalid') {
           if (operation.op === 'remove') changes.externalId = null;
-          else if (typeof operation.value === 'string') changes.externalId = operation.value || null;
-          else throw new ScimError(400, 'invalidValue', 'externalId must be a string');
+          else if (typeof operation.value === 'string') {
+            checkLength('externalId', operation.value);
+            changes.externalId = operation.value || null;
+          } else throw new ScimError(400, 'invalidValue', 'externalId must be a string');
         } else if (attribute === 'id' || attribute === 'schemas' || attribute === 'meta') {
           // Okta's rename carries the group's id in the value; read-only attributes are ignored.
         } else {

@@ -1,6 +1,7 @@
-import express, { type NextFunction, type Request, type Response, Router } from 'express';
+import { type NextFunction, type Request, type Response, Router } from 'express';
 import type { Database } from '../db/client.js';
 import { isUniqueViolation } from '../errors.js';
+import { boundedInteger, jsonBody, refuseHostileText } from '../http/hostile-input.js';
 import type { ScimTokenVerifier } from '../tenants/scim-token-cache.js';
 import type { Tenant } from '../tenants/tenants.js';
 import { ScimError, scimErrorHandler, sendScimError } from './errors.js';
@@ -18,6 +19,7 @@ import {
   renderGroup,
   replaceGroup,
 } from './groups.js';
+import { refuseNullElements } from './limits.js';
 import { MAX_PATCH_OPERATIONS, readPatchRequest } from './patch.js';
 import { isProjected, type Projection, project, projectionKeeps, readProjection } from './projection.js';
 import {
@@ -81,7 +83,7 @@ export function scimRouter(options: ScimRouterOptions): Router {
   const router = Router({ caseSensitive: false, strict: false });
 
   router.use(
-    express.json({
+    jsonBody({
       limit: BODY_LIMIT,
       type: ['application/json', 'application/scim+json', 'application/*+json'],
     }),
@@ -91,6 +93,11 @@ export function scimRouter(options: ScimRouterOptions): Router {
     next();
   });
   router.use(authenticate(tokens));
+  router.use(refuseHostileText);
+  router.use((req, _res, next) => {
+    refuseNullElements(req.body);
+    next();
+  });
 
   router.get('/ServiceProviderConfig', (_req, res) => {
     res.json(serviceProviderConfig(baseUrl));
@@ -330,9 +337,7 @@ function readListQuery(req: Request): ListQuery {
   const filterText = queryValue(req, 'filter');
   const integer = (name: string, fallback: number) => {
     const raw = queryValue(req, name);
-    if (raw === undefined || raw === '') return fallback;
-    if (!/^-?\d+$/.test(raw)) throw new ScimError(400, 'invalidValue', `"${name}" must be an integer`);
-    return Number(raw);
+    return raw === undefined || raw === '' ? fallback : boundedInteger(raw, name);
   };
   // RFC 7644 §3.4.2.4: startIndex below 1 means 1; a negative count means 0.
   const startIndex = Math.max(1, integer('startIndex', 1));

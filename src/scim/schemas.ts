@@ -1,4 +1,5 @@
 import SCIMMY from 'scimmy';
+import { MAX_LENGTHS } from './limits.js';
 
 /*
  * The SCIM schemas come from scimmy (RFC 7643 §4 definitions, with the enterprise extension). From them
@@ -64,13 +65,25 @@ export const userDefinition = SCIMMY.Schemas.User.definition.extend(
   false,
 );
 
-/** Discovery documents (/Schemas, /ResourceTypes), described by scimmy. */
+/**
+ * Discovery documents (/Schemas, /ResourceTypes), described by scimmy, with `maxLength` on the indexed
+ * attributes (not an RFC 7643 characteristic; clients that do not know it ignore it).
+ */
 export function schemaDocuments(baseUrl: string) {
   const location = `${baseUrl}/Schemas`;
+  const withMaxLength = (
+    document: ReturnType<typeof SCIMMY.Schemas.User.definition.describe>,
+    name: keyof typeof MAX_LENGTHS,
+  ) => ({
+    ...document,
+    attributes: document.attributes.map((attribute) =>
+      attribute.name === name ? { ...attribute, maxLength: MAX_LENGTHS[name] } : attribute,
+    ),
+  });
   return [
-    SCIMMY.Schemas.User.definition.describe(location),
+    withMaxLength(SCIMMY.Schemas.User.definition.describe(location), 'userName'),
     SCIMMY.Schemas.EnterpriseUser.definition.describe(location),
-    SCIMMY.Schemas.Group.definition.describe(location),
+    withMaxLength(SCIMMY.Schemas.Group.definition.describe(location), 'displayName'),
   ];
 }
 

@@ -3,6 +3,7 @@ import { type AccountName, InvalidAccountName, parseAccountName } from '../accou
 import { recordAudit } from '../audit/audit-log.js';
 import type { Database } from '../db/client.js';
 import { groupMembers, users } from '../db/schema.js';
+import { isUuid } from '../db/uuid.js';
 import { isUniqueViolation, violatedConstraint } from '../errors.js';
 import { recordForReconcile } from '../jobs/outbox.js';
 import type { PatchOperation } from './dialects.js';
@@ -15,6 +16,7 @@ import {
   wrapSingleComplexValues,
 } from './dialects.js';
 import { ScimError } from './errors.js';
+import { checkLength } from './limits.js';
 import { applyUserPatch } from './patch.js';
 import {
   ENTERPRISE_USER_SCHEMA,
@@ -47,9 +49,8 @@ const MULTI_VALUED_ATTRIBUTES = new Set(
   [...userAttributes.values()].filter((a) => a.multiValued).map((a) => a.name.toLowerCase()),
 );
 const NOT_STORED = ['schemas', 'meta', 'id', 'userName', 'externalId', 'active', 'password', 'groups'];
-const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
 
-export const isUuid = (value: string) => UUID.test(value);
+export { isUuid } from '../db/uuid.js';
 
 /** Reads a User body (POST, PUT) into what is stored. */
 export function readUserInput(body: unknown): UserInput {
@@ -103,6 +104,7 @@ function validateUser(body: Document): UserInput {
       throw new ScimError(400, 'invalidValue', `userName: ${error.reason}`);
     throw error;
   }
+  if (typeof coerced.externalId === 'string') checkLength('externalId', coerced.externalId);
   const attributes: Document = {};
   for (const [key, value] of Object.entries(coerced)) {
     if (!NOT_STORED.includes(key) && value !== undefined) attributes[key] = value;

@@ -5,7 +5,7 @@ import { createHash, randomBytes, timingSafeEqual } from 'node:crypto';
  * record; only a hash of the secret is stored. The secret carries 256 random bits, so a fast hash is
  * enough (nothing to brute-force, unlike a password) and keeps every SCIM request cheap.
  */
-export type CredentialKind = 'scim' | 'api' | 'sess' | 'admin';
+export type CredentialKind = 'scim' | 'api' | 'sess' | 'admin' | 'client';
 
 export interface IssuedCredential {
   tokenId: string;
@@ -14,7 +14,7 @@ export interface IssuedCredential {
   token: string;
 }
 
-const TOKEN_PATTERN = /^(scim|api|sess|admin)_([0-9a-f]{16})_([A-Za-z0-9-]{43})$/;
+const TOKEN_PATTERN = /^(scim|api|sess|admin|client)_([0-9a-f]{16})_([A-Za-z0-9-]{43})$/;
 
 export function issueCredential(kind: CredentialKind): IssuedCredential {
   const tokenId = randomBytes(8).toString('hex');

@@ -2,8 +2,10 @@ import { sql } from 'drizzle-orm';
 import express, { type Request, type Response, Router } from 'express';
 import type { Redis } from 'ioredis';
 import type { Database } from '../db/client.js';
-import { DomainError, rootCause } from '../errors.js';
+import { DomainError, rootCause, toDomainError } from '../errors.js';
+import { refuseHostileText } from '../http/hostile-input.js';
 import { escapeHtml, htmlPage } from '../http/html.js';
+import { htmlErrorHandler, sendHtmlError } from '../http/html-errors.js';
 import { PlatformMirror } from '../platform/mirror.js';
 import type { SecretBox } from '../security/secret-box.js';
 import { findTenantByName, type Tenant } from '../tenants/tenants.js';
@@ -61,6 +63,7 @@ export function ssoRouter(options: SsoRouterOptions): Router {
   const logout: SingleLogoutOptions = { db, redis, publicUrl, secretBox: options.secretBox };
   const router = Router();
   router.use(express.urlencoded({ extended: false, limit: '512kb' }));
+  router.use(refuseHostileText);
 
   /** Every SSO page names its tenant: an unknown one is a 404 page, any failure a refusal page. */
   const forTenant =
@@ -264,6 +267,7 @@ export function ssoRouter(options: SsoRouterOptions): Router {
     return session;
   }
 
+  router.use(htmlErrorHandler);
   return router;
 }
 
@@ -303,6 +307,12 @@ function refuse(req: Request, res: Response, error: unknown): void {
   if (error instanceof DomainError && error.kind === 'not_found') {
     req.log.info({ reference, reason }, 'SSO page for an unknown tenant');
     res.status(404).type('html').send(htmlPage('Not found', '<p>There is no such sign-in page.</p>'));
+    return;
+  }
+  // A caller's mistake on an SSO page (a scope the user may not give a token, a malformed form) is a
+  // 4xx page saying what was wrong, not a failed sign-in.
+  if (!(error instanceof SamlRefusal) && toDomainError(error)) {
+    sendHtmlError(req, res, error);
     return;
   }
   const refused = error instanceof SamlRefusal;

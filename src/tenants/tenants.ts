@@ -6,6 +6,7 @@ import { FIXABLE_CLASSES } from '../drift/scan.js';
 import { conflict, invalid, isUniqueViolation, notFound } from '../errors.js';
 import { TEAM_ROLES } from '../reconcile/model.js';
 import { issueCredential, parseCredential, secretMatches } from '../security/credentials.js';
+import type { TokenScope } from '../tokens/scopes.js';
 
 export type Tenant = typeof tenants.$inferSelect;
 
@@ -110,6 +111,7 @@ export interface TenantPolicyChanges {
   seatPrices?: Record<string, number>;
   /** An IdP group name, or null to clear. */
   consoleGroup?: string | null;
+  tokenScopes?: TokenScope[];
 }
 
 /** Changes a tenant's policies; every process hears of it (NOTIFY) and the audit log keeps the change. */
@@ -178,6 +180,7 @@ export async function updateTenantPolicy(
           ? { seatPrices: sql`${tenants.seatPrices} || ${JSON.stringify(changes.seatPrices)}::jsonb` }
           : {}),
         ...(changes.consoleGroup !== undefined ? { consoleGroup: changes.consoleGroup } : {}),
+        ...(changes.tokenScopes !== undefined ? { tokenScopes: changes.tokenScopes } : {}),
         updatedAt: new Date(),
       })
       .where(eq(tenants.id, tenant.id))

@@ -1,8 +1,10 @@
 import { sql } from 'drizzle-orm';
 import { recordAudit } from '../audit/audit-log.js';
 import type { Database } from '../db/client.js';
-import { invalid, notFound } from '../errors.js';
+import { isUuid } from '../db/uuid.js';
+import { forbidden, invalid, notFound } from '../errors.js';
 import { issueCredential, parseCredential, secretMatches } from '../security/credentials.js';
+import { grantableScopes, readTokenScopes } from './scopes.js';
 
 /*
  * Personal API tokens idsync issues for a user. Shown once, stored as a hash, checked by platform
@@ -30,14 +32,20 @@ export async function issueApiToken(
   ) {
     throw invalid('a token must expire within a year (and after now)');
   }
-  if (options.scopes.some((s) => !/^[\w:.-]{1,64}$/.test(s)))
-    throw invalid('scopes are words of letters, digits and : . _ -');
-  const byId = /^[0-9a-f-]{36}$/i.test(userRef);
+  readTokenScopes(options.scopes);
+  const byId = isUuid(userRef);
   const [user] = await db.execute<{ id: string; active: boolean; gone: boolean }>(sql`
     SELECT id::text, active, deprovisioned_at IS NOT NULL AS gone FROM users
     WHERE tenant_id = ${tenantId} AND ${byId ? sql`id = ${userRef}` : sql`user_name_key = account_key(${userRef}) AND deprovisioned_at IS NULL`}`);
   if (!user || user.gone) throw notFound(`no user ${userRef}`);
   if (!user.active) throw invalid(`user ${userRef} is deactivated; no token can be issued`);
+  const grantable = await grantableScopes(db, tenantId, user.id);
+  const beyond = options.scopes.filter((s) => !(grantable as string[]).includes(s));
+  if (beyond.length > 0) {
+    throw forbidden(
+      `${userRef} may not give a token ${beyond.join(', ')}: the tenant's allowed scopes and the user's current access grant ${grantable.join(', ') || 'none'}`,
+    );
+  }
   const credential = issueCredential('api');
   const expiresAt = options.expiresInSeconds
     ? new Date(Date.now() + options.expiresInSeconds * 1000).toISOString()
@@ -75,35 +83,35 @@ export type Introspection =
       exp?: number;
     };
 
-export async function introspect(db: Database, token: string): Promise<Introspection> {
+/**
+ * RFC 7662 for one tenant's client: another tenant's token, a session cookie (never a bearer
+ * credential), or a token that is not good now answers `{active: false}`. The scopes reported are
+ * those the token was given that the user's current access still grants.
+ */
+export async function introspect(db: Database, token: string, tenantId: string): Promise<Introspection> {
   const parsed = parseCredential(token);
-  if (!parsed || (parsed.kind !== 'api' && parsed.kind !== 'sess')) return { active: false };
+  if (parsed?.kind !== 'api') return { active: false };
   const [row] = await db.execute<{
     secret_hash: string;
     usable: boolean;
     user_id: string;
     user_name: string;
     tenant: string;
-    scopes: string[] | string;
+    scopes: string[];
     iat: number;
     exp: number | null;
   }>(sql`
-    SELECT t.secret_hash, t.user_id::text, u.user_name, tn.name AS tenant, t.scopes::text AS scopes,
+    SELECT t.secret_hash, t.user_id::text, u.user_name, tn.name AS tenant, array_to_json(t.scopes) AS scopes,
       extract(epoch FROM t.created_at)::bigint AS iat, extract(epoch FROM t.expires_at)::bigint AS exp,
       (t.revoked_at IS NULL AND (t.expires_at IS NULL OR t.expires_at > now())
         AND u.active AND u.deprovisioned_at IS NULL) AS usable
     FROM tokens t JOIN users u ON u.id = t.user_id JOIN tenants tn ON tn.id = t.tenant_id
-    WHERE t.token_id = ${parsed.tokenId}`);
+    WHERE t.token_id = ${parsed.tokenId} AND t.kind = 'api' AND t.tenant_id = ${tenantId}`);
   if (!row || !secretMatches(parsed.secret, row.secret_hash) || !row.usable) return { active: false };
-  const scopes = Array.isArray(row.scopes)
-    ? row.scopes
-    : row.scopes
-        .replace(/^\{|\}$/g, '')
-        .split(',')
-        .filter(Boolean);
+  const grantable = new Set<string>(await grantableScopes(db, tenantId, row.user_id));
   return {
     active: true,
-    scope: scopes.join(' '),
+    scope: row.scopes.filter((s) => grantable.has(s)).join(' '),
     token_type: 'Bearer',
     sub: row.user_id,
     username: row.user_name,
@@ -113,12 +121,13 @@ export async function introspect(db: Database, token: string): Promise<Introspec
   };
 }
 
-/** RFC 7009: revoking an unknown or already revoked token is not an error. */
-export async function revoke(db: Database, token: string, actor: string): Promise<void> {
+/** RFC 7009 for one tenant's client: revoking an unknown, foreign or already revoked token is not an error. */
+export async function revoke(db: Database, token: string, tenantId: string, actor: string): Promise<void> {
   const parsed = parseCredential(token);
-  if (!parsed) return;
+  if (parsed?.kind !== 'api') return;
   const [row] = await db.execute<{ secret_hash: string; id: string; tenant_id: string; user_id: string }>(sql`
-    SELECT id::text, secret_hash, tenant_id::text, user_id::text FROM tokens WHERE token_id = ${parsed.tokenId} AND revoked_at IS NULL`);
+    SELECT id::text, secret_hash, tenant_id::text, user_id::text FROM tokens
+    WHERE token_id = ${parsed.tokenId} AND kind = 'api' AND tenant_id = ${tenantId} AND revoked_at IS NULL`);
   if (!row || !secretMatches(parsed.secret, row.secret_hash)) return;
   await db.transaction(async (tx) => {
     const revoked = await tx.execute(sql`

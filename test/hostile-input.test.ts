@@ -1,0 +1,194 @@
+import { randomBytes } from 'node:crypto';
+import { afterAll, describe, expect, it } from 'vitest';
+import { createTenant } from '../src/tenants/tenants.js';
+import { startTestDaemon, testConfig } from './support/daemon.js';
+import { createTestDatabase } from './support/database.js';
+import { capturingLogger } from './support/log-capture.js';
+import { GROUP, USER } from './support/scim-fixtures.js';
+
+/* Each cause of a 500 the SCIM, admin API and console probes found, pinned as the 4xx it must be. */
+
+const ADMIN = randomBytes(24).toString('hex');
+/** The daemon's public URL: what its own pages send as Origin (the port differs in tests). */
+const PUBLIC_URL = 'http://127.0.0.1';
+
+describe('hostile input: precise 4xx answers', async () => {
+  const database = await createTestDatabase();
+  const daemon = await startTestDaemon({
+    mode: 'serve',
+    config: { ...testConfig(database.url, { adminToken: ADMIN }), publicUrl: PUBLIC_URL },
+    log: capturingLogger('silent').log,
+  });
+  afterAll(() => daemon.stop());
+  const { scimToken } = await createTenant(database.db, 'acme', 'test');
+  const base = `http://127.0.0.1:${daemon.port}`;
+  const scim = (method: string, path: string, body?: unknown) =>
+    fetch(`${base}/scim/v2${path}`, {
+      method,
+      headers: { Authorization: `Bearer ${scimToken}`, 'Content-Type': 'application/scim+json' },
+      body: body === undefined ? undefined : typeof body === 'string' ? body : JSON.stringify(body),
+    });
+  const scimError = async (response: Response, status: number, scimType?: string) => {
+    expect(response.status).toBe(status);
+    const body = (await response.json()) as Record<string, unknown>;
+    expect(body.schemas).toEqual(['urn:ietf:params:scim:api:messages:2.0:Error']);
+    if (scimType) expect(body.scimType).toBe(scimType);
+    return body;
+  };
+
+  it('refuses JSON nested 10,000 levels deep without overflowing the stack', async () => {
+    const deep = `{"schemas":["${USER}"],"userName":"deep","x":${'['.repeat(10_000)}${']'.repeat(10_000)}}`;
+    await scimError(await scim('POST', '/Users', deep), 400, 'invalidSyntax');
+    // A document at a realistic depth still works.
+    expect((await scim('POST', '/Users', { schemas: [USER], userName: 'shallow@example.com' })).status).toBe(
+      201,
+    );
+  });
+
+  it('refuses startIndex and count beyond 32-bit integers', async () => {
+    await scimError(await scim('GET', '/Users?startIndex=9223372036854775808'), 400, 'invalidValue');
+    await scimError(await scim('GET', '/Groups?count=9223372036854775808'), 400, 'invalidValue');
+    expect((await scim('GET', '/Users?startIndex=2147483647&count=5')).status).toBe(200);
+  });
+
+  it('refuses NUL and control characters anywhere with 400 invalidValue', async () => {
+    await scimError(
+      await scim('POST', '/Users', { schemas: [USER], userName: 'nul\u0000@example.com' }),
+      400,
+      'invalidValue',
+    );
+    await scimError(
+      await scim('POST', '/Groups', { schemas: [GROUP], displayName: 'bell\u0007' }),
+      400,
+      'invalidValue',
+    );
+    await scimError(
+      await scim('GET', `/Users?filter=${encodeURIComponent('userName eq "a\u0000"')}`),
+      400,
+      'invalidValue',
+    );
+    await scimError(await scim('GET', '/Users/%00'), 400, 'invalidValue');
+    // Line breaks are text (a formatted address has them).
+    const address = { formatted: '1 Main St\nSpringfield', type: 'work' };
+    expect(
+      (await scim('POST', '/Users', { schemas: [USER], userName: 'lines@example.com', addresses: [address] }))
+        .status,
+    ).toBe(201);
+  });
+
+  it('limits indexed attributes and advertises the limit in /Schemas', async () => {
+    const body = await scimError(
+      await scim('POST', '/Groups', { schemas: [GROUP], displayName: 'x'.repeat(3_000) }),
+      400,
+      'invalidValue',
+    );
+    expect(body.detail).toContain('512');
+    await scimError(
+      await scim('POST', '/Users', { schemas: [USER], userName: 'ü'.repeat(9_000) }),
+      400,
+      'invalidValue',
+    );
+    const schemas = (await (await scim('GET', '/Schemas')).json()) as {
+      Resources: { id: string; attributes: { name: string; maxLength?: number }[] }[];
+    };
+    const attribute = (schema: string, name: string) =>
+      schemas.Resources.find((s) => s.id === schema)!.attributes.find((a) => a.name === name);
+    expect(attribute(USER, 'userName')?.maxLength).toBe(256);
+    expect(attribute(GROUP, 'displayName')?.maxLength).toBe(512);
+  });
+
+  it('compares dateTime attributes with dates only', async () => {
+    await scimError(
+      await scim('GET', `/Users?filter=${encodeURIComponent('meta.created gt 12345')}`),
+      400,
+      'invalidFilter',
+    );
+    await scimError(
+      await scim('GET', `/Users?filter=${encodeURIComponent('meta.created gt "12345"')}`),
+      400,
+      'invalidFilter',
+    );
+    const ok = await scim(
+      'GET',
+      `/Users?filter=${encodeURIComponent('meta.created gt "2020-01-01T00:00:00Z"')}`,
+    );
+    expect(ok.status).toBe(200);
+  });
+
+  it('refuses null inside multi-valued attributes, so nothing stored can break a later PATCH', async () => {
+    await scimError(
+      await scim('POST', '/Users', { schemas: [USER], userName: 'nulls@example.com', emails: [null] }),
+      400,
+      'invalidValue',
+    );
+    const created = (await (
+      await scim('POST', '/Users', { schemas: [USER], userName: 'later@example.com' })
+    ).json()) as { id: string };
+    await scimError(
+      await scim('PATCH', `/Users/${created.id}`, {
+        schemas: ['urn:ietf:params:scim:api:messages:2.0:PatchOp'],
+        Operations: [{ op: 'add', path: 'emails', value: [null] }],
+      }),
+      400,
+      'invalidValue',
+    );
+    const [row] = await database.sql`SELECT attributes FROM users WHERE id = ${created.id}`;
+    expect(JSON.stringify(row!.attributes)).not.toContain('null');
+  });
+
+  it('admin API: ids that are not uuids are 404, not 500', async () => {
+    const admin = (method: string, path: string) =>
+      fetch(`${base}/api/tenants/acme${path}`, { method, headers: { Authorization: `Bearer ${ADMIN}` } });
+    for (const [method, path] of [
+      ['GET', '/users/not-a-uuid/plan'],
+      ['GET', `/users/${'-'.repeat(36)}/receipt`],
+      ['POST', `/users/${'-'.repeat(36)}/tokens`],
+      ['POST', '/changes/not-a-uuid/approve'],
+      ['DELETE', '/rules/not-a-uuid'],
+    ] as const) {
+      const response = await admin(method, path);
+      expect(response.status, `${method} ${path}`).toBe(404);
+      expect(((await response.json()) as { error: { code: string } }).error.code).toBe('not_found');
+    }
+  });
+
+  it('console: Origin null, an unparsable Referer or a foreign Origin are 403; logout checks the origin', async () => {
+    const login = await fetch(`${base}/console/acme/login`, {
+      method: 'POST',
+      redirect: 'manual',
+      headers: { 'Content-Type': 'application/x-www-form-urlencoded', Origin: PUBLIC_URL },
+      body: new URLSearchParams({ token: ADMIN }).toString(),
+    });
+    expect(login.status).toBe(303);
+    const cookie = login.headers.get('set-cookie')!.split(';')[0]!;
+    const hostileOrigins: Record<string, string>[] = [
+      { Origin: 'null' },
+      { Referer: 'http://[not a url' },
+      { Origin: 'http://host.evil.example' },
+      {},
+    ];
+    for (const headers of hostileOrigins) {
+      const scan = await fetch(`${base}/console/acme/scan`, {
+        method: 'POST',
+        redirect: 'manual',
+        headers: { cookie, ...headers },
+      });
+      expect(scan.status, JSON.stringify(headers)).toBe(403);
+      expect(scan.headers.get('content-type')).toContain('text/html');
+      const logout = await fetch(`${base}/console/acme/logout`, {
+        method: 'POST',
+        redirect: 'manual',
+        headers: { cookie, ...headers },
+      });
+      expect(logout.status).toBe(403);
+      expect(logout.headers.get('set-cookie')).toBeNull();
+    }
+    const logout = await fetch(`${base}/console/acme/logout`, {
+      method: 'POST',
+      redirect: 'manual',
+      headers: { cookie, Origin: PUBLIC_URL },
+    });
+    expect(logout.status).toBe(303);
+    expect(logout.headers.get('set-cookie')).toContain('idsync_console=;');
+  });
+});
