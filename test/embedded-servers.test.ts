@@ -1,5 +1,5 @@
 import { chmodSync, mkdtempSync } from 'node:fs';
-import { createServer, type Server } from 'node:net';
+import { createServer, type Server, type Socket } from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
@@ -7,15 +7,28 @@ import { startEmbeddedPostgres } from '../src/runtime/embedded-postgres.js';
 import { startEmbeddedRedis } from '../src/runtime/embedded-redis.js';
 
 /** A process that holds a port and never answers: what another program squatting a port looks like. */
-async function silentListener(): Promise<{ server: Server; port: number }> {
-  const server = createServer(() => {});
+async function silentListener(): Promise<{ server: Server; port: number; close(): Promise<void> }> {
+  const connections = new Set<Socket>();
+  const server = createServer((socket) => {
+    connections.add(socket);
+    socket.once('close', () => connections.delete(socket));
+  });
   await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
-  return { server, port: (server.address() as { port: number }).port };
+  return {
+    server,
+    port: (server.address() as { port: number }).port,
+    // close() waits for every open connection; the clients it kept waiting are cut off instead.
+    close: () =>
+      new Promise<void>((resolve) => {
+        server.close(() => resolve());
+        for (const socket of connections) socket.destroy();
+      }),
+  };
 }
 
 describe('embedded servers on a port another process holds', async () => {
   const squatter = await silentListener();
-  afterAll(() => new Promise<void>((resolve) => squatter.server.close(() => resolve())));
+  afterAll(() => squatter.close());
 
   it('Redis: refuses at once (no hanging ping), naming the setting to change', async () => {
     const started = Date.now();

@@ -31,7 +31,8 @@ export interface SweepResult {
  *   job id; BullMQ's per-subject deduplication drops the copy if the first job is in fact still queued);
  * - users the IdP turned off more than `graceMs` ago who still have a platform grant or a live token and
  *   have no outbox row in flight (e.g. their jobs failed for good, or their rows were purged): it queues
- *   a deprovision. A user with nothing left is never queued, so no empty receipt is ever written.
+ *   a deprovision; so are users whose receipt a dead worker left unfinished (edges still `removing`).
+ *   A user with nothing left and no receipt open is never queued, so no empty receipt is ever written.
  */
 export class Sweeper {
   private timer: NodeJS.Timeout | undefined;
@@ -90,7 +91,8 @@ export class Sweeper {
                   WHERE m.tenant_id = u.tenant_id AND m.account = lower(u.user_name))
                 OR EXISTS (SELECT 1 FROM platform_app_collaborators c
                   WHERE c.tenant_id = u.tenant_id AND c.account = lower(u.user_name))
-                OR EXISTS (SELECT 1 FROM tokens k WHERE k.user_id = u.id AND k.revoked_at IS NULL))
+                OR EXISTS (SELECT 1 FROM tokens k WHERE k.user_id = u.id AND k.revoked_at IS NULL)
+                OR EXISTS (SELECT 1 FROM receipts r WHERE r.user_id = u.id AND r.completed_at IS NULL))
             LIMIT ${limit}`,
         );
         if (resent.count > 0) await connection`SELECT pg_notify('idsync_outbox', '')`;

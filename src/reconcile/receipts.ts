@@ -151,6 +151,17 @@ export async function openReceipt(
 }
 
 /**
+ * Whether an offboarding of this user was started and not finished: a worker that died after the platform
+ * acted (and after the tokens were revoked) leaves a plan with nothing in it, and only this says that the
+ * receipt still has edges to confirm.
+ */
+export async function hasUnfinishedReceipt(db: Database, userId: string): Promise<boolean> {
+  const [row] = await db.execute<{ unfinished: boolean }>(sql`
+    SELECT EXISTS (SELECT 1 FROM receipts WHERE user_id = ${userId} AND completed_at IS NULL) AS unfinished`);
+  return row?.unfinished === true;
+}
+
+/**
  * Edges left `removing` by a worker that died after asking the platform: the fresh plan no longer
  * contains them, which means the platform no longer has them, so they were removed.
  */

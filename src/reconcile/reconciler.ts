@@ -18,6 +18,7 @@ import {
   confirmInterruptedEdges,
   countRevokedTokens,
   finishReceipt,
+  hasUnfinishedReceipt,
   isReceiptEdge,
   type OpenReceipt,
   openReceipt,
@@ -165,7 +166,11 @@ async function applyUserPlan(
   const edges = operations.filter(isReceiptEdge);
   const tokensToRevoke = operations.some((o) => o.kind === 'revoke-tokens');
   const receipt =
-    offboarding && (edges.length > 0 || tokensToRevoke || userPlan.blocked.length > 0)
+    offboarding &&
+    (edges.length > 0 ||
+      tokensToRevoke ||
+      userPlan.blocked.length > 0 ||
+      (await hasUnfinishedReceipt(db, subject.userId)))
       ? await openReceipt(db, subject, cause)
       : undefined;
   // Read before the platform acts: what remains possible depends on the membership being removed.
