@@ -30,6 +30,13 @@ export const LINKS_IDSYNC_CALLS: readonly (readonly [string, string])[] = [
   ['team-app-collaborator', 'Create'],
   ['team-app-collaborator', 'Update'],
   ['team-app-collaborator', 'Delete'],
+  // Ids from scans, checks before trusting a 404, activity (audit trail, releases).
+  ['team', 'Info'],
+  ['app', 'Info'],
+  // Only the Range check's own test (a declared ranges list on a plain list).
+  ['app', 'List'],
+  ['audit-trail-event', 'List'],
+  ['release', 'List'],
 ];
 
 export const SUBSET_PATH = fileURLToPath(new URL('./heroku-schema.subset.json', import.meta.url));
