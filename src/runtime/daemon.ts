@@ -14,6 +14,8 @@ import { closeQueues, type LaneQueues, openQueues } from '../jobs/queues.js';
 import { Sweeper } from '../jobs/sweeper.js';
 import { type JobHandler, startWorkerPool, type WorkerPool } from '../jobs/workers.js';
 import type { Logger } from '../log.js';
+import { metricsRouter, offerMetricsToPrimary } from '../metrics/endpoint.js';
+import { attachSharedState } from '../metrics/shared-state.js';
 import { type ConnectorFor, connectorFactory } from '../platform/factory.js';
 import { scimRouter } from '../scim/router.js';
 import { SecretBox } from '../security/secret-box.js';
@@ -117,6 +119,10 @@ export async function startDaemon(options: DaemonOptions): Promise<Daemon> {
     const queues = openQueues(producer, prefix);
     cleanups.push(() => closeQueues(queues));
     const connectorFor = connectorFactory({ database, redis: producer, config, log });
+    // Scrapes on either port read the outbox, queues and reports through this process's pools.
+    const detachSharedState = attachSharedState({ sql: database.sql, queues });
+    cleanups.push(async () => detachSharedState());
+    offerMetricsToPrimary();
     const resources: DaemonResources = { database, queues, connectorFor, config, log };
 
     let firstTenant: TenantWithToken | undefined;
@@ -147,6 +153,7 @@ export async function startDaemon(options: DaemonOptions): Promise<Daemon> {
         queues,
         activity: pool.activity,
         stuckAfterMs: config.workerStuckAfterMs,
+        metrics: config,
       });
       workerHealthPort = health.port;
       cleanups.push((remainingMs) => health.close(Math.min(1_000, remainingMs)));
@@ -212,6 +219,7 @@ export async function startDaemon(options: DaemonOptions): Promise<Daemon> {
           },
         ],
         mounts: [
+          { path: '/', router: metricsRouter(config) },
           {
             path: '/scim/v2',
             router: scimRouter({ db: database.db, tokens, baseUrl: `${config.publicUrl}/scim/v2` }),

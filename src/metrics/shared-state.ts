@@ -1,0 +1,97 @@
+import type { Sql } from '../db/client.js';
+import { LANES, type LaneQueues } from '../jobs/queues.js';
+
+/*
+ * Gauges of state every process shares (the outbox, the queues, drift reports, held changes), read when
+ * Prometheus scrapes rather than kept up to date by every writer. Each read is an index lookup or a
+ * count over a small, bounded set — never a walk over a table that grows with the tenant's history:
+ *   - pending outbox rows: the partial index outbox_pending_idx holds only unrelayed rows;
+ *   - the oldest unrelayed row: the first entry of that index (ids grow with time);
+ *   - drift findings: one LATERAL lookup of each tenant's latest report by
+ *     drift_reports_tenant_created_idx, then its findings by their primary key;
+ *   - held changes and stopped credentials: rows that exist only while a human has to act.
+ * One read serves every gauge of a scrape.
+ */
+
+export const QUEUE_STATES = ['waiting', 'prioritized', 'delayed', 'active', 'failed'] as const;
+
+interface LabelledValue {
+  labels: Record<string, string>;
+  value: number;
+}
+
+export interface SharedState {
+  outboxPending: number;
+  outboxLagSeconds: number;
+  queueJobs: LabelledValue[];
+  driftFindings: LabelledValue[];
+  credentialsStopped: number;
+  brakeHoldsPending: number;
+}
+
+export interface SharedStateSources {
+  sql: Sql;
+  queues: LaneQueues;
+}
+
+let sources: SharedStateSources | undefined;
+let inFlight: Promise<SharedState> | undefined;
+
+/** Lets this process's scrapes read the shared state; returns the detach for shutdown. */
+export function attachSharedState(next: SharedStateSources): () => void {
+  sources = next;
+  return () => {
+    if (sources === next) sources = undefined;
+  };
+}
+
+/**
+ * The shared state for this scrape, or undefined when this process has no database to read. prom-client
+ * starts every gauge's collect in the same tick, so they share the one read in flight; the next scrape
+ * reads afresh.
+ */
+export function sharedStateSnapshot(): Promise<SharedState | undefined> {
+  if (!sources) return Promise.resolve(undefined);
+  if (!inFlight) {
+    const read = readSharedState(sources);
+    inFlight = read;
+    const clear = () => {
+      if (inFlight === read) inFlight = undefined;
+    };
+    read.then(clear, clear);
+  }
+  return inFlight;
+}
+
+async function readSharedState({ sql, queues }: SharedStateSources): Promise<SharedState> {
+  const [[outbox], findings, [waitingForHumans], counts] = await Promise.all([
+    sql<{ pending: number; lag_seconds: number }[]>`
+      SELECT (SELECT count(*)::int FROM outbox WHERE relayed_at IS NULL) AS pending,
+        COALESCE((SELECT extract(epoch FROM now() - created_at)::float8 FROM outbox
+          WHERE relayed_at IS NULL ORDER BY id LIMIT 1), 0) AS lag_seconds`,
+    sql<{ class: string; severity: string; open: number }[]>`
+      SELECT f.class, f.severity, count(*)::int AS open
+      FROM tenants t
+      CROSS JOIN LATERAL (SELECT r.id FROM drift_reports r WHERE r.tenant_id = t.id
+        ORDER BY r.created_at DESC LIMIT 1) latest
+      JOIN drift_findings f ON f.report_id = latest.id
+      GROUP BY f.class, f.severity`,
+    sql<{ stopped: number; held: number }[]>`
+      SELECT (SELECT count(*)::int FROM tenants WHERE connector_status = 'stopped') AS stopped,
+        (SELECT count(*)::int FROM held_changes WHERE status = 'pending') AS held`,
+    Promise.all(LANES.map((lane) => queues[lane].getJobCounts('wait', ...QUEUE_STATES.slice(1)))),
+  ]);
+  return {
+    outboxPending: outbox?.pending ?? 0,
+    outboxLagSeconds: Math.max(0, outbox?.lag_seconds ?? 0),
+    queueJobs: LANES.flatMap((lane, index) =>
+      QUEUE_STATES.map((state) => ({
+        labels: { lane, state },
+        value: counts[index]![state === 'waiting' ? 'wait' : state] ?? 0,
+      })),
+    ),
+    driftFindings: findings.map((f) => ({ labels: { class: f.class, severity: f.severity }, value: f.open })),
+    credentialsStopped: waitingForHumans?.stopped ?? 0,
+    brakeHoldsPending: waitingForHumans?.held ?? 0,
+  };
+}
