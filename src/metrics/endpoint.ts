@@ -79,7 +79,11 @@ async function scrape(): Promise<string> {
 
 /** In a process of the group: answer the primary's aggregation requests from idsync's registry. */
 export function offerMetricsToPrimary(): void {
-  if (cluster.isWorker) AggregatorRegistry.setRegistries([registry]);
+  if (!cluster.isWorker) return;
+  // prom-client installs its answering listener when an AggregatorRegistry is constructed, in any
+  // process; this one is never read itself.
+  new AggregatorRegistry();
+  AggregatorRegistry.setRegistries([registry]);
 }
 
 /** In the primary: answers each process's scrape with the metrics of the whole group. */
