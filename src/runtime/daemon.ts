@@ -1,4 +1,5 @@
 import type { Redis } from 'ioredis';
+import { QUEUE_BOARD_PATH, queueBoardRouter } from '../admin/queue-board.js';
 import { adminRouter } from '../admin/router.js';
 import type { Config } from '../config.js';
 import { consoleRouter } from '../console/router.js';
@@ -240,6 +241,15 @@ export async function startDaemon(options: DaemonOptions): Promise<Daemon> {
               db: database.db,
               adminToken: config.adminToken,
               reconcile: { database, connectorFor },
+            }),
+          },
+          {
+            path: QUEUE_BOARD_PATH,
+            router: queueBoardRouter({
+              db: database.db,
+              adminToken: config.adminToken,
+              queues,
+              publicUrl: config.publicUrl,
             }),
           },
           {
