@@ -3,7 +3,7 @@ import { sql } from 'drizzle-orm';
 import type { DatabaseHandle } from '../db/client.js';
 import { conflict } from '../errors.js';
 import { recordForReconcile } from '../jobs/outbox.js';
-import type { HumanStep, PlatformConnector } from '../platform/connector.js';
+import type { HumanStep, PlatformConnector, PlatformSlice } from '../platform/connector.js';
 import { loadPolicy } from '../reconcile/state.js';
 import { DriftComparer, type Finding, type FindingClass } from './compare.js';
 import { buildDesiredIndex } from './desired-index.js';
@@ -44,7 +44,14 @@ export interface DriftScanDependencies {
   connector: PlatformConnector;
   /** The tenant's jobs that failed every attempt (BullMQ), when the caller can see the queues. */
   failedJobs?: () => Promise<FailedJob[]>;
+  /**
+   * Told as each step ends: the IdP's desired state read, each platform slice (the Enterprise Account,
+   * one team, one app) read and compared, the report stored. For progress display only.
+   */
+  onStep?: (step: DriftScanStep) => void;
 }
+
+export type DriftScanStep = 'desired' | PlatformSlice['kind'] | 'stored';
 
 export interface DriftScanResult {
   reportId: string;
@@ -93,11 +100,13 @@ async function scan(
     loadDriftPolicy(deps.database, tenantId),
   ]);
   const desiredMs = Math.round(performance.now() - clock);
+  deps.onStep?.('desired');
   const comparer = new DriftComparer(desired, policy.fallbackAdmin);
   const findings: Finding[] = [];
   const platform = { enterpriseMembers: 0, teams: 0, apps: 0, memberships: 0 };
   for await (const slice of deps.connector.scan()) {
     findings.push(...comparer.compare(slice));
+    deps.onStep?.(slice.kind);
     if (slice.kind === 'enterprise') platform.enterpriseMembers = slice.members.length;
     else if (slice.kind === 'team') {
       platform.teams += 1;
@@ -155,6 +164,7 @@ async function scan(
     { id, seq, summary, previousHash, hash: reportHash(previousHash, summary, stored) },
     stored,
   );
+  deps.onStep?.('stored');
   if (fixes.length > 0) {
     // Through the outbox like every other change: durable, deduplicated per user, in the right lane.
     await recordForReconcile(
