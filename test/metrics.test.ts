@@ -1,9 +1,13 @@
 import { randomBytes } from 'node:crypto';
+import { Worker } from 'bullmq';
 import { Redis } from 'ioredis';
 import nock from 'nock';
 import { afterAll, describe, expect, inject, it } from 'vitest';
 import { createApp } from '../src/http/app.js';
 import { listen } from '../src/http/server.js';
+import { createRedisConnection } from '../src/jobs/connection.js';
+import { closeQueues, openQueues, queueName } from '../src/jobs/queues.js';
+import { startWorkerPool } from '../src/jobs/workers.js';
 import { metricsRouter } from '../src/metrics/endpoint.js';
 import { RateBudget } from '../src/platform/heroku/budget.js';
 import { HerokuClient } from '../src/platform/heroku/client.js';
@@ -346,6 +350,61 @@ describe('Prometheus metrics on the API and worker health ports', async () => {
       for (const name of userNames) expect(text.toLowerCase()).not.toContain(name.split('@')[0]);
       expect(text).not.toContain(tenant.id);
       expect(text).not.toContain('acme');
+    }
+  });
+});
+
+describe('stalled jobs', () => {
+  it('counts a job whose worker stopped renewing its lock, per lane', async () => {
+    const { log } = capturingLogger('silent');
+    const redisUrl = inject('redisUrl');
+    const prefix = uniquePrefix('metrics-stalled');
+    const app = createApp({
+      log,
+      readiness: [],
+      mounts: [{ path: '/', router: metricsRouter({ metricsToken: undefined, metricsOpen: true }) }],
+    });
+    const server = await listen(app, 0, '127.0.0.1');
+    const stalled = async () =>
+      sampled(
+        parseExposition(await (await fetch(`http://127.0.0.1:${server.port}/metrics`)).text()),
+        'idsync_jobs_stalled_total',
+        { lane: 'reconcile' },
+      );
+    const connection = createRedisConnection(redisUrl, 'producer');
+    const queues = openQueues(connection, prefix);
+    // A worker that takes a job and then goes silent, as a frozen process would: it never renews the lock.
+    const frozen = new Worker(queueName('reconcile'), null, {
+      connection: createRedisConnection(redisUrl, 'worker'),
+      prefix,
+      lockDuration: 500,
+    });
+    const done: string[] = [];
+    try {
+      const before = await stalled();
+      await queues.reconcile.add('user', { tenantId: 't', subjectType: 'user', subjectId: 'frozen' });
+      expect((await frozen.getNextJob('frozen-token'))?.data.subjectId).toBe('frozen');
+      const rescuer = await startWorkerPool({
+        redisUrl,
+        prefix,
+        log,
+        concurrency: 1,
+        lockMs: 500,
+        handler: async (payload) => {
+          done.push(payload.subjectId);
+        },
+      });
+      try {
+        await expect.poll(() => done, { timeout: 15_000 }).toEqual(['frozen']);
+        expect((await stalled()) - before).toBe(1);
+      } finally {
+        await rescuer.close();
+      }
+    } finally {
+      await frozen.close(true);
+      await closeQueues(queues);
+      connection.disconnect();
+      await server.close(1_000);
     }
   });
 });
