@@ -3,12 +3,14 @@ import { Worker } from 'bullmq';
 import { Redis } from 'ioredis';
 import nock from 'nock';
 import { afterAll, describe, expect, inject, it } from 'vitest';
+import { connectDatabase } from '../src/db/client.js';
 import { createApp } from '../src/http/app.js';
 import { listen } from '../src/http/server.js';
 import { createRedisConnection } from '../src/jobs/connection.js';
 import { closeQueues, openQueues, queueName } from '../src/jobs/queues.js';
 import { startWorkerPool } from '../src/jobs/workers.js';
 import { metricsRouter } from '../src/metrics/endpoint.js';
+import { attachSharedState } from '../src/metrics/shared-state.js';
 import { RateBudget } from '../src/platform/heroku/budget.js';
 import { HerokuClient } from '../src/platform/heroku/client.js';
 import { createTenant } from '../src/tenants/tenants.js';
@@ -337,6 +339,24 @@ describe('Prometheus metrics on the API and worker health ports', async () => {
         sampled(before, 'idsync_platform_rate_limited_total', { platform: 'heroku' }),
     ).toBe(1);
     expect(sampled(after, 'idsync_platform_rate_budget_remaining', { platform: 'heroku' })).toBe(4321);
+  });
+
+  it('still answers a scrape when the database does not, and says the shared gauges are stale', async () => {
+    expect(sampled(await samplesAt(port), 'idsync_shared_state_read_ok')).toBe(1);
+    const unreachable = connectDatabase('postgres://idsync@127.0.0.1:1/idsync', {
+      max: 1,
+      connectTimeoutMs: 500,
+    });
+    const detach = attachSharedState({ sql: unreachable.sql, queues: api.resources.queues });
+    try {
+      const samples = await samplesAt(port);
+      expect(sampled(samples, 'idsync_shared_state_read_ok')).toBe(0);
+      expect(samples.some((s) => s.name === 'idsync_scim_requests_total')).toBe(true);
+    } finally {
+      detach();
+      await unreachable.close(1_000);
+    }
+    expect(sampled(await samplesAt(port), 'idsync_shared_state_read_ok')).toBe(1);
   });
 
   it('exports default process metrics, and no label value names a user', async () => {

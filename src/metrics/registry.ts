@@ -68,7 +68,7 @@ export const outboxPending = new Gauge({
   aggregator: 'max',
   async collect() {
     const state = await sharedStateSnapshot();
-    if (state) this.set(state.outboxPending);
+    if (typeof state === 'object') this.set(state.outboxPending);
   },
   registers: [registry],
 });
@@ -79,7 +79,7 @@ export const outboxLag = new Gauge({
   aggregator: 'max',
   async collect() {
     const state = await sharedStateSnapshot();
-    if (state) this.set(state.outboxLagSeconds);
+    if (typeof state === 'object') this.set(state.outboxLagSeconds);
   },
   registers: [registry],
 });
@@ -91,7 +91,7 @@ export const queueJobs = new Gauge({
   aggregator: 'max',
   async collect() {
     const state = await sharedStateSnapshot();
-    if (state) setLabelled(this, state.queueJobs);
+    if (typeof state === 'object') setLabelled(this, state.queueJobs);
   },
   registers: [registry],
 });
@@ -139,7 +139,18 @@ export const driftFindingsOpen = new Gauge({
   aggregator: 'max',
   async collect() {
     const state = await sharedStateSnapshot();
-    if (state) setLabelled(this, state.driftFindings);
+    if (typeof state === 'object') setLabelled(this, state.driftFindings);
+  },
+  registers: [registry],
+});
+
+export const sharedStateReadOk = new Gauge({
+  name: 'idsync_shared_state_read_ok',
+  help: '1 when this scrape could read the outbox, queues and drift reports; 0 when PostgreSQL or Redis did not answer (those gauges then show their last values).',
+  aggregator: 'min',
+  async collect() {
+    const state = await sharedStateSnapshot();
+    if (state !== 'unread') this.set(state === 'failed' ? 0 : 1);
   },
   registers: [registry],
 });
@@ -169,7 +180,7 @@ export const platformCredentialsStopped = new Gauge({
   aggregator: 'max',
   async collect() {
     const state = await sharedStateSnapshot();
-    if (state) this.set(state.credentialsStopped);
+    if (typeof state === 'object') this.set(state.credentialsStopped);
   },
   registers: [registry],
 });
@@ -180,7 +191,7 @@ export const brakeHoldsPending = new Gauge({
   aggregator: 'max',
   async collect() {
     const state = await sharedStateSnapshot();
-    if (state) this.set(state.brakeHoldsPending);
+    if (typeof state === 'object') this.set(state.brakeHoldsPending);
   },
   registers: [registry],
 });

@@ -34,33 +34,53 @@ export interface SharedStateSources {
   queues: LaneQueues;
 }
 
-let sources: SharedStateSources | undefined;
-let inFlight: Promise<SharedState> | undefined;
+/** The sources attached, newest last (several daemons can run in one test process). */
+const attached: SharedStateSources[] = [];
+let inFlight: Promise<SharedStateRead> | undefined;
 
 /** Lets this process's scrapes read the shared state; returns the detach for shutdown. */
-export function attachSharedState(next: SharedStateSources): () => void {
-  sources = next;
+export function attachSharedState(sources: SharedStateSources): () => void {
+  attached.push(sources);
   return () => {
-    if (sources === next) sources = undefined;
+    const index = attached.indexOf(sources);
+    if (index >= 0) attached.splice(index, 1);
   };
 }
 
+/** What the last read found: `unread` when this process has nothing to read from (yet). */
+export type SharedStateRead = SharedState | 'failed' | 'unread';
+
 /**
- * The shared state for this scrape, or undefined when this process has no database to read. prom-client
- * starts every gauge's collect in the same tick, so they share the one read in flight; the next scrape
- * reads afresh.
+ * The shared state for this scrape. prom-client starts every gauge's collect in the same tick, so they
+ * share the one read in flight; the next scrape reads afresh. A failed read (PostgreSQL or Redis away)
+ * does not fail the scrape — process, job and request metrics matter most then — it is reported as
+ * `failed`, and the gauges keep their last values while idsync_shared_state_read_ok says they are stale.
  */
-export function sharedStateSnapshot(): Promise<SharedState | undefined> {
-  if (!sources) return Promise.resolve(undefined);
+export function sharedStateSnapshot(): Promise<SharedStateRead> {
+  const sources = attached.at(-1);
+  if (!sources) return Promise.resolve('unread');
   if (!inFlight) {
-    const read = readSharedState(sources);
+    // Queue commands wait while Redis reconnects: a scrape must not wait with them.
+    const read: Promise<SharedStateRead> = withTimeout(readSharedState(sources), READ_TIMEOUT_MS).catch(
+      () => 'failed' as const,
+    );
     inFlight = read;
     const clear = () => {
       if (inFlight === read) inFlight = undefined;
     };
-    read.then(clear, clear);
+    read.then(clear);
   }
   return inFlight;
+}
+
+const READ_TIMEOUT_MS = 3_000;
+
+function withTimeout<T>(work: Promise<T>, ms: number): Promise<T> {
+  let timer: NodeJS.Timeout | undefined;
+  const timeout = new Promise<never>((_, reject) => {
+    timer = setTimeout(() => reject(new Error(`no answer within ${ms} ms`)), ms);
+  });
+  return Promise.race([work, timeout]).finally(() => clearTimeout(timer));
 }
 
 async function readSharedState({ sql, queues }: SharedStateSources): Promise<SharedState> {
