@@ -10,7 +10,7 @@ import { createRedisConnection } from '../src/jobs/connection.js';
 import { closeQueues, openQueues, queueName } from '../src/jobs/queues.js';
 import { startWorkerPool } from '../src/jobs/workers.js';
 import { metricsRouter } from '../src/metrics/endpoint.js';
-import { attachSharedState } from '../src/metrics/shared-state.js';
+import { attachSharedState, OUTBOX_BACKLOG_SQL } from '../src/metrics/shared-state.js';
 import { RateBudget } from '../src/platform/heroku/budget.js';
 import { HerokuClient } from '../src/platform/heroku/client.js';
 import { createTenant } from '../src/tenants/tenants.js';
@@ -357,6 +357,20 @@ describe('Prometheus metrics on the API and worker health ports', async () => {
       await unreachable.close(1_000);
     }
     expect(sampled(await samplesAt(port), 'idsync_shared_state_read_ok')).toBe(1);
+  });
+
+  it('reads the outbox backlog from the index of unrelayed rows, not by scanning the relayed history', async () => {
+    const scratch = await createTestDatabase();
+    const { tenant: other } = await createTenant(scratch.db, 'history', 'test');
+    await scratch.sql`
+      INSERT INTO outbox (tenant_id, lane, subject_type, subject_id, relayed_at)
+      SELECT ${other.id}, 'reconcile', 'user', 'u' || n, CASE WHEN n % 10000 = 0 THEN NULL ELSE now() END
+      FROM generate_series(1, 50000) n`;
+    await scratch.sql`ANALYZE outbox`;
+    const [plan] = await scratch.sql.unsafe(`EXPLAIN (FORMAT JSON) ${OUTBOX_BACKLOG_SQL}`);
+    const text = JSON.stringify(plan);
+    expect(text).toContain('outbox_pending_idx');
+    expect(text).not.toContain('"Seq Scan"');
   });
 
   it('exports default process metrics, and no label value names a user', async () => {

@@ -73,6 +73,12 @@ export function sharedStateSnapshot(): Promise<SharedStateRead> {
   return inFlight;
 }
 
+/** Both answered from the partial index of unrelayed rows (outbox_pending_idx); no parameters. */
+export const OUTBOX_BACKLOG_SQL = `
+  SELECT (SELECT count(*)::int FROM outbox WHERE relayed_at IS NULL) AS pending,
+    COALESCE((SELECT extract(epoch FROM now() - created_at)::float8 FROM outbox
+      WHERE relayed_at IS NULL ORDER BY id LIMIT 1), 0) AS lag_seconds`;
+
 const READ_TIMEOUT_MS = 3_000;
 
 function withTimeout<T>(work: Promise<T>, ms: number): Promise<T> {
@@ -85,10 +91,7 @@ function withTimeout<T>(work: Promise<T>, ms: number): Promise<T> {
 
 async function readSharedState({ sql, queues }: SharedStateSources): Promise<SharedState> {
   const [[outbox], findings, [waitingForHumans], counts] = await Promise.all([
-    sql<{ pending: number; lag_seconds: number }[]>`
-      SELECT (SELECT count(*)::int FROM outbox WHERE relayed_at IS NULL) AS pending,
-        COALESCE((SELECT extract(epoch FROM now() - created_at)::float8 FROM outbox
-          WHERE relayed_at IS NULL ORDER BY id LIMIT 1), 0) AS lag_seconds`,
+    sql.unsafe<{ pending: number; lag_seconds: number }[]>(OUTBOX_BACKLOG_SQL),
     sql<{ class: string; severity: string; open: number }[]>`
       SELECT f.class, f.severity, count(*)::int AS open
       FROM tenants t
