@@ -207,6 +207,42 @@ describe('the Heroku connector against the Platform API schema (nock)', async ()
     expect(lines().filter((l) => l.msg === 'Heroku request failed; retrying')).toHaveLength(2);
   });
 
+  it('logs retried requests without the account they name: e-mails and ids become placeholders', async () => {
+    const member = '6f1c2d3e-0000-4000-8000-0000000000aa';
+    heroku()
+      .delete('/teams/core/members/quiet.person%40example.com')
+      .reply(validated(503, { id: 'unavailable', message: 'down' }));
+    heroku()
+      .delete('/teams/core/members/quiet.person%40example.com')
+      .reply(validated(200, exampleOf('team-member')));
+    heroku()
+      .delete(`/enterprise-accounts/${EA_ID}/members/${member}`)
+      .reply(validated(503, { id: 'unavailable', message: 'down' }));
+    heroku()
+      .delete(`/enterprise-accounts/${EA_ID}/members/${member}`)
+      .reply(validated(200, exampleOf('enterprise-account-member')));
+    const client = new HerokuClient({
+      apiUrl: API,
+      token: TOKEN,
+      budget: new RateBudget(redis, uniquePrefix('redact'), { refillPerMinute: 6_000, reserve: 0 }),
+      priority: 'deprovision',
+      log,
+    });
+    await client.request('DELETE', '/teams/core/members/quiet.person%40example.com');
+    await client.request('DELETE', `/enterprise-accounts/${EA_ID}/members/${member}`);
+    const retries = lines().filter((l) => l.msg === 'Heroku request failed; retrying') as unknown as {
+      request: string;
+    }[];
+    expect(retries.map((r) => r.request)).toEqual(
+      expect.arrayContaining([
+        'DELETE /teams/core/members/{account}',
+        'DELETE /enterprise-accounts/{id}/members/{id}',
+      ]),
+    );
+    expect(output()).not.toMatch(/quiet\.person|quiet%2Eperson/);
+    expect(output()).not.toContain(member);
+  });
+
   it('maps answers to outcomes: a 404 is already done once the team is there and the member is not', async () => {
     heroku()
       .delete('/teams/core/members/gone%40example.com')
