@@ -40,7 +40,7 @@ describe('Entra app roles in assignment rules (pure)', () => {
 
 // Two CLI processes (tsx) per test: slow on a loaded machine.
 describe('Entra app roles, end to end on the built-in platform', { timeout: 90_000 }, async () => {
-  const { database, tenant, scim, admin, platformOf } = await startReconcileTest({
+  const { database, scim, admin, platformOf } = await startReconcileTest({
     tenant: 'contoso',
     config: { workerConcurrency: 2 },
   });

@@ -19,7 +19,7 @@ const encode = (xml: string) => Buffer.from(xml, 'utf8').toString('base64');
 const minutes = (n: number) => new Date(Date.now() + n * 60_000).toISOString();
 
 describe('SAML attacks against the ACS', async () => {
-  const { database, tenant, scimToken, port, publicUrl, output, sp, browser, createIdp, trust } =
+  const { database, tenant, scimToken, publicUrl, output, sp, browser, createIdp, trust } =
     await startSsoTest();
   const redis = new Redis(inject('redisUrl'));
   afterAll(() => redis.disconnect());

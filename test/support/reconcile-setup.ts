@@ -9,7 +9,7 @@ import { GROUP, USER } from './scim-fixtures.js';
 
 export interface HttpAnswer {
   status: number;
-  // biome-ignore lint/suspicious/noExplicitAny: tests read whatever JSON the endpoint answers.
+  /** Whatever JSON the endpoint answered (tests read into it freely). */
   body: any;
 }
 
