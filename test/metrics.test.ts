@@ -18,10 +18,8 @@ import { startTestDaemon, testConfig } from './support/daemon.js';
 import { createTestDatabase, uniquePrefix } from './support/database.js';
 import { exampleOf } from './support/heroku-schema.js';
 import { capturingLogger } from './support/log-capture.js';
-import { freePort } from './support/ports.js';
 import { GROUP, patch, USER } from './support/scim-fixtures.js';
-import { ssoClient } from './support/sso-client.js';
-import { createTestIdp } from './support/test-idp.js';
+import { startSsoTest } from './support/sso-setup.js';
 
 const METRICS_TOKEN = randomBytes(24).toString('hex');
 const ADMIN_TOKEN = randomBytes(24).toString('hex');
@@ -55,25 +53,22 @@ function sampled(samples: Sample[], name: string, labels: Record<string, string>
 }
 
 describe('Prometheus metrics on the API and worker health ports', async () => {
-  const database = await createTestDatabase();
-  const { tenant, scimToken } = await createTenant(database.db, 'acme', 'test');
-  const port = await freePort();
-  const publicUrl = `http://127.0.0.1:${port}`;
-  const { log } = capturingLogger('silent');
-  const queuePrefix = uniquePrefix('metrics');
-  const config = testConfig(database.url, {
+  const config = { adminToken: ADMIN_TOKEN, metricsToken: METRICS_TOKEN };
+  // The API alone first (serve mode: no relay), so outbox rows stay pending until the worker starts.
+  const {
+    database,
+    tenant,
+    scimToken,
     port,
     publicUrl,
-    adminToken: ADMIN_TOKEN,
-    metricsToken: METRICS_TOKEN,
-  });
-  // The API alone first (serve mode: no relay), so outbox rows stay pending until the worker starts.
-  const api = await startTestDaemon({ mode: 'serve', config, log, queuePrefix });
+    daemon: api,
+    browser,
+    createIdp,
+    trust,
+  } = await startSsoTest({ mode: 'serve', logLevel: 'silent', config });
+  const { log } = capturingLogger('silent');
   let worker: Awaited<ReturnType<typeof startTestDaemon>> | undefined;
-  afterAll(async () => {
-    await worker?.stop();
-    await api.stop();
-  });
+  afterAll(() => worker?.stop());
 
   const scrapeUrl = (p: number) => `http://127.0.0.1:${p}/metrics`;
   const scrape = async (p: number) => {
@@ -150,13 +145,10 @@ describe('Prometheus metrics on the API and worker health ports', async () => {
   });
 
   it('counts SSO logins by outcome and a refused login by its reason', async () => {
-    const sp = { entityId: `${publicUrl}/sso/acme`, acsUrl: `${publicUrl}/sso/acme/acs` };
-    const idp = await createTestIdp(sp);
-    await database.sql`
-      INSERT INTO sso_connections (tenant_id, idp_entity_id, sso_url, certificates)
-      VALUES (${tenant.id}, ${idp.entityId}, ${`${idp.entityId}/sso`}, ${[idp.certificate]})`;
+    const idp = await createIdp();
+    await trust(idp);
     await database.sql`INSERT INTO users (tenant_id, user_name, origin, active) VALUES (${tenant.id}, ${userNames[2]!}, 'scim', false)`;
-    const { requestId, post } = ssoClient(publicUrl, 'acme');
+    const { requestId, post } = browser;
     const before = await samplesAt(port);
     expect(
       (await post(await idp.respond({ nameId: userNames[2]!, inResponseTo: await requestId() }))).status,
@@ -179,9 +171,8 @@ describe('Prometheus metrics on the API and worker health ports', async () => {
   it('on the worker health port: relay drains the outbox, jobs are timed per lane, reconcile operations and offboarding time to effect are recorded', async () => {
     worker = await startTestDaemon({
       mode: 'worker',
-      config: { ...config, workerHealthPort: 0 },
+      config: testConfig(database.url, { port, publicUrl, ...config, workerHealthPort: 0 }),
       log,
-      queuePrefix,
     });
     const health = worker.workerHealthPort!;
     const unauthenticated = await fetch(scrapeUrl(health));
