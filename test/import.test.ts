@@ -1,0 +1,225 @@
+import { randomBytes } from 'node:crypto';
+import { writeFileSync } from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { Readable } from 'node:stream';
+import { afterAll, describe, expect, it } from 'vitest';
+import { readImportFile } from '../src/import/csv-rows.js';
+import { type ImportOptions, importAssignments } from '../src/import/importer.js';
+import { createTenant } from '../src/tenants/tenants.js';
+import { runCli } from './support/cli.js';
+import { startTestDaemon, testConfig } from './support/daemon.js';
+import { createTestDatabase } from './support/database.js';
+import { capturingLogger } from './support/log-capture.js';
+
+const ADMIN_TOKEN = randomBytes(24).toString('hex');
+const BOM = '\uFEFF';
+
+const fileOf = (text: string) => Readable.from([Buffer.from(text, 'utf8')]);
+const options = (extra: Partial<ImportOptions> = {}): ImportOptions => ({
+  dryRun: false,
+  skipInvalid: false,
+  replace: false,
+  actor: 'test',
+  ...extra,
+});
+
+describe('reading an import file', () => {
+  it('reads a BOM, `;` as the delimiter and quoted fields (RFC 4180), and reports lines', async () => {
+    const text = `${BOM}E-Mail;Team;Role;App;Permissions\r\n"ada@example.com";core;Admin;;\r\n\r\nbob@example.com;;;api;"view;deploy"\r\n"carol@example.com";"web";"member";;\r\n`;
+    const parsed = await readImportFile(fileOf(text));
+    expect(parsed.fileError).toBeUndefined();
+    expect(parsed.errors).toEqual([]);
+    expect(parsed.rows).toEqual([
+      { line: 2, account: 'ada@example.com', team: 'core', role: 'admin' },
+      { line: 4, account: 'bob@example.com', app: 'api', permissions: ['view', 'deploy'] },
+      { line: 5, account: 'carol@example.com', team: 'web', role: 'member' },
+    ]);
+  });
+
+  it('takes `,` with a quoted comma list, and a field spanning lines keeps the start line', async () => {
+    const text =
+      'account,app,permissions\nada@example.com,api,"deploy,operate"\n"x\ny@example.com",api,view\nbob@example.com,web-app,manage\n';
+    const parsed = await readImportFile(fileOf(text));
+    expect(parsed.rows[0]).toEqual({
+      line: 2,
+      account: 'ada@example.com',
+      app: 'api',
+      permissions: ['view', 'deploy', 'operate'],
+    });
+    expect(parsed.errors).toEqual([{ line: 3, reason: expect.stringContaining('not an e-mail address') }]);
+    expect(parsed.rows[1]).toMatchObject({ line: 5, account: 'bob@example.com' });
+  });
+
+  it('names each bad row with its line and reason', async () => {
+    const text = [
+      'account,team,role,app,permissions',
+      'ada@example.com,core,owner,,',
+      'not-an-email,core,member,,',
+      'bob@example.com,core,member,api,view',
+      'carol@example.com,,,api,fly',
+      'dave@example.com,,,,',
+      'erin@example.com,Core Team,member,,',
+      'frank@example.com,core,member,,,extra',
+    ].join('\n');
+    const parsed = await readImportFile(fileOf(text));
+    expect(parsed.rows).toEqual([]);
+    expect(parsed.errors.map((e) => [e.line, e.reason])).toEqual([
+      [2, 'unknown role "owner"; roles are admin, member, viewer'],
+      [3, 'account "not-an-email" is not an e-mail address'],
+      [4, 'gives both a team and an app; a row grants one of them'],
+      [5, 'unknown permission "fly"; permissions are view, deploy, operate, manage'],
+      [6, 'names neither a team nor an app'],
+      [7, expect.stringContaining('team "Core Team": team must be lowercase')],
+      [8, 'has 6 fields, the header has 5'],
+    ]);
+  });
+
+  it('refuses a file it cannot read as a whole: unknown header, bad CSV, bad UTF-8', async () => {
+    expect((await readImportFile(fileOf('mail,group\n'))).fileError?.reason).toContain(
+      'unknown column "group"',
+    );
+    expect((await readImportFile(fileOf('account,team\n'))).fileError?.reason).toContain('team and role');
+    const unclosed = await readImportFile(fileOf('account,team,role\nada@example.com,"core,member\n'));
+    expect(unclosed.fileError?.reason).toMatch(/^not valid CSV/);
+    const latin1 = Buffer.from('account,team,role\nj\xf6rg@example.com,core,member\n', 'latin1');
+    expect((await readImportFile(Readable.from([latin1]))).fileError?.reason).toContain('not valid UTF-8');
+  });
+});
+
+describe('importing into the database', async () => {
+  const database = await createTestDatabase();
+  const { db, sql } = database;
+  const { tenant } = await createTenant(db, 'imports', 'test');
+  const { tenant: other } = await createTenant(db, 'other-tenant', 'test');
+  const run = async (text: string, extra: Partial<ImportOptions> = {}, tenantId = tenant.id) =>
+    importAssignments(db, tenantId, await readImportFile(fileOf(text)), options(extra));
+  const outboxRows = async (tenantId = tenant.id) =>
+    (await sql`SELECT count(*)::int AS n FROM outbox WHERE tenant_id = ${tenantId}`)[0]!.n as number;
+  const assignmentsOf = async (tenantId = tenant.id) =>
+    (await sql`
+      SELECT u.user_name AS account, a.team_name AS team, a.team_role::text AS role, a.app_name AS app,
+        a.app_permissions::text AS permissions
+      FROM assignments a JOIN users u ON u.id = a.user_id WHERE a.tenant_id = ${tenantId} AND a.source = 'import'
+      ORDER BY 1, 2, 4`) as unknown as Record<string, string | null>[];
+
+  const FILE = [
+    'account,team,role,app,permissions',
+    'ada@example.com,core,admin,,',
+    'bob@example.com,core,member,,',
+    'bob@example.com,,,api,deploy',
+  ].join('\n');
+
+  it('a dry run plans and changes nothing', async () => {
+    const report = await run(FILE, { dryRun: true });
+    expect(report.applied).toBe(false);
+    const counts = Object.fromEntries(report.plan.map((p) => [p.operation, p.count]));
+    expect(counts).toMatchObject({ 'create-user': 2, 'add-team-role': 2, 'add-app-access': 1 });
+    expect(report.plan.find((p) => p.operation === 'add-team-role')!.sample[0]).toEqual({
+      line: 2,
+      account: 'ada@example.com',
+      team: 'core',
+      to: 'admin',
+    });
+    expect(await assignmentsOf()).toEqual([]);
+    expect(await outboxRows()).toBe(0);
+    expect((await sql`SELECT count(*)::int AS n FROM users WHERE tenant_id = ${tenant.id}`)[0]!.n).toBe(0);
+  });
+
+  it('applies a valid file: imported users, assignments, one outbox row per user changed', async () => {
+    const report = await run(FILE);
+    expect(report.applied).toBe(true);
+    expect(report.queuedUsers).toBe(2);
+    expect(await assignmentsOf()).toEqual([
+      { account: 'ada@example.com', team: 'core', role: 'admin', app: null, permissions: null },
+      { account: 'bob@example.com', team: 'core', role: 'member', app: null, permissions: null },
+      { account: 'bob@example.com', team: null, role: null, app: 'api', permissions: '{view,deploy}' },
+    ]);
+    const users =
+      await sql`SELECT user_name, origin::text FROM users WHERE tenant_id = ${tenant.id} ORDER BY 1`;
+    expect(users.map((u) => u.origin)).toEqual(['csv', 'csv']);
+    expect(await outboxRows()).toBe(2);
+  });
+
+  it('re-importing the same file is a no-op: no outbox rows, everything unchanged', async () => {
+    const before = await outboxRows();
+    const report = await run(FILE);
+    expect(report.applied).toBe(true);
+    expect(report.queuedUsers).toBe(0);
+    expect(report.plan.find((p) => p.operation === 'unchanged')!.count).toBe(3);
+    expect(await outboxRows()).toBe(before);
+  });
+
+  it('a file with bad rows applies nothing; --skip-invalid applies the good ones', async () => {
+    const bad = [
+      'account,team,role',
+      'carol@example.com,core,viewer',
+      'dave@example.com,core,boss',
+      'carol@example.com,core,admin',
+    ].join('\n');
+    const before = await outboxRows();
+    const refused = await run(bad);
+    expect(refused.applied).toBe(false);
+    expect(refused.errors.map((e) => [e.line, e.reason])).toEqual([
+      [3, 'unknown role "boss"; roles are admin, member, viewer'],
+      [4, 'conflicts with line 2 (the same account and team core with another role)'],
+    ]);
+    expect(await outboxRows()).toBe(before);
+    expect((await assignmentsOf()).some((a) => a.account === 'carol@example.com')).toBe(false);
+
+    const skipped = await run(bad, { skipInvalid: true });
+    expect(skipped.applied).toBe(true);
+    expect(skipped.errors).toHaveLength(2);
+    expect((await assignmentsOf()).filter((a) => a.account === 'carol@example.com')).toEqual([
+      { account: 'carol@example.com', team: 'core', role: 'viewer', app: null, permissions: null },
+    ]);
+  });
+
+  it('--replace removes only import-granted access the file does not name', async () => {
+    // A rule-granted team and a SCIM user with group membership stay whatever the import says.
+    await sql`INSERT INTO assignment_rules (tenant_id, idp_group, target, team_name, team_role)
+      VALUES (${tenant.id}, 'Staff', 'team', 'core', 'member')`;
+    const before = await outboxRows();
+    const report = await run('account,team,role\nada@example.com,core,admin\n', { replace: true });
+    expect(report.applied).toBe(true);
+    const counts = Object.fromEntries(report.plan.map((p) => [p.operation, p.count]));
+    expect(counts).toMatchObject({ 'remove-team-role': 2, 'remove-app-access': 1, unchanged: 1 });
+    expect(await assignmentsOf()).toEqual([
+      { account: 'ada@example.com', team: 'core', role: 'admin', app: null, permissions: null },
+    ]);
+    expect(await outboxRows()).toBe(before + 2);
+    expect(
+      (await sql`SELECT count(*)::int AS n FROM assignment_rules WHERE tenant_id = ${tenant.id}`)[0]!.n,
+    ).toBe(1);
+  });
+
+  it('refuses accounts the IdP deactivated or deleted, and unknown teams once the platform has teams', async () => {
+    await sql`INSERT INTO users (tenant_id, user_name, origin, active) VALUES (${tenant.id}, 'off@example.com', 'scim', false)`;
+    await sql`INSERT INTO users (tenant_id, user_name, origin, deprovisioned_at) VALUES (${tenant.id}, 'gone@example.com', 'scim', now())`;
+    await sql`INSERT INTO teams (tenant_id, name) VALUES (${tenant.id}, 'core') ON CONFLICT DO NOTHING`;
+    const report = await run(
+      'account,team,role\noff@example.com,core,member\ngone@example.com,core,member\nada@example.com,typo,member\n',
+      { dryRun: true },
+    );
+    expect(report.errors.map((e) => [e.line, e.reason])).toEqual([
+      [2, 'account off@example.com is deactivated in the identity provider; an import grants it nothing'],
+      [3, 'account gone@example.com was deleted by the identity provider; an import does not re-create it'],
+      [4, expect.stringContaining('unknown team typo')],
+    ]);
+  });
+
+  it('keeps tenants apart: the same file in another tenant touches only that tenant', async () => {
+    const mine = await assignmentsOf();
+    const report = await run(FILE, {}, other.id);
+    expect(report.plan.find((p) => p.operation === 'create-user')!.count).toBe(2);
+    expect(await assignmentsOf(other.id)).toHaveLength(3);
+    expect(await assignmentsOf()).toEqual(mine);
+    const replaced = await run(
+      'account,team,role\nzed@example.com,core,member\n',
+      { replace: true },
+      other.id,
+    );
+    expect(replaced.plan.find((p) => p.operation === 'remove-team-role')!.count).toBe(2);
+    expect(await assignmentsOf()).toEqual(mine);
+  });
+});
