@@ -6,11 +6,13 @@ import { Readable } from 'node:stream';
 import { afterAll, describe, expect, it } from 'vitest';
 import { readImportFile } from '../src/import/csv-rows.js';
 import { type ImportOptions, importAssignments } from '../src/import/importer.js';
+import { createAdminToken } from '../src/security/admin-tokens.js';
 import { createTenant } from '../src/tenants/tenants.js';
 import { runCli } from './support/cli.js';
 import { startTestDaemon, testConfig } from './support/daemon.js';
 import { createTestDatabase } from './support/database.js';
 import { capturingLogger } from './support/log-capture.js';
+import { GROUP, USER } from './support/scim-fixtures.js';
 
 const ADMIN_TOKEN = randomBytes(24).toString('hex');
 const BOM = '\uFEFF';
@@ -221,5 +223,239 @@ describe('importing into the database', async () => {
     );
     expect(replaced.plan.find((p) => p.operation === 'remove-team-role')!.count).toBe(2);
     expect(await assignmentsOf()).toEqual(mine);
+  });
+});
+
+describe('imports and every-team rules end to end (daemon, worker, built-in platform)', async () => {
+  const database = await createTestDatabase();
+  const { sql } = database;
+  const { tenant, scimToken } = await createTenant(database.db, 'acme', 'test');
+  await createTenant(database.db, 'rival', 'test');
+  const operator = await createAdminToken(database.db, {
+    name: 'ops',
+    tenantId: tenant.id,
+    role: 'operator',
+    actor: 'test',
+  });
+  const auditor = await createAdminToken(database.db, {
+    name: 'audit',
+    tenantId: tenant.id,
+    role: 'auditor',
+    actor: 'test',
+  });
+  const { log } = capturingLogger('silent');
+  const config = testConfig(database.url, { adminToken: ADMIN_TOKEN, workerConcurrency: 2 });
+  const daemon = await startTestDaemon({ mode: 'start', config, log });
+  afterAll(() => daemon.stop());
+  const base = `http://127.0.0.1:${daemon.port}`;
+  const postCsv = async (path: string, csv: string, token = operator.token) => {
+    const response = await fetch(`${base}/api${path}`, {
+      method: 'POST',
+      headers: { Authorization: `Bearer ${token}`, 'Content-Type': 'text/csv' },
+      body: csv,
+    });
+    return { status: response.status, body: (await response.json()) as any };
+  };
+  const admin = async (method: string, path: string, body?: unknown) => {
+    const response = await fetch(`${base}/api${path}`, {
+      method,
+      headers: { Authorization: `Bearer ${ADMIN_TOKEN}`, 'Content-Type': 'application/json' },
+      body: body === undefined ? undefined : JSON.stringify(body),
+    });
+    return {
+      status: response.status,
+      body: response.status === 204 ? undefined : ((await response.json()) as any),
+    };
+  };
+  const scim = async (method: string, path: string, body?: unknown) => {
+    const response = await fetch(`${base}/scim/v2${path}`, {
+      method,
+      headers: { Authorization: `Bearer ${scimToken}`, 'Content-Type': 'application/scim+json' },
+      body: body === undefined ? undefined : JSON.stringify(body),
+    });
+    return {
+      status: response.status,
+      body: response.status === 204 ? undefined : ((await response.json()) as any),
+    };
+  };
+  const teamsOf = async (account: string) =>
+    Object.fromEntries(
+      (
+        await sql`SELECT t.name, m.role::text FROM platform_team_members m JOIN teams t ON t.id = m.team_id
+          WHERE m.tenant_id = ${tenant.id} AND m.account = ${account} ORDER BY t.name`
+      ).map((r) => [r.name, r.role]),
+    );
+  const appsOf = async (account: string) =>
+    Object.fromEntries(
+      (
+        await sql`SELECT a.name, c.permissions::text FROM platform_app_collaborators c JOIN apps a ON a.id = c.app_id
+          WHERE c.tenant_id = ${tenant.id} AND c.account = ${account}`
+      ).map((r) => [r.name, r.permissions]),
+    );
+
+  it('POST /imports needs the operator role, and answers in the admin API error format', async () => {
+    const csv = 'account,team,role\nada@example.com,core,member\n';
+    expect((await postCsv('/tenants/acme/imports', csv, auditor.token)).status).toBe(403);
+    expect((await postCsv('/tenants/rival/imports', csv)).status).toBe(404);
+    const refused = await postCsv('/tenants/acme/imports', 'account,team,role\nada@example.com,core,chief\n');
+    expect(refused.status).toBe(400);
+    expect(refused.body.error.code).toBe('invalid');
+    expect(refused.body.error.message).toContain('line 2: unknown role "chief"');
+    expect(refused.body.error.details.errors).toEqual([
+      { line: 2, reason: 'unknown role "chief"; roles are admin, member, viewer' },
+    ]);
+    const json = await fetch(`${base}/api/tenants/acme/imports`, {
+      method: 'POST',
+      headers: { Authorization: `Bearer ${operator.token}`, 'Content-Type': 'application/json' },
+      body: '{}',
+    });
+    expect(json.status).toBe(415);
+    const dry = await postCsv('/tenants/acme/imports?dryRun=true', csv);
+    expect(dry.status).toBe(200);
+    expect(dry.body.applied).toBe(false);
+    expect((await sql`SELECT count(*)::int AS n FROM assignments`)[0]!.n).toBe(0);
+  });
+
+  it('the reconciler applies an imported assignment on the built-in platform', async () => {
+    const applied = await postCsv(
+      '/tenants/acme/imports',
+      'account;team;role;app;permissions\nada@example.com;core;admin;;\nada@example.com;;;api;deploy\n',
+    );
+    expect(applied.status).toBe(201);
+    expect(applied.body.queuedUsers).toBe(1);
+    await expect.poll(() => teamsOf('ada@example.com'), { timeout: 15_000 }).toEqual({ core: 'admin' });
+    expect(await appsOf('ada@example.com')).toEqual({ api: '{view,deploy}' });
+    const plan = await admin('GET', '/tenants/acme/users/ada@example.com/plan');
+    expect(plan.body.operations).toEqual([]);
+  });
+
+  it('the console takes an upload from its own page, with an operator token only', async () => {
+    const login = await fetch(`${base}/console/acme/login`, {
+      method: 'POST',
+      headers: { 'Content-Type': 'application/x-www-form-urlencoded' },
+      body: new URLSearchParams({ token: operator.token }),
+      redirect: 'manual',
+    });
+    const cookie = login.headers.get('set-cookie')!.split(';')[0]!;
+    const form = () => {
+      const data = new FormData();
+      data.set('dryRun', 'true');
+      data.set('file', new Blob(['account,app,permissions\nbob@example.com,api,operate\n']), 'access.csv');
+      return data;
+    };
+    const crossSite = await fetch(`${base}/console/acme/imports`, {
+      method: 'POST',
+      headers: { Cookie: cookie, Origin: 'https://evil.example' },
+      body: form(),
+    });
+    expect(crossSite.status).toBe(403);
+    const page = await fetch(`${base}/console/acme/imports`, {
+      method: 'POST',
+      // The console's own origin is the configured public URL (a proxy may stand in front).
+      headers: { Cookie: cookie, Origin: new URL(config.publicUrl).origin },
+      body: form(),
+    });
+    expect(page.status).toBe(200);
+    const html = await page.text();
+    expect(html).toContain('Dry run: nothing was changed.');
+    expect(html).toMatch(/add-app-access<\/td><td>1/);
+  });
+
+  it('an every-team rule covers existing teams, teams a scan finds later, and goes when the user leaves the group', async () => {
+    // Another admin in each team, so the leaver is not anyone's last admin (but for "solo").
+    await sql`INSERT INTO teams (tenant_id, name, listed_at) VALUES (${tenant.id}, 'web', now()), (${tenant.id}, 'solo', now())
+      ON CONFLICT (tenant_id, name) DO UPDATE SET listed_at = now()`;
+    await sql`UPDATE teams SET listed_at = now() WHERE tenant_id = ${tenant.id}`;
+    await sql`INSERT INTO platform_team_members (tenant_id, team_id, account, role)
+      SELECT ${tenant.id}, id, 'keeper@example.com', 'admin' FROM teams WHERE tenant_id = ${tenant.id} AND name <> 'solo'`;
+    const rule = await admin('POST', '/tenants/acme/rules', {
+      target: 'all-teams',
+      idpGroup: 'EA Admins',
+      role: 'admin',
+    });
+    expect(rule.status, JSON.stringify(rule.body)).toBe(201);
+    const user = await scim('POST', '/Users', {
+      schemas: [USER],
+      userName: 'boss@example.com',
+      active: true,
+    });
+    const group = await scim('POST', '/Groups', {
+      schemas: [GROUP],
+      displayName: 'EA Admins',
+      members: [{ value: user.body.id }],
+    });
+    expect(group.status).toBe(201);
+    await expect
+      .poll(() => teamsOf('boss@example.com'), { timeout: 15_000 })
+      .toEqual({ core: 'admin', solo: 'admin', web: 'admin' });
+
+    // A team created on the built-in platform after the rule: covered once a scan lists it.
+    const [later] =
+      await sql`INSERT INTO teams (tenant_id, name) VALUES (${tenant.id}, 'later') RETURNING id`;
+    await sql`INSERT INTO platform_team_members (tenant_id, team_id, account, role) VALUES (${tenant.id}, ${later!.id}, 'keeper@example.com', 'admin')`;
+    expect(await teamsOf('boss@example.com')).not.toHaveProperty('later');
+    expect((await admin('POST', '/tenants/acme/drift/scan')).status).toBe(202);
+    // The scan found the team and queued the rule's users (not a drift fix: the scan's desired state
+    // was computed before it listed the new team).
+    await expect
+      .poll(
+        async () =>
+          (
+            await sql`SELECT count(*)::int AS n FROM outbox WHERE tenant_id = ${tenant.id}
+              AND cause->>'event' = 'teams.appeared' AND subject_id = ${user.body.id}`
+          )[0]!.n,
+        { timeout: 20_000 },
+      )
+      .toBe(1);
+    await expect
+      .poll(() => teamsOf('boss@example.com'), { timeout: 20_000 })
+      .toEqual({ core: 'admin', later: 'admin', solo: 'admin', web: 'admin' });
+
+    // Out of the group: out of every team, but for the one it is the last admin of.
+    expect(
+      (
+        await scim('PATCH', `/Groups/${group.body.id}`, {
+          schemas: ['urn:ietf:params:scim:api:messages:2.0:PatchOp'],
+          Operations: [{ op: 'remove', path: `members[value eq "${user.body.id}"]` }],
+        })
+      ).status,
+    ).toBeLessThan(300);
+    await expect.poll(() => teamsOf('boss@example.com'), { timeout: 15_000 }).toEqual({ solo: 'admin' });
+  });
+});
+
+describe('idsync import from the CLI', async () => {
+  const database = await createTestDatabase();
+  const env = { DATABASE_URL: database.url };
+  const dir = os.tmpdir();
+  const write = (name: string, text: string) => {
+    const file = path.join(dir, `${randomBytes(4).toString('hex')}-${name}`);
+    writeFileSync(file, text);
+    return file;
+  };
+
+  it('exits 0 when applied, 65 when rows are refused (nothing applied), 64 on usage errors', async () => {
+    expect((await runCli(['tenant', 'create', 'acme'], env)).code).toBe(0);
+    const good = write('good.csv', 'account,team,role\nada@example.com,core,admin\n');
+    const dry = await runCli(['import', good, '--tenant', 'acme', '--dry-run'], env);
+    expect(dry.code).toBe(0);
+    expect(dry.stdout).toContain('dry run: nothing was changed');
+    expect(dry.stdout).toContain('add-team-role: 1\n    line 2  ada@example.com  team core  admin');
+    const applied = await runCli(['import', good, '--tenant', 'acme'], env);
+    expect(applied.code).toBe(0);
+    expect(applied.stdout).toContain('applied: 1 users queued for reconcile');
+    const again = await runCli(['import', good, '--tenant', 'acme'], env);
+    expect(again.stdout).toContain('applied: 0 users queued');
+
+    const bad = write('bad.csv', 'account,team,role\nada@example.com,core,admin\nbob@example,core,member\n');
+    const refused = await runCli(['import', bad, '--tenant', 'acme'], env);
+    expect(refused.code).toBe(65);
+    expect(refused.stdout).toContain('line 3: account "bob@example" is not an e-mail address');
+    expect(refused.stderr).toContain('1 invalid rows; nothing was applied');
+    const skipped = await runCli(['import', bad, '--tenant', 'acme', '--skip-invalid'], env);
+    expect(skipped.code).toBe(0);
+
+    expect((await runCli(['import', '/nonexistent.csv', '--tenant', 'acme'], env)).code).toBe(64);
+    expect((await runCli(['import', good], env)).code).toBe(64);
   });
 });
