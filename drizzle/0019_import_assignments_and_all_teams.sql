@@ -24,6 +24,7 @@ ALTER TABLE "assignments" ADD CONSTRAINT "assignments_tenant_id_tenants_id_fk" F
 ALTER TABLE "assignments" ADD CONSTRAINT "assignments_user_id_users_id_fk" FOREIGN KEY ("user_id") REFERENCES "public"."users"("id") ON DELETE cascade ON UPDATE no action;--> statement-breakpoint
 CREATE UNIQUE INDEX "assignments_user_team_key" ON "assignments" USING btree ("user_id","source","team_name") WHERE "assignments"."team_name" IS NOT NULL;--> statement-breakpoint
 CREATE UNIQUE INDEX "assignments_user_app_key" ON "assignments" USING btree ("user_id","source","app_name") WHERE "assignments"."app_name" IS NOT NULL;--> statement-breakpoint
+CREATE INDEX "assignments_user_idx" ON "assignments" USING btree ("user_id");--> statement-breakpoint
 CREATE INDEX "assignments_tenant_source_idx" ON "assignments" USING btree ("tenant_id","source");--> statement-breakpoint
 ALTER TABLE "assignment_rules" ADD CONSTRAINT "assignment_rules_shape" CHECK ((
         "assignment_rules"."target" = 'team' AND "assignment_rules"."team_name" IS NOT NULL AND "assignment_rules"."team_role" IS NOT NULL

@@ -351,6 +351,9 @@ export const assignments = pgTable(
     uniqueIndex('assignments_user_app_key')
       .on(t.userId, t.source, t.appName)
       .where(sql`${t.appName} IS NOT NULL`),
+    // Reading one user's assignments (every reconcile, every drift scan page): the unique indexes
+    // above are partial, so they cannot serve a lookup by user alone.
+    index('assignments_user_idx').on(t.userId),
     index('assignments_tenant_source_idx').on(t.tenantId, t.source),
     check(
       'assignments_shape',

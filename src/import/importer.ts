@@ -163,6 +163,7 @@ async function stageRows(tx: Tx, tenantId: string, file: ParsedFile) {
     UPDATE import_rows r SET user_id = u.id FROM users u
     WHERE u.tenant_id = ${tenantId} AND u.user_name_key = r.account_key AND u.deprovisioned_at IS NULL`);
   await tx.execute(sql`CREATE INDEX ON import_rows (account_key)`);
+  await tx.execute(sql`CREATE INDEX ON import_rows (user_id)`);
   await tx.execute(sql`ANALYZE import_rows`);
 }
 
