@@ -458,4 +458,19 @@ describe('idsync import from the CLI', async () => {
     expect((await runCli(['import', '/nonexistent.csv', '--tenant', 'acme'], env)).code).toBe(64);
     expect((await runCli(['import', good], env)).code).toBe(64);
   });
+
+  it('adds an every-team rule from the CLI, and refuses a role it does not know', async () => {
+    const added = await runCli(
+      ['rules', 'add', '--tenant', 'acme', '--group', 'EA Admins', '--all-teams', '--role', 'admin'],
+      env,
+    );
+    expect(added.code).toBe(0);
+    expect(added.stdout).toMatch(/\tgroup "EA Admins" → every team \(now and later\) as admin\n$/);
+    const bad = await runCli(
+      ['rules', 'add', '--tenant', 'acme', '--group', 'X', '--all-teams', '--team', 'core'],
+      env,
+    );
+    expect(bad.code).toBe(64);
+    expect(bad.stderr).toContain('exactly one of --team, --all-teams, --enterprise or --app');
+  });
 });
