@@ -210,6 +210,27 @@ describe('importing into the database', async () => {
     ]);
   });
 
+  it('--replace that would strip many people passes the mass-change brake as one change', async () => {
+    const { tenant: big } = await createTenant(db, 'brake-tenant', 'test');
+    const accounts = Array.from({ length: 6 }, (_, i) => `member${i}@example.com`);
+    await run(`account,team,role\n${accounts.map((a) => `${a},core,member`).join('\n')}\n`, {}, big.id);
+    // What the platform has after the reconciler applied that import.
+    const [core] = await sql`INSERT INTO teams (tenant_id, name) VALUES (${big.id}, 'core') RETURNING id`;
+    for (const account of accounts) {
+      await sql`INSERT INTO platform_enterprise_members (tenant_id, account, permissions) VALUES (${big.id}, ${account}, '{view}')`;
+      await sql`INSERT INTO platform_team_members (tenant_id, team_id, account, role) VALUES (${big.id}, ${core!.id}, ${account}, 'member')`;
+    }
+    const report = await run(
+      'account,team,role\nnewcomer@example.com,core,member\n',
+      { replace: true },
+      big.id,
+    );
+    expect(report.applied).toBe(true);
+    expect(report.heldUsers).toBe(6);
+    const [held] = await sql`SELECT id, event, affected_users FROM held_changes WHERE tenant_id = ${big.id}`;
+    expect(held).toEqual({ id: `import:${report.importId}`, event: 'import.replaced', affected_users: 6 });
+  });
+
   it('keeps tenants apart: the same file in another tenant touches only that tenant', async () => {
     const mine = await assignmentsOf();
     const report = await run(FILE, {}, other.id);
