@@ -1,5 +1,13 @@
 import { sql } from 'drizzle-orm';
 import { type NextFunction, type Request, type Response, Router } from 'express';
+import { z } from 'zod';
+import {
+  addWebhook,
+  listWebhooks,
+  recentDeliveries,
+  removeWebhook,
+  webhookInputSchema,
+} from '../alerts/endpoints.js';
 import { recordAudit } from '../audit/audit-log.js';
 import type { Database } from '../db/client.js';
 import { isUuid } from '../db/uuid.js';
@@ -11,6 +19,7 @@ import { inactiveSeats } from '../drift/seats.js';
 import { forbidden, invalid, notFound, rootCause, unauthorized } from '../errors.js';
 import { jsonBody, refuseHostileText } from '../http/hostile-input.js';
 import { jsonErrorHandler } from '../http/json-errors.js';
+import { parsedOrInvalid } from '../http/validation.js';
 import { approveChange, listHeldChanges } from '../reconcile/brake.js';
 import { latestReceipt } from '../reconcile/receipts.js';
 import { planUser, type ReconcileDependencies } from '../reconcile/reconciler.js';
@@ -34,6 +43,7 @@ import {
   removeClient,
   rotateClient,
 } from '../security/oauth-clients.js';
+import type { SecretBox } from '../security/secret-box.js';
 import { findTenantByName, type Tenant } from '../tenants/tenants.js';
 import { issueApiToken } from '../tokens/tokens.js';
 
@@ -49,6 +59,8 @@ export interface AdminRouterOptions {
   db: Database;
   adminToken: string | undefined;
   reconcile: ReconcileDependencies;
+  /** Seals webhook secrets; undefined when this process has no key every process shares. */
+  secretBox?: SecretBox | undefined;
 }
 
 interface AdminLocals {
@@ -225,6 +237,27 @@ export function adminRouter(options: AdminRouterOptions): Router {
     res.status(204).end();
   });
 
+  // Webhooks: endpoints carry a signing secret (owner to add or remove); their deliveries are evidence.
+  router.get('/tenants/:tenant/webhooks', auditor, async (req, res) => {
+    res.json({ webhooks: await listWebhooks(db, (await tenantOf(req, res)).id) });
+  });
+  router.post('/tenants/:tenant/webhooks', owner, async (req, res) => {
+    const tenant = await tenantOf(req, res);
+    const input = parsedOrInvalid(webhookInputSchema, req.body ?? {});
+    if (!options.secretBox) {
+      throw invalid('set IDSYNC_SECRET_KEY (the same in every idsync process) to store webhook secrets');
+    }
+    res.status(201).json(await addWebhook(db, options.secretBox, tenant.id, input, actor(res)));
+  });
+  router.delete('/tenants/:tenant/webhooks/:id', owner, async (req, res) => {
+    await removeWebhook(db, (await tenantOf(req, res)).id, String(req.params.id), actor(res));
+    res.status(204).end();
+  });
+  router.get('/tenants/:tenant/webhooks/deliveries', auditor, async (req, res) => {
+    const limit = parsedOrInvalid(deliveriesQuerySchema, req.query).limit;
+    res.json({ deliveries: await recentDeliveries(db, (await tenantOf(req, res)).id, limit) });
+  });
+
   const wantsCsv = (req: Request) => req.query.format === 'csv';
   const sendCsv = (res: Response, filename: string, body: string) =>
     res.type('text/csv; charset=utf-8').attachment(filename).send(body);
@@ -275,3 +308,5 @@ export function adminRouter(options: AdminRouterOptions): Router {
   router.use(jsonErrorHandler);
   return router;
 }
+
+const deliveriesQuerySchema = z.object({ limit: z.coerce.number().int().min(1).max(500).default(50) });

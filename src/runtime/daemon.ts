@@ -1,5 +1,7 @@
 import type { Redis } from 'ioredis';
 import { adminRouter } from '../admin/router.js';
+import { startWebhookWorker } from '../alerts/delivery.js';
+import { WebhookDispatcher } from '../alerts/dispatcher.js';
 import type { Config } from '../config.js';
 import { consoleRouter } from '../console/router.js';
 import { connectDatabase, type DatabaseHandle } from '../db/client.js';
@@ -45,6 +47,8 @@ export interface DaemonOptions {
   jobHandler?: JobHandler;
   /** Extra routers to mount (the protocol edges), given the running daemon's resources. */
   mounts?: (resources: DaemonResources) => AppOptions['mounts'];
+  /** First back-off of a failed webhook delivery (doubles per attempt); tests shorten it. */
+  webhookBackoffMs?: number;
 }
 
 export interface DaemonResources {
@@ -164,6 +168,25 @@ export async function startDaemon(options: DaemonOptions): Promise<Daemon> {
       const relay = new OutboxRelay({ sql: database.sql, queues, log, pollMs: config.outboxPollMs });
       await relay.start();
       cleanups.push(() => relay.stop());
+      // Alerts: delivery rows written with their facts move into the webhook lane and out to receivers.
+      const dispatcher = new WebhookDispatcher({
+        sql: database.sql,
+        redis: producer,
+        prefix,
+        log,
+        pollMs: config.outboxPollMs,
+        ...(options.webhookBackoffMs ? { backoffMs: options.webhookBackoffMs } : {}),
+      });
+      await dispatcher.start();
+      cleanups.push(() => dispatcher.stop());
+      const webhooks = await startWebhookWorker({
+        db: database.db,
+        redisUrl: redisEndpoint.url,
+        prefix,
+        log,
+        secretBox: optionalSecretBox(config),
+      });
+      cleanups.push(() => webhooks.close());
       const purger = new OutboxPurger({
         sql: database.sql,
         log,
@@ -232,6 +255,7 @@ export async function startDaemon(options: DaemonOptions): Promise<Daemon> {
               db: database.db,
               adminToken: config.adminToken,
               reconcile: { database, connectorFor },
+              secretBox: optionalSecretBox(config),
             }),
           },
           {

@@ -66,6 +66,8 @@ export interface HerokuClientOptions {
   attempts?: number;
   /** How long 429s may be waited out before the request gives up (and its job is retried). */
   rateLimitPatienceMs?: number;
+  /** Told when 429s outlasted the patience: the shared budget is exhausted (an alert, issue 15). */
+  onBudgetExhausted?: () => Promise<void>;
 }
 
 export interface HerokuResponse<T> {
@@ -138,6 +140,11 @@ export class HerokuClient {
       if (response.status === 429) {
         await response.body?.cancel();
         if (Date.now() > patienceEnds) {
+          await this.options
+            .onBudgetExhausted?.()
+            .catch((error: unknown) =>
+              this.options.log.error({ err: error }, 'could not raise the budget-exhausted alert'),
+            );
           throw new HerokuError(
             'unavailable',
             429,

@@ -1,0 +1,331 @@
+import { randomBytes } from 'node:crypto';
+import { createServer, type IncomingHttpHeaders } from 'node:http';
+import type { AddressInfo } from 'node:net';
+import { Webhook } from 'standardwebhooks';
+import { afterAll, describe, expect, it } from 'vitest';
+import { deprovisionAlert } from '../src/jobs/deprovision-alert.js';
+import { createTenant } from '../src/tenants/tenants.js';
+import { startTestDaemon, testConfig } from './support/daemon.js';
+import { createTestDatabase } from './support/database.js';
+import { capturingLogger } from './support/log-capture.js';
+import { GROUP, patch, USER } from './support/scim-fixtures.js';
+
+const ADMIN = randomBytes(24).toString('hex');
+
+interface Received {
+  path: string;
+  headers: IncomingHttpHeaders;
+  body: string;
+}
+
+/** A real HTTP receiver: records every POST; a path's scripted answers are used up in order, then 200. */
+async function startReceiver() {
+  const received: Received[] = [];
+  const script = new Map<string, number[]>();
+  const server = createServer((req, res) => {
+    const chunks: Buffer[] = [];
+    req.on('data', (c: Buffer) => chunks.push(c));
+    req.on('end', () => {
+      const path = req.url ?? '/';
+      received.push({ path, headers: req.headers, body: Buffer.concat(chunks).toString('utf8') });
+      res.statusCode = script.get(path)?.shift() ?? 200;
+      res.end();
+    });
+  });
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+  const base = `http://127.0.0.1:${(server.address() as AddressInfo).port}`;
+  return {
+    base,
+    received,
+    script,
+    at: (path: string) => received.filter((r) => r.path === path),
+    close: () => new Promise<void>((resolve) => server.close(() => resolve())),
+  };
+}
+
+const verified = (secret: string, r: Received) =>
+  new Webhook(secret).verify(r.body, {
+    'webhook-id': String(r.headers['webhook-id']),
+    'webhook-timestamp': String(r.headers['webhook-timestamp']),
+    'webhook-signature': String(r.headers['webhook-signature']),
+  }) as { type: string; data: Record<string, any> };
+
+describe('webhooks: alerts that reach a person', async () => {
+  const database = await createTestDatabase();
+  const { tenant, scimToken } = await createTenant(database.db, 'acme', 'test');
+  await createTenant(database.db, 'other', 'test');
+  const { log, output } = capturingLogger('debug');
+  const receiver = await startReceiver();
+  const daemon = await startTestDaemon({
+    mode: 'start',
+    config: testConfig(database.url, { adminToken: ADMIN, secretKey: 's'.repeat(40) }),
+    log,
+    webhookBackoffMs: 100,
+  });
+  afterAll(async () => {
+    await daemon.stop();
+    await receiver.close();
+  });
+  const base = `http://127.0.0.1:${daemon.port}`;
+  const call = async (path: string, method: string, token: string, body?: unknown) => {
+    const response = await fetch(`${base}${path}`, {
+      method,
+      headers: { Authorization: `Bearer ${token}`, 'Content-Type': 'application/json' },
+      body: body === undefined ? undefined : JSON.stringify(body),
+    });
+    return {
+      status: response.status,
+      body: response.status === 204 ? undefined : ((await response.json()) as any),
+    };
+  };
+  const ALL = [
+    'deprovision.failed',
+    'deprovision.blocked',
+    'drift.critical',
+    'brake.held',
+    'platform.credential_refused',
+    'platform.budget_exhausted',
+  ];
+  const add = async (tenantName: string, path: string, events = ALL, format = 'standard') => {
+    const response = await call(`/api/tenants/${tenantName}/webhooks`, 'POST', ADMIN, {
+      url: `${receiver.base}${path}`,
+      events,
+      format,
+    });
+    expect(response.status).toBe(201);
+    return response.body as { id: string; secret: string };
+  };
+  const deliveries = async (tenantName: string) =>
+    (await call(`/api/tenants/${tenantName}/webhooks/deliveries`, 'GET', ADMIN)).body.deliveries as any[];
+
+  const acme = await add('acme', '/acme');
+  const flaky = await add('acme', '/flaky', ['brake.held']);
+  receiver.script.set('/flaky', [500]);
+  const gone = await add('acme', '/gone', ['brake.held']);
+  receiver.script.set('/gone', [410]);
+  await add('acme', '/slack', ['brake.held'], 'slack');
+  const otherHook = await add('other', '/other');
+
+  it('refuses what is not an http(s) URL, unknown events and a second endpoint for one URL', async () => {
+    const file = await call('/api/tenants/acme/webhooks', 'POST', ADMIN, {
+      url: 'file:///etc/passwd',
+      events: ['brake.held'],
+    });
+    expect(file.status).toBe(400);
+    expect(file.body.detail ?? file.body.message ?? JSON.stringify(file.body)).toMatch(/http/);
+    const unknown = await call('/api/tenants/acme/webhooks', 'POST', ADMIN, {
+      url: `${receiver.base}/x`,
+      events: ['user.created'],
+    });
+    expect(unknown.status).toBe(400);
+    const twice = await call('/api/tenants/acme/webhooks', 'POST', ADMIN, {
+      url: `${receiver.base}/acme`,
+      events: ['brake.held'],
+    });
+    expect(twice.status).toBe(409);
+    expect(acme.secret).toMatch(/^whsec_/);
+  });
+
+  it('lists endpoints without their secrets, sealed at rest', async () => {
+    const listed = await call('/api/tenants/acme/webhooks', 'GET', ADMIN);
+    expect(listed.body.webhooks).toHaveLength(4);
+    expect(JSON.stringify(listed.body)).not.toContain(acme.secret);
+    const [row] = await database.sql`SELECT secret_sealed FROM webhook_endpoints WHERE id = ${acme.id}`;
+    expect(row!.secret_sealed).toMatch(/^v1\./);
+    expect(row!.secret_sealed).not.toContain(acme.secret.slice(6));
+  });
+
+  it('a mass change held by the brake is POSTed, signed per Standard Webhooks, once per URL', async () => {
+    await call('/api/tenants/acme/rules', 'POST', ADMIN, {
+      target: 'enterprise',
+      idpGroup: 'Everyone',
+      permissions: ['view'],
+    });
+    const ids: string[] = [];
+    for (let i = 0; i < 8; i++) {
+      const user = await call('/scim/v2/Users', 'POST', scimToken, {
+        schemas: [USER],
+        userName: `p${i}@example.com`,
+      });
+      ids.push(user.body.id);
+    }
+    const group = await call('/scim/v2/Groups', 'POST', scimToken, {
+      schemas: [GROUP],
+      displayName: 'Everyone',
+      members: ids.map((value) => ({ value })),
+    });
+    await expect
+      .poll(
+        async () =>
+          Number(
+            (
+              await database.sql`SELECT count(*) AS n FROM platform_enterprise_members WHERE tenant_id = ${tenant.id}`
+            )[0]!.n,
+          ),
+        { timeout: 15_000 },
+      )
+      .toBe(8);
+    await call(
+      `/scim/v2/Groups/${group.body.id}`,
+      'PATCH',
+      scimToken,
+      patch([{ op: 'replace', path: 'members', value: [] }]),
+    );
+    await expect.poll(() => receiver.at('/acme').length, { timeout: 15_000 }).toBeGreaterThan(0);
+    const [first] = receiver.at('/acme');
+    const message = verified(acme.secret, first!);
+    expect(message.type).toBe('brake.held');
+    expect(message.data).toMatchObject({ tenant: 'acme', usersHeld: 8 });
+    expect(first!.headers['webhook-id']).toMatch(/^msg_/);
+    // A tampered body or a wrong secret does not verify.
+    expect(() =>
+      verified(acme.secret, { ...first!, body: first!.body.replace('"acme"', '"evil"') }),
+    ).toThrow();
+    expect(() => verified(otherHook.secret, first!)).toThrow();
+  });
+
+  it('retries a failing receiver with back-off and records each attempt', async () => {
+    await expect
+      .poll(async () => (await deliveries('acme')).find((d) => d.url.endsWith('/flaky'))?.status, {
+        timeout: 15_000,
+      })
+      .toBe('delivered');
+    const flakyDelivery = (await deliveries('acme')).find((d) => d.url.endsWith('/flaky'))!;
+    expect(flakyDelivery).toMatchObject({ attempts: 2, lastResponseStatus: 200, event: 'brake.held' });
+    const attempts = await database.sql`
+      SELECT attempt, response_status FROM webhook_delivery_attempts WHERE delivery_id = ${flakyDelivery.id} ORDER BY attempt`;
+    expect(attempts.map((a) => [a.attempt, a.response_status])).toEqual([
+      [1, 500],
+      [2, 200],
+    ]);
+    // The same message id on the retry, so a receiver can deduplicate; both signatures verify.
+    const [one, two] = receiver.at('/flaky');
+    expect(two!.headers['webhook-id']).toBe(one!.headers['webhook-id']);
+    expect(verified(flaky.secret, two!).type).toBe('brake.held');
+  });
+
+  it('disables an endpoint that answers 410 Gone, and sends Slack its {"text"} shape', async () => {
+    await expect
+      .poll(async () => (await deliveries('acme')).find((d) => d.url.endsWith('/gone'))?.status, {
+        timeout: 15_000,
+      })
+      .toBe('gone');
+    const listed = (await call('/api/tenants/acme/webhooks', 'GET', ADMIN)).body.webhooks as any[];
+    expect(listed.find((w) => w.id === gone.id).disabledReason).toMatch(/410/);
+    expect(receiver.at('/gone')).toHaveLength(1);
+    await expect.poll(() => receiver.at('/slack').length, { timeout: 15_000 }).toBe(1);
+    expect(JSON.parse(receiver.at('/slack')[0]!.body)).toEqual({
+      text: expect.stringContaining('brake.held'),
+    });
+  });
+
+  it('an offboarding stopped by a team’s last admin is deprovision.blocked', async () => {
+    await call('/api/tenants/acme/rules', 'POST', ADMIN, {
+      target: 'team',
+      idpGroup: 'Ops Leads',
+      team: 'ops',
+      role: 'admin',
+    });
+    const lead = await call('/scim/v2/Users', 'POST', scimToken, {
+      schemas: [USER],
+      userName: 'lead@example.com',
+    });
+    await call('/scim/v2/Groups', 'POST', scimToken, {
+      schemas: [GROUP],
+      displayName: 'Ops Leads',
+      members: [{ value: lead.body.id }],
+    });
+    await expect
+      .poll(
+        async () =>
+          (
+            await database.sql`SELECT count(*)::int AS n FROM platform_team_members WHERE tenant_id = ${tenant.id} AND account = 'lead@example.com'`
+          )[0]!.n,
+        { timeout: 15_000 },
+      )
+      .toBe(1);
+    await call(`/scim/v2/Users/${lead.body.id}`, 'DELETE', scimToken);
+    await expect
+      .poll(() => receiver.at('/acme').map((r) => JSON.parse(r.body).type), { timeout: 15_000 })
+      .toContain('deprovision.blocked');
+    const blocked = receiver.at('/acme').find((r) => JSON.parse(r.body).type === 'deprovision.blocked')!;
+    expect(verified(acme.secret, blocked).data).toMatchObject({ userId: lead.body.id });
+  });
+
+  it('a drift scan finding an offboarded user with access is drift.critical', async () => {
+    expect((await call('/api/tenants/acme/drift/scan', 'POST', ADMIN)).status).toBe(202);
+    await expect
+      .poll(() => receiver.at('/acme').map((r) => JSON.parse(r.body).type), { timeout: 20_000 })
+      .toContain('drift.critical');
+    const critical = receiver.at('/acme').find((r) => JSON.parse(r.body).type === 'drift.critical')!;
+    expect(verified(acme.secret, critical).data.findings.length).toBeGreaterThan(0);
+  });
+
+  it('a deprovision failing its attempts is deprovision.failed, once per stage', async () => {
+    // The worker pool's failure hook, as the pool calls it after the third failed attempt (twice: a
+    // retried announcement of the same stage adds nothing).
+    const alert = deprovisionAlert(database.db, log);
+    const failure = {
+      lane: 'deprovision' as const,
+      jobId: 'outbox-999',
+      payload: {
+        tenantId: tenant.id,
+        subjectType: 'user' as const,
+        subjectId: '00000000-0000-4000-8000-000000000001',
+      },
+      attemptsMade: 3,
+      final: false,
+      error: new Error('platform unavailable'),
+    };
+    await alert(failure);
+    await alert(failure);
+    await expect
+      .poll(
+        () => receiver.at('/acme').filter((r) => JSON.parse(r.body).type === 'deprovision.failed').length,
+        {
+          timeout: 15_000,
+        },
+      )
+      .toBe(1);
+  });
+
+  it('keeps tenants apart: the other tenant’s endpoint heard none of acme’s events', async () => {
+    expect(receiver.at('/other')).toHaveLength(0);
+    expect(await deliveries('other')).toEqual([]);
+    // An owner token of the other tenant cannot see acme's webhooks.
+    const token = await call('/api/admin-tokens', 'POST', ADMIN, {
+      name: 'other-owner',
+      role: 'owner',
+      tenant: 'other',
+    });
+    expect((await call('/api/tenants/acme/webhooks', 'GET', token.body.token)).status).toBe(404);
+    expect((await call('/api/tenants/acme/webhooks/deliveries', 'GET', token.body.token)).status).toBe(404);
+  });
+
+  it('never logs a webhook secret', () => {
+    expect(output().length).toBeGreaterThan(0);
+    for (const secret of [acme.secret, flaky.secret, gone.secret, otherHook.secret]) {
+      expect(output()).not.toContain(secret);
+      expect(output()).not.toContain(secret.slice(6));
+    }
+  });
+
+  it('removing an endpoint stops its deliveries; an auditor may read but not add', async () => {
+    const auditor = await call('/api/admin-tokens', 'POST', ADMIN, {
+      name: 'acme-auditor',
+      role: 'auditor',
+      tenant: 'acme',
+    });
+    expect((await call('/api/tenants/acme/webhooks/deliveries', 'GET', auditor.body.token)).status).toBe(200);
+    expect(
+      (
+        await call('/api/tenants/acme/webhooks', 'POST', auditor.body.token, {
+          url: `${receiver.base}/a`,
+          events: ['brake.held'],
+        })
+      ).status,
+    ).toBe(403);
+    expect((await call(`/api/tenants/acme/webhooks/${acme.id}`, 'DELETE', ADMIN)).status).toBe(204);
+    expect((await call(`/api/tenants/acme/webhooks/${acme.id}`, 'DELETE', ADMIN)).status).toBe(404);
+  });
+});
