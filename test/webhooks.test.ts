@@ -1,12 +1,17 @@
 import { randomBytes } from 'node:crypto';
 import { createServer, type IncomingHttpHeaders } from 'node:http';
 import type { AddressInfo } from 'node:net';
+import { Redis } from 'ioredis';
 import { Webhook } from 'standardwebhooks';
-import { afterAll, describe, expect, it } from 'vitest';
+import { afterAll, describe, expect, inject, it } from 'vitest';
+import { addWebhook } from '../src/alerts/endpoints.js';
 import { deprovisionAlert } from '../src/jobs/deprovision-alert.js';
+import { connectorFactory } from '../src/platform/factory.js';
+import { SecretBox } from '../src/security/secret-box.js';
 import { createTenant } from '../src/tenants/tenants.js';
 import { startTestDaemon, testConfig } from './support/daemon.js';
-import { createTestDatabase } from './support/database.js';
+import { createTestDatabase, uniquePrefix } from './support/database.js';
+import { HerokuSimulator } from './support/heroku-simulator.js';
 import { capturingLogger } from './support/log-capture.js';
 import { GROUP, patch, USER } from './support/scim-fixtures.js';
 
@@ -327,5 +332,85 @@ describe('webhooks: alerts that reach a person', async () => {
     ).toBe(403);
     expect((await call(`/api/tenants/acme/webhooks/${acme.id}`, 'DELETE', ADMIN)).status).toBe(204);
     expect((await call(`/api/tenants/acme/webhooks/${acme.id}`, 'DELETE', ADMIN)).status).toBe(404);
+  });
+});
+
+describe('webhooks: the platform refusing idsync, from the real cause (Heroku simulator)', async () => {
+  const database = await createTestDatabase();
+  const redis = new Redis(inject('redisUrl'));
+  const secretKey = 'p'.repeat(40);
+  const box = SecretBox.fromConfig({ secretKey, dataDir: '/nonexistent' });
+  const { log } = capturingLogger('silent');
+  const simulator = new HerokuSimulator({ refillPerMinute: 1 });
+  await simulator.start();
+  simulator.addTeam('core', [['ada@example.com', 'admin']]);
+  afterAll(async () => {
+    await simulator.stop();
+    redis.disconnect();
+  });
+  const connectorFor = connectorFactory({
+    database,
+    redis,
+    config: { secretKey, dataDir: '/nonexistent', databaseUrl: undefined },
+    log,
+    rateLimitPatienceMs: 200,
+  });
+  const recorded = async (tenantId: string) =>
+    (
+      await database.sql`SELECT event_type, payload FROM webhook_deliveries WHERE tenant_id = ${tenantId} ORDER BY id`
+    ).map((r) => ({ type: r.event_type, payload: r.payload }));
+  const tenantWithHook = async (name: string) => {
+    const { tenant } = await createTenant(database.db, name, 'test');
+    await simulator.connect(database.db, tenant.id, secretKey, {
+      budgetKey: uniquePrefix(name),
+      // idsync's own estimate refills at once: the simulator's empty bucket (429s) is what holds it back.
+      refillPerMinute: 600_000,
+      reserve: 0,
+    });
+    await addWebhook(
+      database.db,
+      box,
+      tenant.id,
+      {
+        url: 'https://alerts.example.com/idsync',
+        events: ['platform.credential_refused', 'platform.budget_exhausted'],
+        format: 'standard',
+      },
+      'test',
+    );
+    return tenant;
+  };
+
+  it('a refused credential (401) is platform.credential_refused, once per stop', async () => {
+    const tenant = await tenantWithHook('refused');
+    // The stored token is not the one the platform accepts: a revoked credential.
+    await database.sql`UPDATE tenants SET connector_settings = connector_settings || ${JSON.stringify({ token: { sealed: box.seal('revoked-token') } })}::jsonb WHERE id = ${tenant.id}`;
+    const connector = await connectorFor(tenant.id, 'deprovision');
+    await expect(
+      connector.apply({ kind: 'remove-team-member', account: 'ada@example.com', team: 'core' }),
+    ).rejects.toThrow(/401/);
+    const events = await recorded(tenant.id);
+    expect(events.map((e) => e.type)).toEqual(['platform.credential_refused']);
+    expect(events[0]!.payload).toMatchObject({
+      type: 'platform.credential_refused',
+      data: { tenant: 'refused', platform: 'heroku' },
+    });
+    expect(JSON.stringify(events)).not.toContain('revoked-token');
+  });
+
+  it('429s outlasting a request’s patience are platform.budget_exhausted, once per window', async () => {
+    const tenant = await tenantWithHook('exhausted');
+    const connector = await connectorFor(tenant.id, 'reconcile');
+    // One answered request first, so idsync has seen the bucket's size (as it has in any running daemon).
+    expect(
+      await connector.apply({ kind: 'remove-team-member', account: 'ada@example.com', team: 'core' }),
+    ).toEqual({ status: 'applied' });
+    simulator.drainBudget();
+    for (let i = 0; i < 2; i++) {
+      await expect(
+        connector.apply({ kind: 'remove-team-member', account: 'ada@example.com', team: 'core' }),
+      ).rejects.toThrow(/rate limited/);
+    }
+    expect((await recorded(tenant.id)).map((e) => e.type)).toEqual(['platform.budget_exhausted']);
   });
 });

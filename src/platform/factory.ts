@@ -33,6 +33,8 @@ export interface ConnectorFactoryOptions {
   redis: Redis;
   config: Pick<Config, 'secretKey' | 'dataDir' | 'databaseUrl'>;
   log: Logger;
+  /** How long a request waits out 429s before giving up (the client's default: 2 minutes); tests shorten it. */
+  rateLimitPatienceMs?: number;
 }
 
 /** The connector for each tenant's platform, as `idsync platform set` configured it. */
@@ -61,6 +63,9 @@ export function connectorFactory(options: ConnectorFactoryOptions): ConnectorFor
       priority,
       log: options.log,
       onBudgetExhausted: () => budgetExhausted(options, tenantId, priority),
+      ...(options.rateLimitPatienceMs !== undefined
+        ? { rateLimitPatienceMs: options.rateLimitPatienceMs }
+        : {}),
     });
     return new HerokuConnector(client, new PlatformMirror(db, tenantId, true), settings, {
       stopTenant: (reason) => stopTenant(options, tenantId, reason),
