@@ -41,6 +41,9 @@ describe('migrations', () => {
       'tokens',
       'user_counts',
       'users',
+      'webhook_deliveries',
+      'webhook_delivery_attempts',
+      'webhook_endpoints',
     ]);
   });
 

@@ -9,6 +9,7 @@ import { deprovisionAlert } from '../src/jobs/deprovision-alert.js';
 import { connectorFactory } from '../src/platform/factory.js';
 import { SecretBox } from '../src/security/secret-box.js';
 import { createTenant } from '../src/tenants/tenants.js';
+import { runCli } from './support/cli.js';
 import { startTestDaemon, testConfig } from './support/daemon.js';
 import { createTestDatabase, uniquePrefix } from './support/database.js';
 import { HerokuSimulator } from './support/heroku-simulator.js';
@@ -221,6 +222,61 @@ describe('webhooks: alerts that reach a person', async () => {
     await expect.poll(() => receiver.at('/slack').length, { timeout: 15_000 }).toBe(1);
     expect(JSON.parse(receiver.at('/slack')[0]!.body)).toEqual({
       text: expect.stringContaining('brake.held'),
+    });
+  });
+
+  it('shows the deliveries and their outcome in the security console', async () => {
+    const publicUrl = daemon.resources.config.publicUrl;
+    const login = await fetch(`${base}/console/acme/login`, {
+      method: 'POST',
+      redirect: 'manual',
+      headers: { 'Content-Type': 'application/x-www-form-urlencoded', Origin: publicUrl },
+      body: new URLSearchParams({ token: ADMIN }).toString(),
+    });
+    expect(login.status).toBe(303);
+    const cookie = login.headers.get('set-cookie')!.split(';')[0]!;
+    const page = await (await fetch(`${base}/console/acme`, { headers: { cookie } })).text();
+    const alerts = page.slice(page.indexOf('<section id="alerts">'));
+    expect(alerts).toContain('brake.held');
+    expect(alerts).toMatch(/\/flaky<\/td>\s*<td class="ok">delivered<\/td><td>2<\/td><td>200/);
+    expect(alerts).toMatch(/\/gone<\/td>\s*<td class="bad">gone<\/td>/);
+    expect(page).not.toContain(acme.secret);
+  });
+
+  it('the CLI adds (secret shown once), lists and shows deliveries', async () => {
+    const env = { DATABASE_URL: database.url, IDSYNC_SECRET_KEY: 's'.repeat(40) };
+    const added = await runCli(
+      [
+        'webhook',
+        'add',
+        '--tenant',
+        'acme',
+        '--url',
+        `${receiver.base}/cli`,
+        '--events',
+        'drift.critical,brake.held',
+        '--format',
+        'slack',
+      ],
+      env,
+    );
+    expect(added.code, added.stderr).toBe(0);
+    expect(added.stdout).toMatch(/secret:\s+whsec_/);
+    const refused = await runCli(
+      ['webhook', 'add', '--tenant', 'acme', '--url', 'ftp://x', '--events', 'brake.held'],
+      env,
+    );
+    expect(refused.code).not.toBe(0);
+    expect(refused.stderr).toMatch(/http/);
+    const listed = await runCli(['webhook', 'list', '--tenant', 'acme'], env);
+    expect(listed.stdout).toContain(`${receiver.base}/cli  slack  drift.critical,brake.held  live`);
+    expect(listed.stdout).not.toContain('whsec_');
+    const shown = await runCli(['webhook', 'deliveries', '--tenant', 'acme', '--json'], env);
+    expect(shown.code, shown.stderr).toBe(0);
+    const { deliveries: rows } = JSON.parse(shown.stdout) as { deliveries: any[] };
+    expect(rows.find((d) => d.url.endsWith('/gone'))).toMatchObject({
+      status: 'gone',
+      lastResponseStatus: 410,
     });
   });
 
