@@ -1,6 +1,5 @@
 import { sql } from 'drizzle-orm';
 import { type NextFunction, type Request, type Response, Router } from 'express';
-import { z } from 'zod';
 import {
   addWebhook,
   listWebhooks,
@@ -25,13 +24,11 @@ import { latestReceipt } from '../reconcile/receipts.js';
 import { planUser, type ReconcileDependencies } from '../reconcile/reconciler.js';
 import { addRule, listRules, readRuleInput, removeRule } from '../reconcile/rules.js';
 import {
-  ADMIN_ROLES,
   type AdminPrincipal,
   type AdminRole,
   adminActor,
   authenticateAdmin,
   createAdminToken,
-  isAdminRole,
   listAdminTokens,
   revokeAdminToken,
   roleIncludes,
@@ -46,6 +43,12 @@ import {
 import type { SecretBox } from '../security/secret-box.js';
 import { findTenantByName, type Tenant } from '../tenants/tenants.js';
 import { issueApiToken } from '../tokens/tokens.js';
+import {
+  createAdminTokenBodySchema,
+  createClientBodySchema,
+  deliveriesQuerySchema,
+  issueTokenBodySchema,
+} from './schemas.js';
 
 /*
  * The admin API (JSON). Every request names an admin principal (IDSYNC_ADMIN_TOKEN, the bootstrap
@@ -148,10 +151,7 @@ export function adminRouter(options: AdminRouterOptions): Router {
   });
   router.post('/tenants/:tenant/users/:id/tokens', owner, async (req, res) => {
     const tenant = await tenantOf(req, res);
-    const body = (req.body ?? {}) as { scopes?: unknown; expiresInSeconds?: unknown; label?: unknown };
-    const scopes = Array.isArray(body.scopes) ? body.scopes.map(String) : [];
-    const expiresInSeconds = typeof body.expiresInSeconds === 'number' ? body.expiresInSeconds : undefined;
-    const label = typeof body.label === 'string' ? body.label : undefined;
+    const { scopes, expiresInSeconds, label } = parsedOrInvalid(issueTokenBodySchema, req.body ?? {});
     res.status(201).json(
       await issueApiToken(db, tenant.id, String(req.params.id), {
         scopes,
@@ -187,9 +187,8 @@ export function adminRouter(options: AdminRouterOptions): Router {
   });
   router.post('/tenants/:tenant/clients', owner, async (req, res) => {
     const tenant = await tenantOf(req, res);
-    const body = (req.body ?? {}) as { name?: unknown; scopes?: unknown };
-    if (typeof body.name !== 'string') throw invalid('"name" is required');
-    const scopes = readClientScopes(Array.isArray(body.scopes) ? body.scopes.map(String) : undefined);
+    const body = parsedOrInvalid(createClientBodySchema, req.body ?? {});
+    const scopes = readClientScopes(body.scopes);
     res.status(201).json(await createClient(db, tenant.id, body.name, scopes, actor(res)));
   });
   router.post('/tenants/:tenant/clients/:name/rotate', owner, async (req, res) => {
@@ -208,10 +207,7 @@ export function adminRouter(options: AdminRouterOptions): Router {
   });
   router.post('/admin-tokens', owner, async (req, res) => {
     const principal = principalOf(res);
-    const body = (req.body ?? {}) as { name?: unknown; role?: unknown; tenant?: unknown };
-    if (typeof body.name !== 'string') throw invalid('"name" is required');
-    if (typeof body.role !== 'string' || !isAdminRole(body.role))
-      throw invalid(`"role" must be one of ${ADMIN_ROLES.join(', ')}`);
+    const body = parsedOrInvalid(createAdminTokenBodySchema, req.body ?? {});
     let tenantId: string | null = null;
     if (body.tenant !== undefined && body.tenant !== null) {
       const name = String(body.tenant);
@@ -308,5 +304,3 @@ export function adminRouter(options: AdminRouterOptions): Router {
   router.use(jsonErrorHandler);
   return router;
 }
-
-const deliveriesQuerySchema = z.object({ limit: z.coerce.number().int().min(1).max(500).default(50) });

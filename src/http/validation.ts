@@ -12,5 +12,6 @@ export function parsedOrInvalid<T>(schema: z.ZodType<T>, input: unknown): T {
   const issue = result.error.issues[0]!;
   // Messages name their field already ("role must be one of …"); only a bare one gets it in front.
   const field = String(issue.path[0] ?? '');
-  throw invalid(field && !issue.message.startsWith(field) ? `${field}: ${issue.message}` : issue.message);
+  const named = issue.message.startsWith(field) || issue.message.startsWith(`"${field}"`);
+  throw invalid(field && !named ? `${field}: ${issue.message}` : issue.message);
 }

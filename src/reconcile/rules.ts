@@ -19,7 +19,7 @@ import {
 import { loadRules } from './state.js';
 
 /** What a rule matches, as an admin writes it: exactly one of an IdP group or an app role. */
-const ruleSourceSchema = z
+export const ruleSourceSchema = z
   .object({
     idpGroup: z.string().trim().min(1, 'idpGroup must not be empty').optional(),
     idpAppRole: z.string().trim().min(1, 'idpAppRole must not be empty').optional(),
@@ -47,7 +47,7 @@ const appName = z
   );
 
 /** What a rule grants (API body, CLI flags): exactly one target shape is accepted. */
-const ruleTargetSchema = z.discriminatedUnion('target', [
+export const ruleTargetSchema = z.discriminatedUnion('target', [
   z.object({
     target: z.literal('team'),
     team: teamName,

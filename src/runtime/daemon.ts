@@ -7,6 +7,7 @@ import { consoleRouter } from '../console/router.js';
 import { connectDatabase, type DatabaseHandle } from '../db/client.js';
 import { appliedMigrationCount, expectedMigrationCount, runMigrations } from '../db/migrate.js';
 import { type AppOptions, createApp } from '../http/app.js';
+import { API_MOUNTS, OPENAPI_PATH, openApiRouter } from '../http/openapi.js';
 import { listen, type RunningHttpServer } from '../http/server.js';
 import { connectionReady, createRedisConnection } from '../jobs/connection.js';
 import { deprovisionAlert } from '../jobs/deprovision-alert.js';
@@ -235,37 +236,7 @@ export async function startDaemon(options: DaemonOptions): Promise<Daemon> {
           },
         ],
         mounts: [
-          {
-            path: '/scim/v2',
-            router: scimRouter({ db: database.db, tokens, baseUrl: `${config.publicUrl}/scim/v2` }),
-          },
-          { path: '/oauth', router: oauthRouter({ db: database.db }) },
-          {
-            path: '/sso',
-            router: ssoRouter({
-              db: database.db,
-              redis: producer,
-              publicUrl: config.publicUrl,
-              secretBox: optionalSecretBox(config),
-            }),
-          },
-          {
-            path: '/api',
-            router: adminRouter({
-              db: database.db,
-              adminToken: config.adminToken,
-              reconcile: { database, connectorFor },
-              secretBox: optionalSecretBox(config),
-            }),
-          },
-          {
-            path: '/console',
-            router: consoleRouter({
-              db: database.db,
-              adminToken: config.adminToken,
-              publicUrl: config.publicUrl,
-            }),
-          },
+          ...edgeMounts({ resources, tokens, redis: producer }),
           ...(options.mounts?.(resources) ?? []),
         ],
       });
@@ -288,6 +259,56 @@ export async function startDaemon(options: DaemonOptions): Promise<Daemon> {
     await stopAll();
     throw error;
   }
+}
+
+/**
+ * The protocol edges the HTTP app mounts, in order: the OpenAPI document before the admin API (it needs
+ * no credential), each edge with its own error format. Exported so the contract test walks exactly these.
+ */
+export function edgeMounts(options: {
+  resources: DaemonResources;
+  tokens: ScimTokenVerifier;
+  redis: Redis;
+}): NonNullable<AppOptions['mounts']> {
+  const { database, config, connectorFor } = options.resources;
+  return [
+    {
+      path: API_MOUNTS.scim,
+      router: scimRouter({
+        db: database.db,
+        tokens: options.tokens,
+        baseUrl: `${config.publicUrl}${API_MOUNTS.scim}`,
+      }),
+    },
+    { path: API_MOUNTS.oauth, router: oauthRouter({ db: database.db }) },
+    {
+      path: '/sso',
+      router: ssoRouter({
+        db: database.db,
+        redis: options.redis,
+        publicUrl: config.publicUrl,
+        secretBox: optionalSecretBox(config),
+      }),
+    },
+    { path: OPENAPI_PATH, router: openApiRouter() },
+    {
+      path: API_MOUNTS.admin,
+      router: adminRouter({
+        db: database.db,
+        adminToken: config.adminToken,
+        reconcile: { database, connectorFor },
+        secretBox: optionalSecretBox(config),
+      }),
+    },
+    {
+      path: '/console',
+      router: consoleRouter({
+        db: database.db,
+        adminToken: config.adminToken,
+        publicUrl: config.publicUrl,
+      }),
+    },
+  ];
 }
 
 /**
