@@ -10,6 +10,13 @@ export const WEBHOOK_QUEUE = 'idsync-webhook';
 /** Attempts per delivery; with back-off doubling from `backoffMs` (2 s), about 4 minutes in all. */
 export const WEBHOOK_ATTEMPTS = 8;
 
+/**
+ * A delivery still pending this long after it was queued is queued again: if Redis lost its job (no
+ * persistence, a failover) it is re-created; if the job still exists, BullMQ ignores the same job id.
+ * Longer than the whole back-off of WEBHOOK_ATTEMPTS at the default delay.
+ */
+const REQUEUE_AFTER_SECONDS = 15 * 60;
+
 export interface WebhookJob {
   deliveryId: number;
 }
@@ -63,7 +70,9 @@ export class WebhookDispatcher {
   async dispatchOnce(): Promise<number> {
     return this.options.sql.begin(async (tx) => {
       const rows = await tx<{ id: string }[]>`
-        SELECT id::text FROM webhook_deliveries WHERE queued_at IS NULL AND status = 'pending'
+        SELECT id::text FROM webhook_deliveries
+        WHERE status = 'pending'
+          AND (queued_at IS NULL OR queued_at < now() - make_interval(secs => ${REQUEUE_AFTER_SECONDS}))
         ORDER BY id LIMIT 200 FOR UPDATE SKIP LOCKED`;
       if (rows.length === 0) return 0;
       await this.queue.addBulk(

@@ -808,9 +808,8 @@ export const webhookDeliveries = pgTable(
   },
   (t) => [
     uniqueIndex('webhook_deliveries_endpoint_event_key').on(t.endpointId, t.eventKey),
-    index('webhook_deliveries_unqueued_idx')
-      .on(t.id)
-      .where(sql`${t.queuedAt} IS NULL AND ${t.status} = 'pending'`),
+    // What the dispatcher looks for: pending rows not queued yet, or queued long ago (Redis lost the job).
+    index('webhook_deliveries_pending_idx').on(t.queuedAt).where(sql`${t.status} = 'pending'`),
     index('webhook_deliveries_tenant_recent_idx').on(t.tenantId, t.id),
   ],
 );
