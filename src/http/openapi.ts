@@ -67,6 +67,10 @@ interface Route {
   /** Success status and body schema (none: no body). */
   ok: [number, z.ZodType | undefined];
   csv?: boolean;
+  /** Request media types other than the edge's JSON (an upload). */
+  bodyMediaTypes?: string[];
+  /** Other success statuses with the same body. */
+  alsoOk?: number[];
 }
 
 const ADMIN_ROUTES: Route[] = [
@@ -91,6 +95,22 @@ const ADMIN_ROUTES: Route[] = [
     summary: 'Remove an assignment rule',
     role: 'operator',
     ok: [204, undefined],
+  },
+  {
+    method: 'post',
+    path: '/tenants/{tenant}/imports',
+    summary:
+      'Import assignments from a CSV: the body as text/csv or one file of a multipart form (201 when applied, 200 for a dry run)',
+    role: 'operator',
+    body: z.string(),
+    bodyMediaTypes: ['text/csv', 'multipart/form-data'],
+    query: z.object({
+      dryRun: z.string().optional(),
+      skipInvalid: z.string().optional(),
+      replace: z.string().optional(),
+    }),
+    ok: [201, anyObject],
+    alsoOk: [200],
   },
   {
     method: 'get',
@@ -330,6 +350,17 @@ function register(prefix: string, routes: Route[], edge: 'admin' | 'scim' | 'oau
   for (const route of routes) {
     const params = parametersOf(route.path);
     const [status, schema] = route.ok;
+    const success = {
+      description: 'success',
+      ...(schema
+        ? {
+            content: {
+              [mediaType]: { schema },
+              ...(route.csv ? { 'text/csv': { schema: z.string() } } : {}),
+            },
+          }
+        : {}),
+    };
     registry.registerPath({
       method: route.method,
       path: `${prefix}${route.path}`,
@@ -343,26 +374,19 @@ function register(prefix: string, routes: Route[], edge: 'admin' | 'scim' | 'oau
         ...(route.body
           ? {
               body: {
-                content:
-                  edge === 'oauth'
-                    ? { 'application/x-www-form-urlencoded': { schema: route.body } }
-                    : { [mediaType]: { schema: route.body } },
+                content: Object.fromEntries(
+                  (
+                    route.bodyMediaTypes ?? [
+                      edge === 'oauth' ? 'application/x-www-form-urlencoded' : mediaType,
+                    ]
+                  ).map((type) => [type, { schema: route.body! }]),
+                ),
               },
             }
           : {}),
       },
       responses: {
-        [status]: {
-          description: 'success',
-          ...(schema
-            ? {
-                content: {
-                  [mediaType]: { schema },
-                  ...(route.csv ? { 'text/csv': { schema: z.string() } } : {}),
-                },
-              }
-            : {}),
-        },
+        ...Object.fromEntries([status, ...(route.alsoOk ?? [])].map((code) => [code, success])),
         default: {
           description: 'an error in the edge’s own format',
           content: { [mediaType]: { schema: errorSchema } },
