@@ -5,7 +5,6 @@ import { Redis } from 'ioredis';
 import { Webhook } from 'standardwebhooks';
 import { afterAll, describe, expect, inject, it } from 'vitest';
 import { addWebhook } from '../src/alerts/endpoints.js';
-import { deprovisionAlert } from '../src/jobs/deprovision-alert.js';
 import { connectorFactory } from '../src/platform/factory.js';
 import { SecretBox } from '../src/security/secret-box.js';
 import { createTenant } from '../src/tenants/tenants.js';
@@ -322,34 +321,6 @@ describe('webhooks: alerts that reach a person', async () => {
     expect(verified(acme.secret, critical).data.findings.length).toBeGreaterThan(0);
   });
 
-  it('a deprovision failing its attempts is deprovision.failed, once per stage', async () => {
-    // The worker pool's failure hook, as the pool calls it after the third failed attempt (twice: a
-    // retried announcement of the same stage adds nothing).
-    const alert = deprovisionAlert(database.db, log);
-    const failure = {
-      lane: 'deprovision' as const,
-      jobId: 'outbox-999',
-      payload: {
-        tenantId: tenant.id,
-        subjectType: 'user' as const,
-        subjectId: '00000000-0000-4000-8000-000000000001',
-      },
-      attemptsMade: 3,
-      final: false,
-      error: new Error('platform unavailable'),
-    };
-    await alert(failure);
-    await alert(failure);
-    await expect
-      .poll(
-        () => receiver.at('/acme').filter((r) => JSON.parse(r.body).type === 'deprovision.failed').length,
-        {
-          timeout: 15_000,
-        },
-      )
-      .toBe(1);
-  });
-
   it('keeps tenants apart: the other tenant’s endpoint heard none of acme’s events', async () => {
     expect(receiver.at('/other')).toHaveLength(0);
     expect(await deliveries('other')).toEqual([]);
@@ -469,4 +440,46 @@ describe('webhooks: the platform refusing idsync, from the real cause (Heroku si
     }
     expect((await recorded(tenant.id)).map((e) => e.type)).toEqual(['platform.budget_exhausted']);
   });
+});
+
+describe('webhooks: a deprovision that keeps failing, through the worker pool', async () => {
+  const database = await createTestDatabase();
+  const { tenant } = await createTenant(database.db, 'acme', 'test');
+  const secretKey = 'd'.repeat(40);
+  const receiver = await startReceiver();
+  const hook = await addWebhook(
+    database.db,
+    SecretBox.fromConfig({ secretKey, dataDir: '/nonexistent' }),
+    tenant.id,
+    { url: `${receiver.base}/pager`, events: ['deprovision.failed'], format: 'standard' },
+    'test',
+  );
+  const [user] = await database.sql`
+    INSERT INTO users (tenant_id, user_name, active, origin) VALUES (${tenant.id}, 'stuck@example.com', false, 'scim')
+    RETURNING id::text`;
+  const { log } = capturingLogger('silent');
+  // The platform failing every call, as reconcile-guarantees drives it: the job handler throws.
+  const worker = await startTestDaemon({
+    mode: 'worker',
+    config: testConfig(database.url, { sweeperIntervalMs: 0, secretKey }),
+    log,
+    jobHandler: async () => {
+      throw new Error('platform said 503');
+    },
+  });
+  afterAll(async () => {
+    await worker.stop();
+    await receiver.close();
+  });
+
+  it('the third failed attempt reaches the pager once, signed', async () => {
+    await database.sql`INSERT INTO outbox (tenant_id, lane, subject_type, subject_id, cause)
+      VALUES (${tenant.id}, 'deprovision', 'user', ${user!.id}, '{"event":"user.deactivated"}'::jsonb)`;
+    await expect.poll(() => receiver.at('/pager').length, { timeout: 20_000 }).toBe(1);
+    const message = verified(hook.secret, receiver.at('/pager')[0]!);
+    expect(message).toMatchObject({
+      type: 'deprovision.failed',
+      data: { tenant: 'acme', userId: user!.id, attempts: 3, retrying: true, reason: 'platform said 503' },
+    });
+  }, 30_000);
 });
