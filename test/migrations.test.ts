@@ -42,6 +42,9 @@ describe('migrations', () => {
       'tokens',
       'user_counts',
       'users',
+      'webhook_deliveries',
+      'webhook_delivery_attempts',
+      'webhook_endpoints',
     ]);
   });
 

@@ -88,21 +88,21 @@ async function seedOffboarded(database: TestDatabase, tenantId: string, userName
 
 describe('database pool sizing', () => {
   it('is sized from WORKER_CONCURRENCY, and a pool set too small is refused before anything starts', async () => {
-    // 8 deprovision + 8 reconcile + 2 scan + 1 relay + 1 sweeper + 3 headroom.
-    expect(databasePoolSize('worker', { databasePoolSize: undefined, workerConcurrency: 8 })).toBe(23);
-    expect(databasePoolSize('worker', { databasePoolSize: undefined, workerConcurrency: 2 })).toBe(11);
+    // 8 deprovision + 8 reconcile + 2 scan + 1 relay + 1 sweeper + 2 webhooks + 3 headroom.
+    expect(databasePoolSize('worker', { databasePoolSize: undefined, workerConcurrency: 8 })).toBe(25);
+    expect(databasePoolSize('worker', { databasePoolSize: undefined, workerConcurrency: 2 })).toBe(13);
     expect(databasePoolSize('serve', { databasePoolSize: undefined, workerConcurrency: 8 })).toBe(20);
     expect(databasePoolSize('worker', { databasePoolSize: 30, workerConcurrency: 8 })).toBe(30);
     expect(() => databasePoolSize('worker', { databasePoolSize: 10, workerConcurrency: 8 })).toThrow(
       new ConfigError(
         'DATABASE_POOL_SIZE',
-        'must be at least 23 for `idsync worker` with WORKER_CONCURRENCY=8 (deprovision 8 + reconcile 8 + scan 2 + relay 1 + sweeper 1 + headroom 3)',
+        'must be at least 25 for `idsync worker` with WORKER_CONCURRENCY=8 (deprovision 8 + reconcile 8 + scan 2 + relay 1 + sweeper 1 + webhooks 2 + headroom 3)',
       ),
     );
     const database = await createTestDatabase();
     await expect(
       startTestDaemon({ mode: 'worker', config: testConfig(database.url, { databasePoolSize: 10 }), log }),
-    ).rejects.toThrow(/DATABASE_POOL_SIZE: must be at least 23/);
+    ).rejects.toThrow(/DATABASE_POOL_SIZE: must be at least 25/);
   });
 });
 

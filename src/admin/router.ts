@@ -1,5 +1,12 @@
 import { sql } from 'drizzle-orm';
 import { type NextFunction, type Request, type Response, Router } from 'express';
+import {
+  addWebhook,
+  listWebhooks,
+  recentDeliveries,
+  removeWebhook,
+  webhookInputSchema,
+} from '../alerts/endpoints.js';
 import { recordAudit } from '../audit/audit-log.js';
 import type { Database } from '../db/client.js';
 import { isUuid } from '../db/uuid.js';
@@ -11,6 +18,7 @@ import { inactiveSeats } from '../drift/seats.js';
 import { forbidden, invalid, notFound, rootCause, unauthorized } from '../errors.js';
 import { jsonBody, refuseHostileText } from '../http/hostile-input.js';
 import { jsonErrorHandler } from '../http/json-errors.js';
+import { parsedOrInvalid } from '../http/validation.js';
 import { readImportFile } from '../import/csv-rows.js';
 import { importAssignments, importRefusal } from '../import/importer.js';
 import { flag, readUpload } from '../import/upload.js';
@@ -19,13 +27,11 @@ import { latestReceipt } from '../reconcile/receipts.js';
 import { planUser, type ReconcileDependencies } from '../reconcile/reconciler.js';
 import { addRule, listRules, readRuleInput, removeRule } from '../reconcile/rules.js';
 import {
-  ADMIN_ROLES,
   type AdminPrincipal,
   type AdminRole,
   adminActor,
   authenticateAdmin,
   createAdminToken,
-  isAdminRole,
   listAdminTokens,
   revokeAdminToken,
   roleIncludes,
@@ -37,8 +43,15 @@ import {
   removeClient,
   rotateClient,
 } from '../security/oauth-clients.js';
+import type { SecretBox } from '../security/secret-box.js';
 import { findTenantByName, type Tenant } from '../tenants/tenants.js';
 import { issueApiToken } from '../tokens/tokens.js';
+import {
+  createAdminTokenBodySchema,
+  createClientBodySchema,
+  deliveriesQuerySchema,
+  issueTokenBodySchema,
+} from './schemas.js';
 
 /*
  * The admin API (JSON). Every request names an admin principal (IDSYNC_ADMIN_TOKEN, the bootstrap
@@ -52,6 +65,8 @@ export interface AdminRouterOptions {
   db: Database;
   adminToken: string | undefined;
   reconcile: ReconcileDependencies;
+  /** Seals webhook secrets; undefined when this process has no key every process shares. */
+  secretBox?: SecretBox | undefined;
 }
 
 interface AdminLocals {
@@ -154,10 +169,7 @@ export function adminRouter(options: AdminRouterOptions): Router {
   });
   router.post('/tenants/:tenant/users/:id/tokens', owner, async (req, res) => {
     const tenant = await tenantOf(req, res);
-    const body = (req.body ?? {}) as { scopes?: unknown; expiresInSeconds?: unknown; label?: unknown };
-    const scopes = Array.isArray(body.scopes) ? body.scopes.map(String) : [];
-    const expiresInSeconds = typeof body.expiresInSeconds === 'number' ? body.expiresInSeconds : undefined;
-    const label = typeof body.label === 'string' ? body.label : undefined;
+    const { scopes, expiresInSeconds, label } = parsedOrInvalid(issueTokenBodySchema, req.body ?? {});
     res.status(201).json(
       await issueApiToken(db, tenant.id, String(req.params.id), {
         scopes,
@@ -193,9 +205,8 @@ export function adminRouter(options: AdminRouterOptions): Router {
   });
   router.post('/tenants/:tenant/clients', owner, async (req, res) => {
     const tenant = await tenantOf(req, res);
-    const body = (req.body ?? {}) as { name?: unknown; scopes?: unknown };
-    if (typeof body.name !== 'string') throw invalid('"name" is required');
-    const scopes = readClientScopes(Array.isArray(body.scopes) ? body.scopes.map(String) : undefined);
+    const body = parsedOrInvalid(createClientBodySchema, req.body ?? {});
+    const scopes = readClientScopes(body.scopes);
     res.status(201).json(await createClient(db, tenant.id, body.name, scopes, actor(res)));
   });
   router.post('/tenants/:tenant/clients/:name/rotate', owner, async (req, res) => {
@@ -214,10 +225,7 @@ export function adminRouter(options: AdminRouterOptions): Router {
   });
   router.post('/admin-tokens', owner, async (req, res) => {
     const principal = principalOf(res);
-    const body = (req.body ?? {}) as { name?: unknown; role?: unknown; tenant?: unknown };
-    if (typeof body.name !== 'string') throw invalid('"name" is required');
-    if (typeof body.role !== 'string' || !isAdminRole(body.role))
-      throw invalid(`"role" must be one of ${ADMIN_ROLES.join(', ')}`);
+    const body = parsedOrInvalid(createAdminTokenBodySchema, req.body ?? {});
     let tenantId: string | null = null;
     if (body.tenant !== undefined && body.tenant !== null) {
       const name = String(body.tenant);
@@ -241,6 +249,27 @@ export function adminRouter(options: AdminRouterOptions): Router {
     const { tenantId } = principalOf(res);
     await revokeAdminToken(db, String(req.params.name), actor(res), tenantId ?? undefined);
     res.status(204).end();
+  });
+
+  // Webhooks: endpoints carry a signing secret (owner to add or remove); their deliveries are evidence.
+  router.get('/tenants/:tenant/webhooks', auditor, async (req, res) => {
+    res.json({ webhooks: await listWebhooks(db, (await tenantOf(req, res)).id) });
+  });
+  router.post('/tenants/:tenant/webhooks', owner, async (req, res) => {
+    const tenant = await tenantOf(req, res);
+    const input = parsedOrInvalid(webhookInputSchema, req.body ?? {});
+    if (!options.secretBox) {
+      throw invalid('set IDSYNC_SECRET_KEY (the same in every idsync process) to store webhook secrets');
+    }
+    res.status(201).json(await addWebhook(db, options.secretBox, tenant.id, input, actor(res)));
+  });
+  router.delete('/tenants/:tenant/webhooks/:id', owner, async (req, res) => {
+    await removeWebhook(db, (await tenantOf(req, res)).id, String(req.params.id), actor(res));
+    res.status(204).end();
+  });
+  router.get('/tenants/:tenant/webhooks/deliveries', auditor, async (req, res) => {
+    const limit = parsedOrInvalid(deliveriesQuerySchema, req.query).limit;
+    res.json({ deliveries: await recentDeliveries(db, (await tenantOf(req, res)).id, limit) });
   });
 
   const wantsCsv = (req: Request) => req.query.format === 'csv';

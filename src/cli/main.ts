@@ -26,6 +26,7 @@ import { registerJobsCommands } from './jobs-commands.js';
 import { registerPlatformCommands } from './platform-commands.js';
 import { registerSecurityCommands } from './security-commands.js';
 import { registerSsoCommands } from './sso-commands.js';
+import { registerWebhookCommands } from './webhook-commands.js';
 
 function scimBaseUrl(config: Config): string {
   return `${config.publicUrl}/scim/v2`;
@@ -300,6 +301,7 @@ function buildProgram(): Command {
   registerPlatformCommands(program);
   registerSecurityCommands(program);
   registerCredentialCommands(program);
+  registerWebhookCommands(program);
   registerSsoCommands(program, (tenant) => {
     const publicUrl = daemonPublicUrl(configOrExit());
     process.stdout.write(

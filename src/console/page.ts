@@ -1,3 +1,4 @@
+import type { WebhookDelivery } from '../alerts/endpoints.js';
 import type { OffboardingView } from '../drift/offboarding.js';
 import type { ChainCheck, FindingFilter, ReportHeader, StoredFinding } from '../drift/reports.js';
 import type { InactiveSeatsView } from '../drift/seats.js';
@@ -22,6 +23,8 @@ export interface ConsoleView {
   chain: ChainCheck;
   /** Findings of the previous report this one no longer has (the first few). */
   resolved: StoredFinding[];
+  /** The latest webhook deliveries (alerts sent to people) and how each ended. */
+  deliveries: WebhookDelivery[];
 }
 
 const e = (value: unknown) => escapeHtml(value === null || value === undefined ? '' : String(value));
@@ -57,12 +60,13 @@ export function renderConsole(view: ConsoleView): string {
   return `<!doctype html><html lang="en"><head><meta charset="utf-8"><meta name="viewport" content="width=device-width,initial-scale=1">
 <title>Security console — ${tenant} — idsync</title>${STYLE}</head><body>
 <h1>Security console — ${tenant}</h1>
-<p class="muted">Signed in as ${e(view.viewer)} · <nav style="display:inline"><a href="#drift">Drift</a><a href="#offboarding">Offboarding</a><a href="#seats">Inactive seats</a><a href="#import">Import</a></nav></p>
+<p class="muted">Signed in as ${e(view.viewer)} · <nav style="display:inline"><a href="#drift">Drift</a><a href="#offboarding">Offboarding</a><a href="#seats">Inactive seats</a><a href="#import">Import</a><a href="#alerts">Alerts</a></nav></p>
 ${summarySection(view, base)}
 ${findingsSection(view, base, query)}
 ${offboardingSection(view, base)}
 ${seatsSection(view, base)}
 ${importSection(base)}
+${alertsSection(view)}
 <form method="post" action="${base}/logout"><button type="submit">Sign out of the console</button></form>
 </body></html>`;
 }
@@ -234,4 +238,19 @@ export function renderReceipt(tenant: Tenant, receipt: Receipt): string {
 <h2>Left to a human</h2>
 <table id="left-to-human"><thead><tr><th>What</th><th>Why</th><th>What to do</th></tr></thead><tbody>${left || '<tr><td colspan="3">Nothing.</td></tr>'}</tbody></table>
 </body></html>`;
+}
+
+function alertsSection(view: ConsoleView): string {
+  const rows = view.deliveries
+    .map(
+      (
+        d,
+      ) => `<tr><td>${e(d.createdAt.slice(0, 19).replace('T', ' '))}</td><td>${e(d.event)}</td><td>${e(d.url)}</td>
+<td class="${d.status === 'delivered' ? 'ok' : d.status === 'pending' ? 'muted' : 'bad'}">${e(d.status)}</td><td>${d.attempts}</td><td>${e(d.lastResponseStatus ?? d.lastError ?? '—')}</td></tr>`,
+    )
+    .join('\n');
+  return `<section id="alerts"><h2>Alerts sent</h2>
+<p class="muted">Webhook deliveries (<code>idsync webhook deliveries</code>), newest first.</p>
+<table id="deliveries"><thead><tr><th>At</th><th>Event</th><th>Endpoint</th><th>Status</th><th>Attempts</th><th>Last answer</th></tr></thead>
+<tbody>${rows || '<tr><td colspan="6">No alerts sent. Add an endpoint with <code>idsync webhook add</code>.</td></tr>'}</tbody></table></section>`;
 }

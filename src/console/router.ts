@@ -1,6 +1,7 @@
 import { createHmac } from 'node:crypto';
 import { sql } from 'drizzle-orm';
 import express, { type Request, type Response, Router } from 'express';
+import { recentDeliveries } from '../alerts/endpoints.js';
 import type { Database } from '../db/client.js';
 import { FINDING_CLASSES, SEVERITIES } from '../drift/compare.js';
 import { findingsCsv, offboardingCsv, seatsCsv } from '../drift/csv.js';
@@ -47,6 +48,7 @@ const CONSOLE_COOKIE = 'idsync_console';
 const CONSOLE_SESSION_MS = 60 * 60_000;
 const SHOWN_FINDINGS = 500;
 const SHOWN_RESOLVED = 50;
+const SHOWN_DELIVERIES = 20;
 
 export interface ConsoleRouterOptions {
   db: Database;
@@ -189,7 +191,7 @@ export function consoleRouter(options: ConsoleRouterOptions): Router {
         if (!(error instanceof DomainError && error.kind === 'not_found')) throw error;
       }
       const findings = report ? await reportFindings(db, report.id, filter, SHOWN_FINDINGS + 1) : [];
-      const [offboarding, seats, chain, resolved, teams] = await Promise.all([
+      const [offboarding, seats, chain, resolved, teams, deliveries] = await Promise.all([
         offboardingView(db, tenant.id, from, to),
         inactiveSeats(db, tenant.id),
         verifyLatest(db, tenant.id),
@@ -199,6 +201,7 @@ export function consoleRouter(options: ConsoleRouterOptions): Router {
               sql`SELECT DISTINCT team FROM drift_findings WHERE report_id = ${report.id} AND team IS NOT NULL ORDER BY team`,
             )
           : Promise.resolve([]),
+        recentDeliveries(db, tenant.id, SHOWN_DELIVERIES),
       ]);
       res.type('html').send(
         renderConsole({
@@ -216,6 +219,7 @@ export function consoleRouter(options: ConsoleRouterOptions): Router {
           seats,
           chain,
           resolved,
+          deliveries,
         }),
       );
     }),

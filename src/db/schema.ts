@@ -1,6 +1,7 @@
 import { sql } from 'drizzle-orm';
 import {
   type AnyPgColumn,
+  bigint,
   bigserial,
   boolean,
   check,
@@ -804,3 +805,85 @@ export const ssoSigningKeys = pgTable('sso_signing_keys', {
   privateKeySealed: text('private_key_sealed').notNull(),
   createdAt: createdAt(),
 });
+
+/**
+ * Where a tenant's alerts go (issue 15): an HTTPS or HTTP URL, the events it wants, and its Standard
+ * Webhooks signing secret, sealed like a platform token (idsync must sign with it, so it cannot be hashed).
+ * One live endpoint per URL and tenant, so one event never reaches the same URL twice.
+ */
+export const webhookEndpoints = pgTable(
+  'webhook_endpoints',
+  {
+    id: uuid('id').primaryKey().defaultRandom(),
+    tenantId: uuid('tenant_id')
+      .notNull()
+      .references(() => tenants.id, { onDelete: 'cascade' }),
+    url: text('url').notNull(),
+    events: text('events').array().notNull(),
+    format: text('format', { enum: ['standard', 'slack'] })
+      .notNull()
+      .default('standard'),
+    secretSealed: text('secret_sealed').notNull(),
+    createdBy: text('created_by').notNull(),
+    createdAt: createdAt(),
+    /** Set when the receiver answered 410 Gone or an admin removed it: nothing is sent to it any more. */
+    disabledAt: timestamp('disabled_at', { withTimezone: true }),
+    disabledReason: text('disabled_reason'),
+  },
+  (t) => [
+    uniqueIndex('webhook_endpoints_live_url_key').on(t.tenantId, t.url).where(sql`${t.disabledAt} IS NULL`),
+    check('webhook_endpoints_http_url', sql`${t.url} ~ '^https?://'`),
+  ],
+);
+
+/**
+ * One event for one endpoint, written with the fact it announces (the outbox of alerts); the dispatcher
+ * moves it into the webhook lane. `event_key` names the fact (`brake.held:<change>`), so a fact announced
+ * twice (a retried job, a change held by several requests) reaches an endpoint once.
+ */
+export const webhookDeliveries = pgTable(
+  'webhook_deliveries',
+  {
+    id: bigserial('id', { mode: 'number' }).primaryKey(),
+    tenantId: uuid('tenant_id')
+      .notNull()
+      .references(() => tenants.id, { onDelete: 'cascade' }),
+    endpointId: uuid('endpoint_id')
+      .notNull()
+      .references(() => webhookEndpoints.id, { onDelete: 'cascade' }),
+    /** The Standard Webhooks message id (webhook-id): one per event, the same on every attempt. */
+    messageId: text('message_id').notNull(),
+    eventKey: text('event_key').notNull(),
+    eventType: text('event_type').notNull(),
+    payload: jsonb('payload').notNull(),
+    status: text('status', { enum: ['pending', 'delivered', 'failed', 'gone', 'cancelled'] })
+      .notNull()
+      .default('pending'),
+    attempts: integer('attempts').notNull().default(0),
+    createdAt: createdAt(),
+    queuedAt: timestamp('queued_at', { withTimezone: true }),
+    finishedAt: timestamp('finished_at', { withTimezone: true }),
+  },
+  (t) => [
+    uniqueIndex('webhook_deliveries_endpoint_event_key').on(t.endpointId, t.eventKey),
+    // What the dispatcher looks for: pending rows not queued yet, or queued long ago (Redis lost the job).
+    index('webhook_deliveries_pending_idx').on(t.queuedAt).where(sql`${t.status} = 'pending'`),
+    index('webhook_deliveries_tenant_recent_idx').on(t.tenantId, t.id),
+  ],
+);
+
+/** Every attempt at a delivery and how it ended: the receiver's status, or why there was none. */
+export const webhookDeliveryAttempts = pgTable(
+  'webhook_delivery_attempts',
+  {
+    deliveryId: bigint('delivery_id', { mode: 'number' })
+      .notNull()
+      .references(() => webhookDeliveries.id, { onDelete: 'cascade' }),
+    attempt: integer('attempt').notNull(),
+    responseStatus: integer('response_status'),
+    error: text('error'),
+    durationMs: integer('duration_ms').notNull(),
+    at: timestamp('at', { withTimezone: true }).notNull().defaultNow(),
+  },
+  (t) => [primaryKey({ columns: [t.deliveryId, t.attempt] })],
+);

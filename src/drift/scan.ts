@@ -1,5 +1,6 @@
 import { randomUUID } from 'node:crypto';
 import { sql } from 'drizzle-orm';
+import { notify } from '../alerts/notify.js';
 import type { DatabaseHandle } from '../db/client.js';
 import { conflict } from '../errors.js';
 import { recordForReconcile } from '../jobs/outbox.js';
@@ -170,6 +171,29 @@ async function scan(
     { id, seq, summary, previousHash, hash: reportHash(previousHash, summary, stored) },
     stored,
   );
+  // New critical findings (an offboarded user with access) are an alert; still-open ones were already.
+  const critical = stored.filter((f) => f.severity === 'critical' && f.status === 'new');
+  if (critical.length > 0) {
+    await notify(db, {
+      tenantId,
+      type: 'drift.critical',
+      key: `drift.critical:${id}`,
+      summary: `drift report #${seq} found ${critical.length} new critical finding(s): offboarded users who still have access`,
+      data: {
+        reportId: id,
+        reportSeq: seq,
+        findings: critical.slice(0, 20).map((f) => ({
+          class: f.class,
+          userId: f.userId,
+          account: f.account,
+          team: f.team,
+          app: f.app,
+          action: f.action,
+        })),
+        more: Math.max(0, critical.length - 20),
+      },
+    });
+  }
   deps.onStep?.('stored');
   if (fixes.length > 0) {
     // Through the outbox like every other change: durable, deduplicated per user, in the right lane.

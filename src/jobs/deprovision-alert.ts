@@ -1,3 +1,4 @@
+import { notify } from '../alerts/notify.js';
 import { recordAudit } from '../audit/audit-log.js';
 import type { Database } from '../db/client.js';
 import type { Logger } from '../log.js';
@@ -38,6 +39,21 @@ export function deprovisionAlert(db: Database, log: Logger) {
       subjectType: 'user',
       subjectId: payload.subjectId,
       after: {
+        jobId: failure.jobId,
+        attempts: failure.attemptsMade,
+        retrying: !failure.final,
+        reason: failure.error.message.slice(0, 500),
+      },
+    });
+    await notify(db, {
+      tenantId: payload.tenantId,
+      type: 'deprovision.failed',
+      key: `deprovision.failed:${failure.jobId}:${failure.final ? 'final' : 'retrying'}`,
+      summary: failure.final
+        ? `a deprovision failed all ${failure.attemptsMade} attempts; the sweeper will send it again`
+        : `a deprovision failed ${failure.attemptsMade} attempts in a row and is being retried`,
+      data: {
+        userId: payload.subjectId,
         jobId: failure.jobId,
         attempts: failure.attemptsMade,
         retrying: !failure.final,

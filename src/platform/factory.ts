@@ -1,6 +1,7 @@
-import { createHash } from 'node:crypto';
+import { createHash, randomUUID } from 'node:crypto';
 import { sql } from 'drizzle-orm';
 import type { Redis } from 'ioredis';
+import { notify } from '../alerts/notify.js';
 import { recordAudit } from '../audit/audit-log.js';
 import type { Config } from '../config.js';
 import type { Database, DatabaseHandle } from '../db/client.js';
@@ -32,6 +33,8 @@ export interface ConnectorFactoryOptions {
   redis: Redis;
   config: Pick<Config, 'secretKey' | 'dataDir' | 'databaseUrl'>;
   log: Logger;
+  /** How long a request waits out 429s before giving up (the client's default: 2 minutes); tests shorten it. */
+  rateLimitPatienceMs?: number;
 }
 
 /** The connector for each tenant's platform, as `idsync platform set` configured it. */
@@ -53,7 +56,17 @@ export function connectorFactory(options: ConnectorFactoryOptions): ConnectorFor
       return box;
     });
     const budget = new RateBudget(options.redis, budgetKey(settings, token), settings);
-    const client = new HerokuClient({ apiUrl: settings.apiUrl, token, budget, priority, log: options.log });
+    const client = new HerokuClient({
+      apiUrl: settings.apiUrl,
+      token,
+      budget,
+      priority,
+      log: options.log,
+      onBudgetExhausted: () => budgetExhausted(options, tenantId, priority),
+      ...(options.rateLimitPatienceMs !== undefined
+        ? { rateLimitPatienceMs: options.rateLimitPatienceMs }
+        : {}),
+    });
     return new HerokuConnector(client, new PlatformMirror(db, tenantId, true), settings, {
       stopTenant: (reason) => stopTenant(options, tenantId, reason),
       rememberEnterpriseAccountId: (id) => rememberEnterpriseAccountId(db, tenantId, id),
@@ -80,6 +93,22 @@ export function budgetKey(settings: HerokuSettings, token: string): string {
   return `heroku:${settings.budgetKey ?? createHash('sha256').update(token).digest('hex').slice(0, 16)}`;
 }
 
+/** One alert per tenant and ten minutes however many requests gave up: the budget is shared. */
+async function budgetExhausted(
+  options: ConnectorFactoryOptions,
+  tenantId: string,
+  priority: RequestPriority,
+): Promise<void> {
+  const window = Math.floor(Date.now() / 600_000);
+  await notify(options.database.db, {
+    tenantId,
+    type: 'platform.budget_exhausted',
+    key: `platform.budget_exhausted:${window}`,
+    summary: `Heroku kept answering 429 longer than a ${priority} request may wait: the rate budget is exhausted; work is retried with back-off`,
+    data: { platform: 'heroku', priority },
+  });
+}
+
 async function stopTenant(options: ConnectorFactoryOptions, tenantId: string, reason: string): Promise<void> {
   const why = `Heroku refused idsync's credentials: ${reason}`;
   await options.database.db.transaction(async (tx) => {
@@ -94,6 +123,14 @@ async function stopTenant(options: ConnectorFactoryOptions, tenantId: string, re
       subjectType: 'tenant',
       subjectId: tenantId,
       after: { reason: why },
+    });
+    await notify(tx, {
+      tenantId,
+      type: 'platform.credential_refused',
+      // One alert per stop: the UPDATE above succeeds once until an operator fixes the credential.
+      key: `platform.credential_refused:${randomUUID()}`,
+      summary: `${why}; idsync stopped calling Heroku for this tenant until \`idsync platform set\``,
+      data: { platform: 'heroku', reason: why },
     });
   });
   // The alert: operators page on this line (level fatal, event platform.stopped).

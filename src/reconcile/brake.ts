@@ -1,4 +1,5 @@
 import { type SQL, sql } from 'drizzle-orm';
+import { notify } from '../alerts/notify.js';
 import { recordAudit } from '../audit/audit-log.js';
 import type { Database } from '../db/client.js';
 import { isUuid } from '../db/uuid.js';
@@ -95,7 +96,19 @@ export async function brakeChange(tx: Pick<Database, 'execute'>, input: BrakeInp
       ON CONFLICT DO NOTHING RETURNING user_id
     )
     SELECT count(*)::int AS held FROM held`);
-  return row?.held ?? 0;
+  const held = row?.held ?? 0;
+  if (held > 0) {
+    // In the change's own transaction: the alert exists exactly when the hold does. Keyed by the
+    // change, so the requests that add users to one held change raise one alert.
+    await notify(tx, {
+      tenantId,
+      type: 'brake.held',
+      key: `brake.held:${input.changeId}`,
+      summary: `an IdP change (${input.event}) would remove access from too much of the Enterprise Account: its removals are held until \`idsync approve ${input.changeId}\``,
+      data: { changeId: input.changeId, event: input.event, usersHeld: held },
+    });
+  }
+  return held;
 }
 
 /** The pending changes that hold this user's removals. */

@@ -1,4 +1,5 @@
 import { sql } from 'drizzle-orm';
+import { notify } from '../alerts/notify.js';
 import { type AuditEntry, recordAudit } from '../audit/audit-log.js';
 import { type Database, type DatabaseHandle, withReservedSession } from '../db/client.js';
 import { completeAnnouncements, openAnnouncements } from '../jobs/outbox.js';
@@ -202,6 +203,21 @@ async function applyUserPlan(
     // A receipt with tokens revoked but no platform edge has no time to effect to measure.
     if (completed?.timeToEffectSeconds != null)
       offboardingTimeToEffect.observe(Math.max(0, completed.timeToEffectSeconds));
+    // An offboarding stopped short by the platform's rules (a team's last admin) needs a person; one
+    // held by the brake is announced by the hold itself (brake.held).
+    const stoppedBy = [
+      ...userPlan.blocked.filter((b) => b.reason === 'last-admin').map(blockedStep),
+      ...refused.map(refusedStep),
+    ];
+    if (stoppedBy.length > 0) {
+      await notify(db, {
+        tenantId: subject.tenantId,
+        type: 'deprovision.blocked',
+        key: `deprovision.blocked:${receipt.id}`,
+        summary: `an offboarding stopped short: ${stoppedBy[0]!.why}`,
+        data: { userId: subject.userId, receiptId: receipt.id, steps: stoppedBy },
+      });
+    }
   }
   for (const a of applied) reconcileOperations.inc({ kind: a.operation.kind, outcome: a.outcome.status });
   return { applied, blocked: userPlan.blocked, offboarding };

@@ -3,7 +3,8 @@ import { z } from 'zod';
 import { recordAudit } from '../audit/audit-log.js';
 import type { Database } from '../db/client.js';
 import { isUuid } from '../db/uuid.js';
-import { invalid, notFound } from '../errors.js';
+import { notFound } from '../errors.js';
+import { parsedOrInvalid } from '../http/validation.js';
 import { type Executor, recordForReconcileEach } from '../jobs/outbox.js';
 import { brakeChange } from './brake.js';
 import {
@@ -18,7 +19,7 @@ import {
 import { loadRules } from './state.js';
 
 /** What a rule matches, as an admin writes it: exactly one of an IdP group or an app role. */
-const ruleSourceSchema = z
+export const ruleSourceSchema = z
   .object({
     idpGroup: z.string().trim().min(1, 'idpGroup must not be empty').optional(),
     idpAppRole: z.string().trim().min(1, 'idpAppRole must not be empty').optional(),
@@ -47,7 +48,7 @@ export const appName = z
   );
 
 /** What a rule grants (API body, CLI flags): exactly one target shape is accepted. */
-const ruleTargetSchema = z.discriminatedUnion('target', [
+export const ruleTargetSchema = z.discriminatedUnion('target', [
   z.object({
     target: z.literal('team'),
     team: teamName,
@@ -78,19 +79,10 @@ const ruleTargetSchema = z.discriminatedUnion('target', [
 
 export type RuleInput = RuleSource & RuleTarget;
 
-function parsed<T>(schema: z.ZodType<T>, body: unknown): T {
-  const result = schema.safeParse(body);
-  if (result.success) return result.data;
-  const issue = result.error.issues[0]!;
-  // Messages name their field already ("role must be one of …"); only a bare one gets it in front.
-  const field = String(issue.path[0] ?? '');
-  throw invalid(field && !issue.message.startsWith(field) ? `${field}: ${issue.message}` : issue.message);
-}
-
 export function readRuleInput(body: unknown): RuleInput {
-  const { idpGroup, idpAppRole } = parsed(ruleSourceSchema, body);
+  const { idpGroup, idpAppRole } = parsedOrInvalid(ruleSourceSchema, body);
   const source: RuleSource = idpGroup !== undefined ? { idpGroup } : { idpAppRole: idpAppRole! };
-  const target = parsed(ruleTargetSchema, body);
+  const target = parsedOrInvalid(ruleTargetSchema, body);
   // One spelling for a set of permissions, so listings and comparisons are stable.
   if (target.target === 'enterprise')
     return { ...source, ...target, permissions: canonical(target.permissions, ENTERPRISE_PERMISSIONS) };

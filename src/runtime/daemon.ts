@@ -1,11 +1,14 @@
 import type { Redis } from 'ioredis';
 import { QUEUE_BOARD_PATH, queueBoardRouter } from '../admin/queue-board.js';
 import { adminRouter } from '../admin/router.js';
+import { startWebhookWorker } from '../alerts/delivery.js';
+import { WebhookDispatcher } from '../alerts/dispatcher.js';
 import type { Config } from '../config.js';
 import { consoleRouter } from '../console/router.js';
 import { connectDatabase, type DatabaseHandle } from '../db/client.js';
 import { appliedMigrationCount, expectedMigrationCount, runMigrations } from '../db/migrate.js';
 import { type AppOptions, createApp } from '../http/app.js';
+import { API_MOUNTS, OPENAPI_PATH, openApiRouter } from '../http/openapi.js';
 import { listen, type RunningHttpServer } from '../http/server.js';
 import { connectionReady, createRedisConnection } from '../jobs/connection.js';
 import { deprovisionAlert } from '../jobs/deprovision-alert.js';
@@ -48,6 +51,8 @@ export interface DaemonOptions {
   jobHandler?: JobHandler;
   /** Extra routers to mount (the protocol edges), given the running daemon's resources. */
   mounts?: (resources: DaemonResources) => AppOptions['mounts'];
+  /** First back-off of a failed webhook delivery (doubles per attempt); tests shorten it. */
+  webhookBackoffMs?: number;
 }
 
 export interface DaemonResources {
@@ -172,6 +177,25 @@ export async function startDaemon(options: DaemonOptions): Promise<Daemon> {
       const relay = new OutboxRelay({ sql: database.sql, queues, log, pollMs: config.outboxPollMs });
       await relay.start();
       cleanups.push(() => relay.stop());
+      // Alerts: delivery rows written with their facts move into the webhook lane and out to receivers.
+      const dispatcher = new WebhookDispatcher({
+        sql: database.sql,
+        redis: producer,
+        prefix,
+        log,
+        pollMs: config.outboxPollMs,
+        ...(options.webhookBackoffMs ? { backoffMs: options.webhookBackoffMs } : {}),
+      });
+      await dispatcher.start();
+      cleanups.push(() => dispatcher.stop());
+      const webhooks = await startWebhookWorker({
+        db: database.db,
+        redisUrl: redisEndpoint.url,
+        prefix,
+        log,
+        secretBox: optionalSecretBox(config),
+      });
+      cleanups.push(() => webhooks.close());
       const purger = new OutboxPurger({
         sql: database.sql,
         log,
@@ -220,46 +244,7 @@ export async function startDaemon(options: DaemonOptions): Promise<Daemon> {
           },
         ],
         mounts: [
-          { path: '/', router: metricsRouter(config) },
-          {
-            path: '/scim/v2',
-            router: scimRouter({ db: database.db, tokens, baseUrl: `${config.publicUrl}/scim/v2` }),
-          },
-          { path: '/oauth', router: oauthRouter({ db: database.db }) },
-          {
-            path: '/sso',
-            router: ssoRouter({
-              db: database.db,
-              redis: producer,
-              publicUrl: config.publicUrl,
-              secretBox: optionalSecretBox(config),
-            }),
-          },
-          {
-            path: '/api',
-            router: adminRouter({
-              db: database.db,
-              adminToken: config.adminToken,
-              reconcile: { database, connectorFor },
-            }),
-          },
-          {
-            path: QUEUE_BOARD_PATH,
-            router: queueBoardRouter({
-              db: database.db,
-              adminToken: config.adminToken,
-              queues,
-              publicUrl: config.publicUrl,
-            }),
-          },
-          {
-            path: '/console',
-            router: consoleRouter({
-              db: database.db,
-              adminToken: config.adminToken,
-              publicUrl: config.publicUrl,
-            }),
-          },
+          ...edgeMounts({ resources, tokens, redis: producer }),
           ...(options.mounts?.(resources) ?? []),
         ],
       });
@@ -282,6 +267,66 @@ export async function startDaemon(options: DaemonOptions): Promise<Daemon> {
     await stopAll();
     throw error;
   }
+}
+
+/**
+ * The protocol edges the HTTP app mounts, in order: the OpenAPI document before the admin API (it needs
+ * no credential), each edge with its own error format. Exported so the contract test walks exactly these.
+ */
+export function edgeMounts(options: {
+  resources: DaemonResources;
+  tokens: ScimTokenVerifier;
+  redis: Redis;
+}): NonNullable<AppOptions['mounts']> {
+  const { database, config, connectorFor, queues } = options.resources;
+  return [
+    { path: '/', router: metricsRouter(config) },
+    {
+      path: API_MOUNTS.scim,
+      router: scimRouter({
+        db: database.db,
+        tokens: options.tokens,
+        baseUrl: `${config.publicUrl}${API_MOUNTS.scim}`,
+      }),
+    },
+    { path: API_MOUNTS.oauth, router: oauthRouter({ db: database.db }) },
+    {
+      path: '/sso',
+      router: ssoRouter({
+        db: database.db,
+        redis: options.redis,
+        publicUrl: config.publicUrl,
+        secretBox: optionalSecretBox(config),
+      }),
+    },
+    { path: OPENAPI_PATH, router: openApiRouter() },
+    {
+      path: API_MOUNTS.admin,
+      router: adminRouter({
+        db: database.db,
+        adminToken: config.adminToken,
+        reconcile: { database, connectorFor },
+        secretBox: optionalSecretBox(config),
+      }),
+    },
+    {
+      path: QUEUE_BOARD_PATH,
+      router: queueBoardRouter({
+        db: database.db,
+        adminToken: config.adminToken,
+        queues,
+        publicUrl: config.publicUrl,
+      }),
+    },
+    {
+      path: '/console',
+      router: consoleRouter({
+        db: database.db,
+        adminToken: config.adminToken,
+        publicUrl: config.publicUrl,
+      }),
+    },
+  ];
 }
 
 /**

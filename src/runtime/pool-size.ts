@@ -6,7 +6,8 @@ const HTTP_CONNECTIONS = 20;
 /**
  * What a worker process needs at most at once, one connection per thing that can run: each deprovision
  * and reconcile job holds exactly one (its lock and all its queries); a drift scan holds its lock and
- * queries beside it (2); the outbox relay (1) and the sweeper (1); and headroom for the short statements
+ * queries beside it (2); the outbox relay (1) and the sweeper (1); the webhook dispatcher's and
+ * deliveries' short transactions (2); and headroom for the short statements
  * beside them (a failure alert, a group fan-out, a platform stop) (3).
  */
 export function workerConnections(workerConcurrency: number): { total: number; breakdown: string } {
@@ -16,6 +17,7 @@ export function workerConnections(workerConcurrency: number): { total: number; b
     scan: 2,
     relay: 1,
     sweeper: 1,
+    webhooks: 2,
     headroom: 3,
   };
   const total = Object.values(parts).reduce((a, b) => a + b, 0);

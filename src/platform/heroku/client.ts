@@ -67,6 +67,8 @@ export interface HerokuClientOptions {
   attempts?: number;
   /** How long 429s may be waited out before the request gives up (and its job is retried). */
   rateLimitPatienceMs?: number;
+  /** Told when 429s outlasted the patience: the shared budget is exhausted (an alert, issue 15). */
+  onBudgetExhausted?: () => Promise<void>;
 }
 
 export interface HerokuResponse<T> {
@@ -177,6 +179,11 @@ export class HerokuClient {
         platformRateLimited.inc({ platform: 'heroku' });
         await response.body?.cancel();
         if (Date.now() > patienceEnds) {
+          await this.options
+            .onBudgetExhausted?.()
+            .catch((error: unknown) =>
+              this.options.log.error({ err: error }, 'could not raise the budget-exhausted alert'),
+            );
           throw new HerokuError('unavailable', 429, 'rate_limit', `${shown}: rate limited for too long`);
         }
         // The bucket is empty: the next acquire waits for it to refill. Not counted as an attempt.

@@ -1,0 +1,172 @@
+import { type Job, Worker } from 'bullmq';
+import { sql } from 'drizzle-orm';
+import { Webhook } from 'standardwebhooks';
+import type { Database } from '../db/client.js';
+import { createRedisConnection } from '../jobs/connection.js';
+import type { Logger } from '../log.js';
+import type { SecretBox } from '../security/secret-box.js';
+import { WEBHOOK_ATTEMPTS, WEBHOOK_QUEUE, type WebhookJob } from './dispatcher.js';
+import type { WebhookFormat } from './endpoints.js';
+
+export interface WebhookWorkerOptions {
+  db: Database;
+  redisUrl: string;
+  prefix: string;
+  log: Logger;
+  /** Opens the endpoints' sealed secrets; undefined when this process has no key (nothing can be signed). */
+  secretBox: SecretBox | undefined;
+  /** How long a receiver may take to answer one attempt. */
+  timeoutMs?: number;
+  concurrency?: number;
+}
+
+interface Payload {
+  type: string;
+  timestamp: string;
+  data: { tenant?: string; summary?: string } & Record<string, unknown>;
+}
+
+/** What is POSTed: the Standard Webhooks payload, or Slack's incoming-webhook `{"text": …}`. */
+export function webhookBody(format: WebhookFormat, payload: Payload): string {
+  if (format === 'slack') {
+    return JSON.stringify({
+      text: `:rotating_light: idsync ${payload.type} (${payload.data.tenant}): ${payload.data.summary}`,
+    });
+  }
+  return JSON.stringify(payload);
+}
+
+type Outcome =
+  | { kind: 'delivered'; status: number }
+  | { kind: 'gone'; status: 410 }
+  | { kind: 'failed'; status: number | null; error: string };
+
+/**
+ * Delivers one webhook attempt: signs the body with the endpoint's secret (Standard Webhooks:
+ * webhook-id, webhook-timestamp, webhook-signature), POSTs it without following redirects (a redirect
+ * could point anywhere inside the network), and records the attempt. A 2xx is delivered; 410 Gone
+ * disables the endpoint (the receiver said it is not coming back); anything else, or no answer within
+ * the timeout, is retried by BullMQ with exponential back-off until WEBHOOK_ATTEMPTS, then failed.
+ */
+export async function startWebhookWorker(options: WebhookWorkerOptions): Promise<{ close(): Promise<void> }> {
+  const { db, log } = options;
+  const connection = createRedisConnection(options.redisUrl, 'worker');
+  const timeoutMs = options.timeoutMs ?? 10_000;
+
+  const attemptOnce = async (job: Job<WebhookJob>): Promise<void> => {
+    const { deliveryId } = job.data;
+    const [row] = await db.execute<{
+      status: string;
+      message_id: string;
+      payload: Payload;
+      endpoint_id: string;
+      url: string;
+      format: WebhookFormat;
+      secret_sealed: string;
+      disabled: boolean;
+    }>(sql`
+      SELECT d.status, d.message_id, d.payload, e.id::text AS endpoint_id, e.url, e.format, e.secret_sealed,
+        e.disabled_at IS NOT NULL AS disabled
+      FROM webhook_deliveries d JOIN webhook_endpoints e ON e.id = d.endpoint_id WHERE d.id = ${deliveryId}`);
+    if (row?.status !== 'pending') return;
+    if (row.disabled) {
+      await db.execute(sql`
+        UPDATE webhook_deliveries SET status = 'cancelled', finished_at = now() WHERE id = ${deliveryId}`);
+      return;
+    }
+    if (!options.secretBox) {
+      throw new Error(
+        'this worker has no IDSYNC_SECRET_KEY to open the webhook secret; set it in every process',
+      );
+    }
+    const attempt = job.attemptsMade + 1;
+    const body = webhookBody(row.format, row.payload);
+    const sentAt = new Date();
+    const signature = new Webhook(options.secretBox.open(row.secret_sealed)).sign(
+      row.message_id,
+      sentAt,
+      body,
+    );
+    const started = performance.now();
+    let outcome: Outcome;
+    try {
+      const response = await fetch(row.url, {
+        method: 'POST',
+        headers: {
+          'Content-Type': 'application/json',
+          'User-Agent': 'idsync-webhooks',
+          'webhook-id': row.message_id,
+          'webhook-timestamp': String(Math.floor(sentAt.getTime() / 1000)),
+          'webhook-signature': signature,
+        },
+        body,
+        redirect: 'manual',
+        signal: AbortSignal.timeout(timeoutMs),
+      });
+      await response.body?.cancel();
+      outcome =
+        response.status >= 200 && response.status < 300
+          ? { kind: 'delivered', status: response.status }
+          : response.status === 410
+            ? { kind: 'gone', status: 410 }
+            : { kind: 'failed', status: response.status, error: `the receiver answered ${response.status}` };
+    } catch (error) {
+      const cause = (error as Error & { cause?: { code?: string; message?: string } }).cause;
+      const why =
+        (error as Error).name === 'TimeoutError'
+          ? `no answer within ${timeoutMs} ms`
+          : `${(error as Error).message}${cause?.code ? ` (${cause.code})` : ''}`;
+      outcome = { kind: 'failed', status: null, error: why.slice(0, 500) };
+    }
+    const durationMs = Math.round(performance.now() - started);
+    const final = outcome.kind !== 'failed' || attempt >= (job.opts.attempts ?? WEBHOOK_ATTEMPTS);
+    const status =
+      outcome.kind === 'delivered'
+        ? 'delivered'
+        : outcome.kind === 'gone'
+          ? 'gone'
+          : final
+            ? 'failed'
+            : 'pending';
+    await db.transaction(async (tx) => {
+      await tx.execute(sql`
+        INSERT INTO webhook_delivery_attempts (delivery_id, attempt, response_status, error, duration_ms)
+        VALUES (${deliveryId}, ${attempt}, ${outcome.status}, ${outcome.kind === 'failed' ? outcome.error : null},
+          ${durationMs})
+        ON CONFLICT DO NOTHING`);
+      await tx.execute(sql`
+        UPDATE webhook_deliveries SET attempts = ${attempt}, status = ${status},
+          finished_at = CASE WHEN ${status} = 'pending' THEN NULL ELSE now() END
+        WHERE id = ${deliveryId}`);
+      if (outcome.kind === 'gone') {
+        await tx.execute(sql`
+          UPDATE webhook_endpoints SET disabled_at = now(), disabled_reason = 'the receiver answered 410 Gone'
+          WHERE id = ${row.endpoint_id} AND disabled_at IS NULL`);
+      }
+    });
+    const logged = { deliveryId, endpointId: row.endpoint_id, attempt, status: outcome.status };
+    if (outcome.kind === 'gone') log.warn(logged, 'webhook endpoint answered 410 Gone: disabled');
+    if (outcome.kind === 'failed') {
+      log.warn(
+        { ...logged, err: { message: outcome.error } },
+        final ? 'webhook delivery failed for good' : 'webhook delivery failed; retrying',
+      );
+      // BullMQ retries a job that throws, with the job's exponential back-off.
+      if (!final) throw new Error(outcome.error);
+    }
+  };
+
+  const worker = new Worker<WebhookJob>(WEBHOOK_QUEUE, attemptOnce, {
+    connection,
+    prefix: options.prefix,
+    concurrency: options.concurrency ?? 4,
+  });
+  worker.on('error', (error) => log.warn({ err: error }, 'webhook worker error'));
+  await worker.waitUntilReady();
+  return {
+    close: async () => {
+      await worker.close();
+      connection.disconnect();
+    },
+  };
+}

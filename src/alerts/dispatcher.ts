@@ -1,0 +1,115 @@
+import { Queue } from 'bullmq';
+import type { Redis } from 'ioredis';
+import type { Sql } from '../db/client.js';
+import type { Logger } from '../log.js';
+import { WEBHOOK_CHANNEL } from './notify.js';
+
+/** The BullMQ queue of webhook deliveries: its own lane, so a slow receiver never delays an offboarding. */
+export const WEBHOOK_QUEUE = 'idsync-webhook';
+
+/** Attempts per delivery; with back-off doubling from `backoffMs` (2 s), about 4 minutes in all. */
+export const WEBHOOK_ATTEMPTS = 8;
+
+/**
+ * A delivery still pending this long after it was queued is queued again: if Redis lost its job (no
+ * persistence, a failover) it is re-created; if the job still exists, BullMQ ignores the same job id.
+ * Longer than the whole back-off of WEBHOOK_ATTEMPTS at the default delay.
+ */
+const REQUEUE_AFTER_SECONDS = 15 * 60;
+
+export interface WebhookJob {
+  deliveryId: number;
+}
+
+export interface WebhookDispatcherOptions {
+  sql: Sql;
+  redis: Redis;
+  prefix: string;
+  log: Logger;
+  /** Safety-net poll; the NOTIFY sent with each delivery row normally wakes the dispatcher at once. */
+  pollMs: number;
+  /** First back-off delay; doubles per attempt (BullMQ exponential). */
+  backoffMs?: number;
+}
+
+export const openWebhookQueue = (redis: Redis, prefix: string) =>
+  new Queue<WebhookJob>(WEBHOOK_QUEUE, { connection: redis, prefix });
+
+/**
+ * Moves committed delivery rows into the webhook lane, at least once, like the outbox relay: rows are
+ * claimed with FOR UPDATE SKIP LOCKED, queued, and marked queued in the same transaction; if Redis
+ * refuses, the transaction rolls back and the rows wait. The job id is the row's, so a row queued twice
+ * is one job, and one delivery is never sent twice at once.
+ */
+export class WebhookDispatcher {
+  private running = false;
+  private wake: (() => void) | undefined;
+  private loop: Promise<void> | undefined;
+  private unlisten: (() => Promise<void>) | undefined;
+  private readonly queue: Queue<WebhookJob>;
+
+  constructor(private readonly options: WebhookDispatcherOptions) {
+    this.queue = openWebhookQueue(options.redis, options.prefix);
+  }
+
+  async start(): Promise<void> {
+    this.running = true;
+    const listener = await this.options.sql.listen(WEBHOOK_CHANNEL, () => this.wake?.());
+    this.unlisten = () => listener.unlisten();
+    this.loop = this.run();
+  }
+
+  async stop(): Promise<void> {
+    this.running = false;
+    this.wake?.();
+    await this.loop;
+    await this.unlisten?.().catch(() => {});
+    await this.queue.close();
+  }
+
+  async dispatchOnce(): Promise<number> {
+    return this.options.sql.begin(async (tx) => {
+      const rows = await tx<{ id: string }[]>`
+        SELECT id::text FROM webhook_deliveries
+        WHERE status = 'pending'
+          AND (queued_at IS NULL OR queued_at < now() - make_interval(secs => ${REQUEUE_AFTER_SECONDS}))
+        ORDER BY id LIMIT 200 FOR UPDATE SKIP LOCKED`;
+      if (rows.length === 0) return 0;
+      await this.queue.addBulk(
+        rows.map((row) => ({
+          name: 'webhook',
+          data: { deliveryId: Number(row.id) },
+          opts: {
+            jobId: `delivery-${row.id}`,
+            attempts: WEBHOOK_ATTEMPTS,
+            backoff: { type: 'exponential', delay: this.options.backoffMs ?? 2_000 },
+            removeOnComplete: { age: 24 * 3600 },
+            removeOnFail: { age: 7 * 24 * 3600 },
+          },
+        })),
+      );
+      await tx`UPDATE webhook_deliveries SET queued_at = now()
+        WHERE id = ANY(${rows.map((r) => r.id)}::bigint[])`;
+      return rows.length;
+    });
+  }
+
+  private async run(): Promise<void> {
+    while (this.running) {
+      try {
+        while ((await this.dispatchOnce()) > 0 && this.running) {}
+      } catch (error) {
+        this.options.log.warn({ err: error }, 'webhook dispatcher: could not queue deliveries; retrying');
+      }
+      if (!this.running) break;
+      await new Promise<void>((resolve) => {
+        const timer = setTimeout(resolve, this.options.pollMs);
+        this.wake = () => {
+          clearTimeout(timer);
+          resolve();
+        };
+      });
+      this.wake = undefined;
+    }
+  }
+}

@@ -1,0 +1,485 @@
+import { randomBytes } from 'node:crypto';
+import { createServer, type IncomingHttpHeaders } from 'node:http';
+import type { AddressInfo } from 'node:net';
+import { Redis } from 'ioredis';
+import { Webhook } from 'standardwebhooks';
+import { afterAll, describe, expect, inject, it } from 'vitest';
+import { addWebhook } from '../src/alerts/endpoints.js';
+import { connectorFactory } from '../src/platform/factory.js';
+import { SecretBox } from '../src/security/secret-box.js';
+import { createTenant } from '../src/tenants/tenants.js';
+import { runCli } from './support/cli.js';
+import { startTestDaemon, testConfig } from './support/daemon.js';
+import { createTestDatabase, uniquePrefix } from './support/database.js';
+import { HerokuSimulator } from './support/heroku-simulator.js';
+import { capturingLogger } from './support/log-capture.js';
+import { GROUP, patch, USER } from './support/scim-fixtures.js';
+
+const ADMIN = randomBytes(24).toString('hex');
+
+interface Received {
+  path: string;
+  headers: IncomingHttpHeaders;
+  body: string;
+}
+
+/** A real HTTP receiver: records every POST; a path's scripted answers are used up in order, then 200. */
+async function startReceiver() {
+  const received: Received[] = [];
+  const script = new Map<string, number[]>();
+  const server = createServer((req, res) => {
+    const chunks: Buffer[] = [];
+    req.on('data', (c: Buffer) => chunks.push(c));
+    req.on('end', () => {
+      const path = req.url ?? '/';
+      received.push({ path, headers: req.headers, body: Buffer.concat(chunks).toString('utf8') });
+      res.statusCode = script.get(path)?.shift() ?? 200;
+      res.end();
+    });
+  });
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+  const base = `http://127.0.0.1:${(server.address() as AddressInfo).port}`;
+  return {
+    base,
+    received,
+    script,
+    at: (path: string) => received.filter((r) => r.path === path),
+    close: () => new Promise<void>((resolve) => server.close(() => resolve())),
+  };
+}
+
+const verified = (secret: string, r: Received) =>
+  new Webhook(secret).verify(r.body, {
+    'webhook-id': String(r.headers['webhook-id']),
+    'webhook-timestamp': String(r.headers['webhook-timestamp']),
+    'webhook-signature': String(r.headers['webhook-signature']),
+  }) as { type: string; data: Record<string, any> };
+
+describe('webhooks: alerts that reach a person', async () => {
+  const database = await createTestDatabase();
+  const { tenant, scimToken } = await createTenant(database.db, 'acme', 'test');
+  await createTenant(database.db, 'other', 'test');
+  const { log, output } = capturingLogger('debug');
+  const receiver = await startReceiver();
+  const daemon = await startTestDaemon({
+    mode: 'start',
+    config: testConfig(database.url, { adminToken: ADMIN, secretKey: 's'.repeat(40) }),
+    log,
+    webhookBackoffMs: 100,
+  });
+  afterAll(async () => {
+    await daemon.stop();
+    await receiver.close();
+  });
+  const base = `http://127.0.0.1:${daemon.port}`;
+  const call = async (path: string, method: string, token: string, body?: unknown) => {
+    const response = await fetch(`${base}${path}`, {
+      method,
+      headers: { Authorization: `Bearer ${token}`, 'Content-Type': 'application/json' },
+      body: body === undefined ? undefined : JSON.stringify(body),
+    });
+    return {
+      status: response.status,
+      body: response.status === 204 ? undefined : ((await response.json()) as any),
+    };
+  };
+  const ALL = [
+    'deprovision.failed',
+    'deprovision.blocked',
+    'drift.critical',
+    'brake.held',
+    'platform.credential_refused',
+    'platform.budget_exhausted',
+  ];
+  const add = async (tenantName: string, path: string, events = ALL, format = 'standard') => {
+    const response = await call(`/api/tenants/${tenantName}/webhooks`, 'POST', ADMIN, {
+      url: `${receiver.base}${path}`,
+      events,
+      format,
+    });
+    expect(response.status).toBe(201);
+    return response.body as { id: string; secret: string };
+  };
+  const deliveries = async (tenantName: string) =>
+    (await call(`/api/tenants/${tenantName}/webhooks/deliveries`, 'GET', ADMIN)).body.deliveries as any[];
+
+  const acme = await add('acme', '/acme');
+  const flaky = await add('acme', '/flaky', ['brake.held']);
+  receiver.script.set('/flaky', [500]);
+  const gone = await add('acme', '/gone', ['brake.held']);
+  receiver.script.set('/gone', [410]);
+  await add('acme', '/slack', ['brake.held'], 'slack');
+  const otherHook = await add('other', '/other');
+
+  it('refuses what is not an http(s) URL, unknown events and a second endpoint for one URL', async () => {
+    const file = await call('/api/tenants/acme/webhooks', 'POST', ADMIN, {
+      url: 'file:///etc/passwd',
+      events: ['brake.held'],
+    });
+    expect(file.status).toBe(400);
+    expect(file.body.detail ?? file.body.message ?? JSON.stringify(file.body)).toMatch(/http/);
+    const unknown = await call('/api/tenants/acme/webhooks', 'POST', ADMIN, {
+      url: `${receiver.base}/x`,
+      events: ['user.created'],
+    });
+    expect(unknown.status).toBe(400);
+    const twice = await call('/api/tenants/acme/webhooks', 'POST', ADMIN, {
+      url: `${receiver.base}/acme`,
+      events: ['brake.held'],
+    });
+    expect(twice.status).toBe(409);
+    expect(acme.secret).toMatch(/^whsec_/);
+  });
+
+  it('lists endpoints without their secrets, sealed at rest', async () => {
+    const listed = await call('/api/tenants/acme/webhooks', 'GET', ADMIN);
+    expect(listed.body.webhooks).toHaveLength(4);
+    expect(JSON.stringify(listed.body)).not.toContain(acme.secret);
+    const [row] = await database.sql`SELECT secret_sealed FROM webhook_endpoints WHERE id = ${acme.id}`;
+    expect(row!.secret_sealed).toMatch(/^v1\./);
+    expect(row!.secret_sealed).not.toContain(acme.secret.slice(6));
+  });
+
+  it('a mass change held by the brake is POSTed, signed per Standard Webhooks, once per URL', async () => {
+    await call('/api/tenants/acme/rules', 'POST', ADMIN, {
+      target: 'enterprise',
+      idpGroup: 'Everyone',
+      permissions: ['view'],
+    });
+    const ids: string[] = [];
+    for (let i = 0; i < 8; i++) {
+      const user = await call('/scim/v2/Users', 'POST', scimToken, {
+        schemas: [USER],
+        userName: `p${i}@example.com`,
+      });
+      ids.push(user.body.id);
+    }
+    const group = await call('/scim/v2/Groups', 'POST', scimToken, {
+      schemas: [GROUP],
+      displayName: 'Everyone',
+      members: ids.map((value) => ({ value })),
+    });
+    await expect
+      .poll(
+        async () =>
+          Number(
+            (
+              await database.sql`SELECT count(*) AS n FROM platform_enterprise_members WHERE tenant_id = ${tenant.id}`
+            )[0]!.n,
+          ),
+        { timeout: 15_000 },
+      )
+      .toBe(8);
+    await call(
+      `/scim/v2/Groups/${group.body.id}`,
+      'PATCH',
+      scimToken,
+      patch([{ op: 'replace', path: 'members', value: [] }]),
+    );
+    await expect.poll(() => receiver.at('/acme').length, { timeout: 15_000 }).toBeGreaterThan(0);
+    const [first] = receiver.at('/acme');
+    const message = verified(acme.secret, first!);
+    expect(message.type).toBe('brake.held');
+    expect(message.data).toMatchObject({ tenant: 'acme', usersHeld: 8 });
+    expect(first!.headers['webhook-id']).toMatch(/^msg_/);
+    // A tampered body or a wrong secret does not verify.
+    expect(() =>
+      verified(acme.secret, { ...first!, body: first!.body.replace('"acme"', '"evil"') }),
+    ).toThrow();
+    expect(() => verified(otherHook.secret, first!)).toThrow();
+  });
+
+  it('retries a failing receiver with back-off and records each attempt', async () => {
+    await expect
+      .poll(async () => (await deliveries('acme')).find((d) => d.url.endsWith('/flaky'))?.status, {
+        timeout: 15_000,
+      })
+      .toBe('delivered');
+    const flakyDelivery = (await deliveries('acme')).find((d) => d.url.endsWith('/flaky'))!;
+    expect(flakyDelivery).toMatchObject({ attempts: 2, lastResponseStatus: 200, event: 'brake.held' });
+    const attempts = await database.sql`
+      SELECT attempt, response_status FROM webhook_delivery_attempts WHERE delivery_id = ${flakyDelivery.id} ORDER BY attempt`;
+    expect(attempts.map((a) => [a.attempt, a.response_status])).toEqual([
+      [1, 500],
+      [2, 200],
+    ]);
+    // The same message id on the retry, so a receiver can deduplicate; both signatures verify.
+    const [one, two] = receiver.at('/flaky');
+    expect(two!.headers['webhook-id']).toBe(one!.headers['webhook-id']);
+    expect(verified(flaky.secret, two!).type).toBe('brake.held');
+  });
+
+  it('disables an endpoint that answers 410 Gone, and sends Slack its {"text"} shape', async () => {
+    await expect
+      .poll(async () => (await deliveries('acme')).find((d) => d.url.endsWith('/gone'))?.status, {
+        timeout: 15_000,
+      })
+      .toBe('gone');
+    const listed = (await call('/api/tenants/acme/webhooks', 'GET', ADMIN)).body.webhooks as any[];
+    expect(listed.find((w) => w.id === gone.id).disabledReason).toMatch(/410/);
+    expect(receiver.at('/gone')).toHaveLength(1);
+    await expect.poll(() => receiver.at('/slack').length, { timeout: 15_000 }).toBe(1);
+    expect(JSON.parse(receiver.at('/slack')[0]!.body)).toEqual({
+      text: expect.stringContaining('brake.held'),
+    });
+  });
+
+  it('shows the deliveries and their outcome in the security console', async () => {
+    const publicUrl = daemon.resources.config.publicUrl;
+    const login = await fetch(`${base}/console/acme/login`, {
+      method: 'POST',
+      redirect: 'manual',
+      headers: { 'Content-Type': 'application/x-www-form-urlencoded', Origin: publicUrl },
+      body: new URLSearchParams({ token: ADMIN }).toString(),
+    });
+    expect(login.status).toBe(303);
+    const cookie = login.headers.get('set-cookie')!.split(';')[0]!;
+    const page = await (await fetch(`${base}/console/acme`, { headers: { cookie } })).text();
+    const alerts = page.slice(page.indexOf('<section id="alerts">'));
+    expect(alerts).toContain('brake.held');
+    expect(alerts).toMatch(/\/flaky<\/td>\s*<td class="ok">delivered<\/td><td>2<\/td><td>200/);
+    expect(alerts).toMatch(/\/gone<\/td>\s*<td class="bad">gone<\/td>/);
+    expect(page).not.toContain(acme.secret);
+  });
+
+  it('the CLI adds (secret shown once), lists and shows deliveries', async () => {
+    const env = { DATABASE_URL: database.url, IDSYNC_SECRET_KEY: 's'.repeat(40) };
+    const added = await runCli(
+      [
+        'webhook',
+        'add',
+        '--tenant',
+        'acme',
+        '--url',
+        `${receiver.base}/cli`,
+        '--events',
+        'drift.critical,brake.held',
+        '--format',
+        'slack',
+      ],
+      env,
+    );
+    expect(added.code, added.stderr).toBe(0);
+    expect(added.stdout).toMatch(/secret:\s+whsec_/);
+    const refused = await runCli(
+      ['webhook', 'add', '--tenant', 'acme', '--url', 'ftp://x', '--events', 'brake.held'],
+      env,
+    );
+    expect(refused.code).not.toBe(0);
+    expect(refused.stderr).toMatch(/http/);
+    const listed = await runCli(['webhook', 'list', '--tenant', 'acme'], env);
+    expect(listed.stdout).toContain(`${receiver.base}/cli  slack  drift.critical,brake.held  live`);
+    expect(listed.stdout).not.toContain('whsec_');
+    const shown = await runCli(['webhook', 'deliveries', '--tenant', 'acme', '--json'], env);
+    expect(shown.code, shown.stderr).toBe(0);
+    const { deliveries: rows } = JSON.parse(shown.stdout) as { deliveries: any[] };
+    expect(rows.find((d) => d.url.endsWith('/gone'))).toMatchObject({
+      status: 'gone',
+      lastResponseStatus: 410,
+    });
+  });
+
+  it('an offboarding stopped by a team’s last admin is deprovision.blocked', async () => {
+    await call('/api/tenants/acme/rules', 'POST', ADMIN, {
+      target: 'team',
+      idpGroup: 'Ops Leads',
+      team: 'ops',
+      role: 'admin',
+    });
+    const lead = await call('/scim/v2/Users', 'POST', scimToken, {
+      schemas: [USER],
+      userName: 'lead@example.com',
+    });
+    await call('/scim/v2/Groups', 'POST', scimToken, {
+      schemas: [GROUP],
+      displayName: 'Ops Leads',
+      members: [{ value: lead.body.id }],
+    });
+    await expect
+      .poll(
+        async () =>
+          (
+            await database.sql`SELECT count(*)::int AS n FROM platform_team_members WHERE tenant_id = ${tenant.id} AND account = 'lead@example.com'`
+          )[0]!.n,
+        { timeout: 15_000 },
+      )
+      .toBe(1);
+    await call(`/scim/v2/Users/${lead.body.id}`, 'DELETE', scimToken);
+    await expect
+      .poll(() => receiver.at('/acme').map((r) => JSON.parse(r.body).type), { timeout: 15_000 })
+      .toContain('deprovision.blocked');
+    const blocked = receiver.at('/acme').find((r) => JSON.parse(r.body).type === 'deprovision.blocked')!;
+    expect(verified(acme.secret, blocked).data).toMatchObject({ userId: lead.body.id });
+  });
+
+  it('a drift scan finding an offboarded user with access is drift.critical', async () => {
+    expect((await call('/api/tenants/acme/drift/scan', 'POST', ADMIN)).status).toBe(202);
+    await expect
+      .poll(() => receiver.at('/acme').map((r) => JSON.parse(r.body).type), { timeout: 20_000 })
+      .toContain('drift.critical');
+    const critical = receiver.at('/acme').find((r) => JSON.parse(r.body).type === 'drift.critical')!;
+    expect(verified(acme.secret, critical).data.findings.length).toBeGreaterThan(0);
+  });
+
+  it('keeps tenants apart: the other tenant’s endpoint heard none of acme’s events', async () => {
+    expect(receiver.at('/other')).toHaveLength(0);
+    expect(await deliveries('other')).toEqual([]);
+    // An owner token of the other tenant cannot see acme's webhooks.
+    const token = await call('/api/admin-tokens', 'POST', ADMIN, {
+      name: 'other-owner',
+      role: 'owner',
+      tenant: 'other',
+    });
+    expect((await call('/api/tenants/acme/webhooks', 'GET', token.body.token)).status).toBe(404);
+    expect((await call('/api/tenants/acme/webhooks/deliveries', 'GET', token.body.token)).status).toBe(404);
+  });
+
+  it('never logs a webhook secret', () => {
+    expect(output().length).toBeGreaterThan(0);
+    for (const secret of [acme.secret, flaky.secret, gone.secret, otherHook.secret]) {
+      expect(output()).not.toContain(secret);
+      expect(output()).not.toContain(secret.slice(6));
+    }
+  });
+
+  it('removing an endpoint stops its deliveries; an auditor may read but not add', async () => {
+    const auditor = await call('/api/admin-tokens', 'POST', ADMIN, {
+      name: 'acme-auditor',
+      role: 'auditor',
+      tenant: 'acme',
+    });
+    expect((await call('/api/tenants/acme/webhooks/deliveries', 'GET', auditor.body.token)).status).toBe(200);
+    expect(
+      (
+        await call('/api/tenants/acme/webhooks', 'POST', auditor.body.token, {
+          url: `${receiver.base}/a`,
+          events: ['brake.held'],
+        })
+      ).status,
+    ).toBe(403);
+    expect((await call(`/api/tenants/acme/webhooks/${acme.id}`, 'DELETE', ADMIN)).status).toBe(204);
+    expect((await call(`/api/tenants/acme/webhooks/${acme.id}`, 'DELETE', ADMIN)).status).toBe(404);
+  });
+});
+
+describe('webhooks: the platform refusing idsync, from the real cause (Heroku simulator)', async () => {
+  const database = await createTestDatabase();
+  const redis = new Redis(inject('redisUrl'));
+  const secretKey = 'p'.repeat(40);
+  const box = SecretBox.fromConfig({ secretKey, dataDir: '/nonexistent' });
+  const { log } = capturingLogger('silent');
+  const simulator = new HerokuSimulator({ refillPerMinute: 1 });
+  await simulator.start();
+  simulator.addTeam('core', [['ada@example.com', 'admin']]);
+  afterAll(async () => {
+    await simulator.stop();
+    redis.disconnect();
+  });
+  const connectorFor = connectorFactory({
+    database,
+    redis,
+    config: { secretKey, dataDir: '/nonexistent', databaseUrl: undefined },
+    log,
+    rateLimitPatienceMs: 200,
+  });
+  const recorded = async (tenantId: string) =>
+    (
+      await database.sql`SELECT event_type, payload FROM webhook_deliveries WHERE tenant_id = ${tenantId} ORDER BY id`
+    ).map((r) => ({ type: r.event_type, payload: r.payload }));
+  const tenantWithHook = async (name: string) => {
+    const { tenant } = await createTenant(database.db, name, 'test');
+    await simulator.connect(database.db, tenant.id, secretKey, {
+      budgetKey: uniquePrefix(name),
+      // idsync's own estimate refills at once: the simulator's empty bucket (429s) is what holds it back.
+      refillPerMinute: 600_000,
+      reserve: 0,
+    });
+    await addWebhook(
+      database.db,
+      box,
+      tenant.id,
+      {
+        url: 'https://alerts.example.com/idsync',
+        events: ['platform.credential_refused', 'platform.budget_exhausted'],
+        format: 'standard',
+      },
+      'test',
+    );
+    return tenant;
+  };
+
+  it('a refused credential (401) is platform.credential_refused, once per stop', async () => {
+    const tenant = await tenantWithHook('refused');
+    // The stored token is not the one the platform accepts: a revoked credential.
+    await database.sql`UPDATE tenants SET connector_settings = connector_settings || ${JSON.stringify({ token: { sealed: box.seal('revoked-token') } })}::jsonb WHERE id = ${tenant.id}`;
+    const connector = await connectorFor(tenant.id, 'deprovision');
+    await expect(
+      connector.apply({ kind: 'remove-team-member', account: 'ada@example.com', team: 'core' }),
+    ).rejects.toThrow(/401/);
+    const events = await recorded(tenant.id);
+    expect(events.map((e) => e.type)).toEqual(['platform.credential_refused']);
+    expect(events[0]!.payload).toMatchObject({
+      type: 'platform.credential_refused',
+      data: { tenant: 'refused', platform: 'heroku' },
+    });
+    expect(JSON.stringify(events)).not.toContain('revoked-token');
+  });
+
+  it('429s outlasting a request’s patience are platform.budget_exhausted, once per window', async () => {
+    const tenant = await tenantWithHook('exhausted');
+    const connector = await connectorFor(tenant.id, 'reconcile');
+    // One answered request first, so idsync has seen the bucket's size (as it has in any running daemon).
+    expect(
+      await connector.apply({ kind: 'remove-team-member', account: 'ada@example.com', team: 'core' }),
+    ).toEqual({ status: 'applied' });
+    simulator.drainBudget();
+    for (let i = 0; i < 2; i++) {
+      await expect(
+        connector.apply({ kind: 'remove-team-member', account: 'ada@example.com', team: 'core' }),
+      ).rejects.toThrow(/rate limited/);
+    }
+    expect((await recorded(tenant.id)).map((e) => e.type)).toEqual(['platform.budget_exhausted']);
+  });
+});
+
+describe('webhooks: a deprovision that keeps failing, through the worker pool', async () => {
+  const database = await createTestDatabase();
+  const { tenant } = await createTenant(database.db, 'acme', 'test');
+  const secretKey = 'd'.repeat(40);
+  const receiver = await startReceiver();
+  const hook = await addWebhook(
+    database.db,
+    SecretBox.fromConfig({ secretKey, dataDir: '/nonexistent' }),
+    tenant.id,
+    { url: `${receiver.base}/pager`, events: ['deprovision.failed'], format: 'standard' },
+    'test',
+  );
+  const [user] = await database.sql`
+    INSERT INTO users (tenant_id, user_name, active, origin) VALUES (${tenant.id}, 'stuck@example.com', false, 'scim')
+    RETURNING id::text`;
+  const { log } = capturingLogger('silent');
+  // The platform failing every call, as reconcile-guarantees drives it: the job handler throws.
+  const worker = await startTestDaemon({
+    mode: 'worker',
+    config: testConfig(database.url, { sweeperIntervalMs: 0, secretKey }),
+    log,
+    jobHandler: async () => {
+      throw new Error('platform said 503');
+    },
+  });
+  afterAll(async () => {
+    await worker.stop();
+    await receiver.close();
+  });
+
+  it('the third failed attempt reaches the pager once, signed', async () => {
+    await database.sql`INSERT INTO outbox (tenant_id, lane, subject_type, subject_id, cause)
+      VALUES (${tenant.id}, 'deprovision', 'user', ${user!.id}, '{"event":"user.deactivated"}'::jsonb)`;
+    await expect.poll(() => receiver.at('/pager').length, { timeout: 20_000 }).toBe(1);
+    const message = verified(hook.secret, receiver.at('/pager')[0]!);
+    expect(message).toMatchObject({
+      type: 'deprovision.failed',
+      data: { tenant: 'acme', userId: user!.id, attempts: 3, retrying: true, reason: 'platform said 503' },
+    });
+  }, 30_000);
+});
