@@ -222,8 +222,9 @@ const results = {
     backlogLeftAfterPushSeconds: round(firstDrainSeconds, 2),
     deprovisionTimeToEffectMs: { count: latencies.length, p50: pct(50), p99: pct(99), max: pct(100) },
     deprovisionMedianMs: {
-      beforeReceiptOpened: round(split!.waited, 0),
-      receiptOpenToComplete: round(split!.ran, 0),
+      committedToRelayed: round(split!.relayed, 0),
+      relayedToReceiptOpened: round(split!.waited, 0),
+      receiptOpenedToComplete: round(split!.ran, 0),
     },
   },
   apiAlone: {

@@ -35,9 +35,9 @@ async function setting() {
     await database.sql`INSERT INTO outbox (tenant_id, lane, subject_type, subject_id) VALUES (${t}, 'reconcile', 'user', ${id})`;
     return id;
   };
-  const reconcile = async (id: string, lane: 'reconcile' | 'deprovision' = 'reconcile') => {
+  const reconcile = async (id: string) => {
     const before = plans;
-    const result = await reconcileUser({ database, connectorFor }, t, id, cause, lane);
+    const result = await reconcileUser({ database, connectorFor }, t, id, cause, 'reconcile');
     return { result, planned: plans > before };
   };
   return { database, tenantId: t, user, reconcile };
@@ -78,12 +78,13 @@ describe('events for users no rule touches', () => {
     expect((await reconcile(id)).planned).toBe(true);
   });
 
+  // In the reconcile lane (a late group.member_added, say): the deprovision lane always plans.
   it('never skip a deactivated user who holds edges, a live token, or an unfinished receipt', async () => {
     const { database, tenantId, user, reconcile } = await setting();
     const withEdges = await user('leaver@example.com', ['engineering']);
     await reconcile(withEdges);
     await database.sql`UPDATE users SET active = false WHERE id = ${withEdges}`;
-    const offboarded = await reconcile(withEdges, 'deprovision');
+    const offboarded = await reconcile(withEdges);
     expect(offboarded.planned).toBe(true);
     expect(offboarded.result.offboarding).toBe(true);
     expect(await edges(database, 'leaver@example.com')).toBe(0);
@@ -91,14 +92,14 @@ describe('events for users no rule touches', () => {
     const withToken = await user('token@example.com', ['Everyone'], false);
     await database.sql`INSERT INTO tokens (tenant_id, user_id, kind, token_id, secret_hash)
       VALUES (${tenantId}, ${withToken}, 'api', 'tok-1', 'h')`;
-    expect((await reconcile(withToken, 'deprovision')).planned).toBe(true);
+    expect((await reconcile(withToken)).planned).toBe(true);
     const [token] = await database.sql`SELECT revoked_at FROM tokens WHERE token_id = 'tok-1'`;
     expect(token!.revoked_at).not.toBeNull();
 
     const withReceipt = await user('receipt@example.com', ['Everyone'], false);
     await database.sql`INSERT INTO receipts (tenant_id, user_id, account, idp_event, idp_event_at)
       VALUES (${tenantId}, ${withReceipt}, 'receipt@example.com', 'user.deactivated', now())`;
-    expect((await reconcile(withReceipt, 'deprovision')).planned).toBe(true);
+    expect((await reconcile(withReceipt)).planned).toBe(true);
     const [receipt] = await database.sql`SELECT completed_at FROM receipts WHERE user_id = ${withReceipt}`;
     expect(receipt!.completed_at).not.toBeNull();
   });
