@@ -78,6 +78,15 @@ describe('events for users no rule touches', () => {
     expect((await reconcile(id)).planned).toBe(true);
   });
 
+  it('still plan a user with a direct assignment (a CSV import) and no granting group', async () => {
+    const { database, tenantId, user, reconcile } = await setting();
+    const id = await user('imported@example.com', ['Everyone']);
+    await database.sql`INSERT INTO assignments (tenant_id, user_id, source, team_name, team_role)
+      VALUES (${tenantId}, ${id}, 'import', 'core', 'member')`;
+    expect((await reconcile(id)).planned).toBe(true);
+    expect(await edges(database, 'imported@example.com')).toBe(2);
+  });
+
   // In the reconcile lane (a late group.member_added, say): the deprovision lane always plans.
   it('never skip a deactivated user who holds edges, a live token, or an unfinished receipt', async () => {
     const { database, tenantId, user, reconcile } = await setting();

@@ -10,7 +10,8 @@ export const userLockKey = (userId: string) => `user:${userId}`;
  * as a session, so it waits for a reconcile in progress and sees what it left), and if so completes the
  * outbox rows announcing the user in the same statement: the rows and the state are read from one
  * snapshot, so every change they announce was seen. Returns false whenever the full plan must run:
- *  - a rule could match one of the user's groups or app roles (while the user is active);
+ *  - a rule could match one of the user's groups or app roles, or the user has a direct assignment (a
+ *    CSV import), while the user is active;
  *  - the account has an edge on the platform (Enterprise Account, team or app), or a live token;
  *  - an unfinished receipt (a cascade a killed worker left) — never skipped;
  *  - any name involved is not plain ASCII: the planner compares with JavaScript's toLowerCase, which
@@ -32,10 +33,11 @@ export async function completeIfUntouched(sql: Sql, tenantId: string, userId: st
       ), verdict AS (
         SELECT u.ascii_name
           AND NOT EXISTS (SELECT 1 FROM unnest(u.groups || u.roles) n WHERE n !~ '^[ -~]*$')
-          AND (NOT u.live OR NOT EXISTS (
+          AND (NOT u.live OR (NOT EXISTS (
             SELECT 1 FROM assignment_rules r WHERE r.tenant_id = ${tenantId} AND (
               r.idp_group !~ '^[ -~]*$' OR r.idp_app_role !~ '^[ -~]*$'
-              OR lower(r.idp_group COLLATE "C") = ANY(u.groups) OR lower(r.idp_app_role COLLATE "C") = ANY(u.roles))))
+              OR lower(r.idp_group COLLATE "C") = ANY(u.groups) OR lower(r.idp_app_role COLLATE "C") = ANY(u.roles)))
+            AND NOT EXISTS (SELECT 1 FROM assignments a WHERE a.user_id = u.id)))
           AND NOT EXISTS (SELECT 1 FROM platform_enterprise_members m WHERE m.tenant_id = ${tenantId} AND m.account = u.account)
           AND NOT EXISTS (SELECT 1 FROM platform_team_members m WHERE m.tenant_id = ${tenantId} AND m.account = u.account)
           AND NOT EXISTS (SELECT 1 FROM platform_app_collaborators c WHERE c.tenant_id = ${tenantId} AND c.account = u.account)
