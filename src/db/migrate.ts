@@ -3,6 +3,7 @@ import { fileURLToPath } from 'node:url';
 import { drizzle } from 'drizzle-orm/postgres-js';
 import { migrate } from 'drizzle-orm/postgres-js/migrator';
 import postgres from 'postgres';
+import { alignAccountKey } from './account-key.js';
 
 /** `drizzle/` sits two levels above this file both in src/db and in the compiled dist/db. */
 export const MIGRATIONS_FOLDER = fileURLToPath(new URL('../../drizzle', import.meta.url));
@@ -11,15 +12,28 @@ export const MIGRATIONS_FOLDER = fileURLToPath(new URL('../../drizzle', import.m
 const MIGRATION_LOCK_KEY = 0x1d5_c0de;
 
 /**
- * Applies the checked-in migrations. API and worker processes may start together against one database;
- * an advisory lock makes the second wait for the first instead of racing it.
+ * Applies the checked-in migrations, then gives account_key() the body this server's version supports
+ * best (src/db/account-key.ts). API and worker processes may start together against one database; an
+ * advisory lock makes the second wait for the first instead of racing it.
  */
-export async function runMigrations(databaseUrl: string): Promise<void> {
+export async function runMigrations(
+  databaseUrl: string,
+  options: { warn?: (message: string) => void } = {},
+): Promise<void> {
   const sql = postgres(databaseUrl, { max: 1, onnotice: () => {} });
   try {
     await sql`SELECT pg_advisory_lock(${MIGRATION_LOCK_KEY})`;
     try {
       await migrate(drizzle(sql), { migrationsFolder: MIGRATIONS_FOLDER });
+      const key = await alignAccountKey(sql);
+      if (key.kept)
+        options.warn?.(
+          `account names keep their ${key.body} comparison key: this PostgreSQL offers ${key.kept.wanted}, under which ${key.kept.collisions} group(s) of active users in one tenant would share a userName (e.g. "straße" and "strasse"); rename or deprovision all but one of each and restart`,
+        );
+      else if (key.rekeyed > 0)
+        options.warn?.(
+          `account names re-keyed with ${key.body} for this PostgreSQL: ${key.rekeyed} user(s) changed`,
+        );
     } finally {
       await sql`SELECT pg_advisory_unlock(${MIGRATION_LOCK_KEY})`;
     }

@@ -27,6 +27,7 @@ import {
   recordEdgesRemoving,
 } from './receipts.js';
 import { loadPolicy, loadRuleBook, loadUser, type UserSubject } from './state.js';
+import { completeIfUntouched, userLockKey } from './untouched.js';
 
 /*
  * Reconcile by level: given a user key, read what the IdP wants and what the platform has, plan the
@@ -119,7 +120,8 @@ export interface ReconcileResult {
 const NOTHING: ReconcileResult = { applied: [], blocked: [], offboarding: false };
 
 /**
- * Reconciles one user. A PostgreSQL advisory lock on the user makes two workers (or two processes)
+ * Reconciles one user; in the reconcile lane a user no rule touches and who holds nothing costs one
+ * statement (`completeIfUntouched`). A PostgreSQL advisory lock on the user makes two workers (or two processes)
  * take turns; the second then plans against the state the first left and finds nothing to do. The lock
  * and every query of the job share one reserved connection, so a job never waits for a second one.
  */
@@ -131,8 +133,12 @@ export async function reconcileUser(
   /** The lane the job runs in: its platform requests go at that priority (an offboarding always first). */
   lane: 'deprovision' | 'reconcile' = 'deprovision',
 ): Promise<ReconcileResult> {
+  // Only in the reconcile lane: a deprovision is nearly always for someone holding edges, and every
+  // statement before its receipt opens is time to effect (the check would add four round trips).
+  if (lane === 'reconcile' && (await completeIfUntouched(deps.database.sql, tenantId, userId)))
+    return NOTHING;
   return withReservedSession(deps.database, async ({ sql: connection, db }) => {
-    const lockKey = `user:${userId}`;
+    const lockKey = userLockKey(userId);
     await connection`SELECT pg_advisory_lock(hashtextextended(${lockKey}, 0))`;
     try {
       const covered = await openAnnouncements(db, tenantId, 'user', userId);

@@ -109,7 +109,9 @@ export async function startDaemon(options: DaemonOptions): Promise<Daemon> {
     const redisEndpoint: Endpoint = await provideRedis(config, log, claim);
     cleanups.push(() => redisEndpoint.release());
 
-    await reaching('PostgreSQL', databaseEndpoint, () => runMigrations(databaseEndpoint.url));
+    await reaching('PostgreSQL', databaseEndpoint, () =>
+      runMigrations(databaseEndpoint.url, { warn: (message) => log.warn(message) }),
+    );
     const database = connectDatabase(databaseEndpoint.url, {
       max: poolSize,
       connectTimeoutMs: config.databaseTimeoutMs,

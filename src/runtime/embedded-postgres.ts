@@ -67,7 +67,7 @@ async function loadBinaries(): Promise<Binaries> {
 }
 
 /** PostgreSQL refuses to run as root; when we are root we run it as the `postgres` system user. */
-function serverIdentity(): ProcessIdentity | undefined {
+export function serverIdentity(): ProcessIdentity | undefined {
   if (process.getuid?.() !== 0) return undefined;
   const lookup = () => ({
     uid: Number(execFileSync('id', ['-u', 'postgres'], { encoding: 'utf8' }).trim()),

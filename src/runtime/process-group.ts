@@ -64,7 +64,9 @@ export async function startProcessGroup(options: {
     const database = await provideDatabase(config, log, claim);
     endpoints.push(database);
     endpoints.push(await provideRedis(config, log, claim));
-    await reaching('PostgreSQL', database, () => runMigrations(database.url));
+    await reaching('PostgreSQL', database, () =>
+      runMigrations(database.url, { warn: (message) => log.warn(message) }),
+    );
     if (mode === 'start') {
       const handle = connectDatabase(database.url, { max: 1 });
       try {

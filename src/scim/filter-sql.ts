@@ -115,6 +115,18 @@ export const groupMapping: ResourceMapping = {
   },
 };
 
+/**
+ * The name in `userName eq "…"` (the existence check Okta and Entra send before every create), so the
+ * list can run as one prepared statement instead of a drizzle template built per request; undefined for
+ * any other filter. The SQL is the same as filterToSql's for it: user_name_key = account_key(name).
+ */
+export function userNameEquality(node: FilterNode): string | undefined {
+  if (node.kind !== 'compare' || node.operator !== 'eq' || typeof node.value !== 'string') return undefined;
+  const { schema, names } = node.path;
+  if (schema !== undefined && schema.toLowerCase() !== USER_SCHEMA.toLowerCase()) return undefined;
+  return names.length === 1 && names[0]!.toLowerCase() === 'username' ? node.value : undefined;
+}
+
 export function filterToSql(node: FilterNode, mapping: ResourceMapping): SQL {
   switch (node.kind) {
     case 'and':

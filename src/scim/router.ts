@@ -1,3 +1,4 @@
+import type { SQL } from 'drizzle-orm';
 import { type NextFunction, type Request, type Response, Router } from 'express';
 import type { Database } from '../db/client.js';
 import { isUniqueViolation } from '../errors.js';
@@ -7,7 +8,7 @@ import type { ScimTokenVerifier } from '../tenants/scim-token-cache.js';
 import type { Tenant } from '../tenants/tenants.js';
 import { ScimError, scimErrorHandler, sendScimError } from './errors.js';
 import { type FilterNode, parseFilter } from './filter.js';
-import { filterToSql, userMapping } from './filter-sql.js';
+import { filterToSql, userMapping, userNameEquality } from './filter-sql.js';
 import {
   createGroup,
   deleteGroup,
@@ -138,7 +139,7 @@ export function scimRouter(options: ScimRouterOptions): Router {
     const page = await listUsersJson(
       db,
       tenant.id,
-      query.filter ? filterToSql(query.filter, userMapping) : undefined,
+      query.filter ? userNameFilter(query.filter) : undefined,
       query,
       baseUrl,
       projectionKeeps(query.projection, 'groups'),
@@ -429,4 +430,10 @@ function serviceProviderConfig(baseUrl: string) {
     },
     meta: { resourceType: 'ServiceProviderConfig', location: `${baseUrl}/ServiceProviderConfig` },
   };
+}
+
+/** The `userName eq` existence check runs as a prepared statement; any other filter as built SQL. */
+function userNameFilter(filter: FilterNode): SQL | { userName: string } {
+  const userName = userNameEquality(filter);
+  return userName === undefined ? filterToSql(filter, userMapping) : { userName };
 }

@@ -1,5 +1,6 @@
 import { type SQL, sql } from 'drizzle-orm';
 import type { Database } from '../db/client.js';
+import { accountKey } from '../db/schema.js';
 import { preparedStatement } from '../db/statement.js';
 import { ENTERPRISE_USER_SCHEMA, USER_SCHEMA } from './schemas.js';
 
@@ -83,19 +84,35 @@ const unfilteredPage = {
   withoutGroups: preparedStatement<PageValues>(() => userPageSql(undefined, 'placeholders', false)),
 };
 
+/** `userName eq "…"`: the condition filterToSql builds for it, with the name as a placeholder. */
+const byUserName = sql`users.user_name_key = ${accountKey(sql.placeholder('userName'))}`;
+const userNamePage = {
+  withGroups: preparedStatement<PageValues & { userName: string }>(() =>
+    userPageSql(byUserName, 'placeholders', true),
+  ),
+  withoutGroups: preparedStatement<PageValues & { userName: string }>(() =>
+    userPageSql(byUserName, 'placeholders', false),
+  ),
+};
+
 export async function listUsersJson(
   db: Database,
   tenantId: string,
-  where: SQL | undefined,
+  /** A filter as SQL, or the name of a `userName eq` filter (one prepared statement). */
+  where: SQL | { userName: string } | undefined,
   page: { startIndex: number; count: number },
   baseUrl: string,
   withGroups: boolean,
 ): Promise<UserPageJson> {
   const values: PageValues = { tenantId, baseUrl, count: page.count, offset: page.startIndex - 1 };
   type Row = { total: number; resource: string | null };
-  const rows = where
-    ? await db.execute<Row>(userPageSql(where, values, withGroups))
-    : await unfilteredPage[withGroups ? 'withGroups' : 'withoutGroups']<Row>(db, values);
+  const variant = withGroups ? 'withGroups' : 'withoutGroups';
+  const rows =
+    where === undefined
+      ? await unfilteredPage[variant]<Row>(db, values)
+      : 'userName' in where
+        ? await userNamePage[variant]<Row>(db, { ...values, userName: where.userName })
+        : await db.execute<Row>(userPageSql(where, values, withGroups));
   return {
     total: rows[0]?.total ?? 0,
     resources: rows.flatMap((r) => (r.resource === null ? [] : [r.resource])),

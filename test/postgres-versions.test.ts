@@ -1,0 +1,146 @@
+import postgres from 'postgres';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { parseAccountName } from '../src/accounts/account-name.js';
+import { alignAccountKey } from '../src/db/account-key.js';
+import { connectDatabase, type DatabaseHandle } from '../src/db/client.js';
+import { runMigrations } from '../src/db/migrate.js';
+import { provisionLogin } from '../src/sso/jit.js';
+import { createTenant } from '../src/tenants/tenants.js';
+import { startTestDaemon, testConfig } from './support/daemon.js';
+import { createTestDatabase } from './support/database.js';
+import { capturingLogger } from './support/log-capture.js';
+import { hasPostgres15, POSTGRES_15_BIN, startSystemPostgres } from './support/postgres-binaries.js';
+
+const claims = (nameId: string) => ({
+  nameId: parseAccountName(nameId),
+  email: undefined,
+  givenName: undefined,
+  familyName: undefined,
+  displayName: undefined,
+  groups: undefined,
+  overage: false,
+});
+
+if (!hasPostgres15())
+  console.warn(
+    `skipping the PostgreSQL 15 tests: ${POSTGRES_15_BIN}/postgres is absent (apt-get install postgresql-15)`,
+  );
+
+describe.skipIf(!hasPostgres15())('on PostgreSQL 15 (Debian binaries, the peers’ server)', () => {
+  let database: DatabaseHandle & { url: string };
+  let stopServer: () => Promise<void>;
+
+  beforeAll(async () => {
+    const server = await startSystemPostgres(POSTGRES_15_BIN);
+    stopServer = server.stop;
+    const admin = postgres(server.url, { max: 1, onnotice: () => {} });
+    await admin.unsafe('CREATE DATABASE idsync');
+    await admin.end();
+    const url = server.url.replace(/\/postgres$/, '/idsync');
+    await runMigrations(url);
+    database = { ...connectDatabase(url, { max: 5 }), url };
+  });
+  afterAll(async () => {
+    await database?.close();
+    await stopServer?.();
+  });
+
+  it('applies every migration and keys names with ICU lower-casing', async () => {
+    const [row] = await database.sql<{ version: string; a: string; b: string; c: string }[]>`
+      SELECT current_setting('server_version_num') AS version, account_key(' ÉLODIE@Example.COM ') AS a,
+             account_key('ΟΔΟΣ') AS b, account_key('JOSE' || U&'\\0301') AS c`;
+    expect(Number(row!.version)).toBeLessThan(160_000);
+    expect(row).toMatchObject({ a: 'élodie@example.com', b: 'οδοσ', c: 'josé' });
+    // The one documented difference from 18's casefold(): no ß -> ss expansion.
+    const [sharp] = await database.sql`SELECT account_key('STRAẞE') AS k`;
+    expect(sharp!.k).toBe('straße');
+    expect((await alignAccountKey(database.sql)).body).toBe('icu-lower');
+  });
+
+  it('keeps userName unique through SCIM and finds the SCIM user at a JIT sign-in in another case', async () => {
+    const { log } = capturingLogger('silent');
+    const daemon = await startTestDaemon({ mode: 'serve', config: testConfig(database.url), log });
+    try {
+      const { tenant, scimToken } = await createTenant(database.db, 'pg15', 'test');
+      const create = (userName: string) =>
+        fetch(`http://127.0.0.1:${daemon.port}/scim/v2/Users`, {
+          method: 'POST',
+          headers: { Authorization: `Bearer ${scimToken}`, 'Content-Type': 'application/scim+json' },
+          body: JSON.stringify({
+            schemas: ['urn:ietf:params:scim:schemas:core:2.0:User'],
+            userName,
+            active: true,
+          }),
+        });
+      const first = await create('Élodie.Ωmega@Example.com');
+      expect(first.status).toBe(201);
+      const created = (await first.json()) as { id: string };
+      const second = await create('ÉLODIE.ωMEGA@example.com');
+      expect(second.status).toBe(409);
+      expect(await second.json()).toMatchObject({ scimType: 'uniqueness' });
+
+      const found = await fetch(
+        `http://127.0.0.1:${daemon.port}/scim/v2/Users?filter=${encodeURIComponent('userName eq "élodie.ωmega@EXAMPLE.com"')}`,
+        { headers: { Authorization: `Bearer ${scimToken}` } },
+      );
+      expect(((await found.json()) as { Resources: { id: string }[] }).Resources.map((u) => u.id)).toEqual([
+        created.id,
+      ]);
+
+      const login = await provisionLogin(
+        database.db,
+        tenant.id,
+        'create',
+        claims('ÉLODIE.ΩMEGA@EXAMPLE.COM'),
+        'c1',
+      );
+      expect(login).toMatchObject({ userId: created.id, created: false });
+      const jit = await provisionLogin(database.db, tenant.id, 'create', claims('Zoë@example.com'), 'c2');
+      expect(jit.created).toBe(true);
+      expect((await create('ZOË@EXAMPLE.COM')).status).toBe(409);
+    } finally {
+      await daemon.stop();
+    }
+  });
+});
+
+describe('a database whose server moved across PostgreSQL 18', () => {
+  const olderBody = `CREATE OR REPLACE FUNCTION account_key(name text) RETURNS text
+    LANGUAGE sql IMMUTABLE STRICT PARALLEL SAFE
+    RETURN normalize(translate(lower(normalize(btrim(name, E' \\t\\r\\n'), NFC) COLLATE "und-x-icu"), 'ς', 'σ'), NFC)`;
+
+  async function createdOnAnOlderServer(names: string[]) {
+    const database = await createTestDatabase();
+    await database.sql.unsafe(olderBody);
+    const [t] = await database.sql`
+      INSERT INTO tenants (name, scim_token_id, scim_token_hash) VALUES ('t', 'tt', 'x') RETURNING id`;
+    for (const name of names)
+      await database.sql`INSERT INTO users (tenant_id, user_name, origin) VALUES (${t!.id}, ${name}, 'scim')`;
+    return database;
+  }
+
+  it('gets casefold() keys at the next start, so ß and ss become one name', async () => {
+    const database = await createdOnAnOlderServer(['Straße@example.com', 'ada@example.com']);
+    const warnings: string[] = [];
+    await runMigrations(database.url, { warn: (message) => warnings.push(message) });
+    expect(warnings).toEqual(['account names re-keyed with casefold for this PostgreSQL: 1 user(s) changed']);
+    const keys = await database.sql`SELECT user_name_key FROM users ORDER BY user_name_key`;
+    expect(keys.map((k) => k.user_name_key)).toEqual(['ada@example.com', 'strasse@example.com']);
+    const [t] = await database.sql`SELECT id FROM tenants`;
+    await expect(
+      database.sql`INSERT INTO users (tenant_id, user_name, origin) VALUES (${t!.id}, 'STRASSE@example.com', 'scim')`,
+    ).rejects.toMatchObject({ code: '23505' });
+    await runMigrations(database.url, { warn: (message) => warnings.push(message) });
+    expect(warnings).toHaveLength(1);
+  });
+
+  it('keeps the older keys and says why when the new ones would merge two active users', async () => {
+    const database = await createdOnAnOlderServer(['straße@example.com', 'strasse@example.com']);
+    const warnings: string[] = [];
+    await runMigrations(database.url, { warn: (message) => warnings.push(message) });
+    expect(warnings).toHaveLength(1);
+    expect(warnings[0]).toMatch(/keep their icu-lower comparison key.*offers casefold.*1 group/);
+    const keys = await database.sql`SELECT user_name_key FROM users ORDER BY user_name_key`;
+    expect(keys.map((k) => k.user_name_key)).toEqual(['strasse@example.com', 'straße@example.com']);
+  });
+});
