@@ -8,6 +8,7 @@ import { offboardingView } from '../drift/offboarding.js';
 import { readDays, readFindingFilter, readPeriod, requestScan } from '../drift/queries.js';
 import { reportFindings, reportHeader, resolvedSince, verifyChain } from '../drift/reports.js';
 import { inactiveSeats } from '../drift/seats.js';
+import { readActivityInput, recordActivity } from '../platform/activity.js';
 import { forbidden, invalid, notFound, rootCause, unauthorized } from '../errors.js';
 import { jsonBody, refuseHostileText } from '../http/hostile-input.js';
 import { jsonErrorHandler } from '../http/json-errors.js';
@@ -270,6 +271,14 @@ export function adminRouter(options: AdminRouterOptions): Router {
     const view = await inactiveSeats(db, tenant.id, readDays(req.query.days));
     if (wantsCsv(req)) return sendCsv(res, `inactive-seats-${tenant.name}.csv`, seatsCsv(view));
     res.json(view);
+  });
+
+  // A platform service (the built-in platform) reports what its users did: the seat audit's activity.
+  router.post('/tenants/:tenant/activity', operator, async (req, res) => {
+    const tenant = await tenantOf(req, res);
+    const activity = readActivityInput(req.body);
+    await recordActivity(db, tenant.id, activity);
+    res.status(202).json({ recorded: activity.length });
   });
 
   router.use(jsonErrorHandler);

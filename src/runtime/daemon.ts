@@ -29,6 +29,7 @@ import {
   reaching,
   releaseClaim,
 } from './infrastructure.js';
+import { syncAuditPollSchedulers } from '../jobs/audit-poll-schedule.js';
 import { createJobHandler, DRIFT_TICK } from './job-handler.js';
 import { databasePoolSize } from './pool-size.js';
 import { startWorkerHealth } from './worker-health.js';
@@ -161,6 +162,8 @@ export async function startDaemon(options: DaemonOptions): Promise<Daemon> {
           },
         );
       }
+      // Audit-trail polls per tenant; kept in step with the tenants' settings by each drift tick.
+      await syncAuditPollSchedulers(database.db, queues.scan);
       const relay = new OutboxRelay({ sql: database.sql, queues, log, pollMs: config.outboxPollMs });
       await relay.start();
       cleanups.push(() => relay.stop());

@@ -92,7 +92,17 @@ export class HerokuClient {
     this.patienceMs = options.rateLimitPatienceMs ?? 120_000;
   }
 
-  async request<T>(method: string, path: string, body?: unknown, range?: string): Promise<HerokuResponse<T>> {
+  /**
+   * `accept` overrides the media type for the few resources served under a variant (the audit trail:
+   * `version=3.audit-trail`, heroku-enterprise audits commands).
+   */
+  async request<T>(
+    method: string,
+    path: string,
+    body?: unknown,
+    range?: string,
+    accept = 'application/vnd.heroku+json; version=3',
+  ): Promise<HerokuResponse<T>> {
     let attempt = 0;
     const patienceEnds = Date.now() + this.patienceMs;
     for (;;) {
@@ -104,7 +114,7 @@ export class HerokuClient {
         response = await fetch(`${this.options.apiUrl}${path}`, {
           method,
           headers: {
-            Accept: 'application/vnd.heroku+json; version=3',
+            Accept: accept,
             Authorization: `Bearer ${this.options.token}`,
             'User-Agent': 'idsync',
             ...(body !== undefined ? { 'Content-Type': 'application/json' } : {}),
