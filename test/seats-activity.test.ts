@@ -87,23 +87,36 @@ describe('inactive seats from SSO logins and platform activity (built-in platfor
     expect(posted.status).toBe(202);
     expect(posted.body).toEqual({ recorded: 3 });
     // A second, older report for max in its own request: GREATEST keeps the deploy.
-    expect((await api('/activity', 'POST', { activity: [{ account: 'max@example.com', kind: 'config', at: older }] })).status).toBe(202);
-    const [max] = await database.sql`SELECT kind, app FROM platform_activity WHERE account_key = 'max@example.com'`;
+    expect(
+      (
+        await api('/activity', 'POST', {
+          activity: [{ account: 'max@example.com', kind: 'config', at: older }],
+        })
+      ).status,
+    ).toBe(202);
+    const [max] =
+      await database.sql`SELECT kind, app FROM platform_activity WHERE account_key = 'max@example.com'`;
     expect(max).toEqual({ kind: 'deploy', app: 'api' });
 
-    const bad = await api('/activity', 'POST', { activity: [{ account: 'max@example.com', kind: 'Deploy!' }] });
+    const bad = await api('/activity', 'POST', {
+      activity: [{ account: 'max@example.com', kind: 'Deploy!' }],
+    });
     expect(bad.status).toBe(400);
     expect(bad.body.error).toMatchObject({
       code: 'invalid',
       message: expect.stringContaining('activity.0.kind: kind must be a short lower-case word'),
     });
     const future = await api('/activity', 'POST', {
-      activity: [{ account: 'max@example.com', kind: 'deploy', at: new Date(Date.now() + DAY).toISOString() }],
+      activity: [
+        { account: 'max@example.com', kind: 'deploy', at: new Date(Date.now() + DAY).toISOString() },
+      ],
     });
     expect(future.status).toBe(400);
     expect(future.text).toContain('in the future');
     expect((await api('/activity', 'POST', { activity: [] })).status).toBe(400);
-    expect((await api('/activity', 'POST', { activity: [{ account: 'x', kind: 'deploy' }] }, 'wrong')).status).toBe(401);
+    expect(
+      (await api('/activity', 'POST', { activity: [{ account: 'x', kind: 'deploy' }] }, 'wrong')).status,
+    ).toBe(401);
   });
 
   it('lists seats with neither a login nor activity in N days, flags viewers and members, totals cost and saving', async () => {
@@ -134,7 +147,9 @@ describe('inactive seats from SSO logins and platform activity (built-in platfor
     const env = { DATABASE_URL: database.url };
     const text = await runCli(['seats', 'inactive', '--tenant', 'acme', '--days', '1'], env);
     expect(text.code).toBe(0);
-    expect(text.stdout).toMatch(/^5 seats without an SSO login or platform activity in 1 days, 90\/month; saving 60\/month from 4 viewer and member seats/);
+    expect(text.stdout).toMatch(
+      /^5 seats without an SSO login or platform activity in 1 days, 90\/month; saving 60\/month from 4 viewer and member seats/,
+    );
     expect(text.stdout).toMatch(/max@example\.com\tlast-login=\S+\tlast-activity=\S+ deploy api\tmember/);
     const csv = await runCli(['seats', 'inactive', '--tenant', 'acme', '--format', 'csv'], env);
     expect(csv.code).toBe(0);

@@ -72,7 +72,8 @@ export async function pollAuditTrail(
   const events: PlatformEvent[] = [];
   for (const day of daysBetween(cursor.at, now)) {
     for (const event of await source.auditEvents(day)) {
-      const newer = event.at > cursor.at || (event.at.getTime() === cursor.at.getTime() && !cursor.seen.has(event.id));
+      const newer =
+        event.at > cursor.at || (event.at.getTime() === cursor.at.getTime() && !cursor.seen.has(event.id));
       if (newer) events.push(event);
     }
   }
@@ -182,7 +183,11 @@ async function verifyGrant(
     // Nobody the IdP knows: a human decides (as a scan's `orphan` finding); never removed automatically.
     return { ...base, userId: null, class: 'orphan', severity: 'medium', outcome: 'reported' };
   }
-  const planned = await planUser({ database: deps.database, connectorFor: async () => deps.connector }, tenantId, user.id);
+  const planned = await planUser(
+    { database: deps.database, connectorFor: async () => deps.connector },
+    tenantId,
+    user.id,
+  );
   const operation = planned?.plan.operations.find((o) => touches(o, edge, local));
   if (!operation) return undefined;
   const findingClass: FindingClass =
@@ -209,7 +214,8 @@ function touches(operation: Operation, edge: EventEdge, local: string | null): b
   return 'app' in operation && operation.app === local;
 }
 
-const edgeKey = (edge: EventEdge) => (edge.kind === 'enterprise' ? 'enterprise' : `${edge.kind}:${edge.remoteId ?? edge.name}`);
+const edgeKey = (edge: EventEdge) =>
+  edge.kind === 'enterprise' ? 'enterprise' : `${edge.kind}:${edge.remoteId ?? edge.name}`;
 
 async function loadCursor(database: DatabaseHandle, tenantId: string): Promise<Cursor | undefined> {
   const [row] = await database.db.execute<{ at: string; seen: string[] }>(sql`
@@ -222,7 +228,15 @@ async function loadCursor(database: DatabaseHandle, tenantId: string): Promise<C
 export function daysBetween(from: Date, to: Date): string[] {
   const days: string[] = [];
   const start = Math.max(from.getTime(), to.getTime() - (MAX_DAYS_PER_POLL - 1) * 86_400_000);
-  for (let t = Date.UTC(new Date(start).getUTCFullYear(), new Date(start).getUTCMonth(), new Date(start).getUTCDate()); t <= to.getTime(); t += 86_400_000) {
+  for (
+    let t = Date.UTC(
+      new Date(start).getUTCFullYear(),
+      new Date(start).getUTCMonth(),
+      new Date(start).getUTCDate(),
+    );
+    t <= to.getTime();
+    t += 86_400_000
+  ) {
     days.push(new Date(t).toISOString().slice(0, 10));
   }
   return days;

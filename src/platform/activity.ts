@@ -38,7 +38,10 @@ const activityInputSchema = z.object({
         account: z.string().trim().min(1, 'account must not be empty').max(256),
         kind: z
           .string()
-          .regex(/^[a-z][a-z0-9_.-]{0,63}$/, 'kind must be a short lower-case word such as deploy or release'),
+          .regex(
+            /^[a-z][a-z0-9_.-]{0,63}$/,
+            'kind must be a short lower-case word such as deploy or release',
+          ),
         app: z.string().trim().min(1).max(256).nullable().optional(),
         at: z.iso.datetime({ offset: true, error: 'at must be an ISO 8601 date-time' }).optional(),
       }),

@@ -6,6 +6,7 @@ import { connectDatabase, type DatabaseHandle } from '../db/client.js';
 import { appliedMigrationCount, expectedMigrationCount, runMigrations } from '../db/migrate.js';
 import { type AppOptions, createApp } from '../http/app.js';
 import { listen, type RunningHttpServer } from '../http/server.js';
+import { syncAuditPollSchedulers } from '../jobs/audit-poll-schedule.js';
 import { connectionReady, createRedisConnection } from '../jobs/connection.js';
 import { deprovisionAlert } from '../jobs/deprovision-alert.js';
 import { OutboxPurger } from '../jobs/outbox-purge.js';
@@ -29,7 +30,6 @@ import {
   reaching,
   releaseClaim,
 } from './infrastructure.js';
-import { syncAuditPollSchedulers } from '../jobs/audit-poll-schedule.js';
 import { createJobHandler, DRIFT_TICK } from './job-handler.js';
 import { databasePoolSize } from './pool-size.js';
 import { startWorkerHealth } from './worker-health.js';

@@ -72,7 +72,8 @@ export function createJobHandler(
             { database, connector: await connectorFor(payload.tenantId, 'scan'), log: context.log },
             payload.tenantId,
           );
-          if (polled.events > 0) context.log.info({ ...polled, findings: polled.findings.length }, 'audit trail polled');
+          if (polled.events > 0)
+            context.log.info({ ...polled, findings: polled.findings.length }, 'audit trail polled');
           return;
         }
         if (cause.event === 'schedule' && (await scannedWithinInterval(database, payload.tenantId))) return;

@@ -326,7 +326,12 @@ export class HerokuSimulator {
         data: subjectData(this.user(email)!, { role }),
       });
     },
-    addCollaborator: (appName: string, email: string, permissions: string[], actor = 'someone@example.com') => {
+    addCollaborator: (
+      appName: string,
+      email: string,
+      permissions: string[],
+      actor = 'someone@example.com',
+    ) => {
       this.addCollaborator(appName, email, permissions);
       const app = this.app(appName)!;
       this.addEvent({

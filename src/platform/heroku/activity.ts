@@ -77,9 +77,7 @@ export class HerokuActivity implements PlatformActivitySource {
   ) {}
 
   async serviceAccount(): Promise<string> {
-    this.self ??= (
-      await this.client.request<{ email: string }>('GET', '/account')
-    ).body.email.toLowerCase();
+    this.self ??= (await this.client.request<{ email: string }>('GET', '/account')).body.email.toLowerCase();
     return this.self;
   }
 
@@ -193,7 +191,9 @@ export class HerokuActivity implements PlatformActivitySource {
       collaborators: collaborators
         .filter(
           (c) =>
-            c.role !== 'admin' && c.role !== 'owner' && !c.user.email.toLowerCase().endsWith('@herokumanager.com'),
+            c.role !== 'admin' &&
+            c.role !== 'owner' &&
+            !c.user.email.toLowerCase().endsWith('@herokumanager.com'),
         )
         .map((c) => {
           ids.set(c.user.email.toLowerCase(), c.id);
