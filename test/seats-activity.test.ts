@@ -1,6 +1,7 @@
 import { randomBytes } from 'node:crypto';
 import { afterAll, describe, expect, it } from 'vitest';
 import { Sweeper } from '../src/jobs/sweeper.js';
+import { createAdminToken } from '../src/security/admin-tokens.js';
 import { createTenant, updateTenantPolicy } from '../src/tenants/tenants.js';
 import { runCli } from './support/cli.js';
 import { startTestDaemon, testConfig } from './support/daemon.js';
@@ -117,6 +118,32 @@ describe('inactive seats from SSO logins and platform activity (built-in platfor
     expect(
       (await api('/activity', 'POST', { activity: [{ account: 'x', kind: 'deploy' }] }, 'wrong')).status,
     ).toBe(401);
+    // Recording activity changes what the seat audit says: operators only, and only for their tenant.
+    const auditor = (
+      await createAdminToken(database.db, {
+        name: 'audit',
+        role: 'auditor',
+        tenantId: tenant.id,
+        actor: 'test',
+      })
+    ).token;
+    const report = { activity: [{ account: 'viv@example.com', kind: 'deploy' }] };
+    const refused = await api('/activity', 'POST', report, auditor);
+    expect(refused.status).toBe(403);
+    expect(refused.body.error.code).toBe('forbidden');
+    const other = await createTenant(database.db, 'other', 'test');
+    const foreign = (
+      await createAdminToken(database.db, {
+        name: 'ops-other',
+        role: 'operator',
+        tenantId: other.tenant.id,
+        actor: 'test',
+      })
+    ).token;
+    expect((await api('/activity', 'POST', report, foreign)).status).toBe(404);
+    expect(await database.sql`SELECT 1 FROM platform_activity WHERE account_key = 'viv@example.com'`).toEqual(
+      [],
+    );
   });
 
   it('lists seats with neither a login nor activity in N days, flags viewers and members, totals cost and saving', async () => {
