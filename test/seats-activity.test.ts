@@ -1,6 +1,10 @@
 import { randomBytes } from 'node:crypto';
 import { afterAll, describe, expect, it } from 'vitest';
+import { reportFindings } from '../src/drift/reports.js';
+import { runDriftScan } from '../src/drift/scan.js';
 import { Sweeper } from '../src/jobs/sweeper.js';
+import { BuiltinConnector } from '../src/platform/builtin.js';
+import { addRule } from '../src/reconcile/rules.js';
 import { createAdminToken } from '../src/security/admin-tokens.js';
 import { createTenant, updateTenantPolicy } from '../src/tenants/tenants.js';
 import { runCli } from './support/cli.js';
@@ -202,5 +206,39 @@ describe('inactive seats from SSO logins and platform activity (built-in platfor
     const queued = await database.sql`
       SELECT lane FROM outbox WHERE subject_type = 'user' AND subject_id = ${gross!.id}`;
     expect(queued.map((r) => r.lane)).toEqual(['deprovision']);
+  });
+});
+
+describe('drift matches platform accounts to users by account_key()', async () => {
+  const database = await createTestDatabase();
+  const { tenant } = await createTenant(database.db, 'acme', 'test');
+  await addRule(
+    database.db,
+    tenant.id,
+    { target: 'team', idpGroup: 'Engineering', team: 'core', role: 'member' },
+    'test',
+  );
+  const [user] = await database.sql`
+    INSERT INTO users (tenant_id, user_name, origin, active) VALUES (${tenant.id}, 'Straße@example.com', 'scim', true)
+    RETURNING id::text`;
+  await database.sql`
+    WITH g AS (INSERT INTO groups (tenant_id, display_name) VALUES (${tenant.id}, 'Engineering') RETURNING id)
+    INSERT INTO group_members (tenant_id, group_id, user_id) SELECT ${tenant.id}, g.id, ${user!.id} FROM g`;
+  // The platform spells her account with "ss" (full case folding of ß): the same person.
+  await database.sql`
+    WITH t AS (INSERT INTO teams (tenant_id, name) VALUES (${tenant.id}, 'core')
+      ON CONFLICT (tenant_id, name) DO UPDATE SET name = EXCLUDED.name RETURNING id)
+    INSERT INTO platform_team_members (tenant_id, team_id, account, role)
+    SELECT ${tenant.id}, t.id, 'strasse@example.com', 'member' FROM t`;
+
+  it('a member spelled in another case-folded form is neither an orphan nor missing', async () => {
+    const scan = await runDriftScan(
+      { database, connector: new BuiltinConnector(database.db, tenant.id) },
+      tenant.id,
+      'test',
+    );
+    const findings = await reportFindings(database.db, scan.reportId, {});
+    // With lower(): an orphan "strasse@…" on core and a missing "straße@…" on core.
+    expect(findings.filter((f) => f.team === 'core').map((f) => `${f.class} ${f.account}`)).toEqual([]);
   });
 });

@@ -5,6 +5,7 @@ import { conflict } from '../errors.js';
 import { recordForReconcile } from '../jobs/outbox.js';
 import type { HumanStep, PlatformConnector } from '../platform/connector.js';
 import { loadPolicy } from '../reconcile/state.js';
+import { accountKeys, keyedSlice } from './account-keys.js';
 import { DriftComparer, type Finding, type FindingClass } from './compare.js';
 import { buildDesiredIndex } from './desired-index.js';
 import {
@@ -93,11 +94,15 @@ async function scan(
     loadDriftPolicy(deps.database, tenantId),
   ]);
   const desiredMs = Math.round(performance.now() - clock);
-  const comparer = new DriftComparer(desired, policy.fallbackAdmin);
+  // Both sides in account_key() form: the desired index is keyed by users.user_name_key.
+  const fallbackAdmin = policy.fallbackAdmin
+    ? (await accountKeys(db, [policy.fallbackAdmin])).get(policy.fallbackAdmin)
+    : undefined;
+  const comparer = new DriftComparer(desired, fallbackAdmin);
   const findings: Finding[] = [];
   const platform = { enterpriseMembers: 0, teams: 0, apps: 0, memberships: 0 };
   for await (const slice of deps.connector.scan()) {
-    findings.push(...comparer.compare(slice));
+    findings.push(...comparer.compare(await keyedSlice(db, slice)));
     if (slice.kind === 'enterprise') platform.enterpriseMembers = slice.members.length;
     else if (slice.kind === 'team') {
       platform.teams += 1;
