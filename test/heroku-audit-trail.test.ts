@@ -129,6 +129,37 @@ describe('audit-trail polling and activity on the simulator', async () => {
     expect(last.after).toMatchObject({ edge: 'team ops', outcome: 'fix-queued', severity: 'critical' });
   });
 
+  it("an active user's hand-made grants: an extra app is removed (policy fix), a promotion is reported (wrong-role)", async () => {
+    simulator.dashboard.addCollaborator('api', 'ada@example.com', ['view', 'deploy'], 'boss@example.com');
+    await expect
+      .poll(() => simulator.grantsOf('ada@example.com'), { timeout: 60_000, interval: 200 })
+      .toEqual(['enterprise', 'team core']);
+    // A team admin's app access is implied by the role (Heroku lists it as role admin): promoted after
+    // the app edge is gone, so each grant is judged on its own.
+    simulator.dashboard.addTeamMember('core', 'ada@example.com', 'admin', 'boss@example.com');
+    const mine = async () =>
+      (await findings()).filter((f) => f.subject_id === ada.body.id).map((f) => f.after);
+    await expect.poll(async () => (await mine()).length, { timeout: 30_000, interval: 100 }).toBe(2);
+    expect(await mine()).toEqual([
+      expect.objectContaining({
+        edge: 'app api',
+        class: 'excess-access',
+        severity: 'high',
+        outcome: 'fix-queued',
+      }),
+      expect.objectContaining({
+        edge: 'team core',
+        class: 'wrong-role',
+        severity: 'high',
+        outcome: 'reported',
+      }),
+    ]);
+    // Reported, not changed: her role stays as the person set it.
+    expect(simulator.team('core')!.members.get(simulator.users.get('ada@example.com')!.id)?.role).toBe(
+      'admin',
+    );
+  });
+
   it('a team created on the dashboard is recorded in the mirror', async () => {
     const team = simulator.dashboard.createTeam('brand-new', 'boss@example.com');
     await expect

@@ -6,7 +6,7 @@ import type { Logger } from '../log.js';
 import { recordActivity } from '../platform/activity.js';
 import type { EventEdge, PlatformConnector, PlatformEvent } from '../platform/connector.js';
 import { PlatformMirror } from '../platform/mirror.js';
-import type { Operation } from '../reconcile/model.js';
+import { isRemoval, type Operation } from '../reconcile/model.js';
 import { planUser } from '../reconcile/reconciler.js';
 import type { FindingClass } from './compare.js';
 import { type DriftPolicy, loadDriftPolicy } from './scan.js';
@@ -188,24 +188,22 @@ async function verifyGrant(
     tenantId,
     user.id,
   );
-  const operation = planned?.plan.operations.find((o) => touches(o, edge, local));
+  // What the plan would take away or change on this edge: the part of the grant no rule justifies.
+  const operation = planned?.plan.operations.find(
+    (o) => (isRemoval(o) || CHANGES.has(o.kind)) && touches(o, edge, local),
+  );
   if (!operation) return undefined;
-  const findingClass: FindingClass =
-    operation.kind === 'change-team-role' ||
-    operation.kind === 'change-app-access' ||
-    operation.kind === 'change-enterprise'
-      ? 'wrong-role'
-      : 'excess-access';
-  if (operation.kind.startsWith('grant') || operation.kind === 'add-team-member') return undefined;
-  const fixable = findingClass === 'wrong-role' || findingClass === 'excess-access';
+  const findingClass = CHANGES.has(operation.kind) ? 'wrong-role' : 'excess-access';
   return {
     ...base,
     userId: user.id,
     class: findingClass,
     severity: user.offboarded ? 'critical' : 'high',
-    outcome: fixable && policy[findingClass] === 'fix' ? 'fix-queued' : 'reported',
+    outcome: policy[findingClass] === 'fix' ? 'fix-queued' : 'reported',
   };
 }
+
+const CHANGES = new Set<Operation['kind']>(['change-team-role', 'change-app-access', 'change-enterprise']);
 
 function touches(operation: Operation, edge: EventEdge, local: string | null): boolean {
   if (operation.kind === 'revoke-tokens') return false;
