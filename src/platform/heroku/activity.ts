@@ -17,7 +17,7 @@ import type {
   PlatformSlice,
 } from '../connector.js';
 import type { PlatformMirror } from '../mirror.js';
-import type { HerokuClient } from './client.js';
+import { type HerokuClient, HerokuError } from './client.js';
 
 /** The audit trail's media type (heroku-enterprise `audits` commands; REAL-API-NOTES §2.7). */
 const AUDIT_TRAIL_MEDIA_TYPE = 'application/vnd.heroku+json; version=3.audit-trail';
@@ -106,13 +106,25 @@ export class HerokuActivity implements PlatformActivitySource {
       SELECT name, remote_id FROM apps WHERE tenant_id = ${this.mirror.tenantId} AND remote_id IS NOT NULL`);
     const newest = new Map<string, AccountActivity>();
     for (const app of apps) {
-      const { body } = await this.client.request<HerokuRelease[]>(
-        'GET',
-        `/apps/${encodeURIComponent(app.remote_id)}/releases`,
-        undefined,
-        `version ..; max=${RELEASES_PER_APP}, order=desc;`,
-      );
-      for (const release of body ?? []) {
+      let releases: HerokuRelease[];
+      try {
+        releases =
+          (
+            await this.client.request<HerokuRelease[]>(
+              'GET',
+              `/apps/${encodeURIComponent(app.remote_id)}/releases`,
+              undefined,
+              `version ..; max=${RELEASES_PER_APP}, order=desc;`,
+            )
+          ).body ?? [];
+      } catch (error) {
+        // One app deleted or closed to idsync since the scan must not cost every other app's activity;
+        // credential problems and outages still stop the read.
+        if (error instanceof HerokuError && ['not-found', 'forbidden', 'two-factor'].includes(error.failure))
+          continue;
+        throw error;
+      }
+      for (const release of releases) {
         const at = new Date(release.created_at);
         const account = release.user?.email?.toLowerCase();
         if (!account || ADDON_ACCOUNT.test(account) || at < since) continue;
