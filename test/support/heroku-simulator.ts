@@ -693,7 +693,7 @@ export class HerokuSimulator {
       if (!member) return this.fail(res, 404, 'not_found', 'Couldn’t find that member.');
       // "All members of an Enterprise Account have the View permission" (Dev Center enterprise-account-access).
       member.permissions = withView(req.body.permissions);
-      this.event('enterprise_account_membership', 'update');
+      this.event('enterprise_account_membership', 'update', { data: subjectData(member.user) });
       res.json(renderEnterpriseMember(member));
     });
     app.delete('/enterprise-accounts/:ea/members/:member', (req, res) => {
@@ -702,7 +702,7 @@ export class HerokuSimulator {
       if (!member) return this.fail(res, 404, 'not_found', 'Couldn’t find that member.');
       this.members.delete(member.user.id);
       this.deleted('ea', member);
-      this.event('enterprise_account_membership', 'destroy');
+      this.event('enterprise_account_membership', 'destroy', { data: subjectData(member.user) });
       res.json(renderEnterpriseMember(member));
     });
     app.get('/enterprise-accounts/:ea/teams', (req, res) => {
