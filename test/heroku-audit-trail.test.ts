@@ -1,6 +1,6 @@
 import { randomBytes } from 'node:crypto';
 import { afterAll, describe, expect, it, vi } from 'vitest';
-import { pollAuditTrail } from '../src/drift/audit-trail.js';
+import { daysBetween, pollAuditTrail } from '../src/drift/audit-trail.js';
 import { runDriftScan } from '../src/drift/scan.js';
 import { inactiveSeats } from '../src/drift/seats.js';
 import { addRule } from '../src/reconcile/rules.js';
@@ -238,5 +238,21 @@ describe('audit-trail polling and activity on the simulator', async () => {
     expect(view.seats.some((s) => s.userName === 'ada@example.com')).toBe(false);
     expect(view.seats.some((s) => s.userName.includes('addons'))).toBe(false);
     expect(simulator.violations).toEqual([]);
+  });
+});
+
+describe('audit-trail days', () => {
+  it('reads the day before and the day of a poll across midnight UTC, and at most two days after a gap', () => {
+    expect(daysBetween(new Date('2026-11-29T23:59:30Z'), new Date('2026-11-30T00:00:30Z'))).toEqual([
+      '2026-11-29',
+      '2026-11-30',
+    ]);
+    expect(daysBetween(new Date('2026-11-30T10:00:00Z'), new Date('2026-11-30T10:01:00Z'))).toEqual([
+      '2026-11-30',
+    ]);
+    expect(daysBetween(new Date('2026-11-20T10:00:00Z'), new Date('2026-11-30T10:01:00Z'))).toEqual([
+      '2026-11-29',
+      '2026-11-30',
+    ]);
   });
 });
