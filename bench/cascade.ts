@@ -9,6 +9,7 @@ import os from 'node:os';
 import { connectDatabase } from '../src/db/client.js';
 import { runMigrations } from '../src/db/migrate.js';
 import { createTenant } from '../src/tenants/tenants.js';
+import { seedOffboardees } from './seed-offboardees.js';
 import { expectStatus, httpClient, load, round, startBackends, startServer } from './support.js';
 
 const CASCADE_USERS = Number(process.env.CASCADE_USERS ?? 100);
@@ -30,22 +31,13 @@ const client = httpClient(api.port, scimToken, 16);
 
 /** `count` users named `${prefix}N@example.com`, each in every team and app, with tokens. */
 async function seed(prefix: string, count: number): Promise<string[]> {
-  await sql`INSERT INTO teams (tenant_id, name) SELECT ${tenant.id}, 'team-' || n FROM generate_series(1, ${TEAMS}) n ON CONFLICT DO NOTHING`;
-  await sql`INSERT INTO apps (tenant_id, name) SELECT ${tenant.id}, 'app-' || n FROM generate_series(1, ${APPS}) n ON CONFLICT DO NOTHING`;
-  const users = await sql<{ id: string; account: string }[]>`
-    INSERT INTO users (tenant_id, user_name, origin)
-    SELECT ${tenant.id}, ${prefix} || n || '@example.com', 'scim' FROM generate_series(1, ${count}) n
-    RETURNING id::text, lower(user_name) AS account`;
-  const accounts = users.map((u) => u.account);
-  await sql`INSERT INTO platform_enterprise_members (tenant_id, account, permissions)
-    SELECT ${tenant.id}, a, '{view}' FROM unnest(${accounts}::text[]) a`;
-  await sql`INSERT INTO platform_team_members (tenant_id, team_id, account, role)
-    SELECT ${tenant.id}, t.id, a, 'member' FROM unnest(${accounts}::text[]) a CROSS JOIN teams t WHERE t.tenant_id = ${tenant.id}`;
-  await sql`INSERT INTO platform_app_collaborators (tenant_id, app_id, account, permissions)
-    SELECT ${tenant.id}, p.id, a, '{deploy}' FROM unnest(${accounts}::text[]) a CROSS JOIN apps p WHERE p.tenant_id = ${tenant.id}`;
-  await sql`INSERT INTO tokens (tenant_id, user_id, kind, token_id, secret_hash)
-    SELECT ${tenant.id}, u::uuid, 'api', md5(random()::text || u || n), 'h'
-    FROM unnest(${users.map((u) => u.id)}::text[]) u CROSS JOIN generate_series(1, ${TOKENS}) n`;
+  const users = await seedOffboardees(sql, tenant.id, {
+    prefix,
+    count,
+    teams: TEAMS,
+    apps: APPS,
+    tokens: TOKENS,
+  });
   await sql`VACUUM ANALYZE`;
   return users.map((u) => u.id);
 }

@@ -20,8 +20,22 @@ const { values } = parseArgs({
     outage: { type: 'string' },
     settle: { type: 'string' },
     short: { type: 'boolean', default: false },
+    help: { type: 'boolean', short: 'h', default: false },
   },
 });
+
+if (values.help) {
+  process.stdout.write(`Usage: npm run chaos -- [options]   (npm run build first; see RELIABILITY.md)
+  --scenario <list>  comma list of ${SCENARIOS.join(', ')}, or all (default)
+  --users <n>        users the scenario changes (default 1000; burst 500, heroku-storm 100)
+  --kills <n>        kill: kill -9s at least (default 100)
+  --outage <s>       redis-outage, pg-outage: outage length (default 60; pg-outage 30)
+  --settle <s>       how long the cluster may take to settle after the last change (default 900)
+  --short            the small variants npm test runs (12 users, 3 kills, 2 s outages)
+Prints each scenario's figures as JSON on stdout; exits 1 when a scenario did not pass.
+`);
+  process.exit(0);
+}
 
 const chosen = values.scenario === 'all' ? [...SCENARIOS] : values.scenario!.split(',');
 for (const name of chosen) {

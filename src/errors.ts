@@ -38,6 +38,8 @@ export class DomainError extends Error {
     message: string,
     /** Protocol-neutral detail an edge may map, e.g. a SCIM scimType. */
     readonly reason?: string,
+    /** Structured detail the caller needs to act (an import's rows and why each was refused). */
+    readonly details?: unknown,
   ) {
     super(message);
     this.name = 'DomainError';

@@ -47,7 +47,7 @@ describe('idsync rules, plan and receipt from the CLI', async () => {
       ['rules', 'add', '--tenant', 'acme', '--group', 'X', '--team', 'core', '--app', 'api'],
       env,
     );
-    expect(two.stderr).toContain('exactly one of --team, --enterprise or --app');
+    expect(two.stderr).toContain('exactly one of --team, --all-teams, --enterprise or --app');
 
     const [tenant] = await database.sql`SELECT id FROM tenants WHERE name = 'acme'`;
     const [user] = await database.sql`

@@ -1,15 +1,9 @@
-import { randomBytes } from 'node:crypto';
-import { afterAll, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import { desiredAccess, RuleBook } from '../src/reconcile/desired.js';
 import { readRuleInput } from '../src/reconcile/rules.js';
-import { createTenant } from '../src/tenants/tenants.js';
 import { runCli } from './support/cli.js';
-import { startTestDaemon, testConfig } from './support/daemon.js';
-import { createTestDatabase } from './support/database.js';
-import { capturingLogger } from './support/log-capture.js';
+import { startReconcileTest } from './support/reconcile-setup.js';
 import { patch, USER } from './support/scim-fixtures.js';
-
-const ADMIN_TOKEN = randomBytes(24).toString('hex');
 
 /** What Entra sends when an admin maps `roles` (SingleAppRoleAssignment / AppRoleAssignmentsComplex). */
 const entraRole = (value: string) => ({ primary: true, type: 'WindowsAzureActiveDirectoryRole', value });
@@ -46,40 +40,10 @@ describe('Entra app roles in assignment rules (pure)', () => {
 
 // Two CLI processes (tsx) per test: slow on a loaded machine.
 describe('Entra app roles, end to end on the built-in platform', { timeout: 90_000 }, async () => {
-  const database = await createTestDatabase();
-  const { tenant, scimToken } = await createTenant(database.db, 'contoso', 'test');
-  const daemon = await startTestDaemon({
-    mode: 'start',
-    config: testConfig(database.url, { adminToken: ADMIN_TOKEN, workerConcurrency: 2 }),
-    log: capturingLogger('silent').log,
+  const { database, scim, admin, platformOf } = await startReconcileTest({
+    tenant: 'contoso',
+    config: { workerConcurrency: 2 },
   });
-  afterAll(() => daemon.stop());
-  const base = `http://127.0.0.1:${daemon.port}`;
-  const call = async (path: string, token: string, method: string, body?: unknown) => {
-    const response = await fetch(`${base}${path}`, {
-      method,
-      headers: { Authorization: `Bearer ${token}`, 'Content-Type': 'application/json' },
-      body: body === undefined ? undefined : JSON.stringify(body),
-    });
-    return {
-      status: response.status,
-      body: response.status === 204 ? undefined : ((await response.json()) as any),
-    };
-  };
-  const scim = (method: string, path: string, body?: unknown) =>
-    call(`/scim/v2${path}`, scimToken, method, body);
-  const admin = (method: string, path: string, body?: unknown) =>
-    call(`/api${path}`, ADMIN_TOKEN, method, body);
-  const platformOf = async (account: string) => {
-    const [row] = await database.sql`
-      SELECT
-        (SELECT permissions::text FROM platform_enterprise_members WHERE tenant_id = ${tenant.id} AND account = ${account}) AS enterprise,
-        (SELECT coalesce(json_object_agg(t.name, m.role), '{}') FROM platform_team_members m JOIN teams t ON t.id = m.team_id
-          WHERE m.tenant_id = ${tenant.id} AND m.account = ${account}) AS teams,
-        (SELECT coalesce(json_object_agg(a.name, c.permissions::text), '{}') FROM platform_app_collaborators c JOIN apps a ON a.id = c.app_id
-          WHERE c.tenant_id = ${tenant.id} AND c.account = ${account}) AS apps`;
-    return row as { enterprise: string | null; teams: Record<string, string>; apps: Record<string, string> };
-  };
 
   it('adds an app-role rule from the CLI and lists it as such', async () => {
     const added = await runCli(

@@ -4,7 +4,7 @@ import nock from 'nock';
 import { afterAll, afterEach, beforeAll, describe, expect, inject, it } from 'vitest';
 import type { PlatformOperation } from '../src/platform/connector.js';
 import { connectorFactory } from '../src/platform/factory.js';
-import { RateBudget } from '../src/platform/heroku/budget.js';
+import { RateBudget, type RequestPriority } from '../src/platform/heroku/budget.js';
 import { HerokuClient } from '../src/platform/heroku/client.js';
 import type { HerokuConnector } from '../src/platform/heroku/connector.js';
 import { setPlatform } from '../src/platform/settings.js';
@@ -45,6 +45,23 @@ describe('the Heroku connector against the Platform API schema (nock)', async ()
   await database.sql`UPDATE tenants SET connector_settings = connector_settings || ${JSON.stringify({ budgetKey: uniquePrefix('acct'), refillPerMinute: 60_000, reserve: 0, enterpriseAccountId: EA_ID })}::jsonb WHERE id = ${tenant.id}`;
   const connectorFor = connectorFactory({ database, redis, config, log });
   const connector = (await connectorFor(tenant.id, 'deprovision')) as HerokuConnector;
+  /** A client of its own budget (named after the test), for what the connector does not show. */
+  const clientFor = (
+    budgetName: string,
+    priority: RequestPriority,
+    options: { refillPerMinute?: number; timeoutMs?: number } = {},
+  ) =>
+    new HerokuClient({
+      apiUrl: API,
+      token: TOKEN,
+      budget: new RateBudget(redis, uniquePrefix(budgetName), {
+        refillPerMinute: options.refillPerMinute ?? 75,
+        reserve: 0,
+      }),
+      priority,
+      log,
+      ...(options.timeoutMs ? { timeoutMs: options.timeoutMs } : {}),
+    });
 
   /** Every request nock sees, checked against the schema link for its method and path. */
   const seen: { method: string; path: string; headers: Record<string, unknown>; problems: string[] }[] = [];
@@ -169,13 +186,7 @@ describe('the Heroku connector against the Platform API schema (nock)', async ()
         })
         .reply(validated(status, members.slice(start, start + 1000), next ? { 'Next-Range': next } : {}));
     }
-    const client = new HerokuClient({
-      apiUrl: API,
-      token: TOKEN,
-      budget: new RateBudget(redis, uniquePrefix('pages'), { refillPerMinute: 75, reserve: 0 }),
-      priority: 'scan',
-      log,
-    });
+    const client = clientFor('pages', 'scan');
     const listed = await client.listAll<{ user: { email: string } }>('/enterprise-accounts/acme-ea/members');
     expect(listed).toHaveLength(2_345);
     expect(listed.at(-1)!.user.email).toBe('user2344@example.com');
@@ -205,6 +216,36 @@ describe('the Heroku connector against the Platform API schema (nock)', async ()
     expect(nock.isDone()).toBe(true);
     expect(Date.now() - started).toBeGreaterThan(100);
     expect(lines().filter((l) => l.msg === 'Heroku request failed; retrying')).toHaveLength(2);
+  });
+
+  it('logs retried requests without the account they name: e-mails and ids become placeholders', async () => {
+    const member = '6f1c2d3e-0000-4000-8000-0000000000aa';
+    heroku()
+      .delete('/teams/core/members/quiet.person%40example.com')
+      .reply(validated(503, { id: 'unavailable', message: 'down' }));
+    heroku()
+      .delete('/teams/core/members/quiet.person%40example.com')
+      .reply(validated(200, exampleOf('team-member')));
+    heroku()
+      .delete(`/enterprise-accounts/${EA_ID}/members/${member}`)
+      .reply(validated(503, { id: 'unavailable', message: 'down' }));
+    heroku()
+      .delete(`/enterprise-accounts/${EA_ID}/members/${member}`)
+      .reply(validated(200, exampleOf('enterprise-account-member')));
+    const client = clientFor('redact', 'deprovision', { refillPerMinute: 6_000 });
+    await client.request('DELETE', '/teams/core/members/quiet.person%40example.com');
+    await client.request('DELETE', `/enterprise-accounts/${EA_ID}/members/${member}`);
+    const retries = lines().filter((l) => l.msg === 'Heroku request failed; retrying') as unknown as {
+      request: string;
+    }[];
+    expect(retries.map((r) => r.request)).toEqual(
+      expect.arrayContaining([
+        'DELETE /teams/core/members/{account}',
+        'DELETE /enterprise-accounts/{id}/members/{id}',
+      ]),
+    );
+    expect(output()).not.toMatch(/quiet\.person|quiet%2Eperson/);
+    expect(output()).not.toContain(member);
   });
 
   it('maps answers to outcomes: a 404 is already done once the team is there and the member is not', async () => {
@@ -298,14 +339,7 @@ describe('the Heroku connector against the Platform API schema (nock)', async ()
   });
 
   it('times out a hung request and retries it', async () => {
-    const client = new HerokuClient({
-      apiUrl: API,
-      token: TOKEN,
-      budget: new RateBudget(redis, uniquePrefix('timeout'), { refillPerMinute: 75, reserve: 0 }),
-      priority: 'reconcile',
-      log,
-      timeoutMs: 200,
-    });
+    const client = clientFor('timeout', 'reconcile', { timeoutMs: 200 });
     heroku()
       .get('/account')
       .delay(1_000)

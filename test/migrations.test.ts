@@ -16,6 +16,7 @@ describe('migrations', () => {
       'admin_tokens',
       'apps',
       'assignment_rules',
+      'assignments',
       'audit_log',
       'drift_findings',
       'drift_reports',

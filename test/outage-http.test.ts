@@ -5,7 +5,6 @@ import { afterAll, describe, expect, it } from 'vitest';
 import { connectDatabase } from '../src/db/client.js';
 import { runMigrations } from '../src/db/migrate.js';
 import { startEmbeddedPostgres } from '../src/runtime/embedded-postgres.js';
-import { startEmbeddedRedis } from '../src/runtime/embedded-redis.js';
 import type { LocalServer } from '../src/runtime/processes.js';
 import { createTenant } from '../src/tenants/tenants.js';
 import { startTestDaemon, testConfig } from './support/daemon.js';
@@ -13,6 +12,7 @@ import { createTestDatabase } from './support/database.js';
 import { capturingLogger } from './support/log-capture.js';
 import { freePort } from './support/ports.js';
 import { USER } from './support/scim-fixtures.js';
+import { startStoppableRedis } from './support/stoppable-redis.js';
 
 const SCIM_ERROR = 'urn:ietf:params:scim:api:messages:2.0:Error';
 
@@ -95,14 +95,7 @@ describe('readiness when only Redis is down', () => {
   it('says degraded (200, naming Redis) while SCIM keeps accepting writes into the outbox', async () => {
     const database = await createTestDatabase();
     const { scimToken } = await createTenant(database.db, 'acme', 'test');
-    const scratch = mkdtempSync(path.join(os.tmpdir(), 'idsync-redis-'));
-    const redisOptions = {
-      directory: scratch,
-      port: await freePort(),
-      role: 'owner' as const,
-      persistent: false,
-    };
-    let redis = await startEmbeddedRedis(redisOptions);
+    const redis = await startStoppableRedis();
     const { log } = capturingLogger('silent');
     const daemon = await startTestDaemon({
       mode: 'serve',
@@ -132,7 +125,7 @@ describe('readiness when only Redis is down', () => {
       const [pending] = await database.sql`SELECT count(*)::int AS n FROM outbox WHERE relayed_at IS NULL`;
       expect(pending!.n).toBeGreaterThan(0);
 
-      redis = await startEmbeddedRedis(redisOptions);
+      await redis.start();
       await expect
         .poll(async () => ((await (await fetch(`${base}/readyz`)).json()) as { status: string }).status, {
           timeout: 10_000,
@@ -140,8 +133,7 @@ describe('readiness when only Redis is down', () => {
         .toBe('ready');
     } finally {
       await daemon.stop();
-      await redis.stop();
-      rmSync(scratch, { recursive: true, force: true });
+      await redis.dispose();
     }
   });
 });

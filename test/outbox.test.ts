@@ -1,17 +1,13 @@
-import { mkdtempSync, rmSync } from 'node:fs';
-import os from 'node:os';
-import path from 'node:path';
 import { afterEach, describe, expect, inject, it } from 'vitest';
 import { connectionReady, createRedisConnection } from '../src/jobs/connection.js';
 import { recordForReconcile } from '../src/jobs/outbox.js';
 import { OutboxRelay } from '../src/jobs/outbox-relay.js';
 import { closeQueues, type JobPayload, openQueues } from '../src/jobs/queues.js';
 import { startWorkerPool } from '../src/jobs/workers.js';
-import { startEmbeddedRedis } from '../src/runtime/embedded-redis.js';
 import { createTenant } from '../src/tenants/tenants.js';
 import { createTestDatabase, type TestDatabase, uniquePrefix } from './support/database.js';
 import { capturingLogger } from './support/log-capture.js';
-import { freePort } from './support/ports.js';
+import { startStoppableRedis } from './support/stoppable-redis.js';
 
 const { log } = capturingLogger('silent');
 const cleanups: (() => Promise<void>)[] = [];
@@ -118,17 +114,9 @@ describe('outbox relay', () => {
   it('keeps the change while Redis is down at commit time, and delivers it once Redis is back', async () => {
     const database = await createTestDatabase();
     const { tenant } = await createTenant(database.db, 'acme', 'test');
-    const scratch = mkdtempSync(path.join(os.tmpdir(), 'idsync-redis-'));
-    const redisOptions = {
-      directory: scratch,
-      port: await freePort(),
-      role: 'owner' as const,
-      persistent: false,
-    };
-    let redis = await startEmbeddedRedis(redisOptions);
+    const redis = await startStoppableRedis();
     cleanups.push(async () => {
-      await redis.stop();
-      rmSync(scratch, { recursive: true, force: true });
+      await redis.dispose();
     });
     const { processed } = await pipeline(database, redis.url);
 
@@ -138,7 +126,7 @@ describe('outbox relay', () => {
     expect(await pendingRows(database)).toBe(1);
     expect(processed).toHaveLength(0);
 
-    redis = await startEmbeddedRedis(redisOptions);
+    await redis.start();
     await expect.poll(() => processed.length, { timeout: 20_000, interval: 100 }).toBe(1);
     expect(processed[0]?.subjectId).toBe('user-during-outage');
     // The job can run before the relay's own transaction (which marks the row relayed) commits.

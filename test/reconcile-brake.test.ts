@@ -1,36 +1,10 @@
-import { randomBytes } from 'node:crypto';
-import { afterAll, describe, expect, it } from 'vitest';
-import { createTenant } from '../src/tenants/tenants.js';
+import { describe, expect, it } from 'vitest';
 import { runCli } from './support/cli.js';
-import { startTestDaemon, testConfig } from './support/daemon.js';
-import { createTestDatabase } from './support/database.js';
-import { capturingLogger } from './support/log-capture.js';
-import { GROUP, patch, USER } from './support/scim-fixtures.js';
-
-const ADMIN = randomBytes(24).toString('hex');
+import { startReconcileTest } from './support/reconcile-setup.js';
+import { patch } from './support/scim-fixtures.js';
 
 describe('the mass-change brake', async () => {
-  const database = await createTestDatabase();
-  const { tenant, scimToken } = await createTenant(database.db, 'acme', 'test');
-  const { log } = capturingLogger('silent');
-  const daemon = await startTestDaemon({
-    mode: 'start',
-    config: testConfig(database.url, { adminToken: ADMIN }),
-    log,
-  });
-  afterAll(() => daemon.stop());
-  const base = `http://127.0.0.1:${daemon.port}`;
-  const call = async (path: string, method: string, token: string, body?: unknown) => {
-    const response = await fetch(`${base}${path}`, {
-      method,
-      headers: { Authorization: `Bearer ${token}`, 'Content-Type': 'application/json' },
-      body: body === undefined ? undefined : JSON.stringify(body),
-    });
-    return {
-      status: response.status,
-      body: response.status === 204 ? undefined : ((await response.json()) as any),
-    };
-  };
+  const { database, tenant, scim, admin, seedGroup } = await startReconcileTest();
   const members = async () =>
     Number(
       (
@@ -38,45 +12,31 @@ describe('the mass-change brake', async () => {
       )[0]!.n,
     );
 
-  await call('/api/tenants/acme/rules', 'POST', ADMIN, {
-    target: 'enterprise',
-    idpGroup: 'Everyone',
-    permissions: ['view'],
-  });
-  const ids: string[] = [];
-  for (let i = 0; i < 20; i++) {
-    ids.push(
-      (await call('/scim/v2/Users', 'POST', scimToken, { schemas: [USER], userName: `p${i}@example.com` }))
-        .body.id,
-    );
-  }
-  const group = await call('/scim/v2/Groups', 'POST', scimToken, {
-    schemas: [GROUP],
-    displayName: 'Everyone',
-    members: ids.map((value) => ({ value })),
-  });
+  const { userIds: ids, groupId } = await seedGroup(
+    'Everyone',
+    Array.from({ length: 20 }, (_, i) => `p${i}@example.com`),
+    [{ target: 'enterprise', idpGroup: 'Everyone', permissions: ['view'] }],
+  );
 
   it('applies a change under the threshold (2 of 20 = 10 %, not more than 10 %)', async () => {
     await expect.poll(members, { timeout: 10_000 }).toBe(20);
-    await call(
-      `/scim/v2/Groups/${group.body.id}`,
+    await scim(
       'PATCH',
-      scimToken,
+      `/Groups/${groupId}`,
       patch([{ op: 'remove', path: `members[value eq "${ids[0]}" or value eq "${ids[1]}"]` }]),
     );
     await expect.poll(members, { timeout: 10_000 }).toBe(18);
   });
 
   it('holds a change that would remove more than 10 % of the Enterprise Account, until approved', async () => {
-    const response = await call(
-      `/scim/v2/Groups/${group.body.id}`,
+    const response = await scim(
       'PATCH',
-      scimToken,
+      `/Groups/${groupId}`,
       patch([{ op: 'replace', path: 'members', value: [] }]),
     );
     expect(response.status).toBe(204);
     await expect
-      .poll(async () => (await call('/api/tenants/acme/changes', 'GET', ADMIN)).body.changes, {
+      .poll(async () => (await admin('GET', '/tenants/acme/changes')).body.changes, {
         timeout: 10_000,
       })
       .toEqual([
@@ -96,12 +56,7 @@ describe('the mass-change brake', async () => {
     expect(await members()).toBe(18);
 
     // An individual deactivation is never held.
-    await call(
-      `/scim/v2/Users/${ids[5]}`,
-      'PATCH',
-      scimToken,
-      patch([{ op: 'replace', value: { active: false } }]),
-    );
+    await scim('PATCH', `/Users/${ids[5]}`, patch([{ op: 'replace', value: { active: false } }]));
     await expect.poll(members, { timeout: 10_000 }).toBe(17);
 
     const changes = await runCli(['changes', '--tenant', 'acme'], { DATABASE_URL: database.url });

@@ -1,56 +1,12 @@
-import { randomBytes } from 'node:crypto';
-import { afterAll, describe, expect, it } from 'vitest';
-import { createTenant } from '../src/tenants/tenants.js';
-import { startTestDaemon, testConfig } from './support/daemon.js';
-import { createTestDatabase } from './support/database.js';
-import { capturingLogger } from './support/log-capture.js';
+import { describe, expect, it } from 'vitest';
+import { startReconcileTest } from './support/reconcile-setup.js';
 import { GROUP, patch, USER } from './support/scim-fixtures.js';
 
-const ADMIN_TOKEN = randomBytes(24).toString('hex');
-
 describe('the deprovisioning cascade, end to end on the built-in platform', async () => {
-  const database = await createTestDatabase();
-  const { tenant, scimToken } = await createTenant(database.db, 'acme', 'test');
-  const { log } = capturingLogger('silent');
-  const daemon = await startTestDaemon({
-    mode: 'start',
-    config: testConfig(database.url, { adminToken: ADMIN_TOKEN, workerConcurrency: 4 }),
-    log,
+  const { database, tenant, daemon, scim, admin, platformOf } = await startReconcileTest({
+    config: { workerConcurrency: 4 },
   });
-  afterAll(() => daemon.stop());
   const base = `http://127.0.0.1:${daemon.port}`;
-  const scim = async (method: string, path: string, body?: unknown) => {
-    const response = await fetch(`${base}/scim/v2${path}`, {
-      method,
-      headers: { Authorization: `Bearer ${scimToken}`, 'Content-Type': 'application/scim+json' },
-      body: body === undefined ? undefined : JSON.stringify(body),
-    });
-    return {
-      status: response.status,
-      body: response.status === 204 ? undefined : ((await response.json()) as any),
-    };
-  };
-  const admin = async (method: string, path: string, body?: unknown) => {
-    const response = await fetch(`${base}/api${path}`, {
-      method,
-      headers: { Authorization: `Bearer ${ADMIN_TOKEN}`, 'Content-Type': 'application/json' },
-      body: body === undefined ? undefined : JSON.stringify(body),
-    });
-    return {
-      status: response.status,
-      body: response.status === 204 ? undefined : ((await response.json()) as any),
-    };
-  };
-  const platformOf = async (account: string) => {
-    const [row] = await database.sql`
-      SELECT
-        (SELECT permissions::text FROM platform_enterprise_members WHERE tenant_id = ${tenant.id} AND account = ${account}) AS enterprise,
-        (SELECT coalesce(json_object_agg(t.name, m.role), '{}') FROM platform_team_members m JOIN teams t ON t.id = m.team_id
-          WHERE m.tenant_id = ${tenant.id} AND m.account = ${account}) AS teams,
-        (SELECT coalesce(json_object_agg(a.name, c.permissions::text), '{}') FROM platform_app_collaborators c JOIN apps a ON a.id = c.app_id
-          WHERE c.tenant_id = ${tenant.id} AND c.account = ${account}) AS apps`;
-    return row as { enterprise: string | null; teams: Record<string, string>; apps: Record<string, string> };
-  };
 
   for (const rule of [
     { target: 'team', idpGroup: 'Engineering', team: 'core', role: 'member' },

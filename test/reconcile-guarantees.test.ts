@@ -14,7 +14,7 @@ import { addRule } from '../src/reconcile/rules.js';
 import { startEmbeddedRedis } from '../src/runtime/embedded-redis.js';
 import { databasePoolSize } from '../src/runtime/pool-size.js';
 import { createTenant } from '../src/tenants/tenants.js';
-import { spawnCli } from './support/cli.js';
+import { startWorkerProcess, stopProcess } from './support/cli.js';
 import { startTestDaemon, testConfig } from './support/daemon.js';
 import { createTestDatabase, type TestDatabase, uniquePrefix } from './support/database.js';
 import { capturingLogger } from './support/log-capture.js';
@@ -191,18 +191,8 @@ describe('no deprovisioning lost or stuck', () => {
       DRIFT_TICK_MS: '0',
       LOG_LEVEL: 'warn',
     };
-    const startWorker = async (): Promise<ChildProcess> => {
-      const child = spawnCli(['worker'], env);
-      await new Promise<void>((resolve, reject) => {
-        child.stdout!.on('data', (chunk) => String(chunk).includes('worker running') && resolve());
-        child.once('exit', (code) => reject(new Error(`worker exited with ${code}`)));
-      });
-      return child;
-    };
-    const kill = async (child: ChildProcess) => {
-      child.kill('SIGKILL');
-      await new Promise((r) => child.once('exit', r));
-    };
+    const startWorker = () => startWorkerProcess(env);
+    const kill = (child: ChildProcess) => stopProcess(child);
     // The test holds the user's advisory lock, so the job stays in the middle of its run until released.
     const holder = await database.sql.reserve();
     cleanups.push(async () => holder.release());

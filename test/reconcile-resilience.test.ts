@@ -1,18 +1,13 @@
-import type { ChildProcess } from 'node:child_process';
-import { mkdtempSync, rmSync } from 'node:fs';
-import os from 'node:os';
-import path from 'node:path';
 import { afterEach, describe, expect, inject, it } from 'vitest';
 import { BuiltinConnector } from '../src/platform/builtin.js';
 import type { PlatformConnector } from '../src/platform/connector.js';
 import { reconcileUser } from '../src/reconcile/reconciler.js';
-import { startEmbeddedRedis } from '../src/runtime/embedded-redis.js';
 import { createTenant } from '../src/tenants/tenants.js';
-import { spawnCli } from './support/cli.js';
+import { startWorkerProcess, stopProcess } from './support/cli.js';
 import { startTestDaemon, testConfig } from './support/daemon.js';
 import { createTestDatabase, type TestDatabase, uniquePrefix } from './support/database.js';
 import { capturingLogger } from './support/log-capture.js';
-import { freePort } from './support/ports.js';
+import { startStoppableRedis } from './support/stoppable-redis.js';
 
 const { log } = capturingLogger('silent');
 const cleanups: (() => Promise<void>)[] = [];
@@ -123,28 +118,17 @@ describe('resilience of the cascade', () => {
       WORKER_CONCURRENCY: '2',
       LOG_LEVEL: 'warn',
     };
-    const startWorker = async (): Promise<ChildProcess> => {
-      const child = spawnCli(['worker'], env);
-      await new Promise<void>((resolve, reject) => {
-        child.stdout!.on('data', (chunk) => String(chunk).includes('worker running') && resolve());
-        child.once('exit', (code) => reject(new Error(`worker exited with ${code}`)));
-      });
-      return child;
-    };
+    const startWorker = () => startWorkerProcess(env);
     const completed = async () =>
       Number((await database.sql`SELECT count(*) AS n FROM receipts WHERE completed_at IS NOT NULL`)[0]!.n);
     const first = await startWorker();
     for (const id of ids) await deactivate(database, tenant.id, id);
     await expect.poll(completed, { timeout: 20_000, interval: 5 }).toBeGreaterThan(2);
-    first.kill('SIGKILL');
-    await new Promise((r) => first.once('exit', r));
+    await stopProcess(first);
     expect(await completed()).toBeLessThan(60);
 
     const second = await startWorker();
-    cleanups.push(async () => {
-      second.kill('SIGTERM');
-      await new Promise((r) => second.once('exit', r));
-    });
+    cleanups.push(() => stopProcess(second, 'SIGTERM'));
     await expect.poll(completed, { timeout: 40_000 }).toBe(60);
     for (let i = 0; i < 60; i++) expect(await remainingEdges(database, `big${i}@example.com`)).toBe(0);
     for (const id of ids) expect(await appliedTwice(database, id)).toEqual([]);
@@ -199,14 +183,7 @@ describe('resilience of the cascade', () => {
     const database = await createTestDatabase();
     const { tenant, scimToken } = await createTenant(database.db, 'acme', 'test');
     const userId = await seedUser(database, tenant.id, 'outage@example.com', 3, 2, 1);
-    const scratch = mkdtempSync(path.join(os.tmpdir(), 'idsync-redis-'));
-    const redisOptions = {
-      directory: scratch,
-      port: await freePort(),
-      role: 'owner' as const,
-      persistent: false,
-    };
-    let redis = await startEmbeddedRedis(redisOptions);
+    const redis = await startStoppableRedis();
     const daemon = await startTestDaemon({
       mode: 'start',
       config: testConfig(database.url, { redisUrl: redis.url }),
@@ -214,8 +191,7 @@ describe('resilience of the cascade', () => {
     });
     cleanups.push(async () => {
       await daemon.stop();
-      await redis.stop();
-      rmSync(scratch, { recursive: true, force: true });
+      await redis.dispose();
     });
 
     await redis.stop();
@@ -231,7 +207,7 @@ describe('resilience of the cascade', () => {
     await new Promise((r) => setTimeout(r, 500));
     expect(await remainingEdges(database, 'outage@example.com')).toBe(6);
 
-    redis = await startEmbeddedRedis(redisOptions);
+    await redis.start();
     await expect.poll(() => remainingEdges(database, 'outage@example.com'), { timeout: 30_000 }).toBe(0);
     expect(await appliedTwice(database, userId)).toEqual([]);
   }, 60_000);

@@ -1,11 +1,10 @@
 import { Redis } from 'ioredis';
 import { afterAll, describe, expect, inject, it } from 'vitest';
-import { createTenant } from '../src/tenants/tenants.js';
 import { startTestDaemon, testConfig } from './support/daemon.js';
-import { createTestDatabase } from './support/database.js';
 import { capturingLogger } from './support/log-capture.js';
 import { freePort } from './support/ports.js';
 import { ssoClient } from './support/sso-client.js';
+import { startSsoTest } from './support/sso-setup.js';
 import { createTestIdp } from './support/test-idp.js';
 
 /*
@@ -20,27 +19,12 @@ const encode = (xml: string) => Buffer.from(xml, 'utf8').toString('base64');
 const minutes = (n: number) => new Date(Date.now() + n * 60_000).toISOString();
 
 describe('SAML attacks against the ACS', async () => {
-  const database = await createTestDatabase();
-  const { tenant, scimToken } = await createTenant(database.db, 'acme', 'test');
-  const port = await freePort();
-  const publicUrl = `http://127.0.0.1:${port}`;
-  const { log, output } = capturingLogger('info');
-  const daemon = await startTestDaemon({
-    mode: 'serve',
-    config: testConfig(database.url, { port, publicUrl }),
-    log,
-  });
+  const { database, tenant, scimToken, publicUrl, output, sp, browser, createIdp, trust } =
+    await startSsoTest();
   const redis = new Redis(inject('redisUrl'));
-  afterAll(async () => {
-    redis.disconnect();
-    await daemon.stop();
-  });
-  const sp = { entityId: `${publicUrl}/sso/acme`, acsUrl: `${publicUrl}/sso/acme/acs` };
-  const idp = await createTestIdp(sp);
-  await database.sql`
-    INSERT INTO sso_connections (tenant_id, idp_entity_id, sso_url, certificates)
-    VALUES (${tenant.id}, ${idp.entityId}, ${`${idp.entityId}/sso`}, ${[idp.certificate]})`;
-  const browser = ssoClient(publicUrl, 'acme');
+  afterAll(() => redis.disconnect());
+  const idp = await createIdp();
+  await trust(idp);
   const setIdpInitiated = (on: boolean) =>
     database.sql`UPDATE tenants SET idp_initiated_sso = ${on} WHERE id = ${tenant.id}`;
 

@@ -1,36 +1,22 @@
 import { writeFileSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-import { afterAll, describe, expect, it } from 'vitest';
-import { createTenant } from '../src/tenants/tenants.js';
+import { describe, expect, it } from 'vitest';
 import { runCli } from './support/cli.js';
-import { startTestDaemon, testConfig } from './support/daemon.js';
-import { createTestDatabase } from './support/database.js';
-import { capturingLogger } from './support/log-capture.js';
-import { freePort } from './support/ports.js';
-import { ssoClient } from './support/sso-client.js';
+import { startSsoTest } from './support/sso-setup.js';
 import { createTestIdp } from './support/test-idp.js';
 
 const ENTRA_GROUPS = 'http://schemas.microsoft.com/ws/2008/06/identity/claims/groups';
 const ENTRA_OVERAGE = 'http://schemas.microsoft.com/claims/groups.link';
 
 describe('SSO configuration, Entra group claims, JIT modes and hostile responses', async () => {
-  const database = await createTestDatabase();
-  const { tenant } = await createTenant(database.db, 'acme', 'test');
-  const port = await freePort();
-  const publicUrl = `http://127.0.0.1:${port}`;
-  const { log } = capturingLogger('silent');
-  const daemon = await startTestDaemon({
-    mode: 'serve',
-    config: testConfig(database.url, { port, publicUrl }),
-    log,
+  const { database, tenant, port, publicUrl, sp, browser, createIdp } = await startSsoTest({
+    logLevel: 'silent',
   });
-  afterAll(() => daemon.stop());
-  const sp = { entityId: `${publicUrl}/sso/acme`, acsUrl: `${publicUrl}/sso/acme/acs` };
-  const idp = await createTestIdp(sp);
+  const idp = await createIdp();
   const env = { DATABASE_URL: database.url, PUBLIC_URL: publicUrl };
 
-  const { requestId, post } = ssoClient(publicUrl, 'acme');
+  const { requestId, post } = browser;
   const userCount = async () => Number((await database.sql`SELECT count(*) AS n FROM users`)[0]!.n);
 
   it('imports the IdP from its metadata with the CLI, Entra-style group claims by object id', async () => {

@@ -1,13 +1,7 @@
-import { afterAll, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import { type ConnectionInput, parseIdpMetadata, saveConnection } from '../src/sso/connections.js';
 import { isOneLoginEntityId, splitOneLoginGroupValues } from '../src/sso/idp-dialects.js';
-import { createTenant } from '../src/tenants/tenants.js';
-import { startTestDaemon, testConfig } from './support/daemon.js';
-import { createTestDatabase } from './support/database.js';
-import { capturingLogger } from './support/log-capture.js';
-import { freePort } from './support/ports.js';
-import { ssoClient } from './support/sso-client.js';
-import { createTestIdp } from './support/test-idp.js';
+import { startSsoTest } from './support/sso-setup.js';
 
 /*
  * OneLogin as a SAML IdP: its metadata (default md namespace, one entity id per app under
@@ -70,20 +64,8 @@ describe('OneLogin SAML dialect', () => {
 });
 
 describe('OneLogin as the SAML IdP', async () => {
-  const database = await createTestDatabase();
-  const { tenant } = await createTenant(database.db, 'acme', 'test');
-  const port = await freePort();
-  const publicUrl = `http://127.0.0.1:${port}`;
-  const { log, output } = capturingLogger('info');
-  const daemon = await startTestDaemon({
-    mode: 'serve',
-    config: testConfig(database.url, { port, publicUrl }),
-    log,
-  });
-  afterAll(() => daemon.stop());
-  const sp = { entityId: `${publicUrl}/sso/acme`, acsUrl: `${publicUrl}/sso/acme/acs` };
-  const idp = await createTestIdp(sp, ONELOGIN_ENTITY_ID);
-  const browser = ssoClient(publicUrl, 'acme');
+  const { database, tenant, publicUrl, output, browser, createIdp } = await startSsoTest();
+  const idp = await createIdp(ONELOGIN_ENTITY_ID);
 
   it('imports OneLogin metadata: entity id, the HTTP-Redirect SSO endpoint and the signing certificate', async () => {
     const parsed = parseIdpMetadata(oneLoginMetadata(idp.certificate));

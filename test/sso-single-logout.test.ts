@@ -1,8 +1,4 @@
-import { afterAll, describe, expect, it } from 'vitest';
-import { createTenant } from '../src/tenants/tenants.js';
-import { startTestDaemon, testConfig } from './support/daemon.js';
-import { createTestDatabase } from './support/database.js';
-import { capturingLogger } from './support/log-capture.js';
+import { describe, expect, it } from 'vitest';
 import {
   logoutRequestXml,
   logoutResponseXml,
@@ -11,9 +7,8 @@ import {
   readSignedRedirect,
   redirectQuery,
 } from './support/logout-messages.js';
-import { freePort } from './support/ports.js';
 import { ssoClient } from './support/sso-client.js';
-import { createTestIdp } from './support/test-idp.js';
+import { startSsoTest } from './support/sso-setup.js';
 
 /*
  * SAML Single Logout against the real /slo endpoint: logout messages signed as the test IdP (samlify's
@@ -21,25 +16,12 @@ import { createTestIdp } from './support/test-idp.js';
  * metadata publishes.
  */
 describe('SAML Single Logout', async () => {
-  const database = await createTestDatabase();
-  const { tenant } = await createTenant(database.db, 'acme', 'test');
-  const port = await freePort();
-  const publicUrl = `http://127.0.0.1:${port}`;
-  const { log, output } = capturingLogger('info');
-  const daemon = await startTestDaemon({
-    mode: 'serve',
-    config: testConfig(database.url, {
-      port,
-      publicUrl,
-      secretKey: 'single-logout-test-key-0123456789abcdef',
-    }),
-    log,
+  const { database, tenant, publicUrl, output, sp, createIdp } = await startSsoTest({
+    config: { secretKey: 'single-logout-test-key-0123456789abcdef' },
   });
-  afterAll(() => daemon.stop());
-  const sp = { entityId: `${publicUrl}/sso/acme`, acsUrl: `${publicUrl}/sso/acme/acs` };
   const sloUrl = `${publicUrl}/sso/acme/slo`;
-  const idp = await createTestIdp(sp, 'https://idp.example.test');
-  const other = await createTestIdp(sp, 'https://other-idp.example.test');
+  const idp = await createIdp('https://idp.example.test');
+  const other = await createIdp('https://other-idp.example.test');
   for (const each of [idp, other]) {
     await database.sql`
       INSERT INTO sso_connections (tenant_id, idp_entity_id, sso_url, certificates, slo_url)

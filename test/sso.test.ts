@@ -1,34 +1,17 @@
-import { afterAll, describe, expect, it } from 'vitest';
-import { createTenant } from '../src/tenants/tenants.js';
-import { startTestDaemon, testConfig } from './support/daemon.js';
-import { createTestDatabase } from './support/database.js';
-import { capturingLogger } from './support/log-capture.js';
-import { freePort } from './support/ports.js';
-import { ssoClient } from './support/sso-client.js';
-import { createTestIdp } from './support/test-idp.js';
+import { describe, expect, it } from 'vitest';
+import { startSsoTest } from './support/sso-setup.js';
 
 describe('SAML single sign-on with JIT provisioning', async () => {
-  const database = await createTestDatabase();
-  const { tenant } = await createTenant(database.db, 'acme', 'test');
-  const port = await freePort();
-  const publicUrl = `http://127.0.0.1:${port}`;
-  const { log, output } = capturingLogger('info');
-  const daemon = await startTestDaemon({
+  const { database, tenant, publicUrl, output, sp, browser, createIdp, trust } = await startSsoTest({
     mode: 'start',
-    config: testConfig(database.url, { port, publicUrl }),
-    log,
   });
-  afterAll(() => daemon.stop());
-  const sp = { entityId: `${publicUrl}/sso/acme`, acsUrl: `${publicUrl}/sso/acme/acs` };
-  const idp = await createTestIdp(sp);
-  const stranger = await createTestIdp(sp);
-  await database.sql`
-    INSERT INTO sso_connections (tenant_id, idp_entity_id, sso_url, certificates)
-    VALUES (${tenant.id}, ${idp.entityId}, ${`${idp.entityId}/sso`}, ${[idp.certificate]})`;
+  const idp = await createIdp();
+  const stranger = await createIdp();
+  await trust(idp);
   await database.sql`
     INSERT INTO assignment_rules (tenant_id, idp_group, target, team_name, team_role) VALUES (${tenant.id}, 'Engineering', 'team', 'core', 'member')`;
 
-  const { requestId, post } = ssoClient(publicUrl, 'acme');
+  const { requestId, post } = browser;
   it('sends the browser from /login to the configured IdP with an AuthnRequest', async () => {
     const response = await fetch(`${publicUrl}/sso/acme/login`, { redirect: 'manual' });
     expect(response.status).toBe(302);
@@ -96,7 +79,11 @@ describe('SAML single sign-on with JIT provisioning', async () => {
         },
       )
       .toEqual(['member']);
-    const page = await (await fetch(`${publicUrl}/sso/acme/me`, { headers: { Cookie: adaCookie } })).text();
+    // The reconcile completes its outbox row just after the platform has the grant.
+    const me = () =>
+      fetch(`${publicUrl}/sso/acme/me`, { headers: { Cookie: adaCookie } }).then((r) => r.text());
+    await expect.poll(me, { timeout: 10_000 }).not.toContain('id="applying"');
+    const page = await me();
     expect(page).toContain('Signed in as <strong id="user">ada@example.com</strong>');
     expect(page).toMatch(/<td>core<\/td><td>member<\/td>/);
   });

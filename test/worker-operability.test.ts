@@ -1,18 +1,14 @@
-import { mkdtempSync, rmSync } from 'node:fs';
-import os from 'node:os';
-import path from 'node:path';
 import { afterEach, describe, expect, inject, it } from 'vitest';
 import { connectionReady, createRedisConnection } from '../src/jobs/connection.js';
 import { recordForReconcile } from '../src/jobs/outbox.js';
 import { OutboxPurger } from '../src/jobs/outbox-purge.js';
 import { OutboxRelay } from '../src/jobs/outbox-relay.js';
 import { closeQueues, openQueues } from '../src/jobs/queues.js';
-import { startEmbeddedRedis } from '../src/runtime/embedded-redis.js';
 import { createTenant } from '../src/tenants/tenants.js';
 import { startTestDaemon, testConfig } from './support/daemon.js';
 import { createTestDatabase, uniquePrefix } from './support/database.js';
 import { capturingLogger } from './support/log-capture.js';
-import { freePort } from './support/ports.js';
+import { startStoppableRedis } from './support/stoppable-redis.js';
 
 const cleanups: (() => Promise<void>)[] = [];
 afterEach(async () => {
@@ -116,14 +112,7 @@ describe('outbox relay logging', () => {
   it('logs "recovered" only after a real recovery, not on empty polls while Redis is still down', async () => {
     const database = await createTestDatabase();
     const { tenant } = await createTenant(database.db, 'acme', 'test');
-    const scratch = mkdtempSync(path.join(os.tmpdir(), 'idsync-redis-'));
-    const redisOptions = {
-      directory: scratch,
-      port: await freePort(),
-      role: 'owner' as const,
-      persistent: false,
-    };
-    let redis = await startEmbeddedRedis(redisOptions);
+    const redis = await startStoppableRedis();
     const producer = createRedisConnection(redis.url, 'producer');
     await connectionReady(producer);
     const queues = openQueues(producer, uniquePrefix('relay-log'));
@@ -141,8 +130,7 @@ describe('outbox relay logging', () => {
       await relay.stop();
       await closeQueues(queues);
       producer.disconnect();
-      await redis.stop();
-      rmSync(scratch, { recursive: true, force: true });
+      await redis.dispose();
     });
     const lines = (message: string) =>
       output()
@@ -160,7 +148,7 @@ describe('outbox relay logging', () => {
     await expect.poll(() => relay.polls, { timeout: 10_000 }).toBeGreaterThan(polled + 5);
     expect(lines('outbox relay recovered')).toBe(0);
 
-    redis = await startEmbeddedRedis(redisOptions);
+    await redis.start();
     await expect.poll(() => lines('outbox relay recovered'), { timeout: 20_000 }).toBe(1);
     expect(lines('cannot reach Redis')).toBe(1);
   });

@@ -1,4 +1,5 @@
 import { randomBytes } from 'node:crypto';
+import { seedOffboardees as seedOffboardeesInSql } from '../../bench/seed-offboardees.js';
 import { addRule } from '../../src/reconcile/rules.js';
 import { createTenant } from '../../src/tenants/tenants.js';
 import { HerokuSimulator } from '../../test/support/heroku-simulator.js';
@@ -78,22 +79,13 @@ interface Seeded {
 async function seedOffboardees(cluster: ChaosCluster, count: number): Promise<Seeded> {
   const { db, sql } = cluster.database;
   const { tenant, scimToken } = await createTenant(db, `chaos-${randomBytes(3).toString('hex')}`, 'chaos');
-  await sql`INSERT INTO teams (tenant_id, name) SELECT ${tenant.id}, 'team-' || n FROM generate_series(1, 5) n`;
-  await sql`INSERT INTO apps (tenant_id, name) SELECT ${tenant.id}, 'app-' || n FROM generate_series(1, 3) n`;
-  const users = await sql<{ id: string; account: string }[]>`
-    INSERT INTO users (tenant_id, user_name, origin)
-    SELECT ${tenant.id}, 'person' || n || '@example.com', 'scim' FROM generate_series(1, ${count}) n
-    RETURNING id::text, lower(user_name) AS account`;
-  const accounts = users.map((u) => u.account);
-  await sql`INSERT INTO platform_enterprise_members (tenant_id, account, permissions)
-    SELECT ${tenant.id}, a, '{view}' FROM unnest(${accounts}::text[]) a`;
-  await sql`INSERT INTO platform_team_members (tenant_id, team_id, account, role)
-    SELECT ${tenant.id}, t.id, a, 'member' FROM unnest(${accounts}::text[]) a CROSS JOIN teams t WHERE t.tenant_id = ${tenant.id}`;
-  await sql`INSERT INTO platform_app_collaborators (tenant_id, app_id, account, permissions)
-    SELECT ${tenant.id}, p.id, a, '{deploy}' FROM unnest(${accounts}::text[]) a CROSS JOIN apps p WHERE p.tenant_id = ${tenant.id}`;
-  await sql`INSERT INTO tokens (tenant_id, user_id, kind, token_id, secret_hash)
-    SELECT ${tenant.id}, u::uuid, 'api', md5(random()::text || u || n), 'not-a-real-hash'
-    FROM unnest(${users.map((u) => u.id)}::text[]) u CROSS JOIN generate_series(1, 2) n`;
+  const users = await seedOffboardeesInSql(sql, tenant.id, {
+    prefix: 'person',
+    count,
+    teams: 5,
+    apps: 3,
+    tokens: 2,
+  });
   return { tenantId: tenant.id, scimToken, users };
 }
 

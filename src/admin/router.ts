@@ -11,6 +11,9 @@ import { inactiveSeats } from '../drift/seats.js';
 import { forbidden, invalid, notFound, rootCause, unauthorized } from '../errors.js';
 import { jsonBody, refuseHostileText } from '../http/hostile-input.js';
 import { jsonErrorHandler } from '../http/json-errors.js';
+import { readImportFile } from '../import/csv-rows.js';
+import { importAssignments, importRefusal } from '../import/importer.js';
+import { flag, readUpload } from '../import/upload.js';
 import { readActivityInput, recordActivity } from '../platform/activity.js';
 import { approveChange, listHeldChanges } from '../reconcile/brake.js';
 import { latestReceipt } from '../reconcile/receipts.js';
@@ -131,6 +134,21 @@ export function adminRouter(options: AdminRouterOptions): Router {
   router.delete('/tenants/:tenant/rules/:id', operator, async (req, res) => {
     await removeRule(db, (await tenantOf(req, res)).id, String(req.params.id), actor(res));
     res.status(204).end();
+  });
+  // A CSV import: the body as text/csv, or one file of a multipart form; options in the query.
+  router.post('/tenants/:tenant/imports', operator, async (req, res) => {
+    const tenant = await tenantOf(req, res);
+    const upload = await readUpload(req);
+    const option = (name: string) => flag(req.query[name] ?? upload.fields[name]);
+    const report = await importAssignments(db, tenant.id, await readImportFile(upload.file), {
+      dryRun: option('dryRun'),
+      skipInvalid: option('skipInvalid'),
+      replace: option('replace'),
+      actor: actor(res),
+    });
+    const refusal = importRefusal(report);
+    if (refusal) throw refusal;
+    res.status(report.applied ? 201 : 200).json(report);
   });
   router.get('/tenants/:tenant/users/:id/receipt', auditor, async (req, res) => {
     res.json(await latestReceipt(db, (await tenantOf(req, res)).id, String(req.params.id)));

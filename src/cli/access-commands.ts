@@ -23,6 +23,8 @@ const list = (value: string | undefined) =>
     .map((v) => v.trim())
     .filter(Boolean);
 
+type RuleOptions = { [option: string]: string | undefined } & { allTeams?: boolean };
+
 /** `idsync rules …`, `idsync plan`, `idsync receipt`: the access side of the CLI. */
 export function registerAccessCommands(program: Command): void {
   const rules = program
@@ -30,27 +32,33 @@ export function registerAccessCommands(program: Command): void {
     .description('assignment rules: IdP group or app role → team, Enterprise Account or app access');
   rules
     .command('add')
-    .description('add a rule: exactly one of --group or --app-role, and one of --team, --enterprise or --app')
+    .description(
+      'add a rule: exactly one of --group or --app-role, and one of --team, --all-teams, --enterprise or --app',
+    )
     .requiredOption('--tenant <name>', 'tenant')
     .option('--group <idp-group>', 'IdP group display name')
     .option('--app-role <value>', "app role value (SCIM roles[].value, e.g. an Entra app role's value)")
     .option('--team <team>', 'team to grant')
-    .option('--role <role>', 'team role: admin, member or viewer (default member)')
+    .option('--all-teams', 'every team the platform has, including teams created later (found by scans)')
+    .option('--role <role>', 'team role with --team or --all-teams: admin, member or viewer (default member)')
     .option(
       '--enterprise <permissions>',
       'Enterprise Account permissions, comma-separated (view,create,manage,billing)',
     )
     .option('--app <app>', 'app to grant')
     .option('--permissions <permissions>', 'app permissions, comma-separated (view,deploy,operate,manage)')
-    .action((options: Record<string, string | undefined>) =>
+    .action((options: RuleOptions) =>
       withDatabase(async ({ db }) => {
-        const targets = [options.team, options.enterprise, options.app].filter(Boolean).length;
-        if (targets !== 1) throw invalid('give exactly one of --team, --enterprise or --app');
+        const targets = [options.team, options.allTeams, options.enterprise, options.app].filter(
+          Boolean,
+        ).length;
+        if (targets !== 1) throw invalid('give exactly one of --team, --all-teams, --enterprise or --app');
         if ((options.group === undefined) === (options.appRole === undefined)) {
           throw invalid('give exactly one of --group or --app-role');
         }
         // An option that the chosen target ignores is a mistake to point out, not to drop silently.
-        if (options.role && !options.team) throw invalid('--role goes with --team only');
+        if (options.role && !options.team && !options.allTeams)
+          throw invalid('--role goes with --team or --all-teams only');
         if (options.permissions && !options.app) {
           throw invalid(
             '--permissions goes with --app only (Enterprise Account permissions: --enterprise view,manage)',
@@ -60,9 +68,16 @@ export function registerAccessCommands(program: Command): void {
         const input = readRuleInput(
           options.team
             ? { ...source, target: 'team', team: options.team, role: options.role ?? 'member' }
-            : options.enterprise
-              ? { ...source, target: 'enterprise', permissions: list(options.enterprise) }
-              : { ...source, target: 'app', app: options.app, permissions: list(options.permissions) ?? [] },
+            : options.allTeams
+              ? { ...source, target: 'all-teams', role: options.role ?? 'member' }
+              : options.enterprise
+                ? { ...source, target: 'enterprise', permissions: list(options.enterprise) }
+                : {
+                    ...source,
+                    target: 'app',
+                    app: options.app,
+                    permissions: list(options.permissions) ?? [],
+                  },
         );
         const tenant = await findTenantByName(db, options.tenant!);
         const rule = await addRule(db, tenant.id, input, 'cli');

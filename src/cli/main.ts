@@ -21,6 +21,7 @@ import { readTokenScopes } from '../tokens/scopes.js';
 import { registerAccessCommands } from './access-commands.js';
 import { CliError, configOrExit, daemonPublicUrl, EXIT, withDatabase } from './context.js';
 import { registerCredentialCommands } from './credential-commands.js';
+import { registerImportCommand } from './import-command.js';
 import { registerJobsCommands } from './jobs-commands.js';
 import { registerPlatformCommands } from './platform-commands.js';
 import { registerSecurityCommands } from './security-commands.js';
@@ -300,6 +301,7 @@ function buildProgram(): Command {
       }),
     );
   registerAccessCommands(program);
+  registerImportCommand(program);
   registerJobsCommands(program);
   registerPlatformCommands(program);
   registerSecurityCommands(program);

@@ -2,6 +2,7 @@ import type { OffboardingView } from '../drift/offboarding.js';
 import type { ChainCheck, FindingFilter, ReportHeader, StoredFinding } from '../drift/reports.js';
 import type { InactiveSeatsView } from '../drift/seats.js';
 import { escapeHtml } from '../http/html.js';
+import type { ImportReport } from '../import/importer.js';
 import type { Receipt } from '../reconcile/receipts.js';
 import type { Tenant } from '../tenants/tenants.js';
 
@@ -56,11 +57,12 @@ export function renderConsole(view: ConsoleView): string {
   return `<!doctype html><html lang="en"><head><meta charset="utf-8"><meta name="viewport" content="width=device-width,initial-scale=1">
 <title>Security console — ${tenant} — idsync</title>${STYLE}</head><body>
 <h1>Security console — ${tenant}</h1>
-<p class="muted">Signed in as ${e(view.viewer)} · <nav style="display:inline"><a href="#drift">Drift</a><a href="#offboarding">Offboarding</a><a href="#seats">Inactive seats</a></nav></p>
+<p class="muted">Signed in as ${e(view.viewer)} · <nav style="display:inline"><a href="#drift">Drift</a><a href="#offboarding">Offboarding</a><a href="#seats">Inactive seats</a><a href="#import">Import</a></nav></p>
 ${summarySection(view, base)}
 ${findingsSection(view, base, query)}
 ${offboardingSection(view, base)}
 ${seatsSection(view, base)}
+${importSection(base)}
 <form method="post" action="${base}/logout"><button type="submit">Sign out of the console</button></form>
 </body></html>`;
 }
@@ -157,6 +159,53 @@ function seatsSection(view: ConsoleView, base: string): string {
 <p>${s.seats.length} seats without an SSO login or platform activity in ${s.days} days${s.totalMonthlyCost === null ? ' (set prices with <code>idsync tenant set --seat-price role=amount</code>)' : `, <b>${s.totalMonthlyCost}</b> a month`}${s.monthlySaving === null ? '' : `; flagged viewer and member seats save <b id="seats-saving">${s.monthlySaving}</b> a month`}. <a href="${base}/seats.csv">Download CSV</a></p>
 <table id="seats-table"><thead><tr><th>User</th><th>Last SSO login</th><th>Last platform activity</th><th>Days inactive</th><th>Seat</th><th>Teams</th><th>Monthly cost</th><th>Suggested action</th></tr></thead>
 <tbody>${rows || '<tr><td colspan="8">No inactive seats.</td></tr>'}</tbody></table></section>`;
+}
+
+/** The upload form: options first, because the server reads the form's fields as they stream in. */
+function importSection(base: string): string {
+  return `<section id="import"><h2>Import access from a CSV file</h2>
+<p class="muted">Columns: account, and team + role (admin, member, viewer) or app + permissions (view, deploy, operate, manage). Needs an admin token with the operator role.</p>
+<form method="post" action="${base}/imports" enctype="multipart/form-data">
+<label><input type="checkbox" name="dryRun" value="true" checked> Dry run (show the plan, change nothing)</label><br>
+<label><input type="checkbox" name="skipInvalid" value="true"> Apply the valid rows even if some are invalid</label><br>
+<label><input type="checkbox" name="replace" value="true"> Remove access granted by earlier imports that this file does not name</label><br>
+<input type="file" name="file" accept=".csv,text/csv" required> <button type="submit">Import</button>
+</form></section>`;
+}
+
+/** What an upload did: the verdict, every refused row, and the plan's first rows of each operation. */
+export function renderImportReport(tenant: Tenant, report: ImportReport): string {
+  const base = `/console/${e(tenant.name)}`;
+  const verdict = report.fileError
+    ? `<p class="bad">The file was not imported: line ${e(report.fileError.line)}: ${e(report.fileError.reason)}</p>`
+    : report.dryRun
+      ? '<p>Dry run: nothing was changed.</p>'
+      : report.applied
+        ? `<p class="ok">Applied: ${report.queuedUsers} users queued for reconcile.${report.heldUsers > 0 ? ` ${report.heldUsers} users' removals are held by the mass-change brake (<code>idsync approve import:${e(report.importId)}</code>).` : ''}</p>`
+        : '<p class="bad">Nothing was applied: the file has invalid rows. Fix them, or tick “apply the valid rows”.</p>';
+  const errors = report.errors.length
+    ? `<h2>Invalid rows (${report.errors.length})</h2><table><tr><th>Line</th><th>Reason</th></tr>${report.errors
+        .map((r) => `<tr><td>${r.line}</td><td>${e(r.reason)}</td></tr>`)
+        .join('')}</table>`
+    : '';
+  const plan = report.plan
+    .filter((p) => p.count > 0)
+    .map(
+      (p) =>
+        `<tr><td>${e(p.operation)}</td><td>${p.count}</td><td>${p.sample
+          .map(
+            (r) =>
+              `${r.line === null ? '' : `line ${r.line}: `}${e(r.account)} ${e(r.team ?? r.app ?? '')} ${e([r.from, r.to].filter(Boolean).join(' → '))}`,
+          )
+          .join('<br>')}</td></tr>`,
+    )
+    .join('');
+  return `<!doctype html><html lang="en"><head><meta charset="utf-8"><title>Import — ${e(tenant.name)} — idsync</title>${STYLE}</head><body>
+<h1>Import — ${e(tenant.name)}</h1>
+<p class="muted">Import ${e(report.importId)}: ${report.records} rows, ${report.valid} valid, ${report.errors.length} invalid.</p>
+${verdict}${errors}
+${plan ? `<h2>Plan</h2><table><tr><th>Operation</th><th>Rows</th><th>First rows</th></tr>${plan}</table>` : ''}
+<p><a href="${base}#import">Back to the console</a></p></body></html>`;
 }
 
 function where(f: StoredFinding): string {

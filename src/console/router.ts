@@ -18,6 +18,9 @@ import { DomainError, forbidden } from '../errors.js';
 import { refuseHostileText } from '../http/hostile-input.js';
 import { escapeHtml, htmlPage } from '../http/html.js';
 import { htmlErrorHandler, sendHtmlError } from '../http/html-errors.js';
+import { readImportFile } from '../import/csv-rows.js';
+import { importAssignments } from '../import/importer.js';
+import { flag, readUpload } from '../import/upload.js';
 import { latestReceipt } from '../reconcile/receipts.js';
 import { adminTokenMatches } from '../security/admin-token.js';
 import {
@@ -31,7 +34,7 @@ import {
 import { parseCredential } from '../security/credentials.js';
 import { currentSession, readCookie } from '../sso/sessions.js';
 import { findTenantByName, type Tenant } from '../tenants/tenants.js';
-import { renderConsole, renderReceipt } from './page.js';
+import { renderConsole, renderImportReport, renderReceipt } from './page.js';
 
 /*
  * The security console: server-rendered pages for security teams. Who may look: someone signed in
@@ -263,6 +266,28 @@ export function consoleRouter(options: ConsoleRouterOptions): Router {
         who.kind === 'admin' ? `console:${adminActor(who.principal)}` : `console:${who.userName}`,
       );
       res.redirect(303, `${publicUrl}/console/${tenant.name}?scan=queued`);
+    }),
+  );
+
+  // Changes access: an admin token with the operator role, from the console page itself.
+  router.post(
+    '/:tenant/imports',
+    page(async (req, res, tenant, who) => {
+      requireSameOrigin(req);
+      if (who.kind !== 'admin' || !roleIncludes(who.principal.role, 'operator'))
+        throw forbidden('an import needs an admin token with the operator role');
+      const upload = await readUpload(req);
+      const report = await importAssignments(db, tenant.id, await readImportFile(upload.file), {
+        dryRun: flag(upload.fields.dryRun),
+        skipInvalid: flag(upload.fields.skipInvalid),
+        replace: flag(upload.fields.replace),
+        actor: `console:${adminActor(who.principal)}`,
+      });
+      const refused = report.fileError !== undefined || (!report.applied && !report.dryRun);
+      res
+        .status(refused ? 400 : 200)
+        .type('html')
+        .send(renderImportReport(tenant, report));
     }),
   );
 

@@ -30,7 +30,9 @@ export const userOrigin = pgEnum('user_origin', ['scim', 'saml', 'csv']);
 export const jitMode = pgEnum('jit_mode', ['off', 'create', 'create-and-update']);
 export const jobLane = pgEnum('job_lane', ['deprovision', 'reconcile', 'scan']);
 export const subjectType = pgEnum('subject_type', ['user', 'group', 'team', 'tenant']);
-export const ruleTarget = pgEnum('rule_target', ['team', 'enterprise', 'app']);
+export const ruleTarget = pgEnum('rule_target', ['team', 'enterprise', 'app', 'all-teams']);
+/** Where a stored assignment (access granted to one user directly, not through a rule) came from. */
+export const assignmentSource = pgEnum('assignment_source', ['import']);
 export const tokenKind = pgEnum('token_kind', ['api', 'session']);
 export const groupClaimFormat = pgEnum('group_claim_format', ['names', 'object-ids']);
 export const adminRole = pgEnum('admin_role', ['owner', 'operator', 'auditor']);
@@ -115,6 +117,12 @@ export const teams = pgTable(
     name: text('name').notNull(),
     /** The remote platform's id (Heroku's team id): names can be renamed there, ids cannot. */
     remoteId: text('remote_id'),
+    /**
+     * When a read of the platform (a scan, the audit trail) last listed this team; null while idsync
+     * knows the team only from a rule or its own grants, or once the platform stopped listing it. The
+     * teams an "every team" rule covers.
+     */
+    listedAt: timestamp('listed_at', { withTimezone: true }),
     createdAt: createdAt(),
   },
   (t) => [
@@ -306,6 +314,56 @@ export const assignmentRules = pgTable(
       ) OR (
         ${t.target} = 'app' AND ${t.appName} IS NOT NULL AND cardinality(${t.appPermissions}) > 0
           AND ${t.teamName} IS NULL AND ${t.teamRole} IS NULL AND ${t.enterprisePermissions} IS NULL
+      ) OR (
+        ${t.target}::text = 'all-teams' AND ${t.teamRole} IS NOT NULL
+          AND ${t.teamName} IS NULL AND ${t.appName} IS NULL AND ${t.enterprisePermissions} IS NULL AND ${t.appPermissions} IS NULL
+      )`,
+    ),
+  ],
+);
+
+/**
+ * Access granted to one user directly rather than through a rule: today a CSV import (`source` import).
+ * The reconciler's desired state adds these to what the rules give (highest role wins, permissions
+ * unioned), so the plan, the brake, receipts and drift see them. A row is a team role or an app's
+ * permissions, never both (the CHECK); one row per user, source and team or app (the partial indexes).
+ */
+export const assignments = pgTable(
+  'assignments',
+  {
+    tenantId: uuid('tenant_id')
+      .notNull()
+      .references(() => tenants.id, { onDelete: 'cascade' }),
+    userId: uuid('user_id')
+      .notNull()
+      .references(() => users.id, { onDelete: 'cascade' }),
+    source: assignmentSource('source').notNull(),
+    teamName: text('team_name'),
+    teamRole: teamRole('team_role'),
+    appName: text('app_name'),
+    appPermissions: appPermission('app_permissions').array(),
+    /** The line of the file that last set it, for an admin tracing where an access came from. */
+    line: integer('line'),
+    createdAt: createdAt(),
+    updatedAt: updatedAt(),
+  },
+  (t) => [
+    uniqueIndex('assignments_user_team_key')
+      .on(t.userId, t.source, t.teamName)
+      .where(sql`${t.teamName} IS NOT NULL`),
+    uniqueIndex('assignments_user_app_key')
+      .on(t.userId, t.source, t.appName)
+      .where(sql`${t.appName} IS NOT NULL`),
+    // Reading one user's assignments (every reconcile, every drift scan page): the unique indexes
+    // above are partial, so they cannot serve a lookup by user alone.
+    index('assignments_user_idx').on(t.userId),
+    index('assignments_tenant_source_idx').on(t.tenantId, t.source),
+    check(
+      'assignments_shape',
+      sql`(
+        ${t.teamName} IS NOT NULL AND ${t.teamRole} IS NOT NULL AND ${t.appName} IS NULL AND ${t.appPermissions} IS NULL
+      ) OR (
+        ${t.appName} IS NOT NULL AND cardinality(${t.appPermissions}) > 0 AND ${t.teamName} IS NULL AND ${t.teamRole} IS NULL
       )`,
     ),
   ],

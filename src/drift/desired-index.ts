@@ -1,7 +1,13 @@
 import { sql } from 'drizzle-orm';
 import type { Database } from '../db/client.js';
-import { desiredAccess, RuleBook } from '../reconcile/desired.js';
-import { appRoleValues, loadRules } from '../reconcile/state.js';
+import { desiredAccess } from '../reconcile/desired.js';
+import {
+  appRoleValues,
+  assignmentsOf,
+  directAssignments,
+  loadRuleBook,
+  type StoredAssignment,
+} from '../reconcile/state.js';
 import type { DesiredIndex } from './compare.js';
 
 const PAGE = 10_000;
@@ -13,7 +19,7 @@ const PAGE = 10_000;
  * index), each with its groups and app roles; the pages are limited before the groups are gathered.
  */
 export async function buildDesiredIndex(db: Database, tenantId: string): Promise<DesiredIndex> {
-  const book = new RuleBook(await loadRules(db, tenantId));
+  const book = await loadRuleBook(db, tenantId);
   const index: DesiredIndex = { users: new Map(), enterprise: new Map(), teams: new Map(), apps: new Map() };
   let afterId = '00000000-0000-0000-0000-000000000000';
   for (;;) {
@@ -24,13 +30,15 @@ export async function buildDesiredIndex(db: Database, tenantId: string): Promise
       deprovisioned: boolean;
       groups: string[] | null;
       app_roles: unknown;
+      assignments: StoredAssignment[] | null;
     }>(sql`
       WITH page AS (
         SELECT id, user_name_key, active, deprovisioned_at, app_roles FROM users
         WHERE tenant_id = ${tenantId} AND id > ${afterId}::uuid ORDER BY id LIMIT ${PAGE}
       )
       SELECT u.id::text, u.user_name_key AS account, u.active, u.deprovisioned_at IS NOT NULL AS deprovisioned,
-        array_agg(g.display_name) FILTER (WHERE g.id IS NOT NULL) AS groups, u.app_roles
+        array_agg(g.display_name) FILTER (WHERE g.id IS NOT NULL) AS groups, u.app_roles,
+        ${assignmentsOf(sql`u.id`)} AS assignments
       FROM page u LEFT JOIN group_members gm ON gm.user_id = u.id LEFT JOIN groups g ON g.id = gm.group_id
       GROUP BY u.id, u.user_name_key, u.active, u.deprovisioned_at, u.app_roles ORDER BY u.id`);
     for (const row of rows) {
@@ -45,6 +53,7 @@ export async function buildDesiredIndex(db: Database, tenantId: string): Promise
           deprovisioned: row.deprovisioned,
           groups: row.groups ?? [],
           appRoles: appRoleValues(row.app_roles),
+          assignments: directAssignments(row.assignments),
         },
         book,
       );

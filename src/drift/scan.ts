@@ -4,6 +4,7 @@ import type { DatabaseHandle } from '../db/client.js';
 import { conflict } from '../errors.js';
 import { recordForReconcile } from '../jobs/outbox.js';
 import type { HumanStep, PlatformConnector } from '../platform/connector.js';
+import { recordListedTeams } from '../reconcile/listed-teams.js';
 import { loadPolicy } from '../reconcile/state.js';
 import { accountKeys, keyedSlice } from './account-keys.js';
 import { DriftComparer, type Finding, type FindingClass } from './compare.js';
@@ -101,10 +102,13 @@ async function scan(
   const comparer = new DriftComparer(desired, fallbackAdmin);
   const findings: Finding[] = [];
   const platform = { enterpriseMembers: 0, teams: 0, apps: 0, memberships: 0 };
+  const teamNames: string[] = [];
   for await (const slice of deps.connector.scan()) {
     findings.push(...comparer.compare(await keyedSlice(db, slice)));
     if (slice.kind === 'enterprise') platform.enterpriseMembers = slice.members.length;
+    else if (slice.kind === 'unreadable' && 'team' in slice.edge) teamNames.push(slice.edge.team);
     else if (slice.kind === 'team') {
+      teamNames.push(slice.team);
       platform.teams += 1;
       platform.memberships += slice.members.length;
     } else if (slice.kind === 'app') {
@@ -113,6 +117,8 @@ async function scan(
     }
   }
   findings.push(...comparer.finish());
+  // The scan read every team: teams it found for the first time reach the "every team" rules.
+  await recordListedTeams(db, tenantId, teamNames, { complete: true, cause: { trigger } });
   const platformMs = Math.round(performance.now() - clock) - desiredMs;
   findings.push(...(await blockedOperations(deps.database, tenantId)));
   if (deps.failedJobs) findings.push(...failedJobFindings(await deps.failedJobs()));

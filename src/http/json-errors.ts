@@ -11,7 +11,12 @@ export function sendJsonError(res: Response, error: DomainError, requestId?: unk
   // RFC 9110 §10.2.3: a 503 says when to come back.
   if (error.kind === 'service_unavailable') res.setHeader('Retry-After', String(RETRY_AFTER_SECONDS));
   res.status(HTTP_STATUS[error.kind]).json({
-    error: { code: error.kind, message: error.message, ...requestIdOf(requestId) },
+    error: {
+      code: error.kind,
+      message: error.message,
+      ...requestIdOf(requestId),
+      ...(error.details === undefined ? {} : { details: error.details }),
+    },
   });
 }
 

@@ -1,5 +1,6 @@
 import { sql } from 'drizzle-orm';
 import type { Database } from '../db/client.js';
+import { recordListedTeams } from '../reconcile/listed-teams.js';
 import {
   type Access,
   type AppPermission,
@@ -412,8 +413,13 @@ export class PlatformMirror {
 const PAGE = 20_000;
 
 /**
- * WIRING POINT for the "every team" rule target (issue #16, built on another branch): called whenever
- * the mirror learns of a team the platform created (the audit trail's `team.create`). The integrator
- * connects it to the hook that queues the users of all-teams rules; until then it does nothing.
+ * Called whenever the mirror learns of a team the platform created (the audit trail's `team.create`):
+ * the team is recorded as listed, and if it is new, every user of an "every team" rule is queued
+ * (`recordListedTeams`, the one place a team the platform gained reaches those rules).
  */
-export async function teamDiscovered(_db: Database, _tenantId: string, _team: string): Promise<void> {}
+export async function teamDiscovered(db: Database, tenantId: string, team: string): Promise<void> {
+  await recordListedTeams(db, tenantId, [team], {
+    complete: false,
+    cause: { event: 'audit-trail.team-created' },
+  });
+}

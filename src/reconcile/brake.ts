@@ -21,7 +21,12 @@ import { isRemoval } from './model.js';
 export const MIN_HELD_CHANGE = 5;
 
 /** The IdP or admin changes the brake may hold: membership, group and rule changes, never deactivation. */
-export type HoldableEvent = 'group.member_removed' | 'group.renamed' | 'group.deleted' | 'rule.removed';
+export type HoldableEvent =
+  | 'group.member_removed'
+  | 'group.renamed'
+  | 'group.deleted'
+  | 'rule.removed'
+  | 'import.replaced';
 
 export interface BrakeInput {
   tenantId: string;
@@ -57,12 +62,16 @@ export async function brakeChange(tx: Pick<Database, 'execute'>, input: BrakeInp
       JOIN users u ON u.id = a.id
       JOIN assignment_rules r ON r.tenant_id = ${tenantId} AND r.idp_app_role IS NOT NULL
         AND u.app_roles @> jsonb_build_array(lower(r.idp_app_role))
+      UNION ALL
+      SELECT a.id, CASE WHEN d.team_name IS NOT NULL THEN 'team' ELSE 'app' END::rule_target, d.team_name, d.app_name
+      FROM affected a JOIN assignments d ON d.user_id = a.id
     ), losing AS (
       SELECT a.id FROM affected a
       WHERE EXISTS (
           SELECT 1 FROM platform_team_members m JOIN teams t ON t.id = m.team_id
           WHERE m.tenant_id = ${tenantId} AND m.account = a.account
-            AND NOT EXISTS (SELECT 1 FROM granted gr WHERE gr.id = a.id AND gr.target = 'team' AND gr.team_name = t.name))
+            AND NOT EXISTS (SELECT 1 FROM granted gr WHERE gr.id = a.id AND ((gr.target = 'team' AND gr.team_name = t.name)
+              OR (gr.target = 'all-teams' AND t.listed_at IS NOT NULL))))
         OR EXISTS (
           SELECT 1 FROM platform_app_collaborators c JOIN apps p ON p.id = c.app_id
           WHERE c.tenant_id = ${tenantId} AND c.account = a.account

@@ -4,6 +4,7 @@ import {
   type AppPermission,
   type AssignmentRule,
   canonical,
+  type DirectAssignment,
   ENTERPRISE_PERMISSIONS,
   type EnterprisePermission,
   higherRole,
@@ -20,13 +21,16 @@ export interface UserFacts {
   groups: readonly string[];
   /** Values of the app roles the IdP assigned the user (SCIM `roles`); absent: none. */
   appRoles?: readonly string[];
+  /** Access granted to the user directly (a CSV import), on top of what the rules give. */
+  assignments?: readonly DirectAssignment[];
 }
 
 /**
- * The access the IdP grants a user: a pure function of the user and the rules. An inactive or deleted
- * user desires nothing. Several rules: the highest team role wins, permissions are unioned. Team or app
- * access implies Enterprise Account membership (at least `view`), as on the platform a team member is a
- * member of the account that owns the team.
+ * The access a user should have: a pure function of the user, the rules (for "every team" rules also the
+ * teams the platform lists: pass a RuleBook from `loadRuleBook`) and the user's direct assignments (a CSV
+ * import). An inactive or deleted user desires nothing. Several grants: the highest team role wins,
+ * permissions are unioned. Team or app access implies Enterprise Account membership (at least `view`), as
+ * on the platform a team member is a member of the account that owns the team.
  */
 export function desiredAccess(user: UserFacts, rules: readonly AssignmentRule[] | RuleBook): Access {
   if (!user.active || user.deprovisioned) return NO_ACCESS;
@@ -53,6 +57,21 @@ export function desiredAccess(user: UserFacts, rules: readonly AssignmentRule[] 
       case 'app':
         apps.set(rule.app, new Set([...(apps.get(rule.app) ?? []), ...rule.permissions]));
         break;
+      case 'all-teams':
+        for (const team of book.listedTeams) {
+          const current = teams.get(team);
+          teams.set(team, current ? higherRole(current, rule.role) : rule.role);
+        }
+        break;
+    }
+  }
+  // Direct assignments add to the rules exactly as another rule would: highest role, union of permissions.
+  for (const assignment of user.assignments ?? []) {
+    if (assignment.team !== undefined) {
+      const current = teams.get(assignment.team);
+      teams.set(assignment.team, current ? higherRole(current, assignment.role) : assignment.role);
+    } else {
+      apps.set(assignment.app, new Set([...(apps.get(assignment.app) ?? []), ...assignment.permissions]));
     }
   }
   if (enterprise === null && (teams.size > 0 || apps.size > 0)) enterprise = new Set(['view']);
@@ -76,7 +95,11 @@ export class RuleBook {
   private readonly byGroup = new Map<string, AssignmentRule[]>();
   private readonly byAppRole = new Map<string, AssignmentRule[]>();
 
-  constructor(rules: readonly AssignmentRule[]) {
+  constructor(
+    rules: readonly AssignmentRule[],
+    /** The teams the platform lists (teams.listed_at set): what an "every team" rule covers. */
+    readonly listedTeams: readonly string[] = [],
+  ) {
     for (const rule of rules) {
       const [index, key] =
         rule.idpGroup !== undefined ? [this.byGroup, rule.idpGroup] : [this.byAppRole, rule.idpAppRole];

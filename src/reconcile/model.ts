@@ -40,9 +40,19 @@ export type RuleSource =
 export type RuleTarget =
   | { target: 'team'; team: string; role: TeamRole }
   | { target: 'enterprise'; permissions: EnterprisePermission[] }
-  | { target: 'app'; app: string; permissions: AppPermission[] };
+  | { target: 'app'; app: string; permissions: AppPermission[] }
+  /** Every team the platform has, including teams created after the rule (as scans list them). */
+  | { target: 'all-teams'; role: TeamRole };
 
 export type AssignmentRule = { id: string } & RuleSource & RuleTarget;
+
+/**
+ * Access granted to one user directly (a CSV import), stored in `assignments`: a team role or an app's
+ * permissions, exactly one.
+ */
+export type DirectAssignment =
+  | { team: string; role: TeamRole; app?: undefined }
+  | { app: string; permissions: AppPermission[]; team?: undefined };
 
 /** One user's access on the platform: desired (from the IdP) or actual (from the connector). */
 export interface Access {

@@ -24,7 +24,7 @@ import {
   openReceipt,
   recordEdgesRemoving,
 } from './receipts.js';
-import { loadPolicy, loadRules, loadUser, type UserSubject } from './state.js';
+import { loadPolicy, loadRuleBook, loadUser, type UserSubject } from './state.js';
 
 /*
  * Reconcile by level: given a user key, read what the IdP wants and what the platform has, plan the
@@ -78,7 +78,7 @@ async function readAndPlan(
   const subject = await loadUser(db, tenantId, userId);
   if (!subject) return undefined;
   // One connection: these run one after the other, which is what they would do on a busy pool anyway.
-  const rules = await loadRules(db, tenantId);
+  const rules = await loadRuleBook(db, tenantId);
   const policy = await loadPolicy(db, tenantId);
   const actual = await connector.readAccess(subject.account);
   const desired = desiredAccess(subject.facts, rules);

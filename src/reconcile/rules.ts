@@ -27,8 +27,9 @@ const ruleSourceSchema = z
     message: 'give exactly one of idpGroup (an IdP group) or idpAppRole (the value of an app role)',
   });
 
-// Names as Heroku gives them, so a rule can never name a team or app the platform cannot have.
-const teamName = z
+// Names as Heroku gives them, so a rule (or an imported row) can never name a team or app the platform
+// cannot have.
+export const teamName = z
   .string()
   .trim()
   .min(1, 'team must not be empty')
@@ -36,7 +37,7 @@ const teamName = z
     /^[a-z0-9](?:[a-z0-9-]{0,62}[a-z0-9])?$/,
     'team must be lowercase letters, digits and dashes (as Heroku names teams), e.g. core or platform-eng',
   );
-const appName = z
+export const appName = z
   .string()
   .trim()
   .min(1, 'app must not be empty')
@@ -50,6 +51,10 @@ const ruleTargetSchema = z.discriminatedUnion('target', [
   z.object({
     target: z.literal('team'),
     team: teamName,
+    role: z.enum(TEAM_ROLES, { error: `role must be one of ${TEAM_ROLES.join(', ')}` }),
+  }),
+  z.object({
+    target: z.literal('all-teams'),
     role: z.enum(TEAM_ROLES, { error: `role must be one of ${TEAM_ROLES.join(', ')}` }),
   }),
   z.object({
@@ -108,7 +113,8 @@ export async function addRule(
     const [row] = await tx.execute<{ id: string }>(sql`
       INSERT INTO assignment_rules (tenant_id, idp_group, idp_app_role, target, team_name, team_role, app_name, enterprise_permissions, app_permissions)
       VALUES (${tenantId}, ${input.idpGroup ?? null}, ${input.idpAppRole ?? null}, ${input.target},
-        ${input.target === 'team' ? input.team : null}, ${input.target === 'team' ? input.role : null}::team_role,
+        ${input.target === 'team' ? input.team : null},
+        ${input.target === 'team' || input.target === 'all-teams' ? input.role : null}::team_role,
         ${input.target === 'app' ? input.app : null},
         ${input.target === 'enterprise' ? sql.param(input.permissions) : null}::enterprise_permission[],
         ${input.target === 'app' ? sql.param(input.permissions) : null}::app_permission[])
@@ -220,5 +226,7 @@ export function describeRule(rule: AssignmentRule): string {
       return `${source} → Enterprise Account ${rule.permissions.join(',')}`;
     case 'app':
       return `${source} → app ${rule.app} ${rule.permissions.join(',')}`;
+    case 'all-teams':
+      return `${source} → every team (now and later) as ${rule.role}`;
   }
 }

@@ -1,7 +1,14 @@
 import { sql } from 'drizzle-orm';
 import type { Database } from '../db/client.js';
-import type { UserFacts } from './desired.js';
-import type { AppPermission, AssignmentRule, EnterprisePermission, RuleSource, TeamRole } from './model.js';
+import { RuleBook, type UserFacts } from './desired.js';
+import type {
+  AppPermission,
+  AssignmentRule,
+  DirectAssignment,
+  EnterprisePermission,
+  RuleSource,
+  TeamRole,
+} from './model.js';
 
 /** Everything the reconciler needs to know about one user, read in one round trip. */
 export interface UserSubject {
@@ -35,12 +42,14 @@ export async function loadUser(
     deactivated_at: string | null;
     live_tokens: number;
     app_roles: unknown;
+    assignments: StoredAssignment[] | null;
   }>(sql`
     SELECT u.user_name, u.active, u.deprovisioned_at IS NOT NULL AS deprovisioned,
       to_json(u.deactivated_at)#>>'{}' AS deactivated_at, u.app_roles,
       (SELECT array_agg(g.display_name) FROM group_members gm JOIN groups g ON g.id = gm.group_id
         WHERE gm.user_id = u.id) AS groups,
-      (SELECT count(*)::int FROM tokens t WHERE t.user_id = u.id AND t.revoked_at IS NULL) AS live_tokens
+      (SELECT count(*)::int FROM tokens t WHERE t.user_id = u.id AND t.revoked_at IS NULL) AS live_tokens,
+      ${assignmentsOf(sql`u.id`)} AS assignments
     FROM users u WHERE u.tenant_id = ${tenantId} AND u.id = ${userId}`);
   if (!row) return undefined;
   return {
@@ -53,6 +62,7 @@ export async function loadUser(
       deprovisioned: row.deprovisioned,
       groups: row.groups ?? [],
       appRoles: appRoleValues(row.app_roles),
+      assignments: directAssignments(row.assignments),
     },
     deactivatedAt: row.deactivated_at ? new Date(row.deactivated_at).toISOString() : undefined,
     liveTokens: row.live_tokens,
@@ -64,12 +74,50 @@ export function appRoleValues(json: unknown): string[] {
   return Array.isArray(json) ? json.filter((v): v is string => typeof v === 'string') : [];
 }
 
+/** One `assignments` row as `assignmentsOf` aggregates it. */
+export interface StoredAssignment {
+  team: string | null;
+  role: TeamRole | null;
+  app: string | null;
+  permissions: AppPermission[] | null;
+}
+
+/** A correlated subquery: the user's direct assignments as a JSON array (null when none). */
+export function assignmentsOf(userId: ReturnType<typeof sql>) {
+  return sql`(SELECT json_agg(json_build_object('team', a.team_name, 'role', a.team_role, 'app', a.app_name,
+      'permissions', a.app_permissions)) FROM assignments a WHERE a.user_id = ${userId})`;
+}
+
+export function directAssignments(rows: readonly StoredAssignment[] | null): DirectAssignment[] {
+  // The CHECK assignments_shape guarantees a row is exactly one of the two.
+  return (rows ?? []).map((a) =>
+    a.team !== null ? { team: a.team, role: a.role! } : { app: a.app!, permissions: a.permissions! },
+  );
+}
+
+/**
+ * The tenant's rules, indexed, with the teams the platform lists when an "every team" rule needs them
+ * (read only then: most tenants have none, and a platform can have thousands of teams).
+ */
+export async function loadRuleBook(db: Database, tenantId: string): Promise<RuleBook> {
+  const rules = await loadRules(db, tenantId);
+  if (!rules.some((r) => r.target === 'all-teams')) return new RuleBook(rules);
+  return new RuleBook(rules, await listedTeams(db, tenantId));
+}
+
+/** The teams the platform lists (by the latest scan or audit-trail read), by idsync's name for them. */
+export async function listedTeams(db: Pick<Database, 'execute'>, tenantId: string): Promise<string[]> {
+  const rows = await db.execute<{ name: string }>(sql`
+    SELECT name FROM teams WHERE tenant_id = ${tenantId} AND listed_at IS NOT NULL ORDER BY name`);
+  return rows.map((r) => r.name);
+}
+
 export async function loadRules(db: Database, tenantId: string): Promise<AssignmentRule[]> {
   const rows = await db.execute<{
     id: string;
     idp_group: string | null;
     idp_app_role: string | null;
-    target: 'team' | 'enterprise' | 'app';
+    target: 'team' | 'enterprise' | 'app' | 'all-teams';
     team_name: string | null;
     team_role: TeamRole | null;
     app_name: string | null;
@@ -85,6 +133,7 @@ export async function loadRules(db: Database, tenantId: string): Promise<Assignm
       r.idp_group !== null ? { idpGroup: r.idp_group } : { idpAppRole: r.idp_app_role! };
     if (r.target === 'team')
       return { id: r.id, ...source, target: 'team', team: r.team_name!, role: r.team_role! };
+    if (r.target === 'all-teams') return { id: r.id, ...source, target: 'all-teams', role: r.team_role! };
     if (r.target === 'enterprise') {
       return {
         id: r.id,

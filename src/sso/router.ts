@@ -285,10 +285,18 @@ async function accountView(db: Database, tenant: Tenant, session: Session) {
       to_char(expires_at AT TIME ZONE 'UTC', 'YYYY-MM-DD') AS expires_at
     FROM tokens WHERE user_id = ${session.userId} AND kind = 'api' AND revoked_at IS NULL
       AND (expires_at IS NULL OR expires_at > now()) ORDER BY created_at`);
+  // Waiting outbox rows for this user: a reconcile is still to apply what they announce. The page
+  // says so rather than blocking the request until a worker has run (which may take long under load).
+  const [pending] = await db.execute<{ applying: boolean }>(sql`
+    SELECT EXISTS (
+      SELECT 1 FROM outbox WHERE tenant_id = ${tenant.id} AND subject_type = 'user'
+        AND subject_id = ${session.userId} AND completed_at IS NULL
+    ) AS applying`);
   return {
     tenant: tenant.name,
     userName: session.userName,
     access,
+    applying: pending?.applying === true,
     tokens: tokens.map((t) => ({
       id: t.id,
       label: t.label,

@@ -3,7 +3,7 @@ import type { Database } from '../db/client.js';
 import { invalid } from '../errors.js';
 import { desiredAccess } from '../reconcile/desired.js';
 import type { Access } from '../reconcile/model.js';
-import { loadRules, loadUser } from '../reconcile/state.js';
+import { loadRuleBook, loadUser } from '../reconcile/state.js';
 
 /*
  * What a personal API token may be used for. A token never carries more than its owner can do now:
@@ -58,7 +58,7 @@ export function scopesGrantedBy(access: Access): Set<TokenScope> {
 export async function grantableScopes(db: Database, tenantId: string, userId: string): Promise<TokenScope[]> {
   const [subject, rules, [tenant]] = await Promise.all([
     loadUser(db, tenantId, userId),
-    loadRules(db, tenantId),
+    loadRuleBook(db, tenantId),
     db.execute<{ token_scopes: string[] }>(
       sql`SELECT array_to_json(token_scopes) AS token_scopes FROM tenants WHERE id = ${tenantId}`,
     ),

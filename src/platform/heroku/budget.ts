@@ -1,9 +1,11 @@
+import { randomUUID } from 'node:crypto';
 import { setTimeout as sleep } from 'node:timers/promises';
 import type { Redis } from 'ioredis';
 
 /**
- * Who is asking for a request. Deprovisioning never waits behind anyone: while a deprovision has asked
- * within the last moments, everyone else waits, and they also leave a reserve untouched.
+ * Who is asking for a request. Deprovisioning never waits behind anyone: while a deprovision request is
+ * under way anywhere (waiting for the budget, in flight, or backing off before a retry) and for a moment
+ * after the last one finished, everyone else waits, and they also leave a reserve untouched.
  */
 export type RequestPriority = 'deprovision' | 'reconcile' | 'scan';
 
@@ -32,8 +34,12 @@ local reserve = tonumber(ARGV[4])
 local activeMs = tonumber(ARGV[5])
 if priority == 'deprovision' then
   redis.call('SET', KEYS[2], '1', 'PX', activeMs)
-elseif redis.call('EXISTS', KEYS[2]) == 1 then
-  return math.max(redis.call('PTTL', KEYS[2]), 1)
+else
+  redis.call('ZREMRANGEBYSCORE', KEYS[3], '-inf', now)
+  if redis.call('ZCARD', KEYS[3]) > 0 then return 250 end
+  if redis.call('EXISTS', KEYS[2]) == 1 then
+    return math.max(redis.call('PTTL', KEYS[2]), 1)
+  end
 end
 if remaining == nil then return 0 end
 local at = tonumber(redis.call('HGET', KEYS[1], 'at'))
@@ -59,8 +65,30 @@ redis.call('PEXPIRE', KEYS[1], 86400000)
 return 1
 `;
 
-/** How long after a deprovision's last request the others keep waiting. */
+/** How long after a deprovision's last request finished the others keep waiting (the job's next step). */
 const DEPROVISION_ACTIVE_MS = 2_000;
+
+/**
+ * How long a deprovision request counts as under way without renewing its lease: longer than a request's
+ * timeout plus its longest back-off, so a live one never lapses, yet a worker killed mid-request does not
+ * hold scans back for more than this.
+ */
+const DEPROVISION_LEASE_MS = 60_000;
+
+/*
+ * A deprovision request under way: its lease in the account's set of them (score: when it lapses).
+ * Ending it starts the short tail after which the others may go again.
+ */
+const LEASE = `
+redis.call('ZADD', KEYS[1], tonumber(ARGV[1]), ARGV[2])
+redis.call('PEXPIRE', KEYS[1], tonumber(ARGV[3]))
+return 1
+`;
+const RELEASE = `
+redis.call('ZREM', KEYS[1], ARGV[1])
+redis.call('SET', KEYS[2], '1', 'PX', tonumber(ARGV[2]))
+return 1
+`;
 
 export class RateBudget {
   constructor(
@@ -70,8 +98,36 @@ export class RateBudget {
     private readonly options: { refillPerMinute: number; reserve: number },
   ) {}
 
-  private get keys(): [string, string] {
-    return [`idsync:budget:${this.key}`, `idsync:budget:${this.key}:deprovisioning`];
+  private get keys(): [bucket: string, recentDeprovision: string, deprovisionsUnderWay: string] {
+    return [
+      `idsync:budget:${this.key}`,
+      `idsync:budget:${this.key}:deprovisioning`,
+      `idsync:budget:${this.key}:deprovisions`,
+    ];
+  }
+
+  /**
+   * Runs one deprovision request's whole life (waiting for the budget, 429s, retries) as under way:
+   * scans and reconciles of this account send nothing until it and every other one has finished, and
+   * for a moment after, so a layoff's removals go first however long each of them takes.
+   */
+  async deprovisioning<T>(work: () => Promise<T>): Promise<T> {
+    const [, recent, underWay] = this.keys;
+    const lease = randomUUID();
+    const renew = () =>
+      this.redis.eval(LEASE, 1, underWay, Date.now() + DEPROVISION_LEASE_MS, lease, DEPROVISION_LEASE_MS);
+    await renew();
+    const renewing = setInterval(() => void renew().catch(() => undefined), DEPROVISION_LEASE_MS / 3);
+    renewing.unref();
+    try {
+      return await work();
+    } finally {
+      clearInterval(renewing);
+      // The removal's outcome matters more than the release: if Redis cannot take it, the lease lapses.
+      await this.redis
+        .eval(RELEASE, 2, underWay, recent, lease, DEPROVISION_ACTIVE_MS)
+        .catch(() => undefined);
+    }
   }
 
   /** Waits until this request may be sent, then takes it from the bucket. */
@@ -82,7 +138,7 @@ export class RateBudget {
       const waitMs = Number(
         await this.redis.eval(
           ACQUIRE,
-          2,
+          3,
           ...this.keys,
           Date.now(),
           priority,

@@ -74,6 +74,30 @@ export interface HerokuResponse<T> {
   nextRange: string | undefined;
 }
 
+const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
+
+/**
+ * A request path fit for logs and error messages: an e-mail segment (raw or percent-encoded) becomes
+ * `{account}` and a Heroku id (of a member, team or app) `{id}`. Team and app names stay; who it was is
+ * on the receipt, not in the log.
+ */
+export function redactedPath(path: string): string {
+  return path
+    .split('/')
+    .map((segment) => {
+      let decoded = segment;
+      try {
+        decoded = decodeURIComponent(segment);
+      } catch {
+        // A malformed escape is kept as sent; it is checked as it stands.
+      }
+      if (decoded.includes('@')) return '{account}';
+      if (UUID.test(decoded)) return '{id}';
+      return segment;
+    })
+    .join('/');
+}
+
 /** The largest page Heroku serves (reference "Ranges"). */
 const PAGE_SIZE = 1000;
 
@@ -103,7 +127,19 @@ export class HerokuClient {
     range?: string,
     accept = 'application/vnd.heroku+json; version=3',
   ): Promise<HerokuResponse<T>> {
+    if (this.options.priority !== 'deprovision') return this.send(method, path, body, range, accept);
+    return this.options.budget.deprovisioning(() => this.send<T>(method, path, body, range, accept));
+  }
+
+  private async send<T>(
+    method: string,
+    path: string,
+    body?: unknown,
+    range?: string,
+    accept = 'application/vnd.heroku+json; version=3',
+  ): Promise<HerokuResponse<T>> {
     let attempt = 0;
+    const shown = `${method} ${redactedPath(path)}`;
     const patienceEnds = Date.now() + this.patienceMs;
     for (;;) {
       attempt += 1;
@@ -127,11 +163,13 @@ export class HerokuClient {
         // Network error or timeout: the request may or may not have reached Heroku; every operation
         // idsync sends is idempotent, so sending it again is safe.
         // A transport error's text can echo the request, headers included: never let the token out.
-        const why = (error as Error).message.replaceAll(this.options.token, '[token]');
+        const why = (error as Error).message
+          .replaceAll(this.options.token, '[token]')
+          .replaceAll(path, redactedPath(path));
         if (attempt >= this.attempts) {
-          throw new HerokuError('unavailable', undefined, undefined, `${method} ${path}: ${why}`);
+          throw new HerokuError('unavailable', undefined, undefined, `${shown}: ${why}`);
         }
-        await this.backoff(attempt, method, path, why);
+        await this.backoff(attempt, shown, why);
         continue;
       }
       const remaining = Number(response.headers.get('ratelimit-remaining'));
@@ -148,12 +186,7 @@ export class HerokuClient {
       if (response.status === 429) {
         await response.body?.cancel();
         if (Date.now() > patienceEnds) {
-          throw new HerokuError(
-            'unavailable',
-            429,
-            'rate_limit',
-            `${method} ${path}: rate limited for too long`,
-          );
+          throw new HerokuError('unavailable', 429, 'rate_limit', `${shown}: rate limited for too long`);
         }
         // The bucket is empty: the next acquire waits for it to refill. Not counted as an attempt.
         await this.options.budget.observe(0);
@@ -170,10 +203,10 @@ export class HerokuClient {
         };
       }
       const errorId = typeof parsed?.id === 'string' ? parsed.id : undefined;
-      const message = `${method} ${path}: ${response.status} ${typeof parsed?.message === 'string' ? parsed.message : response.statusText}`;
+      const message = `${shown}: ${response.status} ${typeof parsed?.message === 'string' ? parsed.message : response.statusText}`;
       if (response.status >= 500) {
         if (attempt >= this.attempts) throw new HerokuError('unavailable', response.status, errorId, message);
-        await this.backoff(attempt, method, path, `${response.status}`);
+        await this.backoff(attempt, shown, `${response.status}`);
         continue;
       }
       throw new HerokuError(classifyFailure(response.status, errorId), response.status, errorId, message, {
@@ -200,7 +233,7 @@ export class HerokuClient {
         const accepted = first && error instanceof HerokuError ? error.acceptedSortFields() : [];
         if (error instanceof HerokuError && error.failure === 'range-not-accepted' && accepted[0]) {
           this.options.log.warn(
-            { path, refused: sortField, accepted },
+            { path: redactedPath(path), refused: sortField, accepted },
             'Heroku refused the sort field of a list; using one it accepts',
           );
           range = `${accepted[0]} ..; max=${PAGE_SIZE};`;
@@ -221,10 +254,11 @@ export class HerokuClient {
     return items;
   }
 
-  private async backoff(attempt: number, method: string, path: string, why: string): Promise<void> {
+  /** `request` is the method and the redacted path: no account identifier reaches the log. */
+  private async backoff(attempt: number, request: string, why: string): Promise<void> {
     const delay = Math.min(250 * 2 ** (attempt - 1), 8_000) * (0.5 + Math.random() / 2);
     this.options.log.warn(
-      { method, path, attempt, why, retryInMs: Math.round(delay) },
+      { request, attempt, why, retryInMs: Math.round(delay) },
       'Heroku request failed; retrying',
     );
     await new Promise((resolve) => setTimeout(resolve, delay));
