@@ -174,9 +174,17 @@ describe('audit-trail polling and activity on the simulator', async () => {
   });
 
   it('the cursor survives a restart: nothing is processed twice', async () => {
+    const cursorAt = async () =>
+      new Date(
+        (
+          await database.sql`SELECT last_event_at FROM platform_audit_cursors WHERE tenant_id = ${tenant.id}`
+        )[0]!.last_event_at,
+      ).getTime();
+    const newestEvent = () => Math.max(...simulator.events.map((e) => e.createdAt.getTime()));
+    // Quiet first: every event (idsync's own removals from the tests above included) has been read.
+    await expect.poll(async () => (await cursorAt()) === newestEvent(), { timeout: 30_000 }).toBe(true);
     const before = (await findings()).length;
-    const [cursor] =
-      await database.sql`SELECT last_event_at FROM platform_audit_cursors WHERE tenant_id = ${tenant.id}`;
+    const eventsBefore = simulator.events.length;
     await daemon.stop();
     const restartedAt = Date.now();
     daemon = await startTestDaemon({ mode: 'start', config, log, queuePrefix });
@@ -186,10 +194,9 @@ describe('audit-trail polling and activity on the simulator', async () => {
         timeout: 30_000,
       })
       .toBeGreaterThanOrEqual(2);
+    expect(simulator.events.length).toBe(eventsBefore);
     expect((await findings()).length).toBe(before);
-    const [after] =
-      await database.sql`SELECT last_event_at FROM platform_audit_cursors WHERE tenant_id = ${tenant.id}`;
-    expect(new Date(after!.last_event_at).getTime()).toBe(new Date(cursor!.last_event_at).getTime());
+    expect(await cursorAt()).toBe(newestEvent());
     // A direct poll overlapping the same day's events finds nothing new.
     const again = await pollAuditTrail(
       { database, connector: await daemon.resources.connectorFor(tenant.id, 'scan') },
