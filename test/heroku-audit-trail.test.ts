@@ -166,7 +166,8 @@ describe('audit-trail polling and activity on the simulator', async () => {
       .poll(
         async () =>
           (
-            await database.sql`SELECT name FROM teams WHERE tenant_id = ${tenant.id} AND remote_id = ${team.id}`
+            await database.sql`SELECT name FROM teams WHERE tenant_id = ${tenant.id} AND remote_id = ${team.id}
+              AND listed_at IS NOT NULL`
           ).map((r) => r.name),
         { timeout: 30_000 },
       )
