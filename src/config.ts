@@ -106,6 +106,8 @@ const envSchema = z.object({
     .min(0, 'must be 0 (off) or more')
     .default(60_000),
   SWEEPER_GRACE_MS: positiveInt(300_000),
+  METRICS_TOKEN: z.string().min(32, 'must be at least 32 characters').optional(),
+  METRICS_OPEN: z.enum(['true', 'false'], { error: 'must be true or false' }).default('false'),
 });
 
 export interface Config {
@@ -167,6 +169,13 @@ export interface Config {
   sweeperIntervalMs: number;
   /** How old relayed-but-unfinished work must be before the sweeper sends it again. */
   sweeperGraceMs: number;
+  /** Bearer token Prometheus presents at /metrics (API and worker health ports). */
+  metricsToken: string | undefined;
+  /**
+   * /metrics without a token: only for a port that nothing but Prometheus can reach. Off by default,
+   * so metrics (which name lanes, drift classes and backlogs) are never public by accident.
+   */
+  metricsOpen: boolean;
 }
 
 export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
@@ -209,6 +218,8 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
     jobMaxStalledCount: e.JOB_MAX_STALLED_COUNT,
     sweeperIntervalMs: e.SWEEPER_INTERVAL_MS,
     sweeperGraceMs: e.SWEEPER_GRACE_MS,
+    metricsToken: e.METRICS_TOKEN,
+    metricsOpen: e.METRICS_OPEN === 'true',
   };
 }
 

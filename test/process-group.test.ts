@@ -1,3 +1,4 @@
+import { randomBytes } from 'node:crypto';
 import { readdirSync, readFileSync } from 'node:fs';
 import { describe, expect, inject, it } from 'vitest';
 import { createTenant } from '../src/tenants/tenants.js';
@@ -20,6 +21,8 @@ function idsyncChildrenOf(pid: number): number[] {
     .map(Number);
 }
 
+const METRICS_TOKEN = randomBytes(24).toString('hex');
+
 describe('idsync serve --processes', async () => {
   const database = await createTestDatabase();
   const { scimToken } = await createTenant(database.db, 'processes', 'test');
@@ -33,6 +36,7 @@ describe('idsync serve --processes', async () => {
       PORT: String(port),
       LOG_LEVEL: 'warn',
       DRIFT_TICK_MS: '0',
+      METRICS_TOKEN: METRICS_TOKEN,
     });
     const exited = new Promise<number | null>((resolve) => child.on('exit', resolve));
     let output = '';
@@ -52,6 +56,20 @@ describe('idsync serve --processes', async () => {
       ),
     );
     expect(responses.map((r) => r.status)).toEqual(responses.map(() => 200));
+
+    // Whichever process a scrape reaches, it reports the whole group (the primary aggregates).
+    const scraped = await Promise.all(
+      Array.from({ length: 6 }, async () => {
+        const response = await fetch(`http://127.0.0.1:${port}/metrics`, {
+          headers: { Authorization: `Bearer ${METRICS_TOKEN}`, Connection: 'close' },
+        });
+        const text = await response.text();
+        return /^idsync_scim_requests_total\{[^}]*resource="Users",method="GET",status="200"[^}]*\} (\d+)$/m.exec(
+          text,
+        )?.[1];
+      }),
+    );
+    expect(scraped).toEqual(scraped.map(() => '20'));
 
     child.kill('SIGTERM');
     expect(await exited).toBe(0);

@@ -1,6 +1,7 @@
 import type { Command } from 'commander';
 import { LANES, type LaneQueues } from '../jobs/queues.js';
 import { configOrExit, withQueueConnection } from './context.js';
+import { startProgress } from './progress.js';
 
 const withQueues = <T>(work: (queues: LaneQueues) => Promise<T>) =>
   withQueueConnection(configOrExit(), (_redis, queues) => work(queues));
@@ -30,13 +31,18 @@ export function registerJobsCommands(program: Command): void {
     .description('retry one failed job, or every failed job')
     .action((jobId: string | undefined) =>
       withQueues(async (queues) => {
+        const failed = await Promise.all(LANES.map((lane) => queues[lane].getFailed(0, 9999)));
+        const chosen = failed.flat().filter((job) => !jobId || job.id === jobId);
+        const progress = startProgress({ label: 'jobs retry', total: chosen.length });
         let retried = 0;
-        for (const lane of LANES) {
-          for (const job of await queues[lane].getFailed(0, 9999)) {
-            if (jobId && job.id !== jobId) continue;
+        try {
+          for (const job of chosen) {
             await job.retry('failed');
             retried += 1;
+            progress.advance(1, job.queueName.replace(/^idsync-/, ''));
           }
+        } finally {
+          progress.finish();
         }
         process.stdout.write(`retried ${retried} job${retried === 1 ? '' : 's'}\n`);
       }),

@@ -9,6 +9,7 @@ import { inactiveSeats } from '../drift/seats.js';
 import { invalid } from '../errors.js';
 import { findTenantByName } from '../tenants/tenants.js';
 import { CliError, EXIT, withDatabase, withPlatform } from './context.js';
+import { startProgress } from './progress.js';
 
 type Format = 'text' | 'json' | 'csv';
 
@@ -84,15 +85,22 @@ export function registerSecurityCommands(program: Command): void {
     .action((options: { tenant: string }) =>
       withPlatform(async ({ database, queues, connectorFor }) => {
         const tenant = await findTenantByName(database.db, options.tenant);
+        // The number of teams and apps is known only as the platform is read: the total grows with it.
+        let total = 2;
+        const progress = startProgress({ label: 'drift scan', total });
         const result = await runDriftScan(
           {
             database,
             connector: await connectorFor(tenant.id, 'scan'),
             failedJobs: () => failedJobsOf(database.db, queues, tenant.id),
+            onStep: (step) => {
+              if (step !== 'desired' && step !== 'stored') progress.setTotal(++total);
+              progress.advance(1, step);
+            },
           },
           tenant.id,
           'cli',
-        );
+        ).finally(() => progress.finish());
         process.stdout.write(
           [`stored drift report #${result.seq} ${result.reportId}`, ...summaryLines(result.summary), ''].join(
             '\n',

@@ -3,7 +3,7 @@ import { sql } from 'drizzle-orm';
 import type { DatabaseHandle } from '../db/client.js';
 import { conflict } from '../errors.js';
 import { recordForReconcile } from '../jobs/outbox.js';
-import type { HumanStep, PlatformConnector } from '../platform/connector.js';
+import type { HumanStep, PlatformConnector, PlatformSlice } from '../platform/connector.js';
 import { recordListedTeams } from '../reconcile/listed-teams.js';
 import { loadPolicy } from '../reconcile/state.js';
 import { accountKeys, keyedSlice } from './account-keys.js';
@@ -46,7 +46,14 @@ export interface DriftScanDependencies {
   connector: PlatformConnector;
   /** The tenant's jobs that failed every attempt (BullMQ), when the caller can see the queues. */
   failedJobs?: () => Promise<FailedJob[]>;
+  /**
+   * Told as each step ends: the IdP's desired state read, each platform slice (the Enterprise Account,
+   * one team, one app) read and compared, the report stored. For progress display only.
+   */
+  onStep?: (step: DriftScanStep) => void;
 }
+
+export type DriftScanStep = 'desired' | PlatformSlice['kind'] | 'stored';
 
 export interface DriftScanResult {
   reportId: string;
@@ -95,6 +102,7 @@ async function scan(
     loadDriftPolicy(deps.database, tenantId),
   ]);
   const desiredMs = Math.round(performance.now() - clock);
+  deps.onStep?.('desired');
   // Both sides in account_key() form: the desired index is keyed by users.user_name_key.
   const fallbackAdmin = policy.fallbackAdmin
     ? (await accountKeys(db, [policy.fallbackAdmin])).get(policy.fallbackAdmin)
@@ -105,6 +113,7 @@ async function scan(
   const teamNames: string[] = [];
   for await (const slice of deps.connector.scan()) {
     findings.push(...comparer.compare(await keyedSlice(db, slice)));
+    deps.onStep?.(slice.kind);
     if (slice.kind === 'enterprise') platform.enterpriseMembers = slice.members.length;
     else if (slice.kind === 'unreadable' && 'team' in slice.edge) teamNames.push(slice.edge.team);
     else if (slice.kind === 'team') {
@@ -166,6 +175,7 @@ async function scan(
     { id, seq, summary, previousHash, hash: reportHash(previousHash, summary, stored) },
     stored,
   );
+  deps.onStep?.('stored');
   if (fixes.length > 0) {
     // Through the outbox like every other change: durable, deduplicated per user, in the right lane.
     await recordForReconcile(

@@ -1,6 +1,7 @@
 import { type Job, Worker } from 'bullmq';
 import { rootCause } from '../errors.js';
 import { type Logger, withoutBoundValues } from '../log.js';
+import { jobDuration, jobsFailed, jobsStalled } from '../metrics/registry.js';
 import { createRedisConnection } from './connection.js';
 import { backoffDelay, type JobPayload, LANES, type Lane, queueName } from './queues.js';
 
@@ -88,6 +89,7 @@ export async function startWorkerPool(options: WorkerPoolOptions): Promise<Worke
           subject: `${job.data.subjectType}:${job.data.subjectId}`,
         });
         const started = performance.now();
+        let result: 'completed' | 'failed' = 'failed';
         activity.running += 1;
         activity.lastProgressAt = Date.now();
         try {
@@ -101,6 +103,7 @@ export async function startWorkerPool(options: WorkerPoolOptions): Promise<Worke
             }),
             signal,
           );
+          result = 'completed';
         } catch (error) {
           // BullMQ keeps the message as the job's failedReason (shown by `idsync jobs failed`): the
           // driver's error without the query's bound values.
@@ -114,6 +117,7 @@ export async function startWorkerPool(options: WorkerPoolOptions): Promise<Worke
         } finally {
           activity.running -= 1;
           activity.lastProgressAt = Date.now();
+          jobDuration.observe({ lane, result }, (performance.now() - started) / 1000);
         }
         log.debug({ ms: Math.round(performance.now() - started) }, 'job done');
       },
@@ -130,6 +134,7 @@ export async function startWorkerPool(options: WorkerPoolOptions): Promise<Worke
       const attemptsMade = job?.attemptsMade ?? 0;
       const final =
         !job || error.message.includes(STALLED_TOO_OFTEN) || attemptsMade >= (job.opts.attempts ?? 1);
+      jobsFailed.inc({ lane, final: String(final) });
       options.log.warn(
         { lane, jobId: job?.id, attempt: attemptsMade, err: error },
         final
@@ -144,6 +149,8 @@ export async function startWorkerPool(options: WorkerPoolOptions): Promise<Worke
           );
       }
     });
+    // A stalled job's worker died or wedged while holding it: BullMQ hands it to another worker.
+    worker.on('stalled', () => jobsStalled.inc({ lane }));
     worker.on('error', (error) => options.log.warn({ lane, err: error }, 'worker error'));
     return worker;
   });

@@ -213,15 +213,25 @@ export async function countRevokedTokens(db: Database, receiptId: string, revoke
   );
 }
 
-/** What is left to a human; the receipt is complete when nothing but residual risk is. */
+/**
+ * What is left to a human; the receipt is complete when nothing but residual risk is. Returns the
+ * offboarding's time to effect (IdP event → last edge removed, in seconds) when this call completed
+ * the receipt, so it is measured once per offboarding however often the job runs.
+ */
 export async function finishReceipt(
   db: Database,
   receiptId: string,
   leftToHuman: readonly HumanStep[],
   complete: boolean,
-): Promise<void> {
-  await db.execute(sql`
-    UPDATE receipts SET left_to_human = ${JSON.stringify(leftToHuman)}::jsonb,
-      completed_at = CASE WHEN ${complete} THEN COALESCE(completed_at, now()) ELSE NULL END
-    WHERE id = ${receiptId}`);
+): Promise<{ timeToEffectSeconds: number | null } | undefined> {
+  // The CTE reads the row as it was before the UPDATE: only the first completion reports.
+  const [row] = await db.execute<{ just_completed: boolean; seconds: number | null }>(sql`
+    WITH prior AS (SELECT completed_at IS NULL AS was_open FROM receipts WHERE id = ${receiptId})
+    UPDATE receipts r SET left_to_human = ${JSON.stringify(leftToHuman)}::jsonb,
+      completed_at = CASE WHEN ${complete} THEN COALESCE(r.completed_at, now()) ELSE NULL END
+    FROM prior WHERE r.id = ${receiptId}
+    RETURNING prior.was_open AND r.completed_at IS NOT NULL AS just_completed,
+      extract(epoch FROM (SELECT max(e.removed_at) FROM receipt_edges e
+        WHERE e.receipt_id = r.id AND e.status = 'removed') - r.idp_event_at)::float8 AS seconds`);
+  return row?.just_completed ? { timeToEffectSeconds: row.seconds } : undefined;
 }

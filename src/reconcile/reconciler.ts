@@ -2,6 +2,7 @@ import { sql } from 'drizzle-orm';
 import { type AuditEntry, recordAudit } from '../audit/audit-log.js';
 import { type Database, type DatabaseHandle, withReservedSession } from '../db/client.js';
 import { completeAnnouncements, openAnnouncements } from '../jobs/outbox.js';
+import { offboardingTimeToEffect, reconcileOperations } from '../metrics/registry.js';
 import type {
   HumanStep,
   OperationOutcome,
@@ -192,13 +193,17 @@ async function applyUserPlan(
       .filter(isReceiptEdge);
     await confirmEdgesRemoved(db, receipt.id, removed, platformAt);
     const refused = applied.filter((a) => a.outcome.status === 'blocked');
-    await finishReceipt(
+    const completed = await finishReceipt(
       db,
       receipt.id,
       [...userPlan.blocked.map(blockedStep), ...refused.map(refusedStep), ...residualRisk],
       refused.length === 0 && userPlan.blocked.length === 0,
     );
+    // A receipt with tokens revoked but no platform edge has no time to effect to measure.
+    if (completed?.timeToEffectSeconds != null)
+      offboardingTimeToEffect.observe(Math.max(0, completed.timeToEffectSeconds));
   }
+  for (const a of applied) reconcileOperations.inc({ kind: a.operation.kind, outcome: a.outcome.status });
   return { applied, blocked: userPlan.blocked, offboarding };
 }
 

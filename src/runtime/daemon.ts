@@ -1,4 +1,5 @@
 import type { Redis } from 'ioredis';
+import { QUEUE_BOARD_PATH, queueBoardRouter } from '../admin/queue-board.js';
 import { adminRouter } from '../admin/router.js';
 import type { Config } from '../config.js';
 import { consoleRouter } from '../console/router.js';
@@ -15,6 +16,8 @@ import { closeQueues, type LaneQueues, openQueues } from '../jobs/queues.js';
 import { Sweeper } from '../jobs/sweeper.js';
 import { type JobHandler, startWorkerPool, type WorkerPool } from '../jobs/workers.js';
 import type { Logger } from '../log.js';
+import { metricsRouter, offerMetricsToPrimary } from '../metrics/endpoint.js';
+import { attachSharedState } from '../metrics/shared-state.js';
 import { type ConnectorFor, connectorFactory } from '../platform/factory.js';
 import { scimRouter } from '../scim/router.js';
 import { SecretBox } from '../security/secret-box.js';
@@ -118,6 +121,10 @@ export async function startDaemon(options: DaemonOptions): Promise<Daemon> {
     const queues = openQueues(producer, prefix);
     cleanups.push(() => closeQueues(queues));
     const connectorFor = connectorFactory({ database, redis: producer, config, log });
+    // Scrapes on either port read the outbox, queues and reports through this process's pools.
+    const detachSharedState = attachSharedState({ sql: database.sql, queues });
+    cleanups.push(async () => detachSharedState());
+    offerMetricsToPrimary();
     const resources: DaemonResources = { database, queues, connectorFor, config, log };
 
     let firstTenant: TenantWithToken | undefined;
@@ -148,6 +155,7 @@ export async function startDaemon(options: DaemonOptions): Promise<Daemon> {
         queues,
         activity: pool.activity,
         stuckAfterMs: config.workerStuckAfterMs,
+        metrics: config,
       });
       workerHealthPort = health.port;
       cleanups.push((remainingMs) => health.close(Math.min(1_000, remainingMs)));
@@ -215,6 +223,7 @@ export async function startDaemon(options: DaemonOptions): Promise<Daemon> {
           },
         ],
         mounts: [
+          { path: '/', router: metricsRouter(config) },
           {
             path: '/scim/v2',
             router: scimRouter({ db: database.db, tokens, baseUrl: `${config.publicUrl}/scim/v2` }),
@@ -235,6 +244,15 @@ export async function startDaemon(options: DaemonOptions): Promise<Daemon> {
               db: database.db,
               adminToken: config.adminToken,
               reconcile: { database, connectorFor },
+            }),
+          },
+          {
+            path: QUEUE_BOARD_PATH,
+            router: queueBoardRouter({
+              db: database.db,
+              adminToken: config.adminToken,
+              queues,
+              publicUrl: config.publicUrl,
             }),
           },
           {

@@ -4,6 +4,7 @@ import type { Config } from '../config.js';
 import { connectDatabase } from '../db/client.js';
 import { runMigrations } from '../db/migrate.js';
 import type { Logger } from '../log.js';
+import { aggregateMetricsForGroup } from '../metrics/endpoint.js';
 import { createTenant, listTenants, type TenantWithToken } from '../tenants/tenants.js';
 import type { DaemonMode } from './daemon.js';
 import {
@@ -79,6 +80,7 @@ export async function startProcessGroup(options: {
   }
 
   const env = { DATABASE_URL: endpoints[0]!.url, REDIS_URL: endpoints[1]!.url };
+  aggregateMetricsForGroup();
   const members = new Set<Worker>();
   let stopping = false;
   let reportFailure: (code: number) => void = () => {};

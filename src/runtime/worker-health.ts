@@ -5,6 +5,7 @@ import { listen, type RunningHttpServer } from '../http/server.js';
 import type { LaneQueues } from '../jobs/queues.js';
 import type { WorkerActivity } from '../jobs/workers.js';
 import type { Logger } from '../log.js';
+import { type MetricsAccess, metricsRouter } from '../metrics/endpoint.js';
 
 /** Where the worker's health endpoints listen unless WORKER_HEALTH_PORT says otherwise. */
 export const DEFAULT_WORKER_HEALTH_PORT = 8081;
@@ -22,6 +23,8 @@ export interface WorkerHealthOptions {
   activity: WorkerActivity;
   /** No job started or finished here for this long while work waits (or runs): not ready. */
   stuckAfterMs: number;
+  /** Who may read /metrics here (the same rule as on the API port). */
+  metrics: MetricsAccess;
 }
 
 /**
@@ -47,6 +50,7 @@ export async function startWorkerHealth(options: WorkerHealthOptions): Promise<R
       },
       progressCheck(options),
     ],
+    mounts: [{ path: '/', router: metricsRouter(options.metrics) }],
   });
   const port = options.port ?? DEFAULT_WORKER_HEALTH_PORT;
   try {

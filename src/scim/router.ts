@@ -2,6 +2,7 @@ import { type NextFunction, type Request, type Response, Router } from 'express'
 import type { Database } from '../db/client.js';
 import { isUniqueViolation } from '../errors.js';
 import { boundedInteger, jsonBody, refuseHostileText } from '../http/hostile-input.js';
+import { measureScimRequests } from '../metrics/scim-requests.js';
 import type { ScimTokenVerifier } from '../tenants/scim-token-cache.js';
 import type { Tenant } from '../tenants/tenants.js';
 import { ScimError, scimErrorHandler, sendScimError } from './errors.js';
@@ -82,6 +83,7 @@ export function scimRouter(options: ScimRouterOptions): Router {
   // Resource names route case-insensitively (`/users` works), as Microsoft's own server does.
   const router = Router({ caseSensitive: false, strict: false });
 
+  router.use(measureScimRequests);
   router.use(
     jsonBody({
       limit: BODY_LIMIT,

@@ -51,7 +51,8 @@ export async function provisionLogin(
     let userId: string;
     let created = false;
     if (live) {
-      if (!live.active) throw new SamlRefusal('user is deactivated in the identity provider');
+      if (!live.active)
+        throw new SamlRefusal('user is deactivated in the identity provider', 'user-deactivated');
       userId = live.id;
       if (jitMode === 'create-and-update') {
         await tx.execute(sql`
@@ -65,9 +66,12 @@ export async function provisionLogin(
       const [tombstone] = await tx.execute<{ id: string }>(sql`
         SELECT id::text FROM users WHERE tenant_id = ${tenantId} AND user_name_key = account_key(${claims.nameId}) LIMIT 1`);
       if (tombstone)
-        throw new SamlRefusal('user was deprovisioned by the identity provider and is not re-created');
+        throw new SamlRefusal(
+          'user was deprovisioned by the identity provider and is not re-created',
+          'user-deprovisioned',
+        );
       if (jitMode === 'off')
-        throw new SamlRefusal('this tenant does not create users at sign-in (JIT is off)');
+        throw new SamlRefusal('this tenant does not create users at sign-in (JIT is off)', 'jit-off');
       const [row] = await tx.execute<{ id: string }>(sql`
         INSERT INTO users (tenant_id, user_name, origin, attributes, last_sso_login_at)
         VALUES (${tenantId}, ${claims.nameId}, 'saml', ${JSON.stringify(profileAttributes(claims))}::jsonb, now())

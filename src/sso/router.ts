@@ -6,6 +6,7 @@ import { DomainError, rootCause, toDomainError } from '../errors.js';
 import { refuseHostileText } from '../http/hostile-input.js';
 import { escapeHtml, htmlPage } from '../http/html.js';
 import { htmlErrorHandler, sendHtmlError } from '../http/html-errors.js';
+import { measureLogin } from '../metrics/sso-logins.js';
 import { PlatformMirror } from '../platform/mirror.js';
 import type { SecretBox } from '../security/secret-box.js';
 import { findTenantByName, type Tenant } from '../tenants/tenants.js';
@@ -124,57 +125,60 @@ export function ssoRouter(options: SsoRouterOptions): Router {
 
   router.post(
     '/:tenant/acs',
-    forTenant(async (req, res, tenant) => {
-      const samlResponse = typeof req.body?.SAMLResponse === 'string' ? req.body.SAMLResponse : undefined;
-      if (!samlResponse) throw new SamlRefusal('no SAMLResponse in the request');
-      const document = readResponseDocument(samlResponse);
-      const connection = await connectionOf(tenant, document.claimedIssuer ?? '');
-      const urls = serviceProviderUrls(publicUrl, tenant);
-      // Whatever node-saml rejects (signatures, audience, Conditions, …) is a refusal.
-      const { profile } = await samlFor(urls, connection, { responseSigned: document.responseSigned })
-        .validatePostResponseAsync({ SAMLResponse: samlResponse })
-        .catch((error: Error) => {
-          throw new SamlRefusal(error.message);
+    forTenant(
+      measureLogin(async (req, res, tenant) => {
+        const samlResponse = typeof req.body?.SAMLResponse === 'string' ? req.body.SAMLResponse : undefined;
+        if (!samlResponse) throw new SamlRefusal('no SAMLResponse in the request');
+        const document = readResponseDocument(samlResponse);
+        const connection = await connectionOf(tenant, document.claimedIssuer ?? '');
+        const urls = serviceProviderUrls(publicUrl, tenant);
+        // Whatever node-saml rejects (signatures, audience, Conditions, …) is a refusal.
+        const { profile } = await samlFor(urls, connection, { responseSigned: document.responseSigned })
+          .validatePostResponseAsync({ SAMLResponse: samlResponse })
+          .catch((error: Error) => {
+            throw new SamlRefusal(error.message, 'signature-or-conditions');
+          });
+        const assertionXml = profile?.getAssertionXml?.();
+        if (!assertionXml) throw new SamlRefusal('the response carried no assertion');
+        const assertion = readSignedAssertion(assertionXml);
+        if (!(await spendAssertion(redis, tenant.id, assertion.id, assertion.usableUntil, CLOCK_SKEW_MS)))
+          throw new SamlRefusal('this assertion was already used (replay)', 'replay');
+        const { inResponseTo } = checkLogin(document.response, assertion, {
+          acsUrl: urls.acsUrl,
+          idpEntityId: connection.idpEntityId,
+          responseSigned: document.responseSigned,
+          now: new Date(),
+          skewMs: CLOCK_SKEW_MS,
+          maxAgeMs: tenant.maxAssertionAgeSeconds * 1000,
         });
-      const assertionXml = profile?.getAssertionXml?.();
-      if (!assertionXml) throw new SamlRefusal('the response carried no assertion');
-      const assertion = readSignedAssertion(assertionXml);
-      if (!(await spendAssertion(redis, tenant.id, assertion.id, assertion.usableUntil, CLOCK_SKEW_MS)))
-        throw new SamlRefusal('this assertion was already used (replay)');
-      const { inResponseTo } = checkLogin(document.response, assertion, {
-        acsUrl: urls.acsUrl,
-        idpEntityId: connection.idpEntityId,
-        responseSigned: document.responseSigned,
-        now: new Date(),
-        skewMs: CLOCK_SKEW_MS,
-        maxAgeMs: tenant.maxAssertionAgeSeconds * 1000,
-      });
-      if (inResponseTo !== undefined) {
-        await redeemLoginStart(redis, req, {
-          tenantId: tenant.id,
-          requestId: inResponseTo,
-          connectionId: connection.id,
-        });
-      } else if (!tenant.idpInitiatedSso) {
-        throw new SamlRefusal(
-          'unsolicited (IdP-initiated) response, and this tenant accepts only logins it started',
+        if (inResponseTo !== undefined) {
+          await redeemLoginStart(redis, req, {
+            tenantId: tenant.id,
+            requestId: inResponseTo,
+            connectionId: connection.id,
+          });
+        } else if (!tenant.idpInitiatedSso) {
+          throw new SamlRefusal(
+            'unsolicited (IdP-initiated) response, and this tenant accepts only logins it started',
+            'unsolicited',
+          );
+        }
+        refuseTransientNameId(assertion.element);
+        const claims = splitOneLoginGroupValues(
+          claimsOf(assertion.element, connection),
+          connection.idpEntityId,
         );
-      }
-      refuseTransientNameId(assertion.element);
-      const claims = splitOneLoginGroupValues(
-        claimsOf(assertion.element, connection),
-        connection.idpEntityId,
-      );
-      const login = await provisionLogin(db, tenant.id, tenant.jitMode as JitMode, claims, String(req.id));
-      req.log.info({ userId: login.userId, created: login.created }, 'SAML login accepted');
-      const sessionToken = await startSession(db, tenant.id, login.userId);
-      await linkSessionToLogin(db, tenant.id, sessionToken, connection, assertion.element);
-      setSessionCookie(res, sessionToken, publicUrl);
-      res.redirect(
-        303,
-        safeRelayState(req.body?.RelayState, publicUrl) || `${publicUrl}/sso/${tenant.name}/me`,
-      );
-    }),
+        const login = await provisionLogin(db, tenant.id, tenant.jitMode as JitMode, claims, String(req.id));
+        req.log.info({ userId: login.userId, created: login.created }, 'SAML login accepted');
+        const sessionToken = await startSession(db, tenant.id, login.userId);
+        await linkSessionToLogin(db, tenant.id, sessionToken, connection, assertion.element);
+        setSessionCookie(res, sessionToken, publicUrl);
+        res.redirect(
+          303,
+          safeRelayState(req.body?.RelayState, publicUrl) || `${publicUrl}/sso/${tenant.name}/me`,
+        );
+      }),
+    ),
   );
 
   router.get(

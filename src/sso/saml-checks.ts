@@ -94,38 +94,47 @@ export function checkLogin(
   for (const element of [assertion.element, response]) rejectWeakAlgorithms(element);
 
   if (assertion.issuer !== expected.idpEntityId)
-    throw new SamlRefusal(`assertion Issuer "${assertion.issuer ?? ''}" is not the configured IdP`);
+    throw new SamlRefusal(
+      `assertion Issuer "${assertion.issuer ?? ''}" is not the configured IdP`,
+      'wrong-issuer',
+    );
   const now = expected.now.getTime();
   if (assertion.issueInstant.getTime() > now + expected.skewMs)
-    throw new SamlRefusal('the assertion was issued in the future');
+    throw new SamlRefusal('the assertion was issued in the future', 'not-yet-valid');
   if (now - assertion.issueInstant.getTime() > expected.maxAgeMs + expected.skewMs)
     throw new SamlRefusal(
       `the assertion was issued ${Math.round((now - assertion.issueInstant.getTime()) / 1000)} s ago; this tenant accepts ${expected.maxAgeMs / 1000} s at most`,
+      'expired',
     );
 
   const confirmation = bearerConfirmation(assertion.element);
   if (confirmation.getAttribute('Recipient') !== expected.acsUrl)
-    throw new SamlRefusal('SubjectConfirmationData Recipient is not our ACS URL');
+    throw new SamlRefusal('SubjectConfirmationData Recipient is not our ACS URL', 'wrong-recipient');
   const notOnOrAfter = instant(
     confirmation.getAttribute('NotOnOrAfter'),
     'SubjectConfirmationData NotOnOrAfter',
   );
   if (!notOnOrAfter) throw new SamlRefusal('SubjectConfirmationData has no NotOnOrAfter');
   if (now >= notOnOrAfter.getTime() + expected.skewMs)
-    throw new SamlRefusal('SubjectConfirmationData NotOnOrAfter has passed (the assertion expired)');
+    throw new SamlRefusal(
+      'SubjectConfirmationData NotOnOrAfter has passed (the assertion expired)',
+      'expired',
+    );
   const notBefore = instant(confirmation.getAttribute('NotBefore'), 'SubjectConfirmationData NotBefore');
   if (notBefore && now < notBefore.getTime() - expected.skewMs)
-    throw new SamlRefusal('SubjectConfirmationData NotBefore is in the future');
+    throw new SamlRefusal('SubjectConfirmationData NotBefore is in the future', 'not-yet-valid');
 
   // The envelope: checked always, but only decisive when signed (see the comment at the top).
   const destination = response.getAttribute('Destination');
   if (destination !== expected.acsUrl)
     throw new SamlRefusal(
       `Response Destination ${destination ? `"${destination}"` : 'is missing'}; expected our ACS URL`,
+      'wrong-recipient',
     );
   const status = children(response, SAMLP, 'Status')[0];
   const statusCode = status ? children(status, SAMLP, 'StatusCode')[0]?.getAttribute('Value') : undefined;
-  if (statusCode !== SUCCESS) throw new SamlRefusal(`IdP status is ${statusCode ?? 'missing'}, not Success`);
+  if (statusCode !== SUCCESS)
+    throw new SamlRefusal(`IdP status is ${statusCode ?? 'missing'}, not Success`, 'idp-status');
 
   const signedInResponseTo = confirmation.getAttribute('InResponseTo') || undefined;
   const envelopeInResponseTo = response.getAttribute('InResponseTo') || undefined;
@@ -161,7 +170,10 @@ function rejectWeakAlgorithms(element: Element): void {
     for (let i = 0; i < nodes.length; i++) {
       const algorithm = (nodes[i] as Element).getAttribute('Algorithm') ?? '';
       if (WEAK_ALGORITHMS.includes(algorithm))
-        throw new SamlRefusal(`signature uses ${algorithm}; SHA-256 or stronger is required`);
+        throw new SamlRefusal(
+          `signature uses ${algorithm}; SHA-256 or stronger is required`,
+          'weak-algorithm',
+        );
     }
   }
 }

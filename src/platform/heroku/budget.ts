@@ -1,6 +1,7 @@
 import { randomUUID } from 'node:crypto';
 import { setTimeout as sleep } from 'node:timers/promises';
 import type { Redis } from 'ioredis';
+import { noteBudgetRemaining } from '../../metrics/platform-budget.js';
 
 /**
  * Who is asking for a request. Deprovisioning never waits behind anyone: while a deprovision request is
@@ -157,6 +158,7 @@ export class RateBudget {
    * its RateLimit-Multiplier: the refill rate is scaled by it until it says otherwise.
    */
   async observe(remaining: number, multiplier?: number): Promise<void> {
+    noteBudgetRemaining('heroku', this.key, remaining);
     await this.redis.eval(OBSERVE, 1, this.keys[0], remaining, Date.now(), multiplier ?? '');
   }
 

@@ -1,4 +1,5 @@
 import type { Logger } from '../../log.js';
+import { platformRateLimited } from '../../metrics/registry.js';
 import type { RateBudget, RequestPriority } from './budget.js';
 
 /**
@@ -184,6 +185,7 @@ export class HerokuClient {
         );
       }
       if (response.status === 429) {
+        platformRateLimited.inc({ platform: 'heroku' });
         await response.body?.cancel();
         if (Date.now() > patienceEnds) {
           throw new HerokuError('unavailable', 429, 'rate_limit', `${shown}: rate limited for too long`);
