@@ -22,6 +22,7 @@ import { parsedOrInvalid } from '../http/validation.js';
 import { readImportFile } from '../import/csv-rows.js';
 import { importAssignments, importRefusal } from '../import/importer.js';
 import { flag, readUpload } from '../import/upload.js';
+import { readActivityInput, recordActivity } from '../platform/activity.js';
 import { approveChange, listHeldChanges } from '../reconcile/brake.js';
 import { latestReceipt } from '../reconcile/receipts.js';
 import { planUser, type ReconcileDependencies } from '../reconcile/reconciler.js';
@@ -317,6 +318,14 @@ export function adminRouter(options: AdminRouterOptions): Router {
     const view = await inactiveSeats(db, tenant.id, readDays(req.query.days));
     if (wantsCsv(req)) return sendCsv(res, `inactive-seats-${tenant.name}.csv`, seatsCsv(view));
     res.json(view);
+  });
+
+  // A platform service (the built-in platform) reports what its users did: the seat audit's activity.
+  router.post('/tenants/:tenant/activity', operator, async (req, res) => {
+    const tenant = await tenantOf(req, res);
+    const activity = readActivityInput(req.body);
+    await recordActivity(db, tenant.id, activity);
+    res.status(202).json({ recorded: activity.length });
   });
 
   router.use(jsonErrorHandler);

@@ -217,6 +217,10 @@ function buildProgram(): Command {
     .option('--inactivity-days <days>', 'days without SSO login before a seat counts as inactive')
     .option('--drift-interval <minutes>', 'minutes between scheduled drift scans (default 60)')
     .option(
+      '--audit-poll-interval <seconds>',
+      'seconds between reads of the platform audit trail for changes made outside idsync (default 60)',
+    )
+    .option(
       '--drift-policy <class=report|fix>',
       'what a drift scan does about a finding class',
       collectPairs,
@@ -265,6 +269,8 @@ function buildProgram(): Command {
                 options.inactivityDays === undefined ? undefined : Number(options.inactivityDays),
               driftScanIntervalMinutes:
                 options.driftInterval === undefined ? undefined : Number(options.driftInterval),
+              auditPollSeconds:
+                options.auditPollInterval === undefined ? undefined : Number(options.auditPollInterval),
               ...(options.driftPolicy.length ? { driftPolicy: Object.fromEntries(options.driftPolicy) } : {}),
               ...(options.seatPrice.length
                 ? {

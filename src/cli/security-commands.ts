@@ -163,7 +163,9 @@ export function registerSecurityCommands(program: Command): void {
     .command('seats')
     .description('seats on the platform')
     .command('inactive')
-    .description('users with no SSO login in N days (tenant setting, default 30), their roles and cost')
+    .description(
+      'seats with no SSO login and no platform activity in N days (tenant setting, default 30), their roles and cost',
+    )
     .requiredOption('--tenant <name>', 'tenant')
     .option('--days <days>', 'override the tenant’s inactivity window')
     .option('--format <format>', 'text, json or csv', 'text')
@@ -176,10 +178,10 @@ export function registerSecurityCommands(program: Command): void {
         if (as === 'json') return void process.stdout.write(`${JSON.stringify(view, null, 2)}\n`);
         process.stdout.write(
           [
-            `${view.seats.length} seats without an SSO login in ${view.days} days${view.totalMonthlyCost === null ? '' : `, ${view.totalMonthlyCost}/month`}`,
+            `${view.seats.length} seats without an SSO login or platform activity in ${view.days} days${view.totalMonthlyCost === null ? '' : `, ${view.totalMonthlyCost}/month`}${view.monthlySaving === null ? '' : `; saving ${view.monthlySaving}/month from ${view.seats.filter((s) => s.flagged).length} viewer and member seats`}`,
             ...view.seats.map(
               (s) =>
-                `${s.userName}\tlast-login=${s.lastSsoLoginAt ?? 'never'}\t${s.seatRole}\tteams=${
+                `${s.flagged ? '!' : ' '} ${s.userName}\tlast-login=${s.lastSsoLoginAt ?? 'never'}\tlast-activity=${s.lastActivity ? `${s.lastActivity.at} ${s.lastActivity.kind}${s.lastActivity.app ? ` ${s.lastActivity.app}` : ''}` : 'none'}\t${s.seatRole}\tteams=${
                   Object.entries(s.teams)
                     .map(([t, r]) => `${t}:${r}`)
                     .join(',') || '-'

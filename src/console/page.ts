@@ -150,7 +150,7 @@ function seatsSection(view: ConsoleView, base: string): string {
     .map(
       (
         seat,
-      ) => `<tr><td>${e(seat.userName)}</td><td>${e(seat.lastSsoLoginAt?.slice(0, 10) ?? 'never')}</td><td>${seat.inactiveDays}</td><td>${e(seat.seatRole)}</td>
+      ) => `<tr${seat.flagged ? ' class="flagged"' : ''}><td>${e(seat.userName)}</td><td>${e(seat.lastSsoLoginAt?.slice(0, 10) ?? 'never')}</td><td>${e(seat.lastActivity ? `${seat.lastActivity.at.slice(0, 10)} ${seat.lastActivity.kind}${seat.lastActivity.app ? ` (${seat.lastActivity.app})` : ''}` : 'none')}</td><td>${seat.inactiveDays}</td><td>${e(seat.seatRole)}</td>
 <td>${e(
         Object.entries(seat.teams)
           .map(([t, r]) => `${t} (${r})`)
@@ -160,9 +160,9 @@ function seatsSection(view: ConsoleView, base: string): string {
     .join('\n');
   return `<section id="seats"><h2>Inactive seats</h2>
 <p class="muted">Counted from sign-ins through idsync's SSO; sign-ins straight from the IdP to the platform are not seen, so treat these as candidates to check.</p>
-<p>${s.seats.length} seats without an SSO login in ${s.days} days${s.totalMonthlyCost === null ? ' (set prices with <code>idsync tenant set --seat-price role=amount</code>)' : `, <b>${s.totalMonthlyCost}</b> a month`}. <a href="${base}/seats.csv">Download CSV</a></p>
-<table id="seats-table"><thead><tr><th>User</th><th>Last SSO login</th><th>Days inactive</th><th>Seat</th><th>Teams</th><th>Monthly cost</th><th>Suggested action</th></tr></thead>
-<tbody>${rows || '<tr><td colspan="7">No inactive seats.</td></tr>'}</tbody></table></section>`;
+<p>${s.seats.length} seats without an SSO login or platform activity in ${s.days} days${s.totalMonthlyCost === null ? ' (set prices with <code>idsync tenant set --seat-price role=amount</code>)' : `, <b>${s.totalMonthlyCost}</b> a month`}${s.monthlySaving === null ? '' : `; flagged viewer and member seats save <b id="seats-saving">${s.monthlySaving}</b> a month`}. <a href="${base}/seats.csv">Download CSV</a></p>
+<table id="seats-table"><thead><tr><th>User</th><th>Last SSO login</th><th>Last platform activity</th><th>Days inactive</th><th>Seat</th><th>Teams</th><th>Monthly cost</th><th>Suggested action</th></tr></thead>
+<tbody>${rows || '<tr><td colspan="8">No inactive seats.</td></tr>'}</tbody></table></section>`;
 }
 
 /** The upload form: options first, because the server reads the form's fields as they stream in. */

@@ -78,6 +78,8 @@ export const tenants = pgTable(
       .default('ok'),
     connectorStatusReason: text('connector_status_reason'),
     driftScanIntervalMinutes: integer('drift_scan_interval_minutes').notNull().default(60),
+    /** How often the platform's audit trail is read for changes made outside idsync (minute-level drift). */
+    auditPollSeconds: integer('audit_poll_seconds').notNull().default(60),
     /** Per finding class: `report` (default) or `fix`. */
     driftPolicy: jsonb('drift_policy').notNull().default({}),
     /** Monthly price of a seat per team role, e.g. {"admin": 25, "member": 25, "viewer": 25}. */
@@ -101,6 +103,7 @@ export const tenants = pgTable(
     check('tenants_mass_change_threshold_range', sql`${t.massChangeThresholdPercent} BETWEEN 0 AND 100`),
     check('tenants_inactivity_days_positive', sql`${t.inactivityDays} > 0`),
     check('tenants_drift_interval_positive', sql`${t.driftScanIntervalMinutes} > 0`),
+    check('tenants_audit_poll_range', sql`${t.auditPollSeconds} BETWEEN 1 AND 86400`),
     check('tenants_max_assertion_age_range', sql`${t.maxAssertionAgeSeconds} BETWEEN 30 AND 86400`),
   ],
 );
@@ -389,6 +392,7 @@ export const platformEnterpriseMembers = pgTable(
   },
   (t) => [
     primaryKey({ columns: [t.tenantId, t.account] }),
+    index('platform_enterprise_members_account_key_idx').on(t.tenantId, accountKey(t.account)),
     check('platform_enterprise_members_account_lower', sql`${t.account} = lower(${t.account})`),
   ],
 );
@@ -412,6 +416,7 @@ export const platformTeamMembers = pgTable(
   (t) => [
     primaryKey({ columns: [t.teamId, t.account] }),
     index('platform_team_members_account_idx').on(t.tenantId, t.account),
+    index('platform_team_members_account_key_idx').on(t.tenantId, accountKey(t.account)),
     check('platform_team_members_account_lower', sql`${t.account} = lower(${t.account})`),
   ],
 );
@@ -435,6 +440,7 @@ export const platformAppCollaborators = pgTable(
   (t) => [
     primaryKey({ columns: [t.appId, t.account] }),
     index('platform_app_collaborators_account_idx').on(t.tenantId, t.account),
+    index('platform_app_collaborators_account_key_idx').on(t.tenantId, accountKey(t.account)),
     check('platform_app_collaborators_account_lower', sql`${t.account} = lower(${t.account})`),
   ],
 );
@@ -455,6 +461,39 @@ export const platformPendingAccounts = pgTable(
   },
   (t) => [primaryKey({ columns: [t.tenantId, t.account] })],
 );
+
+/**
+ * The last thing each platform account did (Heroku: an audit-trail event or a release it created; the
+ * built-in platform: `POST /api/tenants/:t/activity`), keyed by `account_key()` so it matches
+ * `users.user_name_key`. Only ever moved forward (GREATEST), so replayed or late reads cannot age it.
+ */
+export const platformActivity = pgTable(
+  'platform_activity',
+  {
+    tenantId: uuid('tenant_id')
+      .notNull()
+      .references(() => tenants.id, { onDelete: 'cascade' }),
+    accountKey: text('account_key').notNull(),
+    /** What it was, e.g. `code_release.create`, `release`, `deploy`. */
+    kind: text('kind').notNull(),
+    app: text('app'),
+    at: timestamp('at', { withTimezone: true }).notNull(),
+  },
+  (t) => [primaryKey({ columns: [t.tenantId, t.accountKey] })],
+);
+
+/**
+ * Where the audit-trail poller of each tenant stopped: the newest event it processed and the ids of
+ * the events at exactly that instant, so overlapping reads skip what was already handled.
+ */
+export const platformAuditCursors = pgTable('platform_audit_cursors', {
+  tenantId: uuid('tenant_id')
+    .primaryKey()
+    .references(() => tenants.id, { onDelete: 'cascade' }),
+  lastEventAt: timestamp('last_event_at', { withTimezone: true }).notNull(),
+  seenEventIds: text('seen_event_ids').array().notNull().default(sql`'{}'::text[]`),
+  updatedAt: updatedAt(),
+});
 
 /**
  * Edges removed on the platform in the last moments. Heroku is eventually consistent after a DELETE

@@ -13,7 +13,8 @@ import type { DesiredIndex } from './compare.js';
 const PAGE = 10_000;
 
 /**
- * What the IdP wants for every user of the tenant, by edge, computed with the reconciler's own
+ * What the IdP wants for every user of the tenant, by edge and by account key (users.user_name_key;
+ * the scan folds platform accounts the same way, see account-keys.ts), computed with the reconciler's own
  * `desiredAccess` (one definition of "desired"). Users are read in keyset pages by id (the primary key
  * index), each with its groups and app roles; the pages are limited before the groups are gathered.
  */
@@ -32,14 +33,14 @@ export async function buildDesiredIndex(db: Database, tenantId: string): Promise
       assignments: StoredAssignment[] | null;
     }>(sql`
       WITH page AS (
-        SELECT id, user_name, active, deprovisioned_at, app_roles FROM users
+        SELECT id, user_name_key, active, deprovisioned_at, app_roles FROM users
         WHERE tenant_id = ${tenantId} AND id > ${afterId}::uuid ORDER BY id LIMIT ${PAGE}
       )
-      SELECT u.id::text, lower(u.user_name) AS account, u.active, u.deprovisioned_at IS NOT NULL AS deprovisioned,
+      SELECT u.id::text, u.user_name_key AS account, u.active, u.deprovisioned_at IS NOT NULL AS deprovisioned,
         array_agg(g.display_name) FILTER (WHERE g.id IS NOT NULL) AS groups, u.app_roles,
         ${assignmentsOf(sql`u.id`)} AS assignments
       FROM page u LEFT JOIN group_members gm ON gm.user_id = u.id LEFT JOIN groups g ON g.id = gm.group_id
-      GROUP BY u.id, u.user_name, u.active, u.deprovisioned_at, u.app_roles ORDER BY u.id`);
+      GROUP BY u.id, u.user_name_key, u.active, u.deprovisioned_at, u.app_roles ORDER BY u.id`);
     for (const row of rows) {
       const offboarded = !row.active || row.deprovisioned;
       const known = index.users.get(row.account);

@@ -18,7 +18,7 @@ export async function failedJobsOf(db: Database, queues: LaneQueues, tenantId: s
   const names = new Map(
     (
       await db.execute<{ id: string; account: string }>(sql`
-        SELECT id::text, lower(user_name) AS account FROM users
+        SELECT id::text, user_name_key AS account FROM users
         WHERE tenant_id = ${tenantId} AND id::text = ANY(${sql.param(userIds)}::text[])`)
     ).map((r) => [r.id, r.account]),
   );

@@ -7,6 +7,7 @@ import { recordForReconcile } from '../jobs/outbox.js';
 import type { HumanStep, PlatformConnector, PlatformSlice } from '../platform/connector.js';
 import { recordListedTeams } from '../reconcile/listed-teams.js';
 import { loadPolicy } from '../reconcile/state.js';
+import { accountKeys, keyedSlice } from './account-keys.js';
 import { DriftComparer, type Finding, type FindingClass } from './compare.js';
 import { buildDesiredIndex } from './desired-index.js';
 import {
@@ -103,12 +104,16 @@ async function scan(
   ]);
   const desiredMs = Math.round(performance.now() - clock);
   deps.onStep?.('desired');
-  const comparer = new DriftComparer(desired, policy.fallbackAdmin);
+  // Both sides in account_key() form: the desired index is keyed by users.user_name_key.
+  const fallbackAdmin = policy.fallbackAdmin
+    ? (await accountKeys(db, [policy.fallbackAdmin])).get(policy.fallbackAdmin)
+    : undefined;
+  const comparer = new DriftComparer(desired, fallbackAdmin);
   const findings: Finding[] = [];
   const platform = { enterpriseMembers: 0, teams: 0, apps: 0, memberships: 0 };
   const teamNames: string[] = [];
   for await (const slice of deps.connector.scan()) {
-    findings.push(...comparer.compare(slice));
+    findings.push(...comparer.compare(await keyedSlice(db, slice)));
     deps.onStep?.(slice.kind);
     if (slice.kind === 'enterprise') platform.enterpriseMembers = slice.members.length;
     else if (slice.kind === 'unreadable' && 'team' in slice.edge) teamNames.push(slice.edge.team);

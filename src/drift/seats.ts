@@ -6,12 +6,20 @@ export interface InactiveSeat {
   userId: string;
   userName: string;
   lastSsoLoginAt: string | null;
+  /** The account's last action on the platform (a release, an audit-trail event, a reported activity). */
+  lastActivity: { kind: string; app: string | null; at: string } | null;
+  /** Days since the later of the last SSO login and the last platform activity (or creation). */
   inactiveDays: number;
   enterprisePermissions: string[];
   teams: Record<string, TeamRole>;
   /** The role the seat is billed at: the highest team role, viewer for Enterprise-only members. */
   seatRole: TeamRole;
   monthlyCost: number | null;
+  /**
+   * A viewer or member seat with no sign-in and no activity in the window: its cost counts towards the
+   * saving. Admin seats are listed but not flagged (a team must keep its admins).
+   */
+  flagged: boolean;
   suggestedAction: string;
 }
 
@@ -20,11 +28,15 @@ export interface InactiveSeatsView {
   prices: Partial<Record<TeamRole, number>>;
   seats: InactiveSeat[];
   totalMonthlyCost: number | null;
+  /** What removing or downgrading the flagged seats saves a month (null while a price is missing). */
+  monthlySaving: number | null;
 }
 
 /**
- * Live users holding a seat on the platform (as idsync last saw it) without an SSO login in `days`
- * days (or since they were created, if never). Filtered and aggregated in SQL.
+ * Live users holding a seat on the platform (as idsync last saw it) with neither an SSO login nor any
+ * platform activity in `days` days (counting from creation when there is neither). Filtered, joined and
+ * aggregated in SQL; platform accounts are matched through `account_key()`, the normal form
+ * `users.user_name_key` holds.
  */
 export async function inactiveSeats(
   db: Database,
@@ -42,29 +54,38 @@ export async function inactiveSeats(
     id: string;
     user_name: string;
     last_login: string | null;
+    activity_kind: string | null;
+    activity_app: string | null;
+    activity_at: string | null;
     inactive_days: number;
     enterprise: string | null;
     teams: Record<string, TeamRole>;
   }>(sql`
     SELECT u.id::text, u.user_name, to_json(u.last_sso_login_at)#>>'{}' AS last_login,
-      floor(extract(epoch FROM now() - coalesce(u.last_sso_login_at, u.created_at)) / 86400)::int AS inactive_days,
-      (SELECT e.permissions::text FROM platform_enterprise_members e WHERE e.tenant_id = u.tenant_id AND e.account = lower(u.user_name)) AS enterprise,
+      a.kind AS activity_kind, a.app AS activity_app, to_json(a.at)#>>'{}' AS activity_at,
+      floor(extract(epoch FROM now() - greatest(u.last_sso_login_at, a.at, CASE WHEN u.last_sso_login_at IS NULL AND a.at IS NULL THEN u.created_at END)) / 86400)::int AS inactive_days,
+      (SELECT e.permissions::text FROM platform_enterprise_members e WHERE e.tenant_id = u.tenant_id AND account_key(e.account) = u.user_name_key) AS enterprise,
       coalesce((SELECT json_object_agg(t.name, m.role) FROM platform_team_members m JOIN teams t ON t.id = m.team_id
-        WHERE m.tenant_id = u.tenant_id AND m.account = lower(u.user_name)), '{}') AS teams
+        WHERE m.tenant_id = u.tenant_id AND account_key(m.account) = u.user_name_key), '{}') AS teams
     FROM users u
+    LEFT JOIN platform_activity a ON a.tenant_id = u.tenant_id AND a.account_key = u.user_name_key
     WHERE u.tenant_id = ${tenantId} AND u.active AND u.deprovisioned_at IS NULL
-      AND coalesce(u.last_sso_login_at, u.created_at) < now() - make_interval(days => ${threshold})
-      AND (EXISTS (SELECT 1 FROM platform_enterprise_members e WHERE e.tenant_id = u.tenant_id AND e.account = lower(u.user_name))
-        OR EXISTS (SELECT 1 FROM platform_team_members m WHERE m.tenant_id = u.tenant_id AND m.account = lower(u.user_name)))
-    ORDER BY u.last_sso_login_at NULLS FIRST, lower(u.user_name)`);
+      AND coalesce(greatest(u.last_sso_login_at, a.at), u.created_at) < now() - make_interval(days => ${threshold})
+      AND (EXISTS (SELECT 1 FROM platform_enterprise_members e WHERE e.tenant_id = u.tenant_id AND account_key(e.account) = u.user_name_key)
+        OR EXISTS (SELECT 1 FROM platform_team_members m WHERE m.tenant_id = u.tenant_id AND account_key(m.account) = u.user_name_key))
+    ORDER BY greatest(u.last_sso_login_at, a.at) NULLS FIRST, u.user_name_key`);
   const seats = rows.map((r): InactiveSeat => {
     const roles = Object.values(r.teams);
     const seatRole = [...TEAM_ROLES].find((role) => roles.includes(role)) ?? 'viewer';
     const cost = prices[seatRole];
+    const never = r.last_login === null && r.activity_at === null;
     return {
       userId: r.id,
       userName: r.user_name,
       lastSsoLoginAt: r.last_login ? new Date(r.last_login).toISOString() : null,
+      lastActivity: r.activity_at
+        ? { kind: r.activity_kind!, app: r.activity_app, at: new Date(r.activity_at).toISOString() }
+        : null,
       inactiveDays: r.inactive_days,
       enterprisePermissions: r.enterprise
         ? r.enterprise
@@ -75,16 +96,20 @@ export async function inactiveSeats(
       teams: r.teams,
       seatRole,
       monthlyCost: cost ?? null,
-      suggestedAction: suggest(seatRole, r.last_login === null, r.inactive_days, threshold, cost),
+      flagged: seatRole !== 'admin',
+      suggestedAction: suggest(seatRole, never, r.inactive_days, threshold, cost),
     };
   });
-  const costs = seats.map((s) => s.monthlyCost);
+  const sum = (list: InactiveSeat[]) => {
+    const costs = list.map((s) => s.monthlyCost);
+    return costs.every((c) => c !== null) ? costs.reduce<number>((a, c) => a + c!, 0) : null;
+  };
   return {
     days: threshold,
     prices,
     seats,
-    totalMonthlyCost:
-      costs.length && costs.every((c) => c !== null) ? costs.reduce((a, c) => a! + c!, 0) : null,
+    totalMonthlyCost: seats.length ? sum(seats) : null,
+    monthlySaving: sum(seats.filter((s) => s.flagged)),
   };
 }
 
@@ -96,8 +121,8 @@ function suggest(
   cost: number | undefined,
 ) {
   const saves = cost ? ` (saves ${cost}/month)` : '';
-  if (never) return `remove: never signed in through SSO${saves}`;
-  if (inactiveDays >= 2 * threshold) return `remove: no sign-in for ${inactiveDays} days${saves}`;
+  if (never) return `remove: never signed in through SSO and no platform activity${saves}`;
+  if (inactiveDays >= 2 * threshold) return `remove: no sign-in or activity for ${inactiveDays} days${saves}`;
   if (role === 'viewer')
     return `remove if no longer needed: a viewer seat costs the same as a member seat${saves}`;
   return `downgrade to viewer (least privilege), or remove if no longer needed${saves}`;

@@ -86,11 +86,11 @@ export class Sweeper {
                   AND (o.completed_at IS NULL OR o.created_at > now() - make_interval(secs => ${graceMs / 1000})))
               AND (
                 EXISTS (SELECT 1 FROM platform_enterprise_members e
-                  WHERE e.tenant_id = u.tenant_id AND e.account = lower(u.user_name))
+                  WHERE e.tenant_id = u.tenant_id AND account_key(e.account) = u.user_name_key)
                 OR EXISTS (SELECT 1 FROM platform_team_members m
-                  WHERE m.tenant_id = u.tenant_id AND m.account = lower(u.user_name))
+                  WHERE m.tenant_id = u.tenant_id AND account_key(m.account) = u.user_name_key)
                 OR EXISTS (SELECT 1 FROM platform_app_collaborators c
-                  WHERE c.tenant_id = u.tenant_id AND c.account = lower(u.user_name))
+                  WHERE c.tenant_id = u.tenant_id AND account_key(c.account) = u.user_name_key)
                 OR EXISTS (SELECT 1 FROM tokens k WHERE k.user_id = u.id AND k.revoked_at IS NULL)
                 OR EXISTS (SELECT 1 FROM receipts r WHERE r.user_id = u.id AND r.completed_at IS NULL))
             LIMIT ${limit}`,

@@ -29,6 +29,54 @@ export interface PlatformConnector {
    * idsync no way to end it (e.g. API keys idsync cannot revoke): steps for a human, on the receipt.
    */
   residualRisk(account: string, idpEventAt: Date): Promise<HumanStep[]>;
+  /**
+   * The platform's own record of what happened (Heroku: the Enterprise Account's audit trail and app
+   * releases); absent when the platform has none (the built-in platform is told through the admin API).
+   */
+  readonly activity?: PlatformActivitySource;
+}
+
+/** One thing a platform account did, for the seat audit. */
+export interface AccountActivity {
+  account: string;
+  /** e.g. `release`, `team_membership.create`. */
+  kind: string;
+  app: string | null;
+  at: Date;
+}
+
+/** The edge an audit-trail event is about, as the platform names it (with its id when it gives one). */
+export type EventEdge =
+  | { kind: 'enterprise' }
+  | { kind: 'team'; name: string; remoteId: string | null }
+  | { kind: 'app'; name: string; remoteId: string | null };
+
+/** One event of the platform's audit trail. */
+export interface PlatformEvent {
+  id: string;
+  at: Date;
+  /** Who did it (lower-cased e-mail); null when the platform did not say. */
+  actor: string | null;
+  /** e.g. `team_membership`, `collaborator`, `enterprise_account_membership`, `team`. */
+  type: string;
+  action: string;
+  edge: EventEdge | null;
+  /** The account a membership or collaborator event is about (lower-cased e-mail), when given. */
+  subject: string | null;
+}
+
+export interface PlatformActivitySource {
+  /** idsync's own account on the platform: what it does is never drift. */
+  serviceAccount(): Promise<string>;
+  /** The audit trail of one UTC day (`YYYY-MM-DD`), oldest first. */
+  auditEvents(day: string): Promise<PlatformEvent[]>;
+  /** Who created releases since `since`, on every app the mirror knows. */
+  releaseActivity(since: Date): Promise<AccountActivity[]>;
+  /**
+   * Reads one edge's membership from the platform into the mirror (a team's members, an app's
+   * collaborators, the Enterprise Account's members) and returns the name idsync knows it by.
+   */
+  refresh(edge: EventEdge): Promise<string | null>;
 }
 
 export interface HumanStep {

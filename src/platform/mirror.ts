@@ -1,5 +1,6 @@
 import { sql } from 'drizzle-orm';
 import type { Database } from '../db/client.js';
+import { recordListedTeams } from '../reconcile/listed-teams.js';
 import {
   type Access,
   type AppPermission,
@@ -27,7 +28,7 @@ export type MemberIds = ReadonlyMap<string, string>;
 
 export class PlatformMirror {
   constructor(
-    private readonly db: Database,
+    readonly db: Database,
     readonly tenantId: string,
     /** A remote platform lists removed edges for a while after a DELETE; the built-in one does not. */
     private readonly remembersRemovals = false,
@@ -233,6 +234,22 @@ export class PlatformMirror {
     return distinct;
   }
 
+  /**
+   * A team the platform reports as created (Heroku's audit trail: `team.create`): bound to idsync's row
+   * by its id, then announced through `teamDiscovered`.
+   */
+  async learnTeam(name: string, remoteId: string | null): Promise<string> {
+    const local = remoteId
+      ? await this.bindContainer('team', name, remoteId)
+      : ((
+          await this.db.execute<{ name: string }>(sql`
+            INSERT INTO teams (tenant_id, name) VALUES (${this.tenantId}, ${name})
+            ON CONFLICT (tenant_id, name) DO UPDATE SET name = EXCLUDED.name RETURNING name`)
+        )[0]?.name ?? name);
+    await teamDiscovered(this.db, this.tenantId, local);
+    return local;
+  }
+
   /** An account the platform does not know yet: its grants wait for its first sign-in. */
   async markPending(account: string, reason: string): Promise<void> {
     await this.db.execute(sql`
@@ -394,3 +411,15 @@ export class PlatformMirror {
 }
 
 const PAGE = 20_000;
+
+/**
+ * Called whenever the mirror learns of a team the platform created (the audit trail's `team.create`):
+ * the team is recorded as listed, and if it is new, every user of an "every team" rule is queued
+ * (`recordListedTeams`, the one place a team the platform gained reaches those rules).
+ */
+export async function teamDiscovered(db: Database, tenantId: string, team: string): Promise<void> {
+  await recordListedTeams(db, tenantId, [team], {
+    complete: false,
+    cause: { event: 'audit-trail.team-created' },
+  });
+}

@@ -10,6 +10,7 @@ import { appliedMigrationCount, expectedMigrationCount, runMigrations } from '..
 import { type AppOptions, createApp } from '../http/app.js';
 import { API_MOUNTS, OPENAPI_PATH, openApiRouter } from '../http/openapi.js';
 import { listen, type RunningHttpServer } from '../http/server.js';
+import { syncAuditPollSchedulers } from '../jobs/audit-poll-schedule.js';
 import { connectionReady, createRedisConnection } from '../jobs/connection.js';
 import { deprovisionAlert } from '../jobs/deprovision-alert.js';
 import { OutboxPurger } from '../jobs/outbox-purge.js';
@@ -176,6 +177,8 @@ export async function startDaemon(options: DaemonOptions): Promise<Daemon> {
           },
         );
       }
+      // Audit-trail polls per tenant; kept in step with the tenants' settings by each drift tick.
+      await syncAuditPollSchedulers(database.db, queues.scan);
       const relay = new OutboxRelay({ sql: database.sql, queues, log, pollMs: config.outboxPollMs });
       await relay.start();
       cleanups.push(() => relay.stop());

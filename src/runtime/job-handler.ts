@@ -1,7 +1,9 @@
 import { sql } from 'drizzle-orm';
 import type { DatabaseHandle } from '../db/client.js';
+import { pollAuditTrail } from '../drift/audit-trail.js';
 import { failedJobsOf } from '../drift/failed-jobs.js';
 import { runDriftScan } from '../drift/scan.js';
+import { AUDIT_POLL, syncAuditPollSchedulers } from '../jobs/audit-poll-schedule.js';
 import {
   completeAnnouncements,
   openAnnouncements,
@@ -10,7 +12,9 @@ import {
 } from '../jobs/outbox.js';
 import type { LaneQueues } from '../jobs/queues.js';
 import type { JobHandler } from '../jobs/workers.js';
+import { recordActivity } from '../platform/activity.js';
 import type { ConnectorFor } from '../platform/factory.js';
+import { loadPlatform } from '../platform/settings.js';
 import { type Cause, type ReconcileDependencies, reconcileUser } from '../reconcile/reconciler.js';
 
 /**
@@ -58,6 +62,18 @@ export function createJobHandler(
       case 'tenant': {
         if (payload.subjectId === DRIFT_TICK) {
           await queueDueScans(database);
+          await syncAuditPollSchedulers(database.db, queues.scan);
+          return;
+        }
+        if (payload.subjectId === AUDIT_POLL) {
+          // A stopped connection is not polled (its scheduler goes at the next drift tick).
+          if ((await loadPlatform(database.db, payload.tenantId))?.connector_status !== 'ok') return;
+          const polled = await pollAuditTrail(
+            { database, connector: await connectorFor(payload.tenantId, 'scan'), log: context.log },
+            payload.tenantId,
+          );
+          if (polled.events > 0)
+            context.log.info({ ...polled, findings: polled.findings.length }, 'audit trail polled');
           return;
         }
         if (cause.event === 'schedule' && (await scannedWithinInterval(database, payload.tenantId))) return;
@@ -71,12 +87,29 @@ export function createJobHandler(
           String(cause.event ?? 'schedule'),
         );
         context.log.info({ report: result.reportId, findings: result.summary.total }, 'drift scan stored');
+        await recordReleaseActivity(database, connectorFor, payload.tenantId);
         return;
       }
       default:
         context.log.warn({ subjectType: payload.subjectType }, 'no reconciler for this kind of subject yet');
     }
   };
+}
+
+/** Releases of the last year are read after each scan (one request per app, scan priority). */
+const RELEASE_WINDOW_MS = 365 * 86_400_000;
+
+/** Who deployed lately, from the platform's releases: part of the scan's work, in the scan lane. */
+export async function recordReleaseActivity(
+  database: DatabaseHandle,
+  connectorFor: ConnectorFor,
+  tenantId: string,
+): Promise<number> {
+  const connector = await connectorFor(tenantId, 'scan');
+  if (!connector.activity) return 0;
+  const activity = await connector.activity.releaseActivity(new Date(Date.now() - RELEASE_WINDOW_MS));
+  await recordActivity(database.db, tenantId, activity);
+  return activity.length;
 }
 
 /** The subject id of the scheduler's periodic tick. */

@@ -105,6 +105,8 @@ export interface TenantPolicyChanges {
   massChangeThresholdPercent?: number;
   inactivityDays?: number;
   driftScanIntervalMinutes?: number;
+  /** Seconds between two reads of the platform's audit trail (1 to 86400). */
+  auditPollSeconds?: number;
   /** Merged into the stored policy: `{ "excess-access": "fix" }`. */
   driftPolicy?: Record<string, string>;
   /** Merged into the stored price table: `{ "viewer": 25 }`. */
@@ -138,6 +140,10 @@ export async function updateTenantPolicy(
   const interval = changes.driftScanIntervalMinutes;
   if (interval !== undefined && !(Number.isInteger(interval) && interval > 0)) {
     throw invalid('the drift scan interval is a whole number of minutes above 0');
+  }
+  const poll = changes.auditPollSeconds;
+  if (poll !== undefined && !(Number.isInteger(poll) && poll >= 1 && poll <= 86_400)) {
+    throw invalid('the audit-trail poll interval is a whole number of seconds from 1 to 86400');
   }
   for (const [findingClass, action] of Object.entries(changes.driftPolicy ?? {})) {
     if (!(FIXABLE_CLASSES as readonly string[]).includes(findingClass)) {
@@ -173,6 +179,7 @@ export async function updateTenantPolicy(
         ...(threshold !== undefined ? { massChangeThresholdPercent: threshold } : {}),
         ...(changes.inactivityDays !== undefined ? { inactivityDays: changes.inactivityDays } : {}),
         ...(interval !== undefined ? { driftScanIntervalMinutes: interval } : {}),
+        ...(poll !== undefined ? { auditPollSeconds: poll } : {}),
         ...(changes.driftPolicy
           ? { driftPolicy: sql`${tenants.driftPolicy} || ${JSON.stringify(changes.driftPolicy)}::jsonb` }
           : {}),

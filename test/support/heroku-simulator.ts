@@ -309,6 +309,69 @@ export class HerokuSimulator {
     return full;
   }
 
+  /**
+   * What a person does on Heroku's dashboard, outside idsync: the change happens and the audit trail
+   * records it with that person as the actor (as the API routes record idsync's own changes).
+   */
+  readonly dashboard = {
+    addTeamMember: (teamName: string, email: string, role: TeamRole, actor = 'someone@example.com') => {
+      const existed = this.team(teamName)!.members.has(this.user(email)!.id);
+      this.addTeamMember(teamName, email, role);
+      const team = this.team(teamName)!;
+      this.addEvent({
+        type: 'team_membership',
+        action: existed ? 'update' : 'create',
+        actor: this.actor(actor),
+        team: { id: team.id, name: team.name },
+        data: subjectData(this.user(email)!, { role }),
+      });
+    },
+    addCollaborator: (
+      appName: string,
+      email: string,
+      permissions: string[],
+      actor = 'someone@example.com',
+    ) => {
+      this.addCollaborator(appName, email, permissions);
+      const app = this.app(appName)!;
+      this.addEvent({
+        type: 'collaborator',
+        action: 'create',
+        actor: this.actor(actor),
+        app: { id: app.id, name: app.name },
+        data: subjectData(this.user(email)!),
+      });
+    },
+    createTeam: (name: string, actor = 'someone@example.com') => {
+      const team = this.addTeam(name);
+      this.addEvent({
+        type: 'team',
+        action: 'create',
+        actor: this.actor(actor),
+        team: { id: team.id, name: team.name },
+        data: { id: team.id, name: team.name },
+      });
+      return team;
+    },
+    /** A deploy: a release by `email` and its `code_release.create` event. */
+    deploy: (appName: string, email: string, at = new Date()) => {
+      this.addRelease(appName, email, 'Deploy', at);
+      const app = this.app(appName)!;
+      this.addEvent({
+        type: 'code_release',
+        action: 'create',
+        actor: this.actor(email),
+        app: { id: app.id, name: app.name },
+        createdAt: at,
+      });
+    },
+  };
+
+  private actor(email: string): { id: string; email: string } {
+    const user = this.user(email)!;
+    return { id: user.id, email: user.email };
+  }
+
   /** Every grant `email` holds, as readable strings (empty when fully offboarded). */
   grantsOf(email: string): string[] {
     const user = this.users.get(email.toLowerCase());
@@ -621,7 +684,7 @@ export class HerokuSimulator {
       // password user under SSO (REAL-API-NOTES D3).
       const member = { id: user.id, user, permissions: withView(req.body.permissions) };
       this.members.set(user.id, member);
-      this.event('enterprise_account_membership', 'create');
+      this.event('enterprise_account_membership', 'create', { data: subjectData(user) });
       res.status(201).json(renderEnterpriseMember(member));
     });
     app.patch('/enterprise-accounts/:ea/members/:member', (req, res) => {
@@ -630,7 +693,7 @@ export class HerokuSimulator {
       if (!member) return this.fail(res, 404, 'not_found', 'Couldn’t find that member.');
       // "All members of an Enterprise Account have the View permission" (Dev Center enterprise-account-access).
       member.permissions = withView(req.body.permissions);
-      this.event('enterprise_account_membership', 'update');
+      this.event('enterprise_account_membership', 'update', { data: subjectData(member.user) });
       res.json(renderEnterpriseMember(member));
     });
     app.delete('/enterprise-accounts/:ea/members/:member', (req, res) => {
@@ -639,7 +702,7 @@ export class HerokuSimulator {
       if (!member) return this.fail(res, 404, 'not_found', 'Couldn’t find that member.');
       this.members.delete(member.user.id);
       this.deleted('ea', member);
-      this.event('enterprise_account_membership', 'destroy');
+      this.event('enterprise_account_membership', 'destroy', { data: subjectData(member.user) });
       res.json(renderEnterpriseMember(member));
     });
     app.get('/enterprise-accounts/:ea/teams', (req, res) => {
@@ -704,6 +767,7 @@ export class HerokuSimulator {
       found.members.set(user.id, member);
       this.event('team_membership', current ? 'update' : 'create', {
         team: { id: found.id, name: found.name },
+        data: subjectData(user, { role: member.role }),
       });
       res.status(current ? 200 : 201).json(renderTeamMember(member));
     });
@@ -717,7 +781,10 @@ export class HerokuSimulator {
       }
       found.members.delete(member.user.id);
       this.deleted(`team:${found.id}`, member);
-      this.event('team_membership', 'destroy', { team: { id: found.id, name: found.name } });
+      this.event('team_membership', 'destroy', {
+        team: { id: found.id, name: found.name },
+        data: subjectData(member.user),
+      });
       res.json(renderTeamMember(member));
     });
     app.get('/teams/:team/apps', (req, res) => {
@@ -792,7 +859,10 @@ export class HerokuSimulator {
       // `view` is always part of the set (heroku/cli access/add.ts appends it).
       const collaborator = { id: randomUUID(), user, permissions: withView(req.body.permissions ?? []) };
       found.collaborators.set(user.id, collaborator);
-      this.event('collaborator', 'create', { app: { id: found.id, name: found.name } });
+      this.event('collaborator', 'create', {
+        app: { id: found.id, name: found.name },
+        data: subjectData(user),
+      });
       res.status(201).json(renderCollaborator(found, collaborator, 'collaborator'));
     });
     app.patch('/teams/apps/:app/collaborators/:collaborator', (req, res) => {
@@ -811,7 +881,10 @@ export class HerokuSimulator {
       if (!collaborator) return this.fail(res, 404, 'not_found', 'Couldn’t find that collaborator.');
       found.collaborators.delete(collaborator.user.id);
       this.deleted(`app:${found.id}`, collaborator);
-      this.event('collaborator', 'destroy', { app: { id: found.id, name: found.name } });
+      this.event('collaborator', 'destroy', {
+        app: { id: found.id, name: found.name },
+        data: subjectData(collaborator.user),
+      });
       res.json(renderCollaborator(found, collaborator, 'collaborator'));
     });
     // Releases, newest first with `version ..; max=N, order=desc` (heroku/cli releases; schema
@@ -841,6 +914,14 @@ export class HerokuSimulator {
   private adminCount(team: Team): number {
     return [...team.members.values()].filter((m) => m.role === 'admin').length;
   }
+}
+
+/**
+ * The `data` of a membership event. The schema leaves `data` open and no public source shows it for
+ * membership events (unverified); the simulator names the member as `data.user`.
+ */
+function subjectData(user: { id: string; email: string }, extra: Record<string, unknown> = {}) {
+  return { user: { id: user.id, email: user.email }, ...extra };
 }
 
 function withView(permissions: readonly string[]): string[] {

@@ -119,9 +119,19 @@ export class HerokuClient {
     this.patienceMs = options.rateLimitPatienceMs ?? 120_000;
   }
 
-  async request<T>(method: string, path: string, body?: unknown, range?: string): Promise<HerokuResponse<T>> {
-    if (this.options.priority !== 'deprovision') return this.send(method, path, body, range);
-    return this.options.budget.deprovisioning(() => this.send<T>(method, path, body, range));
+  /**
+   * `accept` overrides the media type for the few resources served under a variant (the audit trail:
+   * `version=3.audit-trail`, heroku-enterprise audits commands).
+   */
+  async request<T>(
+    method: string,
+    path: string,
+    body?: unknown,
+    range?: string,
+    accept = 'application/vnd.heroku+json; version=3',
+  ): Promise<HerokuResponse<T>> {
+    if (this.options.priority !== 'deprovision') return this.send(method, path, body, range, accept);
+    return this.options.budget.deprovisioning(() => this.send<T>(method, path, body, range, accept));
   }
 
   private async send<T>(
@@ -129,6 +139,7 @@ export class HerokuClient {
     path: string,
     body?: unknown,
     range?: string,
+    accept = 'application/vnd.heroku+json; version=3',
   ): Promise<HerokuResponse<T>> {
     let attempt = 0;
     const shown = `${method} ${redactedPath(path)}`;
@@ -142,7 +153,7 @@ export class HerokuClient {
         response = await fetch(`${this.options.apiUrl}${path}`, {
           method,
           headers: {
-            Accept: 'application/vnd.heroku+json; version=3',
+            Accept: accept,
             Authorization: `Bearer ${this.options.token}`,
             'User-Agent': 'idsync',
             ...(body !== undefined ? { 'Content-Type': 'application/json' } : {}),

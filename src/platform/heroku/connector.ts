@@ -19,6 +19,7 @@ import type {
   PlatformSlice,
 } from '../connector.js';
 import type { PlatformMirror, RecordedFacts } from '../mirror.js';
+import { HerokuActivity } from './activity.js';
 import { type HerokuClient, HerokuError, type HerokuResponse } from './client.js';
 import type { HerokuSettings } from './settings.js';
 
@@ -100,6 +101,7 @@ export interface HerokuConnectorHooks {
  */
 export class HerokuConnector implements PlatformConnector {
   readonly name = 'heroku';
+  readonly activity: HerokuActivity;
   private enterpriseId: string | undefined;
 
   constructor(
@@ -109,6 +111,7 @@ export class HerokuConnector implements PlatformConnector {
     private readonly hooks: HerokuConnectorHooks,
   ) {
     this.enterpriseId = settings.enterpriseAccountId;
+    this.activity = new HerokuActivity(client, mirror, mirror.db, () => this.enterpriseAccount());
   }
 
   readAccess(account: string) {

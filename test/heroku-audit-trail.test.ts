@@ -1,0 +1,266 @@
+import { randomBytes } from 'node:crypto';
+import { afterAll, describe, expect, it, vi } from 'vitest';
+import { daysBetween, pollAuditTrail } from '../src/drift/audit-trail.js';
+import { runDriftScan } from '../src/drift/scan.js';
+import { inactiveSeats } from '../src/drift/seats.js';
+import { addRule } from '../src/reconcile/rules.js';
+import { recordReleaseActivity } from '../src/runtime/job-handler.js';
+import { createTenant, updateTenantPolicy } from '../src/tenants/tenants.js';
+import { startTestDaemon, testConfig } from './support/daemon.js';
+import { createTestDatabase, uniquePrefix } from './support/database.js';
+import { HerokuSimulator } from './support/heroku-simulator.js';
+import { capturingLogger } from './support/log-capture.js';
+import { GROUP, patch, USER } from './support/scim-fixtures.js';
+
+const ADMIN_TOKEN = randomBytes(24).toString('hex');
+vi.setConfig({ testTimeout: 90_000 });
+const DAY = 86_400_000;
+
+/*
+ * Minute-level drift on the simulated Heroku: the audit trail is polled every second here (every 60 s
+ * by default). A membership a person adds on the dashboard for an offboarded user is reported (policy
+ * report) or removed (policy fix) within the poll interval; idsync's own changes never become findings;
+ * the cursor survives a restart; releases and audit-trail actors feed the seat audit.
+ */
+describe('audit-trail polling and activity on the simulator', async () => {
+  const simulator = new HerokuSimulator({ refillPerMinute: 1_200 });
+  await simulator.start();
+  simulator.addTeam('core', [['boss@example.com', 'admin']]);
+  simulator.addTeam('side', [['boss@example.com', 'admin']]);
+  simulator.addTeam('ops', [['boss@example.com', 'admin']]);
+  simulator.addApp('api', 'core');
+
+  const database = await createTestDatabase();
+  const secretKey = randomBytes(32).toString('hex');
+  const { tenant, scimToken } = await createTenant(database.db, 'acme', 'test');
+  await simulator.connect(database.db, tenant.id, secretKey, {
+    budgetKey: uniquePrefix('heroku'),
+    refillPerMinute: 1_200,
+    reserve: 0,
+  });
+  await addRule(
+    database.db,
+    tenant.id,
+    { target: 'team', idpGroup: 'Engineering', team: 'core', role: 'member' },
+    'test',
+  );
+  await updateTenantPolicy(database.db, 'acme', { auditPollSeconds: 1 }, 'test');
+
+  const { log } = capturingLogger('silent');
+  const config = testConfig(database.url, { adminToken: ADMIN_TOKEN, secretKey, workerConcurrency: 2 });
+  const queuePrefix = uniquePrefix('audit');
+  let daemon = await startTestDaemon({ mode: 'start', config, log, queuePrefix });
+  afterAll(async () => {
+    await daemon.stop();
+    await simulator.stop();
+  });
+  const scim = async (method: string, path: string, body?: unknown) => {
+    const response = await fetch(`http://127.0.0.1:${daemon.port}/scim/v2${path}`, {
+      method,
+      headers: { Authorization: `Bearer ${scimToken}`, 'Content-Type': 'application/scim+json' },
+      body: body === undefined ? undefined : JSON.stringify(body),
+    });
+    return {
+      status: response.status,
+      body: response.status === 204 ? undefined : ((await response.json()) as any),
+    };
+  };
+  const findings = async () =>
+    database.sql<{ subject_id: string; after: any }[]>`
+      SELECT subject_id, after FROM audit_log WHERE tenant_id = ${tenant.id} AND action = 'drift.found' ORDER BY id`;
+  const group = await scim('POST', '/Groups', { schemas: [GROUP], displayName: 'Engineering' });
+  const ada = await scim('POST', '/Users', { schemas: [USER], userName: 'ada@example.com', active: true });
+  const eve = await scim('POST', '/Users', { schemas: [USER], userName: 'eve@example.com', active: true });
+
+  it("idsync's own grants are in the audit trail but never become findings", async () => {
+    await scim(
+      'PATCH',
+      `/Groups/${group.body.id}`,
+      patch([{ op: 'add', path: 'members', value: [{ value: ada.body.id }] }]),
+    );
+    await expect
+      .poll(() => simulator.grantsOf('ada@example.com'), { timeout: 30_000 })
+      .toEqual(['enterprise', 'team core']);
+    const event = simulator.events.find((e) => e.type === 'team_membership' && e.action === 'create');
+    expect(event?.actor.email).toBe(simulator.account.email);
+    // The poller has read past idsync's own event.
+    await expect
+      .poll(
+        async () =>
+          (
+            await database.sql`SELECT last_event_at FROM platform_audit_cursors WHERE tenant_id = ${tenant.id}`
+          )[0]?.last_event_at ?? 0,
+        { timeout: 20_000 },
+      )
+      .toSatisfy((at) => new Date(at as string).getTime() >= event!.createdAt.getTime());
+    expect(await findings()).toEqual([]);
+  });
+
+  it('policy report: a membership added by hand for an offboarded user is reported within the poll interval', async () => {
+    expect(
+      (await scim('PATCH', `/Users/${eve.body.id}`, patch([{ op: 'replace', value: { active: false } }])))
+        .status,
+    ).toBe(200);
+    const addedAt = Date.now();
+    simulator.dashboard.addTeamMember('side', 'eve@example.com', 'member', 'boss@example.com');
+    await expect.poll(async () => (await findings()).length, { timeout: 30_000, interval: 100 }).toBe(1);
+    const [finding] = await findings();
+    expect(finding!.subject_id).toBe(eve.body.id);
+    expect(finding!.after).toMatchObject({
+      account: 'eve@example.com',
+      class: 'excess-access',
+      severity: 'critical',
+      edge: 'team side',
+      actor: 'boss@example.com',
+      outcome: 'reported',
+    });
+    expect(Date.now() - addedAt).toBeLessThan(120_000);
+    // Reported, not removed: a human decides under policy report.
+    expect(simulator.grantsOf('eve@example.com')).toEqual(['team side']);
+  });
+
+  it('policy fix: the hand-added membership is removed through a deprovision', async () => {
+    await updateTenantPolicy(database.db, 'acme', { driftPolicy: { 'excess-access': 'fix' } }, 'test');
+    simulator.dashboard.addTeamMember('ops', 'eve@example.com', 'viewer', 'boss@example.com');
+    await expect
+      .poll(() => simulator.grantsOf('eve@example.com'), { timeout: 60_000, interval: 200 })
+      .toEqual([]);
+    const last = (await findings()).at(-1)!;
+    expect(last.after).toMatchObject({ edge: 'team ops', outcome: 'fix-queued', severity: 'critical' });
+  });
+
+  it("an active user's hand-made grants: an extra app is removed (policy fix), a promotion is reported (wrong-role)", async () => {
+    simulator.dashboard.addCollaborator('api', 'ada@example.com', ['view', 'deploy'], 'boss@example.com');
+    await expect
+      .poll(() => simulator.grantsOf('ada@example.com'), { timeout: 60_000, interval: 200 })
+      .toEqual(['enterprise', 'team core']);
+    // A team admin's app access is implied by the role (Heroku lists it as role admin): promoted after
+    // the app edge is gone, so each grant is judged on its own.
+    simulator.dashboard.addTeamMember('core', 'ada@example.com', 'admin', 'boss@example.com');
+    const mine = async () =>
+      (await findings()).filter((f) => f.subject_id === ada.body.id).map((f) => f.after);
+    await expect.poll(async () => (await mine()).length, { timeout: 30_000, interval: 100 }).toBe(2);
+    expect(await mine()).toEqual([
+      expect.objectContaining({
+        edge: 'app api',
+        class: 'excess-access',
+        severity: 'high',
+        outcome: 'fix-queued',
+      }),
+      expect.objectContaining({
+        edge: 'team core',
+        class: 'wrong-role',
+        severity: 'high',
+        outcome: 'reported',
+      }),
+    ]);
+    // Reported, not changed: her role stays as the person set it.
+    expect(simulator.team('core')!.members.get(simulator.users.get('ada@example.com')!.id)?.role).toBe(
+      'admin',
+    );
+  });
+
+  it('a team created on the dashboard is recorded in the mirror', async () => {
+    const team = simulator.dashboard.createTeam('brand-new', 'boss@example.com');
+    await expect
+      .poll(
+        async () =>
+          (
+            await database.sql`SELECT name FROM teams WHERE tenant_id = ${tenant.id} AND remote_id = ${team.id}
+              AND listed_at IS NOT NULL`
+          ).map((r) => r.name),
+        { timeout: 30_000 },
+      )
+      .toEqual(['brand-new']);
+  });
+
+  it('the cursor survives a restart: nothing is processed twice', async () => {
+    const cursorAt = async () =>
+      new Date(
+        (
+          await database.sql`SELECT last_event_at FROM platform_audit_cursors WHERE tenant_id = ${tenant.id}`
+        )[0]!.last_event_at,
+      ).getTime();
+    const newestEvent = () => Math.max(...simulator.events.map((e) => e.createdAt.getTime()));
+    // Quiet first: every event (idsync's own removals from the tests above included) has been read.
+    await expect.poll(async () => (await cursorAt()) === newestEvent(), { timeout: 30_000 }).toBe(true);
+    const before = (await findings()).length;
+    const eventsBefore = simulator.events.length;
+    await daemon.stop();
+    const restartedAt = Date.now();
+    daemon = await startTestDaemon({ mode: 'start', config, log, queuePrefix });
+    // Wait for two polls after the restart.
+    await expect
+      .poll(() => simulator.requests.filter((r) => r.path.endsWith('/events') && r.at > restartedAt).length, {
+        timeout: 30_000,
+      })
+      .toBeGreaterThanOrEqual(2);
+    expect(simulator.events.length).toBe(eventsBefore);
+    expect((await findings()).length).toBe(before);
+    expect(await cursorAt()).toBe(newestEvent());
+    // A direct poll overlapping the same day's events finds nothing new.
+    const again = await pollAuditTrail(
+      { database, connector: await daemon.resources.connectorFor(tenant.id, 'scan') },
+      tenant.id,
+    );
+    expect(again.events).toBe(0);
+  });
+
+  it('seats inactive shows activity from releases and from audit-trail actors', async () => {
+    // bob holds a seat; he deployed three days ago (a release, older than the poller's window).
+    const bob = await scim('POST', '/Users', { schemas: [USER], userName: 'bob@example.com', active: true });
+    await scim(
+      'PATCH',
+      `/Groups/${group.body.id}`,
+      patch([{ op: 'add', path: 'members', value: [{ value: bob.body.id }] }]),
+    );
+    await expect
+      .poll(() => simulator.grantsOf('bob@example.com'), { timeout: 30_000 })
+      .toEqual(['enterprise', 'team core']);
+    simulator.addRelease('api', 'bob@example.com', 'Deploy 1', new Date(Date.now() - 3 * DAY));
+    simulator.addRelease('api', 'heroku-redis@addons.heroku.com', 'Add-on', new Date(Date.now() - DAY));
+    // ada deploys now: the audit trail's code_release.create names her as actor.
+    simulator.dashboard.deploy('api', 'ada@example.com');
+    // The scan binds app ids; releases are read as part of the scan's work.
+    await runDriftScan(
+      { database, connector: await daemon.resources.connectorFor(tenant.id, 'scan') },
+      tenant.id,
+      'test',
+    );
+    expect(await recordReleaseActivity(database, daemon.resources.connectorFor, tenant.id)).toBe(2);
+    await expect
+      .poll(
+        async () =>
+          (
+            await database.sql`SELECT kind FROM platform_activity WHERE tenant_id = ${tenant.id} AND account_key = 'ada@example.com'`
+          )[0]?.kind,
+        { timeout: 30_000 },
+      )
+      .toMatch(/^(code_release\.create|release)$/);
+    // Age the users so that only activity keeps them off the list.
+    await database.sql`UPDATE users SET created_at = now() - interval '60 days' WHERE tenant_id = ${tenant.id}`;
+    const view = await inactiveSeats(database.db, tenant.id, 1);
+    const bobSeat = view.seats.find((s) => s.userName === 'bob@example.com');
+    expect(bobSeat?.lastActivity).toMatchObject({ kind: 'release', app: 'api' });
+    expect(bobSeat?.flagged).toBe(true);
+    expect(view.seats.some((s) => s.userName === 'ada@example.com')).toBe(false);
+    expect(view.seats.some((s) => s.userName.includes('addons'))).toBe(false);
+    expect(simulator.violations).toEqual([]);
+  });
+});
+
+describe('audit-trail days', () => {
+  it('reads the day before and the day of a poll across midnight UTC, and at most two days after a gap', () => {
+    expect(daysBetween(new Date('2026-11-29T23:59:30Z'), new Date('2026-11-30T00:00:30Z'))).toEqual([
+      '2026-11-29',
+      '2026-11-30',
+    ]);
+    expect(daysBetween(new Date('2026-11-30T10:00:00Z'), new Date('2026-11-30T10:01:00Z'))).toEqual([
+      '2026-11-30',
+    ]);
+    expect(daysBetween(new Date('2026-11-20T10:00:00Z'), new Date('2026-11-30T10:01:00Z'))).toEqual([
+      '2026-11-29',
+      '2026-11-30',
+    ]);
+  });
+});
