@@ -34,6 +34,10 @@ export class PlatformMirror {
     private readonly remembersRemovals = false,
   ) {}
 
+  /**
+   * Matched by account_key(), like the sweeper, seats and drift: what detection sees, enforcement finds
+   * (the expression indexes of drizzle/0021 serve it).
+   */
   async readAccess(account: string): Promise<Access> {
     const rows = await this.db.execute<{
       kind: string;
@@ -42,13 +46,13 @@ export class PlatformMirror {
       permissions: string | null;
     }>(sql`
       SELECT 'enterprise' AS kind, NULL AS name, NULL AS role, permissions::text AS permissions
-        FROM platform_enterprise_members WHERE tenant_id = ${this.tenantId} AND account = ${account}
+        FROM platform_enterprise_members WHERE tenant_id = ${this.tenantId} AND account_key(account) = account_key(${account})
       UNION ALL
       SELECT 'team', t.name, m.role::text, NULL FROM platform_team_members m JOIN teams t ON t.id = m.team_id
-        WHERE m.tenant_id = ${this.tenantId} AND m.account = ${account}
+        WHERE m.tenant_id = ${this.tenantId} AND account_key(m.account) = account_key(${account})
       UNION ALL
       SELECT 'app', a.name, NULL, c.permissions::text FROM platform_app_collaborators c JOIN apps a ON a.id = c.app_id
-        WHERE c.tenant_id = ${this.tenantId} AND c.account = ${account}`);
+        WHERE c.tenant_id = ${this.tenantId} AND account_key(c.account) = account_key(${account})`);
     const teams = new Map<string, TeamRole>();
     const apps = new Map<string, AppPermission[]>();
     let enterprise: EnterprisePermission[] | null = null;
@@ -86,7 +90,7 @@ export class PlatformMirror {
   async enterpriseMember(account: string): Promise<EnterpriseMember | undefined> {
     const [row] = await this.db.execute<{ permissions: string; federated: boolean | null }>(sql`
       SELECT permissions::text, federated FROM platform_enterprise_members
-      WHERE tenant_id = ${this.tenantId} AND account = ${account}`);
+      WHERE tenant_id = ${this.tenantId} AND account_key(account) = account_key(${account})`);
     if (!row) return undefined;
     return {
       account,

@@ -50,7 +50,7 @@ export async function brakeChange(tx: Pick<Database, 'execute'>, input: BrakeInp
   const { tenantId } = input;
   const [row] = await tx.execute<{ held: number }>(sql`
     WITH affected AS (
-      SELECT DISTINCT u.id, lower(u.user_name) AS account FROM users u
+      SELECT DISTINCT u.id, u.user_name_key AS account_key FROM users u
       WHERE u.tenant_id = ${tenantId} AND u.active AND u.deprovisioned_at IS NULL
         AND u.id IN (SELECT a.user_id::uuid FROM (${input.affectedUsers}) AS a(tenant_id, user_id))
     ), granted AS (
@@ -70,14 +70,14 @@ export async function brakeChange(tx: Pick<Database, 'execute'>, input: BrakeInp
       SELECT a.id FROM affected a
       WHERE EXISTS (
           SELECT 1 FROM platform_team_members m JOIN teams t ON t.id = m.team_id
-          WHERE m.tenant_id = ${tenantId} AND m.account = a.account
+          WHERE m.tenant_id = ${tenantId} AND account_key(m.account) = a.account_key
             AND NOT EXISTS (SELECT 1 FROM granted gr WHERE gr.id = a.id AND ((gr.target = 'team' AND gr.team_name = t.name)
               OR (gr.target = 'all-teams' AND t.listed_at IS NOT NULL))))
         OR EXISTS (
           SELECT 1 FROM platform_app_collaborators c JOIN apps p ON p.id = c.app_id
-          WHERE c.tenant_id = ${tenantId} AND c.account = a.account
+          WHERE c.tenant_id = ${tenantId} AND account_key(c.account) = a.account_key
             AND NOT EXISTS (SELECT 1 FROM granted gr WHERE gr.id = a.id AND gr.target = 'app' AND gr.app_name = p.name))
-        OR (EXISTS (SELECT 1 FROM platform_enterprise_members e WHERE e.tenant_id = ${tenantId} AND e.account = a.account)
+        OR (EXISTS (SELECT 1 FROM platform_enterprise_members e WHERE e.tenant_id = ${tenantId} AND account_key(e.account) = a.account_key)
           AND NOT EXISTS (SELECT 1 FROM granted gr WHERE gr.id = a.id))
     ), sizes AS (
       SELECT (SELECT count(*) FROM losing)::int AS losing,

@@ -36,6 +36,7 @@ export async function loadUser(
 ): Promise<UserSubject | undefined> {
   const [row] = await db.execute<{
     user_name: string;
+    platform_account: string | null;
     active: boolean;
     deprovisioned: boolean;
     groups: string[] | null;
@@ -45,6 +46,14 @@ export async function loadUser(
     assignments: StoredAssignment[] | null;
   }>(sql`
     SELECT u.user_name, u.active, u.deprovisioned_at IS NOT NULL AS deprovisioned,
+      -- The platform's own spelling of the account, found by the key the sweeper, seats and drift use.
+      COALESCE(
+        (SELECT e.account FROM platform_enterprise_members e
+          WHERE e.tenant_id = u.tenant_id AND account_key(e.account) = u.user_name_key LIMIT 1),
+        (SELECT m.account FROM platform_team_members m
+          WHERE m.tenant_id = u.tenant_id AND account_key(m.account) = u.user_name_key LIMIT 1),
+        (SELECT c.account FROM platform_app_collaborators c
+          WHERE c.tenant_id = u.tenant_id AND account_key(c.account) = u.user_name_key LIMIT 1)) AS platform_account,
       to_json(u.deactivated_at)#>>'{}' AS deactivated_at, u.app_roles,
       (SELECT array_agg(g.display_name) FROM group_members gm JOIN groups g ON g.id = gm.group_id
         WHERE gm.user_id = u.id) AS groups,
@@ -56,7 +65,9 @@ export async function loadUser(
     tenantId,
     userId,
     userName: row.user_name,
-    account: row.user_name.toLowerCase(),
+    // Operations must name the account as the platform knows it; someone with nothing there yet gets
+    // the lower-cased login e-mail, which is what the platform then records.
+    account: row.platform_account ?? row.user_name.toLowerCase(),
     facts: {
       active: row.active,
       deprovisioned: row.deprovisioned,
