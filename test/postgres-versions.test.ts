@@ -134,6 +134,37 @@ describe('a database whose server moved across PostgreSQL 18', () => {
     expect(warnings).toHaveLength(1);
   });
 
+  it('rebuilds the account_key(account) indexes and re-keys seat activity in the same step', async () => {
+    const database = await createdOnAnOlderServer(['Straße@example.com']);
+    const [t] = await database.sql`SELECT id FROM tenants`;
+    // Through a new session, which loads the index expressions with the older body.
+    const older = postgres(database.url, { max: 1, onnotice: () => {} });
+    await older`
+      WITH team AS (INSERT INTO teams (tenant_id, name) VALUES (${t!.id}, 'core') RETURNING id)
+      INSERT INTO platform_team_members (tenant_id, team_id, account, role)
+      SELECT ${t!.id}, team.id, 'straße@example.com', 'member' FROM team`;
+    // Two rows the new key makes one: the later sign of life must win.
+    await database.sql`INSERT INTO platform_activity (tenant_id, account_key, kind, at) VALUES
+      (${t!.id}, 'straße@example.com', 'login', '2026-11-02T00:00:00Z'),
+      (${t!.id}, 'strasse@example.com', 'deploy', '2026-11-01T00:00:00Z')`;
+    await older.end();
+    await runMigrations(database.url);
+
+    // amcheck recomputes every row's index entry with today's account_key(): a stale entry fails it.
+    await database.sql`CREATE EXTENSION IF NOT EXISTS amcheck`;
+    for (const table of [
+      'platform_team_members',
+      'platform_enterprise_members',
+      'platform_app_collaborators',
+    ])
+      await database.sql`SELECT bt_index_check(${`${table}_account_key_idx`}::regclass, true)`;
+    const activity = await database.sql`
+      SELECT account_key, kind, to_json(at)#>>'{}' AS at FROM platform_activity`;
+    expect(activity).toEqual([
+      { account_key: 'strasse@example.com', kind: 'login', at: '2026-11-02T00:00:00+00:00' },
+    ]);
+  });
+
   it('keeps the older keys and says why when the new ones would merge two active users', async () => {
     const database = await createdOnAnOlderServer(['straße@example.com', 'strasse@example.com']);
     const warnings: string[] = [];

@@ -51,22 +51,47 @@ export async function alignAccountKey(sql: postgres.Sql): Promise<AccountKeyAlig
   const wanted: AccountKeyBody = server.version >= 180_000 ? 'casefold' : server.icu ? 'icu-lower' : 'lower';
   if (current === wanted) return { body: current, rekeyed: 0 };
 
-  const [clash] = await sql<{ collisions: number }[]>`
-    SELECT count(*)::int AS collisions FROM (
-      SELECT 1 FROM users WHERE deprovisioned_at IS NULL
-      GROUP BY tenant_id, ${sql.unsafe(BODIES[wanted]('user_name'))}
-      HAVING count(*) > 1) AS clashes`;
-  const collisions = clash?.collisions ?? 0;
-  if (collisions > 0) return { body: current, kept: { wanted, collisions }, rekeyed: 0 };
-
-  const rekeyed = await sql.begin(async (tx) => {
+  // One transaction, users locked against writes throughout: a user inserted while the keys are rebuilt
+  // would otherwise keep the older key for good (the next start finds the body already current).
+  const outcome = await sql.begin(async (tx) => {
+    await tx`LOCK TABLE users IN SHARE ROW EXCLUSIVE MODE`;
+    const [clash] = await tx<{ collisions: number }[]>`
+      SELECT count(*)::int AS collisions FROM (
+        SELECT 1 FROM users WHERE deprovisioned_at IS NULL
+        GROUP BY tenant_id, ${tx.unsafe(BODIES[wanted]('user_name'))}
+        HAVING count(*) > 1) AS clashes`;
+    const collisions = clash?.collisions ?? 0;
+    if (collisions > 0) return { collisions, rekeyed: 0 };
     await tx.unsafe(`CREATE OR REPLACE FUNCTION account_key(name text) RETURNS text
   LANGUAGE sql IMMUTABLE STRICT PARALLEL SAFE
   RETURN ${BODIES[wanted]('name')}`);
     // Writing user_name recomputes the stored generated key, and the unique index follows it.
     const changed = await tx`
       UPDATE users SET user_name = user_name WHERE user_name_key IS DISTINCT FROM account_key(user_name)`;
-    return changed.count;
+    // Indexes on account_key(...) hold keys computed with the old body: rebuilt, or lookups through them
+    // miss. REINDEX also makes other sessions drop the index expressions they cached with the old body.
+    const indexes = await tx<{ name: string }[]>`
+      SELECT i.indexrelid::regclass::text AS name FROM pg_index i
+      JOIN pg_class c ON c.oid = i.indexrelid AND c.relnamespace = 'public'::regnamespace
+      WHERE pg_get_indexdef(i.indexrelid) LIKE '%account_key(%'`;
+    for (const { name } of indexes) await tx.unsafe(`REINDEX INDEX ${name}`);
+    // Seat activity is stored by key (there is no name to recompute from: the key is re-keyed, which
+    // the bodies allow since each folds its own output to itself); two keys that become one keep the
+    // later sign of life.
+    await tx`
+      INSERT INTO platform_activity (tenant_id, account_key, kind, app, at)
+      SELECT DISTINCT ON (tenant_id, account_key(account_key)) tenant_id, account_key(account_key), kind, app, at
+      FROM platform_activity WHERE account_key IS DISTINCT FROM account_key(account_key)
+      ORDER BY tenant_id, account_key(account_key), at DESC
+      ON CONFLICT (tenant_id, account_key) DO UPDATE SET
+        at = GREATEST(platform_activity.at, EXCLUDED.at),
+        kind = CASE WHEN EXCLUDED.at > platform_activity.at THEN EXCLUDED.kind ELSE platform_activity.kind END,
+        app = CASE WHEN EXCLUDED.at > platform_activity.at THEN EXCLUDED.app ELSE platform_activity.app END`;
+    await tx`DELETE FROM platform_activity WHERE account_key IS DISTINCT FROM account_key(account_key)`;
+    return { collisions: 0, rekeyed: changed.count };
   });
+  if (outcome.collisions > 0)
+    return { body: current, kept: { wanted, collisions: outcome.collisions }, rekeyed: 0 };
+  const rekeyed = outcome.rekeyed;
   return { body: wanted, rekeyed };
 }
