@@ -1,6 +1,6 @@
 import { createReadStream, statSync } from 'node:fs';
 import type { Command } from 'commander';
-import { invalid } from '../errors.js';
+import { DomainError, invalid } from '../errors.js';
 import { readImportFile } from '../import/csv-rows.js';
 import { type ImportReport, importAssignments, type PlannedRow } from '../import/importer.js';
 import { findTenantByName } from '../tenants/tenants.js';
@@ -49,15 +49,20 @@ export function registerImportCommand(program: Command): void {
           actor: 'cli',
           sampleSize: show,
           onStep: (step) => progress.advance(0, step),
+        }).catch((error: unknown) => {
+          // Another import of this tenant holds its lock: nothing changed, try again (75, EX_TEMPFAIL).
+          if (error instanceof DomainError && error.reason === 'importInProgress')
+            throw new CliError(error.message, EXIT.inUse);
+          throw error;
         });
         progress.finish();
         process.stdout.write(options.json ? `${JSON.stringify(report, null, 2)}\n` : describeReport(report));
         // Scripts tell "applied" from "refused, nothing changed" by the exit code (65: the data).
-        if (report.fileError || (!report.applied && report.errors.length > 0 && !options.skipInvalid))
+        if (report.fileError || (!report.applied && report.errorCount > 0 && !options.skipInvalid))
           throw new CliError(
             report.fileError
               ? `line ${report.fileError.line}: ${report.fileError.reason}`
-              : `${report.errors.length} invalid rows; nothing was applied${report.dryRun ? ' (dry run)' : ' (fix them, or pass --skip-invalid)'}`,
+              : `${report.errorCount} invalid rows; nothing was applied${report.dryRun ? ' (dry run)' : ' (fix them, or pass --skip-invalid)'}`,
             EXIT.dataError,
           );
       }),
@@ -76,9 +81,13 @@ export function describeReport(report: ImportReport): string {
       ? `applied: ${report.queuedUsers} users queued for reconcile${report.heldUsers > 0 ? `, ${report.heldUsers} users' removals held by the mass-change brake (idsync approve import:${report.importId})` : ''}`
       : 'nothing was applied';
   lines.push(
-    `import ${report.importId}: ${report.records} rows, ${report.valid} valid, ${report.errors.length} invalid; ${verdict}`,
+    `import ${report.importId}: ${report.records} rows, ${report.valid} valid, ${report.errorCount} invalid; ${verdict}`,
   );
   for (const error of report.errors) lines.push(`  line ${error.line}: ${error.reason}`);
+  if (report.errorCount > report.errors.length)
+    lines.push(
+      `  … and ${report.errorCount - report.errors.length} more invalid rows (only the first ${report.errors.length} are listed)`,
+    );
   lines.push('plan:');
   for (const { operation, count, sample } of report.plan) {
     if (count === 0) continue;

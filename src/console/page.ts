@@ -187,8 +187,9 @@ export function renderImportReport(tenant: Tenant, report: ImportReport): string
       : report.applied
         ? `<p class="ok">Applied: ${report.queuedUsers} users queued for reconcile.${report.heldUsers > 0 ? ` ${report.heldUsers} users' removals are held by the mass-change brake (<code>idsync approve import:${e(report.importId)}</code>).` : ''}</p>`
         : '<p class="bad">Nothing was applied: the file has invalid rows. Fix them, or tick “apply the valid rows”.</p>';
+  const unlisted = report.errorCount - report.errors.length;
   const errors = report.errors.length
-    ? `<h2>Invalid rows (${report.errors.length})</h2><table><tr><th>Line</th><th>Reason</th></tr>${report.errors
+    ? `<h2>Invalid rows (${report.errorCount})</h2>${unlisted > 0 ? `<p class="muted">The first ${report.errors.length} by line; ${unlisted} more are not listed.</p>` : ''}<table><tr><th>Line</th><th>Reason</th></tr>${report.errors
         .map((r) => `<tr><td>${r.line}</td><td>${e(r.reason)}</td></tr>`)
         .join('')}</table>`
     : '';
@@ -206,7 +207,7 @@ export function renderImportReport(tenant: Tenant, report: ImportReport): string
     .join('');
   return `<!doctype html><html lang="en"><head><meta charset="utf-8"><title>Import — ${e(tenant.name)} — idsync</title>${STYLE}</head><body>
 <h1>Import — ${e(tenant.name)}</h1>
-<p class="muted">Import ${e(report.importId)}: ${report.records} rows, ${report.valid} valid, ${report.errors.length} invalid.</p>
+<p class="muted">Import ${e(report.importId)}: ${report.records} rows, ${report.valid} valid, ${report.errorCount} invalid.</p>
 ${verdict}${errors}
 ${plan ? `<h2>Plan</h2><table><tr><th>Operation</th><th>Rows</th><th>First rows</th></tr>${plan}</table>` : ''}
 <p><a href="${base}#import">Back to the console</a></p></body></html>`;

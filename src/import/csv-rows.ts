@@ -39,10 +39,20 @@ export interface RefusedRow {
   refused: true;
 }
 
+/**
+ * At most this many data rows in one file (about 12 MB of typical rows): every valid row is held until
+ * the import's transaction, so the cap bounds the memory an upload can take. Larger loads are split.
+ */
+export const MAX_IMPORT_ROWS = 200_000;
+/** Refused rows kept for the report (the first, by line); the rest are only counted. */
+export const MAX_REPORTED_ERRORS = 1_000;
+
 export interface ParsedFile {
   rows: ImportRow[];
-  /** Rows refused on their own, by line. */
+  /** Rows refused on their own, by line: the first MAX_REPORTED_ERRORS. */
   errors: RowError[];
+  /** How many rows were refused on their own, reported or not. */
+  errorCount: number;
   refused: RefusedRow[];
   /** Set when the file as a whole cannot be read (header, syntax, encoding): nothing of it is used. */
   fileError?: RowError;
@@ -78,8 +88,9 @@ const email = z.email();
 export async function readImportFile(
   input: AsyncIterable<Buffer | string>,
   onBytes?: (bytes: number) => void,
+  maxRows = MAX_IMPORT_ROWS,
 ): Promise<ParsedFile> {
-  const result: ParsedFile = { rows: [], errors: [], refused: [], records: 0 };
+  const result: ParsedFile = { rows: [], errors: [], errorCount: 0, refused: [], records: 0 };
   const decoder = new TextDecoder('utf-8', { fatal: true });
   let bytes = 0;
   let headerSeen = false;
@@ -161,9 +172,15 @@ export async function readImportFile(
         continue;
       }
       result.records += 1;
+      if (result.records > maxRows)
+        throw new DomainError(
+          'too_large',
+          `an import file may have at most ${maxRows} data rows and line ${line} is past them; split the file into several`,
+        );
       const checked = checkRecord(record, columns, line);
       if ('reason' in checked) {
-        result.errors.push(checked);
+        result.errorCount += 1;
+        if (result.errors.length < MAX_REPORTED_ERRORS) result.errors.push(checked);
         const named = namedIn(record, columns, line);
         if (named) result.refused.push(named);
       } else result.rows.push(checked);

@@ -2,10 +2,16 @@ import { randomUUID } from 'node:crypto';
 import { type SQL, sql } from 'drizzle-orm';
 import { recordAudit } from '../audit/audit-log.js';
 import type { Database } from '../db/client.js';
-import { DomainError } from '../errors.js';
+import { conflict, DomainError } from '../errors.js';
 import { recordForReconcileEach } from '../jobs/outbox.js';
 import { brakeChange } from '../reconcile/brake.js';
-import type { ImportRow, ParsedFile, RefusedRow, RowError } from './csv-rows.js';
+import {
+  type ImportRow,
+  MAX_REPORTED_ERRORS,
+  type ParsedFile,
+  type RefusedRow,
+  type RowError,
+} from './csv-rows.js';
 
 /*
  * An import turns the rows of a file into assignments (source `import`) that the reconciler's desired
@@ -57,7 +63,10 @@ export interface ImportReport {
   /** Data records in the file; rows valid and applied (or, in a dry run, that would be). */
   records: number;
   valid: number;
+  /** The first MAX_REPORTED_ERRORS refused rows, by line. */
   errors: RowError[];
+  /** Every refused row, reported or not. */
+  errorCount: number;
   fileError?: RowError;
   plan: { operation: ImportOperation; count: number; sample: PlannedRow[] }[];
   /** Users queued for a reconcile through the outbox. */
@@ -82,26 +91,41 @@ export async function importAssignments(
     records: file.records,
     valid: 0,
     errors: [...file.errors],
+    errorCount: file.errorCount,
     plan: [],
     queuedUsers: 0,
     heldUsers: 0,
   };
-  if (file.fileError) return { ...report, fileError: file.fileError, errors: [] };
+  if (file.fileError) return { ...report, fileError: file.fileError, errors: [], errorCount: 0 };
   const step = options.onStep ?? (() => {});
 
   return db.transaction(async (tx) => {
+    // One import per tenant at a time: two `--replace` imports at once would each remove what the
+    // other adds. Held to the end of the transaction; a second import is refused, not queued.
+    const [lock] = await tx.execute<{ locked: boolean }>(
+      sql`SELECT pg_try_advisory_xact_lock(hashtextextended(${`import:${tenantId}`}, 0)) AS locked`,
+    );
+    if (!lock?.locked)
+      throw conflict(
+        'another import for this tenant is in progress; try again when it has finished',
+        'importInProgress',
+      );
     step('staging rows');
     await stageRows(tx, tenantId, file);
     step('checking accounts, teams and apps');
-    report.errors.push(...(await databaseChecks(tx, tenantId)));
-    report.errors.sort((a, b) => a.line - b.line);
+    const checked = await databaseChecks(tx, tenantId);
+    // Both lists are sorted and capped: the first MAX_REPORTED_ERRORS of their union are among them.
+    report.errors = [...report.errors, ...checked.errors]
+      .sort((a, b) => a.line - b.line)
+      .slice(0, MAX_REPORTED_ERRORS);
+    report.errorCount += checked.count;
     const [{ valid } = { valid: 0 }] = await tx.execute<{ valid: number }>(
       sql`SELECT count(*)::int AS valid FROM import_rows WHERE NOT refused`,
     );
     report.valid = valid;
     step('planning');
     report.plan = await planImport(tx, tenantId, options);
-    const apply = !options.dryRun && (report.errors.length === 0 || options.skipInvalid);
+    const apply = !options.dryRun && (report.errorCount === 0 || options.skipInvalid);
     if (!apply) return report;
     step('applying');
     const { queued, held } = await applyImport(tx, tenantId, importId, options);
@@ -118,7 +142,7 @@ export async function importAssignments(
         importId,
         records: report.records,
         valid: report.valid,
-        skipped: report.errors.length,
+        skipped: report.errorCount,
         replace: options.replace,
         counts: Object.fromEntries(report.plan.map((p) => [p.operation, p.count])),
         queuedUsers: queued,
@@ -173,8 +197,8 @@ async function stageRows(tx: Tx, tenantId: string, file: ParsedFile) {
  * platform does not have (once idsync knows the platform's teams or apps at all: a first load on an
  * empty platform may name new ones).
  */
-async function databaseChecks(tx: Tx, tenantId: string): Promise<RowError[]> {
-  const refused = await tx.execute<{ line: number; reason: string }>(sql`
+async function databaseChecks(tx: Tx, tenantId: string): Promise<{ errors: RowError[]; count: number }> {
+  const refused = await tx.execute<{ line: number; reason: string; total: number }>(sql`
     WITH duplicates AS (
       SELECT line, first_value(line) OVER w AS first_line,
         min(coalesce(role::text, permissions::text)) OVER p <> max(coalesce(role::text, permissions::text)) OVER p AS conflicting
@@ -208,14 +232,15 @@ async function databaseChecks(tx: Tx, tenantId: string): Promise<RowError[]> {
     marked AS (
       UPDATE import_rows r SET refused = true FROM first_reason f WHERE r.line = f.line RETURNING r.line
     )
-    SELECT line, reason FROM first_reason`);
+    SELECT line, reason, (SELECT count(*)::int FROM marked) AS total FROM first_reason
+    ORDER BY line LIMIT ${MAX_REPORTED_ERRORS}`);
   // A row repeated with the same values is harmless: only its first line is kept.
   await tx.execute(sql`
     DELETE FROM import_rows r USING import_rows earlier
     WHERE earlier.account_key = r.account_key AND earlier.line < r.line
       AND earlier.team IS NOT DISTINCT FROM r.team AND earlier.app IS NOT DISTINCT FROM r.app
       AND NOT r.refused AND NOT earlier.refused`);
-  return refused.map((r) => ({ line: r.line, reason: r.reason }));
+  return { errors: refused.map((r) => ({ line: r.line, reason: r.reason })), count: refused[0]?.total ?? 0 };
 }
 
 /** The tenant's import assignments compared with the staged rows: one row per planned operation. */
@@ -250,12 +275,14 @@ function plannedOperations(tenantId: string, replace: boolean): SQL {
 
 /**
  * Import assignments of the tenant that no row of the file names (valid or not: a row refused for a
- * typo in its role must not cost the account the access it already has).
+ * typo in its role must not cost the account the access it already has). A refused row whose team and
+ * app could not be read names only its account: it spares all of that account's imported access.
  */
 function notInFile(tenantId: string): SQL {
   return sql`a.tenant_id = ${tenantId} AND a.source = 'import' AND NOT EXISTS (
       SELECT 1 FROM import_rows f WHERE f.user_id = a.user_id
-        AND (f.team = a.team_name OR f.app = a.app_name))`;
+        AND (f.team = a.team_name OR f.app = a.app_name
+          OR (f.refused AND f.team IS NULL AND f.app IS NULL)))`;
 }
 
 async function planImport(tx: Tx, tenantId: string, options: ImportOptions) {
@@ -389,10 +416,10 @@ export function importRefusal(report: ImportReport): DomainError | undefined {
       },
     );
   }
-  if (report.dryRun || report.applied || report.errors.length === 0) return undefined;
+  if (report.dryRun || report.applied || report.errorCount === 0) return undefined;
   return new DomainError(
     'invalid',
-    `${report.errors.length} of ${report.records} rows are invalid (first: line ${report.errors[0]!.line}: ${report.errors[0]!.reason}); nothing was applied — fix them, or skip them with skipInvalid`,
+    `${report.errorCount} of ${report.records} rows are invalid (first: line ${report.errors[0]!.line}: ${report.errors[0]!.reason}); nothing was applied — fix them, or skip them with skipInvalid`,
     'invalidRows',
     report,
   );

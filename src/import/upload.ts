@@ -9,8 +9,11 @@ import { DomainError, invalid } from '../errors.js';
  * built on) streams the file, so a large file is parsed as it arrives and never held whole.
  */
 
-/** Far above 100,000 rows (about 6 MB); an accident, not an import, beyond it. */
-export const MAX_IMPORT_BYTES = 64 * 1024 * 1024;
+/**
+ * Above the row cap's typical size (200,000 rows of about 60 bytes, 12 MB): an accident, not an
+ * import, beyond it. Checked as the bytes arrive, before anything is parsed.
+ */
+export const MAX_IMPORT_BYTES = 16 * 1024 * 1024;
 
 export interface Upload {
   file: AsyncIterable<Buffer>;
