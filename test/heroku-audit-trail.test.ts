@@ -206,6 +206,44 @@ describe('audit-trail polling and activity on the simulator', async () => {
     expect(again.events).toBe(0);
   });
 
+  it('a grant that reaches the trail late (stamped before the cursor) and one with no actor are both verified, once', async () => {
+    const cursorAt = async () =>
+      new Date(
+        (
+          await database.sql`SELECT last_event_at FROM platform_audit_cursors WHERE tenant_id = ${tenant.id}`
+        )[0]!.last_event_at,
+      ).getTime();
+    const newestEvent = () => Math.max(...simulator.events.map((e) => e.createdAt.getTime()));
+    await expect.poll(async () => (await cursorAt()) === newestEvent(), { timeout: 30_000 }).toBe(true);
+    const before = (await findings()).length;
+    // Heroku records this one late: its time is three minutes before what the poller has already read.
+    simulator.dashboard.addTeamMember('ops', 'eve@example.com', 'viewer', 'boss@example.com');
+    simulator.events.at(-1)!.createdAt = new Date((await cursorAt()) - 3 * 60_000);
+    // A grant the trail names no actor for: not provably idsync's, so it is verified like a person's.
+    simulator.dashboard.addTeamMember('side', 'eve@example.com', 'viewer', 'boss@example.com');
+    (simulator.events.at(-1) as { actor: unknown }).actor = null;
+    await expect
+      .poll(
+        async () =>
+          (await findings())
+            .slice(before)
+            .map((f) => f.after.edge)
+            .sort(),
+        {
+          timeout: 30_000,
+          interval: 200,
+        },
+      )
+      .toEqual(['team ops', 'team side']);
+    // Read again in the overlap window, but handled once.
+    const again = await pollAuditTrail(
+      { database, connector: await daemon.resources.connectorFor(tenant.id, 'scan') },
+      tenant.id,
+    );
+    expect(again.events).toBe(0);
+    expect((await findings()).length).toBe(before + 2);
+  });
+
   it('seats inactive shows activity from releases and from audit-trail actors', async () => {
     // bob holds a seat; he deployed three days ago (a release, older than the poller's window).
     const bob = await scim('POST', '/Users', { schemas: [USER], userName: 'bob@example.com', active: true });

@@ -17,6 +17,13 @@ const GRANT_ACTIONS = new Set(['create', 'update']);
 /** How far back the very first poll of a tenant looks: recent changes, not a day's history at once. */
 const FIRST_POLL_LOOKBACK_MS = 10 * 60_000;
 /**
+ * Events can reach the audit trail after events stamped later (Heroku writes it asynchronously): each
+ * poll re-reads this much before the cursor and skips, by id, the events it already handled there.
+ */
+export const OVERLAP_MS = 10 * 60_000;
+/** Ids remembered from the overlap window; beyond this many (a burst), the oldest may be handled twice. */
+const MAX_SEEN_IDS = 10_000;
+/**
  * The audit trail is served one UTC day per request; after a long outage only the last days are read
  * (the hourly drift scan covers anything older).
  */
@@ -49,12 +56,14 @@ interface Cursor {
 
 /**
  * One poll of the platform's audit trail for a tenant (a scan-lane job, every `audit_poll_seconds`):
- * reads the events after the stored cursor, records who was active, learns teams created on the
- * platform, and for every membership or collaborator grant idsync did not make (its actor is not
- * idsync's service account) re-reads that edge from the platform into the mirror and plans the user
+ * reads the events after the stored cursor (and again the OVERLAP_MS before it, for events that
+ * arrived late), records who was active, learns teams created on the platform, and for every
+ * membership or collaborator grant idsync did not make (its actor is not idsync's service account, or
+ * it names no actor: not provably idsync's) re-reads that edge from the platform into the mirror and plans the user
  * at once; access the rules do not justify becomes a finding, fixed through the outbox or reported as
  * the tenant's drift policy says. The cursor moves in the same transaction as those writes, so a
- * restart re-reads at most the events of one unfinished poll, and overlaps are skipped by event id.
+ * restart re-reads at most the events of one unfinished poll, and overlaps are skipped by event id
+ * (the ids of every event in the overlap window are kept with the cursor).
  */
 export async function pollAuditTrail(
   deps: { database: DatabaseHandle; connector: PlatformConnector; log?: Logger },
@@ -69,20 +78,16 @@ export async function pollAuditTrail(
     at: new Date(now.getTime() - FIRST_POLL_LOOKBACK_MS),
     seen: new Set<string>(),
   };
-  const events: PlatformEvent[] = [];
-  for (const day of daysBetween(cursor.at, now)) {
-    for (const event of await source.auditEvents(day)) {
-      const newer =
-        event.at > cursor.at || (event.at.getTime() === cursor.at.getTime() && !cursor.seen.has(event.id));
-      if (newer) events.push(event);
-    }
-  }
+  const windowStart = new Date(cursor.at.getTime() - OVERLAP_MS);
+  const read: PlatformEvent[] = [];
+  for (const day of daysBetween(windowStart, now)) read.push(...(await source.auditEvents(day)));
+  const events = read.filter((e) => e.at >= windowStart && !cursor.seen.has(e.id));
   events.sort((a, b) => a.at.getTime() - b.at.getTime());
   result.events = events.length;
   if (events.length === 0) return result;
 
   const self = await source.serviceAccount();
-  const byOthers = events.filter((e) => e.actor !== null && e.actor !== self);
+  const byOthers = events.filter((e) => e.actor !== self);
   const mirror = new PlatformMirror(db, tenantId, true);
   for (const event of byOthers) {
     if (event.type === 'team' && event.action === 'create' && event.edge?.kind === 'team') {
@@ -110,9 +115,10 @@ export async function pollAuditTrail(
     if (finding) result.findings.push(finding);
   }
 
-  const newest = events[events.length - 1]!.at;
+  // A late event never moves the cursor back.
+  const newest = new Date(Math.max(cursor.at.getTime(), events[events.length - 1]!.at.getTime()));
   const activity = byOthers
-    .filter((e) => e.type !== 'team' || e.action !== 'create')
+    .filter((e) => e.actor !== null && (e.type !== 'team' || e.action !== 'create'))
     .map((e) => ({
       account: e.actor!,
       kind: `${e.type}.${e.action}`,
@@ -143,8 +149,12 @@ export async function pollAuditTrail(
         after: { ...f },
       })),
     );
-    const seen = events.filter((e) => e.at.getTime() === newest.getTime()).map((e) => e.id);
-    if (newest.getTime() === cursor.at.getTime()) seen.push(...cursor.seen);
+    // Every event read in the next poll's overlap window was handled now or before: remember them all.
+    const seen = read
+      .filter((e) => e.at.getTime() >= newest.getTime() - OVERLAP_MS)
+      .sort((a, b) => b.at.getTime() - a.at.getTime())
+      .slice(0, MAX_SEEN_IDS)
+      .map((e) => e.id);
     await tx.execute(sql`
       INSERT INTO platform_audit_cursors (tenant_id, last_event_at, seen_event_ids, updated_at)
       VALUES (${tenantId}, ${newest.toISOString()}, ${sql.param(seen)}::text[], now())
