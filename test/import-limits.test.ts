@@ -109,4 +109,27 @@ describe('import limits', async () => {
       { user_name: 'bob@example.com', team_name: 'core', app_name: null },
     ]);
   });
+
+  it('downgrading many people (role or permissions) passes the mass-change brake like removals do', async () => {
+    const { tenant } = await createTenant(db, 'downgrades', 'test');
+    const accounts = Array.from({ length: 6 }, (_, i) => `lead${i}@example.com`);
+    await run(tenant.id, `account,team,role\n${accounts.map((a) => `${a},core,admin`).join('\n')}\n`);
+    for (const account of accounts)
+      await sql`INSERT INTO platform_enterprise_members (tenant_id, account, permissions) VALUES (${tenant.id}, ${account}, '{view}')`;
+    const report = await run(
+      tenant.id,
+      `account,team,role\n${accounts.map((a) => `${a},core,viewer`).join('\n')}\n`,
+    );
+    expect(report.applied).toBe(true);
+    expect(report.heldUsers).toBe(6);
+    const [held] =
+      await sql`SELECT id, event, affected_users FROM held_changes WHERE tenant_id = ${tenant.id}`;
+    expect(held).toEqual({ id: `import:${report.importId}`, event: 'import.downgraded', affected_users: 6 });
+    // An upgrade is no loss: never held.
+    const upgrade = await run(
+      tenant.id,
+      `account,team,role\n${accounts.map((a) => `${a},core,admin`).join('\n')}\n`,
+    );
+    expect(upgrade.heldUsers).toBe(0);
+  });
 });

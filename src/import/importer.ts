@@ -343,6 +343,14 @@ async function applyImport(
     UPDATE import_rows r SET user_id = u.id FROM users u
     WHERE r.user_id IS NULL AND NOT r.refused AND u.tenant_id = ${tenantId} AND u.user_name_key = r.account_key
       AND u.deprovisioned_at IS NULL`);
+  // Before the writes: whose role (admin > member > viewer, the enum's order) or app permissions the
+  // file lowers. Lowering many people's access at once is for the mass-change brake, like removals.
+  await tx.execute(sql`CREATE TEMP TABLE import_downgraded (user_id uuid NOT NULL) ON COMMIT DROP`);
+  await tx.execute(sql`
+    INSERT INTO import_downgraded
+    SELECT DISTINCT a.user_id FROM import_rows r JOIN assignments a ON a.user_id = r.user_id AND a.source = 'import'
+    WHERE NOT r.refused AND ((a.team_name = r.team AND r.role > a.team_role)
+      OR (a.app_name = r.app AND NOT r.permissions @> a.app_permissions))`);
   await tx.execute(sql`
     WITH changed AS (
       INSERT INTO assignments (tenant_id, user_id, source, team_name, team_role, line)
@@ -365,22 +373,24 @@ async function applyImport(
       RETURNING user_id
     )
     INSERT INTO import_changed SELECT user_id FROM changed`);
-  let held = 0;
   const changeId = `import:${importId}`;
   if (options.replace) {
     await tx.execute(sql`CREATE TEMP TABLE import_removed (user_id uuid NOT NULL) ON COMMIT DROP`);
     await tx.execute(sql`
       WITH removed AS (DELETE FROM assignments a WHERE ${notInFile(tenantId)} RETURNING a.user_id)
       INSERT INTO import_removed SELECT DISTINCT user_id FROM removed`);
-    // Removing many people's access at once is what the mass-change brake is for.
-    held = await brakeChange(tx, {
-      tenantId,
-      changeId,
-      event: 'import.replaced',
-      affectedUsers: sql`SELECT ${tenantId}::uuid, user_id FROM import_removed`,
-    });
     await tx.execute(sql`INSERT INTO import_changed SELECT user_id FROM import_removed`);
   }
+  // Removing or lowering many people's access at once is what the mass-change brake is for.
+  const held = await brakeChange(tx, {
+    tenantId,
+    changeId,
+    event: options.replace ? 'import.replaced' : 'import.downgraded',
+    affectedUsers: options.replace
+      ? sql`SELECT ${tenantId}::uuid, user_id FROM import_removed UNION SELECT ${tenantId}::uuid, user_id FROM import_downgraded`
+      : sql`SELECT ${tenantId}::uuid, user_id FROM import_downgraded`,
+    downgradedUsers: sql`SELECT user_id FROM import_downgraded`,
+  });
   const queued = await recordForReconcileEach(
     tx,
     {

@@ -27,7 +27,8 @@ export type HoldableEvent =
   | 'group.renamed'
   | 'group.deleted'
   | 'rule.removed'
-  | 'import.replaced';
+  | 'import.replaced'
+  | 'import.downgraded';
 
 export interface BrakeInput {
   tenantId: string;
@@ -36,6 +37,11 @@ export interface BrakeInput {
   event: HoldableEvent;
   /** A query yielding (tenant id, user id) of every user the change may affect. */
   affectedUsers: SQL;
+  /**
+   * A query yielding the user ids the change lowers a role or permissions of (an import): each counts
+   * as losing a grant, as a removal would, whatever the platform has.
+   */
+  downgradedUsers?: SQL;
 }
 
 /**
@@ -79,6 +85,7 @@ export async function brakeChange(tx: Pick<Database, 'execute'>, input: BrakeInp
             AND NOT EXISTS (SELECT 1 FROM granted gr WHERE gr.id = a.id AND gr.target = 'app' AND gr.app_name = p.name))
         OR (EXISTS (SELECT 1 FROM platform_enterprise_members e WHERE e.tenant_id = ${tenantId} AND account_key(e.account) = a.account_key)
           AND NOT EXISTS (SELECT 1 FROM granted gr WHERE gr.id = a.id))
+        ${input.downgradedUsers ? sql`OR a.id IN (SELECT d.user_id::uuid FROM (${input.downgradedUsers}) AS d(user_id))` : sql``}
     ), sizes AS (
       SELECT (SELECT count(*) FROM losing)::int AS losing,
         (SELECT count(*) FROM platform_enterprise_members WHERE tenant_id = ${tenantId})::int AS enterprise,
@@ -128,7 +135,12 @@ export function holdRemovals(
   const kept: Operation[] = [];
   const held: Blocked[] = [];
   for (const operation of operations) {
-    if (isRemoval(operation) || operation.kind === 'revoke-tokens' || operation.kind === 'change-team-role') {
+    if (
+      isRemoval(operation) ||
+      operation.kind === 'revoke-tokens' ||
+      operation.kind === 'change-team-role' ||
+      operation.kind === 'change-app-access'
+    ) {
       held.push({ reason: 'mass-change-held', changeId, operation });
     } else {
       kept.push(operation);
