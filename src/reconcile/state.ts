@@ -1,4 +1,4 @@
-import { sql } from 'drizzle-orm';
+import { type SQL, sql } from 'drizzle-orm';
 import type { Database } from '../db/client.js';
 import { RuleBook, type UserFacts } from './desired.js';
 import type {
@@ -29,6 +29,20 @@ export interface TenantPolicy {
   massChangeThresholdPercent: number;
 }
 
+/**
+ * The platform's own spelling of a user's account (`user` is the users row's alias), found by the key
+ * the sweeper, seats and drift use; null when the platform has nothing of theirs yet.
+ */
+function platformAccountOf(user: SQL): SQL {
+  return sql`COALESCE(
+    (SELECT e.account FROM platform_enterprise_members e
+      WHERE e.tenant_id = ${user}.tenant_id AND account_key(e.account) = ${user}.user_name_key LIMIT 1),
+    (SELECT m.account FROM platform_team_members m
+      WHERE m.tenant_id = ${user}.tenant_id AND account_key(m.account) = ${user}.user_name_key LIMIT 1),
+    (SELECT c.account FROM platform_app_collaborators c
+      WHERE c.tenant_id = ${user}.tenant_id AND account_key(c.account) = ${user}.user_name_key LIMIT 1))`;
+}
+
 export async function loadUser(
   db: Database,
   tenantId: string,
@@ -46,14 +60,7 @@ export async function loadUser(
     assignments: StoredAssignment[] | null;
   }>(sql`
     SELECT u.user_name, u.active, u.deprovisioned_at IS NOT NULL AS deprovisioned,
-      -- The platform's own spelling of the account, found by the key the sweeper, seats and drift use.
-      COALESCE(
-        (SELECT e.account FROM platform_enterprise_members e
-          WHERE e.tenant_id = u.tenant_id AND account_key(e.account) = u.user_name_key LIMIT 1),
-        (SELECT m.account FROM platform_team_members m
-          WHERE m.tenant_id = u.tenant_id AND account_key(m.account) = u.user_name_key LIMIT 1),
-        (SELECT c.account FROM platform_app_collaborators c
-          WHERE c.tenant_id = u.tenant_id AND account_key(c.account) = u.user_name_key LIMIT 1)) AS platform_account,
+      ${platformAccountOf(sql`u`)} AS platform_account,
       to_json(u.deactivated_at)#>>'{}' AS deactivated_at, u.app_roles,
       (SELECT array_agg(g.display_name) FROM group_members gm JOIN groups g ON g.id = gm.group_id
         WHERE gm.user_id = u.id) AS groups,
@@ -164,12 +171,19 @@ export async function loadRules(db: Database, tenantId: string): Promise<Assignm
 }
 
 export async function loadPolicy(db: Database, tenantId: string): Promise<TenantPolicy> {
-  const [row] = await db.execute<{ fallback: string | null; threshold: number }>(sql`
-    SELECT lower(f.user_name) AS fallback, t.mass_change_threshold_percent AS threshold
+  const [row] = await db.execute<{
+    platform_account: string | null;
+    user_name: string | null;
+    threshold: number;
+  }>(sql`
+    SELECT ${platformAccountOf(sql`f`)} AS platform_account, f.user_name,
+      t.mass_change_threshold_percent AS threshold
     FROM tenants t
     LEFT JOIN users f ON f.id = t.fallback_admin_user_id AND f.active AND f.deprovisioned_at IS NULL
     WHERE t.id = ${tenantId}`);
-  return { fallbackAdmin: row?.fallback ?? undefined, massChangeThresholdPercent: row?.threshold ?? 10 };
+  // Named as the platform knows the account, like every user in a plan (loadUser).
+  const fallbackAdmin = row?.platform_account ?? row?.user_name?.toLowerCase() ?? undefined;
+  return { fallbackAdmin, massChangeThresholdPercent: row?.threshold ?? 10 };
 }
 
 /** `{view,deploy}` → ['view', 'deploy']. */
