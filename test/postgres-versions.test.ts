@@ -165,6 +165,32 @@ describe('a database whose server moved across PostgreSQL 18', () => {
     ]);
   });
 
+  it('re-keys a user inserted while the keys are rebuilt: the rebuild waits for that insert', async () => {
+    const database = await createdOnAnOlderServer(['ada@example.com']);
+    const [t] = await database.sql`SELECT id FROM tenants`;
+    const writer = await database.sql.reserve();
+    await writer`BEGIN`;
+    await writer`INSERT INTO users (tenant_id, user_name, origin) VALUES (${t!.id}, 'Late.Straße@example.com', 'scim')`;
+    const migrated = runMigrations(database.url);
+    // The rebuild is queued behind the open insert (its LOCK TABLE waits), then the insert commits.
+    await expect
+      .poll(
+        async () =>
+          (
+            await database.sql`SELECT count(*)::int AS n FROM pg_locks l JOIN pg_class c ON c.oid = l.relation
+              WHERE c.relname = 'users' AND NOT l.granted`
+          )[0]!.n,
+        { timeout: 10_000, interval: 20 },
+      )
+      .toBe(1);
+    await writer`COMMIT`;
+    writer.release();
+    await migrated;
+    const [late] =
+      await database.sql`SELECT user_name_key FROM users WHERE user_name = 'Late.Straße@example.com'`;
+    expect(late!.user_name_key).toBe('late.strasse@example.com');
+  });
+
   it('keeps the older keys and says why when the new ones would merge two active users', async () => {
     const database = await createdOnAnOlderServer(['straße@example.com', 'strasse@example.com']);
     const warnings: string[] = [];
