@@ -47,7 +47,7 @@ export async function latestReceipt(db: Database, tenantId: string, userRef: str
   if (!row) {
     const [user] = await db.execute(sql`
       SELECT 1 FROM users WHERE tenant_id = ${tenantId}
-        AND ${byId ? sql`id = ${userRef}` : sql`lower(user_name) = lower(${userRef})`}`);
+        AND ${byId ? sql`id = ${userRef}` : sql`user_name_key = account_key(${userRef})`}`);
     throw notFound(
       user
         ? `no offboarding receipt for ${userRef} yet: idsync writes one when the IdP deactivates or deletes the user`
