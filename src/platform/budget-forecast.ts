@@ -37,10 +37,10 @@ export async function forecastBudget(
   ]);
   const userIds = deprovisions.filter((j) => j.data.subjectType === 'user').map((j) => j.data.subjectId);
   const [edges] = await db.execute<{ n: number }>(sql`
-    WITH accounts AS (SELECT lower(user_name) AS account FROM users WHERE tenant_id = ${tenantId} AND id::text = ANY(${sql.param(userIds)}::text[]))
-    SELECT ((SELECT count(*) FROM platform_enterprise_members WHERE tenant_id = ${tenantId} AND account IN (SELECT account FROM accounts))
-      + (SELECT count(*) FROM platform_team_members WHERE tenant_id = ${tenantId} AND account IN (SELECT account FROM accounts))
-      + (SELECT count(*) FROM platform_app_collaborators WHERE tenant_id = ${tenantId} AND account IN (SELECT account FROM accounts)))::int AS n`);
+    WITH accounts AS (SELECT user_name_key AS key FROM users WHERE tenant_id = ${tenantId} AND id::text = ANY(${sql.param(userIds)}::text[]))
+    SELECT ((SELECT count(*) FROM platform_enterprise_members WHERE tenant_id = ${tenantId} AND account_key(account) IN (SELECT key FROM accounts))
+      + (SELECT count(*) FROM platform_team_members WHERE tenant_id = ${tenantId} AND account_key(account) IN (SELECT key FROM accounts))
+      + (SELECT count(*) FROM platform_app_collaborators WHERE tenant_id = ${tenantId} AND account_key(account) IN (SELECT key FROM accounts)))::int AS n`);
   const [shape] = await db.execute<{ requests: number }>(sql`
     SELECT (1 + ceil((SELECT count(*) FROM platform_enterprise_members WHERE tenant_id = ${tenantId}) / 1000.0)
       + (SELECT coalesce(sum(greatest(1, ceil(n / 1000.0))) + count(*), 0) FROM (
