@@ -337,6 +337,31 @@ describe('imports and every-team rules end to end (daemon, worker, built-in plat
     expect((await sql`SELECT count(*)::int AS n FROM assignments`)[0]!.n).toBe(0);
   });
 
+  it('POST /imports while another import of the tenant runs answers 409 conflict (importInProgress)', async () => {
+    // What a running import holds: its transaction's advisory lock on the tenant.
+    const running = await database.sql.reserve();
+    await running`BEGIN`;
+    await running`SELECT pg_advisory_xact_lock(hashtextextended(${`import:${tenant.id}`}, 0))`;
+    try {
+      const busy = await postCsv(
+        '/tenants/acme/imports?dryRun=true',
+        'account,team,role\nada@example.com,core,member\n',
+      );
+      expect(busy.status).toBe(409);
+      expect(busy.body.error).toMatchObject({
+        code: 'conflict',
+        message: 'another import for this tenant is in progress; try again when it has finished',
+      });
+    } finally {
+      await running`ROLLBACK`;
+      running.release();
+    }
+    expect(
+      (await postCsv('/tenants/acme/imports?dryRun=true', 'account,team,role\nada@example.com,core,member\n'))
+        .status,
+    ).toBe(200);
+  });
+
   it('the reconciler applies an imported assignment on the built-in platform', async () => {
     const applied = await postCsv(
       '/tenants/acme/imports',
