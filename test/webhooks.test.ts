@@ -3,8 +3,11 @@ import { createServer, type IncomingHttpHeaders } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { Redis } from 'ioredis';
 import { Webhook } from 'standardwebhooks';
+import { fetch as undiciFetch } from 'undici';
 import { afterAll, describe, expect, inject, it } from 'vitest';
+import { coarseNetworkError } from '../src/alerts/delivery.js';
 import { addWebhook } from '../src/alerts/endpoints.js';
+import { notify } from '../src/alerts/notify.js';
 import { connectorFactory } from '../src/platform/factory.js';
 import { SecretBox } from '../src/security/secret-box.js';
 import { createTenant } from '../src/tenants/tenants.js';
@@ -63,7 +66,12 @@ describe('webhooks: alerts that reach a person', async () => {
   const receiver = await startReceiver();
   const daemon = await startTestDaemon({
     mode: 'start',
-    config: testConfig(database.url, { adminToken: ADMIN, secretKey: 's'.repeat(40) }),
+    // The receiver listens on 127.0.0.1: allowed only because the operator says so.
+    config: testConfig(database.url, {
+      adminToken: ADMIN,
+      secretKey: 's'.repeat(40),
+      webhookAllowPrivateNetworks: true,
+    }),
     log,
     webhookBackoffMs: 100,
   });
@@ -243,7 +251,11 @@ describe('webhooks: alerts that reach a person', async () => {
   });
 
   it('the CLI adds (secret shown once), lists and shows deliveries', async () => {
-    const env = { DATABASE_URL: database.url, IDSYNC_SECRET_KEY: 's'.repeat(40) };
+    const env = {
+      DATABASE_URL: database.url,
+      IDSYNC_SECRET_KEY: 's'.repeat(40),
+      WEBHOOK_ALLOW_PRIVATE_NETWORKS: 'true',
+    };
     const added = await runCli(
       [
         'webhook',
@@ -404,6 +416,7 @@ describe('webhooks: the platform refusing idsync, from the real cause (Heroku si
         format: 'standard',
       },
       'test',
+      { allowPrivateNetworks: false },
     );
     return tenant;
   };
@@ -453,6 +466,7 @@ describe('webhooks: a deprovision that keeps failing, through the worker pool', 
     tenant.id,
     { url: `${receiver.base}/pager`, events: ['deprovision.failed'], format: 'standard' },
     'test',
+    { allowPrivateNetworks: true },
   );
   const [user] = await database.sql`
     INSERT INTO users (tenant_id, user_name, active, origin) VALUES (${tenant.id}, 'stuck@example.com', false, 'scim')
@@ -461,7 +475,7 @@ describe('webhooks: a deprovision that keeps failing, through the worker pool', 
   // The platform failing every call, as reconcile-guarantees drives it: the job handler throws.
   const worker = await startTestDaemon({
     mode: 'worker',
-    config: testConfig(database.url, { sweeperIntervalMs: 0, secretKey }),
+    config: testConfig(database.url, { sweeperIntervalMs: 0, secretKey, webhookAllowPrivateNetworks: true }),
     log,
     jobHandler: async () => {
       throw new Error('platform said 503');
@@ -482,4 +496,97 @@ describe('webhooks: a deprovision that keeps failing, through the worker pool', 
       data: { tenant: 'acme', userId: user!.id, attempts: 3, retrying: true, reason: 'platform said 503' },
     });
   }, 30_000);
+});
+
+describe('webhooks: no private receivers unless the operator allows them (SSRF)', async () => {
+  const database = await createTestDatabase();
+  const { tenant } = await createTenant(database.db, 'acme', 'test');
+  const secretKey = 'e'.repeat(40);
+  const box = SecretBox.fromConfig({ secretKey, dataDir: '/nonexistent' });
+  const receiver = await startReceiver();
+  const port = new URL(receiver.base).port;
+  const { log } = capturingLogger('silent');
+  const daemon = await startTestDaemon({
+    mode: 'start',
+    config: testConfig(database.url, { adminToken: ADMIN, secretKey, sweeperIntervalMs: 0 }),
+    log,
+    webhookBackoffMs: 60_000,
+  });
+  afterAll(async () => {
+    await daemon.stop();
+    await receiver.close();
+  });
+
+  it('refuses a literal private, loopback or metadata address when the webhook is added', async () => {
+    for (const url of [
+      `${receiver.base}/x`,
+      'http://169.254.169.254/latest/meta-data',
+      'http://10.0.0.5/hook',
+      'http://[::1]:8080/hook',
+      'http://[::ffff:127.0.0.1]/hook',
+      'http://100.64.1.1/hook',
+    ]) {
+      const response = await fetch(`http://127.0.0.1:${daemon.port}/api/tenants/acme/webhooks`, {
+        method: 'POST',
+        headers: { Authorization: `Bearer ${ADMIN}`, 'Content-Type': 'application/json' },
+        body: JSON.stringify({ url, events: ['brake.held'] }),
+      });
+      expect(response.status, url).toBe(400);
+      expect(JSON.stringify(await response.json())).toMatch(/WEBHOOK_ALLOW_PRIVATE_NETWORKS/);
+    }
+    const refused = await runCli(
+      ['webhook', 'add', '--tenant', 'acme', '--url', 'http://127.0.0.1/x', '--events', 'brake.held'],
+      { DATABASE_URL: database.url, IDSYNC_SECRET_KEY: secretKey },
+    );
+    expect(refused.code).not.toBe(0);
+    expect(refused.stderr).toMatch(/loopback/);
+  });
+
+  it('at delivery, a host resolving to loopback (or a literal one) is never connected to', async () => {
+    // Rows as a name that once resolved elsewhere would leave them: the check that counts is at connect.
+    for (const path of ['/by-name', '/by-literal']) {
+      const host = path === '/by-name' ? 'localhost' : '127.0.0.1';
+      await addWebhook(
+        database.db,
+        box,
+        tenant.id,
+        { url: `http://${host}:${port}${path}`, events: ['brake.held'], format: 'standard' },
+        'test',
+        { allowPrivateNetworks: true },
+      );
+    }
+    await notify(database.db, {
+      tenantId: tenant.id,
+      type: 'brake.held',
+      key: 'brake.held:ssrf',
+      summary: 'held',
+      data: {},
+    });
+    await expect
+      .poll(
+        async () =>
+          (
+            await database.sql`SELECT a.error FROM webhook_delivery_attempts a
+              JOIN webhook_deliveries d ON d.id = a.delivery_id WHERE d.tenant_id = ${tenant.id}`
+          ).map((r) => r.error),
+        { timeout: 15_000 },
+      )
+      .toEqual([
+        expect.stringMatching(/^refused: private address/),
+        expect.stringMatching(/^refused: private address/),
+      ]);
+    expect(receiver.received).toHaveLength(0);
+  });
+
+  it('tells a tenant only "network error", never the connection error code', async () => {
+    const closed = createServer();
+    await new Promise<void>((resolve) => closed.listen(0, '127.0.0.1', resolve));
+    const closedPort = (closed.address() as AddressInfo).port;
+    await new Promise<void>((resolve) => closed.close(() => resolve()));
+    const error = await undiciFetch(`http://127.0.0.1:${closedPort}/`).catch((e: unknown) => e);
+    expect(JSON.stringify((error as { cause?: { code?: string } }).cause?.code)).toMatch(/ECONNREFUSED/);
+    const shown = coarseNetworkError(error, 1_000);
+    expect(shown).toBe('network error: the receiver could not be reached');
+    expect(shown).not.toMatch(/ECONN|ENOTFOUND|refused/);
+  });
 });

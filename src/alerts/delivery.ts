@@ -1,11 +1,13 @@
 import { type Job, Worker } from 'bullmq';
 import { sql } from 'drizzle-orm';
 import { Webhook } from 'standardwebhooks';
+import { type Dispatcher, fetch } from 'undici';
 import type { Database } from '../db/client.js';
 import { createRedisConnection } from '../jobs/connection.js';
 import type { Logger } from '../log.js';
 import type { SecretBox } from '../security/secret-box.js';
 import { WEBHOOK_ATTEMPTS, WEBHOOK_QUEUE, type WebhookJob } from './dispatcher.js';
+import { guardedDispatcher, literalAddress, RefusedAddressError, refusedAddressRange } from './egress.js';
 import type { WebhookFormat } from './endpoints.js';
 
 export interface WebhookWorkerOptions {
@@ -18,6 +20,8 @@ export interface WebhookWorkerOptions {
   /** How long a receiver may take to answer one attempt. */
   timeoutMs?: number;
   concurrency?: number;
+  /** WEBHOOK_ALLOW_PRIVATE_NETWORKS: receivers on loopback/private/link-local addresses may be reached. */
+  allowPrivateNetworks: boolean;
 }
 
 interface Payload {
@@ -42,6 +46,20 @@ type Outcome =
   | { kind: 'failed'; status: number | null; error: string };
 
 /**
+ * What a tenant may learn of a failed connection: whether it timed out, was refused by idsync's address
+ * policy, or failed somewhere in the network. Never the cause code (ECONNREFUSED vs ENOTFOUND vs a
+ * reset): told apart, those turn the deliveries list into a port scanner of idsync's network.
+ */
+export function coarseNetworkError(error: unknown, timeoutMs: number): string {
+  const cause = (error as { cause?: unknown }).cause;
+  if (error instanceof RefusedAddressError || cause instanceof RefusedAddressError) {
+    return 'refused: private address (WEBHOOK_ALLOW_PRIVATE_NETWORKS is off)';
+  }
+  if ((error as Error).name === 'TimeoutError') return `timeout: no answer within ${timeoutMs} ms`;
+  return 'network error: the receiver could not be reached';
+}
+
+/**
  * Delivers one webhook attempt: signs the body with the endpoint's secret (Standard Webhooks:
  * webhook-id, webhook-timestamp, webhook-signature), POSTs it without following redirects (a redirect
  * could point anywhere inside the network), and records the attempt. A 2xx is delivered; 410 Gone
@@ -52,6 +70,8 @@ export async function startWebhookWorker(options: WebhookWorkerOptions): Promise
   const { db, log } = options;
   const connection = createRedisConnection(options.redisUrl, 'worker');
   const timeoutMs = options.timeoutMs ?? 10_000;
+  // Undefined: undici's default dispatcher, for an operator who allows private receivers.
+  const dispatcher: Dispatcher | undefined = options.allowPrivateNetworks ? undefined : guardedDispatcher();
 
   const attemptOnce = async (job: Job<WebhookJob>): Promise<void> => {
     const { deliveryId } = job.data;
@@ -90,6 +110,11 @@ export async function startWebhookWorker(options: WebhookWorkerOptions): Promise
     const started = performance.now();
     let outcome: Outcome;
     try {
+      // An IP literal is not looked up by the socket, so the guarded dispatcher never sees it: check here.
+      const literal = literalAddress(row.url);
+      const literalRange = literal === undefined ? undefined : refusedAddressRange(literal);
+      if (!options.allowPrivateNetworks && literalRange !== undefined)
+        throw new RefusedAddressError(literalRange);
       const response = await fetch(row.url, {
         method: 'POST',
         headers: {
@@ -102,6 +127,7 @@ export async function startWebhookWorker(options: WebhookWorkerOptions): Promise
         body,
         redirect: 'manual',
         signal: AbortSignal.timeout(timeoutMs),
+        ...(dispatcher ? { dispatcher } : {}),
       });
       await response.body?.cancel();
       outcome =
@@ -111,12 +137,12 @@ export async function startWebhookWorker(options: WebhookWorkerOptions): Promise
             ? { kind: 'gone', status: 410 }
             : { kind: 'failed', status: response.status, error: `the receiver answered ${response.status}` };
     } catch (error) {
-      const cause = (error as Error & { cause?: { code?: string; message?: string } }).cause;
-      const why =
-        (error as Error).name === 'TimeoutError'
-          ? `no answer within ${timeoutMs} ms`
-          : `${(error as Error).message}${cause?.code ? ` (${cause.code})` : ''}`;
-      outcome = { kind: 'failed', status: null, error: why.slice(0, 500) };
+      outcome = { kind: 'failed', status: null, error: coarseNetworkError(error, timeoutMs) };
+      // The precise cause is for the operator's log only: shown to tenants it maps their network.
+      log.debug(
+        { deliveryId, code: (error as { cause?: { code?: string } }).cause?.code ?? (error as Error).name },
+        'webhook attempt: network failure',
+      );
     }
     const durationMs = Math.round(performance.now() - started);
     const final = outcome.kind !== 'failed' || attempt >= (job.opts.attempts ?? WEBHOOK_ATTEMPTS);

@@ -4,8 +4,9 @@ import { z } from 'zod';
 import { recordAudit } from '../audit/audit-log.js';
 import type { Database } from '../db/client.js';
 import { isUuid } from '../db/uuid.js';
-import { conflict, isUniqueViolation, notFound } from '../errors.js';
+import { conflict, invalid, isUniqueViolation, notFound } from '../errors.js';
 import type { SecretBox } from '../security/secret-box.js';
+import { refusedLiteralHost } from './egress.js';
 import { ALERT_EVENTS, alertEventSchema } from './events.js';
 
 export const WEBHOOK_FORMATS = ['standard', 'slack'] as const;
@@ -13,8 +14,9 @@ export type WebhookFormat = (typeof WEBHOOK_FORMATS)[number];
 
 /**
  * A webhook endpoint as an admin gives it (API body, CLI flags). Only http(s) URLs: idsync POSTs from
- * inside the operator's network, so a `file:` or `gopher:` URL, or credentials in the URL, are refused;
- * which hosts may be reached is the operator's egress policy (README, "Webhooks").
+ * inside the operator's network, so a `file:` or `gopher:` URL, or credentials in the URL, are refused.
+ * Which addresses may be reached is checked by `addWebhook` (a literal private address) and again at
+ * each connection (`egress.ts`, README "Webhooks").
  */
 export const webhookInputSchema = z.object({
   url: z
@@ -104,7 +106,11 @@ export async function addWebhook(
   tenantId: string,
   input: WebhookInput,
   actor: string,
+  policy: { allowPrivateNetworks: boolean },
 ): Promise<WebhookEndpoint & { secret: string }> {
+  // A host name is judged at each delivery (it may resolve elsewhere later); a literal can be now.
+  const refused = policy.allowPrivateNetworks ? undefined : refusedLiteralHost(input.url);
+  if (refused) throw invalid(refused);
   const secret = newSecret();
   try {
     return await db.transaction(async (tx) => {
