@@ -590,3 +590,57 @@ describe('webhooks: no private receivers unless the operator allows them (SSRF)'
     expect(shown).not.toMatch(/ECONN|ENOTFOUND|refused/);
   });
 });
+
+describe('webhooks: a delivery that could not even be attempted does not stay pending', async () => {
+  const database = await createTestDatabase();
+  const { tenant } = await createTenant(database.db, 'acme', 'test');
+  const receiver = await startReceiver();
+  // Added by a process with the key; this worker has none, so it cannot sign: every attempt throws.
+  await addWebhook(
+    database.db,
+    SecretBox.fromConfig({ secretKey: 'w'.repeat(40), dataDir: '/nonexistent' }),
+    tenant.id,
+    { url: `${receiver.base}/keyless`, events: ['brake.held'], format: 'standard' },
+    'test',
+    { allowPrivateNetworks: true },
+  );
+  const { log } = capturingLogger('silent');
+  const worker = await startTestDaemon({
+    mode: 'worker',
+    config: testConfig(database.url, { sweeperIntervalMs: 0, webhookAllowPrivateNetworks: true }),
+    log,
+    webhookBackoffMs: 5,
+  });
+  afterAll(async () => {
+    await worker.stop();
+    await receiver.close();
+  });
+  const delivery = async () =>
+    (
+      await database.sql`SELECT d.status, d.attempts, a.error FROM webhook_deliveries d
+        LEFT JOIN LATERAL (SELECT error FROM webhook_delivery_attempts WHERE delivery_id = d.id
+          ORDER BY attempt DESC LIMIT 1) a ON true
+        WHERE d.tenant_id = ${tenant.id}`
+    )[0];
+
+  it('is failed with the reason after the last attempt, and a re-queue really runs it again', async () => {
+    await notify(database.db, {
+      tenantId: tenant.id,
+      type: 'brake.held',
+      key: 'brake.held:keyless',
+      summary: 'held',
+      data: {},
+    });
+    await expect.poll(async () => (await delivery())?.status, { timeout: 20_000 }).toBe('failed');
+    expect(await delivery()).toMatchObject({
+      attempts: 1,
+      error: expect.stringMatching(/IDSYNC_SECRET_KEY/),
+    });
+    // As if marking it failed had not reached the database: pending, queued long ago, its job kept.
+    await database.sql`UPDATE webhook_deliveries SET status = 'pending', finished_at = NULL,
+      queued_at = now() - interval '1 hour' WHERE tenant_id = ${tenant.id}`;
+    await expect.poll(async () => (await delivery())?.status, { timeout: 20_000 }).toBe('failed');
+    expect(await delivery()).toMatchObject({ attempts: 2 });
+    expect(receiver.received).toHaveLength(0);
+  }, 45_000);
+});

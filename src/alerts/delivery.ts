@@ -45,6 +45,30 @@ type Outcome =
   | { kind: 'gone'; status: 410 }
   | { kind: 'failed'; status: number | null; error: string };
 
+/** An attempt idsync could not make for a reason of its own set-up; its message is safe to show a tenant. */
+export class AttemptNotMadeError extends Error {
+  override name = 'AttemptNotMadeError';
+}
+
+/**
+ * Marks a delivery whose job failed every attempt before any attempt was recorded: `failed`, with the
+ * reason as its last attempt's error. Only a pending row changes, so an attempt that did record its
+ * outcome keeps it. Other errors (a database failure…) are shown generically; the log has them.
+ */
+export async function failUnattempted(db: Database, deliveryId: number, error: Error): Promise<void> {
+  const reason =
+    error instanceof AttemptNotMadeError || error.name === 'AttemptNotMadeError'
+      ? `not sent: ${error.message}`
+      : 'not sent: idsync could not make the attempt (see the operator log)';
+  await db.execute(sql`
+    WITH failed AS (
+      UPDATE webhook_deliveries SET status = 'failed', finished_at = now(), attempts = attempts + 1
+      WHERE id = ${deliveryId} AND status = 'pending' RETURNING id, attempts)
+    INSERT INTO webhook_delivery_attempts (delivery_id, attempt, response_status, error, duration_ms)
+    SELECT id, attempts, NULL, ${reason}, 0 FROM failed
+    ON CONFLICT DO NOTHING`);
+}
+
 /**
  * What a tenant may learn of a failed connection: whether it timed out, was refused by idsync's address
  * policy, or failed somewhere in the network. Never the cause code (ECONNREFUSED vs ENOTFOUND vs a
@@ -77,6 +101,7 @@ export async function startWebhookWorker(options: WebhookWorkerOptions): Promise
     const { deliveryId } = job.data;
     const [row] = await db.execute<{
       status: string;
+      attempts: number;
       message_id: string;
       payload: Payload;
       endpoint_id: string;
@@ -85,7 +110,7 @@ export async function startWebhookWorker(options: WebhookWorkerOptions): Promise
       secret_sealed: string;
       disabled: boolean;
     }>(sql`
-      SELECT d.status, d.message_id, d.payload, e.id::text AS endpoint_id, e.url, e.format, e.secret_sealed,
+      SELECT d.status, d.attempts, d.message_id, d.payload, e.id::text AS endpoint_id, e.url, e.format, e.secret_sealed,
         e.disabled_at IS NOT NULL AS disabled
       FROM webhook_deliveries d JOIN webhook_endpoints e ON e.id = d.endpoint_id WHERE d.id = ${deliveryId}`);
     if (row?.status !== 'pending') return;
@@ -95,11 +120,12 @@ export async function startWebhookWorker(options: WebhookWorkerOptions): Promise
       return;
     }
     if (!options.secretBox) {
-      throw new Error(
+      throw new AttemptNotMadeError(
         'this worker has no IDSYNC_SECRET_KEY to open the webhook secret; set it in every process',
       );
     }
-    const attempt = job.attemptsMade + 1;
+    // Counted on the row, not the job: a re-queued job starts again at 0 and must not overwrite attempts.
+    const attempt = row.attempts + 1;
     const body = webhookBody(row.format, row.payload);
     const sentAt = new Date();
     const signature = new Webhook(options.secretBox.open(row.secret_sealed)).sign(
@@ -145,7 +171,8 @@ export async function startWebhookWorker(options: WebhookWorkerOptions): Promise
       );
     }
     const durationMs = Math.round(performance.now() - started);
-    const final = outcome.kind !== 'failed' || attempt >= (job.opts.attempts ?? WEBHOOK_ATTEMPTS);
+    const final =
+      outcome.kind !== 'failed' || job.attemptsMade + 1 >= (job.opts.attempts ?? WEBHOOK_ATTEMPTS);
     const status =
       outcome.kind === 'delivered'
         ? 'delivered'
@@ -188,6 +215,17 @@ export async function startWebhookWorker(options: WebhookWorkerOptions): Promise
     concurrency: options.concurrency ?? 4,
   });
   worker.on('error', (error) => log.warn({ err: error }, 'webhook worker error'));
+  // An error before an attempt is recorded (no key, a wrong key, the database) fails the job without
+  // touching its row; after the last attempt the row must not stay pending for ever.
+  worker.on('failed', (job, error) => {
+    if (!job || job.attemptsMade < (job.opts.attempts ?? WEBHOOK_ATTEMPTS)) return;
+    failUnattempted(db, job.data.deliveryId, error).catch((writeError: unknown) =>
+      log.warn(
+        { err: writeError, deliveryId: job.data.deliveryId },
+        'could not mark a webhook delivery failed; the dispatcher queues it again later',
+      ),
+    );
+  });
   await worker.waitUntilReady();
   return {
     close: async () => {
