@@ -8,6 +8,8 @@ import { afterAll, describe, expect, inject, it } from 'vitest';
 import { coarseNetworkError } from '../src/alerts/delivery.js';
 import { addWebhook } from '../src/alerts/endpoints.js';
 import { notify } from '../src/alerts/notify.js';
+import { shownUrl } from '../src/alerts/shown-url.js';
+import { escapeHtml } from '../src/http/html.js';
 import { connectorFactory } from '../src/platform/factory.js';
 import { SecretBox } from '../src/security/secret-box.js';
 import { createTenant } from '../src/tenants/tenants.js';
@@ -19,6 +21,8 @@ import { capturingLogger } from './support/log-capture.js';
 import { GROUP, patch, USER } from './support/scim-fixtures.js';
 
 const ADMIN = randomBytes(24).toString('hex');
+
+const escapeRegExp = (text: string) => text.replace(/[.*+?^${}()|[\]\\]/g, '\\$&');
 
 interface Received {
   path: string;
@@ -199,11 +203,11 @@ describe('webhooks: alerts that reach a person', async () => {
 
   it('retries a failing receiver with back-off and records each attempt', async () => {
     await expect
-      .poll(async () => (await deliveries('acme')).find((d) => d.url.endsWith('/flaky'))?.status, {
+      .poll(async () => (await deliveries('acme')).find((d) => d.endpointId === flaky.id)?.status, {
         timeout: 15_000,
       })
       .toBe('delivered');
-    const flakyDelivery = (await deliveries('acme')).find((d) => d.url.endsWith('/flaky'))!;
+    const flakyDelivery = (await deliveries('acme')).find((d) => d.endpointId === flaky.id)!;
     expect(flakyDelivery).toMatchObject({ attempts: 2, lastResponseStatus: 200, event: 'brake.held' });
     const attempts = await database.sql`
       SELECT attempt, response_status FROM webhook_delivery_attempts WHERE delivery_id = ${flakyDelivery.id} ORDER BY attempt`;
@@ -219,7 +223,7 @@ describe('webhooks: alerts that reach a person', async () => {
 
   it('disables an endpoint that answers 410 Gone, and sends Slack its {"text"} shape', async () => {
     await expect
-      .poll(async () => (await deliveries('acme')).find((d) => d.url.endsWith('/gone'))?.status, {
+      .poll(async () => (await deliveries('acme')).find((d) => d.endpointId === gone.id)?.status, {
         timeout: 15_000,
       })
       .toBe('gone');
@@ -245,8 +249,11 @@ describe('webhooks: alerts that reach a person', async () => {
     const page = await (await fetch(`${base}/console/acme`, { headers: { cookie } })).text();
     const alerts = page.slice(page.indexOf('<section id="alerts">'));
     expect(alerts).toContain('brake.held');
-    expect(alerts).toMatch(/\/flaky<\/td>\s*<td class="ok">delivered<\/td><td>2<\/td><td>200/);
-    expect(alerts).toMatch(/\/gone<\/td>\s*<td class="bad">gone<\/td>/);
+    const shown = (path: string) => escapeRegExp(escapeHtml(shownUrl(`${receiver.base}${path}`)));
+    expect(alerts).toMatch(
+      new RegExp(`${shown('/flaky')}</td>\\s*<td class="ok">delivered</td><td>2</td><td>200`),
+    );
+    expect(alerts).toMatch(new RegExp(`${shown('/gone')}</td>\\s*<td class="bad">gone</td>`));
     expect(page).not.toContain(acme.secret);
   });
 
@@ -280,12 +287,17 @@ describe('webhooks: alerts that reach a person', async () => {
     expect(refused.code).not.toBe(0);
     expect(refused.stderr).toMatch(/http/);
     const listed = await runCli(['webhook', 'list', '--tenant', 'acme'], env);
-    expect(listed.stdout).toContain(`${receiver.base}/cli  slack  drift.critical,brake.held  live`);
+    // The full URL was printed once, by `add`; the list shows scheme, host and a hash of the path.
+    expect(added.stdout).toContain(`url:     ${receiver.base}/cli`);
+    expect(listed.stdout).toContain(
+      `${shownUrl(`${receiver.base}/cli`)}  slack  drift.critical,brake.held  live`,
+    );
+    expect(listed.stdout).not.toContain('/cli ');
     expect(listed.stdout).not.toContain('whsec_');
     const shown = await runCli(['webhook', 'deliveries', '--tenant', 'acme', '--json'], env);
     expect(shown.code, shown.stderr).toBe(0);
     const { deliveries: rows } = JSON.parse(shown.stdout) as { deliveries: any[] };
-    expect(rows.find((d) => d.url.endsWith('/gone'))).toMatchObject({
+    expect(rows.find((d) => d.endpointId === gone.id)).toMatchObject({
       status: 'gone',
       lastResponseStatus: 410,
     });
@@ -330,7 +342,22 @@ describe('webhooks: alerts that reach a person', async () => {
       .poll(() => receiver.at('/acme').map((r) => JSON.parse(r.body).type), { timeout: 20_000 })
       .toContain('drift.critical');
     const critical = receiver.at('/acme').find((r) => JSON.parse(r.body).type === 'drift.critical')!;
-    expect(verified(acme.secret, critical).data.findings.length).toBeGreaterThan(0);
+    const data = verified(acme.secret, critical).data;
+    // The tenant's own signed receiver gets who: user ids and accounts (e-mail addresses).
+    expect(data.findings.length).toBeGreaterThan(0);
+    expect(data.findings[0]).toMatchObject({
+      userId: expect.any(String),
+      account: expect.stringContaining('@'),
+    });
+    // A Slack channel (the CLI-added endpoint) gets counts and a console link, never an address.
+    await expect
+      .poll(() => receiver.at('/cli').map((r) => JSON.parse(r.body).text as string), { timeout: 20_000 })
+      .toContainEqual(expect.stringContaining('drift.critical'));
+    for (const r of receiver.at('/cli')) {
+      const { text } = JSON.parse(r.body) as { text: string };
+      expect(text).not.toMatch(/@example\.com/);
+      expect(text).toContain(`<${daemon.resources.config.publicUrl}/console/acme|`);
+    }
   });
 
   it('keeps tenants apart: the other tenant’s endpoint heard none of acme’s events', async () => {
@@ -352,6 +379,53 @@ describe('webhooks: alerts that reach a person', async () => {
       expect(output()).not.toContain(secret);
       expect(output()).not.toContain(secret.slice(6));
     }
+  });
+
+  it('an auditor never sees a webhook URL’s path: not in the list, the deliveries, the console or the audit log', async () => {
+    const auditor = await call('/api/admin-tokens', 'POST', ADMIN, {
+      name: 'acme-url-auditor',
+      role: 'auditor',
+      tenant: 'acme',
+    });
+    const token = auditor.body.token as string;
+    const listed = await call('/api/tenants/acme/webhooks', 'GET', token);
+    const shownDeliveries = await call('/api/tenants/acme/webhooks/deliveries', 'GET', token);
+    expect(listed.status).toBe(200);
+    expect(shownDeliveries.body.deliveries.length).toBeGreaterThan(0);
+    const login = await fetch(`${base}/console/acme/login`, {
+      method: 'POST',
+      redirect: 'manual',
+      headers: {
+        'Content-Type': 'application/x-www-form-urlencoded',
+        Origin: daemon.resources.config.publicUrl,
+      },
+      body: new URLSearchParams({ token }).toString(),
+    });
+    expect(login.status).toBe(303);
+    const cookie = login.headers.get('set-cookie')!.split(';')[0]!;
+    const page = await (await fetch(`${base}/console/acme`, { headers: { cookie } })).text();
+    const audit =
+      await database.sql`SELECT after::text AS after FROM audit_log WHERE action LIKE 'webhook.%'`;
+    expect(audit.length).toBeGreaterThan(0);
+    const [sealed] = await database.sql`SELECT url_sealed FROM webhook_endpoints WHERE id = ${acme.id}`;
+    for (const seen of [
+      JSON.stringify(listed.body),
+      JSON.stringify(shownDeliveries.body),
+      page,
+      JSON.stringify(audit),
+      sealed!.url_sealed as string,
+      output(),
+    ]) {
+      for (const path of ['/acme', '/flaky', '/gone', '/slack']) {
+        expect(seen).not.toContain(`${receiver.base}${path}`);
+      }
+      // The paths alone, where they cannot be mistaken for idsync's own (`/console/acme`).
+      for (const path of ['/flaky', '/gone', '/slack']) expect(seen).not.toMatch(new RegExp(`${path}\\b`));
+    }
+    expect(listed.body.webhooks.map((w: { url: string }) => w.url)).toContain(
+      shownUrl(`${receiver.base}/acme`),
+    );
+    expect(shownUrl(`${receiver.base}/acme`)).toMatch(/^http:\/\/127\.0\.0\.1:\d+\/…#[0-9a-f]{6}$/);
   });
 
   it('removing an endpoint stops its deliveries; an auditor may read but not add', async () => {

@@ -9,6 +9,7 @@ import type { SecretBox } from '../security/secret-box.js';
 import { WEBHOOK_ATTEMPTS, WEBHOOK_QUEUE, type WebhookJob } from './dispatcher.js';
 import { guardedDispatcher, literalAddress, RefusedAddressError, refusedAddressRange } from './egress.js';
 import type { WebhookFormat } from './endpoints.js';
+import { UNSEALED_PREFIX } from './shown-url.js';
 
 export interface WebhookWorkerOptions {
   db: Database;
@@ -20,6 +21,8 @@ export interface WebhookWorkerOptions {
   /** How long a receiver may take to answer one attempt. */
   timeoutMs?: number;
   concurrency?: number;
+  /** idsync's public URL: the Slack text links to the tenant's console there. */
+  publicUrl: string;
   /** WEBHOOK_ALLOW_PRIVATE_NETWORKS: receivers on loopback/private/link-local addresses may be reached. */
   allowPrivateNetworks: boolean;
 }
@@ -30,11 +33,19 @@ interface Payload {
   data: { tenant?: string; summary?: string } & Record<string, unknown>;
 }
 
-/** What is POSTed: the Standard Webhooks payload, or Slack's incoming-webhook `{"text": …}`. */
-export function webhookBody(format: WebhookFormat, payload: Payload): string {
+/**
+ * What is POSTed: the Standard Webhooks payload, or Slack's incoming-webhook `{"text": …}`. The standard
+ * payload goes, signed, to the tenant's own receiver and carries what it needs to act (user ids and
+ * platform accounts, which are e-mail addresses). A Slack channel is often read more widely than the
+ * console, so the Slack text is the summary (counts, never an e-mail address) and a link to the
+ * tenant's console, where a signed-in admin sees who.
+ */
+export function webhookBody(format: WebhookFormat, payload: Payload, publicUrl: string): string {
   if (format === 'slack') {
+    const tenant = String(payload.data.tenant ?? '');
+    const console = `${publicUrl}/console/${encodeURIComponent(tenant)}`;
     return JSON.stringify({
-      text: `:rotating_light: idsync ${payload.type} (${payload.data.tenant}): ${payload.data.summary}`,
+      text: `:rotating_light: idsync ${payload.type} (${tenant}): ${payload.data.summary} <${console}|Open the idsync console>`,
     });
   }
   return JSON.stringify(payload);
@@ -44,6 +55,22 @@ type Outcome =
   | { kind: 'delivered'; status: number }
   | { kind: 'gone'; status: 410 }
   | { kind: 'failed'; status: number | null; error: string };
+
+/** A stored webhook URL: sealed, or (made before migration 0022, not yet sealed) `plain:<url>`. */
+const openUrl = (box: SecretBox, stored: string) =>
+  stored.startsWith(UNSEALED_PREFIX) ? stored.slice(UNSEALED_PREFIX.length) : box.open(stored);
+
+/** Seals the URLs migration 0022 could not (SQL has no key); a handful at most, once. */
+async function sealLegacyUrls(db: Database, box: SecretBox, log: Logger): Promise<void> {
+  const rows = await db.execute<{ id: string; url_sealed: string }>(sql`
+    SELECT id::text, url_sealed FROM webhook_endpoints WHERE url_sealed LIKE ${`${UNSEALED_PREFIX}%`}`);
+  for (const row of rows) {
+    await db.execute(sql`UPDATE webhook_endpoints SET url_sealed = ${box.seal(openUrl(box, row.url_sealed))}
+      WHERE id = ${row.id} AND url_sealed = ${row.url_sealed}`);
+  }
+  if (rows.length > 0)
+    log.info({ endpoints: rows.length }, 'sealed webhook URLs stored before migration 0022');
+}
 
 /** An attempt idsync could not make for a reason of its own set-up; its message is safe to show a tenant. */
 export class AttemptNotMadeError extends Error {
@@ -105,12 +132,12 @@ export async function startWebhookWorker(options: WebhookWorkerOptions): Promise
       message_id: string;
       payload: Payload;
       endpoint_id: string;
-      url: string;
+      url_sealed: string;
       format: WebhookFormat;
       secret_sealed: string;
       disabled: boolean;
     }>(sql`
-      SELECT d.status, d.attempts, d.message_id, d.payload, e.id::text AS endpoint_id, e.url, e.format, e.secret_sealed,
+      SELECT d.status, d.attempts, d.message_id, d.payload, e.id::text AS endpoint_id, e.url_sealed, e.format, e.secret_sealed,
         e.disabled_at IS NOT NULL AS disabled
       FROM webhook_deliveries d JOIN webhook_endpoints e ON e.id = d.endpoint_id WHERE d.id = ${deliveryId}`);
     if (row?.status !== 'pending') return;
@@ -126,7 +153,8 @@ export async function startWebhookWorker(options: WebhookWorkerOptions): Promise
     }
     // Counted on the row, not the job: a re-queued job starts again at 0 and must not overwrite attempts.
     const attempt = row.attempts + 1;
-    const body = webhookBody(row.format, row.payload);
+    const url = openUrl(options.secretBox, row.url_sealed);
+    const body = webhookBody(row.format, row.payload, options.publicUrl);
     const sentAt = new Date();
     const signature = new Webhook(options.secretBox.open(row.secret_sealed)).sign(
       row.message_id,
@@ -137,11 +165,11 @@ export async function startWebhookWorker(options: WebhookWorkerOptions): Promise
     let outcome: Outcome;
     try {
       // An IP literal is not looked up by the socket, so the guarded dispatcher never sees it: check here.
-      const literal = literalAddress(row.url);
+      const literal = literalAddress(url);
       const literalRange = literal === undefined ? undefined : refusedAddressRange(literal);
       if (!options.allowPrivateNetworks && literalRange !== undefined)
         throw new RefusedAddressError(literalRange);
-      const response = await fetch(row.url, {
+      const response = await fetch(url, {
         method: 'POST',
         headers: {
           'Content-Type': 'application/json',
@@ -227,6 +255,7 @@ export async function startWebhookWorker(options: WebhookWorkerOptions): Promise
     );
   });
   await worker.waitUntilReady();
+  if (options.secretBox) await sealLegacyUrls(db, options.secretBox, log);
   return {
     close: async () => {
       await worker.close();

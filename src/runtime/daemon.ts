@@ -200,6 +200,7 @@ export async function startDaemon(options: DaemonOptions): Promise<Daemon> {
         log,
         secretBox: optionalSecretBox(config),
         allowPrivateNetworks: config.webhookAllowPrivateNetworks,
+        publicUrl: config.publicUrl,
       });
       cleanups.push(() => webhooks.close());
       const purger = new OutboxPurger({
