@@ -1,14 +1,17 @@
 import { randomBytes } from 'node:crypto';
+import { readdirSync, readFileSync } from 'node:fs';
 import { createServer, type IncomingHttpHeaders } from 'node:http';
 import type { AddressInfo } from 'node:net';
+import { join } from 'node:path';
 import { Redis } from 'ioredis';
 import { Webhook } from 'standardwebhooks';
 import { fetch as undiciFetch } from 'undici';
 import { afterAll, describe, expect, inject, it } from 'vitest';
-import { coarseNetworkError } from '../src/alerts/delivery.js';
+import { coarseNetworkError, sealLegacyUrls } from '../src/alerts/delivery.js';
 import { addWebhook } from '../src/alerts/endpoints.js';
 import { notify } from '../src/alerts/notify.js';
-import { shownUrl } from '../src/alerts/shown-url.js';
+import { shownUrl, urlDigest } from '../src/alerts/shown-url.js';
+import { MIGRATIONS_FOLDER } from '../src/db/migrate.js';
 import { escapeHtml } from '../src/http/html.js';
 import { connectorFactory } from '../src/platform/factory.js';
 import { SecretBox } from '../src/security/secret-box.js';
@@ -717,4 +720,36 @@ describe('webhooks: a delivery that could not even be attempted does not stay pe
     expect(await delivery()).toMatchObject({ attempts: 2 });
     expect(receiver.received).toHaveLength(0);
   }, 45_000);
+});
+
+describe('webhooks: migration 0022 carries existing endpoints over', async () => {
+  const database = await createTestDatabase({ migrated: false });
+  const files = readdirSync(MIGRATIONS_FOLDER)
+    .filter((f) => f.endsWith('.sql'))
+    .sort();
+  const apply = async (file: string) => {
+    for (const statement of readFileSync(join(MIGRATIONS_FOLDER, file), 'utf8').split(
+      '--> statement-breakpoint',
+    )) {
+      if (statement.trim()) await database.sql.unsafe(statement);
+    }
+  };
+
+  it('computes url_shown and url_digest as the code does, and the worker seals the URL at start', async () => {
+    const before = files.filter((f) => f < '0022');
+    for (const file of before) await apply(file);
+    const { tenant } = await createTenant(database.db, 'acme', 'test');
+    const url = 'https://hooks.slack.com/services/T000/B000/XXXXsecretXXXX?x=1';
+    await database.sql`INSERT INTO webhook_endpoints (tenant_id, url, events, format, secret_sealed, created_by)
+      VALUES (${tenant.id}, ${url}, '{brake.held}', 'slack', 'v1.x.y.z', 'test')`;
+    await apply(files.find((f) => f.startsWith('0022_'))!);
+    const [row] = await database.sql`SELECT url_sealed, url_shown, url_digest FROM webhook_endpoints`;
+    expect(row).toEqual({ url_sealed: `plain:${url}`, url_shown: shownUrl(url), url_digest: urlDigest(url) });
+    expect(row!.url_shown).toMatch(/^https:\/\/hooks\.slack\.com\/…#[0-9a-f]{6}$/);
+    const box = SecretBox.fromConfig({ secretKey: 'm'.repeat(40), dataDir: '/nonexistent' });
+    await sealLegacyUrls(database.db, box, capturingLogger('silent').log);
+    const [sealed] = await database.sql`SELECT url_sealed FROM webhook_endpoints`;
+    expect(sealed!.url_sealed).toMatch(/^v1\./);
+    expect(box.open(sealed!.url_sealed)).toBe(url);
+  });
 });

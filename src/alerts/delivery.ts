@@ -61,7 +61,7 @@ const openUrl = (box: SecretBox, stored: string) =>
   stored.startsWith(UNSEALED_PREFIX) ? stored.slice(UNSEALED_PREFIX.length) : box.open(stored);
 
 /** Seals the URLs migration 0022 could not (SQL has no key); a handful at most, once. */
-async function sealLegacyUrls(db: Database, box: SecretBox, log: Logger): Promise<void> {
+export async function sealLegacyUrls(db: Database, box: SecretBox, log: Logger): Promise<void> {
   const rows = await db.execute<{ id: string; url_sealed: string }>(sql`
     SELECT id::text, url_sealed FROM webhook_endpoints WHERE url_sealed LIKE ${`${UNSEALED_PREFIX}%`}`);
   for (const row of rows) {
