@@ -14,6 +14,7 @@ import {
   webhookInputSchema,
 } from '../alerts/endpoints.js';
 import { HTTP_STATUS } from '../errors.js';
+import { activityInputSchema } from '../platform/activity.js';
 import { ruleSourceSchema, ruleTargetSchema } from '../reconcile/rules.js';
 
 /** Where the API edges are mounted (src/runtime/daemon.ts): the document's paths start with these. */
@@ -111,6 +112,14 @@ const ADMIN_ROUTES: Route[] = [
     }),
     ok: [201, anyObject],
     alsoOk: [200],
+  },
+  {
+    method: 'post',
+    path: '/tenants/{tenant}/activity',
+    summary: "Record what platform accounts did (the built-in platform's feed for the seat audit)",
+    role: 'operator',
+    body: activityInputSchema,
+    ok: [202, z.object({ recorded: z.number().int() })],
   },
   {
     method: 'get',

@@ -31,7 +31,7 @@ export async function recordActivity(
 /** Most activity records one request may carry. */
 export const ACTIVITY_BATCH_MAX = 1_000;
 
-const activityInputSchema = z.object({
+export const activityInputSchema = z.object({
   activity: z
     .array(
       z.strictObject({
