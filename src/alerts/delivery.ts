@@ -259,6 +259,7 @@ export async function startWebhookWorker(options: WebhookWorkerOptions): Promise
   return {
     close: async () => {
       await worker.close();
+      await dispatcher?.close();
       connection.disconnect();
     },
   };
