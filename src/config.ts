@@ -108,6 +108,9 @@ const envSchema = z.object({
   SWEEPER_GRACE_MS: positiveInt(300_000),
   METRICS_TOKEN: z.string().min(32, 'must be at least 32 characters').optional(),
   METRICS_OPEN: z.enum(['true', 'false'], { error: 'must be true or false' }).default('false'),
+  WEBHOOK_ALLOW_PRIVATE_NETWORKS: z
+    .enum(['true', 'false'], { error: 'must be true or false' })
+    .default('false'),
 });
 
 export interface Config {
@@ -176,6 +179,11 @@ export interface Config {
    * so metrics (which name lanes, drift classes and backlogs) are never public by accident.
    */
   metricsOpen: boolean;
+  /**
+   * Webhooks may reach loopback, private, link-local and metadata addresses (receivers on the
+   * operator's own network). Off: only public addresses, checked at add time and at each connection.
+   */
+  webhookAllowPrivateNetworks: boolean;
 }
 
 export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
@@ -220,6 +228,7 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
     sweeperGraceMs: e.SWEEPER_GRACE_MS,
     metricsToken: e.METRICS_TOKEN,
     metricsOpen: e.METRICS_OPEN === 'true',
+    webhookAllowPrivateNetworks: e.WEBHOOK_ALLOW_PRIVATE_NETWORKS === 'true',
   };
 }
 

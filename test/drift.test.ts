@@ -2,12 +2,14 @@ import { randomBytes } from 'node:crypto';
 import { Worker } from 'bullmq';
 import { Redis } from 'ioredis';
 import { afterAll, describe, expect, inject, it } from 'vitest';
+import { addWebhook } from '../src/alerts/endpoints.js';
 import { failedJobsOf } from '../src/drift/failed-jobs.js';
 import { reportFindings } from '../src/drift/reports.js';
 import { runDriftScan } from '../src/drift/scan.js';
 import { closeQueues, openQueues } from '../src/jobs/queues.js';
 import { BuiltinConnector } from '../src/platform/builtin.js';
 import { addRule } from '../src/reconcile/rules.js';
+import { SecretBox } from '../src/security/secret-box.js';
 import { createTenant, updateTenantPolicy } from '../src/tenants/tenants.js';
 import { startTestDaemon, testConfig } from './support/daemon.js';
 import { createTestDatabase, type TestDatabase, uniquePrefix } from './support/database.js';
@@ -355,6 +357,56 @@ describe('findings idsync itself could not finish: blocked operations and failed
     expect(findings.find((f) => f.class === 'failed-job')).toMatchObject({
       severity: 'high',
       actual: 'Heroku said no',
+    });
+  });
+});
+
+describe('a drift.critical alert commits with its report', async () => {
+  const database = await createTestDatabase();
+  const { tenant } = await createTenant(database.db, 'acme', 'test');
+  const box = SecretBox.fromConfig({ secretKey: 'k'.repeat(40), dataDir: '/nonexistent' });
+  await addWebhook(
+    database.db,
+    box,
+    tenant.id,
+    { url: 'https://alerts.example.com/idsync', events: ['drift.critical'], format: 'standard' },
+    'test',
+    { allowPrivateNetworks: false },
+  );
+  await seedUser(database, tenant.id, 'gone@example.com', [], 400, false);
+  await grant(database, tenant.id, 'gone@example.com', { enterprise: '{view}' });
+  const scan = () =>
+    runDriftScan(
+      { database, connector: new BuiltinConnector(database.db, tenant.id), failedJobs: async () => [] },
+      tenant.id,
+      'test',
+    );
+  const count = async (table: 'drift_reports' | 'webhook_deliveries') =>
+    (
+      await database.sql`SELECT count(*)::int AS n FROM ${database.sql(table)} WHERE tenant_id = ${tenant.id}`
+    )[0]!.n as number;
+
+  it('when the alert cannot be written, the report is not stored either (no report without its alert)', async () => {
+    // The alert's write fails, as a crash between the two writes would leave it unwritten.
+    await database.sql.unsafe(`
+      CREATE FUNCTION refuse_delivery() RETURNS trigger LANGUAGE plpgsql AS $$
+        BEGIN RAISE EXCEPTION 'delivery write refused by the test'; END $$;
+      CREATE TRIGGER refuse_delivery BEFORE INSERT ON webhook_deliveries
+        FOR EACH ROW EXECUTE FUNCTION refuse_delivery();`);
+    await expect(scan()).rejects.toThrow();
+    expect(await count('drift_reports')).toBe(0);
+    expect(await count('webhook_deliveries')).toBe(0);
+    await database.sql.unsafe('DROP TRIGGER refuse_delivery ON webhook_deliveries');
+    // The next scan finds the same user new again and both commit.
+    await scan();
+    expect(await count('drift_reports')).toBe(1);
+    const [delivery] = await database.sql`
+      SELECT event_type, payload FROM webhook_deliveries WHERE tenant_id = ${tenant.id}`;
+    expect(delivery).toMatchObject({
+      event_type: 'drift.critical',
+      payload: {
+        data: { critical: 1, findings: [expect.objectContaining({ account: 'gone@example.com' })] },
+      },
     });
   });
 });

@@ -114,6 +114,16 @@ describe('the queue dashboard (Bull Board) at /admin/queues', async () => {
     expect(await failedCount()).toBe(1);
   });
 
+  it('refuses a change with neither Origin nor Referer (a script, or a request that hid them)', async () => {
+    const response = await fetch(
+      `${board}/api/queues/idsync-reconcile/clean/failed`,
+      as(basic(operator), { method: 'PUT' }),
+    );
+    expect(response.status).toBe(403);
+    expect(((await response.json()) as any).error.message).toMatch(/Origin or Referer/);
+    expect(await failedCount()).toBe(1);
+  });
+
   it('lets an operator retry the failed jobs, and audits it', async () => {
     const response = await fetch(
       `${board}/api/queues/idsync-reconcile/retry/failed`,

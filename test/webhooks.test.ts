@@ -1,10 +1,18 @@
 import { randomBytes } from 'node:crypto';
+import { readdirSync, readFileSync } from 'node:fs';
 import { createServer, type IncomingHttpHeaders } from 'node:http';
 import type { AddressInfo } from 'node:net';
+import { join } from 'node:path';
 import { Redis } from 'ioredis';
 import { Webhook } from 'standardwebhooks';
+import { fetch as undiciFetch } from 'undici';
 import { afterAll, describe, expect, inject, it } from 'vitest';
+import { coarseNetworkError, sealLegacyUrls } from '../src/alerts/delivery.js';
 import { addWebhook } from '../src/alerts/endpoints.js';
+import { notify } from '../src/alerts/notify.js';
+import { shownUrl, urlDigest } from '../src/alerts/shown-url.js';
+import { MIGRATIONS_FOLDER } from '../src/db/migrate.js';
+import { escapeHtml } from '../src/http/html.js';
 import { connectorFactory } from '../src/platform/factory.js';
 import { SecretBox } from '../src/security/secret-box.js';
 import { createTenant } from '../src/tenants/tenants.js';
@@ -16,6 +24,8 @@ import { capturingLogger } from './support/log-capture.js';
 import { GROUP, patch, USER } from './support/scim-fixtures.js';
 
 const ADMIN = randomBytes(24).toString('hex');
+
+const escapeRegExp = (text: string) => text.replace(/[.*+?^${}()|[\]\\]/g, '\\$&');
 
 interface Received {
   path: string;
@@ -63,7 +73,12 @@ describe('webhooks: alerts that reach a person', async () => {
   const receiver = await startReceiver();
   const daemon = await startTestDaemon({
     mode: 'start',
-    config: testConfig(database.url, { adminToken: ADMIN, secretKey: 's'.repeat(40) }),
+    // The receiver listens on 127.0.0.1: allowed only because the operator says so.
+    config: testConfig(database.url, {
+      adminToken: ADMIN,
+      secretKey: 's'.repeat(40),
+      webhookAllowPrivateNetworks: true,
+    }),
     log,
     webhookBackoffMs: 100,
   });
@@ -191,11 +206,11 @@ describe('webhooks: alerts that reach a person', async () => {
 
   it('retries a failing receiver with back-off and records each attempt', async () => {
     await expect
-      .poll(async () => (await deliveries('acme')).find((d) => d.url.endsWith('/flaky'))?.status, {
+      .poll(async () => (await deliveries('acme')).find((d) => d.endpointId === flaky.id)?.status, {
         timeout: 15_000,
       })
       .toBe('delivered');
-    const flakyDelivery = (await deliveries('acme')).find((d) => d.url.endsWith('/flaky'))!;
+    const flakyDelivery = (await deliveries('acme')).find((d) => d.endpointId === flaky.id)!;
     expect(flakyDelivery).toMatchObject({ attempts: 2, lastResponseStatus: 200, event: 'brake.held' });
     const attempts = await database.sql`
       SELECT attempt, response_status FROM webhook_delivery_attempts WHERE delivery_id = ${flakyDelivery.id} ORDER BY attempt`;
@@ -211,7 +226,7 @@ describe('webhooks: alerts that reach a person', async () => {
 
   it('disables an endpoint that answers 410 Gone, and sends Slack its {"text"} shape', async () => {
     await expect
-      .poll(async () => (await deliveries('acme')).find((d) => d.url.endsWith('/gone'))?.status, {
+      .poll(async () => (await deliveries('acme')).find((d) => d.endpointId === gone.id)?.status, {
         timeout: 15_000,
       })
       .toBe('gone');
@@ -237,13 +252,20 @@ describe('webhooks: alerts that reach a person', async () => {
     const page = await (await fetch(`${base}/console/acme`, { headers: { cookie } })).text();
     const alerts = page.slice(page.indexOf('<section id="alerts">'));
     expect(alerts).toContain('brake.held');
-    expect(alerts).toMatch(/\/flaky<\/td>\s*<td class="ok">delivered<\/td><td>2<\/td><td>200/);
-    expect(alerts).toMatch(/\/gone<\/td>\s*<td class="bad">gone<\/td>/);
+    const shown = (path: string) => escapeRegExp(escapeHtml(shownUrl(`${receiver.base}${path}`)));
+    expect(alerts).toMatch(
+      new RegExp(`${shown('/flaky')}</td>\\s*<td class="ok">delivered</td><td>2</td><td>200`),
+    );
+    expect(alerts).toMatch(new RegExp(`${shown('/gone')}</td>\\s*<td class="bad">gone</td>`));
     expect(page).not.toContain(acme.secret);
   });
 
   it('the CLI adds (secret shown once), lists and shows deliveries', async () => {
-    const env = { DATABASE_URL: database.url, IDSYNC_SECRET_KEY: 's'.repeat(40) };
+    const env = {
+      DATABASE_URL: database.url,
+      IDSYNC_SECRET_KEY: 's'.repeat(40),
+      WEBHOOK_ALLOW_PRIVATE_NETWORKS: 'true',
+    };
     const added = await runCli(
       [
         'webhook',
@@ -268,12 +290,17 @@ describe('webhooks: alerts that reach a person', async () => {
     expect(refused.code).not.toBe(0);
     expect(refused.stderr).toMatch(/http/);
     const listed = await runCli(['webhook', 'list', '--tenant', 'acme'], env);
-    expect(listed.stdout).toContain(`${receiver.base}/cli  slack  drift.critical,brake.held  live`);
+    // The full URL was printed once, by `add`; the list shows scheme, host and a hash of the path.
+    expect(added.stdout).toContain(`url:     ${receiver.base}/cli`);
+    expect(listed.stdout).toContain(
+      `${shownUrl(`${receiver.base}/cli`)}  slack  drift.critical,brake.held  live`,
+    );
+    expect(listed.stdout).not.toContain('/cli ');
     expect(listed.stdout).not.toContain('whsec_');
     const shown = await runCli(['webhook', 'deliveries', '--tenant', 'acme', '--json'], env);
     expect(shown.code, shown.stderr).toBe(0);
     const { deliveries: rows } = JSON.parse(shown.stdout) as { deliveries: any[] };
-    expect(rows.find((d) => d.url.endsWith('/gone'))).toMatchObject({
+    expect(rows.find((d) => d.endpointId === gone.id)).toMatchObject({
       status: 'gone',
       lastResponseStatus: 410,
     });
@@ -318,7 +345,22 @@ describe('webhooks: alerts that reach a person', async () => {
       .poll(() => receiver.at('/acme').map((r) => JSON.parse(r.body).type), { timeout: 20_000 })
       .toContain('drift.critical');
     const critical = receiver.at('/acme').find((r) => JSON.parse(r.body).type === 'drift.critical')!;
-    expect(verified(acme.secret, critical).data.findings.length).toBeGreaterThan(0);
+    const data = verified(acme.secret, critical).data;
+    // The tenant's own signed receiver gets who: user ids and accounts (e-mail addresses).
+    expect(data.findings.length).toBeGreaterThan(0);
+    expect(data.findings[0]).toMatchObject({
+      userId: expect.any(String),
+      account: expect.stringContaining('@'),
+    });
+    // A Slack channel (the CLI-added endpoint) gets counts and a console link, never an address.
+    await expect
+      .poll(() => receiver.at('/cli').map((r) => JSON.parse(r.body).text as string), { timeout: 20_000 })
+      .toContainEqual(expect.stringContaining('drift.critical'));
+    for (const r of receiver.at('/cli')) {
+      const { text } = JSON.parse(r.body) as { text: string };
+      expect(text).not.toMatch(/@example\.com/);
+      expect(text).toContain(`<${daemon.resources.config.publicUrl}/console/acme|`);
+    }
   });
 
   it('keeps tenants apart: the other tenant’s endpoint heard none of acme’s events', async () => {
@@ -340,6 +382,53 @@ describe('webhooks: alerts that reach a person', async () => {
       expect(output()).not.toContain(secret);
       expect(output()).not.toContain(secret.slice(6));
     }
+  });
+
+  it('an auditor never sees a webhook URL’s path: not in the list, the deliveries, the console or the audit log', async () => {
+    const auditor = await call('/api/admin-tokens', 'POST', ADMIN, {
+      name: 'acme-url-auditor',
+      role: 'auditor',
+      tenant: 'acme',
+    });
+    const token = auditor.body.token as string;
+    const listed = await call('/api/tenants/acme/webhooks', 'GET', token);
+    const shownDeliveries = await call('/api/tenants/acme/webhooks/deliveries', 'GET', token);
+    expect(listed.status).toBe(200);
+    expect(shownDeliveries.body.deliveries.length).toBeGreaterThan(0);
+    const login = await fetch(`${base}/console/acme/login`, {
+      method: 'POST',
+      redirect: 'manual',
+      headers: {
+        'Content-Type': 'application/x-www-form-urlencoded',
+        Origin: daemon.resources.config.publicUrl,
+      },
+      body: new URLSearchParams({ token }).toString(),
+    });
+    expect(login.status).toBe(303);
+    const cookie = login.headers.get('set-cookie')!.split(';')[0]!;
+    const page = await (await fetch(`${base}/console/acme`, { headers: { cookie } })).text();
+    const audit =
+      await database.sql`SELECT after::text AS after FROM audit_log WHERE action LIKE 'webhook.%'`;
+    expect(audit.length).toBeGreaterThan(0);
+    const [sealed] = await database.sql`SELECT url_sealed FROM webhook_endpoints WHERE id = ${acme.id}`;
+    for (const seen of [
+      JSON.stringify(listed.body),
+      JSON.stringify(shownDeliveries.body),
+      page,
+      JSON.stringify(audit),
+      sealed!.url_sealed as string,
+      output(),
+    ]) {
+      for (const path of ['/acme', '/flaky', '/gone', '/slack']) {
+        expect(seen).not.toContain(`${receiver.base}${path}`);
+      }
+      // The paths alone, where they cannot be mistaken for idsync's own (`/console/acme`).
+      for (const path of ['/flaky', '/gone', '/slack']) expect(seen).not.toMatch(new RegExp(`${path}\\b`));
+    }
+    expect(listed.body.webhooks.map((w: { url: string }) => w.url)).toContain(
+      shownUrl(`${receiver.base}/acme`),
+    );
+    expect(shownUrl(`${receiver.base}/acme`)).toMatch(/^http:\/\/127\.0\.0\.1:\d+\/…#[0-9a-f]{6}$/);
   });
 
   it('removing an endpoint stops its deliveries; an auditor may read but not add', async () => {
@@ -404,6 +493,7 @@ describe('webhooks: the platform refusing idsync, from the real cause (Heroku si
         format: 'standard',
       },
       'test',
+      { allowPrivateNetworks: false },
     );
     return tenant;
   };
@@ -453,6 +543,7 @@ describe('webhooks: a deprovision that keeps failing, through the worker pool', 
     tenant.id,
     { url: `${receiver.base}/pager`, events: ['deprovision.failed'], format: 'standard' },
     'test',
+    { allowPrivateNetworks: true },
   );
   const [user] = await database.sql`
     INSERT INTO users (tenant_id, user_name, active, origin) VALUES (${tenant.id}, 'stuck@example.com', false, 'scim')
@@ -461,7 +552,7 @@ describe('webhooks: a deprovision that keeps failing, through the worker pool', 
   // The platform failing every call, as reconcile-guarantees drives it: the job handler throws.
   const worker = await startTestDaemon({
     mode: 'worker',
-    config: testConfig(database.url, { sweeperIntervalMs: 0, secretKey }),
+    config: testConfig(database.url, { sweeperIntervalMs: 0, secretKey, webhookAllowPrivateNetworks: true }),
     log,
     jobHandler: async () => {
       throw new Error('platform said 503');
@@ -482,4 +573,183 @@ describe('webhooks: a deprovision that keeps failing, through the worker pool', 
       data: { tenant: 'acme', userId: user!.id, attempts: 3, retrying: true, reason: 'platform said 503' },
     });
   }, 30_000);
+});
+
+describe('webhooks: no private receivers unless the operator allows them (SSRF)', async () => {
+  const database = await createTestDatabase();
+  const { tenant } = await createTenant(database.db, 'acme', 'test');
+  const secretKey = 'e'.repeat(40);
+  const box = SecretBox.fromConfig({ secretKey, dataDir: '/nonexistent' });
+  const receiver = await startReceiver();
+  const port = new URL(receiver.base).port;
+  const { log } = capturingLogger('silent');
+  const daemon = await startTestDaemon({
+    mode: 'start',
+    config: testConfig(database.url, { adminToken: ADMIN, secretKey, sweeperIntervalMs: 0 }),
+    log,
+    webhookBackoffMs: 60_000,
+  });
+  afterAll(async () => {
+    await daemon.stop();
+    await receiver.close();
+  });
+
+  it('refuses a literal private, loopback or metadata address when the webhook is added', async () => {
+    for (const url of [
+      `${receiver.base}/x`,
+      'http://169.254.169.254/latest/meta-data',
+      'http://10.0.0.5/hook',
+      'http://[::1]:8080/hook',
+      'http://[::ffff:127.0.0.1]/hook',
+      'http://100.64.1.1/hook',
+    ]) {
+      const response = await fetch(`http://127.0.0.1:${daemon.port}/api/tenants/acme/webhooks`, {
+        method: 'POST',
+        headers: { Authorization: `Bearer ${ADMIN}`, 'Content-Type': 'application/json' },
+        body: JSON.stringify({ url, events: ['brake.held'] }),
+      });
+      expect(response.status, url).toBe(400);
+      expect(JSON.stringify(await response.json())).toMatch(/WEBHOOK_ALLOW_PRIVATE_NETWORKS/);
+    }
+    const refused = await runCli(
+      ['webhook', 'add', '--tenant', 'acme', '--url', 'http://127.0.0.1/x', '--events', 'brake.held'],
+      { DATABASE_URL: database.url, IDSYNC_SECRET_KEY: secretKey },
+    );
+    expect(refused.code).not.toBe(0);
+    expect(refused.stderr).toMatch(/loopback/);
+  });
+
+  it('at delivery, a host resolving to loopback (or a literal one) is never connected to', async () => {
+    // Rows as a name that once resolved elsewhere would leave them: the check that counts is at connect.
+    for (const path of ['/by-name', '/by-literal']) {
+      const host = path === '/by-name' ? 'localhost' : '127.0.0.1';
+      await addWebhook(
+        database.db,
+        box,
+        tenant.id,
+        { url: `http://${host}:${port}${path}`, events: ['brake.held'], format: 'standard' },
+        'test',
+        { allowPrivateNetworks: true },
+      );
+    }
+    await notify(database.db, {
+      tenantId: tenant.id,
+      type: 'brake.held',
+      key: 'brake.held:ssrf',
+      summary: 'held',
+      data: {},
+    });
+    await expect
+      .poll(
+        async () =>
+          (
+            await database.sql`SELECT a.error FROM webhook_delivery_attempts a
+              JOIN webhook_deliveries d ON d.id = a.delivery_id WHERE d.tenant_id = ${tenant.id}`
+          ).map((r) => r.error),
+        { timeout: 15_000 },
+      )
+      .toEqual([
+        expect.stringMatching(/^refused: private address/),
+        expect.stringMatching(/^refused: private address/),
+      ]);
+    expect(receiver.received).toHaveLength(0);
+  });
+
+  it('tells a tenant only "network error", never the connection error code', async () => {
+    const closed = createServer();
+    await new Promise<void>((resolve) => closed.listen(0, '127.0.0.1', resolve));
+    const closedPort = (closed.address() as AddressInfo).port;
+    await new Promise<void>((resolve) => closed.close(() => resolve()));
+    const error = await undiciFetch(`http://127.0.0.1:${closedPort}/`).catch((e: unknown) => e);
+    expect(JSON.stringify((error as { cause?: { code?: string } }).cause?.code)).toMatch(/ECONNREFUSED/);
+    const shown = coarseNetworkError(error, 1_000);
+    expect(shown).toBe('network error: the receiver could not be reached');
+    expect(shown).not.toMatch(/ECONN|ENOTFOUND|refused/);
+  });
+});
+
+describe('webhooks: a delivery that could not even be attempted does not stay pending', async () => {
+  const database = await createTestDatabase();
+  const { tenant } = await createTenant(database.db, 'acme', 'test');
+  const receiver = await startReceiver();
+  // Added by a process with the key; this worker has none, so it cannot sign: every attempt throws.
+  await addWebhook(
+    database.db,
+    SecretBox.fromConfig({ secretKey: 'w'.repeat(40), dataDir: '/nonexistent' }),
+    tenant.id,
+    { url: `${receiver.base}/keyless`, events: ['brake.held'], format: 'standard' },
+    'test',
+    { allowPrivateNetworks: true },
+  );
+  const { log } = capturingLogger('silent');
+  const worker = await startTestDaemon({
+    mode: 'worker',
+    config: testConfig(database.url, { sweeperIntervalMs: 0, webhookAllowPrivateNetworks: true }),
+    log,
+    webhookBackoffMs: 5,
+  });
+  afterAll(async () => {
+    await worker.stop();
+    await receiver.close();
+  });
+  const delivery = async () =>
+    (
+      await database.sql`SELECT d.status, d.attempts, a.error FROM webhook_deliveries d
+        LEFT JOIN LATERAL (SELECT error FROM webhook_delivery_attempts WHERE delivery_id = d.id
+          ORDER BY attempt DESC LIMIT 1) a ON true
+        WHERE d.tenant_id = ${tenant.id}`
+    )[0];
+
+  it('is failed with the reason after the last attempt, and a re-queue really runs it again', async () => {
+    await notify(database.db, {
+      tenantId: tenant.id,
+      type: 'brake.held',
+      key: 'brake.held:keyless',
+      summary: 'held',
+      data: {},
+    });
+    await expect.poll(async () => (await delivery())?.status, { timeout: 20_000 }).toBe('failed');
+    expect(await delivery()).toMatchObject({
+      attempts: 1,
+      error: expect.stringMatching(/IDSYNC_SECRET_KEY/),
+    });
+    // As if marking it failed had not reached the database: pending, queued long ago, its job kept.
+    await database.sql`UPDATE webhook_deliveries SET status = 'pending', finished_at = NULL,
+      queued_at = now() - interval '1 hour' WHERE tenant_id = ${tenant.id}`;
+    await expect.poll(async () => (await delivery())?.status, { timeout: 20_000 }).toBe('failed');
+    expect(await delivery()).toMatchObject({ attempts: 2 });
+    expect(receiver.received).toHaveLength(0);
+  }, 45_000);
+});
+
+describe('webhooks: migration 0022 carries existing endpoints over', async () => {
+  const database = await createTestDatabase({ migrated: false });
+  const files = readdirSync(MIGRATIONS_FOLDER)
+    .filter((f) => f.endsWith('.sql'))
+    .sort();
+  const apply = async (file: string) => {
+    for (const statement of readFileSync(join(MIGRATIONS_FOLDER, file), 'utf8').split(
+      '--> statement-breakpoint',
+    )) {
+      if (statement.trim()) await database.sql.unsafe(statement);
+    }
+  };
+
+  it('computes url_shown and url_digest as the code does, and the worker seals the URL at start', async () => {
+    const before = files.filter((f) => f < '0022');
+    for (const file of before) await apply(file);
+    const { tenant } = await createTenant(database.db, 'acme', 'test');
+    const url = 'https://hooks.slack.com/services/T000/B000/XXXXsecretXXXX?x=1';
+    await database.sql`INSERT INTO webhook_endpoints (tenant_id, url, events, format, secret_sealed, created_by)
+      VALUES (${tenant.id}, ${url}, '{brake.held}', 'slack', 'v1.x.y.z', 'test')`;
+    await apply(files.find((f) => f.startsWith('0022_'))!);
+    const [row] = await database.sql`SELECT url_sealed, url_shown, url_digest FROM webhook_endpoints`;
+    expect(row).toEqual({ url_sealed: `plain:${url}`, url_shown: shownUrl(url), url_digest: urlDigest(url) });
+    expect(row!.url_shown).toMatch(/^https:\/\/hooks\.slack\.com\/…#[0-9a-f]{6}$/);
+    const box = SecretBox.fromConfig({ secretKey: 'm'.repeat(40), dataDir: '/nonexistent' });
+    await sealLegacyUrls(database.db, box, capturingLogger('silent').log);
+    const [sealed] = await database.sql`SELECT url_sealed FROM webhook_endpoints`;
+    expect(sealed!.url_sealed).toMatch(/^v1\./);
+    expect(box.open(sealed!.url_sealed)).toBe(url);
+  });
 });

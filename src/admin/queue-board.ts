@@ -5,6 +5,7 @@ import { type NextFunction, type Request, type RequestHandler, type Response, Ro
 import { recordAudit } from '../audit/audit-log.js';
 import type { Database } from '../db/client.js';
 import { forbidden, rootCause, unauthorized } from '../errors.js';
+import { fromOwnOrigin } from '../http/same-origin.js';
 import { LANES, type LaneQueues } from '../jobs/queues.js';
 import {
   type AdminPrincipal,
@@ -85,9 +86,11 @@ export function queueBoardRouter(options: QueueBoardOptions): Router {
       // own requests that are not about a queue (pause all, purge the metrics history).
       if (!operator)
         throw forbidden(`changing the queues needs the operator role; the token is ${principal.role}`);
-      const origin = req.get('Origin');
-      if (origin !== undefined && origin !== ownOrigin)
-        throw forbidden('changes to the queues are accepted from idsync’s own pages only');
+      // Same rule as the console's forms: a change without Origin or Referer is not let through either.
+      if (!fromOwnOrigin(req, ownOrigin))
+        throw forbidden(
+          'changes to the queues are accepted from idsync’s own pages only (Origin or Referer must be idsync’s public URL)',
+        );
       auditChange(db, req, res, principal);
     }
     (operator ? full : readOnly)(req, res, next);

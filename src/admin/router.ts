@@ -68,6 +68,8 @@ export interface AdminRouterOptions {
   reconcile: ReconcileDependencies;
   /** Seals webhook secrets; undefined when this process has no key every process shares. */
   secretBox?: SecretBox | undefined;
+  /** WEBHOOK_ALLOW_PRIVATE_NETWORKS: a webhook URL may name a loopback/private address. */
+  webhookAllowPrivateNetworks: boolean;
 }
 
 interface AdminLocals {
@@ -262,7 +264,11 @@ export function adminRouter(options: AdminRouterOptions): Router {
     if (!options.secretBox) {
       throw invalid('set IDSYNC_SECRET_KEY (the same in every idsync process) to store webhook secrets');
     }
-    res.status(201).json(await addWebhook(db, options.secretBox, tenant.id, input, actor(res)));
+    res.status(201).json(
+      await addWebhook(db, options.secretBox, tenant.id, input, actor(res), {
+        allowPrivateNetworks: options.webhookAllowPrivateNetworks,
+      }),
+    );
   });
   router.delete('/tenants/:tenant/webhooks/:id', owner, async (req, res) => {
     await removeWebhook(db, (await tenantOf(req, res)).id, String(req.params.id), actor(res));

@@ -1,12 +1,15 @@
 import { type Job, Worker } from 'bullmq';
 import { sql } from 'drizzle-orm';
 import { Webhook } from 'standardwebhooks';
+import { type Dispatcher, fetch } from 'undici';
 import type { Database } from '../db/client.js';
 import { createRedisConnection } from '../jobs/connection.js';
 import type { Logger } from '../log.js';
 import type { SecretBox } from '../security/secret-box.js';
 import { WEBHOOK_ATTEMPTS, WEBHOOK_QUEUE, type WebhookJob } from './dispatcher.js';
+import { guardedDispatcher, literalAddress, RefusedAddressError, refusedAddressRange } from './egress.js';
 import type { WebhookFormat } from './endpoints.js';
+import { UNSEALED_PREFIX } from './shown-url.js';
 
 export interface WebhookWorkerOptions {
   db: Database;
@@ -18,6 +21,10 @@ export interface WebhookWorkerOptions {
   /** How long a receiver may take to answer one attempt. */
   timeoutMs?: number;
   concurrency?: number;
+  /** idsync's public URL: the Slack text links to the tenant's console there. */
+  publicUrl: string;
+  /** WEBHOOK_ALLOW_PRIVATE_NETWORKS: receivers on loopback/private/link-local addresses may be reached. */
+  allowPrivateNetworks: boolean;
 }
 
 interface Payload {
@@ -26,11 +33,19 @@ interface Payload {
   data: { tenant?: string; summary?: string } & Record<string, unknown>;
 }
 
-/** What is POSTed: the Standard Webhooks payload, or Slack's incoming-webhook `{"text": …}`. */
-export function webhookBody(format: WebhookFormat, payload: Payload): string {
+/**
+ * What is POSTed: the Standard Webhooks payload, or Slack's incoming-webhook `{"text": …}`. The standard
+ * payload goes, signed, to the tenant's own receiver and carries what it needs to act (user ids and
+ * platform accounts, which are e-mail addresses). A Slack channel is often read more widely than the
+ * console, so the Slack text is the summary (counts, never an e-mail address) and a link to the
+ * tenant's console, where a signed-in admin sees who.
+ */
+export function webhookBody(format: WebhookFormat, payload: Payload, publicUrl: string): string {
   if (format === 'slack') {
+    const tenant = String(payload.data.tenant ?? '');
+    const console = `${publicUrl}/console/${encodeURIComponent(tenant)}`;
     return JSON.stringify({
-      text: `:rotating_light: idsync ${payload.type} (${payload.data.tenant}): ${payload.data.summary}`,
+      text: `:rotating_light: idsync ${payload.type} (${tenant}): ${payload.data.summary} <${console}|Open the idsync console>`,
     });
   }
   return JSON.stringify(payload);
@@ -40,6 +55,60 @@ type Outcome =
   | { kind: 'delivered'; status: number }
   | { kind: 'gone'; status: 410 }
   | { kind: 'failed'; status: number | null; error: string };
+
+/** A stored webhook URL: sealed, or (made before migration 0022, not yet sealed) `plain:<url>`. */
+const openUrl = (box: SecretBox, stored: string) =>
+  stored.startsWith(UNSEALED_PREFIX) ? stored.slice(UNSEALED_PREFIX.length) : box.open(stored);
+
+/** Seals the URLs migration 0022 could not (SQL has no key); a handful at most, once. */
+export async function sealLegacyUrls(db: Database, box: SecretBox, log: Logger): Promise<void> {
+  const rows = await db.execute<{ id: string; url_sealed: string }>(sql`
+    SELECT id::text, url_sealed FROM webhook_endpoints WHERE url_sealed LIKE ${`${UNSEALED_PREFIX}%`}`);
+  for (const row of rows) {
+    await db.execute(sql`UPDATE webhook_endpoints SET url_sealed = ${box.seal(openUrl(box, row.url_sealed))}
+      WHERE id = ${row.id} AND url_sealed = ${row.url_sealed}`);
+  }
+  if (rows.length > 0)
+    log.info({ endpoints: rows.length }, 'sealed webhook URLs stored before migration 0022');
+}
+
+/** An attempt idsync could not make for a reason of its own set-up; its message is safe to show a tenant. */
+export class AttemptNotMadeError extends Error {
+  override name = 'AttemptNotMadeError';
+}
+
+/**
+ * Marks a delivery whose job failed every attempt before any attempt was recorded: `failed`, with the
+ * reason as its last attempt's error. Only a pending row changes, so an attempt that did record its
+ * outcome keeps it. Other errors (a database failure…) are shown generically; the log has them.
+ */
+export async function failUnattempted(db: Database, deliveryId: number, error: Error): Promise<void> {
+  const reason =
+    error instanceof AttemptNotMadeError || error.name === 'AttemptNotMadeError'
+      ? `not sent: ${error.message}`
+      : 'not sent: idsync could not make the attempt (see the operator log)';
+  await db.execute(sql`
+    WITH failed AS (
+      UPDATE webhook_deliveries SET status = 'failed', finished_at = now(), attempts = attempts + 1
+      WHERE id = ${deliveryId} AND status = 'pending' RETURNING id, attempts)
+    INSERT INTO webhook_delivery_attempts (delivery_id, attempt, response_status, error, duration_ms)
+    SELECT id, attempts, NULL, ${reason}, 0 FROM failed
+    ON CONFLICT DO NOTHING`);
+}
+
+/**
+ * What a tenant may learn of a failed connection: whether it timed out, was refused by idsync's address
+ * policy, or failed somewhere in the network. Never the cause code (ECONNREFUSED vs ENOTFOUND vs a
+ * reset): told apart, those turn the deliveries list into a port scanner of idsync's network.
+ */
+export function coarseNetworkError(error: unknown, timeoutMs: number): string {
+  const cause = (error as { cause?: unknown }).cause;
+  if (error instanceof RefusedAddressError || cause instanceof RefusedAddressError) {
+    return 'refused: private address (WEBHOOK_ALLOW_PRIVATE_NETWORKS is off)';
+  }
+  if ((error as Error).name === 'TimeoutError') return `timeout: no answer within ${timeoutMs} ms`;
+  return 'network error: the receiver could not be reached';
+}
 
 /**
  * Delivers one webhook attempt: signs the body with the endpoint's secret (Standard Webhooks:
@@ -52,20 +121,23 @@ export async function startWebhookWorker(options: WebhookWorkerOptions): Promise
   const { db, log } = options;
   const connection = createRedisConnection(options.redisUrl, 'worker');
   const timeoutMs = options.timeoutMs ?? 10_000;
+  // Undefined: undici's default dispatcher, for an operator who allows private receivers.
+  const dispatcher: Dispatcher | undefined = options.allowPrivateNetworks ? undefined : guardedDispatcher();
 
   const attemptOnce = async (job: Job<WebhookJob>): Promise<void> => {
     const { deliveryId } = job.data;
     const [row] = await db.execute<{
       status: string;
+      attempts: number;
       message_id: string;
       payload: Payload;
       endpoint_id: string;
-      url: string;
+      url_sealed: string;
       format: WebhookFormat;
       secret_sealed: string;
       disabled: boolean;
     }>(sql`
-      SELECT d.status, d.message_id, d.payload, e.id::text AS endpoint_id, e.url, e.format, e.secret_sealed,
+      SELECT d.status, d.attempts, d.message_id, d.payload, e.id::text AS endpoint_id, e.url_sealed, e.format, e.secret_sealed,
         e.disabled_at IS NOT NULL AS disabled
       FROM webhook_deliveries d JOIN webhook_endpoints e ON e.id = d.endpoint_id WHERE d.id = ${deliveryId}`);
     if (row?.status !== 'pending') return;
@@ -75,12 +147,14 @@ export async function startWebhookWorker(options: WebhookWorkerOptions): Promise
       return;
     }
     if (!options.secretBox) {
-      throw new Error(
+      throw new AttemptNotMadeError(
         'this worker has no IDSYNC_SECRET_KEY to open the webhook secret; set it in every process',
       );
     }
-    const attempt = job.attemptsMade + 1;
-    const body = webhookBody(row.format, row.payload);
+    // Counted on the row, not the job: a re-queued job starts again at 0 and must not overwrite attempts.
+    const attempt = row.attempts + 1;
+    const url = openUrl(options.secretBox, row.url_sealed);
+    const body = webhookBody(row.format, row.payload, options.publicUrl);
     const sentAt = new Date();
     const signature = new Webhook(options.secretBox.open(row.secret_sealed)).sign(
       row.message_id,
@@ -90,7 +164,12 @@ export async function startWebhookWorker(options: WebhookWorkerOptions): Promise
     const started = performance.now();
     let outcome: Outcome;
     try {
-      const response = await fetch(row.url, {
+      // An IP literal is not looked up by the socket, so the guarded dispatcher never sees it: check here.
+      const literal = literalAddress(url);
+      const literalRange = literal === undefined ? undefined : refusedAddressRange(literal);
+      if (!options.allowPrivateNetworks && literalRange !== undefined)
+        throw new RefusedAddressError(literalRange);
+      const response = await fetch(url, {
         method: 'POST',
         headers: {
           'Content-Type': 'application/json',
@@ -102,6 +181,7 @@ export async function startWebhookWorker(options: WebhookWorkerOptions): Promise
         body,
         redirect: 'manual',
         signal: AbortSignal.timeout(timeoutMs),
+        ...(dispatcher ? { dispatcher } : {}),
       });
       await response.body?.cancel();
       outcome =
@@ -111,15 +191,16 @@ export async function startWebhookWorker(options: WebhookWorkerOptions): Promise
             ? { kind: 'gone', status: 410 }
             : { kind: 'failed', status: response.status, error: `the receiver answered ${response.status}` };
     } catch (error) {
-      const cause = (error as Error & { cause?: { code?: string; message?: string } }).cause;
-      const why =
-        (error as Error).name === 'TimeoutError'
-          ? `no answer within ${timeoutMs} ms`
-          : `${(error as Error).message}${cause?.code ? ` (${cause.code})` : ''}`;
-      outcome = { kind: 'failed', status: null, error: why.slice(0, 500) };
+      outcome = { kind: 'failed', status: null, error: coarseNetworkError(error, timeoutMs) };
+      // The precise cause is for the operator's log only: shown to tenants it maps their network.
+      log.debug(
+        { deliveryId, code: (error as { cause?: { code?: string } }).cause?.code ?? (error as Error).name },
+        'webhook attempt: network failure',
+      );
     }
     const durationMs = Math.round(performance.now() - started);
-    const final = outcome.kind !== 'failed' || attempt >= (job.opts.attempts ?? WEBHOOK_ATTEMPTS);
+    const final =
+      outcome.kind !== 'failed' || job.attemptsMade + 1 >= (job.opts.attempts ?? WEBHOOK_ATTEMPTS);
     const status =
       outcome.kind === 'delivered'
         ? 'delivered'
@@ -162,10 +243,23 @@ export async function startWebhookWorker(options: WebhookWorkerOptions): Promise
     concurrency: options.concurrency ?? 4,
   });
   worker.on('error', (error) => log.warn({ err: error }, 'webhook worker error'));
+  // An error before an attempt is recorded (no key, a wrong key, the database) fails the job without
+  // touching its row; after the last attempt the row must not stay pending for ever.
+  worker.on('failed', (job, error) => {
+    if (!job || job.attemptsMade < (job.opts.attempts ?? WEBHOOK_ATTEMPTS)) return;
+    failUnattempted(db, job.data.deliveryId, error).catch((writeError: unknown) =>
+      log.warn(
+        { err: writeError, deliveryId: job.data.deliveryId },
+        'could not mark a webhook delivery failed; the dispatcher queues it again later',
+      ),
+    );
+  });
   await worker.waitUntilReady();
+  if (options.secretBox) await sealLegacyUrls(db, options.secretBox, log);
   return {
     close: async () => {
       await worker.close();
+      await dispatcher?.close();
       connection.disconnect();
     },
   };

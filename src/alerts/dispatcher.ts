@@ -12,7 +12,9 @@ export const WEBHOOK_ATTEMPTS = 8;
 
 /**
  * A delivery still pending this long after it was queued is queued again: if Redis lost its job (no
- * persistence, a failover) it is re-created; if the job still exists, BullMQ ignores the same job id.
+ * persistence, a failover) it is re-created; a job that ended (failed every attempt, its row left
+ * pending because marking it failed did not reach the database) is removed and added afresh, since
+ * BullMQ would ignore a new job under a kept job's id; a job still waiting or retrying is left alone.
  * Longer than the whole back-off of WEBHOOK_ATTEMPTS at the default delay.
  */
 const REQUEUE_AFTER_SECONDS = 15 * 60;
@@ -69,12 +71,17 @@ export class WebhookDispatcher {
 
   async dispatchOnce(): Promise<number> {
     return this.options.sql.begin(async (tx) => {
-      const rows = await tx<{ id: string }[]>`
-        SELECT id::text FROM webhook_deliveries
+      const rows = await tx<{ id: string; requeued: boolean }[]>`
+        SELECT id::text, queued_at IS NOT NULL AS requeued FROM webhook_deliveries
         WHERE status = 'pending'
           AND (queued_at IS NULL OR queued_at < now() - make_interval(secs => ${REQUEUE_AFTER_SECONDS}))
         ORDER BY id LIMIT 200 FOR UPDATE SKIP LOCKED`;
       if (rows.length === 0) return 0;
+      for (const row of rows.filter((r) => r.requeued)) {
+        const kept = await this.queue.getJob(`delivery-${row.id}`);
+        const state = await kept?.getState();
+        if (kept && (state === 'failed' || state === 'completed')) await kept.remove();
+      }
       await this.queue.addBulk(
         rows.map((row) => ({
           name: 'webhook',

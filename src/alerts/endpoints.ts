@@ -4,17 +4,20 @@ import { z } from 'zod';
 import { recordAudit } from '../audit/audit-log.js';
 import type { Database } from '../db/client.js';
 import { isUuid } from '../db/uuid.js';
-import { conflict, isUniqueViolation, notFound } from '../errors.js';
+import { conflict, invalid, isUniqueViolation, notFound } from '../errors.js';
 import type { SecretBox } from '../security/secret-box.js';
+import { refusedLiteralHost } from './egress.js';
 import { ALERT_EVENTS, alertEventSchema } from './events.js';
+import { shownUrl, urlDigest } from './shown-url.js';
 
 export const WEBHOOK_FORMATS = ['standard', 'slack'] as const;
 export type WebhookFormat = (typeof WEBHOOK_FORMATS)[number];
 
 /**
  * A webhook endpoint as an admin gives it (API body, CLI flags). Only http(s) URLs: idsync POSTs from
- * inside the operator's network, so a `file:` or `gopher:` URL, or credentials in the URL, are refused;
- * which hosts may be reached is the operator's egress policy (README, "Webhooks").
+ * inside the operator's network, so a `file:` or `gopher:` URL, or credentials in the URL, are refused.
+ * Which addresses may be reached is checked by `addWebhook` (a literal private address) and again at
+ * each connection (`egress.ts`, README "Webhooks").
  */
 export const webhookInputSchema = z.object({
   url: z
@@ -38,6 +41,7 @@ export type WebhookInput = z.infer<typeof webhookInputSchema>;
 
 export const webhookEndpointSchema = z.object({
   id: z.uuid(),
+  /** Scheme and host plus a short hash of the path (`https://hooks.slack.com/…#3f2a1c`): the full URL is shown once, at creation. */
   url: z.string(),
   events: z.array(alertEventSchema),
   format: z.enum(WEBHOOK_FORMATS),
@@ -49,6 +53,8 @@ export const webhookEndpointSchema = z.object({
 export type WebhookEndpoint = z.infer<typeof webhookEndpointSchema>;
 
 export const createdWebhookSchema = webhookEndpointSchema.extend({
+  /** The full URL, shown only in this response. */
+  url: z.string(),
   /** The Standard Webhooks signing secret: shown once, stored sealed, never logged. */
   secret: z.string().startsWith('whsec_'),
 });
@@ -82,7 +88,7 @@ type EndpointRow = {
   disabled_reason: string | null;
 };
 
-const ENDPOINT_COLUMNS = sql`id::text, url, events, format, created_by,
+const ENDPOINT_COLUMNS = sql`id::text, url_shown AS url, events, format, created_by,
   to_json(created_at)#>>'{}' AS created_at, to_json(disabled_at)#>>'{}' AS disabled_at, disabled_reason`;
 
 const iso = (value: string) => new Date(value).toISOString();
@@ -104,14 +110,19 @@ export async function addWebhook(
   tenantId: string,
   input: WebhookInput,
   actor: string,
+  policy: { allowPrivateNetworks: boolean },
 ): Promise<WebhookEndpoint & { secret: string }> {
+  // A host name is judged at each delivery (it may resolve elsewhere later); a literal can be now.
+  const refused = policy.allowPrivateNetworks ? undefined : refusedLiteralHost(input.url);
+  if (refused) throw invalid(refused);
   const secret = newSecret();
   try {
     return await db.transaction(async (tx) => {
       const [row] = await tx.execute<EndpointRow>(sql`
-        INSERT INTO webhook_endpoints (tenant_id, url, events, format, secret_sealed, created_by)
-        VALUES (${tenantId}, ${input.url}, ${sql.param(input.events)}::text[], ${input.format},
-          ${box.seal(secret)}, ${actor})
+        INSERT INTO webhook_endpoints
+          (tenant_id, url_sealed, url_shown, url_digest, events, format, secret_sealed, created_by)
+        VALUES (${tenantId}, ${box.seal(input.url)}, ${shownUrl(input.url)}, ${urlDigest(input.url)},
+          ${sql.param(input.events)}::text[], ${input.format}, ${box.seal(secret)}, ${actor})
         RETURNING ${ENDPOINT_COLUMNS}`);
       const endpoint = endpointView(row!);
       await recordAudit(tx, {
@@ -122,10 +133,12 @@ export async function addWebhook(
         subjectId: tenantId,
         after: { id: endpoint.id, url: endpoint.url, events: endpoint.events, format: endpoint.format },
       });
-      return { ...endpoint, secret };
+      // The one place the full URL is shown: to whoever just gave it.
+      return { ...endpoint, url: input.url, secret };
     });
   } catch (error) {
-    if (isUniqueViolation(error)) throw conflict(`a webhook for ${input.url} exists already in this tenant`);
+    if (isUniqueViolation(error))
+      throw conflict(`a webhook for ${shownUrl(input.url)} exists already in this tenant`);
     throw error;
   }
 }
@@ -149,7 +162,7 @@ export async function removeWebhook(
   await db.transaction(async (tx) => {
     const [row] = await tx.execute<{ url: string }>(sql`
       UPDATE webhook_endpoints SET disabled_at = now(), disabled_reason = ${`removed by ${actor}`}
-      WHERE tenant_id = ${tenantId} AND id = ${id} AND disabled_at IS NULL RETURNING url`);
+      WHERE tenant_id = ${tenantId} AND id = ${id} AND disabled_at IS NULL RETURNING url_shown AS url`);
     if (!row) throw notFound(`no webhook ${id}`);
     await tx.execute(sql`
       UPDATE webhook_deliveries SET status = 'cancelled', finished_at = now()
@@ -184,7 +197,7 @@ export async function recentDeliveries(
     created_at: string;
     finished_at: string | null;
   }>(sql`
-    SELECT d.id::text, d.endpoint_id::text, e.url, d.message_id, d.event_type, d.status, d.attempts,
+    SELECT d.id::text, d.endpoint_id::text, e.url_shown AS url, d.message_id, d.event_type, d.status, d.attempts,
       a.response_status, a.error, to_json(d.created_at)#>>'{}' AS created_at,
       to_json(d.finished_at)#>>'{}' AS finished_at
     FROM webhook_deliveries d JOIN webhook_endpoints e ON e.id = d.endpoint_id

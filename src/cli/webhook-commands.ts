@@ -44,7 +44,9 @@ export function registerWebhookCommands(program: Command): void {
           format: options.format,
         });
         const tenant = await findTenantByName(db, options.tenant);
-        const created = await addWebhook(db, SecretBox.fromConfig(config), tenant.id, input, 'cli');
+        const created = await addWebhook(db, SecretBox.fromConfig(config), tenant.id, input, 'cli', {
+          allowPrivateNetworks: config.webhookAllowPrivateNetworks,
+        });
         process.stdout.write(
           `id:      ${created.id}\nurl:     ${created.url}\nevents:  ${created.events.join(',')}\nformat:  ${created.format}\nsecret:  ${created.secret}\n(shown only this once; verify each delivery's webhook-signature with it)\n`,
         );

@@ -19,6 +19,7 @@ import { DomainError, forbidden } from '../errors.js';
 import { refuseHostileText } from '../http/hostile-input.js';
 import { escapeHtml, htmlPage } from '../http/html.js';
 import { htmlErrorHandler, sendHtmlError } from '../http/html-errors.js';
+import { fromOwnOrigin } from '../http/same-origin.js';
 import { readImportFile } from '../import/csv-rows.js';
 import { importAssignments } from '../import/importer.js';
 import { flag, readUpload } from '../import/upload.js';
@@ -148,15 +149,10 @@ export function consoleRouter(options: ConsoleRouterOptions): Router {
       }
     };
 
-  /**
-   * Forms that change something accept only requests from idsync's own pages: the Origin header, else
-   * the Referer. `Origin: null` (sandboxed frames, some redirects), an unparsable value or none at all
-   * is refused, never guessed at.
-   */
+  /** Forms that change something accept only requests from idsync's own pages (`fromOwnOrigin`). */
   const ownOrigin = new URL(publicUrl).origin;
   const requireSameOrigin = (req: Request) => {
-    const claimed = req.get('origin') ?? req.get('referer');
-    if (claimed === undefined || !URL.canParse(claimed) || new URL(claimed).origin !== ownOrigin) {
+    if (!fromOwnOrigin(req, ownOrigin)) {
       throw forbidden('this form only accepts requests from the console page itself');
     }
   };

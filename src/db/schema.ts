@@ -848,7 +848,9 @@ export const ssoSigningKeys = pgTable('sso_signing_keys', {
 /**
  * Where a tenant's alerts go (issue 15): an HTTPS or HTTP URL, the events it wants, and its Standard
  * Webhooks signing secret, sealed like a platform token (idsync must sign with it, so it cannot be hashed).
- * One live endpoint per URL and tenant, so one event never reaches the same URL twice.
+ * The URL is a secret too (a Slack or Teams webhook URL is its own credential): sealed with the same
+ * box, shown everywhere as `url_shown` (scheme, host and a short hash of the path); `url_digest` (its
+ * SHA-256) keeps one live endpoint per URL and tenant, so one event never reaches the same URL twice.
  */
 export const webhookEndpoints = pgTable(
   'webhook_endpoints',
@@ -857,7 +859,9 @@ export const webhookEndpoints = pgTable(
     tenantId: uuid('tenant_id')
       .notNull()
       .references(() => tenants.id, { onDelete: 'cascade' }),
-    url: text('url').notNull(),
+    urlSealed: text('url_sealed').notNull(),
+    urlShown: text('url_shown').notNull(),
+    urlDigest: text('url_digest').notNull(),
     events: text('events').array().notNull(),
     format: text('format', { enum: ['standard', 'slack'] })
       .notNull()
@@ -870,8 +874,10 @@ export const webhookEndpoints = pgTable(
     disabledReason: text('disabled_reason'),
   },
   (t) => [
-    uniqueIndex('webhook_endpoints_live_url_key').on(t.tenantId, t.url).where(sql`${t.disabledAt} IS NULL`),
-    check('webhook_endpoints_http_url', sql`${t.url} ~ '^https?://'`),
+    uniqueIndex('webhook_endpoints_live_url_key')
+      .on(t.tenantId, t.urlDigest)
+      .where(sql`${t.disabledAt} IS NULL`),
+    check('webhook_endpoints_http_url', sql`${t.urlShown} ~ '^https?://'`),
   ],
 );
 

@@ -1,6 +1,7 @@
 import { createHash } from 'node:crypto';
 import canonicalize from 'canonicalize';
 import { sql } from 'drizzle-orm';
+import { type Alert, notify } from '../alerts/notify.js';
 import type { Database } from '../db/client.js';
 import { notFound } from '../errors.js';
 import { FINDING_CLASSES, type Finding, SEVERITIES } from './compare.js';
@@ -80,6 +81,11 @@ export async function storeReport(
   tenantId: string,
   report: { id: string; seq: number; summary: ReportSummary; previousHash: string | null; hash: string },
   findings: StoredFinding[],
+  /**
+   * Alerts the report raises (drift.critical), written in the report's own transaction: the report and
+   * its alert commit together or not at all, so a crash between them cannot lose the alert for good.
+   */
+  alerts: Alert[] = [],
 ): Promise<void> {
   await db.transaction(async (tx) => {
     await tx.execute(sql`
@@ -94,6 +100,7 @@ export async function storeReport(
           key text, class text, severity text, account text, "userId" uuid, team text, app text,
           expected text, actual text, since timestamptz, action text, status text)`);
     }
+    for (const alert of alerts) await notify(tx, alert);
   });
 }
 

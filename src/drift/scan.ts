@@ -1,6 +1,6 @@
 import { randomUUID } from 'node:crypto';
 import { sql } from 'drizzle-orm';
-import { notify } from '../alerts/notify.js';
+import type { Alert } from '../alerts/notify.js';
 import type { DatabaseHandle } from '../db/client.js';
 import { conflict } from '../errors.js';
 import { recordForReconcile } from '../jobs/outbox.js';
@@ -170,35 +170,40 @@ async function scan(
   const id = randomUUID();
   const seq = (previous?.seq ?? 0) + 1;
   const previousHash = previous?.hash ?? null;
+  // New critical findings (an offboarded user with access) are an alert; still-open ones were already.
+  const critical = stored.filter((f) => f.severity === 'critical' && f.status === 'new');
+  const alerts: Alert[] =
+    critical.length === 0
+      ? []
+      : [
+          {
+            tenantId,
+            type: 'drift.critical',
+            key: `drift.critical:${id}`,
+            summary: `drift report #${seq} found ${critical.length} new critical finding(s): offboarded users who still have access`,
+            data: {
+              reportId: id,
+              reportSeq: seq,
+              critical: critical.length,
+              findings: critical.slice(0, 20).map((f) => ({
+                class: f.class,
+                userId: f.userId,
+                account: f.account,
+                team: f.team,
+                app: f.app,
+                action: f.action,
+              })),
+              more: Math.max(0, critical.length - 20),
+            },
+          },
+        ];
   await storeReport(
     db,
     tenantId,
     { id, seq, summary, previousHash, hash: reportHash(previousHash, summary, stored) },
     stored,
+    alerts,
   );
-  // New critical findings (an offboarded user with access) are an alert; still-open ones were already.
-  const critical = stored.filter((f) => f.severity === 'critical' && f.status === 'new');
-  if (critical.length > 0) {
-    await notify(db, {
-      tenantId,
-      type: 'drift.critical',
-      key: `drift.critical:${id}`,
-      summary: `drift report #${seq} found ${critical.length} new critical finding(s): offboarded users who still have access`,
-      data: {
-        reportId: id,
-        reportSeq: seq,
-        findings: critical.slice(0, 20).map((f) => ({
-          class: f.class,
-          userId: f.userId,
-          account: f.account,
-          team: f.team,
-          app: f.app,
-          action: f.action,
-        })),
-        more: Math.max(0, critical.length - 20),
-      },
-    });
-  }
   deps.onStep?.('stored');
   if (fixes.length > 0) {
     // Through the outbox like every other change: durable, deduplicated per user, in the right lane.

@@ -220,7 +220,8 @@ async function applyUserPlan(
         tenantId: subject.tenantId,
         type: 'deprovision.blocked',
         key: `deprovision.blocked:${receipt.id}`,
-        summary: `an offboarding stopped short: ${stoppedBy[0]!.why}`,
+        // The summary is the Slack text: no account (an e-mail address) in it; the steps carry the why.
+        summary: `an offboarding stopped short at ${stoppedBy.length} step(s) that need a person (a team's last admin, or a refused change); see the user's receipt`,
         data: { userId: subject.userId, receiptId: receipt.id, steps: stoppedBy },
       });
     }

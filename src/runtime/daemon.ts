@@ -199,6 +199,8 @@ export async function startDaemon(options: DaemonOptions): Promise<Daemon> {
         prefix,
         log,
         secretBox: optionalSecretBox(config),
+        allowPrivateNetworks: config.webhookAllowPrivateNetworks,
+        publicUrl: config.publicUrl,
       });
       cleanups.push(() => webhooks.close());
       const purger = new OutboxPurger({
@@ -312,6 +314,7 @@ export function edgeMounts(options: {
         adminToken: config.adminToken,
         reconcile: { database, connectorFor },
         secretBox: optionalSecretBox(config),
+        webhookAllowPrivateNetworks: config.webhookAllowPrivateNetworks,
       }),
     },
     {
