@@ -4,6 +4,7 @@ import { Webhook } from 'standardwebhooks';
 import { type Dispatcher, fetch } from 'undici';
 import type { Database } from '../db/client.js';
 import { createRedisConnection } from '../jobs/connection.js';
+import { settlesWithin } from '../jobs/settles-within.js';
 import type { Logger } from '../log.js';
 import type { SecretBox } from '../security/secret-box.js';
 import { WEBHOOK_ATTEMPTS, WEBHOOK_QUEUE, type WebhookJob } from './dispatcher.js';
@@ -117,7 +118,9 @@ export function coarseNetworkError(error: unknown, timeoutMs: number): string {
  * disables the endpoint (the receiver said it is not coming back); anything else, or no answer within
  * the timeout, is retried by BullMQ with exponential back-off until WEBHOOK_ATTEMPTS, then failed.
  */
-export async function startWebhookWorker(options: WebhookWorkerOptions): Promise<{ close(): Promise<void> }> {
+export async function startWebhookWorker(
+  options: WebhookWorkerOptions,
+): Promise<{ close(timeoutMs?: number): Promise<void> }> {
   const { db, log } = options;
   const connection = createRedisConnection(options.redisUrl, 'worker');
   const timeoutMs = options.timeoutMs ?? 10_000;
@@ -257,9 +260,10 @@ export async function startWebhookWorker(options: WebhookWorkerOptions): Promise
   await worker.waitUntilReady();
   if (options.secretBox) await sealLegacyUrls(db, options.secretBox, log);
   return {
-    close: async () => {
-      await worker.close();
-      await dispatcher?.close();
+    // Bounded like the job workers: a delivery is retried by the next worker, so it may be cut short.
+    close: async (timeoutMs = Number.POSITIVE_INFINITY) => {
+      if (!(await settlesWithin(worker.close(), timeoutMs))) await settlesWithin(worker.close(true), 2_000);
+      await settlesWithin(dispatcher?.close() ?? Promise.resolve(), 2_000);
       connection.disconnect();
     },
   };

@@ -4,6 +4,7 @@ import { type Logger, withoutBoundValues } from '../log.js';
 import { jobDuration, jobsFailed, jobsStalled } from '../metrics/registry.js';
 import { createRedisConnection } from './connection.js';
 import { backoffDelay, type JobPayload, LANES, type Lane, queueName } from './queues.js';
+import { settlesWithin } from './settles-within.js';
 
 /** A job whose worker died this many times while running it fails; far more than crashes in a row. */
 export const DEFAULT_MAX_STALLED_COUNT = 10;
@@ -182,20 +183,4 @@ function untilAborted<T>(work: Promise<T>, signal: AbortSignal | undefined): Pro
     signal.addEventListener('abort', onAbort, { once: true });
     work.then(resolve, reject).finally(() => signal.removeEventListener('abort', onAbort));
   });
-}
-
-async function settlesWithin(promise: Promise<unknown>, ms: number): Promise<boolean> {
-  if (!Number.isFinite(ms)) {
-    await promise;
-    return true;
-  }
-  let timer: NodeJS.Timeout | undefined;
-  const timedOut = new Promise<false>((resolve) => {
-    timer = setTimeout(() => resolve(false), ms);
-  });
-  try {
-    return await Promise.race([promise.then(() => true as const), timedOut]);
-  } finally {
-    clearTimeout(timer);
-  }
 }
