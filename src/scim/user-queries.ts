@@ -84,8 +84,13 @@ const unfilteredPage = {
   withoutGroups: preparedStatement<PageValues>(() => userPageSql(undefined, 'placeholders', false)),
 };
 
-/** `userName eq "…"`: the condition filterToSql builds for it, with the name as a placeholder. */
-const byUserName = sql`users.user_name_key = ${accountKey(sql.placeholder('userName'))}`;
+/**
+ * `userName eq "…"`: the condition filterToSql builds for it, with the name as a placeholder. The key is
+ * computed in a sub-select so PostgreSQL evaluates it once per query: in a generic plan chosen while the
+ * table's statistics are stale (right after an IdP's initial push) a bare `account_key($1)` in a scan
+ * filter is evaluated for every row, ICU lower-casing and all (measured: 70 filters/s instead of 700+).
+ */
+const byUserName = sql`users.user_name_key = (SELECT ${accountKey(sql.placeholder('userName'))})`;
 const userNamePage = {
   withGroups: preparedStatement<PageValues & { userName: string }>(() =>
     userPageSql(byUserName, 'placeholders', true),
