@@ -117,6 +117,24 @@ describe('audit-trail polling and activity on the simulator', async () => {
     expect(Date.now() - addedAt).toBeLessThan(120_000);
     // Reported, not removed: a human decides under policy report.
     expect(simulator.grantsOf('eve@example.com')).toEqual(['team side']);
+    // The security console shows it before any scan's report does.
+    const publicUrl = daemon.resources.config.publicUrl;
+    const login = await fetch(`http://127.0.0.1:${daemon.port}/console/acme/login`, {
+      method: 'POST',
+      redirect: 'manual',
+      headers: { 'Content-Type': 'application/x-www-form-urlencoded', Origin: publicUrl },
+      body: new URLSearchParams({ token: ADMIN_TOKEN }).toString(),
+    });
+    expect(login.status).toBe(303);
+    const page = await fetch(`http://127.0.0.1:${daemon.port}/console/acme`, {
+      headers: { cookie: login.headers.get('set-cookie')!.split(';')[0]! },
+    });
+    const html = await page.text();
+    const section = html.slice(html.indexOf('id="between-scans"'));
+    expect(html).toContain('id="between-scans"');
+    expect(section).toContain('eve@example.com');
+    expect(section).toContain('boss@example.com');
+    expect(section).toContain('reported: needs a person');
   });
 
   it('policy fix: the hand-added membership is removed through a deprovision', async () => {

@@ -1,4 +1,5 @@
 import type { WebhookDelivery } from '../alerts/endpoints.js';
+import type { FindingBetweenScans } from '../drift/between-scans.js';
 import type { OffboardingView } from '../drift/offboarding.js';
 import type { ChainCheck, FindingFilter, ReportHeader, StoredFinding } from '../drift/reports.js';
 import type { InactiveSeatsView } from '../drift/seats.js';
@@ -25,6 +26,8 @@ export interface ConsoleView {
   resolved: StoredFinding[];
   /** The latest webhook deliveries (alerts sent to people) and how each ended. */
   deliveries: WebhookDelivery[];
+  /** Grants outside idsync the audit-trail poll found since the latest scan started. */
+  betweenScans: FindingBetweenScans[];
 }
 
 const e = (value: unknown) => escapeHtml(value === null || value === undefined ? '' : String(value));
@@ -63,6 +66,7 @@ export function renderConsole(view: ConsoleView): string {
 <p class="muted">Signed in as ${e(view.viewer)} · <nav style="display:inline"><a href="#drift">Drift</a><a href="#offboarding">Offboarding</a><a href="#seats">Inactive seats</a><a href="#import">Import</a><a href="#alerts">Alerts</a></nav></p>
 ${summarySection(view, base)}
 ${findingsSection(view, base, query)}
+${betweenScansSection(view)}
 ${offboardingSection(view, base)}
 ${seatsSection(view, base)}
 ${importSection(base)}
@@ -239,6 +243,22 @@ export function renderReceipt(tenant: Tenant, receipt: Receipt): string {
 <h2>Left to a human</h2>
 <table id="left-to-human"><thead><tr><th>What</th><th>Why</th><th>What to do</th></tr></thead><tbody>${left || '<tr><td colspan="3">Nothing.</td></tr>'}</tbody></table>
 </body></html>`;
+}
+
+function betweenScansSection(view: ConsoleView): string {
+  if (view.betweenScans.length === 0) return '';
+  const rows = view.betweenScans
+    .map(
+      (
+        f,
+      ) => `<tr class="new"><td>${e(f.foundAt.slice(0, 19).replace('T', ' '))}</td><td><span class="${e(f.severity)}">${e(f.severity)}</span></td>
+<td>${e(f.class)}</td><td>${e(f.account)}</td><td>${e(f.edge)}</td><td>${e(f.actor ?? 'unknown')}</td><td>${f.outcome === 'fix-queued' ? 'removal queued' : 'reported: needs a person'}</td></tr>`,
+    )
+    .join('\n');
+  return `<section id="between-scans"><h2>Found since the last scan (platform audit trail)</h2>
+<p class="muted">Access granted outside idsync, found by the audit-trail poll; the next scan's report includes what is still there.</p>
+<table><thead><tr><th>Found</th><th>Severity</th><th>Class</th><th>Account</th><th>Access</th><th>Granted by</th><th>Outcome</th></tr></thead>
+<tbody>${rows}</tbody></table></section>`;
 }
 
 function alertsSection(view: ConsoleView): string {

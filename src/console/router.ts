@@ -3,6 +3,7 @@ import { sql } from 'drizzle-orm';
 import express, { type Request, type Response, Router } from 'express';
 import { recentDeliveries } from '../alerts/endpoints.js';
 import type { Database } from '../db/client.js';
+import { findingsBetweenScans } from '../drift/between-scans.js';
 import { FINDING_CLASSES, SEVERITIES } from '../drift/compare.js';
 import { findingsCsv, offboardingCsv, seatsCsv } from '../drift/csv.js';
 import { offboardingView } from '../drift/offboarding.js';
@@ -50,6 +51,7 @@ const CONSOLE_SESSION_MS = 60 * 60_000;
 const SHOWN_FINDINGS = 500;
 const SHOWN_RESOLVED = 50;
 const SHOWN_DELIVERIES = 20;
+const SHOWN_BETWEEN_SCANS = 50;
 
 export interface ConsoleRouterOptions {
   db: Database;
@@ -187,7 +189,7 @@ export function consoleRouter(options: ConsoleRouterOptions): Router {
         if (!(error instanceof DomainError && error.kind === 'not_found')) throw error;
       }
       const findings = report ? await reportFindings(db, report.id, filter, SHOWN_FINDINGS + 1) : [];
-      const [offboarding, seats, chain, resolved, teams, deliveries] = await Promise.all([
+      const [offboarding, seats, chain, resolved, teams, deliveries, betweenScans] = await Promise.all([
         offboardingView(db, tenant.id, from, to),
         inactiveSeats(db, tenant.id),
         verifyLatest(db, tenant.id),
@@ -198,6 +200,7 @@ export function consoleRouter(options: ConsoleRouterOptions): Router {
             )
           : Promise.resolve([]),
         recentDeliveries(db, tenant.id, SHOWN_DELIVERIES),
+        findingsBetweenScans(db, tenant.id, report?.summary.startedAt, SHOWN_BETWEEN_SCANS),
       ]);
       res.type('html').send(
         renderConsole({
@@ -216,6 +219,7 @@ export function consoleRouter(options: ConsoleRouterOptions): Router {
           chain,
           resolved,
           deliveries,
+          betweenScans,
         }),
       );
     }),
