@@ -13,7 +13,10 @@ export type RequestPriority = 'deprovision' | 'reconcile' | 'scan';
 export interface BudgetState {
   /** Requests left now, as last reported by the platform plus what has refilled since (estimated). */
   remaining: number | null;
-  /** The most the platform has reported: the bucket's size as far as idsync has seen. */
+  /**
+   * The most the platform has reported: the bucket is at least this big. Null until an answer said more
+   * than 0 (a 0 says only that the bucket is empty now, not how big it is).
+   */
   capacity: number | null;
   observedAt: Date | null;
   /** The configured refill times the platform's RateLimit-Multiplier. */
@@ -25,6 +28,13 @@ export interface BudgetState {
  * is the authority: every response's RateLimit-Remaining overwrites the estimate; between responses the
  * estimate is decremented per request and refilled at the configured rate. Atomic in a Lua script, so
  * two workers cannot both take the last request.
+ *
+ * The refill is capped at the most the platform has reported, which is only a lower bound of the
+ * bucket's size: so never below what the asker needs (else a reserve larger than anything reported yet
+ * would hold scans back for ever), and not at all before the platform has reported more than 0 (a first
+ * answer of 429 with RateLimit-Remaining 0 would otherwise cap it at 0 and nothing would go again).
+ * Answers {wait in ms, why}: `taken`, `refill` (the bucket must refill) or `deprovisions` (waiting
+ * behind them, which ends when they do).
  */
 const ACQUIRE = `
 local remaining = tonumber(redis.call('HGET', KEYS[1], 'remaining'))
@@ -37,30 +47,34 @@ if priority == 'deprovision' then
   redis.call('SET', KEYS[2], '1', 'PX', activeMs)
 else
   redis.call('ZREMRANGEBYSCORE', KEYS[3], '-inf', now)
-  if redis.call('ZCARD', KEYS[3]) > 0 then return 250 end
+  if redis.call('ZCARD', KEYS[3]) > 0 then return {250, 'deprovisions'} end
   if redis.call('EXISTS', KEYS[2]) == 1 then
-    return math.max(redis.call('PTTL', KEYS[2]), 1)
+    return {math.max(redis.call('PTTL', KEYS[2]), 1), 'deprovisions'}
   end
 end
-if remaining == nil then return 0 end
+if remaining == nil then return {0, 'taken'} end
 local at = tonumber(redis.call('HGET', KEYS[1], 'at'))
 local capacity = tonumber(redis.call('HGET', KEYS[1], 'capacity'))
 local multiplier = tonumber(redis.call('HGET', KEYS[1], 'multiplier')) or 1
 rate = rate * multiplier
-local estimate = math.min(capacity, remaining + (now - at) * rate)
 local needed = 1
 if priority ~= 'deprovision' then needed = 1 + reserve end
+local estimate = remaining + (now - at) * rate
+if capacity ~= nil then estimate = math.min(math.max(capacity, needed), estimate) end
 if estimate >= needed then
   redis.call('HSET', KEYS[1], 'remaining', tostring(estimate - 1), 'at', tostring(now))
-  return 0
+  return {0, 'taken'}
 end
-return math.ceil((needed - estimate) / rate)
+return {math.ceil((needed - estimate) / rate), 'refill'}
 `;
 
 const OBSERVE = `
-local capacity = tonumber(redis.call('HGET', KEYS[1], 'capacity')) or 0
 local remaining = tonumber(ARGV[1])
-redis.call('HSET', KEYS[1], 'remaining', ARGV[1], 'at', ARGV[2], 'capacity', tostring(math.max(capacity, remaining)))
+redis.call('HSET', KEYS[1], 'remaining', ARGV[1], 'at', ARGV[2])
+local capacity = tonumber(redis.call('HGET', KEYS[1], 'capacity'))
+if remaining > 0 and (capacity == nil or remaining > capacity) then
+  redis.call('HSET', KEYS[1], 'capacity', ARGV[1])
+end
 if ARGV[3] ~= '' then redis.call('HSET', KEYS[1], 'multiplier', ARGV[3]) end
 redis.call('PEXPIRE', KEYS[1], 86400000)
 return 1
@@ -91,13 +105,25 @@ redis.call('SET', KEYS[2], '1', 'PX', tonumber(ARGV[2]))
 return 1
 `;
 
+/** The bucket would not refill before the asker's deadline: the platform's budget is exhausted. */
+export class RateBudgetExhausted extends Error {
+  constructor() {
+    super('the rate budget did not refill before the deadline');
+    this.name = 'RateBudgetExhausted';
+  }
+}
+
 export class RateBudget {
   constructor(
     private readonly redis: Redis,
     /** Names the platform account, never the token: e.g. `heroku:<account id>`. */
     private readonly key: string,
     private readonly options: { refillPerMinute: number; reserve: number },
-  ) {}
+  ) {
+    // A rate of 0 would make every wait for a refill endless.
+    if (!(options.refillPerMinute > 0 && Number.isFinite(options.refillPerMinute)))
+      throw new RangeError(`refillPerMinute must be a positive number, not ${options.refillPerMinute}`);
+  }
 
   private get keys(): [bucket: string, recentDeprovision: string, deprovisionsUnderWay: string] {
     return [
@@ -131,25 +157,33 @@ export class RateBudget {
     }
   }
 
-  /** Waits until this request may be sent, then takes it from the bucket. */
-  async acquire(priority: RequestPriority, signal?: AbortSignal): Promise<void> {
+  /**
+   * Waits until this request may be sent, then takes it from the bucket. Waiting for the bucket to
+   * refill ends at `deadline` (epoch ms) with RateBudgetExhausted; waiting behind deprovisions does
+   * not, since it ends when they do (each of their requests is bounded by its own deadline).
+   */
+  async acquire(priority: RequestPriority, signal?: AbortSignal, deadline?: number): Promise<void> {
     const ratePerMs = this.options.refillPerMinute / 60_000;
     for (;;) {
       signal?.throwIfAborted();
-      const waitMs = Number(
-        await this.redis.eval(
-          ACQUIRE,
-          3,
-          ...this.keys,
-          Date.now(),
-          priority,
-          ratePerMs,
-          this.options.reserve,
-          DEPROVISION_ACTIVE_MS,
-        ),
-      );
-      if (waitMs <= 0) return;
-      await sleep(Math.min(waitMs, 5_000), undefined, signal ? { signal } : {});
+      const [waitMs, why] = (await this.redis.eval(
+        ACQUIRE,
+        3,
+        ...this.keys,
+        Date.now(),
+        priority,
+        ratePerMs,
+        this.options.reserve,
+        DEPROVISION_ACTIVE_MS,
+      )) as [number, 'taken' | 'refill' | 'deprovisions'];
+      if (why === 'taken') return;
+      let pause = Math.min(waitMs, 5_000);
+      if (why === 'refill' && deadline !== undefined) {
+        // The platform may have refilled faster than estimated: look again at the deadline itself.
+        if (Date.now() >= deadline) throw new RateBudgetExhausted();
+        pause = Math.min(pause, deadline - Date.now());
+      }
+      await sleep(Math.max(pause, 1), undefined, signal ? { signal } : {});
     }
   }
 
@@ -169,11 +203,9 @@ export class RateBudget {
       return { remaining: null, capacity: null, observedAt: null, refillPerMinute };
     }
     const at = Number(stored.at);
-    const capacity = Number(stored.capacity);
-    const estimate = Math.min(
-      capacity,
-      Number(stored.remaining) + ((Date.now() - at) * refillPerMinute) / 60_000,
-    );
+    const capacity = stored.capacity === undefined ? null : Number(stored.capacity);
+    const refilled = Number(stored.remaining) + ((Date.now() - at) * refillPerMinute) / 60_000;
+    const estimate = capacity === null ? refilled : Math.min(capacity, refilled);
     return {
       remaining: Math.floor(estimate),
       capacity,

@@ -1,6 +1,6 @@
 import type { Logger } from '../../log.js';
 import { platformRateLimited } from '../../metrics/registry.js';
-import type { RateBudget, RequestPriority } from './budget.js';
+import { type RateBudget, RateBudgetExhausted, type RequestPriority } from './budget.js';
 
 /**
  * What went wrong talking to Heroku, classified by Heroku's error `id` (Platform API reference, error
@@ -65,9 +65,12 @@ export interface HerokuClientOptions {
   timeoutMs?: number;
   /** Attempts for 5xx and network errors (429s are waited out separately). */
   attempts?: number;
-  /** How long 429s may be waited out before the request gives up (and its job is retried). */
+  /**
+   * How long 429s, and waiting for the budget to refill, may be waited out before the request gives up
+   * (and its job is retried).
+   */
   rateLimitPatienceMs?: number;
-  /** Told when 429s outlasted the patience: the shared budget is exhausted (an alert, issue 15). */
+  /** Told when 429s or the wait for a refill outlasted the patience: the shared budget is exhausted (an alert, issue 15). */
   onBudgetExhausted?: () => Promise<void>;
 }
 
@@ -146,7 +149,18 @@ export class HerokuClient {
     const patienceEnds = Date.now() + this.patienceMs;
     for (;;) {
       attempt += 1;
-      await this.options.budget.acquire(this.options.priority);
+      try {
+        await this.options.budget.acquire(this.options.priority, undefined, patienceEnds);
+      } catch (error) {
+        if (!(error instanceof RateBudgetExhausted)) throw error;
+        await this.budgetExhausted();
+        throw new HerokuError(
+          'unavailable',
+          undefined,
+          'rate_limit',
+          `${shown}: rate limited for too long (the rate budget did not refill within ${this.patienceMs} ms)`,
+        );
+      }
       let response: Response;
       try {
         this.requests += 1;
@@ -190,11 +204,7 @@ export class HerokuClient {
         platformRateLimited.inc({ platform: 'heroku' });
         await response.body?.cancel();
         if (Date.now() > patienceEnds) {
-          await this.options
-            .onBudgetExhausted?.()
-            .catch((error: unknown) =>
-              this.options.log.error({ err: error }, 'could not raise the budget-exhausted alert'),
-            );
+          await this.budgetExhausted();
           throw new HerokuError('unavailable', 429, 'rate_limit', `${shown}: rate limited for too long`);
         }
         // The bucket is empty: the next acquire waits for it to refill. Not counted as an attempt.
@@ -261,6 +271,15 @@ export class HerokuClient {
     const items: T[] = [];
     for await (const item of this.list<T>(path, sortField)) items.push(item);
     return items;
+  }
+
+  /** Raises the budget-exhausted alert; the request's own failure matters more than the alert's. */
+  private async budgetExhausted(): Promise<void> {
+    await this.options
+      .onBudgetExhausted?.()
+      .catch((error: unknown) =>
+        this.options.log.error({ err: error }, 'could not raise the budget-exhausted alert'),
+      );
   }
 
   /** `request` is the method and the redacted path: no account identifier reaches the log. */
