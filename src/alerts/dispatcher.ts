@@ -1,6 +1,7 @@
 import { Queue } from 'bullmq';
 import type { Redis } from 'ioredis';
 import type { Sql } from '../db/client.js';
+import { PollingLoop } from '../jobs/polling-loop.js';
 import type { Logger } from '../log.js';
 import { WEBHOOK_CHANNEL } from './notify.js';
 
@@ -44,29 +45,21 @@ export const openWebhookQueue = (redis: Redis, prefix: string) =>
  * is one job, and one delivery is never sent twice at once.
  */
 export class WebhookDispatcher {
-  private running = false;
-  private wake: (() => void) | undefined;
-  private loop: Promise<void> | undefined;
-  private unlisten: (() => Promise<void>) | undefined;
+  private readonly polling: PollingLoop;
   private readonly queue: Queue<WebhookJob>;
 
   constructor(private readonly options: WebhookDispatcherOptions) {
     this.queue = openWebhookQueue(options.redis, options.prefix);
+    this.polling = new PollingLoop({ sql: options.sql, channel: WEBHOOK_CHANNEL, round: () => this.round() });
   }
 
-  async start(): Promise<void> {
-    this.running = true;
-    const listener = await this.options.sql.listen(WEBHOOK_CHANNEL, () => this.wake?.());
-    this.unlisten = () => listener.unlisten();
-    this.loop = this.run();
+  start(): Promise<void> {
+    return this.polling.start();
   }
 
-  async stop(): Promise<void> {
-    this.running = false;
-    this.wake?.();
-    await this.loop;
-    await this.unlisten?.().catch(() => {});
-    await this.queue.close();
+  /** Stops dispatching and closes its queue; answers whether that happened within `withinMs`. */
+  stop(withinMs?: number): Promise<boolean> {
+    return this.polling.stop(withinMs, () => this.queue.close());
   }
 
   async dispatchOnce(): Promise<number> {
@@ -101,22 +94,13 @@ export class WebhookDispatcher {
     });
   }
 
-  private async run(): Promise<void> {
-    while (this.running) {
-      try {
-        while ((await this.dispatchOnce()) > 0 && this.running) {}
-      } catch (error) {
-        this.options.log.warn({ err: error }, 'webhook dispatcher: could not queue deliveries; retrying');
-      }
-      if (!this.running) break;
-      await new Promise<void>((resolve) => {
-        const timer = setTimeout(resolve, this.options.pollMs);
-        this.wake = () => {
-          clearTimeout(timer);
-          resolve();
-        };
-      });
-      this.wake = undefined;
+  /** Queues a batch; goes again at once while rows wait, else pauses for the poll. */
+  private async round(): Promise<number> {
+    try {
+      return (await this.dispatchOnce()) > 0 ? 0 : this.options.pollMs;
+    } catch (error) {
+      this.options.log.warn({ err: error }, 'webhook dispatcher: could not queue deliveries; retrying');
+      return this.options.pollMs;
     }
   }
 }

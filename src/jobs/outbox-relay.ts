@@ -1,5 +1,6 @@
 import type { Sql } from '../db/client.js';
 import type { Logger } from '../log.js';
+import { PollingLoop } from './polling-loop.js';
 import { type JobPayload, jobOptions, type Lane, type LaneQueues, type SubjectType } from './queues.js';
 
 interface OutboxRow {
@@ -28,26 +29,20 @@ export interface OutboxRelayOptions {
  * row relayed twice (Redis accepted, commit lost) yields one job: its job id is derived from the row id.
  */
 export class OutboxRelay {
-  private running = false;
-  private wake: (() => void) | undefined;
-  private loop: Promise<void> | undefined;
-  private unlisten: (() => Promise<void>) | undefined;
+  private readonly polling: PollingLoop;
   private failing = false;
+  private backoffMs = 100;
 
-  constructor(private readonly options: OutboxRelayOptions) {}
+  constructor(private readonly options: OutboxRelayOptions) {
+    this.polling = new PollingLoop({ sql: options.sql, channel: 'idsync_outbox', round: () => this.round() });
+  }
 
-  async start(): Promise<void> {
-    this.running = true;
-    const listener = await this.options.sql.listen('idsync_outbox', () => this.wake?.());
-    this.unlisten = () => listener.unlisten();
-    this.loop = this.run();
+  start(): Promise<void> {
+    return this.polling.start();
   }
 
   async stop(): Promise<void> {
-    this.running = false;
-    this.wake?.();
-    await this.loop;
-    await this.unlisten?.().catch(() => {});
+    await this.polling.stop();
   }
 
   /** Relays one batch; returns how many rows it moved. */
@@ -84,31 +79,28 @@ export class OutboxRelay {
     });
   }
 
-  private async run(): Promise<void> {
-    let backoffMs = 100;
-    while (this.running) {
-      let moved = 0;
-      try {
-        moved = await this.relayOnce();
-        // An empty poll proves only that PostgreSQL answers; Redis may still be down, so it is asked.
-        if (this.failing && (moved > 0 || (await this.redisAnswers()))) {
-          this.options.log.info({ component: 'outbox-relay' }, 'outbox relay recovered');
-          this.failing = false;
-        }
-        backoffMs = 100;
-      } catch (error) {
-        if (!this.failing) {
-          this.options.log.warn(
-            { component: 'outbox-relay', err: error },
-            'outbox relay cannot reach Redis or PostgreSQL; rows stay in the outbox and will be retried',
-          );
-        }
-        this.failing = true;
-        await this.pause(backoffMs);
-        backoffMs = Math.min(backoffMs * 2, 5_000);
-        continue;
+  /** Relays a batch; pauses for the poll when idle, and backs off while Redis or PostgreSQL fail. */
+  private async round(): Promise<number> {
+    try {
+      const moved = await this.relayOnce();
+      // An empty poll proves only that PostgreSQL answers; Redis may still be down, so it is asked.
+      if (this.failing && (moved > 0 || (await this.redisAnswers()))) {
+        this.options.log.info({ component: 'outbox-relay' }, 'outbox relay recovered');
+        this.failing = false;
       }
-      if (moved === 0) await this.pause(this.options.pollMs);
+      this.backoffMs = 100;
+      return moved > 0 ? 0 : this.options.pollMs;
+    } catch (error) {
+      if (!this.failing) {
+        this.options.log.warn(
+          { component: 'outbox-relay', err: error },
+          'outbox relay cannot reach Redis or PostgreSQL; rows stay in the outbox and will be retried',
+        );
+      }
+      this.failing = true;
+      const pauseMs = this.backoffMs;
+      this.backoffMs = Math.min(this.backoffMs * 2, 5_000);
+      return pauseMs;
     }
   }
 
@@ -119,20 +111,5 @@ export class OutboxRelay {
     } catch {
       return false;
     }
-  }
-
-  private pause(ms: number): Promise<void> {
-    if (!this.running) return Promise.resolve();
-    return new Promise((resolve) => {
-      const timer = setTimeout(done, ms);
-      function done() {
-        clearTimeout(timer);
-        resolve();
-      }
-      this.wake = () => {
-        this.wake = undefined;
-        done();
-      };
-    });
   }
 }

@@ -206,7 +206,7 @@ export async function startDaemon(options: DaemonOptions): Promise<Daemon> {
       });
       await dispatcher.start();
       cleanups.push(async (remainingMs) => {
-        if (!(await settlesWithin(dispatcher.stop(), remainingMs)))
+        if (!(await dispatcher.stop(remainingMs)))
           log.warn(
             'shutdown: the webhook dispatcher did not stop in time; its rows stay pending in PostgreSQL',
           );
