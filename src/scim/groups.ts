@@ -325,8 +325,8 @@ const isConditional = (ifMatch: string | undefined) =>
 
 /**
  * Counts one change as the last statement of a write. Attribute changes, and conditional writes (which
- * hold every lock already), bump the group row; a plain member change bumps one version slot, chosen by
- * the database session, so concurrent member changes to one group rarely wait for each other.
+ * hold every lock already), bump the group row; a plain member change bumps one version slot no other
+ * transaction holds, so concurrent member changes to one group do not wait for each other.
  */
 async function touch(
   tx: Transaction,
@@ -341,13 +341,20 @@ async function touch(
       .where(eq(groups.id, group.id));
     return findGroup(tx, group.tenantId, group.id);
   }
+  // Any slot no other open transaction holds (SKIP LOCKED), starting from the session's own; only when
+  // all are held does the change wait, on its own slot.
   await tx
     .update(groupVersionSlots)
     .set({ changes: sql`${groupVersionSlots.changes} + 1`, changedAt: sql`now()` })
     .where(
       and(
         eq(groupVersionSlots.groupId, group.id),
-        eq(groupVersionSlots.slot, sql`pg_backend_pid() % ${GROUP_VERSION_SLOTS}`),
+        eq(
+          groupVersionSlots.slot,
+          sql`COALESCE((SELECT s.slot FROM ${groupVersionSlots} s WHERE s.group_id = ${group.id}
+            ORDER BY (s.slot - pg_backend_pid() % ${GROUP_VERSION_SLOTS} + ${GROUP_VERSION_SLOTS}) % ${GROUP_VERSION_SLOTS}
+            LIMIT 1 FOR UPDATE SKIP LOCKED), pg_backend_pid() % ${GROUP_VERSION_SLOTS})`,
+        ),
       ),
     );
   // The version this write makes, without reading it back: if other member changes committed since

@@ -55,8 +55,19 @@ export interface UserPageJson {
 
 type PageValues = { tenantId: string; baseUrl: string; count: number; offset: number };
 
-/** A page of users (its ids first, then only those rendered), with the total the condition matches. */
-function userPageSql(where: SQL | undefined, values: PageValues | 'placeholders', withGroups: boolean): SQL {
+/**
+ * A page of users (its ids first, then only those rendered), with the total the condition matches.
+ * `unique`: the condition is a live user's unique key, so the page holds at most one user and needs no
+ * order — and must not ask for one: right after an initial push (statistics still saying the tenant is
+ * empty) PostgreSQL then walks the tenant in creation order, filtering all its users, instead of
+ * looking the key up (measured: 10,000 rows read per `userName eq`, 5 ms instead of 0.1).
+ */
+export function userPageSql(
+  where: SQL | undefined,
+  values: PageValues | 'placeholders',
+  withGroups: boolean,
+  unique = false,
+): SQL {
   const v = (name: keyof PageValues) =>
     values === 'placeholders' ? sql.placeholder(name) : sql`${values[name]}`;
   const condition = sql`users.tenant_id = ${v('tenantId')} AND users.deprovisioned_at IS NULL${where ? sql` AND ${where}` : sql``}`;
@@ -73,7 +84,7 @@ function userPageSql(where: SQL | undefined, values: PageValues | 'placeholders'
         SELECT ${userResourceJson('users', sql`${v('baseUrl')}::text`, withGroups)}::text AS resource, users.created_at, users.id
         FROM (
           SELECT users.id FROM users WHERE ${condition}
-          ORDER BY users.created_at, users.id LIMIT ${v('count')} OFFSET ${v('offset')}
+          ${unique ? sql`` : sql`ORDER BY users.created_at, users.id`} LIMIT ${v('count')} OFFSET ${v('offset')}
         ) page JOIN users ON users.id = page.id
       ) p ON true
     ORDER BY p.created_at, p.id`;
@@ -93,10 +104,10 @@ const unfilteredPage = {
 const byUserName = sql`users.user_name_key = ${accountKeyOf(sql.placeholder('userName'))}`;
 const userNamePage = {
   withGroups: preparedStatement<PageValues & { userName: string }>(() =>
-    userPageSql(byUserName, 'placeholders', true),
+    userPageSql(byUserName, 'placeholders', true, true),
   ),
   withoutGroups: preparedStatement<PageValues & { userName: string }>(() =>
-    userPageSql(byUserName, 'placeholders', false),
+    userPageSql(byUserName, 'placeholders', false, true),
   ),
 };
 
