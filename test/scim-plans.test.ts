@@ -1,6 +1,6 @@
 import { sql } from 'drizzle-orm';
 import { describe, expect, it } from 'vitest';
-import { accountKey } from '../src/db/schema.js';
+import { accountKeyOf } from '../src/db/schema.js';
 import { userPageSql } from '../src/scim/user-queries.js';
 import { createTenant } from '../src/tenants/tenants.js';
 import { createTestDatabase } from './support/database.js';
@@ -32,7 +32,7 @@ describe('a userName eq lookup on statistics taken before the initial push', () 
     await pg`INSERT INTO users (tenant_id, user_name, origin)
       SELECT ${tenant.id}, 'user' || n || '@example.com', 'scim' FROM generate_series(1, 5000) n`;
     const plan = async (unique: boolean) => {
-      const where = sql`users.user_name_key = (SELECT ${accountKey('User4321@Example.com')})`;
+      const where = sql`users.user_name_key = ${accountKeyOf('User4321@Example.com')}`;
       const values = { tenantId: tenant.id, baseUrl: 'http://x/scim/v2', count: 100, offset: 0 };
       const [row] = await database.db.execute<{ 'QUERY PLAN': [{ Plan: PlanNode }] }>(
         sql`EXPLAIN (ANALYZE, FORMAT JSON) ${userPageSql(where, values, true, unique)}`,
