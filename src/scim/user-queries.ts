@@ -67,6 +67,8 @@ export function userPageSql(
   values: PageValues | 'placeholders',
   withGroups: boolean,
   unique = false,
+  /** Keyset: the page starts after this (created_at, id) instead of at the offset. */
+  after?: SQL,
 ): SQL {
   const v = (name: keyof PageValues) =>
     values === 'placeholders' ? sql.placeholder(name) : sql`${values[name]}`;
@@ -76,15 +78,15 @@ export function userPageSql(
     ? sql`SELECT count(*)::int AS total FROM users WHERE ${condition}`
     : sql`SELECT COALESCE(sum(live), 0)::int AS total FROM user_counts WHERE tenant_id = ${v('tenantId')}`;
   return sql`
-    SELECT t.total, p.resource FROM
+    SELECT t.total, p.resource, p.created_at::text AS created_at, p.id::text AS id FROM
       (${total}) t
       LEFT JOIN LATERAL (
         -- Page the ids first, then render only those: PostgreSQL evaluates a select list for rows
         -- skipped by OFFSET too, and rendering is the expensive part.
         SELECT ${userResourceJson('users', sql`${v('baseUrl')}::text`, withGroups)}::text AS resource, users.created_at, users.id
         FROM (
-          SELECT users.id FROM users WHERE ${condition}
-          ${unique ? sql`` : sql`ORDER BY users.created_at, users.id`} LIMIT ${v('count')} OFFSET ${v('offset')}
+          SELECT users.id FROM users WHERE ${condition}${after ? sql` AND (users.created_at, users.id) > ${after}` : sql``}
+          ${unique ? sql`` : sql`ORDER BY users.created_at, users.id`} LIMIT ${v('count')}${after ? sql`` : sql` OFFSET ${v('offset')}`}
         ) page JOIN users ON users.id = page.id
       ) p ON true
     ORDER BY p.created_at, p.id`;
@@ -94,6 +96,44 @@ const unfilteredPage = {
   withGroups: preparedStatement<PageValues>(() => userPageSql(undefined, 'placeholders', true)),
   withoutGroups: preparedStatement<PageValues>(() => userPageSql(undefined, 'placeholders', false)),
 };
+
+type AfterValues = PageValues & { afterCreatedAt: string; afterId: string };
+const afterPlaceholders = sql`(${sql.placeholder('afterCreatedAt')}::timestamptz, ${sql.placeholder('afterId')}::uuid)`;
+const unfilteredPageAfter = {
+  withGroups: preparedStatement<AfterValues>(() =>
+    userPageSql(undefined, 'placeholders', true, false, afterPlaceholders),
+  ),
+  withoutGroups: preparedStatement<AfterValues>(() =>
+    userPageSql(undefined, 'placeholders', false, false, afterPlaceholders),
+  ),
+};
+
+/**
+ * Where the last unfiltered page served in this process ended, by tenant and end offset: an IdP (or
+ * anyone) walking the users page by page asks next for exactly that offset, and the page then starts
+ * after the remembered (created_at, id) by the order index instead of counting its way past every
+ * earlier user — an OFFSET reads each skipped entry, and right after an initial push (visibility map not
+ * yet set) each one from the table too: 21 ms at offset 9,900 against 1 ms for the first page. If users
+ * before the cursor were removed meanwhile, the keyset page continues where the client stopped, where
+ * the offset would skip as many users as were removed; the remembered end expires after a minute.
+ */
+const pageEnds = new Map<string, { createdAt: string; id: string; until: number }>();
+const PAGE_END_TTL_MS = 60_000;
+const PAGE_ENDS_KEPT = 10_000;
+
+function rememberPageEnd(tenantId: string, endOffset: number, last: { created_at: string; id: string }) {
+  const key = `${tenantId}:${endOffset}`;
+  pageEnds.delete(key);
+  pageEnds.set(key, { createdAt: last.created_at, id: last.id, until: Date.now() + PAGE_END_TTL_MS });
+  if (pageEnds.size > PAGE_ENDS_KEPT) pageEnds.delete(pageEnds.keys().next().value!);
+}
+
+function pageEndAt(tenantId: string, offset: number) {
+  const key = `${tenantId}:${offset}`;
+  const end = pageEnds.get(key);
+  if (end && end.until < Date.now()) pageEnds.delete(key);
+  return end && end.until >= Date.now() ? end : undefined;
+}
 
 /**
  * `userName eq "…"`: the condition filterToSql builds for it, with the name as a placeholder. The key is
@@ -121,14 +161,30 @@ export async function listUsersJson(
   withGroups: boolean,
 ): Promise<UserPageJson> {
   const values: PageValues = { tenantId, baseUrl, count: page.count, offset: page.startIndex - 1 };
-  type Row = { total: number; resource: string | null };
+  type Row = { total: number; resource: string | null; created_at: string | null; id: string | null };
   const variant = withGroups ? 'withGroups' : 'withoutGroups';
+  if (where === undefined) {
+    const end = values.offset > 0 ? pageEndAt(tenantId, values.offset) : undefined;
+    const rows = end
+      ? await unfilteredPageAfter[variant]<Row>(db, {
+          ...values,
+          afterCreatedAt: end.createdAt,
+          afterId: end.id,
+        })
+      : await unfilteredPage[variant]<Row>(db, values);
+    const last = rows.at(-1);
+    if (last?.created_at && last.id && rows.length === values.count)
+      rememberPageEnd(tenantId, values.offset + values.count, { created_at: last.created_at, id: last.id });
+    return pageJson(rows);
+  }
   const rows =
-    where === undefined
-      ? await unfilteredPage[variant]<Row>(db, values)
-      : 'userName' in where
-        ? await userNamePage[variant]<Row>(db, { ...values, userName: where.userName })
-        : await db.execute<Row>(userPageSql(where, values, withGroups));
+    'userName' in where
+      ? await userNamePage[variant]<Row>(db, { ...values, userName: where.userName })
+      : await db.execute<Row>(userPageSql(where, values, withGroups));
+  return pageJson(rows);
+}
+
+function pageJson(rows: { total: number; resource: string | null }[]): UserPageJson {
   return {
     total: rows[0]?.total ?? 0,
     resources: rows.flatMap((r) => (r.resource === null ? [] : [r.resource])),
