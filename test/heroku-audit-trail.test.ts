@@ -30,6 +30,14 @@ describe('audit-trail polling and activity on the simulator', async () => {
   const findings = async () =>
     database.sql<{ subject_id: string; after: any }[]>`
       SELECT subject_id, after FROM audit_log WHERE tenant_id = ${tenant.id} AND action = 'drift.found' ORDER BY id`;
+  /** Where the poller has read up to, and the newest event on the trail: equal once it is quiet. */
+  const cursorAt = async () =>
+    new Date(
+      (
+        await database.sql`SELECT last_event_at FROM platform_audit_cursors WHERE tenant_id = ${tenant.id}`
+      )[0]!.last_event_at,
+    ).getTime();
+  const newestEvent = () => Math.max(...simulator.events.map((e) => e.createdAt.getTime()));
   const group = await scim('POST', '/Groups', { schemas: [GROUP], displayName: 'Engineering' });
   const ada = await scim('POST', '/Users', { schemas: [USER], userName: 'ada@example.com', active: true });
   const eve = await scim('POST', '/Users', { schemas: [USER], userName: 'eve@example.com', active: true });
@@ -155,13 +163,6 @@ describe('audit-trail polling and activity on the simulator', async () => {
   });
 
   it('the cursor survives a restart: nothing is processed twice', async () => {
-    const cursorAt = async () =>
-      new Date(
-        (
-          await database.sql`SELECT last_event_at FROM platform_audit_cursors WHERE tenant_id = ${tenant.id}`
-        )[0]!.last_event_at,
-      ).getTime();
-    const newestEvent = () => Math.max(...simulator.events.map((e) => e.createdAt.getTime()));
     // Quiet first: every event (idsync's own removals from the tests above included) has been read.
     await expect.poll(async () => (await cursorAt()) === newestEvent(), { timeout: 30_000 }).toBe(true);
     const before = (await findings()).length;
@@ -187,13 +188,6 @@ describe('audit-trail polling and activity on the simulator', async () => {
   });
 
   it('a grant that reaches the trail late (stamped before the cursor) and one with no actor are both verified, once', async () => {
-    const cursorAt = async () =>
-      new Date(
-        (
-          await database.sql`SELECT last_event_at FROM platform_audit_cursors WHERE tenant_id = ${tenant.id}`
-        )[0]!.last_event_at,
-      ).getTime();
-    const newestEvent = () => Math.max(...simulator.events.map((e) => e.createdAt.getTime()));
     await expect.poll(async () => (await cursorAt()) === newestEvent(), { timeout: 30_000 }).toBe(true);
     const before = (await findings()).length;
     // Heroku records this one late: its time is three minutes before what the poller has already read.
