@@ -9,6 +9,7 @@ import {
 } from '../alerts/endpoints.js';
 import { recordAudit } from '../audit/audit-log.js';
 import type { Database } from '../db/client.js';
+import { accountKeyOf } from '../db/schema.js';
 import { isUuid } from '../db/uuid.js';
 import { findingsSinceLastScan } from '../drift/between-scans.js';
 import { findingsCsv, offboardingCsv, seatsCsv } from '../drift/csv.js';
@@ -197,7 +198,7 @@ export function adminRouter(options: AdminRouterOptions): Router {
     // The user's id or userName, as everywhere else in the admin API and the CLI.
     const [user] = await db.execute<{ id: string }>(sql`
       SELECT id::text FROM users WHERE tenant_id = ${tenant.id}
-        AND ${isUuid(ref) ? sql`id = ${ref}::uuid` : sql`user_name_key = account_key(${ref})`}
+        AND ${isUuid(ref) ? sql`id = ${ref}::uuid` : sql`user_name_key = ${accountKeyOf(ref)}`}
       LIMIT 1`);
     const planned = user ? await planUser(options.reconcile, tenant.id, user.id) : undefined;
     if (!planned) throw notFound(`no user ${ref}`);
