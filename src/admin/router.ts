@@ -11,6 +11,7 @@ import { recordAudit } from '../audit/audit-log.js';
 import type { Database } from '../db/client.js';
 import { accountKeyOf } from '../db/schema.js';
 import { isUuid } from '../db/uuid.js';
+import { findingsSinceLastScan } from '../drift/between-scans.js';
 import { findingsCsv, offboardingCsv, seatsCsv } from '../drift/csv.js';
 import { offboardingView } from '../drift/offboarding.js';
 import { readDays, readFindingFilter, readPeriod, requestScan } from '../drift/queries.js';
@@ -53,6 +54,7 @@ import {
   createClientBodySchema,
   deliveriesQuerySchema,
   issueTokenBodySchema,
+  sinceLastScanQuerySchema,
 } from './schemas.js';
 
 /*
@@ -299,6 +301,11 @@ export function adminRouter(options: AdminRouterOptions): Router {
   });
   router.get('/tenants/:tenant/drift/verify', auditor, async (req, res) => {
     res.json(await verifyChain(db, (await tenantOf(req, res)).id));
+  });
+  // What the audit-trail poll found after the latest scan started (before /drift/:id, which it would match).
+  router.get('/tenants/:tenant/drift/since-last-scan', auditor, async (req, res) => {
+    const page = parsedOrInvalid(sinceLastScanQuerySchema, req.query);
+    res.json(await findingsSinceLastScan(db, (await tenantOf(req, res)).id, page));
   });
   router.get('/tenants/:tenant/drift/:id', auditor, driftReport);
   router.get('/tenants/:tenant/drift/:id/difference', auditor, async (req, res) => {
