@@ -2,6 +2,7 @@ import { sql } from 'drizzle-orm';
 import type { AccountName } from '../accounts/account-name.js';
 import { recordAudit } from '../audit/audit-log.js';
 import type { Database } from '../db/client.js';
+import { accountKeyOf } from '../db/schema.js';
 import { recordForReconcile } from '../jobs/outbox.js';
 import { releasePendingAccount } from '../platform/pending-accounts.js';
 import { SamlRefusal } from './refusal.js';
@@ -46,7 +47,7 @@ export async function provisionLogin(
   return db.transaction(async (tx) => {
     const [live] = await tx.execute<{ id: string; active: boolean }>(sql`
       SELECT id::text, active FROM users
-      WHERE tenant_id = ${tenantId} AND user_name_key = account_key(${claims.nameId}) AND deprovisioned_at IS NULL
+      WHERE tenant_id = ${tenantId} AND user_name_key = ${accountKeyOf(claims.nameId)} AND deprovisioned_at IS NULL
       FOR UPDATE`);
     let userId: string;
     let created = false;
@@ -64,7 +65,7 @@ export async function provisionLogin(
       }
     } else {
       const [tombstone] = await tx.execute<{ id: string }>(sql`
-        SELECT id::text FROM users WHERE tenant_id = ${tenantId} AND user_name_key = account_key(${claims.nameId}) LIMIT 1`);
+        SELECT id::text FROM users WHERE tenant_id = ${tenantId} AND user_name_key = ${accountKeyOf(claims.nameId)} LIMIT 1`);
       if (tombstone)
         throw new SamlRefusal(
           'user was deprovisioned by the identity provider and is not re-created',
