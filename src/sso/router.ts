@@ -32,9 +32,9 @@ import {
 } from './sessions.js';
 import {
   handleSingleLogout,
-  linkSessionToLogin,
   offboardedUserLogoutUrl,
   type SingleLogoutOptions,
+  samlSessionLink,
   singleLogoutMetadata,
   spInitiatedLogoutUrl,
 } from './single-logout.js';
@@ -168,10 +168,24 @@ export function ssoRouter(options: SsoRouterOptions): Router {
           claimsOf(assertion.element, connection),
           connection.idpEntityId,
         );
-        const login = await provisionLogin(db, tenant.id, tenant.jitMode as JitMode, claims, String(req.id));
+        // The session starts in the provisioning transaction: the login commits once.
+        let sessionToken = '';
+        const login = await provisionLogin(
+          db,
+          tenant.id,
+          tenant.jitMode as JitMode,
+          claims,
+          String(req.id),
+          async (tx, { userId }) => {
+            sessionToken = await startSession(
+              tx,
+              tenant.id,
+              userId,
+              samlSessionLink(connection, assertion.element),
+            );
+          },
+        );
         req.log.info({ userId: login.userId, created: login.created }, 'SAML login accepted');
-        const sessionToken = await startSession(db, tenant.id, login.userId);
-        await linkSessionToLogin(db, tenant.id, sessionToken, connection, assertion.element);
         setSessionCookie(res, sessionToken, publicUrl);
         res.redirect(
           303,
