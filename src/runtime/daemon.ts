@@ -26,6 +26,7 @@ import { type ConnectorFor, connectorFactory } from '../platform/factory.js';
 import { scimRouter } from '../scim/router.js';
 import { SecretBox } from '../security/secret-box.js';
 import { ssoRouter } from '../sso/router.js';
+import { SsoDirectory } from '../sso/sso-directory.js';
 import { ScimTokenVerifier } from '../tenants/scim-token-cache.js';
 import { createTenant, listTenants, type TenantWithToken } from '../tenants/tenants.js';
 import { oauthRouter } from '../tokens/router.js';
@@ -245,6 +246,9 @@ export async function startDaemon(options: DaemonOptions): Promise<Daemon> {
       const tokens = new ScimTokenVerifier(database);
       await tokens.start();
       cleanups.push(() => tokens.stop());
+      const ssoDirectory = new SsoDirectory(database.db);
+      await ssoDirectory.start(database.sql);
+      cleanups.push(() => ssoDirectory.stop());
       const expectedMigrations = expectedMigrationCount();
       const app = createApp({
         log,
@@ -269,7 +273,7 @@ export async function startDaemon(options: DaemonOptions): Promise<Daemon> {
           },
         ],
         mounts: [
-          ...edgeMounts({ resources, tokens, redis: producer }),
+          ...edgeMounts({ resources, tokens, redis: producer, ssoDirectory }),
           ...(options.mounts?.(resources) ?? []),
         ],
       });
@@ -302,6 +306,7 @@ export function edgeMounts(options: {
   resources: DaemonResources;
   tokens: ScimTokenVerifier;
   redis: Redis;
+  ssoDirectory?: SsoDirectory;
 }): NonNullable<AppOptions['mounts']> {
   const { database, config, connectorFor, queues } = options.resources;
   return [
@@ -322,6 +327,7 @@ export function edgeMounts(options: {
         redis: options.redis,
         publicUrl: config.publicUrl,
         secretBox: optionalSecretBox(config),
+        directory: options.ssoDirectory,
       }),
     },
     { path: OPENAPI_PATH, router: openApiRouter() },
