@@ -26,7 +26,6 @@ import { type ConnectorFor, connectorFactory } from '../platform/factory.js';
 import { scimRouter } from '../scim/router.js';
 import { SecretBox } from '../security/secret-box.js';
 import { ssoRouter } from '../sso/router.js';
-import { SsoDirectory } from '../sso/sso-directory.js';
 import { ScimTokenVerifier } from '../tenants/scim-token-cache.js';
 import { createTenant, listTenants, type TenantWithToken } from '../tenants/tenants.js';
 import { oauthRouter } from '../tokens/router.js';
@@ -246,9 +245,6 @@ export async function startDaemon(options: DaemonOptions): Promise<Daemon> {
       const tokens = new ScimTokenVerifier(database);
       await tokens.start();
       cleanups.push(() => tokens.stop());
-      const ssoDirectory = new SsoDirectory(database.db);
-      await ssoDirectory.start(database.sql);
-      cleanups.push(() => ssoDirectory.stop());
       const expectedMigrations = expectedMigrationCount();
       const app = createApp({
         log,
@@ -273,7 +269,7 @@ export async function startDaemon(options: DaemonOptions): Promise<Daemon> {
           },
         ],
         mounts: [
-          ...edgeMounts({ resources, tokens, redis: producer, ssoDirectory }),
+          ...edgeMounts({ resources, tokens, redis: producer }),
           ...(options.mounts?.(resources) ?? []),
         ],
       });
@@ -306,7 +302,6 @@ export function edgeMounts(options: {
   resources: DaemonResources;
   tokens: ScimTokenVerifier;
   redis: Redis;
-  ssoDirectory?: SsoDirectory;
 }): NonNullable<AppOptions['mounts']> {
   const { database, config, connectorFor, queues } = options.resources;
   return [
@@ -327,7 +322,6 @@ export function edgeMounts(options: {
         redis: options.redis,
         publicUrl: config.publicUrl,
         secretBox: optionalSecretBox(config),
-        directory: options.ssoDirectory,
       }),
     },
     { path: OPENAPI_PATH, router: openApiRouter() },

@@ -9,11 +9,11 @@ import { htmlErrorHandler, sendHtmlError } from '../http/html-errors.js';
 import { measureLogin } from '../metrics/sso-logins.js';
 import { PlatformMirror } from '../platform/mirror.js';
 import type { SecretBox } from '../security/secret-box.js';
-import type { Tenant } from '../tenants/tenants.js';
+import { findTenantByName, type Tenant } from '../tenants/tenants.js';
 import { issueApiToken } from '../tokens/tokens.js';
 import { accountPage } from './account-page.js';
 import { claimsOf } from './claims.js';
-import type { Connection } from './connections.js';
+import { type Connection, findConnection } from './connections.js';
 import { refuseTransientNameId, splitOneLoginGroupValues } from './idp-dialects.js';
 import { type JitMode, provisionLogin } from './jit.js';
 import { newRequestId, redeemLoginStart, rememberLoginStart } from './login-state.js';
@@ -38,7 +38,6 @@ import {
   singleLogoutMetadata,
   spInitiatedLogoutUrl,
 } from './single-logout.js';
-import { SsoDirectory } from './sso-directory.js';
 
 /*
  * The SAML edge: SP metadata, SP-initiated login (HTTP-Redirect) and the Assertion Consumer Service
@@ -56,15 +55,12 @@ export interface SsoRouterOptions {
   publicUrl: string;
   /** Opens the SP key that signs Single Logout messages; without it SLO is not offered. */
   secretBox?: SecretBox | undefined;
-  /** Cached tenant and IdP lookups (the daemon's, listening for changes); without it, no cache. */
-  directory?: SsoDirectory | undefined;
 }
 
 type TenantHandler = (req: Request, res: Response, tenant: Tenant) => Promise<void>;
 
 export function ssoRouter(options: SsoRouterOptions): Router {
   const { db, redis, publicUrl } = options;
-  const directory = options.directory ?? new SsoDirectory(db);
   const logout: SingleLogoutOptions = { db, redis, publicUrl, secretBox: options.secretBox };
   const router = Router();
   router.use(express.urlencoded({ extended: false, limit: '512kb' }));
@@ -75,14 +71,14 @@ export function ssoRouter(options: SsoRouterOptions): Router {
     (handler: TenantHandler) =>
     async (req: Request, res: Response): Promise<void> => {
       try {
-        await handler(req, res, await directory.tenant(String(req.params.tenant)));
+        await handler(req, res, await findTenantByName(db, String(req.params.tenant)));
       } catch (error) {
         refuse(req, res, error);
       }
     };
 
   async function connectionOf(tenant: Tenant, idpEntityId?: string): Promise<Connection> {
-    const connection = await directory.connection(tenant.id, idpEntityId);
+    const connection = await findConnection(db, tenant.id, idpEntityId);
     if (connection) return connection;
     throw new SamlRefusal(
       idpEntityId === undefined
