@@ -1,12 +1,5 @@
-import { randomBytes } from 'node:crypto';
-import { afterAll, describe, expect, it } from 'vitest';
-import { runDriftScan } from '../src/drift/scan.js';
-import { addRule } from '../src/reconcile/rules.js';
-import { createTenant } from '../src/tenants/tenants.js';
-import { startTestDaemon, testConfig } from './support/daemon.js';
-import { createTestDatabase, uniquePrefix } from './support/database.js';
-import { HerokuSimulator } from './support/heroku-simulator.js';
-import { capturingLogger } from './support/log-capture.js';
+import { describe, expect, it } from 'vitest';
+import { startHerokuTest } from './support/heroku-setup.js';
 import { GROUP, patch, USER } from './support/scim-fixtures.js';
 
 /*
@@ -14,53 +7,13 @@ import { GROUP, patch, USER } from './support/scim-fixtures.js';
  * admins of every team Heroku lists, and of a team created on Heroku later, once a scan has read it.
  */
 describe('every-team rules on the Heroku simulator', async () => {
-  const simulator = new HerokuSimulator({ refillPerMinute: 1_200 });
-  await simulator.start();
-  simulator.addTeam('alpha', [['keeper@example.com', 'admin']]);
-  simulator.addTeam('beta', [['keeper@example.com', 'admin']]);
-
-  const database = await createTestDatabase();
-  const secretKey = randomBytes(32).toString('hex');
-  const { tenant, scimToken } = await createTenant(database.db, 'acme', 'test');
-  await simulator.connect(database.db, tenant.id, secretKey, {
-    budgetKey: uniquePrefix('heroku'),
-    refillPerMinute: 1_200,
-    reserve: 0,
+  const { simulator, scim, scan } = await startHerokuTest({
+    platform: (heroku) => {
+      heroku.addTeam('alpha', [['keeper@example.com', 'admin']]);
+      heroku.addTeam('beta', [['keeper@example.com', 'admin']]);
+    },
+    rules: [{ target: 'all-teams', idpGroup: 'EA Admins', role: 'admin' }],
   });
-  await addRule(
-    database.db,
-    tenant.id,
-    { target: 'all-teams', idpGroup: 'EA Admins', role: 'admin' },
-    'test',
-  );
-
-  const { log } = capturingLogger('silent');
-  const daemon = await startTestDaemon({
-    mode: 'start',
-    config: testConfig(database.url, { secretKey, workerConcurrency: 2 }),
-    log,
-  });
-  afterAll(async () => {
-    await daemon.stop();
-    await simulator.stop();
-  });
-  const scim = async (method: string, path: string, body?: unknown) => {
-    const response = await fetch(`http://127.0.0.1:${daemon.port}/scim/v2${path}`, {
-      method,
-      headers: { Authorization: `Bearer ${scimToken}`, 'Content-Type': 'application/scim+json' },
-      body: body === undefined ? undefined : JSON.stringify(body),
-    });
-    return {
-      status: response.status,
-      body: response.status === 204 ? undefined : ((await response.json()) as any),
-    };
-  };
-  const scan = async () =>
-    runDriftScan(
-      { database, connector: await daemon.resources.connectorFor(tenant.id, 'scan') },
-      tenant.id,
-      'test',
-    );
   const teamsOn = (email: string) =>
     simulator
       .grantsOf(email)

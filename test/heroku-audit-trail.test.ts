@@ -1,18 +1,11 @@
-import { randomBytes } from 'node:crypto';
-import { afterAll, describe, expect, it, vi } from 'vitest';
+import { describe, expect, it, vi } from 'vitest';
 import { daysBetween, pollAuditTrail } from '../src/drift/audit-trail.js';
-import { runDriftScan } from '../src/drift/scan.js';
 import { inactiveSeats } from '../src/drift/seats.js';
-import { addRule } from '../src/reconcile/rules.js';
 import { recordReleaseActivity } from '../src/runtime/job-handler.js';
-import { createTenant, updateTenantPolicy } from '../src/tenants/tenants.js';
-import { startTestDaemon, testConfig } from './support/daemon.js';
-import { createTestDatabase, uniquePrefix } from './support/database.js';
-import { HerokuSimulator } from './support/heroku-simulator.js';
-import { capturingLogger } from './support/log-capture.js';
+import { updateTenantPolicy } from '../src/tenants/tenants.js';
+import { startHerokuTest } from './support/heroku-setup.js';
 import { GROUP, patch, USER } from './support/scim-fixtures.js';
 
-const ADMIN_TOKEN = randomBytes(24).toString('hex');
 vi.setConfig({ testTimeout: 90_000 });
 const DAY = 86_400_000;
 
@@ -23,51 +16,28 @@ const DAY = 86_400_000;
  * the cursor survives a restart; releases and audit-trail actors feed the seat audit.
  */
 describe('audit-trail polling and activity on the simulator', async () => {
-  const simulator = new HerokuSimulator({ refillPerMinute: 1_200 });
-  await simulator.start();
-  simulator.addTeam('core', [['boss@example.com', 'admin']]);
-  simulator.addTeam('side', [['boss@example.com', 'admin']]);
-  simulator.addTeam('ops', [['boss@example.com', 'admin']]);
-  simulator.addApp('api', 'core');
-
-  const database = await createTestDatabase();
-  const secretKey = randomBytes(32).toString('hex');
-  const { tenant, scimToken } = await createTenant(database.db, 'acme', 'test');
-  await simulator.connect(database.db, tenant.id, secretKey, {
-    budgetKey: uniquePrefix('heroku'),
-    refillPerMinute: 1_200,
-    reserve: 0,
+  const heroku = await startHerokuTest({
+    platform: (simulator) => {
+      simulator.addTeam('core', [['boss@example.com', 'admin']]);
+      simulator.addTeam('side', [['boss@example.com', 'admin']]);
+      simulator.addTeam('ops', [['boss@example.com', 'admin']]);
+      simulator.addApp('api', 'core');
+    },
+    rules: [{ target: 'team', idpGroup: 'Engineering', team: 'core', role: 'member' }],
+    policy: { auditPollSeconds: 1 },
   });
-  await addRule(
-    database.db,
-    tenant.id,
-    { target: 'team', idpGroup: 'Engineering', team: 'core', role: 'member' },
-    'test',
-  );
-  await updateTenantPolicy(database.db, 'acme', { auditPollSeconds: 1 }, 'test');
-
-  const { log } = capturingLogger('silent');
-  const config = testConfig(database.url, { adminToken: ADMIN_TOKEN, secretKey, workerConcurrency: 2 });
-  const queuePrefix = uniquePrefix('audit');
-  let daemon = await startTestDaemon({ mode: 'start', config, log, queuePrefix });
-  afterAll(async () => {
-    await daemon.stop();
-    await simulator.stop();
-  });
-  const scim = async (method: string, path: string, body?: unknown) => {
-    const response = await fetch(`http://127.0.0.1:${daemon.port}/scim/v2${path}`, {
-      method,
-      headers: { Authorization: `Bearer ${scimToken}`, 'Content-Type': 'application/scim+json' },
-      body: body === undefined ? undefined : JSON.stringify(body),
-    });
-    return {
-      status: response.status,
-      body: response.status === 204 ? undefined : ((await response.json()) as any),
-    };
-  };
+  const { simulator, database, tenant, scim, scan } = heroku;
   const findings = async () =>
     database.sql<{ subject_id: string; after: any }[]>`
       SELECT subject_id, after FROM audit_log WHERE tenant_id = ${tenant.id} AND action = 'drift.found' ORDER BY id`;
+  /** Where the poller has read up to, and the newest event on the trail: equal once it is quiet. */
+  const cursorAt = async () =>
+    new Date(
+      (
+        await database.sql`SELECT last_event_at FROM platform_audit_cursors WHERE tenant_id = ${tenant.id}`
+      )[0]!.last_event_at,
+    ).getTime();
+  const newestEvent = () => Math.max(...simulator.events.map((e) => e.createdAt.getTime()));
   const group = await scim('POST', '/Groups', { schemas: [GROUP], displayName: 'Engineering' });
   const ada = await scim('POST', '/Users', { schemas: [USER], userName: 'ada@example.com', active: true });
   const eve = await scim('POST', '/Users', { schemas: [USER], userName: 'eve@example.com', active: true });
@@ -118,15 +88,15 @@ describe('audit-trail polling and activity on the simulator', async () => {
     // Reported, not removed: a human decides under policy report.
     expect(simulator.grantsOf('eve@example.com')).toEqual(['team side']);
     // The security console shows it before any scan's report does.
-    const publicUrl = daemon.resources.config.publicUrl;
-    const login = await fetch(`http://127.0.0.1:${daemon.port}/console/acme/login`, {
+    const publicUrl = heroku.daemon.resources.config.publicUrl;
+    const login = await fetch(`http://127.0.0.1:${heroku.daemon.port}/console/acme/login`, {
       method: 'POST',
       redirect: 'manual',
       headers: { 'Content-Type': 'application/x-www-form-urlencoded', Origin: publicUrl },
-      body: new URLSearchParams({ token: ADMIN_TOKEN }).toString(),
+      body: new URLSearchParams({ token: heroku.adminToken }).toString(),
     });
     expect(login.status).toBe(303);
-    const page = await fetch(`http://127.0.0.1:${daemon.port}/console/acme`, {
+    const page = await fetch(`http://127.0.0.1:${heroku.daemon.port}/console/acme`, {
       headers: { cookie: login.headers.get('set-cookie')!.split(';')[0]! },
     });
     const html = await page.text();
@@ -193,20 +163,13 @@ describe('audit-trail polling and activity on the simulator', async () => {
   });
 
   it('the cursor survives a restart: nothing is processed twice', async () => {
-    const cursorAt = async () =>
-      new Date(
-        (
-          await database.sql`SELECT last_event_at FROM platform_audit_cursors WHERE tenant_id = ${tenant.id}`
-        )[0]!.last_event_at,
-      ).getTime();
-    const newestEvent = () => Math.max(...simulator.events.map((e) => e.createdAt.getTime()));
     // Quiet first: every event (idsync's own removals from the tests above included) has been read.
     await expect.poll(async () => (await cursorAt()) === newestEvent(), { timeout: 30_000 }).toBe(true);
     const before = (await findings()).length;
     const eventsBefore = simulator.events.length;
-    await daemon.stop();
+    await heroku.daemon.stop();
     const restartedAt = Date.now();
-    daemon = await startTestDaemon({ mode: 'start', config, log, queuePrefix });
+    await heroku.startDaemon();
     // Wait for two polls after the restart.
     await expect
       .poll(() => simulator.requests.filter((r) => r.path.endsWith('/events') && r.at > restartedAt).length, {
@@ -218,20 +181,13 @@ describe('audit-trail polling and activity on the simulator', async () => {
     expect(await cursorAt()).toBe(newestEvent());
     // A direct poll overlapping the same day's events finds nothing new.
     const again = await pollAuditTrail(
-      { database, connector: await daemon.resources.connectorFor(tenant.id, 'scan') },
+      { database, connector: await heroku.daemon.resources.connectorFor(tenant.id, 'scan') },
       tenant.id,
     );
     expect(again.events).toBe(0);
   });
 
   it('a grant that reaches the trail late (stamped before the cursor) and one with no actor are both verified, once', async () => {
-    const cursorAt = async () =>
-      new Date(
-        (
-          await database.sql`SELECT last_event_at FROM platform_audit_cursors WHERE tenant_id = ${tenant.id}`
-        )[0]!.last_event_at,
-      ).getTime();
-    const newestEvent = () => Math.max(...simulator.events.map((e) => e.createdAt.getTime()));
     await expect.poll(async () => (await cursorAt()) === newestEvent(), { timeout: 30_000 }).toBe(true);
     const before = (await findings()).length;
     // Heroku records this one late: its time is three minutes before what the poller has already read.
@@ -258,7 +214,7 @@ describe('audit-trail polling and activity on the simulator', async () => {
     await expect.poll(() => simulator.grantsOf('eve@example.com'), { timeout: 30_000 }).toEqual([]);
     await expect.poll(async () => (await cursorAt()) === newestEvent(), { timeout: 30_000 }).toBe(true);
     const again = await pollAuditTrail(
-      { database, connector: await daemon.resources.connectorFor(tenant.id, 'scan') },
+      { database, connector: await heroku.daemon.resources.connectorFor(tenant.id, 'scan') },
       tenant.id,
     );
     expect(again.events).toBe(0);
@@ -281,12 +237,8 @@ describe('audit-trail polling and activity on the simulator', async () => {
     // ada deploys now: the audit trail's code_release.create names her as actor.
     simulator.dashboard.deploy('api', 'ada@example.com');
     // The scan binds app ids; releases are read as part of the scan's work.
-    await runDriftScan(
-      { database, connector: await daemon.resources.connectorFor(tenant.id, 'scan') },
-      tenant.id,
-      'test',
-    );
-    expect(await recordReleaseActivity(database, daemon.resources.connectorFor, tenant.id)).toBe(2);
+    await scan();
+    expect(await recordReleaseActivity(database, heroku.daemon.resources.connectorFor, tenant.id)).toBe(2);
     await expect
       .poll(
         async () =>

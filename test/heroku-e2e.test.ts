@@ -1,16 +1,9 @@
-import { randomBytes } from 'node:crypto';
-import { afterAll, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import { reportFindings } from '../src/drift/reports.js';
 import { runDriftScan } from '../src/drift/scan.js';
-import { addRule } from '../src/reconcile/rules.js';
-import { createTenant } from '../src/tenants/tenants.js';
-import { startTestDaemon, testConfig } from './support/daemon.js';
-import { createTestDatabase, uniquePrefix } from './support/database.js';
-import { HerokuSimulator } from './support/heroku-simulator.js';
-import { capturingLogger } from './support/log-capture.js';
+import { startHerokuTest } from './support/heroku-setup.js';
 import { GROUP, patch, USER } from './support/scim-fixtures.js';
 
-const ADMIN_TOKEN = randomBytes(24).toString('hex');
 const TEAMS = Array.from({ length: 20 }, (_, i) => `team-${i + 1}`);
 const APPS = Array.from({ length: 30 }, (_, i) => `app-${i + 1}`);
 
@@ -21,69 +14,32 @@ const APPS = Array.from({ length: 30 }, (_, i) => `app-${i + 1}`);
  * API answers 429s and 5xx.
  */
 describe('Heroku end to end on the simulator', async () => {
-  const simulator = new HerokuSimulator({ refillPerMinute: 1_200 });
-  await simulator.start();
-  for (const team of TEAMS) simulator.addTeam(team, [['boss@example.com', 'admin']]);
-  simulator.addTeam('side-project', [['boss@example.com', 'admin']]);
-  for (const [i, app] of APPS.entries()) simulator.addApp(app, TEAMS[i % TEAMS.length]!);
-
-  const database = await createTestDatabase();
-  const secretKey = randomBytes(32).toString('hex');
-  const { tenant, scimToken } = await createTenant(database.db, 'acme', 'test');
-  await simulator.connect(database.db, tenant.id, secretKey, {
-    budgetKey: uniquePrefix('heroku'),
-    refillPerMinute: 1_200,
-    reserve: 0,
+  const heroku = await startHerokuTest({
+    platform: (simulator) => {
+      for (const team of TEAMS) simulator.addTeam(team, [['boss@example.com', 'admin']]);
+      simulator.addTeam('side-project', [['boss@example.com', 'admin']]);
+      for (const [i, app] of APPS.entries()) simulator.addApp(app, TEAMS[i % TEAMS.length]!);
+    },
+    rules: [
+      { target: 'enterprise', idpGroup: 'Engineering', permissions: ['view'] },
+      ...TEAMS.map((team) => ({
+        target: 'team' as const,
+        idpGroup: 'Engineering',
+        team,
+        role: 'member' as const,
+      })),
+      ...APPS.map((app) => ({
+        target: 'app' as const,
+        idpGroup: 'Engineering',
+        app,
+        permissions: ['view' as const, 'deploy' as const],
+      })),
+    ],
+    config: { workerConcurrency: 4 },
   });
-  await addRule(
-    database.db,
-    tenant.id,
-    { target: 'enterprise', idpGroup: 'Engineering', permissions: ['view'] },
-    'test',
-  );
-  for (const team of TEAMS) {
-    await addRule(
-      database.db,
-      tenant.id,
-      { target: 'team', idpGroup: 'Engineering', team, role: 'member' },
-      'test',
-    );
-  }
-  for (const app of APPS) {
-    await addRule(
-      database.db,
-      tenant.id,
-      { target: 'app', idpGroup: 'Engineering', app, permissions: ['view', 'deploy'] },
-      'test',
-    );
-  }
-
-  const { log } = capturingLogger('silent');
-  const daemon = await startTestDaemon({
-    mode: 'start',
-    config: testConfig(database.url, { adminToken: ADMIN_TOKEN, secretKey, workerConcurrency: 4 }),
-    log,
-  });
-  afterAll(async () => {
-    await daemon.stop();
-    await simulator.stop();
-  });
-  const base = `http://127.0.0.1:${daemon.port}`;
-  const call = async (path: string, method: string, token: string, body?: unknown) => {
-    const response = await fetch(`${base}${path}`, {
-      method,
-      headers: { Authorization: `Bearer ${token}`, 'Content-Type': 'application/scim+json' },
-      body: body === undefined ? undefined : JSON.stringify(body),
-    });
-    return {
-      status: response.status,
-      body: response.status === 204 ? undefined : ((await response.json()) as any),
-    };
-  };
-  const scim = (method: string, path: string, body?: unknown) =>
-    call(`/scim/v2${path}`, method, scimToken, body);
+  const { simulator, database, tenant, scim, admin } = heroku;
   const receipt = async (userId: string) =>
-    (await call(`/api/tenants/acme/users/${userId}/receipt`, 'GET', ADMIN_TOKEN)).body;
+    (await admin('GET', `/tenants/acme/users/${userId}/receipt`)).body;
   const group = await scim('POST', '/Groups', { schemas: [GROUP], displayName: 'Engineering' });
 
   async function onboard(email: string): Promise<string> {
@@ -107,7 +63,7 @@ describe('Heroku end to end on the simulator', async () => {
     // Heroku says she is not under SSO: the receipt must not promise her tokens die in 8 hours.
     simulator.users.get('ada@example.com')!.sso = false;
     const scan = await runDriftScan(
-      { database, connector: await daemon.resources.connectorFor(tenant.id, 'scan') },
+      { database, connector: await heroku.daemon.resources.connectorFor(tenant.id, 'scan') },
       tenant.id,
       'test',
     );

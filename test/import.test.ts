@@ -3,18 +3,16 @@ import { writeFileSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { Readable } from 'node:stream';
-import { afterAll, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import { readImportFile } from '../src/import/csv-rows.js';
 import { type ImportOptions, importAssignments } from '../src/import/importer.js';
 import { createAdminToken } from '../src/security/admin-tokens.js';
 import { createTenant } from '../src/tenants/tenants.js';
 import { runCli } from './support/cli.js';
-import { startTestDaemon, testConfig } from './support/daemon.js';
 import { createTestDatabase } from './support/database.js';
-import { capturingLogger } from './support/log-capture.js';
+import { startReconcileTest } from './support/reconcile-setup.js';
 import { GROUP, USER } from './support/scim-fixtures.js';
 
-const ADMIN_TOKEN = randomBytes(24).toString('hex');
 const BOM = '\uFEFF';
 
 const fileOf = (text: string) => Readable.from([Buffer.from(text, 'utf8')]);
@@ -248,9 +246,10 @@ describe('importing into the database', async () => {
 });
 
 describe('imports and every-team rules end to end (daemon, worker, built-in platform)', async () => {
-  const database = await createTestDatabase();
+  const { database, tenant, daemon, admin, scim } = await startReconcileTest({
+    config: { workerConcurrency: 2 },
+  });
   const { sql } = database;
-  const { tenant, scimToken } = await createTenant(database.db, 'acme', 'test');
   await createTenant(database.db, 'rival', 'test');
   const operator = await createAdminToken(database.db, {
     name: 'ops',
@@ -264,10 +263,6 @@ describe('imports and every-team rules end to end (daemon, worker, built-in plat
     role: 'auditor',
     actor: 'test',
   });
-  const { log } = capturingLogger('silent');
-  const config = testConfig(database.url, { adminToken: ADMIN_TOKEN, workerConcurrency: 2 });
-  const daemon = await startTestDaemon({ mode: 'start', config, log });
-  afterAll(() => daemon.stop());
   const base = `http://127.0.0.1:${daemon.port}`;
   const postCsv = async (path: string, csv: string, token = operator.token) => {
     const response = await fetch(`${base}/api${path}`, {
@@ -276,28 +271,6 @@ describe('imports and every-team rules end to end (daemon, worker, built-in plat
       body: csv,
     });
     return { status: response.status, body: (await response.json()) as any };
-  };
-  const admin = async (method: string, path: string, body?: unknown) => {
-    const response = await fetch(`${base}/api${path}`, {
-      method,
-      headers: { Authorization: `Bearer ${ADMIN_TOKEN}`, 'Content-Type': 'application/json' },
-      body: body === undefined ? undefined : JSON.stringify(body),
-    });
-    return {
-      status: response.status,
-      body: response.status === 204 ? undefined : ((await response.json()) as any),
-    };
-  };
-  const scim = async (method: string, path: string, body?: unknown) => {
-    const response = await fetch(`${base}/scim/v2${path}`, {
-      method,
-      headers: { Authorization: `Bearer ${scimToken}`, 'Content-Type': 'application/scim+json' },
-      body: body === undefined ? undefined : JSON.stringify(body),
-    });
-    return {
-      status: response.status,
-      body: response.status === 204 ? undefined : ((await response.json()) as any),
-    };
   };
   const teamsOf = async (account: string) =>
     Object.fromEntries(
@@ -398,7 +371,7 @@ describe('imports and every-team rules end to end (daemon, worker, built-in plat
     const page = await fetch(`${base}/console/acme/imports`, {
       method: 'POST',
       // The console's own origin is the configured public URL (a proxy may stand in front).
-      headers: { Cookie: cookie, Origin: new URL(config.publicUrl).origin },
+      headers: { Cookie: cookie, Origin: new URL(daemon.resources.config.publicUrl).origin },
       body: form(),
     });
     expect(page.status).toBe(200);

@@ -164,4 +164,32 @@ describe('live user counts for unfiltered SCIM lists', () => {
     await sql`DELETE FROM users WHERE tenant_id = ${tenantId} AND user_name IN ('u2', 'u10')`;
     expect(await counted()).toBe(497);
   });
+
+  it('let concurrent creates count without waiting for each other, and stay exact', async () => {
+    const { sql } = await createTestDatabase();
+    const [t] =
+      await sql`INSERT INTO tenants (name, scim_token_id, scim_token_hash) VALUES ('t', 'tt', 'x') RETURNING id`;
+    const tenantId = t!.id as string;
+    await sql`INSERT INTO users (tenant_id, user_name, origin) VALUES (${tenantId}, 'first', 'scim')`;
+    // Open creates hold counter slots until they commit; 20 more creates must not queue behind them.
+    const holders = await Promise.all(Array.from({ length: 4 }, () => sql.reserve()));
+    for (const [i, holder] of holders.entries()) {
+      await holder`BEGIN`;
+      await holder`INSERT INTO users (tenant_id, user_name, origin) VALUES (${tenantId}, ${`held${i}`}, 'scim')`;
+    }
+    await Promise.all(
+      Array.from({ length: 20 }, (_, i) =>
+        sql.begin(async (tx) => {
+          await tx`SET LOCAL lock_timeout = '2s'`;
+          await tx`INSERT INTO users (tenant_id, user_name, origin) VALUES (${tenantId}, ${`u${i}`}, 'scim')`;
+        }),
+      ),
+    );
+    for (const holder of holders) {
+      await holder`COMMIT`;
+      holder.release();
+    }
+    const [row] = await sql`SELECT COALESCE(sum(live), 0)::int AS n FROM user_counts WHERE tenant_id = ${tenantId}`;
+    expect(row!.n).toBe(25);
+  });
 });

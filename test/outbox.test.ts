@@ -135,3 +135,49 @@ describe('outbox relay', () => {
     expect(processed).toHaveLength(1);
   });
 });
+
+describe('outbox relay, an initial push', () => {
+  it('settles reconcile events of users no rule touches in its own batch: no job for them, a job for the rest', async () => {
+    const database = await createTestDatabase();
+    const { sql } = database;
+    const { tenant } = await createTenant(database.db, 'acme', 'test');
+    const t = tenant.id;
+    await sql`INSERT INTO assignment_rules (tenant_id, idp_group, target, team_name, team_role)
+      VALUES (${t}, 'Engineering', 'team', 'core', 'member')`;
+    const [everyone] = await sql`INSERT INTO groups (tenant_id, display_name) VALUES (${t}, 'Everyone') RETURNING id`;
+    const [engineering] =
+      await sql`INSERT INTO groups (tenant_id, display_name) VALUES (${t}, 'Engineering') RETURNING id`;
+    await sql`INSERT INTO users (tenant_id, user_name, origin)
+      SELECT ${t}, 'quiet' || n || '@example.com', 'scim' FROM generate_series(1, 200) n`;
+    await sql`INSERT INTO users (tenant_id, user_name, origin)
+      VALUES (${t}, 'engineer@example.com', 'scim'), (${t}, 'Member@Example.com', 'scim'), (${t}, 'busy@example.com', 'scim')`;
+    await sql`INSERT INTO group_members (tenant_id, group_id, user_id)
+      SELECT ${t}, ${everyone!.id}, id FROM users WHERE tenant_id = ${t}`;
+    await sql`INSERT INTO group_members (tenant_id, group_id, user_id)
+      SELECT ${t}, ${engineering!.id}, id FROM users WHERE user_name = 'engineer@example.com'`;
+    // Holds nothing a rule gives, but is a member of the Enterprise Account (the platform spells it lower-case).
+    await sql`INSERT INTO platform_enterprise_members (tenant_id, account, permissions)
+      VALUES (${t}, 'member@example.com', '{view}')`;
+    const idOf = async (name: string) =>
+      ((await sql`SELECT id::text FROM users WHERE user_name = ${name}`)[0]!.id as string);
+    const busy = await idOf('busy@example.com');
+    // A reconcile of "busy" is in progress: the relay must not judge it under the job's feet.
+    const holder = await sql.reserve();
+    await holder`SELECT pg_advisory_lock(hashtextextended(${`user:${busy}`}, 0))`;
+
+    await sql`INSERT INTO outbox (tenant_id, lane, subject_type, subject_id)
+      SELECT ${t}, 'reconcile', 'user', id::text FROM users WHERE tenant_id = ${t}`;
+    const { processed } = await pipeline(database, inject('redisUrl'));
+    await expect.poll(() => processed.length, { timeout: 10_000 }).toBe(3);
+    await holder`SELECT pg_advisory_unlock(hashtextextended(${`user:${busy}`}, 0))`;
+    holder.release();
+    expect(new Set(processed.map((p) => p.subjectId))).toEqual(
+      new Set([await idOf('engineer@example.com'), await idOf('Member@Example.com'), busy]),
+    );
+    const [rows] = await sql`
+      SELECT count(*) FILTER (WHERE completed_at IS NOT NULL)::int AS settled,
+             count(*) FILTER (WHERE relayed_at IS NULL)::int AS unrelayed FROM outbox WHERE tenant_id = ${t}`;
+    // The 200 quiet users' rows are complete (the recording handler completes nothing itself).
+    expect(rows).toMatchObject({ settled: 200, unrelayed: 0 });
+  });
+});

@@ -77,7 +77,7 @@ describe('group versions under concurrent member changes', async () => {
 
   it('adds members while another member add to the same group is still uncommitted', async () => {
     const group = await createGroup(server, 'Not Serialised');
-    // The real member add, held open between its last statement and its COMMIT.
+    // The real member add (one statement), held open inside a transaction before its COMMIT.
     let release!: () => void;
     const gate = new Promise<void>((resolve) => {
       release = resolve;
@@ -86,14 +86,19 @@ describe('group versions under concurrent member changes', async () => {
     const holding = new Promise<void>((resolve) => {
       reachedCommit = resolve;
     });
+    const session = await server.database.sql.reserve();
     const heldDatabase = {
-      transaction: (work: (tx: unknown) => Promise<unknown>) =>
-        server.database.db.transaction(async (tx) => {
-          const result = await work(tx);
+      $client: {
+        unsafe: async (query: string, parameters: never[]) => {
+          await session`BEGIN`;
+          const rows = await session.unsafe(query, parameters);
           reachedCommit();
           await gate;
-          return result;
-        }),
+          await session`COMMIT`;
+          session.release();
+          return rows;
+        },
+      },
     } as unknown as Database;
     const heldAdd = patchGroup(
       heldDatabase,
@@ -105,19 +110,82 @@ describe('group versions under concurrent member changes', async () => {
     );
     await holding;
 
-    // Five more adds from the server's own connections. Each takes one of 16 version slots by its
-    // session, so one may share the held add's slot and wait; with a lock on the group row all would.
+    // Five more adds from the server's own connections: each takes a version slot no open transaction
+    // holds, so none waits for the held add (with a lock on the group row, or a slot per session, some would).
     const finishedWhileHeld: number[] = [];
     const adds = userIds.slice(51, 56).map(async (id) => {
       const response = await addOne(group.id, id);
       finishedWhileHeld.push(response.status);
       return response.status;
     });
-    await expect.poll(() => finishedWhileHeld.length, { timeout: 5_000 }).toBeGreaterThan(0);
-    expect(finishedWhileHeld).toContain(204);
+    await expect.poll(() => finishedWhileHeld.length, { timeout: 5_000 }).toBe(5);
+    expect(finishedWhileHeld).toEqual([204, 204, 204, 204, 204]);
     release();
     await heldAdd;
     expect(await Promise.all(adds)).toEqual([204, 204, 204, 204, 204]);
     expect((await memberIds(server, group.id)).sort()).toEqual(userIds.slice(50, 56).sort());
+  });
+
+  it('writes, in one statement, what the general path writes for an add — or nothing at all', async () => {
+    const plain = await createGroup(server, 'Plain Add');
+    const general = await createGroup(server, 'General Add');
+    const written = async (groupId: string) => {
+      const outbox = await server.database.sql`
+        SELECT lane, subject_type, subject_id, cause - 'at' - 'groupId' - 'correlationId' AS cause
+        FROM outbox WHERE cause->>'groupId' = ${groupId} ORDER BY subject_id`;
+      const audit = await server.database.sql`
+        SELECT actor, action, subject_type, before, after - 'displayName' AS after
+        FROM audit_log WHERE subject_id = ${groupId} AND action = 'scim.group.patched' ORDER BY id`;
+      return { outbox, audit };
+    };
+    const members = [{ value: userIds[56] }, { value: userIds[57] }];
+    expect(
+      (
+        await server.request(
+          'PATCH',
+          `/Groups/${plain.id}`,
+          patch([{ op: 'add', path: 'members', value: members }]),
+        )
+      ).status,
+    ).toBe(204);
+    // If-Match makes it conditional: the general path, in a transaction.
+    const etag = (await versionOf(general.id)).version;
+    const conditional = await server.request(
+      'PATCH',
+      `/Groups/${general.id}`,
+      patch([{ op: 'add', path: 'members', value: members }]),
+      { 'If-Match': etag },
+    );
+    expect(conditional.status).toBe(204);
+    const [fromPlain, fromGeneral] = [await written(plain.id), await written(general.id)];
+    expect(fromPlain.outbox).toHaveLength(2);
+    expect(fromPlain.outbox).toEqual(fromGeneral.outbox);
+    expect(fromPlain.audit).toEqual(fromGeneral.audit);
+    expect(fromPlain.audit[0]!.after.membersAdded.sort()).toEqual([userIds[56], userIds[57]].sort());
+
+    // A member that is no user of the tenant: 400 and nothing written, not even the valid member.
+    const before = await versionOf(plain.id);
+    const refused = await server.request(
+      'PATCH',
+      `/Groups/${plain.id}`,
+      patch([
+        {
+          op: 'add',
+          path: 'members',
+          value: [{ value: userIds[58] }, { value: '00000000-0000-4000-8000-000000000000' }],
+        },
+      ]),
+    );
+    expect(refused.status).toBe(400);
+    expect((await json(refused)).scimType).toBe('invalidValue');
+    expect((await versionOf(plain.id)).version).toBe(before.version);
+    expect((await written(plain.id)).audit).toHaveLength(1);
+    expect(await memberIds(server, plain.id)).not.toContain(userIds[58]);
+    const missing = await server.request(
+      'PATCH',
+      '/Groups/00000000-0000-4000-8000-000000000001',
+      patch([{ op: 'add', path: 'members', value: [{ value: userIds[58] }] }]),
+    );
+    expect(missing.status).toBe(404);
   });
 });

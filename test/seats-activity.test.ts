@@ -1,5 +1,4 @@
-import { randomBytes } from 'node:crypto';
-import { afterAll, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import { reportFindings } from '../src/drift/reports.js';
 import { runDriftScan } from '../src/drift/scan.js';
 import { Sweeper } from '../src/jobs/sweeper.js';
@@ -8,11 +7,11 @@ import { addRule } from '../src/reconcile/rules.js';
 import { createAdminToken } from '../src/security/admin-tokens.js';
 import { createTenant, updateTenantPolicy } from '../src/tenants/tenants.js';
 import { runCli } from './support/cli.js';
-import { startTestDaemon, testConfig } from './support/daemon.js';
 import { createTestDatabase, type TestDatabase } from './support/database.js';
+import { callWithToken } from './support/http-clients.js';
 import { capturingLogger } from './support/log-capture.js';
+import { startReconcileTest } from './support/reconcile-setup.js';
 
-const ADMIN_TOKEN = randomBytes(24).toString('hex');
 const DAY = 86_400_000;
 
 async function seat(
@@ -44,8 +43,7 @@ async function seat(
  * are matched to users through account_key() (NFC + full case folding), not lower().
  */
 describe('inactive seats from SSO logins and platform activity (built-in platform)', async () => {
-  const database = await createTestDatabase();
-  const { tenant } = await createTenant(database.db, 'acme', 'test');
+  const { database, tenant, daemon, adminToken } = await startReconcileTest();
   await updateTenantPolicy(
     database.db,
     'acme',
@@ -60,23 +58,9 @@ describe('inactive seats from SSO logins and platform activity (built-in platfor
   // Stored NFC; the platform reports her activity with a decomposed é (e + U+0301).
   await seat(database, tenant.id, 'josé@example.com', 'josé@example.com', 'viewer', 90);
 
-  const { log } = capturingLogger('silent');
-  const daemon = await startTestDaemon({
-    mode: 'start',
-    config: testConfig(database.url, { adminToken: ADMIN_TOKEN }),
-    log,
-  });
-  afterAll(() => daemon.stop());
   const base = `http://127.0.0.1:${daemon.port}/api/tenants/acme`;
-  const api = async (path: string, method = 'GET', body?: unknown, token = ADMIN_TOKEN) => {
-    const response = await fetch(`${base}${path}`, {
-      method,
-      headers: { Authorization: `Bearer ${token}`, 'Content-Type': 'application/json' },
-      body: body === undefined ? undefined : JSON.stringify(body),
-    });
-    const text = await response.text();
-    return { status: response.status, text, body: text.startsWith('{') ? JSON.parse(text) : undefined };
-  };
+  const api = (path: string, method = 'GET', body?: unknown, token = adminToken) =>
+    callWithToken(`${base}${path}`, token, 'application/json', method, body);
 
   it('POST /activity records what platform users did, keeps only the latest, and refuses bad input precisely', async () => {
     const recent = new Date(Date.now() - 2 * DAY).toISOString();
@@ -200,6 +184,7 @@ describe('inactive seats from SSO logins and platform activity (built-in platfor
       INSERT INTO platform_enterprise_members (tenant_id, account, permissions)
       VALUES (${tenant.id}, 'gross@example.com', '{view}')`;
     await database.sql`DELETE FROM outbox WHERE subject_id = ${gross!.id}`;
+    const { log } = capturingLogger('silent');
     const sweeper = new Sweeper({ database, log, intervalMs: 60_000, graceMs: 1_000 });
     const swept = await sweeper.sweepOnce();
     expect(swept.swept).toBe(true);

@@ -9,7 +9,9 @@ import {
 } from '../alerts/endpoints.js';
 import { recordAudit } from '../audit/audit-log.js';
 import type { Database } from '../db/client.js';
+import { accountKeyOf } from '../db/schema.js';
 import { isUuid } from '../db/uuid.js';
+import { findingsSinceLastScan } from '../drift/between-scans.js';
 import { findingsCsv, offboardingCsv, seatsCsv } from '../drift/csv.js';
 import { offboardingView } from '../drift/offboarding.js';
 import { readDays, readFindingFilter, readPeriod, requestScan } from '../drift/queries.js';
@@ -52,6 +54,7 @@ import {
   createClientBodySchema,
   deliveriesQuerySchema,
   issueTokenBodySchema,
+  sinceLastScanQuerySchema,
 } from './schemas.js';
 
 /*
@@ -195,7 +198,7 @@ export function adminRouter(options: AdminRouterOptions): Router {
     // The user's id or userName, as everywhere else in the admin API and the CLI.
     const [user] = await db.execute<{ id: string }>(sql`
       SELECT id::text FROM users WHERE tenant_id = ${tenant.id}
-        AND ${isUuid(ref) ? sql`id = ${ref}::uuid` : sql`user_name_key = account_key(${ref})`}
+        AND ${isUuid(ref) ? sql`id = ${ref}::uuid` : sql`user_name_key = ${accountKeyOf(ref)}`}
       LIMIT 1`);
     const planned = user ? await planUser(options.reconcile, tenant.id, user.id) : undefined;
     if (!planned) throw notFound(`no user ${ref}`);
@@ -298,6 +301,11 @@ export function adminRouter(options: AdminRouterOptions): Router {
   });
   router.get('/tenants/:tenant/drift/verify', auditor, async (req, res) => {
     res.json(await verifyChain(db, (await tenantOf(req, res)).id));
+  });
+  // What the audit-trail poll found after the latest scan started (before /drift/:id, which it would match).
+  router.get('/tenants/:tenant/drift/since-last-scan', auditor, async (req, res) => {
+    const page = parsedOrInvalid(sinceLastScanQuerySchema, req.query);
+    res.json(await findingsSinceLastScan(db, (await tenantOf(req, res)).id, page));
   });
   router.get('/tenants/:tenant/drift/:id', auditor, driftReport);
   router.get('/tenants/:tenant/drift/:id/difference', auditor, async (req, res) => {

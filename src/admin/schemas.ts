@@ -1,4 +1,5 @@
 import { z } from 'zod';
+import { FINDING_CLASSES } from '../drift/compare.js';
 import { ADMIN_ROLES } from '../security/admin-tokens.js';
 
 /*
@@ -26,4 +27,39 @@ export const createAdminTokenBodySchema = z.object({
 
 export const deliveriesQuerySchema = z.object({
   limit: z.coerce.number().int().min(1).max(500).default(50),
+});
+
+const PAGE_LIMIT_ERROR = { error: 'limit must be a whole number from 1 to 500' };
+/** A page of the audit-trail findings since the last scan (`idsync drift since-last-scan` reads it too). */
+export const sinceLastScanQuerySchema = z.object({
+  limit: z.coerce
+    .number(PAGE_LIMIT_ERROR)
+    .int(PAGE_LIMIT_ERROR)
+    .min(1, PAGE_LIMIT_ERROR)
+    .max(500, PAGE_LIMIT_ERROR)
+    .default(50),
+  before: z
+    .string()
+    .regex(/^[1-9][0-9]{0,17}$/, { error: 'before must be the "next" value of a previous page' })
+    .optional(),
+});
+
+/** The answer of GET /tenants/{tenant}/drift/since-last-scan (documented, not parsed: the server writes it). */
+export const sinceLastScanSchema = z.object({
+  since: z.string().nullable().describe('when the latest scan started; null before the first scan'),
+  findings: z.array(
+    z.object({
+      auditId: z.string(),
+      foundAt: z.string(),
+      eventId: z.string(),
+      account: z.string(),
+      userId: z.string().nullable(),
+      class: z.enum(FINDING_CLASSES),
+      severity: z.enum(['critical', 'high', 'medium']),
+      edge: z.string(),
+      actor: z.string().nullable().describe('who granted it on the platform, if the audit trail says'),
+      outcome: z.enum(['fix-queued', 'reported']),
+    }),
+  ),
+  next: z.string().nullable().describe('pass as `before` for the next, older page; null on the last page'),
 });

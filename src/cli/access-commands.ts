@@ -1,5 +1,6 @@
 import type { Command } from 'commander';
 import { sql } from 'drizzle-orm';
+import { accountKeyOf } from '../db/schema.js';
 import { invalid, notFound } from '../errors.js';
 import { approveChange, listHeldChanges } from '../reconcile/brake.js';
 import { describeOperation } from '../reconcile/model.js';
@@ -117,7 +118,7 @@ export function registerAccessCommands(program: Command): void {
         const deps: ReconcileDependencies = { database, connectorFor };
         const ids = await database.db.execute<{ id: string }>(sql`
           SELECT id::text FROM users WHERE tenant_id = ${tenant.id}
-            ${options.user ? sql`AND (id::text = ${options.user} OR user_name_key = account_key(${options.user}))` : sql`AND deprovisioned_at IS NULL`}
+            ${options.user ? sql`AND (id::text = ${options.user} OR user_name_key = ${accountKeyOf(options.user)})` : sql`AND deprovisioned_at IS NULL`}
           ORDER BY lower(user_name)`);
         if (options.user && ids.length === 0)
           throw notFound(`no user ${options.user} in tenant ${options.tenant}`);

@@ -1,4 +1,6 @@
 import type { Command } from 'commander';
+import { sinceLastScanQuerySchema } from '../admin/schemas.js';
+import { findingsSinceLastScan } from '../drift/between-scans.js';
 import { findingsCsv, offboardingCsv, seatsCsv } from '../drift/csv.js';
 import { failedJobsOf } from '../drift/failed-jobs.js';
 import { offboardingView } from '../drift/offboarding.js';
@@ -7,6 +9,7 @@ import { type ReportSummary, reportFindings, reportHeader, verifyChain } from '.
 import { runDriftScan } from '../drift/scan.js';
 import { inactiveSeats } from '../drift/seats.js';
 import { invalid } from '../errors.js';
+import { parsedOrInvalid } from '../http/validation.js';
 import { findTenantByName } from '../tenants/tenants.js';
 import { CliError, EXIT, withDatabase, withPlatform } from './context.js';
 import { startProgress } from './progress.js';
@@ -37,7 +40,7 @@ function summaryLines(summary: ReportSummary): string[] {
   ];
 }
 
-/** `idsync drift`, `idsync drift scan|verify`, `idsync offboarding`, `idsync seats inactive`. */
+/** `idsync drift`, `idsync drift scan|verify|since-last-scan`, `idsync offboarding`, `idsync seats inactive`. */
 export function registerSecurityCommands(program: Command): void {
   // Options of `drift` come before its subcommand, so `drift scan --tenant x` gives --tenant to scan.
   program.enablePositionalOptions();
@@ -105,6 +108,40 @@ export function registerSecurityCommands(program: Command): void {
           [`stored drift report #${result.seq} ${result.reportId}`, ...summaryLines(result.summary), ''].join(
             '\n',
           ),
+        );
+      }),
+    );
+  drift
+    .command('since-last-scan')
+    .description(
+      'access granted outside idsync that the audit-trail poll found since the latest scan started (its report does not hold it yet), newest first',
+    )
+    .requiredOption('--tenant <name>', 'tenant')
+    .option('--limit <n>', 'how many (1 to 500)', '50')
+    .option('--before <cursor>', 'continue after this point (the "next" of a previous page)')
+    .option('--format <format>', 'text or json', 'text')
+    .action((options: { tenant: string; limit: string; before?: string; format: string }) =>
+      withDatabase(async ({ db }) => {
+        const as = format(options.format);
+        if (as === 'csv') throw invalid('--format takes text or json here');
+        const page = parsedOrInvalid(sinceLastScanQuerySchema, {
+          limit: options.limit,
+          before: options.before,
+        });
+        const tenant = await findTenantByName(db, options.tenant);
+        const view = await findingsSinceLastScan(db, tenant.id, page);
+        if (as === 'json') return void process.stdout.write(`${JSON.stringify(view, null, 2)}\n`);
+        const n = view.findings.length;
+        process.stdout.write(
+          [
+            `${n} ${n === 1 ? 'finding' : 'findings'} from the platform audit trail since ${view.since ? `the scan started ${view.since}` : 'the first poll (no scan yet)'}`,
+            ...view.findings.map(
+              (f) =>
+                `${f.foundAt}\t${f.severity}\t${f.class}\t${f.account}\t${f.edge}\tgranted-by=${f.actor ?? 'unknown'}\t${f.outcome === 'fix-queued' ? 'removal queued' : 'reported: needs a person'}`,
+            ),
+            ...(view.next ? [`more: --before ${view.next}`] : []),
+            '',
+          ].join('\n'),
         );
       }),
     );

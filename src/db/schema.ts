@@ -42,10 +42,21 @@ export const clientScope = pgEnum('client_scope', ['introspect', 'revoke']);
 export const membershipSource = pgEnum('membership_source', ['scim', 'saml']);
 
 /**
- * The comparison key of an account name (NFC, full case folding), computed by the `account_key` SQL
- * function (drizzle/0011) so generated columns, indexes and lookups share one definition.
+ * The comparison key of a stored account name (NFC, full case folding), computed by the `account_key` SQL
+ * function (drizzle/0011) so generated columns and indexes share one definition. A column only: the key
+ * of a value a request brings is `accountKeyOf`.
  */
-export const accountKey = (name: unknown) => sql`account_key(${name})`;
+export const accountKey = (column: AnyPgColumn) => sql`account_key(${column})`;
+
+/**
+ * The key of an account name a statement is given (a parameter or placeholder), to compare with a stored
+ * key or an indexed `account_key(column)`. A sub-select, so PostgreSQL computes it once per statement and
+ * can look it up in an index. Every statement is prepared, and a generic plan (chosen after five runs,
+ * often on statistics gone stale since the rows arrived) could put a bare `account_key($1)` in a scan
+ * filter: evaluated for every row scanned, with `account_key(column)` computed per row beside it instead
+ * of read from the drizzle/0021 index (BENCHMARKS.md, "Looking an account up by name").
+ */
+export const accountKeyOf = (value: unknown) => sql`(SELECT account_key(${value}))`;
 
 const createdAt = () => timestamp('created_at', { withTimezone: true }).notNull().defaultNow();
 const updatedAt = () => timestamp('updated_at', { withTimezone: true }).notNull().defaultNow();

@@ -1,6 +1,7 @@
 import { sql } from 'drizzle-orm';
 import { recordAudit } from '../audit/audit-log.js';
 import type { DatabaseHandle } from '../db/client.js';
+import { accountKeyOf } from '../db/schema.js';
 import { recordForReconcile } from '../jobs/outbox.js';
 import type { Logger } from '../log.js';
 import { recordActivity } from '../platform/activity.js';
@@ -186,7 +187,7 @@ async function verifyGrant(
   const edgeName = edge.kind === 'enterprise' ? 'the Enterprise Account' : `${edge.kind} ${local}`;
   const [user] = await deps.database.db.execute<{ id: string; offboarded: boolean }>(sql`
     SELECT id::text, (NOT active OR deprovisioned_at IS NOT NULL) AS offboarded FROM users
-    WHERE tenant_id = ${tenantId} AND user_name_key = account_key(${grant.subject})
+    WHERE tenant_id = ${tenantId} AND user_name_key = ${accountKeyOf(grant.subject)}
     ORDER BY deprovisioned_at NULLS FIRST LIMIT 1`);
   const base = { eventId: grant.id, account: grant.subject!, actor: grant.actor, edge: edgeName };
   if (!user) {

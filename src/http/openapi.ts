@@ -6,6 +6,8 @@ import {
   createClientBodySchema,
   deliveriesQuerySchema,
   issueTokenBodySchema,
+  sinceLastScanQuerySchema,
+  sinceLastScanSchema,
 } from '../admin/schemas.js';
 import {
   createdWebhookSchema,
@@ -229,6 +231,15 @@ const ADMIN_ROUTES: Route[] = [
     summary: "Verify the drift reports' hash chain",
     role: 'auditor',
     ok: [200, anyObject],
+  },
+  {
+    method: 'get',
+    path: '/tenants/{tenant}/drift/since-last-scan',
+    summary:
+      'Access granted outside idsync that the audit-trail poll found since the latest scan started (newest first, paged)',
+    role: 'auditor',
+    query: sinceLastScanQuerySchema,
+    ok: [200, sinceLastScanSchema],
   },
   {
     method: 'get',

@@ -1,5 +1,7 @@
 import type { Sql } from '../db/client.js';
+import { isUuid } from '../db/uuid.js';
 import type { Logger } from '../log.js';
+import { settleAnnouncements } from '../reconcile/untouched.js';
 import { type JobPayload, jobOptions, type Lane, type LaneQueues, type SubjectType } from './queues.js';
 
 interface OutboxRow {
@@ -26,6 +28,9 @@ export interface OutboxRelayOptions {
  * (several relays can run side by side), added to their lane's queue, and marked relayed in the same
  * transaction; if Redis refuses, the transaction rolls back and the rows wait for the next attempt. A
  * row relayed twice (Redis accepted, commit lost) yields one job: its job id is derived from the row id.
+ * Reconcile-lane rows of users no rule touches and who hold nothing (most of an IdP's initial push) are
+ * settled in the same transaction by one statement for the whole batch (`settleAnnouncements`) and never
+ * become jobs: the push then costs the reconciler a statement per batch, not a job per user.
  */
 export class OutboxRelay {
   private running = false;
@@ -58,8 +63,17 @@ export class OutboxRelay {
         SELECT id, tenant_id, lane, subject_type, subject_id, cause, relay_count FROM outbox
         WHERE relayed_at IS NULL AND completed_at IS NULL ORDER BY id LIMIT ${batchSize} FOR UPDATE SKIP LOCKED`;
       if (rows.length === 0) return 0;
+      const quiet = await settleAnnouncements(
+        tx,
+        rows
+          .filter((r) => r.lane === 'reconcile' && r.subject_type === 'user' && isUuid(r.subject_id))
+          .map((r) => ({ outboxId: r.id, tenantId: r.tenant_id, userId: r.subject_id })),
+      );
+      const toQueue = rows.filter(
+        (r) => !(r.lane === 'reconcile' && r.subject_type === 'user' && quiet.has(r.subject_id)),
+      );
       const byLane = new Map<Lane, OutboxRow[]>();
-      for (const row of rows) byLane.set(row.lane, [...(byLane.get(row.lane) ?? []), row]);
+      for (const row of toQueue) byLane.set(row.lane, [...(byLane.get(row.lane) ?? []), row]);
       for (const [lane, laneRows] of byLane) {
         await this.options.queues[lane].addBulk(
           laneRows.map((row) => {
@@ -79,7 +93,7 @@ export class OutboxRelay {
         );
       }
       await tx`UPDATE outbox SET relayed_at = now(), relay_count = relay_count + 1
-        WHERE id = ANY(${rows.map((r) => r.id)}::bigint[])`;
+        WHERE id = ANY(${toQueue.map((r) => r.id)}::bigint[])`;
       return rows.length;
     });
   }

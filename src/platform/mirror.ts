@@ -1,5 +1,6 @@
 import { sql } from 'drizzle-orm';
 import type { Database } from '../db/client.js';
+import { accountKeyOf } from '../db/schema.js';
 import { recordListedTeams } from '../reconcile/listed-teams.js';
 import {
   type Access,
@@ -35,8 +36,10 @@ export class PlatformMirror {
   ) {}
 
   /**
-   * Matched by account_key(), like the sweeper, seats and drift: what detection sees, enforcement finds
-   * (the expression indexes of drizzle/0021 serve it).
+   * Matched by account_key(), like the sweeper, seats and drift: what detection sees, enforcement finds.
+   * The expression indexes of drizzle/0021 serve it because the name's key is `accountKeyOf`'s
+   * sub-select: with a bare account_key($n) a generic plan on stale statistics scanned the tenant's rows
+   * and keyed each one (BENCHMARKS.md, "Looking an account up by name").
    */
   async readAccess(account: string): Promise<Access> {
     const rows = await this.db.execute<{
@@ -46,13 +49,13 @@ export class PlatformMirror {
       permissions: string | null;
     }>(sql`
       SELECT 'enterprise' AS kind, NULL AS name, NULL AS role, permissions::text AS permissions
-        FROM platform_enterprise_members WHERE tenant_id = ${this.tenantId} AND account_key(account) = account_key(${account})
+        FROM platform_enterprise_members WHERE tenant_id = ${this.tenantId} AND account_key(account) = ${accountKeyOf(account)}
       UNION ALL
       SELECT 'team', t.name, m.role::text, NULL FROM platform_team_members m JOIN teams t ON t.id = m.team_id
-        WHERE m.tenant_id = ${this.tenantId} AND account_key(m.account) = account_key(${account})
+        WHERE m.tenant_id = ${this.tenantId} AND account_key(m.account) = ${accountKeyOf(account)}
       UNION ALL
       SELECT 'app', a.name, NULL, c.permissions::text FROM platform_app_collaborators c JOIN apps a ON a.id = c.app_id
-        WHERE c.tenant_id = ${this.tenantId} AND account_key(c.account) = account_key(${account})`);
+        WHERE c.tenant_id = ${this.tenantId} AND account_key(c.account) = ${accountKeyOf(account)}`);
     const teams = new Map<string, TeamRole>();
     const apps = new Map<string, AppPermission[]>();
     let enterprise: EnterprisePermission[] | null = null;
@@ -90,7 +93,7 @@ export class PlatformMirror {
   async enterpriseMember(account: string): Promise<EnterpriseMember | undefined> {
     const [row] = await this.db.execute<{ permissions: string; federated: boolean | null }>(sql`
       SELECT permissions::text, federated FROM platform_enterprise_members
-      WHERE tenant_id = ${this.tenantId} AND account_key(account) = account_key(${account})`);
+      WHERE tenant_id = ${this.tenantId} AND account_key(account) = ${accountKeyOf(account)}`);
     if (!row) return undefined;
     return {
       account,

@@ -1,5 +1,6 @@
 import { sql } from 'drizzle-orm';
 import type { Database } from '../db/client.js';
+import { accountKeyOf } from '../db/schema.js';
 import { isUuid } from '../db/uuid.js';
 import { notFound } from '../errors.js';
 import type { HumanStep } from '../platform/connector.js';
@@ -42,12 +43,12 @@ export async function latestReceipt(db: Database, tenantId: string, userRef: str
         FROM receipt_edges e WHERE e.receipt_id = r.id AND e.status = 'removed'), '[]'::jsonb) AS edges
     FROM receipts r JOIN users u ON u.id = r.user_id
     WHERE r.tenant_id = ${tenantId}
-      AND ${byId ? sql`r.user_id = ${userRef}` : sql`u.user_name_key = account_key(${userRef})`}
+      AND ${byId ? sql`r.user_id = ${userRef}` : sql`u.user_name_key = ${accountKeyOf(userRef)}`}
     ORDER BY r.idp_event_at DESC LIMIT 1`);
   if (!row) {
     const [user] = await db.execute(sql`
       SELECT 1 FROM users WHERE tenant_id = ${tenantId}
-        AND ${byId ? sql`id = ${userRef}` : sql`user_name_key = account_key(${userRef})`}`);
+        AND ${byId ? sql`id = ${userRef}` : sql`user_name_key = ${accountKeyOf(userRef)}`}`);
     throw notFound(
       user
         ? `no offboarding receipt for ${userRef} yet: idsync writes one when the IdP deactivates or deletes the user`

@@ -1,6 +1,6 @@
 import { type SQL, sql } from 'drizzle-orm';
 import { parseDateTime } from '../dates.js';
-import { accountKey, groupMembers, groups, users } from '../db/schema.js';
+import { accountKeyOf, groupMembers, groups, users } from '../db/schema.js';
 import { ScimError } from './errors.js';
 import type { AttributePath, CompareOperator, FilterNode, FilterValue } from './filter.js';
 import {
@@ -62,7 +62,7 @@ export const userMapping: ResourceMapping = {
     userName: {
       text: sql`${users.userName}`,
       native: sql`${users.userName}`,
-      equalityKey: { column: sql`${users.userNameKey}`, of: (value) => accountKey(value) },
+      equalityKey: { column: sql`${users.userNameKey}`, of: (value) => accountKeyOf(value) },
     },
     externalId: { text: sql`${users.externalId}`, native: sql`${users.externalId}` },
     active: { text: sql`${users.active}::text`, native: sql`${users.active}` },
@@ -118,7 +118,7 @@ export const groupMapping: ResourceMapping = {
 /**
  * The name in `userName eq "…"` (the existence check Okta and Entra send before every create), so the
  * list can run as one prepared statement instead of a drizzle template built per request; undefined for
- * any other filter. The SQL is the same as filterToSql's for it: user_name_key = account_key(name).
+ * any other filter. The SQL is the same as filterToSql's for it: user_name_key = accountKeyOf(name).
  */
 export function userNameEquality(node: FilterNode): string | undefined {
   if (node.kind !== 'compare' || node.operator !== 'eq' || typeof node.value !== 'string') return undefined;

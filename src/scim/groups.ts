@@ -2,6 +2,7 @@ import { and, asc, count, eq, getTableColumns, type SQL, sql } from 'drizzle-orm
 import { recordAudit } from '../audit/audit-log.js';
 import type { Database } from '../db/client.js';
 import { GROUP_VERSION_SLOTS, groups, groupVersionSlots } from '../db/schema.js';
+import { preparedStatement } from '../db/statement.js';
 import { isUniqueViolation, violatedConstraint } from '../errors.js';
 import { type OutboxEntry, recordForReconcile } from '../jobs/outbox.js';
 import { brakeChange } from '../reconcile/brake.js';
@@ -325,8 +326,8 @@ const isConditional = (ifMatch: string | undefined) =>
 
 /**
  * Counts one change as the last statement of a write. Attribute changes, and conditional writes (which
- * hold every lock already), bump the group row; a plain member change bumps one version slot, chosen by
- * the database session, so concurrent member changes to one group rarely wait for each other.
+ * hold every lock already), bump the group row; a plain member change bumps one version slot no other
+ * transaction holds, so concurrent member changes to one group do not wait for each other.
  */
 async function touch(
   tx: Transaction,
@@ -341,13 +342,20 @@ async function touch(
       .where(eq(groups.id, group.id));
     return findGroup(tx, group.tenantId, group.id);
   }
+  // Any slot no other open transaction holds (SKIP LOCKED), starting from the session's own; only when
+  // all are held does the change wait, on its own slot.
   await tx
     .update(groupVersionSlots)
     .set({ changes: sql`${groupVersionSlots.changes} + 1`, changedAt: sql`now()` })
     .where(
       and(
         eq(groupVersionSlots.groupId, group.id),
-        eq(groupVersionSlots.slot, sql`pg_backend_pid() % ${GROUP_VERSION_SLOTS}`),
+        eq(
+          groupVersionSlots.slot,
+          sql`COALESCE((SELECT s.slot FROM ${groupVersionSlots} s WHERE s.group_id = ${group.id}
+            ORDER BY (s.slot - pg_backend_pid() % ${GROUP_VERSION_SLOTS} + ${GROUP_VERSION_SLOTS}) % ${GROUP_VERSION_SLOTS}
+            LIMIT 1 FOR UPDATE SKIP LOCKED), pg_backend_pid() % ${GROUP_VERSION_SLOTS})`,
+        ),
       ),
     );
   // The version this write makes, without reading it back: if other member changes committed since
@@ -427,6 +435,8 @@ export async function patchGroup(
     0,
   );
   if (memberValues > MAX_MEMBERS_PER_REQUEST) tooManyMembers();
+  const onlyAdd = plainMemberAdd(operations, ifMatch);
+  if (onlyAdd) return addMembersAtOnce(db, tenantId, id, onlyAdd, context);
   try {
     return await db.transaction(async (tx) => {
       const conditional = isConditional(ifMatch);
@@ -517,6 +527,134 @@ export async function patchGroup(
     throw error;
   }
 }
+
+/**
+ * The members of a request that only adds members, unconditionally (no If-Match): what an IdP sends
+ * for every assignment (Okta: one PATCH per user added to a pushed group). Anything else takes the
+ * general path.
+ */
+function plainMemberAdd(operations: PatchOperation[], ifMatch: string | undefined): MemberRef[] | undefined {
+  if (operations.length !== 1 || isConditional(ifMatch)) return undefined;
+  const [operation] = operations;
+  if (operation!.op !== 'add' || operation!.path === undefined) return undefined;
+  const path = parsePatchPath(operation!.path, GROUP_SCHEMA);
+  if (path.attribute?.toLowerCase() !== 'members' || path.sub || path.filter) return undefined;
+  return normaliseMemberValues(operation!.value);
+}
+
+/**
+ * The general path's add, in ONE statement (atomic without BEGIN/COMMIT): the group read, the members
+ * inserted, a free version slot bumped, an outbox row per member added and the audit row — or nothing at
+ * all when the group is not there or a member is not a live user of the tenant. Seven round trips
+ * became one; single-member adds to one hot group were the phase furthest behind the peers. The same
+ * rows as the general path write (`announce`), checked by test/scim-group-versions.test.ts.
+ */
+async function addMembersAtOnce(
+  db: Database,
+  tenantId: string,
+  groupId: string,
+  members: MemberRef[],
+  context: RequestContext,
+): Promise<GroupRow> {
+  if (!isUuid(groupId)) throw new ScimError(404, undefined, `Group ${groupId} not found`);
+  const notIds = members.filter((m) => !isUuid(m.id)).map((m) => m.id);
+  if (notIds.length > 0) throw invalidMembers(notIds);
+  const unique = new Map(members.map((m) => [m.id.toLowerCase(), m]));
+  const cause = {
+    event: 'group.member_added',
+    groupId,
+    source: 'scim',
+    at: new Date().toISOString(),
+    correlationId: context.correlationId,
+  };
+  const [row] = await addMembersStatement<AddedRow>(db, {
+    tenantId,
+    groupId,
+    ids: [...unique.keys()],
+    displays: [...unique.values()].map((m) => m.display ?? null),
+    cause: JSON.stringify(cause),
+    actor: context.actor,
+    correlationId: context.correlationId ?? null,
+  });
+  if (!row?.id) throw new ScimError(404, undefined, `Group ${groupId} not found`);
+  if (row.unknown) throw invalidMembers(row.unknown);
+  return {
+    id: row.id,
+    tenantId: row.tenant_id,
+    displayName: row.display_name,
+    externalId: row.external_id,
+    // As `touch` answers: the version this write makes, without reading it back.
+    version: row.version + 1,
+    createdAt: new Date(row.created_at),
+    updatedAt: new Date(),
+  };
+}
+
+interface AddedRow extends Record<string, unknown> {
+  id: string | null;
+  tenant_id: string;
+  display_name: string;
+  external_id: string | null;
+  version: number;
+  /** Text: drizzle's postgres.js client leaves timestamps unparsed. */
+  created_at: string;
+  unknown: string[] | null;
+}
+
+const addMembersStatement = preparedStatement<{
+  tenantId: string;
+  groupId: string;
+  ids: string[];
+  displays: (string | null)[];
+  cause: string;
+  actor: string;
+  correlationId: string | null;
+}>(() => {
+  const p = sql.placeholder;
+  return sql`
+    WITH g AS (
+      SELECT g.id, g.tenant_id, g.display_name, g.external_id, g.created_at,
+        (g.version + COALESCE((SELECT sum(s.changes) FROM group_version_slots s WHERE s.group_id = g.id), 0))::int AS version
+      FROM groups g WHERE g.tenant_id = ${p('tenantId')} AND g.id = ${p('groupId')}
+    ), wanted AS (
+      SELECT w.id, w.display FROM unnest(${p('ids')}::uuid[], ${p('displays')}::text[]) AS w(id, display)
+    ), known AS (
+      SELECT u.id, wanted.display FROM wanted
+      JOIN users u ON u.id = wanted.id AND u.tenant_id = ${p('tenantId')} AND u.deprovisioned_at IS NULL
+    ), unknown AS (
+      SELECT wanted.id FROM wanted WHERE NOT EXISTS (SELECT 1 FROM known WHERE known.id = wanted.id)
+    ), go AS (
+      SELECT g.* FROM g WHERE NOT EXISTS (SELECT 1 FROM unknown)
+    ), inserted AS (
+      INSERT INTO group_members (tenant_id, group_id, user_id, display, source)
+      SELECT go.tenant_id, go.id, known.id, known.display, 'scim' FROM go, known
+      -- A membership a SAML login added becomes SCIM's: from now on only SCIM removes it.
+      ON CONFLICT (group_id, user_id) DO UPDATE SET source = 'scim' WHERE group_members.source = 'saml'
+      RETURNING user_id, (xmax = 0) AS fresh
+    ), added AS (
+      SELECT user_id FROM inserted WHERE fresh
+    ), bumped AS (
+      UPDATE group_version_slots SET changes = changes + 1, changed_at = now()
+      WHERE group_id = (SELECT id FROM go) AND slot = COALESCE((
+        SELECT s.slot FROM group_version_slots s WHERE s.group_id = (SELECT id FROM go)
+        ORDER BY (s.slot - pg_backend_pid() % ${GROUP_VERSION_SLOTS} + ${GROUP_VERSION_SLOTS}) % ${GROUP_VERSION_SLOTS}
+        LIMIT 1 FOR UPDATE SKIP LOCKED), pg_backend_pid() % ${GROUP_VERSION_SLOTS})
+    ), queued AS (
+      INSERT INTO outbox (tenant_id, lane, subject_type, subject_id, cause)
+      SELECT go.tenant_id, 'reconcile', 'user', added.user_id::text, ${p('cause')}::jsonb FROM go, added
+    ), audited AS (
+      INSERT INTO audit_log (tenant_id, actor, action, subject_type, subject_id, before, after, correlation_id)
+      SELECT go.tenant_id, ${p('actor')}, 'scim.group.patched', 'group', go.id::text, NULL,
+        jsonb_build_object('displayName', go.display_name)
+          || COALESCE((SELECT jsonb_build_object('membersAdded', jsonb_agg(added.user_id::text)) FROM added
+                       HAVING count(*) > 0), '{}'::jsonb),
+        ${p('correlationId')}
+      FROM go
+    )
+    SELECT g.id::text, g.tenant_id::text, g.display_name, g.external_id, g.version, g.created_at,
+      (SELECT array_agg(unknown.id::text) FROM unknown) AS unknown
+    FROM (SELECT 1) one LEFT JOIN g ON true`;
+});
 
 export async function deleteGroup(
   db: Database,

@@ -2,6 +2,7 @@ import { sql } from 'drizzle-orm';
 import type { AccountName } from '../accounts/account-name.js';
 import { recordAudit } from '../audit/audit-log.js';
 import type { Database } from '../db/client.js';
+import { accountKeyOf } from '../db/schema.js';
 import { recordForReconcile } from '../jobs/outbox.js';
 import { releasePendingAccountStatement } from '../platform/pending-accounts.js';
 import { SamlRefusal } from './refusal.js';
@@ -65,7 +66,7 @@ export async function provisionLogin(
     }>(sql`
       WITH live AS (
         SELECT id, active FROM users
-        WHERE tenant_id = ${tenantId} AND user_name_key = account_key(${claims.nameId}) AND deprovisioned_at IS NULL
+        WHERE tenant_id = ${tenantId} AND user_name_key = ${accountKeyOf(claims.nameId)} AND deprovisioned_at IS NULL
         FOR UPDATE
       ), touched AS (
         UPDATE users u SET last_sso_login_at = now() ${profileUpdate}
@@ -73,7 +74,7 @@ export async function provisionLogin(
       ), released AS (${releasePendingAccountStatement(tenantId, claims.nameId)})
       SELECT (SELECT id::text FROM live) AS id, (SELECT active FROM live) AS active,
         NOT EXISTS (SELECT 1 FROM live) AND EXISTS (
-          SELECT 1 FROM users WHERE tenant_id = ${tenantId} AND user_name_key = account_key(${claims.nameId})
+          SELECT 1 FROM users WHERE tenant_id = ${tenantId} AND user_name_key = ${accountKeyOf(claims.nameId)}
         ) AS tombstoned,
         EXISTS (SELECT 1 FROM released) AS released`);
     let userId: string;

@@ -1,7 +1,7 @@
 import { asc, eq, sql } from 'drizzle-orm';
 import { recordAudit } from '../audit/audit-log.js';
 import type { Database } from '../db/client.js';
-import { tenants } from '../db/schema.js';
+import { accountKeyOf, tenants } from '../db/schema.js';
 import { FIXABLE_CLASSES } from '../drift/scan.js';
 import { conflict, invalid, isUniqueViolation, notFound } from '../errors.js';
 import { TEAM_ROLES } from '../reconcile/model.js';
@@ -164,7 +164,7 @@ export async function updateTenantPolicy(
     if (changes.fallbackAdmin === null) fallbackAdminUserId = null;
     else if (changes.fallbackAdmin !== undefined) {
       const [user] = await tx.execute<{ id: string }>(sql`
-        SELECT id::text FROM users WHERE tenant_id = ${tenant.id} AND user_name_key = account_key(${changes.fallbackAdmin})
+        SELECT id::text FROM users WHERE tenant_id = ${tenant.id} AND user_name_key = ${accountKeyOf(changes.fallbackAdmin)}
           AND active AND deprovisioned_at IS NULL`);
       if (!user) throw notFound(`no active user ${changes.fallbackAdmin} in tenant ${name}`);
       fallbackAdminUserId = user.id;

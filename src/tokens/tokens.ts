@@ -1,6 +1,7 @@
 import { sql } from 'drizzle-orm';
 import { recordAudit } from '../audit/audit-log.js';
 import type { Database } from '../db/client.js';
+import { accountKeyOf } from '../db/schema.js';
 import { isUuid } from '../db/uuid.js';
 import { forbidden, invalid, notFound } from '../errors.js';
 import { issueCredential, parseCredential, secretMatches } from '../security/credentials.js';
@@ -36,7 +37,7 @@ export async function issueApiToken(
   const byId = isUuid(userRef);
   const [user] = await db.execute<{ id: string; active: boolean; gone: boolean }>(sql`
     SELECT id::text, active, deprovisioned_at IS NOT NULL AS gone FROM users
-    WHERE tenant_id = ${tenantId} AND ${byId ? sql`id = ${userRef}` : sql`user_name_key = account_key(${userRef}) AND deprovisioned_at IS NULL`}`);
+    WHERE tenant_id = ${tenantId} AND ${byId ? sql`id = ${userRef}` : sql`user_name_key = ${accountKeyOf(userRef)} AND deprovisioned_at IS NULL`}`);
   if (!user || user.gone) throw notFound(`no user ${userRef}`);
   if (!user.active) throw invalid(`user ${userRef} is deactivated; no token can be issued`);
   const grantable = await grantableScopes(db, tenantId, user.id);

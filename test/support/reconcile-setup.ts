@@ -4,14 +4,9 @@ import type { Config } from '../../src/config.js';
 import { createTenant } from '../../src/tenants/tenants.js';
 import { startTestDaemon, testConfig } from './daemon.js';
 import { createTestDatabase } from './database.js';
+import { daemonClients } from './http-clients.js';
 import { capturingLogger } from './log-capture.js';
 import { GROUP, USER } from './scim-fixtures.js';
-
-export interface HttpAnswer {
-  status: number;
-  /** Whatever JSON the endpoint answered (tests read into it freely). */
-  body: any;
-}
 
 /**
  * A tenant reconciled end to end on the built-in platform: its own database, a daemon with workers
@@ -29,27 +24,10 @@ export async function startReconcileTest(options: { tenant?: string; config?: Pa
     log: capturingLogger('silent').log,
   });
   afterAll(() => daemon.stop());
-  const base = `http://127.0.0.1:${daemon.port}`;
-  const call = async (
-    path: string,
-    token: string,
-    contentType: string,
-    method: string,
-    body?: unknown,
-  ): Promise<HttpAnswer> => {
-    const response = await fetch(`${base}${path}`, {
-      method,
-      headers: { Authorization: `Bearer ${token}`, 'Content-Type': contentType },
-      body: body === undefined ? undefined : JSON.stringify(body),
-    });
-    return { status: response.status, body: response.status === 204 ? undefined : await response.json() };
-  };
-  /** The IdP: `path` under /scim/v2. */
-  const scim = (method: string, path: string, body?: unknown) =>
-    call(`/scim/v2${path}`, scimToken, 'application/scim+json', method, body);
-  /** The operator: `path` under /api. */
-  const admin = (method: string, path: string, body?: unknown) =>
-    call(`/api${path}`, adminToken, 'application/json', method, body);
+  const { scim, admin } = daemonClients(() => `http://127.0.0.1:${daemon.port}`, {
+    scimToken,
+    adminToken,
+  });
 
   return {
     database,
