@@ -2,22 +2,27 @@
  * SAML ACS benchmark (not a test): `npm run build && npx tsx bench/sso.ts`.
  * The compiled server (`idsync serve`) on real PostgreSQL and Redis; responses are signed beforehand by
  * the samlify test IdP (IdP-initiated, so each is a complete login), then posted to the ACS.
+ * Each phase also prints its cost per login (bench/process-cost.ts): CPU ms of the idsync processes,
+ * of PostgreSQL and of Redis, and SQL statements (pg_stat_statements) and Redis commands per login.
  */
 import os from 'node:os';
+import { Redis } from 'ioredis';
 import { connectDatabase } from '../src/db/client.js';
 import { runMigrations } from '../src/db/migrate.js';
 import { createTenant } from '../src/tenants/tenants.js';
 import { freePort } from '../test/support/ports.js';
 import { createTestIdp } from '../test/support/test-idp.js';
-import { expectStatus, httpClient, load, startBackends, startServer } from './support.js';
+import { type CostProbe, endPhase, startPhase } from './process-cost.js';
+import { expectStatus, httpClient, load, startBackends, startServer, type Timing } from './support.js';
 
 const RETURNING_USERS = 200;
 const RETURNING_LOGINS = Number(process.env.RETURNING_LOGINS ?? 3000);
 const FIRST_LOGINS = Number(process.env.FIRST_LOGINS ?? 1000);
 
-const backends = await startBackends();
+const backends = await startBackends({ shared_preload_libraries: 'pg_stat_statements' });
 await runMigrations(backends.databaseUrl);
 const database = connectDatabase(backends.databaseUrl, { max: 4 });
+await database.sql`CREATE EXTENSION IF NOT EXISTS pg_stat_statements`;
 const { tenant } = await createTenant(database.db, 'bench', 'bench');
 await database.sql`UPDATE tenants SET idp_initiated_sso = true WHERE id = ${tenant.id}`;
 const port = await freePort();
@@ -33,6 +38,17 @@ const server = await startServer('serve', {
   PORT: String(port),
   PUBLIC_URL: publicUrl,
 });
+const probe: CostProbe = {
+  serverPid: server.child.pid!,
+  sql: database.sql,
+  redis: new Redis(backends.redisUrl, { maxRetriesPerRequest: 1 }),
+};
+/** A load phase with its wall-clock figures (loaded machine) and its cost per login (load-independent). */
+const measured = async (run: () => Promise<Timing>, logins: number) => {
+  const before = await startPhase(probe);
+  const timing = await run();
+  return { ...timing, costPerLogin: await endPhase(probe, before, logins) };
+};
 // A fresh keep-alive pool per phase: signing takes long enough on a loaded machine for the server to
 // close idle sockets (keepAliveTimeout), and a reused closed socket fails the write with EPIPE.
 let client = httpClient(port, '', 16);
@@ -56,11 +72,20 @@ try {
   const returningOf = (count: number) =>
     sign(Array.from({ length: count }, (_, i) => returning[i % RETURNING_USERS]!));
   const many = await returningOf(RETURNING_LOGINS - 1000);
-  const returningUsers16Clients = await load(many.length, 16, (i) => login(many[i]!));
+  const returningUsers16Clients = await measured(
+    () => load(many.length, 16, (i) => login(many[i]!)),
+    many.length,
+  );
   const oneClient = await returningOf(1000);
-  const returningUsers1Client = await load(oneClient.length, 1, (i) => login(oneClient[i]!));
+  const returningUsers1Client = await measured(
+    () => load(oneClient.length, 1, (i) => login(oneClient[i]!)),
+    oneClient.length,
+  );
   const firstResponses = await sign(Array.from({ length: FIRST_LOGINS }, (_, i) => `new${i}@example.com`));
-  const firstLoginsJit16Clients = await load(firstResponses.length, 16, (i) => login(firstResponses[i]!));
+  const firstLoginsJit16Clients = await measured(
+    () => load(firstResponses.length, 16, (i) => login(firstResponses[i]!)),
+    firstResponses.length,
+  );
 
   const results = {
     machine: `${os.cpus().length} cores, ${Math.round(os.totalmem() / 2 ** 30)} GiB, load average ${os
@@ -74,6 +99,7 @@ try {
   console.log(JSON.stringify(results, null, 2));
 } finally {
   await server.stop();
+  probe.redis.disconnect();
   await database.close();
   await backends.stop();
 }

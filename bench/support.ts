@@ -12,7 +12,7 @@ import { freePort } from '../test/support/ports.js';
 export const ROOT = fileURLToPath(new URL('..', import.meta.url));
 
 /** Real PostgreSQL (durable defaults: fsync on) and Redis on loopback, in a scratch directory. */
-export async function startBackends(): Promise<{
+export async function startBackends(extraSettings: Record<string, string> = {}): Promise<{
   databaseUrl: string;
   redisUrl: string;
   stop(): Promise<void>;
@@ -25,7 +25,7 @@ export async function startBackends(): Promise<{
     port: await freePort(),
     database: 'idsync',
     role: 'owner' as const,
-    settings: { max_connections: '200', shared_buffers: '256MB' },
+    settings: { max_connections: '200', shared_buffers: '256MB', ...extraSettings },
   });
   servers.push(pg);
   const redis = await startEmbeddedRedis({

@@ -1,4 +1,4 @@
-import { sql } from 'drizzle-orm';
+import { type SQL, sql } from 'drizzle-orm';
 import type { Database } from '../db/client.js';
 
 /**
@@ -12,8 +12,16 @@ export async function releasePendingAccount(
   tenantId: string,
   account: string,
 ): Promise<boolean> {
-  const rows = await tx.execute(sql`
-    DELETE FROM platform_pending_accounts WHERE tenant_id = ${tenantId} AND account = lower(${account})
-    RETURNING account`);
+  const rows = await tx.execute(releasePendingAccountStatement(tenantId, account));
   return rows.length > 0;
+}
+
+/**
+ * The same release as a data-modifying statement returning one row when the account was waiting, for a
+ * caller that runs it as a CTE beside its own statement (the SAML login does, to save a round trip).
+ */
+export function releasePendingAccountStatement(tenantId: string, account: string): SQL {
+  return sql`
+    DELETE FROM platform_pending_accounts WHERE tenant_id = ${tenantId} AND account = lower(${account})
+    RETURNING account`;
 }

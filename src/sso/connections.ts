@@ -1,7 +1,9 @@
 import { DOMParser } from '@xmldom/xmldom';
-import { sql } from 'drizzle-orm';
+import { and, eq, sql } from 'drizzle-orm';
 import type { Database } from '../db/client.js';
-import { invalid } from '../errors.js';
+import { ssoConnections, tenants } from '../db/schema.js';
+import { invalid, notFound } from '../errors.js';
+import type { Tenant } from '../tenants/tenants.js';
 
 export interface ConnectionInput {
   idpEntityId: string;
@@ -134,6 +136,42 @@ export async function findConnection(
       ${idpEntityId === undefined ? sql`` : sql`AND idp_entity_id = ${idpEntityId}`}
     ORDER BY created_at LIMIT 1`);
   return row ? normaliseRow(row) : undefined;
+}
+
+/**
+ * The ACS's lookup in one statement: the tenant named in the URL (not_found when none, like
+ * findTenantByName) and its IdP with this entity id, if any. Read fresh on every login, never cached: a
+ * setting that tightens sign-in (IdP-initiated off, a certificate removed) applies to the next login.
+ */
+export async function findTenantAndConnection(
+  db: Database,
+  tenantName: string,
+  idpEntityId: string,
+): Promise<{ tenant: Tenant; connection: Connection | undefined }> {
+  const [row] = await db
+    .select({
+      tenant: tenants,
+      connection: {
+        id: ssoConnections.id,
+        idpEntityId: ssoConnections.idpEntityId,
+        ssoUrl: ssoConnections.ssoUrl,
+        certificates: ssoConnections.certificates,
+        wantResponseSigned: ssoConnections.wantResponseSigned,
+        attributeMap: ssoConnections.attributeMap,
+        groupClaimFormat: ssoConnections.groupClaimFormat,
+        allowedDomains: ssoConnections.allowedDomains,
+        sloUrl: ssoConnections.sloUrl,
+      },
+    })
+    .from(tenants)
+    .leftJoin(
+      ssoConnections,
+      and(eq(ssoConnections.tenantId, tenants.id), eq(ssoConnections.idpEntityId, idpEntityId)),
+    )
+    .where(eq(tenants.name, tenantName));
+  if (!row) throw notFound(`no tenant named "${tenantName}"`);
+  const connection = row.connection as Connection | null;
+  return { tenant: row.tenant, connection: connection ? normaliseRow(connection) : undefined };
 }
 
 export async function listConnections(db: Database, tenantId: string): Promise<Connection[]> {

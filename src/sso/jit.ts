@@ -4,7 +4,7 @@ import { recordAudit } from '../audit/audit-log.js';
 import type { Database } from '../db/client.js';
 import { accountKeyOf } from '../db/schema.js';
 import { recordForReconcile } from '../jobs/outbox.js';
-import { releasePendingAccount } from '../platform/pending-accounts.js';
+import { releasePendingAccountStatement } from '../platform/pending-accounts.js';
 import { SamlRefusal } from './refusal.js';
 
 /*
@@ -37,36 +37,54 @@ export interface LoginResult {
   accessMayHaveChanged: boolean;
 }
 
+/**
+ * `andThen` runs in the same transaction once the user is known (the ACS starts the session there), so
+ * a login commits once: one WAL flush instead of one per statement.
+ */
 export async function provisionLogin(
   db: Database,
   tenantId: string,
   jitMode: JitMode,
   claims: LoginClaims,
   correlationId: string,
+  andThen?: (tx: Executor, login: LoginResult) => Promise<void>,
 ): Promise<LoginResult> {
   return db.transaction(async (tx) => {
-    const [live] = await tx.execute<{ id: string; active: boolean }>(sql`
-      SELECT id::text, active FROM users
-      WHERE tenant_id = ${tenantId} AND user_name_key = ${accountKeyOf(claims.nameId)} AND deprovisioned_at IS NULL
-      FOR UPDATE`);
+    // One statement finds and locks the live user, records the login on an active one, tells a
+    // deprovisioned (tombstoned) name apart, and releases a grant waiting for the platform account.
+    // A refusal below rolls all of it back.
+    const profileUpdate =
+      jitMode === 'create-and-update'
+        ? sql`, attributes = u.attributes || ${JSON.stringify(profileAttributes(claims))}::jsonb,
+            updated_at = now(), version = u.version + 1`
+        : sql``;
+    const [found] = await tx.execute<{
+      id: string | null;
+      active: boolean | null;
+      tombstoned: boolean;
+      released: boolean;
+    }>(sql`
+      WITH live AS (
+        SELECT id, active FROM users
+        WHERE tenant_id = ${tenantId} AND user_name_key = ${accountKeyOf(claims.nameId)} AND deprovisioned_at IS NULL
+        FOR UPDATE
+      ), touched AS (
+        UPDATE users u SET last_sso_login_at = now() ${profileUpdate}
+        FROM live WHERE u.id = live.id AND live.active RETURNING u.id
+      ), released AS (${releasePendingAccountStatement(tenantId, claims.nameId)})
+      SELECT (SELECT id::text FROM live) AS id, (SELECT active FROM live) AS active,
+        NOT EXISTS (SELECT 1 FROM live) AND EXISTS (
+          SELECT 1 FROM users WHERE tenant_id = ${tenantId} AND user_name_key = ${accountKeyOf(claims.nameId)}
+        ) AS tombstoned,
+        EXISTS (SELECT 1 FROM released) AS released`);
     let userId: string;
     let created = false;
-    if (live) {
-      if (!live.active)
+    if (found?.id) {
+      if (!found.active)
         throw new SamlRefusal('user is deactivated in the identity provider', 'user-deactivated');
-      userId = live.id;
-      if (jitMode === 'create-and-update') {
-        await tx.execute(sql`
-          UPDATE users SET attributes = attributes || ${JSON.stringify(profileAttributes(claims))}::jsonb,
-            last_sso_login_at = now(), updated_at = now(), version = version + 1
-          WHERE id = ${userId}`);
-      } else {
-        await tx.execute(sql`UPDATE users SET last_sso_login_at = now() WHERE id = ${userId}`);
-      }
+      userId = found.id;
     } else {
-      const [tombstone] = await tx.execute<{ id: string }>(sql`
-        SELECT id::text FROM users WHERE tenant_id = ${tenantId} AND user_name_key = ${accountKeyOf(claims.nameId)} LIMIT 1`);
-      if (tombstone)
+      if (found?.tombstoned)
         throw new SamlRefusal(
           'user was deprovisioned by the identity provider and is not re-created',
           'user-deprovisioned',
@@ -90,8 +108,7 @@ export async function provisionLogin(
       correlationId,
     };
     // A grant waiting for the person's platform account (none before their first SSO login) is retried.
-    const platformAccountPending = await releasePendingAccount(tx, tenantId, claims.nameId);
-    if (accessMayHaveChanged || platformAccountPending) {
+    if (accessMayHaveChanged || found?.released) {
       await recordForReconcile(tx, [
         { tenantId, lane: 'reconcile', subjectType: 'user', subjectId: userId, cause },
       ]);
@@ -108,7 +125,9 @@ export async function provisionLogin(
       },
       correlationId,
     });
-    return { userId, created, accessMayHaveChanged };
+    const login = { userId, created, accessMayHaveChanged };
+    await andThen?.(tx, login);
+    return login;
   });
 }
 
@@ -137,18 +156,27 @@ async function setGroups(
   userId: string,
   groups: { format: 'names' | 'object-ids'; values: string[] },
 ): Promise<boolean> {
-  if (groups.format === 'names') {
-    await tx.execute(sql`
-      INSERT INTO groups (tenant_id, display_name)
-      SELECT ${tenantId}, name FROM unnest(${sql.param(groups.values)}::text[]) AS name
-      ON CONFLICT DO NOTHING`);
-  }
-  const match =
+  // One statement. Names: a claimed group that does not exist yet is created; on a race with another
+  // login creating it, DO UPDATE (not DO NOTHING) returns the row this statement's snapshot cannot see.
+  const wanted =
     groups.format === 'names'
-      ? sql`lower(g.display_name) = ANY(SELECT lower(v) FROM unnest(${sql.param(groups.values)}::text[]) v)`
-      : sql`g.external_id IS NOT NULL AND lower(g.external_id) = ANY(${sql.param(groups.values.map((v) => v.toLowerCase()))}::text[])`;
+      ? sql`claimed AS (
+          SELECT DISTINCT ON (lower(v)) v AS name FROM unnest(${sql.param(groups.values)}::text[]) v
+        ), existing AS (
+          SELECT g.id, lower(g.display_name) AS key FROM groups g
+          WHERE g.tenant_id = ${tenantId} AND lower(g.display_name) IN (SELECT lower(name) FROM claimed)
+        ), created AS (
+          INSERT INTO groups (tenant_id, display_name)
+          SELECT ${tenantId}, name FROM claimed WHERE lower(name) NOT IN (SELECT key FROM existing)
+          ON CONFLICT (tenant_id, lower(display_name)) DO UPDATE SET display_name = groups.display_name
+          RETURNING id
+        ), wanted AS (SELECT id FROM existing UNION SELECT id FROM created)`
+      : sql`wanted AS (
+          SELECT g.id FROM groups g WHERE g.tenant_id = ${tenantId} AND g.external_id IS NOT NULL
+            AND lower(g.external_id) = ANY(${sql.param(groups.values.map((v) => v.toLowerCase()))}::text[])
+        )`;
   const [changes] = await tx.execute<{ added: number; removed: number }>(sql`
-    WITH wanted AS (SELECT g.id FROM groups g WHERE g.tenant_id = ${tenantId} AND ${match}),
+    WITH ${wanted},
     removed AS (
       DELETE FROM group_members gm WHERE gm.user_id = ${userId} AND gm.source = 'saml'
         AND gm.group_id NOT IN (SELECT id FROM wanted) RETURNING 1

@@ -13,7 +13,7 @@ import { findTenantByName, type Tenant } from '../tenants/tenants.js';
 import { issueApiToken } from '../tokens/tokens.js';
 import { accountPage } from './account-page.js';
 import { claimsOf } from './claims.js';
-import { type Connection, findConnection } from './connections.js';
+import { type Connection, findConnection, findTenantAndConnection } from './connections.js';
 import { refuseTransientNameId, splitOneLoginGroupValues } from './idp-dialects.js';
 import { type JitMode, provisionLogin } from './jit.js';
 import { newRequestId, redeemLoginStart, rememberLoginStart } from './login-state.js';
@@ -32,9 +32,9 @@ import {
 } from './sessions.js';
 import {
   handleSingleLogout,
-  linkSessionToLogin,
   offboardedUserLogoutUrl,
   type SingleLogoutOptions,
+  samlSessionLink,
   singleLogoutMetadata,
   spInitiatedLogoutUrl,
 } from './single-logout.js';
@@ -66,16 +66,19 @@ export function ssoRouter(options: SsoRouterOptions): Router {
   router.use(express.urlencoded({ extended: false, limit: '512kb' }));
   router.use(refuseHostileText);
 
-  /** Every SSO page names its tenant: an unknown one is a 404 page, any failure a refusal page. */
-  const forTenant =
-    (handler: TenantHandler) =>
+  /** Any failure of an SSO page is a refusal page (an unknown tenant: a 404 page). */
+  const refusing =
+    (handler: (req: Request, res: Response) => Promise<void>) =>
     async (req: Request, res: Response): Promise<void> => {
       try {
-        await handler(req, res, await findTenantByName(db, String(req.params.tenant)));
+        await handler(req, res);
       } catch (error) {
         refuse(req, res, error);
       }
     };
+  /** Every SSO page names its tenant. */
+  const forTenant = (handler: TenantHandler) =>
+    refusing(async (req, res) => handler(req, res, await findTenantByName(db, String(req.params.tenant))));
 
   async function connectionOf(tenant: Tenant, idpEntityId?: string): Promise<Connection> {
     const connection = await findConnection(db, tenant.id, idpEntityId);
@@ -123,62 +126,107 @@ export function ssoRouter(options: SsoRouterOptions): Router {
     }),
   );
 
+  /** The posted response read for its shape, or why it cannot be (thrown once the tenant is known). */
+  const postedResponse = (req: Request) => {
+    const samlResponse = typeof req.body?.SAMLResponse === 'string' ? req.body.SAMLResponse : undefined;
+    if (!samlResponse) return { refusal: new SamlRefusal('no SAMLResponse in the request') } as const;
+    try {
+      return { samlResponse, document: readResponseDocument(samlResponse) } as const;
+    } catch (error) {
+      return { refusal: error } as const;
+    }
+  };
+
+  const consumeAssertion = measureLogin(
+    async (
+      req,
+      res,
+      tenant: Tenant,
+      connection: Connection | undefined,
+      posted: ReturnType<typeof postedResponse>,
+    ) => {
+      if ('refusal' in posted) throw posted.refusal;
+      const { samlResponse, document } = posted;
+      if (!connection)
+        throw new SamlRefusal(
+          `no identity provider "${document.claimedIssuer ?? ''}" is configured for this tenant`,
+        );
+      const urls = serviceProviderUrls(publicUrl, tenant);
+      // Whatever node-saml rejects (signatures, audience, Conditions, …) is a refusal.
+      const { profile } = await samlFor(urls, connection, { responseSigned: document.responseSigned })
+        .validatePostResponseAsync({ SAMLResponse: samlResponse })
+        .catch((error: Error) => {
+          throw new SamlRefusal(error.message, 'signature-or-conditions');
+        });
+      const assertionXml = profile?.getAssertionXml?.();
+      if (!assertionXml) throw new SamlRefusal('the response carried no assertion');
+      const assertion = readSignedAssertion(assertionXml);
+      if (!(await spendAssertion(redis, tenant.id, assertion.id, assertion.usableUntil, CLOCK_SKEW_MS)))
+        throw new SamlRefusal('this assertion was already used (replay)', 'replay');
+      const { inResponseTo } = checkLogin(document.response, assertion, {
+        acsUrl: urls.acsUrl,
+        idpEntityId: connection.idpEntityId,
+        responseSigned: document.responseSigned,
+        now: new Date(),
+        skewMs: CLOCK_SKEW_MS,
+        maxAgeMs: tenant.maxAssertionAgeSeconds * 1000,
+      });
+      if (inResponseTo !== undefined) {
+        await redeemLoginStart(redis, req, {
+          tenantId: tenant.id,
+          requestId: inResponseTo,
+          connectionId: connection.id,
+        });
+      } else if (!tenant.idpInitiatedSso) {
+        throw new SamlRefusal(
+          'unsolicited (IdP-initiated) response, and this tenant accepts only logins it started',
+          'unsolicited',
+        );
+      }
+      refuseTransientNameId(assertion.element);
+      const claims = splitOneLoginGroupValues(
+        claimsOf(assertion.element, connection),
+        connection.idpEntityId,
+      );
+      // The session starts in the provisioning transaction: the login commits once.
+      let sessionToken = '';
+      const login = await provisionLogin(
+        db,
+        tenant.id,
+        tenant.jitMode as JitMode,
+        claims,
+        String(req.id),
+        async (tx, { userId }) => {
+          sessionToken = await startSession(
+            tx,
+            tenant.id,
+            userId,
+            samlSessionLink(connection, assertion.element),
+          );
+        },
+      );
+      req.log.info({ userId: login.userId, created: login.created }, 'SAML login accepted');
+      setSessionCookie(res, sessionToken, publicUrl);
+      res.redirect(
+        303,
+        safeRelayState(req.body?.RelayState, publicUrl) || `${publicUrl}/sso/${tenant.name}/me`,
+      );
+    },
+  );
+
+  // The tenant and the IdP the response names are read in one statement; an unknown tenant is a 404
+  // page before anything about the response is said (and is no login to count).
   router.post(
     '/:tenant/acs',
-    forTenant(
-      measureLogin(async (req, res, tenant) => {
-        const samlResponse = typeof req.body?.SAMLResponse === 'string' ? req.body.SAMLResponse : undefined;
-        if (!samlResponse) throw new SamlRefusal('no SAMLResponse in the request');
-        const document = readResponseDocument(samlResponse);
-        const connection = await connectionOf(tenant, document.claimedIssuer ?? '');
-        const urls = serviceProviderUrls(publicUrl, tenant);
-        // Whatever node-saml rejects (signatures, audience, Conditions, …) is a refusal.
-        const { profile } = await samlFor(urls, connection, { responseSigned: document.responseSigned })
-          .validatePostResponseAsync({ SAMLResponse: samlResponse })
-          .catch((error: Error) => {
-            throw new SamlRefusal(error.message, 'signature-or-conditions');
-          });
-        const assertionXml = profile?.getAssertionXml?.();
-        if (!assertionXml) throw new SamlRefusal('the response carried no assertion');
-        const assertion = readSignedAssertion(assertionXml);
-        if (!(await spendAssertion(redis, tenant.id, assertion.id, assertion.usableUntil, CLOCK_SKEW_MS)))
-          throw new SamlRefusal('this assertion was already used (replay)', 'replay');
-        const { inResponseTo } = checkLogin(document.response, assertion, {
-          acsUrl: urls.acsUrl,
-          idpEntityId: connection.idpEntityId,
-          responseSigned: document.responseSigned,
-          now: new Date(),
-          skewMs: CLOCK_SKEW_MS,
-          maxAgeMs: tenant.maxAssertionAgeSeconds * 1000,
-        });
-        if (inResponseTo !== undefined) {
-          await redeemLoginStart(redis, req, {
-            tenantId: tenant.id,
-            requestId: inResponseTo,
-            connectionId: connection.id,
-          });
-        } else if (!tenant.idpInitiatedSso) {
-          throw new SamlRefusal(
-            'unsolicited (IdP-initiated) response, and this tenant accepts only logins it started',
-            'unsolicited',
-          );
-        }
-        refuseTransientNameId(assertion.element);
-        const claims = splitOneLoginGroupValues(
-          claimsOf(assertion.element, connection),
-          connection.idpEntityId,
-        );
-        const login = await provisionLogin(db, tenant.id, tenant.jitMode as JitMode, claims, String(req.id));
-        req.log.info({ userId: login.userId, created: login.created }, 'SAML login accepted');
-        const sessionToken = await startSession(db, tenant.id, login.userId);
-        await linkSessionToLogin(db, tenant.id, sessionToken, connection, assertion.element);
-        setSessionCookie(res, sessionToken, publicUrl);
-        res.redirect(
-          303,
-          safeRelayState(req.body?.RelayState, publicUrl) || `${publicUrl}/sso/${tenant.name}/me`,
-        );
-      }),
-    ),
+    refusing(async (req, res) => {
+      const posted = postedResponse(req);
+      const { tenant, connection } = await findTenantAndConnection(
+        db,
+        String(req.params.tenant),
+        ('document' in posted ? posted.document?.claimedIssuer : undefined) ?? '',
+      );
+      await consumeAssertion(req, res, tenant, connection, posted);
+    }),
   );
 
   router.get(

@@ -19,12 +19,34 @@ export interface Session {
   userName: string;
 }
 
-export async function startSession(db: Database, tenantId: string, userId: string): Promise<string> {
+/** The IdP login a session came from, so only that IdP can end it (Single Logout, saml_sessions). */
+export interface SamlSessionLink {
+  connectionId: string;
+  nameId: string;
+  nameIdFormat: string | null;
+  sessionIndex: string | null;
+}
+
+/** Starts a session; with `link`, records in the same statement which SAML login it came from. */
+export async function startSession(
+  db: Pick<Database, 'execute'>,
+  tenantId: string,
+  userId: string,
+  link?: SamlSessionLink,
+): Promise<string> {
   const credential = issueCredential('sess');
-  await db.execute(sql`
+  const token = sql`
     INSERT INTO tokens (tenant_id, user_id, kind, token_id, secret_hash, expires_at, last_used_at)
     VALUES (${tenantId}, ${userId}, 'session', ${credential.tokenId}, ${credential.secretHash},
-      now() + ${`${SESSION_ABSOLUTE_MS} milliseconds`}::interval, now())`);
+      now() + ${`${SESSION_ABSOLUTE_MS} milliseconds`}::interval, now())`;
+  await db.execute(
+    link
+      ? sql`WITH token AS (${token} RETURNING id)
+          INSERT INTO saml_sessions (token_id, tenant_id, connection_id, name_id, name_id_format, session_index)
+          SELECT id, ${tenantId}, ${link.connectionId}, ${link.nameId}, ${link.nameIdFormat}, ${link.sessionIndex}
+          FROM token`
+      : token,
+  );
   return credential.token;
 }
 

@@ -16,7 +16,7 @@ import { type Connection, findConnection } from './connections.js';
 import { SamlRefusal } from './refusal.js';
 import { children, childText, DSIG, SAML as SAML_NS, SAMLP } from './response-document.js';
 import { serviceProviderUrls } from './service-provider.js';
-import { clearSessionCookie, readCookie, SESSION_COOKIE } from './sessions.js';
+import { clearSessionCookie, readCookie, type SamlSessionLink, SESSION_COOKIE } from './sessions.js';
 import { spCertificate, spSigningKey } from './sp-signing-key.js';
 
 /*
@@ -56,25 +56,21 @@ export function singleLogoutUrl(publicUrl: string, tenant: Pick<Tenant, 'name'>)
   return `${serviceProviderUrls(publicUrl, tenant).entityId}/slo`;
 }
 
-/** Records which IdP login a new session came from: NameID, its format, and the SessionIndex. */
-export async function linkSessionToLogin(
-  db: Database,
-  tenantId: string,
-  sessionToken: string,
+/** Which IdP login a new session comes from: NameID, its format, and the SessionIndex. */
+export function samlSessionLink(
   connection: Pick<Connection, 'id'>,
   assertion: Element,
-): Promise<void> {
-  const tokenId = parseCredential(sessionToken)?.tokenId;
+): SamlSessionLink | undefined {
   const subject = children(assertion, SAML_NS, 'Subject')[0];
   const nameIdElement = subject ? children(subject, SAML_NS, 'NameID')[0] : undefined;
   const nameId = nameIdElement?.textContent?.trim();
-  if (!tokenId || !nameId) return;
-  const sessionIndex =
-    children(assertion, SAML_NS, 'AuthnStatement')[0]?.getAttribute('SessionIndex') || null;
-  await db.execute(sql`
-    INSERT INTO saml_sessions (token_id, tenant_id, connection_id, name_id, name_id_format, session_index)
-    SELECT id, ${tenantId}, ${connection.id}, ${nameId}, ${nameIdElement?.getAttribute('Format') || null}, ${sessionIndex}
-    FROM tokens WHERE token_id = ${tokenId}`);
+  if (!nameId) return undefined;
+  return {
+    connectionId: connection.id,
+    nameId,
+    nameIdFormat: nameIdElement?.getAttribute('Format') || null,
+    sessionIndex: children(assertion, SAML_NS, 'AuthnStatement')[0]?.getAttribute('SessionIndex') || null,
+  };
 }
 
 /**
