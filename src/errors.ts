@@ -100,6 +100,12 @@ export function isUniqueViolation(error: unknown): boolean {
   return typeof cause === 'object' && cause !== null && (cause as { code?: string }).code === '23505';
 }
 
+/** A foreign key the statement's rows referred to was gone by the time it was checked (23503). */
+export function isForeignKeyViolation(error: unknown): boolean {
+  const cause = rootCause(error);
+  return typeof cause === 'object' && cause !== null && (cause as { code?: string }).code === '23503';
+}
+
 /** The constraint a PostgreSQL error names, if any. */
 export function violatedConstraint(error: unknown): string | undefined {
   return (rootCause(error) as { constraint_name?: string } | undefined)?.constraint_name;

@@ -78,16 +78,25 @@ async function settleQuiet(
  * The relay's form, for a batch it claimed (reconcile-lane user rows): the quiet users' rows are
  * completed here and never become jobs; a user whose reconcile is running, or who needs a plan, is not.
  */
-export function settleAnnouncements(
+export async function settleAnnouncements(
   tx: TransactionSql,
   announcements: readonly UserAnnouncement[],
 ): Promise<Set<string>> {
-  if (announcements.length === 0) return Promise.resolve(new Set());
+  if (announcements.length === 0) return new Set();
+  // The locks first, in a statement of their own: a statement reads from the snapshot taken when it
+  // starts, so a verdict in the statement that takes the lock could miss what a reconcile committed
+  // (a platform edge) between that snapshot and its unlock, and complete an event that needs a plan.
+  const locked = await tx<{ tenant_id: string; user_id: string }[]>`
+    SELECT d.tenant_id::text, d.user_id::text FROM (
+      SELECT DISTINCT * FROM unnest(${announcements.map((a) => a.tenantId)}::uuid[], ${announcements.map((a) => a.userId)}::uuid[])
+        AS d(tenant_id, user_id)) d
+    WHERE pg_try_advisory_xact_lock(hashtextextended('user:' || d.user_id::text, 0))`;
+  if (locked.length === 0) return new Set();
   const claimed = tx`
     SELECT * FROM unnest(${announcements.map((a) => a.outboxId)}::bigint[], ${announcements.map((a) => a.userId)}::uuid[])
       AS c(outbox_id, user_id)`;
   const candidates = tx`
-    SELECT DISTINCT * FROM unnest(${announcements.map((a) => a.tenantId)}::uuid[], ${announcements.map((a) => a.userId)}::uuid[])
+    SELECT * FROM unnest(${locked.map((l) => l.tenant_id)}::uuid[], ${locked.map((l) => l.user_id)}::uuid[])
       AS d(tenant_id, user_id)`;
   return settleQuiet(tx, candidates, claimed);
 }

@@ -3,7 +3,7 @@ import { recordAudit } from '../audit/audit-log.js';
 import type { Database } from '../db/client.js';
 import { GROUP_VERSION_SLOTS, groups, groupVersionSlots } from '../db/schema.js';
 import { preparedStatement } from '../db/statement.js';
-import { isUniqueViolation, violatedConstraint } from '../errors.js';
+import { isForeignKeyViolation, isUniqueViolation, violatedConstraint } from '../errors.js';
 import { type OutboxEntry, recordForReconcile } from '../jobs/outbox.js';
 import { brakeChange } from '../reconcile/brake.js';
 import {
@@ -429,6 +429,8 @@ export async function patchGroup(
   operations: PatchOperation[],
   ifMatch: string | undefined,
   context: RequestContext,
+  /** Set on the one re-run after a member or the group was deleted under the request (see below). */
+  rerun = false,
 ): Promise<GroupRow> {
   const memberValues = operations.reduce(
     (total, op) => total + (Array.isArray(op.value) ? op.value.length : op.value === undefined ? 0 : 1),
@@ -524,6 +526,10 @@ export async function patchGroup(
     if (isUniqueViolation(error)) {
       throw new ScimError(409, 'uniqueness', 'another group already has that displayName or externalId');
     }
+    // The group or a member was deleted (committed) while an insert waited for it: run once more, and
+    // the fresh reads answer 404 or 400 instead of the foreign key's 500.
+    if (isForeignKeyViolation(error) && !rerun)
+      return patchGroup(db, tenantId, id, operations, ifMatch, context, true);
     throw error;
   }
 }
@@ -567,14 +573,21 @@ async function addMembersAtOnce(
     at: new Date().toISOString(),
     correlationId: context.correlationId,
   };
-  const [row] = await addMembersStatement<AddedRow>(db, {
-    tenantId,
-    groupId,
-    ids: [...unique.keys()],
-    displays: [...unique.values()].map((m) => m.display ?? null),
-    cause: JSON.stringify(cause),
-    actor: context.actor,
-    correlationId: context.correlationId ?? null,
+  const run = () =>
+    addMembersStatement<AddedRow>(db, {
+      tenantId,
+      groupId,
+      ids: [...unique.keys()],
+      displays: [...unique.values()].map((m) => m.display ?? null),
+      cause: JSON.stringify(cause),
+      actor: context.actor,
+      correlationId: context.correlationId ?? null,
+    });
+  // The statement read the group and users from its snapshot; a DELETE of either committed while its
+  // insert waited fails the foreign key. Run once more: the fresh snapshot then answers 404 or 400.
+  const [row] = await run().catch((error: unknown) => {
+    if (isForeignKeyViolation(error)) return run();
+    throw error;
   });
   if (!row?.id) throw new ScimError(404, undefined, `Group ${groupId} not found`);
   if (row.unknown) throw invalidMembers(row.unknown);
