@@ -1,10 +1,11 @@
+import { Agent, fetch } from 'undici';
 import { describe, expect, it } from 'vitest';
 import { createUser, json } from './support/scim-fixtures.js';
 import { startScimServer } from './support/scim-server.js';
 
 /*
- * Issue 17: a client walking /Users page by page gets each next page from where the last one ended (by
- * the order index), not by counting past every earlier user again.
+ * Issue 17: a client walking /Users page by page (on one connection) gets each next page from where its
+ * last one ended (by the order index), not by counting past every earlier user again.
  */
 describe('walking the users page by page', async () => {
   const server = await startScimServer();
@@ -13,13 +14,18 @@ describe('walking the users page by page', async () => {
     names.push(`walker${String(i).padStart(2, '0')}@example.com`);
     await createUser(server, names[i]!);
   }
+  // One client: one keep-alive connection, as a walking IdP holds.
+  const walker = new Agent({ connections: 1 });
   const page = async (startIndex: number, count: number) => {
-    const response = await server.request('GET', `/Users?startIndex=${startIndex}&count=${count}`);
+    const response = await fetch(`${server.baseUrl}/Users?startIndex=${startIndex}&count=${count}`, {
+      headers: { Authorization: `Bearer ${server.token}` },
+      dispatcher: walker,
+    });
     expect(response.status).toBe(200);
-    const body = await json(response);
+    const body = (await response.json()) as { totalResults: number; Resources: { userName: string }[] };
     return {
-      total: body.totalResults as number,
-      names: (body.Resources as { userName: string }[]).map((r) => r.userName),
+      total: body.totalResults,
+      names: body.Resources.map((r) => r.userName),
     };
   };
 

@@ -46,6 +46,19 @@ import {
   replaceUser,
 } from './users.js';
 
+/** A process-local name for each client connection (a keep-alive socket), for page walks. */
+const connectionIds = new WeakMap<object, string>();
+let connectionsSeen = 0;
+function connectionIdOf(socket: object): string {
+  let id = connectionIds.get(socket);
+  if (id === undefined) {
+    connectionsSeen += 1;
+    id = String(connectionsSeen);
+    connectionIds.set(socket, id);
+  }
+  return id;
+}
+
 /*
  * The SCIM 2.0 edge: each handler reads as authenticate → parse and normalise → one store call → render.
  * Errors of any kind become SCIM error JSON in scimErrorHandler, the one place that formats them.
@@ -143,6 +156,7 @@ export function scimRouter(options: ScimRouterOptions): Router {
       query,
       baseUrl,
       projectionKeeps(query.projection, 'groups'),
+      connectionIdOf(req.socket),
     );
     // Fast path: PostgreSQL rendered each resource; unprojected lists are spliced, not re-parsed.
     const resources = isProjected(query.projection)
