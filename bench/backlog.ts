@@ -212,6 +212,10 @@ const backlogAtStart = await openOutbox();
 await untilDrained(30 * 60_000);
 const drainSeconds = (performance.now() - drainStarted) / 1000;
 await drainer.stop();
+// Settled by the relay in its claim (relayed and completed by one statement, one timestamp) vs by jobs.
+const [settled] = await sql`
+  SELECT count(*) FILTER (WHERE completed_at = relayed_at)::int AS by_relay, count(*)::int AS all_rows
+  FROM (SELECT completed_at, relayed_at FROM outbox WHERE lane <> 'scan' ORDER BY id DESC LIMIT ${backlogAtStart}) o`;
 
 const results = {
   machine: `${os.cpus().length} cores, ${os.cpus()[0]?.model ?? ''}`,
@@ -233,6 +237,7 @@ const results = {
     backlogWhenWorkerReady: backlogAtStart,
     oneWorkerDrainSeconds: round(drainSeconds, 2),
     oneWorkerEventsPerSecond: Math.round(backlogAtStart / drainSeconds),
+    settledByRelay: settled!.by_relay,
   },
 };
 console.log(JSON.stringify(results, null, 2));
