@@ -189,7 +189,8 @@ describe('live user counts for unfiltered SCIM lists', () => {
       await holder`COMMIT`;
       holder.release();
     }
-    const [row] = await sql`SELECT COALESCE(sum(live), 0)::int AS n FROM user_counts WHERE tenant_id = ${tenantId}`;
+    const [row] =
+      await sql`SELECT COALESCE(sum(live), 0)::int AS n FROM user_counts WHERE tenant_id = ${tenantId}`;
     expect(row!.n).toBe(25);
   });
 });

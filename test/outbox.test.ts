@@ -144,7 +144,8 @@ describe('outbox relay, an initial push', () => {
     const t = tenant.id;
     await sql`INSERT INTO assignment_rules (tenant_id, idp_group, target, team_name, team_role)
       VALUES (${t}, 'Engineering', 'team', 'core', 'member')`;
-    const [everyone] = await sql`INSERT INTO groups (tenant_id, display_name) VALUES (${t}, 'Everyone') RETURNING id`;
+    const [everyone] =
+      await sql`INSERT INTO groups (tenant_id, display_name) VALUES (${t}, 'Everyone') RETURNING id`;
     const [engineering] =
       await sql`INSERT INTO groups (tenant_id, display_name) VALUES (${t}, 'Engineering') RETURNING id`;
     await sql`INSERT INTO users (tenant_id, user_name, origin)
@@ -159,7 +160,7 @@ describe('outbox relay, an initial push', () => {
     await sql`INSERT INTO platform_enterprise_members (tenant_id, account, permissions)
       VALUES (${t}, 'member@example.com', '{view}')`;
     const idOf = async (name: string) =>
-      ((await sql`SELECT id::text FROM users WHERE user_name = ${name}`)[0]!.id as string);
+      (await sql`SELECT id::text FROM users WHERE user_name = ${name}`)[0]!.id as string;
     const busy = await idOf('busy@example.com');
     // A reconcile of "busy" is in progress: the relay must not judge it under the job's feet.
     const holder = await sql.reserve();
