@@ -325,6 +325,15 @@ const isConditional = (ifMatch: string | undefined) =>
   ifMatch !== undefined && !ifMatch.split(',').some((t) => t.trim() === '*');
 
 /**
+ * The version slot a member change of the group bumps: any slot no other open transaction holds (SKIP
+ * LOCKED), starting from the session's own; only when all are held does the change wait, on its own.
+ */
+const freeVersionSlot = (groupId: SQL) => sql`COALESCE((
+  SELECT s.slot FROM ${groupVersionSlots} s WHERE s.group_id = ${groupId}
+  ORDER BY (s.slot - pg_backend_pid() % ${GROUP_VERSION_SLOTS} + ${GROUP_VERSION_SLOTS}) % ${GROUP_VERSION_SLOTS}
+  LIMIT 1 FOR UPDATE SKIP LOCKED), pg_backend_pid() % ${GROUP_VERSION_SLOTS})`;
+
+/**
  * Counts one change as the last statement of a write. Attribute changes, and conditional writes (which
  * hold every lock already), bump the group row; a plain member change bumps one version slot no other
  * transaction holds, so concurrent member changes to one group do not wait for each other.
@@ -342,20 +351,13 @@ async function touch(
       .where(eq(groups.id, group.id));
     return findGroup(tx, group.tenantId, group.id);
   }
-  // Any slot no other open transaction holds (SKIP LOCKED), starting from the session's own; only when
-  // all are held does the change wait, on its own slot.
   await tx
     .update(groupVersionSlots)
     .set({ changes: sql`${groupVersionSlots.changes} + 1`, changedAt: sql`now()` })
     .where(
       and(
         eq(groupVersionSlots.groupId, group.id),
-        eq(
-          groupVersionSlots.slot,
-          sql`COALESCE((SELECT s.slot FROM ${groupVersionSlots} s WHERE s.group_id = ${group.id}
-            ORDER BY (s.slot - pg_backend_pid() % ${GROUP_VERSION_SLOTS} + ${GROUP_VERSION_SLOTS}) % ${GROUP_VERSION_SLOTS}
-            LIMIT 1 FOR UPDATE SKIP LOCKED), pg_backend_pid() % ${GROUP_VERSION_SLOTS})`,
-        ),
+        eq(groupVersionSlots.slot, freeVersionSlot(sql`${group.id}`)),
       ),
     );
   // The version this write makes, without reading it back: if other member changes committed since
@@ -648,10 +650,7 @@ const addMembersStatement = preparedStatement<{
       SELECT user_id FROM inserted WHERE fresh
     ), bumped AS (
       UPDATE group_version_slots SET changes = changes + 1, changed_at = now()
-      WHERE group_id = (SELECT id FROM go) AND slot = COALESCE((
-        SELECT s.slot FROM group_version_slots s WHERE s.group_id = (SELECT id FROM go)
-        ORDER BY (s.slot - pg_backend_pid() % ${GROUP_VERSION_SLOTS} + ${GROUP_VERSION_SLOTS}) % ${GROUP_VERSION_SLOTS}
-        LIMIT 1 FOR UPDATE SKIP LOCKED), pg_backend_pid() % ${GROUP_VERSION_SLOTS})
+      WHERE group_id = (SELECT id FROM go) AND slot = ${freeVersionSlot(sql`(SELECT id FROM go)`)}
     ), queued AS (
       INSERT INTO outbox (tenant_id, lane, subject_type, subject_id, cause)
       SELECT go.tenant_id, 'reconcile', 'user', added.user_id::text, ${p('cause')}::jsonb FROM go, added
