@@ -8,7 +8,8 @@
  *      their last platform edge is gone;
  *   2. with `serve` alone: the accept rate of a second push, then one `worker` started on the backlog it
  *      left, timed until every outbox row is completed (its drain rate, in outbox events per second).
- * Sizes: BACKLOG_USERS (default 10,000), BACKLOG_DEPROVISIONS (default 50), BACKLOG_CLIENTS (16).
+ * Sizes: BACKLOG_USERS (default 10,000), BACKLOG_DEPROVISIONS (default 50), BACKLOG_CLIENTS (16),
+ * BACKLOG_RULED_EVERY (default 10: one user in 10 is in the group a rule maps to a team, i.e. touched).
  * BENCH_NODE_ARGS="--cpu-prof --cpu-prof-dir=/tmp/prof" profiles the daemon's processes.
  */
 import { writeFileSync } from 'node:fs';
@@ -23,8 +24,8 @@ const DEPROVISIONS = Number(process.env.BACKLOG_DEPROVISIONS ?? 50);
 const CLIENTS = Number(process.env.BACKLOG_CLIENTS ?? 16);
 /** Okta pushes group members in PATCHes of this many. */
 const MEMBERS_PER_PATCH = 100;
-/** One user in this many is in the group a rule maps to a team. */
-const RULED_EVERY = 10;
+/** One user in this many is in the group a rule maps to a team: the touched users, one job each. */
+const RULED_EVERY = Number(process.env.BACKLOG_RULED_EVERY ?? 10);
 const USER = 'urn:ietf:params:scim:schemas:core:2.0:User';
 const GROUP = 'urn:ietf:params:scim:schemas:core:2.0:Group';
 const PATCH = 'urn:ietf:params:scim:api:messages:2.0:PatchOp';
@@ -220,6 +221,7 @@ const [settled] = await sql`
 const results = {
   machine: `${os.cpus().length} cores, ${os.cpus()[0]?.model ?? ''}`,
   users: USERS,
+  touchedUsers: Math.ceil(USERS / RULED_EVERY),
   withWorker: {
     accepted: first,
     outboxEvents: firstEvents,
