@@ -101,14 +101,19 @@ try {
         maxAgeMs: tenant.maxAssertionAgeSeconds * 1000,
       });
       refuseTransientNameId(assertions[i]!.element);
-      return splitOneLoginGroupValues(
-        claimsOf(assertions[i]!.element, connection),
-        connection.idpEntityId,
-      );
+      return splitOneLoginGroupValues(claimsOf(assertions[i]!.element, connection), connection.idpEntityId);
     });
     await step('provisionLogin + startSession (PostgreSQL transaction)', (i) =>
-      provisionLogin(database.db, tenant.id, tenant.jitMode as JitMode, claims[i]!, `bench-${i}`, (tx, { userId }) =>
-        startSession(tx, tenant.id, userId, samlSessionLink(connection, assertions[i]!.element)).then(() => {}),
+      provisionLogin(
+        database.db,
+        tenant.id,
+        tenant.jitMode as JitMode,
+        claims[i]!,
+        `bench-${i}`,
+        (tx, { userId }) =>
+          startSession(tx, tenant.id, userId, samlSessionLink(connection, assertions[i]!.element)).then(
+            () => {},
+          ),
       ),
     );
   }
