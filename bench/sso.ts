@@ -18,6 +18,12 @@ import { expectStatus, httpClient, load, startBackends, startServer, type Timing
 const RETURNING_USERS = 200;
 const RETURNING_LOGINS = Number(process.env.RETURNING_LOGINS ?? 3000);
 const FIRST_LOGINS = Number(process.env.FIRST_LOGINS ?? 1000);
+/** Of RETURNING_LOGINS, how many run at one client (the rest at 16); both phases must have some. */
+const ONE_CLIENT_LOGINS = Number(
+  process.env.ONE_CLIENT_LOGINS ?? Math.min(1000, Math.floor(RETURNING_LOGINS / 2)),
+);
+if (!(ONE_CLIENT_LOGINS >= 1 && ONE_CLIENT_LOGINS < RETURNING_LOGINS))
+  throw new Error('ONE_CLIENT_LOGINS must be at least 1 and less than RETURNING_LOGINS');
 
 const backends = await startBackends({ shared_preload_libraries: 'pg_stat_statements' });
 await runMigrations(backends.databaseUrl);
@@ -71,12 +77,12 @@ try {
   // IdP's NotOnOrAfter) and idsync refuses assertions older than the tenant's 10-minute maximum age.
   const returningOf = (count: number) =>
     sign(Array.from({ length: count }, (_, i) => returning[i % RETURNING_USERS]!));
-  const many = await returningOf(RETURNING_LOGINS - 1000);
+  const many = await returningOf(RETURNING_LOGINS - ONE_CLIENT_LOGINS);
   const returningUsers16Clients = await measured(
     () => load(many.length, 16, (i) => login(many[i]!)),
     many.length,
   );
-  const oneClient = await returningOf(1000);
+  const oneClient = await returningOf(ONE_CLIENT_LOGINS);
   const returningUsers1Client = await measured(
     () => load(oneClient.length, 1, (i) => login(oneClient[i]!)),
     oneClient.length,

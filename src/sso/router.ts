@@ -13,7 +13,7 @@ import { findTenantByName, type Tenant } from '../tenants/tenants.js';
 import { issueApiToken } from '../tokens/tokens.js';
 import { accountPage } from './account-page.js';
 import { claimsOf } from './claims.js';
-import { type Connection, findConnection, findTenantAndConnection } from './connections.js';
+import { type AcsTenant, type Connection, findConnection, findTenantAndConnection } from './connections.js';
 import { refuseTransientNameId, splitOneLoginGroupValues } from './idp-dialects.js';
 import { type JitMode, provisionLogin } from './jit.js';
 import { newRequestId, redeemLoginStart, rememberLoginStart } from './login-state.js';
@@ -141,7 +141,7 @@ export function ssoRouter(options: SsoRouterOptions): Router {
     async (
       req,
       res,
-      tenant: Tenant,
+      tenant: AcsTenant,
       connection: Connection | undefined,
       posted: ReturnType<typeof postedResponse>,
     ) => {
