@@ -90,6 +90,23 @@ describe('request ids and the request log line on the SCIM edge (info level)', a
     expect(output()).not.toContain('wrong-token-value');
   });
 
+  it('refuses a caller without a valid token before reading its body, and points Location at a created user', async () => {
+    const stranger = await fetch(`${base}/Users`, {
+      method: 'POST',
+      headers: { Authorization: 'Bearer not-a-token', 'Content-Type': 'application/scim+json' },
+      body: '{"schemas": [',
+    });
+    expect(stranger.status).toBe(401);
+    expect(stranger.headers.get('content-type')).toBe('application/scim+json; charset=utf-8');
+    expect((await stranger.json()).detail).toBe('the bearer token is not valid');
+    const created = await scim('POST', '/Users', { schemas: [USER], userName: 'location.probe@example.com' });
+    const body = await created.json();
+    expect(created.status).toBe(201);
+    expect(created.headers.get('content-type')).toBe('application/scim+json; charset=utf-8');
+    expect(created.headers.get('location')).toBe(body.meta.location);
+    expect(body.meta.location).toMatch(new RegExp(`/scim/v2/Users/${body.id}$`));
+  });
+
   it('lets a resource carry its version ETag and answers If-None-Match with 304; lists carry no hash ETag', async () => {
     const created = await scim('POST', '/Users', { schemas: [USER], userName: 'etag.probe@example.com' });
     const { id } = await created.json();
