@@ -1,6 +1,7 @@
 import { type SQL, sql } from 'drizzle-orm';
 import type { Database } from '../db/client.js';
 import { recordForReconcileEach } from '../jobs/outbox.js';
+import { lockRuleMatchingForChange } from './matching-lock.js';
 
 export interface ListedTeams {
   /** Teams listed now that were not listed before: every "every team" rule's users were queued. */
@@ -23,6 +24,9 @@ export async function recordListedTeams(
   options: { complete: boolean; cause?: Record<string, unknown> },
 ): Promise<ListedTeams> {
   return db.transaction(async (tx) => {
+    // Before the listing is read: a user joining an "every team" rule's group meanwhile is either
+    // queued below or planned against the teams this transaction lists.
+    await lockRuleMatchingForChange(tx, tenantId);
     const listed = sql.param([...new Set(names)]);
     const appeared = await tx.execute<{ name: string }>(sql`
       WITH wanted AS (SELECT unnest(${listed}::text[]) AS name),

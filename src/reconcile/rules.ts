@@ -7,6 +7,7 @@ import { notFound } from '../errors.js';
 import { parsedOrInvalid } from '../http/validation.js';
 import { type Executor, recordForReconcileEach } from '../jobs/outbox.js';
 import { brakeChange } from './brake.js';
+import { lockRuleMatchingForChange } from './matching-lock.js';
 import {
   APP_PERMISSIONS,
   type AssignmentRule,
@@ -93,7 +94,8 @@ export function readRuleInput(body: unknown): RuleInput {
 
 /**
  * Adds a rule. The team or app it names is created in the built-in platform when missing, and every
- * current member of the IdP group is queued for a reconcile in the same transaction.
+ * current member of the IdP group is queued for a reconcile in the same transaction (under the
+ * rule-matching lock, so a user joining the group meanwhile is either queued here or sees the rule).
  */
 export async function addRule(
   db: Database,
@@ -102,6 +104,7 @@ export async function addRule(
   actor: string,
 ): Promise<AssignmentRule> {
   return db.transaction(async (tx) => {
+    await lockRuleMatchingForChange(tx, tenantId);
     const [row] = await tx.execute<{ id: string }>(sql`
       INSERT INTO assignment_rules (tenant_id, idp_group, idp_app_role, target, team_name, team_role, app_name, enterprise_permissions, app_permissions)
       VALUES (${tenantId}, ${input.idpGroup ?? null}, ${input.idpAppRole ?? null}, ${input.target},
@@ -146,6 +149,7 @@ export async function removeRule(
 ): Promise<void> {
   if (!isUuid(ruleId)) throw notFound(`no rule ${ruleId}`);
   await db.transaction(async (tx) => {
+    await lockRuleMatchingForChange(tx, tenantId);
     const [row] = await tx.execute<{ idp_group: string | null; idp_app_role: string | null }>(sql`
       DELETE FROM assignment_rules WHERE tenant_id = ${tenantId} AND id = ${ruleId}
       RETURNING idp_group, idp_app_role`);

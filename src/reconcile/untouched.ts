@@ -1,5 +1,6 @@
 import type { PendingQuery, Row, TransactionSql } from 'postgres';
 import type { Sql } from '../db/client.js';
+import { RULE_MATCHING_PREFIX } from './matching-lock.js';
 
 /** The advisory lock a user's reconcile holds; the quiet check below takes the same one. */
 export const userLockKey = (userId: string) => `user:${userId}`;
@@ -90,11 +91,13 @@ export async function settleAnnouncements(
   // The locks first, in a statement of their own: a statement reads from the snapshot taken when it
   // starts, so a verdict in the statement that takes the lock could miss what a reconcile committed
   // (a platform edge) between that snapshot and its unlock, and complete an event that needs a plan.
+  // A tenant whose rules are changing right now (matching-lock.ts) is left to the jobs, which wait.
   const locked = await tx<{ tenant_id: string; user_id: string }[]>`
     SELECT d.tenant_id::text, d.user_id::text FROM (
       SELECT DISTINCT * FROM unnest(${announcements.map((a) => a.tenantId)}::uuid[], ${announcements.map((a) => a.userId)}::uuid[])
         AS d(tenant_id, user_id)) d
-    WHERE pg_try_advisory_xact_lock(hashtextextended('user:' || d.user_id::text, 0))`;
+    WHERE pg_try_advisory_xact_lock_shared(hashtextextended(${RULE_MATCHING_PREFIX} || d.tenant_id::text, 0))
+      AND pg_try_advisory_xact_lock(hashtextextended('user:' || d.user_id::text, 0))`;
   if (locked.length === 0) return new Set();
   const claimed = tx`
     SELECT * FROM unnest(${announcements.map((a) => a.outboxId)}::bigint[], ${announcements.map((a) => a.userId)}::uuid[])
@@ -112,7 +115,9 @@ export async function settleAnnouncements(
  */
 export async function completeIfUntouched(sql: Sql, tenantId: string, userId: string): Promise<boolean> {
   return sql.begin(async (tx) => {
-    await tx`SELECT pg_advisory_xact_lock(hashtextextended(${userLockKey(userId)}, 0))`;
+    // In a statement before the verdict's, so the verdict sees a rule change that held the lock.
+    await tx`SELECT pg_advisory_xact_lock(hashtextextended(${userLockKey(userId)}, 0)),
+      pg_advisory_xact_lock_shared(hashtextextended(${RULE_MATCHING_PREFIX + tenantId}, 0))`;
     const claimed = tx`
       SELECT id AS outbox_id, ${userId}::uuid AS user_id FROM outbox
       WHERE tenant_id = ${tenantId} AND subject_type = 'user' AND subject_id = ${userId} AND completed_at IS NULL`;
