@@ -53,7 +53,9 @@ export async function startServer(
   const port = env.PORT ? Number(env.PORT) : await freePort();
   // BENCH_NODE_ARGS, e.g. "--cpu-prof --cpu-prof-dir=/tmp/prof", profiles the server under load.
   const nodeArgs = (process.env.BENCH_NODE_ARGS ?? '').split(' ').filter(Boolean);
-  const child = spawn(process.execPath, [...nodeArgs, path.join(ROOT, 'dist/cli/main.js'), mode], {
+  // BENCH_DIST (in `env` or the bench's own), e.g. ".scratch/dist-before", a copy of an earlier build.
+  const dist = env.BENCH_DIST ?? process.env.BENCH_DIST ?? 'dist';
+  const child = spawn(process.execPath, [...nodeArgs, path.join(ROOT, dist, 'cli/main.js'), mode], {
     env: { ...process.env, LOG_LEVEL: 'warn', PORT: String(port), ...env },
     stdio: ['ignore', 'pipe', 'inherit'],
   });

@@ -12,8 +12,10 @@ import { invalid } from '../errors.js';
 /** Far deeper than any SCIM or admin document (a PATCH value is 4 levels). */
 export const MAX_JSON_DEPTH = 32;
 
-const OPEN = [0x5b, 0x7b]; // [ {
-const CLOSE = [0x5d, 0x7d]; // ] }
+const OPEN_BRACKET = 0x5b; // [
+const OPEN_BRACE = 0x7b; // {
+const CLOSE_BRACKET = 0x5d; // ]
+const CLOSE_BRACE = 0x7d; // }
 
 /**
  * Counts bracket depth over the raw bytes, skipping strings, before JSON.parse runs: linear in the body
@@ -29,9 +31,10 @@ export function checkJsonDepth(body: Buffer, max = MAX_JSON_DEPTH): void {
       if (byte === 0x5c) i++;
       else if (byte === 0x22) inString = false;
     } else if (byte === 0x22) inString = true;
-    else if (OPEN.includes(byte)) {
+    // Plain comparisons, not Array.includes: this runs once per byte of every JSON body.
+    else if (byte === OPEN_BRACKET || byte === OPEN_BRACE) {
       if (++depth > max) throw Object.assign(tooDeep(max), { status: 400 });
-    } else if (CLOSE.includes(byte)) depth--;
+    } else if (byte === CLOSE_BRACKET || byte === CLOSE_BRACE) depth--;
   }
 }
 

@@ -66,6 +66,7 @@ function connectionIdOf(socket: object): string {
 
 export const MAX_PAGE_SIZE = 1000;
 const BODY_LIMIT = '1mb';
+const SCIM_CONTENT_TYPE = 'application/scim+json; charset=utf-8';
 
 interface ScimLocals {
   tenant: Tenant;
@@ -98,17 +99,19 @@ export function scimRouter(options: ScimRouterOptions): Router {
   const router = Router({ caseSensitive: false, strict: false });
 
   router.use(measureScimRequests);
+  router.use((_req, res, next) => {
+    // A constant, not res.type(): that looks the type up in the MIME table on every request.
+    res.setHeader('Content-Type', SCIM_CONTENT_TYPE);
+    next();
+  });
+  // The token before the body: a caller without one is refused without its body being read or parsed.
+  router.use(authenticate(tokens));
   router.use(
     jsonBody({
       limit: BODY_LIMIT,
       type: ['application/json', 'application/scim+json', 'application/*+json'],
     }),
   );
-  router.use((_req, res, next) => {
-    res.type('application/scim+json');
-    next();
-  });
-  router.use(authenticate(tokens));
   router.use(refuseHostileText);
   router.use((req, _res, next) => {
     refuseNullElements(req.body);
@@ -176,6 +179,8 @@ export function scimRouter(options: ScimRouterOptions): Router {
           : error;
       },
     );
+    // The id comes with the rendered text, so the Location header needs no parse of the resource.
+    res.setHeader('Location', `${baseUrl}/Users/${created.id}`);
     sendUserJson(res, 201, created, readProjection(req.query));
   });
   router.get('/Users/:id', async (req, res) => {
@@ -380,8 +385,6 @@ function sendUserJson(
   projection: Projection,
 ): void {
   res.status(status).setHeader('ETag', etagOf(user.version));
-  if (status === 201)
-    res.setHeader('Location', (JSON.parse(user.resource) as { meta: { location: string } }).meta.location);
   res.send(
     isProjected(projection)
       ? JSON.stringify(project(JSON.parse(user.resource), projection, USER_PROJECTION))

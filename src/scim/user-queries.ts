@@ -258,7 +258,8 @@ const insertUserStatement = preparedStatement<{
         jsonb_build_object('userName', created.user_name, 'externalId', created.external_id, 'active', created.active),
         ${p('correlationId')} FROM created
     )
-    SELECT ${userResourceJson('created', sql`${p('baseUrl')}::text`, false)}::text AS resource, created.version FROM created`;
+    SELECT ${userResourceJson('created', sql`${p('baseUrl')}::text`, false)}::text AS resource, created.version,
+      created.id::text AS id FROM created`;
 });
 
 /**
@@ -274,14 +275,14 @@ export async function insertUserJson(
   user: NewUser,
   audit: { actor: string; correlationId: string | undefined },
   baseUrl: string,
-): Promise<{ resource: string; version: number }> {
+): Promise<{ resource: string; version: number; id: string }> {
   const cause = {
     event: 'user.created',
     source: 'scim',
     at: new Date().toISOString(),
     correlationId: audit.correlationId,
   };
-  const [row] = await insertUserStatement<{ resource: string; version: number }>(db, {
+  const [row] = await insertUserStatement<{ resource: string; version: number; id: string }>(db, {
     tenantId,
     userName: user.userName,
     externalId: user.externalId,
