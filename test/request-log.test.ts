@@ -146,6 +146,15 @@ describe('request logging at warn, as in production', async () => {
   failing.get('/boom', () => {
     throw new Error('handler failed');
   });
+  let entered: () => void = () => {};
+  let finish: () => void = () => {};
+  failing.get('/slow', async (_req, res) => {
+    await new Promise<void>((resolve) => {
+      finish = resolve;
+      entered();
+    });
+    res.json({ ok: true });
+  });
   const app = createApp({ log, readiness: [], mounts: [{ path: '/probe', router: failing }] });
   const server = app.listen(0, '127.0.0.1');
   await once(server, 'listening');
@@ -193,5 +202,27 @@ describe('request logging at warn, as in production', async () => {
       res: { statusCode: 500 },
       err: { message: 'failed with status code 500' },
     });
+  });
+
+  it('logs a request the client gave up on before the answer as aborted, at error, with its id', async () => {
+    const inHandler = new Promise<void>((resolve) => {
+      entered = resolve;
+    });
+    const client = new AbortController();
+    const request = fetch(`${base}/slow`, {
+      headers: { 'X-Request-Id': 'gave-up-1' },
+      signal: client.signal,
+    }).catch((error: Error) => error.name);
+    await inHandler;
+    client.abort();
+    expect(await request).toBe('AbortError');
+    const forRequest = () => lines(output()).filter((l) => l.req?.id === 'gave-up-1');
+    await expect.poll(() => forRequest().length).toBe(1);
+    expect(forRequest()[0]).toMatchObject({
+      level: 50,
+      msg: 'request aborted',
+      req: { id: 'gave-up-1', method: 'GET', path: '/probe/slow' },
+    });
+    finish();
   });
 });

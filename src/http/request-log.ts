@@ -37,7 +37,8 @@ function requestLine(req: LoggedRequest) {
  * (BENCHMARKS.md). Here `req.log` is a getter on the app's request prototype that builds the child the
  * first time a handler logs (an error, a SAML login), and the completion line is built only when its
  * level is enabled. The line keeps pino-http's shape: `req: {id, method, path}`, `res: {statusCode}`,
- * `responseTime` (ms) and "request completed", or `err` and "request errored" at `error` for a 5xx.
+ * `responseTime` (ms) and "request completed", or `err` and "request errored" at `error` for a 5xx, or
+ * "request aborted" at `error` when the client went away before the answer.
  */
 export function requestLogging(app: Express, log: Logger): RequestHandler {
   Object.defineProperty(app.request, 'log', {
@@ -56,7 +57,10 @@ export function requestLogging(app: Express, log: Logger): RequestHandler {
       const started = Date.now();
       // 'close' follows 'finish' on every response and also comes alone when the client goes away.
       res.once('close', () => {
-        const failed = res.statusCode >= 500;
+        // A client that gave up before the answer (an IdP timing out a slow write) is an error, as it
+        // was with pino-http: the status code is only what the handler had set so far.
+        const aborted = !res.writableFinished;
+        const failed = aborted || res.statusCode >= 500;
         if (!log.isLevelEnabled(failed ? 'error' : 'info')) return;
         if (UNLOGGED_PATHS.has(req.originalUrl)) return;
         // The root logger with the request as a field writes what the child would, without building it.
@@ -65,7 +69,8 @@ export function requestLogging(app: Express, log: Logger): RequestHandler {
           res: { statusCode: res.statusCode },
           responseTime: Date.now() - started,
         };
-        if (failed)
+        if (aborted) log.error({ ...line, err: new Error('request aborted') }, 'request aborted');
+        else if (failed)
           log.error(
             { ...line, err: new Error(`failed with status code ${res.statusCode}`) },
             'request errored',
