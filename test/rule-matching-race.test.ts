@@ -123,4 +123,68 @@ describe('a rule added while a user joins its group', () => {
     expect(result.applied.map((a) => a.operation.kind)).toContain('add-team-member');
     expect(await inTeamCore(database, tenantId)).toBe(1);
   });
+
+  it('a deprovision does not wait behind a rule change that a reconcile of the same user waits for', async () => {
+    const database = await createTestDatabase();
+    cleanups.push(() => database.close());
+    const { tenant } = await createTenant(database.db, 'acme', 'test');
+    const [user] = await database.sql`
+      INSERT INTO users (tenant_id, user_name, origin, active) VALUES (${tenant.id}, 'leaver@example.com', 'scim', true)
+      RETURNING id::text`;
+    await database.sql`INSERT INTO platform_enterprise_members (tenant_id, account, permissions)
+      VALUES (${tenant.id}, 'leaver@example.com', '{view}')`;
+    const deps = { database, connectorFor: async () => new BuiltinConnector(database.db, tenant.id) };
+
+    // A rule change in progress: it holds the tenant's rule-matching lock until it commits.
+    const change = await database.sql.reserve();
+    await change`BEGIN`;
+    await change`SELECT pg_advisory_xact_lock(hashtextextended(${`rule-matching:${tenant.id}`}, 0))`;
+    cleanups.push(async () => {
+      await change`ROLLBACK`;
+      change.release();
+    });
+    const reconciled = reconcileUser(deps, tenant.id, user!.id, { event: 'group.member_added' }, 'reconcile');
+    await expect.poll(() => waitingLocks(database, 'advisory'), { timeout: 10_000 }).toBe(1);
+
+    await database.sql`UPDATE users SET active = false WHERE id = ${user!.id}`;
+    const deprovisioned = await reconcileUser(deps, tenant.id, user!.id, { event: 'user.deactivated' });
+    expect(deprovisioned.offboarding).toBe(true);
+    const [left] = await database.sql`
+      SELECT count(*)::int AS n FROM platform_enterprise_members WHERE tenant_id = ${tenant.id}`;
+    expect(left!.n).toBe(0);
+
+    await change`COMMIT`;
+    const after = await reconciled;
+    expect(after.applied).toEqual([]);
+  });
+
+  it('a rule change does not wait for a relay batch that judged the tenant and is still open', async () => {
+    const database = await createTestDatabase();
+    cleanups.push(() => database.close());
+    const { tenant } = await createTenant(database.db, 'acme', 'test');
+    const [user] = await database.sql`
+      INSERT INTO users (tenant_id, user_name, origin, active) VALUES (${tenant.id}, 'quiet@example.com', 'scim', true)
+      RETURNING id::text`;
+    const [announcement] = await database.sql`
+      INSERT INTO outbox (tenant_id, lane, subject_type, subject_id, cause)
+      VALUES (${tenant.id}, 'reconcile', 'user', ${user!.id}, '{"event":"user.created"}') RETURNING id::text`;
+
+    const relay = await database.sql.reserve();
+    cleanups.push(async () => relay.release());
+    await relay`BEGIN`;
+    // The relay's statements, then (as while it hands the rest of its batch to Redis) no commit yet.
+    const settled = await settleAnnouncements(relay as never, [
+      { outboxId: announcement!.id, tenantId: tenant.id, userId: user!.id },
+    ]);
+    expect([...settled]).toEqual([user!.id]);
+
+    const rule = await addRule(
+      database.db,
+      tenant.id,
+      { target: 'team', idpGroup: 'Engineering', team: 'core', role: 'member' },
+      'test',
+    );
+    expect(rule.id).toBeTruthy();
+    await relay`COMMIT`;
+  });
 });

@@ -1,5 +1,4 @@
 import { sql } from 'drizzle-orm';
-import type { Sql } from '../db/client.js';
 import type { Executor } from '../jobs/outbox.js';
 
 /*
@@ -11,35 +10,17 @@ import type { Executor } from '../jobs/outbox.js';
  * before the change commits — and the user keeps a stale grant set until something else touches them.
  *
  * A per-tenant advisory lock closes it. A change takes it exclusively before it reads whom it matches
- * and keeps it until it commits; a verdict takes it shared, in a statement before the ones that read
- * the user and the rules (a statement reads from the snapshot of its start, so a lock taken in the same
- * statement would not make the change's commit visible). Then either the verdict ran first, and the
- * change, reading after it, sees the joined user; or the change committed first, and the verdict sees it.
+ * and keeps it until it commits. A verdict needs one moment, after the event it judges committed and in
+ * a statement before the ones that read the user and the rules, at which no change holds the lock
+ * (`rule_matching_awaited` waits for that moment, `rule_matching_idle` only looks; migration 0025).
+ * Any change that held the lock before that moment has committed, and the verdict's reads see it; any
+ * change that takes it afterwards lists its users after the join committed, and queues the joiner. The
+ * verdict never holds the lock, so a change never waits for a job's reads, a relay's Redis calls or
+ * anything a user's lock holds up; and a job waits for a change before it takes the user's lock, so a
+ * deprovision of that user does not wait behind the change.
  */
-
-/** The lock key is this prefix and the tenant id (hashed by `hashtextextended(…, 0)`). */
-export const RULE_MATCHING_PREFIX = 'rule-matching:';
-const key = (tenantId: string) => `${RULE_MATCHING_PREFIX}${tenantId}`;
 
 /** Taken by a change to what rules match, in its transaction, before it reads the users it matches. */
 export async function lockRuleMatchingForChange(tx: Executor, tenantId: string): Promise<void> {
-  await tx.execute(sql`SELECT pg_advisory_xact_lock(hashtextextended(${key(tenantId)}, 0))`);
-}
-
-/**
- * Runs `read` (the user's and the rules' side of a verdict) under the shared lock, on one reserved
- * connection: a session lock, released as soon as the reads are done, so a change never waits for a
- * job's platform calls.
- */
-export async function readingRuleMatching<T>(
-  connection: Sql,
-  tenantId: string,
-  read: () => Promise<T>,
-): Promise<T> {
-  await connection`SELECT pg_advisory_lock_shared(hashtextextended(${key(tenantId)}, 0))`;
-  try {
-    return await read();
-  } finally {
-    await connection`SELECT pg_advisory_unlock_shared(hashtextextended(${key(tenantId)}, 0))`;
-  }
+  await tx.execute(sql`SELECT pg_advisory_xact_lock(hashtextextended(${`rule-matching:${tenantId}`}, 0))`);
 }

@@ -1,7 +1,7 @@
 import { sql } from 'drizzle-orm';
 import { notify } from '../alerts/notify.js';
 import { type AuditEntry, recordAudit } from '../audit/audit-log.js';
-import { type Database, type DatabaseHandle, type Sql, withReservedSession } from '../db/client.js';
+import { type Database, type DatabaseHandle, withReservedSession } from '../db/client.js';
 import { completeAnnouncements, openAnnouncements } from '../jobs/outbox.js';
 import { offboardingTimeToEffect, reconcileOperations } from '../metrics/registry.js';
 import type {
@@ -13,7 +13,6 @@ import type {
 import type { RequestPriority } from '../platform/heroku/budget.js';
 import { holdRemovals, pendingHoldsOf } from './brake.js';
 import { desiredAccess } from './desired.js';
-import { readingRuleMatching } from './matching-lock.js';
 import { type Access, type Blocked, describeOperation, type Operation, type Plan } from './model.js';
 import { plan } from './plan.js';
 import {
@@ -78,17 +77,11 @@ async function readAndPlan(
   connector: PlatformConnector,
   tenantId: string,
   userId: string,
-  /** The job's reserved connection: the user and the rules are read under the rule-matching lock. */
-  locking?: Sql,
 ): Promise<UserPlan | undefined> {
-  const readIdpSide = async () => {
-    const subject = await loadUser(db, tenantId, userId);
-    // One connection: these run one after the other, which is what they would do on a busy pool anyway.
-    return subject && { subject, rules: await loadRuleBook(db, tenantId) };
-  };
-  const idpSide = locking ? await readingRuleMatching(locking, tenantId, readIdpSide) : await readIdpSide();
-  if (!idpSide) return undefined;
-  const { subject, rules } = idpSide;
+  const subject = await loadUser(db, tenantId, userId);
+  if (!subject) return undefined;
+  // One connection: these run one after the other, which is what they would do on a busy pool anyway.
+  const rules = await loadRuleBook(db, tenantId);
   const policy = await loadPolicy(db, tenantId);
   const actual = await connector.readAccess(subject.account);
   const desired = desiredAccess(subject.facts, rules);
@@ -146,18 +139,13 @@ export async function reconcileUser(
     return NOTHING;
   return withReservedSession(deps.database, async ({ sql: connection, db }) => {
     const lockKey = userLockKey(userId);
+    // In the reconcile lane completeIfUntouched has already waited for any rule change in progress
+    // (matching-lock.ts) before any of the reads below; a deprovision does not wait for one.
     await connection`SELECT pg_advisory_lock(hashtextextended(${lockKey}, 0))`;
     try {
       const covered = await openAnnouncements(db, tenantId, 'user', userId);
       let connector = await deps.connectorFor(tenantId, lane, db);
-      // A deprovision never waits behind a rule change (an offboarded user is granted nothing anyway).
-      const planned = await readAndPlan(
-        db,
-        connector,
-        tenantId,
-        userId,
-        lane === 'reconcile' ? connection : undefined,
-      );
+      const planned = await readAndPlan(db, connector, tenantId, userId);
       if (!planned) {
         await completeAnnouncements(db, covered);
         return NOTHING;

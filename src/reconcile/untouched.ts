@@ -1,6 +1,5 @@
 import type { PendingQuery, Row, TransactionSql } from 'postgres';
 import type { Sql } from '../db/client.js';
-import { RULE_MATCHING_PREFIX } from './matching-lock.js';
 
 /** The advisory lock a user's reconcile holds; the quiet check below takes the same one. */
 export const userLockKey = (userId: string) => `user:${userId}`;
@@ -96,8 +95,7 @@ export async function settleAnnouncements(
     SELECT d.tenant_id::text, d.user_id::text FROM (
       SELECT DISTINCT * FROM unnest(${announcements.map((a) => a.tenantId)}::uuid[], ${announcements.map((a) => a.userId)}::uuid[])
         AS d(tenant_id, user_id)) d
-    WHERE pg_try_advisory_xact_lock_shared(hashtextextended(${RULE_MATCHING_PREFIX} || d.tenant_id::text, 0))
-      AND pg_try_advisory_xact_lock(hashtextextended('user:' || d.user_id::text, 0))`;
+    WHERE rule_matching_idle(d.tenant_id) AND pg_try_advisory_xact_lock(hashtextextended('user:' || d.user_id::text, 0))`;
   if (locked.length === 0) return new Set();
   const claimed = tx`
     SELECT * FROM unnest(${announcements.map((a) => a.outboxId)}::bigint[], ${announcements.map((a) => a.userId)}::uuid[])
@@ -115,9 +113,9 @@ export async function settleAnnouncements(
  */
 export async function completeIfUntouched(sql: Sql, tenantId: string, userId: string): Promise<boolean> {
   return sql.begin(async (tx) => {
-    // In a statement before the verdict's, so the verdict sees a rule change that held the lock.
-    await tx`SELECT pg_advisory_xact_lock(hashtextextended(${userLockKey(userId)}, 0)),
-      pg_advisory_xact_lock_shared(hashtextextended(${RULE_MATCHING_PREFIX + tenantId}, 0))`;
+    // Left to right, in a statement before the verdict's: no rule change in progress (matching-lock.ts),
+    // waited for before the user's lock is taken, then the user's lock.
+    await tx`SELECT rule_matching_awaited(${tenantId}), pg_advisory_xact_lock(hashtextextended(${userLockKey(userId)}, 0))`;
     const claimed = tx`
       SELECT id AS outbox_id, ${userId}::uuid AS user_id FROM outbox
       WHERE tenant_id = ${tenantId} AND subject_type = 'user' AND subject_id = ${userId} AND completed_at IS NULL`;
