@@ -207,11 +207,28 @@ export async function confirmEdgesRemoved(
     WHERE receipt_id = ${receiptId} AND status = 'removing' AND key = ANY(${sql.param(removed.map(edgeKey))}::text[])`);
 }
 
-export async function countRevokedTokens(db: Database, receiptId: string, revoked: number): Promise<void> {
-  if (revoked === 0) return;
-  await db.execute(
-    sql`UPDATE receipts SET tokens_revoked = tokens_revoked + ${revoked} WHERE id = ${receiptId}`,
-  );
+/**
+ * Revokes the user's live tokens and counts them on the receipt in ONE statement: as two, a worker
+ * killed between them left the tokens revoked and the receipt saying none were, and the retry found
+ * nothing left to revoke (seen in test/reconcile-resilience.test.ts's kill -9 of a layoff). Returns how
+ * many were revoked now.
+ */
+export async function revokeTokens(
+  db: Database,
+  userId: string,
+  reason: string,
+  receiptId: string | undefined,
+): Promise<number> {
+  const [row] = await db.execute<{ revoked: number }>(sql`
+    WITH revoked AS (
+      UPDATE tokens SET revoked_at = now(), revoked_reason = ${reason}
+      WHERE user_id = ${userId} AND revoked_at IS NULL RETURNING id
+    ), counted AS (
+      UPDATE receipts SET tokens_revoked = tokens_revoked + (SELECT count(*) FROM revoked)
+      WHERE id = ${receiptId ?? null}::uuid AND EXISTS (SELECT 1 FROM revoked)
+    )
+    SELECT count(*)::int AS revoked FROM revoked`);
+  return row!.revoked;
 }
 
 /**

@@ -1,4 +1,3 @@
-import { sql } from 'drizzle-orm';
 import { notify } from '../alerts/notify.js';
 import { type AuditEntry, recordAudit } from '../audit/audit-log.js';
 import { type Database, type DatabaseHandle, withReservedSession } from '../db/client.js';
@@ -18,13 +17,13 @@ import { plan } from './plan.js';
 import {
   confirmEdgesRemoved,
   confirmInterruptedEdges,
-  countRevokedTokens,
   finishReceipt,
   hasUnfinishedReceipt,
   isReceiptEdge,
   type OpenReceipt,
   openReceipt,
   recordEdgesRemoving,
+  revokeTokens,
 } from './receipts.js';
 import { loadPolicy, loadRuleBook, loadUser, type UserSubject } from './state.js';
 import { completeIfUntouched, userLockKey } from './untouched.js';
@@ -268,13 +267,10 @@ async function revokeTokensStep(
   receipt: OpenReceipt | undefined,
 ): Promise<AppliedOperation> {
   const started = performance.now();
-  const revoked = await db.execute<{ id: string }>(sql`
-    UPDATE tokens SET revoked_at = now(), revoked_reason = ${`deprovisioned: ${cause.event ?? 'reconcile'}`}
-    WHERE user_id = ${userId} AND revoked_at IS NULL RETURNING id`);
-  if (receipt) await countRevokedTokens(db, receipt.id, revoked.length);
+  const revoked = await revokeTokens(db, userId, `deprovisioned: ${cause.event ?? 'reconcile'}`, receipt?.id);
   return {
     operation: { kind: 'revoke-tokens', userId },
-    outcome: revoked.length > 0 ? { status: 'applied' } : { status: 'already-done' },
+    outcome: revoked > 0 ? { status: 'applied' } : { status: 'already-done' },
     at: new Date().toISOString(),
     ms: Math.round(performance.now() - started),
   };
