@@ -1,6 +1,8 @@
-import { sql } from 'drizzle-orm';
+import { fillPlaceholders, sql } from 'drizzle-orm';
+import { PgDialect } from 'drizzle-orm/pg-core';
 import { describe, expect, it } from 'vitest';
 import { accountKeyOf } from '../src/db/schema.js';
+import { addMembersSql } from '../src/scim/groups.js';
 import { userPageSql } from '../src/scim/user-queries.js';
 import { createTenant } from '../src/tenants/tenants.js';
 import { createTestDatabase } from './support/database.js';
@@ -13,8 +15,10 @@ import { createTestDatabase } from './support/database.js';
 
 interface PlanNode {
   'Node Type': string;
+  'Relation Name'?: string;
   'Index Name'?: string;
   'Actual Rows'?: number;
+  'Actual Loops'?: number;
   'Rows Removed by Filter'?: number;
   Plans?: PlanNode[];
 }
@@ -42,5 +46,75 @@ describe('a userName eq lookup on statistics taken before the initial push', () 
     // What the ordered page did on those statistics: the proof that the setting reproduces the trap.
     expect(rowsFiltered(await plan(false))).toBeGreaterThan(1000);
     expect(rowsFiltered(await plan(true))).toBeLessThan(10);
+  });
+});
+
+/** Rows of `users` the plan read (returned or filtered out), over all its loops. */
+const usersRowsRead = (node: PlanNode): number =>
+  (node['Relation Name'] === 'users'
+    ? ((node['Actual Rows'] ?? 0) + (node['Rows Removed by Filter'] ?? 0)) * (node['Actual Loops'] ?? 1)
+    : 0) + (node.Plans ?? []).reduce((n, p) => n + usersRowsRead(p), 0);
+
+/** A value as an SQL literal, for EXECUTE of a statement PREPAREd from the app's own text. */
+const literal = (value: unknown): string =>
+  value === null || value === undefined
+    ? 'NULL'
+    : Array.isArray(value)
+      ? literal(`{${value.map((v) => (v === null ? 'NULL' : `"${String(v)}"`)).join(',')}}`)
+      : `'${String(value).replaceAll("'", "''")}'`;
+
+describe('a member add on statistics taken before the initial push', () => {
+  it('looks the member up by its id, not by walking the tenant, in the generic plan a pool ends up with', async () => {
+    const database = await createTestDatabase();
+    const { sql: pg } = database;
+    const { tenant } = await createTenant(database.db, 'acme', 'test');
+    await pg`ANALYZE users`;
+    await pg`ALTER TABLE users SET (autovacuum_enabled = false)`;
+    await pg`INSERT INTO users (tenant_id, user_name, origin)
+      SELECT ${tenant.id}, 'user' || n || '@example.com', 'scim' FROM generate_series(1, 5000) n`;
+    const [group] = await pg<{ id: string }[]>`
+      INSERT INTO groups (tenant_id, display_name) VALUES (${tenant.id}, 'engineering') RETURNING id::text`;
+    // The last user in the tenant's name order: a walk by that index reaches it last.
+    const [member] = await pg<{ id: string }[]>`
+      SELECT id::text FROM users WHERE tenant_id = ${tenant.id} ORDER BY user_name_key DESC LIMIT 1`;
+
+    /** EXPLAIN ANALYZE of the statement as a connection runs it after five calls: a generic plan. */
+    const genericPlan = async (text: string, values: unknown[]): Promise<PlanNode> => {
+      const connection = await pg.reserve();
+      try {
+        await connection.unsafe('SET plan_cache_mode = force_generic_plan');
+        await connection.unsafe(`PREPARE probe AS ${text}`);
+        await connection.unsafe('BEGIN');
+        const [row] = await connection.unsafe(
+          `EXPLAIN (ANALYZE, FORMAT JSON) EXECUTE probe(${values.map(literal).join(', ')})`,
+        );
+        return (row as { 'QUERY PLAN': [{ Plan: PlanNode }] })['QUERY PLAN'][0].Plan;
+      } finally {
+        await connection.unsafe('ROLLBACK');
+        await connection.unsafe('DEALLOCATE ALL');
+        connection.release();
+      }
+    };
+
+    // The join it was, on these statistics: the proof that they reproduce the trap.
+    const join = await genericPlan(
+      `WITH wanted AS (SELECT w.id FROM unnest($2::uuid[]) AS w(id))
+       SELECT u.id FROM wanted JOIN users u ON u.id = wanted.id AND u.tenant_id = $1 AND u.deprovisioned_at IS NULL`,
+      [tenant.id, [member!.id]],
+    );
+    expect(usersRowsRead(join)).toBeGreaterThan(1000);
+
+    const statement = new PgDialect().sqlToQuery(addMembersSql());
+    const values = fillPlaceholders(statement.params, {
+      tenantId: tenant.id,
+      groupId: group!.id,
+      ids: [member!.id],
+      displays: [null],
+      cause: '{}',
+      actor: 'scim',
+      correlationId: null,
+    });
+    const add = await genericPlan(statement.sql, values);
+    expect(usersRowsRead(add)).toBe(1);
   });
 });
