@@ -91,7 +91,7 @@ describe('database pool sizing', () => {
     // 8 deprovision + 8 reconcile + 2 scan + 1 relay + 1 sweeper + 2 webhooks + 3 headroom.
     expect(databasePoolSize('worker', { databasePoolSize: undefined, workerConcurrency: 8 })).toBe(25);
     expect(databasePoolSize('worker', { databasePoolSize: undefined, workerConcurrency: 2 })).toBe(13);
-    expect(databasePoolSize('serve', { databasePoolSize: undefined, workerConcurrency: 8 })).toBe(20);
+    expect(databasePoolSize('serve', { databasePoolSize: undefined, workerConcurrency: 8 })).toBe(18);
     expect(databasePoolSize('worker', { databasePoolSize: 30, workerConcurrency: 8 })).toBe(30);
     expect(() => databasePoolSize('worker', { databasePoolSize: 10, workerConcurrency: 8 })).toThrow(
       new ConfigError(

@@ -88,7 +88,7 @@ describe('a member add on statistics taken before the initial push', () => {
         const [row] = await connection.unsafe(
           `EXPLAIN (ANALYZE, FORMAT JSON) EXECUTE probe(${values.map(literal).join(', ')})`,
         );
-        return (row as { 'QUERY PLAN': [{ Plan: PlanNode }] })['QUERY PLAN'][0].Plan;
+        return (row as unknown as { 'QUERY PLAN': [{ Plan: PlanNode }] })['QUERY PLAN'][0].Plan;
       } finally {
         await connection.unsafe('ROLLBACK');
         await connection.unsafe('DEALLOCATE ALL');

@@ -25,6 +25,8 @@ export interface ConnectOptions {
    * request cannot hang on a wedged database; left off for workers, whose drift scans may run longer.
    */
   statementTimeoutMs?: number;
+  /** How the pool's sessions show in pg_stat_activity (default `idsync`). */
+  applicationName?: string;
 }
 
 export function connectDatabase(url: string, options: ConnectOptions = {}): DatabaseHandle {
@@ -34,7 +36,7 @@ export function connectDatabase(url: string, options: ConnectOptions = {}): Data
     ...(options.connectTimeoutMs ? { connect_timeout: Math.ceil(options.connectTimeoutMs / 1000) } : {}),
     connection: {
       // Identifies idsync's sessions in pg_stat_activity.
-      application_name: 'idsync',
+      application_name: options.applicationName ?? 'idsync',
       ...(options.statementTimeoutMs ? { statement_timeout: options.statementTimeoutMs } : {}),
     },
   });

@@ -38,7 +38,7 @@ import {
   releaseClaim,
 } from './infrastructure.js';
 import { createJobHandler, DRIFT_TICK } from './job-handler.js';
-import { databasePoolSize } from './pool-size.js';
+import { databasePoolSize, PIPELINED_READ_CONNECTIONS } from './pool-size.js';
 import { startWorkerHealth } from './worker-health.js';
 
 /** start: HTTP and workers in one process (the laptop default); serve: HTTP only; worker: jobs only. */
@@ -59,6 +59,8 @@ export interface DaemonOptions {
 
 export interface DaemonResources {
   database: DatabaseHandle;
+  /** The SCIM edge's short reads (pool-size.ts, PIPELINED_READ_CONNECTIONS); `database` in a worker. */
+  pipelinedReads: DatabaseHandle;
   queues: LaneQueues;
   connectorFor: ConnectorFor;
   config: Config;
@@ -133,6 +135,17 @@ export async function startDaemon(options: DaemonOptions): Promise<Daemon> {
       ...(mode === 'worker' ? {} : { statementTimeoutMs: config.databaseTimeoutMs }),
     });
     cleanups.push((remainingMs) => database.close(Math.min(5_000, remainingMs)));
+    const pipelinedReads =
+      mode === 'worker'
+        ? database
+        : connectDatabase(databaseEndpoint.url, {
+            max: PIPELINED_READ_CONNECTIONS,
+            connectTimeoutMs: config.databaseTimeoutMs,
+            statementTimeoutMs: config.databaseTimeoutMs,
+            applicationName: 'idsync reads',
+          });
+    if (pipelinedReads !== database)
+      cleanups.push((remainingMs) => pipelinedReads.close(Math.min(5_000, remainingMs)));
 
     const producer: Redis = createRedisConnection(redisEndpoint.url, 'producer');
     cleanups.push(async () => producer.disconnect());
@@ -145,7 +158,7 @@ export async function startDaemon(options: DaemonOptions): Promise<Daemon> {
     const detachSharedState = attachSharedState({ sql: database.sql, queues });
     cleanups.push(async () => detachSharedState());
     offerMetricsToPrimary();
-    const resources: DaemonResources = { database, queues, connectorFor, config, log };
+    const resources: DaemonResources = { database, pipelinedReads, queues, connectorFor, config, log };
 
     let firstTenant: TenantWithToken | undefined;
     if (mode === 'start' && (await listTenants(database.db)).length === 0) {
@@ -310,6 +323,7 @@ export function edgeMounts(options: {
       path: API_MOUNTS.scim,
       router: scimRouter({
         db: database.db,
+        pipelinedReads: options.resources.pipelinedReads.db,
         tokens: options.tokens,
         baseUrl: `${config.publicUrl}${API_MOUNTS.scim}`,
       }),

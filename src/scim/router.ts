@@ -65,6 +65,8 @@ function connectionIdOf(socket: object): string {
  */
 
 export const MAX_PAGE_SIZE = 1000;
+/** Larger pages, and filters other than `userName eq`, go to the main pool: nothing queues behind them. */
+const PIPELINED_PAGE_SIZE = 200;
 const BODY_LIMIT = '1mb';
 const SCIM_CONTENT_TYPE = 'application/scim+json; charset=utf-8';
 
@@ -88,13 +90,18 @@ const GROUP_PROJECTION = {
 
 export interface ScimRouterOptions {
   db: Database;
+  /**
+   * A small pool for reads that are one short statement: a user by id, a `userName eq` lookup, a page of
+   * at most PIPELINED_PAGE_SIZE. Busy, it pipelines them (see PIPELINED_READ_CONNECTIONS).
+   */
+  pipelinedReads: Database;
   tokens: ScimTokenVerifier;
   /** Absolute base URL of this router, e.g. https://idsync.example.com/scim/v2 (for meta.location). */
   baseUrl: string;
 }
 
 export function scimRouter(options: ScimRouterOptions): Router {
-  const { db, baseUrl, tokens } = options;
+  const { db, pipelinedReads, baseUrl, tokens } = options;
   // Resource names route case-insensitively (`/users` works), as Microsoft's own server does.
   const router = Router({ caseSensitive: false, strict: false });
 
@@ -146,16 +153,23 @@ export function scimRouter(options: ScimRouterOptions): Router {
 
   /** GET, PUT and PATCH all answer with the user as stored now, rendered by PostgreSQL. */
   const respondWithUser = async (req: Request, res: Response, tenantId: string, id: string) =>
-    sendUserJson(res, 200, await userJsonOrNotFound(db, tenantId, id, baseUrl), readProjection(req.query));
+    sendUserJson(
+      res,
+      200,
+      await userJsonOrNotFound(pipelinedReads, tenantId, id, baseUrl),
+      readProjection(req.query),
+    );
 
   // Users
   router.get('/Users', async (req, res) => {
     const { tenant } = locals(res);
     const query = readListQuery(req);
+    const where = query.filter ? userNameFilter(query.filter) : undefined;
+    const short = where === undefined ? query.count <= PIPELINED_PAGE_SIZE : 'userName' in where;
     const page = await listUsersJson(
-      db,
+      short ? pipelinedReads : db,
       tenant.id,
-      query.filter ? userNameFilter(query.filter) : undefined,
+      where,
       query,
       baseUrl,
       projectionKeeps(query.projection, 'groups'),
