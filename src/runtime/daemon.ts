@@ -7,6 +7,7 @@ import type { Config } from '../config.js';
 import { consoleRouter } from '../console/router.js';
 import { connectDatabase, type DatabaseHandle } from '../db/client.js';
 import { appliedMigrationCount, expectedMigrationCount, runMigrations } from '../db/migrate.js';
+import { StatisticsKeeper } from '../db/statistics-keeper.js';
 import { type AppOptions, createApp } from '../http/app.js';
 import { API_MOUNTS, OPENAPI_PATH, openApiRouter } from '../http/openapi.js';
 import { listen, type RunningHttpServer } from '../http/server.js';
@@ -146,6 +147,10 @@ export async function startDaemon(options: DaemonOptions): Promise<Daemon> {
           });
     if (pipelinedReads !== database)
       cleanups.push((remainingMs) => pipelinedReads.close(Math.min(5_000, remainingMs)));
+    // Every process, whichever mode: during an initial push it is the API's own lookups that misplan.
+    const statistics = new StatisticsKeeper({ sql: database.sql, log });
+    statistics.start();
+    cleanups.push(() => statistics.stop());
 
     const producer: Redis = createRedisConnection(redisEndpoint.url, 'producer');
     cleanups.push(async () => producer.disconnect());

@@ -1,0 +1,83 @@
+import postgres from 'postgres';
+import { describe, expect, it } from 'vitest';
+import { analyzeOutgrownTables } from '../src/db/statistics-keeper.js';
+import { createTenant } from '../src/tenants/tenants.js';
+import { startTestDaemon, testConfig } from './support/daemon.js';
+import { createTestDatabase, type TestDatabase } from './support/database.js';
+import { capturingLogger } from './support/log-capture.js';
+
+/*
+ * Issue 17: an initial push grows users from nothing faster than autovacuum analyzes it, and until then
+ * PostgreSQL plans a user's lookup by tenant and id on the tenant's name index: a walk of the tenant.
+ */
+
+/** Users written by a session of their own that then ends, so its counts reach the statistics at once. */
+async function pushUsers(database: TestDatabase, tenantId: string, count: number) {
+  const session = postgres(database.url, { max: 1, onnotice: () => {} });
+  await session`INSERT INTO users (tenant_id, user_name, origin)
+    SELECT ${tenantId}, 'pushed' || n || '@example.com', 'scim' FROM generate_series(1, ${count}) n`;
+  await session.end();
+}
+
+async function emptyStatistics(database: TestDatabase) {
+  await database.sql`ANALYZE users`;
+  await database.sql`ALTER TABLE users SET (autovacuum_enabled = false)`;
+}
+
+describe('tables that outgrow their statistics', () => {
+  it('are analyzed, and a lookup already prepared on a connection is replanned by the primary key', async () => {
+    const database = await createTestDatabase();
+    const { tenant } = await createTenant(database.db, 'acme', 'test');
+    await emptyStatistics(database);
+    await pushUsers(database, tenant.id, 5000);
+    const [last] = await database.sql<{ id: string }[]>`
+      SELECT id::text FROM users WHERE tenant_id = ${tenant.id} ORDER BY user_name_key DESC LIMIT 1`;
+
+    const connection = await database.sql.reserve();
+    try {
+      await connection.unsafe('SET plan_cache_mode = force_generic_plan');
+      await connection.unsafe(`PREPARE lookup AS
+        SELECT id FROM users WHERE tenant_id = $1::uuid AND id = $2::uuid AND deprovisioned_at IS NULL`);
+      const plan = async () =>
+        (await connection.unsafe(`EXPLAIN EXECUTE lookup('${tenant.id}', '${last!.id}')`))
+          .map((row) => row['QUERY PLAN'] as string)
+          .join('\n');
+      // The trap, reproduced: the lookup walks the tenant's index and filters by id.
+      expect(await plan()).not.toMatch(/users_pkey/);
+
+      expect(await analyzeOutgrownTables(database.sql)).toContain('users');
+      expect(await plan()).toMatch(/Index Scan using users_pkey/);
+      // Analyzed, the table is no longer outgrown: nothing is analyzed again until it grows again.
+      expect(await analyzeOutgrownTables(database.sql)).not.toContain('users');
+      await connection.unsafe('DEALLOCATE lookup');
+    } finally {
+      connection.release();
+    }
+  });
+
+  it('are analyzed by a running idsync, without anyone asking', async () => {
+    const database = await createTestDatabase();
+    const { tenant } = await createTenant(database.db, 'acme', 'test');
+    await emptyStatistics(database);
+    const analyzedAt = async () =>
+      (
+        await database.sql<{ at: string | null }[]>`
+          SELECT last_analyze::text AS at FROM pg_stat_user_tables WHERE relname = 'users'`
+      )[0]!.at;
+    const before = await analyzedAt();
+    const daemon = await startTestDaemon({
+      mode: 'serve',
+      config: testConfig(database.url),
+      log: capturingLogger('silent').log,
+    });
+    try {
+      await pushUsers(database, tenant.id, 2000);
+      const deadline = Date.now() + 20_000;
+      while ((await analyzedAt()) === before && Date.now() < deadline)
+        await new Promise((resolve) => setTimeout(resolve, 100));
+      expect(await analyzedAt()).not.toBe(before);
+    } finally {
+      await daemon.stop();
+    }
+  });
+});
