@@ -84,6 +84,18 @@ describe('SCIM while PostgreSQL is down', () => {
           },
         )
         .toBe(201);
+      // Reads come back too: the lookup runs on the second, pipelined pool, which reconnects by itself.
+      await expect
+        .poll(
+          async () => {
+            const response = await scim('GET', '/Users?filter=userName%20eq%20%22ada%40example.com%22');
+            return response.status === 200
+              ? ((await response.json()) as { totalResults: number }).totalResults
+              : response.status;
+          },
+          { timeout: 20_000, interval: 250 },
+        )
+        .toBe(1);
     } finally {
       await daemon.stop();
       await postgres.stop();

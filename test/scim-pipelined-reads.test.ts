@@ -1,9 +1,10 @@
 import { beforeAll, describe, expect, it } from 'vitest';
+import { connectDatabase } from '../src/db/client.js';
 import { PIPELINED_READ_CONNECTIONS } from '../src/runtime/pool-size.js';
 import { type ScimServer, startScimServer } from './support/scim-server.js';
 
 /*
- * Issue 17: the SCIM edge's short reads (a user by id, a `userName eq` lookup, a page of up to 200) go to
+ * Issue 17: the SCIM edge's short reads (a user by id, a `userName eq` lookup, a page among the first 1,000 users) go to
  * a pool of PIPELINED_READ_CONNECTIONS that pipelines them when busy. Many at once must each get their
  * own answer, on no more sessions than that, while writes keep their own pool.
  */
@@ -61,7 +62,7 @@ describe('short SCIM reads many at once', () => {
           return { n, ok: response.status === 200 && body.Resources.length === Math.min(5, USERS - i) };
         }
         default: {
-          // A miss between the hits: its 404 must not spill into the reads pipelined beside it.
+          // A user not found between the hits: its empty answer must not shift the others' answers.
           const response = await scim.request(
             'GET',
             `/Users/00000000-0000-4000-8000-00000000${String(n).padStart(4, '0')}`,
@@ -78,5 +79,32 @@ describe('short SCIM reads many at once', () => {
     const sessions = await readSessions();
     expect(sessions).toBeGreaterThan(0);
     expect(sessions).toBeLessThanOrEqual(PIPELINED_READ_CONNECTIONS);
+  });
+});
+
+describe('a pipelined pool', () => {
+  it('fails only the queries that fail, not those sent behind them on the same connection', async () => {
+    // One connection: every query below is sent on it before the first answers (postgres.js pipelines).
+    const pool = connectDatabase(scim.database.url, { max: 1, statementTimeoutMs: 300 });
+    try {
+      const outcomes = await Promise.allSettled([
+        pool.sql`SELECT 1 AS n`,
+        pool.sql`SELECT 1 / 0 AS n`,
+        pool.sql`SELECT 3 AS n`,
+        pool.sql`SELECT pg_sleep(2), 4 AS n`,
+        pool.sql`SELECT 5 AS n`,
+      ]);
+      expect(
+        outcomes.map((o) => (o.status === 'fulfilled' ? o.value[0]!.n : (o.reason as { code: string }).code)),
+      ).toEqual([
+        1,
+        '22012', // division_by_zero
+        3,
+        '57014', // query_canceled: the statement timeout
+        5,
+      ]);
+    } finally {
+      await pool.close();
+    }
   });
 });

@@ -65,8 +65,13 @@ function connectionIdOf(socket: object): string {
  */
 
 export const MAX_PAGE_SIZE = 1000;
-/** Larger pages, and filters other than `userName eq`, go to the main pool: nothing queues behind them. */
-const PIPELINED_PAGE_SIZE = 200;
+/**
+ * Pages that end past this many users go to the main pool, as do filters other than `userName eq`: an
+ * OFFSET deep into a large tenant reads every user before it (at 300,000 users a page at startIndex
+ * 299,000 held the lookups queued behind it for 250–600 ms, and a statement timeout does not count a
+ * query's time in the queue).
+ */
+const PIPELINED_PAGE_END = 1000;
 const BODY_LIMIT = '1mb';
 const SCIM_CONTENT_TYPE = 'application/scim+json; charset=utf-8';
 
@@ -91,8 +96,10 @@ const GROUP_PROJECTION = {
 export interface ScimRouterOptions {
   db: Database;
   /**
-   * A small pool for reads that are one short statement: a user by id, a `userName eq` lookup, a page of
-   * at most PIPELINED_PAGE_SIZE. Busy, it pipelines them (see PIPELINED_READ_CONNECTIONS).
+   * A small pool for reads that are one short statement: a user by id, a `userName eq` lookup, a page
+   * among the first PIPELINED_PAGE_END users. Busy, it pipelines them (see PIPELINED_READ_CONNECTIONS).
+   * The answer to a write re-reads on the main pool: a committed write is not answered 500 because the
+   * other pool is short of a connection.
    */
   pipelinedReads: Database;
   tokens: ScimTokenVerifier;
@@ -152,20 +159,22 @@ export function scimRouter(options: ScimRouterOptions): Router {
   });
 
   /** GET, PUT and PATCH all answer with the user as stored now, rendered by PostgreSQL. */
-  const respondWithUser = async (req: Request, res: Response, tenantId: string, id: string) =>
-    sendUserJson(
-      res,
-      200,
-      await userJsonOrNotFound(pipelinedReads, tenantId, id, baseUrl),
-      readProjection(req.query),
-    );
+  const respondWithUser = async (
+    req: Request,
+    res: Response,
+    tenantId: string,
+    id: string,
+    pool: Database = db,
+  ) =>
+    sendUserJson(res, 200, await userJsonOrNotFound(pool, tenantId, id, baseUrl), readProjection(req.query));
 
   // Users
   router.get('/Users', async (req, res) => {
     const { tenant } = locals(res);
     const query = readListQuery(req);
     const where = query.filter ? userNameFilter(query.filter) : undefined;
-    const short = where === undefined ? query.count <= PIPELINED_PAGE_SIZE : 'userName' in where;
+    const short =
+      where === undefined ? query.startIndex - 1 + query.count <= PIPELINED_PAGE_END : 'userName' in where;
     const page = await listUsersJson(
       short ? pipelinedReads : db,
       tenant.id,
@@ -199,7 +208,7 @@ export function scimRouter(options: ScimRouterOptions): Router {
   });
   router.get('/Users/:id', async (req, res) => {
     const { tenant } = locals(res);
-    await respondWithUser(req, res, tenant.id, String(req.params.id));
+    await respondWithUser(req, res, tenant.id, String(req.params.id), pipelinedReads);
   });
   router.put('/Users/:id', async (req, res) => {
     const { tenant } = locals(res);
