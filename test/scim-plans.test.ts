@@ -26,15 +26,21 @@ interface PlanNode {
 const rowsFiltered = (node: PlanNode): number =>
   (node['Rows Removed by Filter'] ?? 0) + (node.Plans ?? []).reduce((n, p) => n + rowsFiltered(p), 0);
 
+/** A tenant of 5,000 users on statistics taken while `users` was empty, as right after an initial push. */
+async function tenantAfterAPush() {
+  const database = await createTestDatabase();
+  const { sql: pg } = database;
+  const { tenant } = await createTenant(database.db, 'acme', 'test');
+  await pg`ANALYZE users`;
+  await pg`ALTER TABLE users SET (autovacuum_enabled = false)`;
+  await pg`INSERT INTO users (tenant_id, user_name, origin)
+    SELECT ${tenant.id}, 'user' || n || '@example.com', 'scim' FROM generate_series(1, 5000) n`;
+  return { database, pg, tenant };
+}
+
 describe('a userName eq lookup on statistics taken before the initial push', () => {
   it('reads the key, not the tenant', async () => {
-    const database = await createTestDatabase();
-    const { sql: pg } = database;
-    const { tenant } = await createTenant(database.db, 'acme', 'test');
-    await pg`ANALYZE users`;
-    await pg`ALTER TABLE users SET (autovacuum_enabled = false)`;
-    await pg`INSERT INTO users (tenant_id, user_name, origin)
-      SELECT ${tenant.id}, 'user' || n || '@example.com', 'scim' FROM generate_series(1, 5000) n`;
+    const { database, pg, tenant } = await tenantAfterAPush();
     const plan = async (unique: boolean) => {
       const where = sql`users.user_name_key = ${accountKeyOf('User4321@Example.com')}`;
       const values = { tenantId: tenant.id, baseUrl: 'http://x/scim/v2', count: 100, offset: 0 };
@@ -65,13 +71,7 @@ const literal = (value: unknown): string =>
 
 describe('a member add on statistics taken before the initial push', () => {
   it('looks the member up by its id, not by walking the tenant, in the generic plan a pool ends up with', async () => {
-    const database = await createTestDatabase();
-    const { sql: pg } = database;
-    const { tenant } = await createTenant(database.db, 'acme', 'test');
-    await pg`ANALYZE users`;
-    await pg`ALTER TABLE users SET (autovacuum_enabled = false)`;
-    await pg`INSERT INTO users (tenant_id, user_name, origin)
-      SELECT ${tenant.id}, 'user' || n || '@example.com', 'scim' FROM generate_series(1, 5000) n`;
+    const { database, pg, tenant } = await tenantAfterAPush();
     const [group] = await pg<{ id: string }[]>`
       INSERT INTO groups (tenant_id, display_name) VALUES (${tenant.id}, 'engineering') RETURNING id::text`;
     // The last user in the tenant's name order: a walk by that index reaches it last.
