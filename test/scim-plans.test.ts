@@ -40,7 +40,7 @@ async function tenantAfterAPush() {
 
 describe('a userName eq lookup on statistics taken before the initial push', () => {
   it('reads the key, not the tenant', async () => {
-    const { database, pg, tenant } = await tenantAfterAPush();
+    const { database, tenant } = await tenantAfterAPush();
     const plan = async (unique: boolean) => {
       const where = sql`users.user_name_key = ${accountKeyOf('User4321@Example.com')}`;
       const values = { tenantId: tenant.id, baseUrl: 'http://x/scim/v2', count: 100, offset: 0 };
@@ -71,7 +71,7 @@ const literal = (value: unknown): string =>
 
 describe('a member add on statistics taken before the initial push', () => {
   it('looks the member up by its id, not by walking the tenant, in the generic plan a pool ends up with', async () => {
-    const { database, pg, tenant } = await tenantAfterAPush();
+    const { pg, tenant } = await tenantAfterAPush();
     const [group] = await pg<{ id: string }[]>`
       INSERT INTO groups (tenant_id, display_name) VALUES (${tenant.id}, 'engineering') RETURNING id::text`;
     // The last user in the tenant's name order: a walk by that index reaches it last.
