@@ -53,22 +53,33 @@ export async function analyzeOutgrownTables(sql: Sql): Promise<AnalyzeRound> {
         ORDER BY 1`;
       const round: AnalyzeRound = { analyzed: [], held: [], failed: [] };
       if (outgrown.length === 0) return round;
+      const names = outgrown.map((t) => t.name);
+      // A table SKIP_LOCKED passes over is only a WARNING; whether its last analysis moved tells.
+      const lastAnalyzed = async () =>
+        new Map(
+          (
+            await session<{ name: string; at: string | null }[]>`
+              SELECT name, pg_stat_get_last_analyze_time(name::regclass)::text AS at FROM unnest(${names}::text[]) name`
+          ).map((t) => [t.name, t.at]),
+        );
+      const before = await lastAnalyzed();
       // The API's statement timeout is for requests; a large table's sample may take longer.
       await session`SET statement_timeout = 0`;
       timeoutLifted = true;
-      for (const { name } of outgrown) {
+      const failed = new Set<string>();
+      for (const name of names) {
         try {
           // regclass::text is the name as an identifier, quoted where it needs to be.
-          const [before] = await session<{ at: string | null }[]>`
-            SELECT pg_stat_get_last_analyze_time(${name}::regclass)::text AS at`;
           await session.unsafe(`ANALYZE (SKIP_LOCKED) ${name}`);
-          // A skipped table is only a WARNING; its last analysis tells.
-          const [after] = await session<{ at: string | null }[]>`
-            SELECT pg_stat_get_last_analyze_time(${name}::regclass)::text AS at`;
-          (after?.at === before?.at ? round.held : round.analyzed).push(name);
         } catch (error) {
+          failed.add(name);
           round.failed.push({ table: name, reason: error instanceof Error ? error.message : String(error) });
         }
+      }
+      const after = await lastAnalyzed();
+      for (const name of names) {
+        if (!failed.has(name))
+          (after.get(name) === before.get(name) ? round.held : round.analyzed).push(name);
       }
       return round;
     } finally {
