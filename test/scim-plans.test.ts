@@ -1,9 +1,10 @@
 import { fillPlaceholders, sql } from 'drizzle-orm';
 import { PgDialect } from 'drizzle-orm/pg-core';
 import { describe, expect, it } from 'vitest';
+import { connectDatabase } from '../src/db/client.js';
 import { accountKeyOf } from '../src/db/schema.js';
 import { addMembersSql } from '../src/scim/groups.js';
-import { userPageSql } from '../src/scim/user-queries.js';
+import { LITERAL_PAGE_SIZES, listUsersJson, userPageSql } from '../src/scim/user-queries.js';
 import { createTenant } from '../src/tenants/tenants.js';
 import { createTestDatabase } from './support/database.js';
 
@@ -45,7 +46,7 @@ describe('a userName eq lookup on statistics taken before the initial push', () 
       const where = sql`users.user_name_key = ${accountKeyOf('User4321@Example.com')}`;
       const values = { tenantId: tenant.id, baseUrl: 'http://x/scim/v2', count: 100, offset: 0 };
       const [row] = await database.db.execute<{ 'QUERY PLAN': [{ Plan: PlanNode }] }>(
-        sql`EXPLAIN (ANALYZE, FORMAT JSON) ${userPageSql(where, values, true, unique)}`,
+        sql`EXPLAIN (ANALYZE, FORMAT JSON) ${userPageSql(where, values, true, { unique })}`,
       );
       return row!['QUERY PLAN'][0].Plan;
     };
@@ -116,5 +117,64 @@ describe('a member add on statistics taken before the initial push', () => {
     });
     const add = await genericPlan(statement.sql, values);
     expect(usersRowsRead(add)).toBe(1);
+  });
+});
+
+describe('an unfiltered page of users', () => {
+  it('is planned once per connection, not at every call, when its size is a common one', async () => {
+    const database = await createTestDatabase();
+    const { tenant } = await createTenant(database.db, 'acme', 'test');
+    // Created a second apart, as an IdP's push creates them, and analyzed.
+    await database.sql`INSERT INTO users (tenant_id, user_name, origin, created_at)
+      SELECT ${tenant.id}, 'user' || n || '@example.com', 'scim', now() - (5000 - n) * interval '1 second'
+      FROM generate_series(1, 5000) n`;
+    await database.sql`ANALYZE users`;
+    // One connection, so the statements it prepared can be read back from it.
+    const one = connectDatabase(database.url, { max: 1 });
+    try {
+      const plans = async (count: number) => {
+        await one.sql`DEALLOCATE ALL`;
+        for (let page = 0; page < 8; page++)
+          // A walker on one connection: the first page by offset, the next ones after the last user seen.
+          await listUsersJson(
+            one.db,
+            tenant.id,
+            undefined,
+            { startIndex: 1 + page * count, count },
+            'http://x',
+            true,
+            'walker',
+          );
+        for (let page = 0; page < 8; page++)
+          await listUsersJson(
+            one.db,
+            tenant.id,
+            undefined,
+            { startIndex: 1 + page * count, count },
+            'http://x',
+            true,
+          );
+        const rows = await one.sql<{ keyset: boolean; generic_plans: number; custom_plans: number }[]>`
+          SELECT statement LIKE '%(users.created_at, users.id) >%' AS keyset,
+            generic_plans::int, custom_plans::int FROM pg_prepared_statements
+          WHERE statement LIKE '%user_counts%' AND statement NOT LIKE '%pg_prepared_statements%' ORDER BY 1`;
+        return rows.map((r) => ({ keyset: r.keyset, generic: r.generic_plans, custom: r.custom_plans }));
+      };
+      expect(LITERAL_PAGE_SIZES.has(100)).toBe(true);
+      // 9 calls by offset (the walker's first page and 8 more), 7 after a remembered end: PostgreSQL plans
+      // each of the first five, then keeps the generic plan.
+      expect(await plans(100)).toEqual([
+        { keyset: false, generic: 4, custom: 5 },
+        { keyset: true, generic: 2, custom: 5 },
+      ]);
+      // A size outside the list keeps its size a placeholder, the shape every page had: a custom plan each time.
+      expect(LITERAL_PAGE_SIZES.has(37)).toBe(false);
+      expect(await plans(37)).toEqual([
+        { keyset: false, generic: 0, custom: 9 },
+        { keyset: true, generic: 0, custom: 7 },
+      ]);
+    } finally {
+      await one.close();
+    }
   });
 });
