@@ -106,6 +106,17 @@ export function isForeignKeyViolation(error: unknown): boolean {
   return typeof cause === 'object' && cause !== null && (cause as { code?: string }).code === '23503';
 }
 
+/**
+ * PostgreSQL refused a statement for the values it was given: SQLSTATE class 22 (data exception), 23
+ * (integrity constraint violation) or 54 (program limit exceeded: a row or index entry too large). It
+ * answered, so the statement was rolled back, and a statement without the offending values would not
+ * fail the same way.
+ */
+export function isRefusalOfValues(error: unknown): boolean {
+  const code = (rootCause(error) as { code?: unknown } | undefined)?.code;
+  return typeof code === 'string' && /^(22|23|54)[0-9A-Z]{3}$/.test(code);
+}
+
 /** The constraint a PostgreSQL error names, if any. */
 export function violatedConstraint(error: unknown): string | undefined {
   return (rootCause(error) as { constraint_name?: string } | undefined)?.constraint_name;

@@ -1,7 +1,6 @@
 import type { SQL } from 'drizzle-orm';
 import { type NextFunction, type Request, type Response, Router } from 'express';
 import type { Database } from '../db/client.js';
-import { isUniqueViolation } from '../errors.js';
 import { boundedInteger, jsonBody, refuseHostileText } from '../http/hostile-input.js';
 import { measureScimRequests } from '../metrics/scim-requests.js';
 import type { ScimTokenVerifier } from '../tenants/scim-token-cache.js';
@@ -35,7 +34,7 @@ import {
   USER_SCHEMA,
   userAttributes,
 } from './schemas.js';
-import { findUserJson, insertUserJson, listUsersJson } from './user-queries.js';
+import { findUserJson, listUsersJson, userCreator } from './user-queries.js';
 import {
   deleteUser,
   etagOf,
@@ -109,6 +108,7 @@ export interface ScimRouterOptions {
 
 export function scimRouter(options: ScimRouterOptions): Router {
   const { db, pipelinedReads, baseUrl, tokens } = options;
+  const createUser = userCreator(db, baseUrl);
   // Resource names route case-insensitively (`/users` works), as Microsoft's own server does.
   const router = Router({ caseSensitive: false, strict: false });
 
@@ -195,13 +195,9 @@ export function scimRouter(options: ScimRouterOptions): Router {
   router.post('/Users', async (req, res) => {
     const { tenant } = locals(res);
     const input = readUserInput(req.body);
-    const created = await insertUserJson(db, tenant.id, input, context(req, tenant), baseUrl).catch(
-      (error: unknown) => {
-        throw isUniqueViolation(error)
-          ? new ScimError(409, 'uniqueness', `a user with userName "${input.userName}" already exists`)
-          : error;
-      },
-    );
+    const created = await createUser(tenant.id, input, context(req, tenant));
+    if (created.outcome === 'userNameTaken')
+      throw new ScimError(409, 'uniqueness', `a user with userName "${input.userName}" already exists`);
     // The id comes with the rendered text, so the Location header needs no parse of the resource.
     res.setHeader('Location', `${baseUrl}/Users/${created.id}`);
     sendUserJson(res, 201, created, readProjection(req.query));

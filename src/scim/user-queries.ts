@@ -1,7 +1,10 @@
+import { randomUUID } from 'node:crypto';
 import { type SQL, sql } from 'drizzle-orm';
 import type { Database } from '../db/client.js';
 import { accountKeyOf } from '../db/schema.js';
 import { preparedStatement } from '../db/statement.js';
+import { StatementBatcher } from '../db/statement-batcher.js';
+import { isRefusalOfValues } from '../errors.js';
 import { ENTERPRISE_USER_SCHEMA, USER_SCHEMA } from './schemas.js';
 
 /*
@@ -271,7 +274,9 @@ export interface NewUser {
   attributes: Record<string, unknown>;
 }
 
-const insertUserStatement = preparedStatement<{
+/** One create as the batch statement takes it: its columns of the arrays below. */
+interface UserRow {
+  id: string;
   tenantId: string;
   userName: string;
   externalId: string | null;
@@ -280,57 +285,113 @@ const insertUserStatement = preparedStatement<{
   cause: string;
   actor: string;
   correlationId: string | null;
+}
+
+/**
+ * Creates users, each with its outbox row and audit row, in one statement (atomic without BEGIN/COMMIT),
+ * from arrays with one element per user. Ids come from the caller, so each caller finds its own row. A
+ * userName a live user of the tenant holds (or an earlier row of the same statement) is skipped, not an
+ * error: the other rows are written, and the caller of the skipped one answers 409.
+ */
+const insertUsersStatement = preparedStatement<{
+  ids: string[];
+  tenantIds: string[];
+  userNames: string[];
+  externalIds: (string | null)[];
+  /**
+   * 'true' / 'false', sent as text[]: postgres.js declares a parameter holding an array of booleans as
+   * one boolean, and serializes anything but `true` in a boolean[] as false.
+   */
+  actives: string[];
+  attributes: string[];
+  causes: string[];
+  actors: string[];
+  correlationIds: (string | null)[];
   baseUrl: string;
 }>(() => {
   const p = sql.placeholder;
   return sql`
-    WITH created AS (
-      INSERT INTO users (tenant_id, user_name, external_id, active, attributes, origin)
-      VALUES (${p('tenantId')}, ${p('userName')}, ${p('externalId')}, ${p('active')}, ${p('attributes')}::jsonb, 'scim')
+    WITH wanted AS (
+      SELECT * FROM unnest(${p('ids')}::uuid[], ${p('tenantIds')}::uuid[], ${p('userNames')}::text[],
+        ${p('externalIds')}::text[], ${p('actives')}::text[], ${p('attributes')}::text[], ${p('causes')}::text[],
+        ${p('actors')}::text[], ${p('correlationIds')}::text[])
+        WITH ORDINALITY AS w(id, tenant_id, user_name, external_id, active, attributes, cause, actor, correlation_id, n)
+    ), created AS (
+      INSERT INTO users (id, tenant_id, user_name, external_id, active, attributes, origin)
+      SELECT id, tenant_id, user_name, external_id, active::boolean, attributes::jsonb, 'scim' FROM wanted ORDER BY n
+      ON CONFLICT (tenant_id, user_name_key) WHERE deprovisioned_at IS NULL DO NOTHING
       RETURNING *
     ), queued AS (
       INSERT INTO outbox (tenant_id, lane, subject_type, subject_id, cause)
-      SELECT created.tenant_id, 'reconcile', 'user', created.id::text, ${p('cause')}::jsonb FROM created
+      SELECT created.tenant_id, 'reconcile', 'user', created.id::text, wanted.cause::jsonb
+      FROM created JOIN wanted ON wanted.id = created.id ORDER BY wanted.n
     ), audited AS (
       INSERT INTO audit_log (tenant_id, actor, action, subject_type, subject_id, after, correlation_id)
-      SELECT created.tenant_id, ${p('actor')}, 'scim.user.created', 'user', created.id::text,
+      SELECT created.tenant_id, wanted.actor, 'scim.user.created', 'user', created.id::text,
         jsonb_build_object('userName', created.user_name, 'externalId', created.external_id, 'active', created.active),
-        ${p('correlationId')} FROM created
+        wanted.correlation_id
+      FROM created JOIN wanted ON wanted.id = created.id ORDER BY wanted.n
     )
     SELECT ${userResourceJson('created', sql`${p('baseUrl')}::text`, false)}::text AS resource, created.version,
       created.id::text AS id FROM created`;
 });
 
+export type UserCreation =
+  | { outcome: 'created'; resource: string; version: number; id: string }
+  /** A live user of the tenant (or a create that went first) holds the userName. */
+  | { outcome: 'userNameTaken' };
+
+/** At most this many create statements at once per process, and users per statement. */
+const CREATE_FLIGHTS = 2;
+const USERS_PER_CREATE_STATEMENT = 64;
+
 /**
- * Creates a user, its outbox row and its audit row in one statement (atomic without BEGIN/COMMIT). A
- * unique violation on userName surfaces as the driver error, which the caller maps to 409. The one writer
- * of outbox and audit rows that does not go through recordForReconcile and recordAudit: an IdP's initial
- * push is this statement 10,000 times over, and the transaction those helpers need is four more round
- * trips per user.
+ * Creates users through one StatementBatcher per server: concurrent creates (an IdP's initial push) share
+ * statements. The one writer of outbox and audit rows that does not go through recordForReconcile and
+ * recordAudit: the transaction those helpers need is four more round trips per user.
  */
-export async function insertUserJson(
-  db: Database,
-  tenantId: string,
-  user: NewUser,
-  audit: { actor: string; correlationId: string | undefined },
-  baseUrl: string,
-): Promise<{ resource: string; version: number; id: string }> {
-  const cause = {
-    event: 'user.created',
-    source: 'scim',
-    at: new Date().toISOString(),
-    correlationId: audit.correlationId,
-  };
-  const [row] = await insertUserStatement<{ resource: string; version: number; id: string }>(db, {
-    tenantId,
-    userName: user.userName,
-    externalId: user.externalId,
-    active: user.active,
-    attributes: JSON.stringify(user.attributes),
-    cause: JSON.stringify(cause),
-    actor: audit.actor,
-    correlationId: audit.correlationId ?? null,
-    baseUrl,
-  });
-  return row!;
+export function userCreator(db: Database, baseUrl: string) {
+  const batcher = new StatementBatcher<UserRow, UserCreation>(
+    async (rows) => {
+      const created = await insertUsersStatement<{ resource: string; version: number; id: string }>(db, {
+        ids: rows.map((r) => r.id),
+        tenantIds: rows.map((r) => r.tenantId),
+        userNames: rows.map((r) => r.userName),
+        externalIds: rows.map((r) => r.externalId),
+        actives: rows.map((r) => String(r.active)),
+        attributes: rows.map((r) => r.attributes),
+        causes: rows.map((r) => r.cause),
+        actors: rows.map((r) => r.actor),
+        correlationIds: rows.map((r) => r.correlationId),
+        baseUrl,
+      });
+      const byId = new Map(created.map((row) => [row.id, row]));
+      return rows.map((r): UserCreation => {
+        const row = byId.get(r.id);
+        return row ? { outcome: 'created', ...row } : { outcome: 'userNameTaken' };
+      });
+    },
+    { flights: CREATE_FLIGHTS, maxBatch: USERS_PER_CREATE_STATEMENT, isRowError: isRefusalOfValues },
+  );
+  return (
+    tenantId: string,
+    user: NewUser,
+    audit: { actor: string; correlationId: string | undefined },
+  ): Promise<UserCreation> =>
+    batcher.submit({
+      id: randomUUID(),
+      tenantId,
+      userName: user.userName,
+      externalId: user.externalId,
+      active: user.active,
+      attributes: JSON.stringify(user.attributes),
+      cause: JSON.stringify({
+        event: 'user.created',
+        source: 'scim',
+        at: new Date().toISOString(),
+        correlationId: audit.correlationId,
+      }),
+      actor: audit.actor,
+      correlationId: audit.correlationId ?? null,
+    });
 }
