@@ -1,6 +1,9 @@
 import { beforeAll, describe, expect, it } from 'vitest';
 import { connectDatabase } from '../src/db/client.js';
 import { PIPELINED_READ_CONNECTIONS } from '../src/runtime/pool-size.js';
+import { listUsersJson, PIPELINED_PAGE_END } from '../src/scim/user-queries.js';
+import { createTenant } from '../src/tenants/tenants.js';
+import { createTestDatabase } from './support/database.js';
 import { type ScimServer, startScimServer } from './support/scim-server.js';
 
 /*
@@ -105,6 +108,49 @@ describe('a pipelined pool', () => {
       ]);
     } finally {
       await pool.close();
+    }
+  });
+});
+
+describe('pages of users', () => {
+  it('go to the pipelined pool when they read few users: near the start, or continuing a walk', async () => {
+    const database = await createTestDatabase();
+    const { tenant } = await createTenant(database.db, 'acme', 'test');
+    const users = PIPELINED_PAGE_END + 300;
+    await database.sql`INSERT INTO users (tenant_id, user_name, origin, created_at)
+      SELECT ${tenant.id}, 'user' || n || '@example.com', 'scim', now() - (${users} - n) * interval '1 second'
+      FROM generate_series(1, ${users}) n`;
+    // One connection each, so what each ran can be read back from it.
+    const main = connectDatabase(database.url, { max: 1 });
+    const pipelined = connectDatabase(database.url, { max: 1 });
+    const pools = { main: main.db, pipelined: pipelined.db };
+    try {
+      const page = (startIndex: number, connection?: string) =>
+        listUsersJson(pools, tenant.id, undefined, { startIndex, count: 100 }, 'http://x', true, connection);
+      // A walker from the first page to past PIPELINED_PAGE_END, then someone reading one deep page.
+      for (let startIndex = 1; startIndex <= PIPELINED_PAGE_END + 201; startIndex += 100) {
+        const { resources } = await page(startIndex, 'walker');
+        expect(JSON.parse(resources[0]!).userName).toBe(`user${startIndex}@example.com`);
+      }
+      expect(JSON.parse((await page(PIPELINED_PAGE_END + 101)).resources[0]!).userName).toBe(
+        `user${PIPELINED_PAGE_END + 101}@example.com`,
+      );
+      const ran = (pool: typeof main) =>
+        pool.sql<{ keyset: boolean; calls: number }[]>`
+            SELECT statement LIKE '%(users.created_at, users.id) >%' AS keyset,
+              (generic_plans + custom_plans)::int AS calls
+            FROM pg_prepared_statements
+            WHERE statement LIKE '%user_counts%' AND statement NOT LIKE '%pg_prepared_statements%' ORDER BY 1`;
+      // The walk's first page by offset and its 12 continuations on the pipelined pool; the deep page by
+      // offset on the main one.
+      expect(await ran(pipelined)).toEqual([
+        { keyset: false, calls: 1 },
+        { keyset: true, calls: 12 },
+      ]);
+      expect(await ran(main)).toEqual([{ keyset: false, calls: 1 }]);
+    } finally {
+      await main.close();
+      await pipelined.close();
     }
   });
 });

@@ -137,7 +137,7 @@ describe('an unfiltered page of users', () => {
         for (let page = 0; page < 8; page++)
           // A walker on one connection: the first page by offset, the next ones after the last user seen.
           await listUsersJson(
-            one.db,
+            { main: one.db, pipelined: one.db },
             tenant.id,
             undefined,
             { startIndex: 1 + page * count, count },
@@ -147,7 +147,7 @@ describe('an unfiltered page of users', () => {
           );
         for (let page = 0; page < 8; page++)
           await listUsersJson(
-            one.db,
+            { main: one.db, pipelined: one.db },
             tenant.id,
             undefined,
             { startIndex: 1 + page * count, count },

@@ -64,13 +64,6 @@ function connectionIdOf(socket: object): string {
  */
 
 export const MAX_PAGE_SIZE = 1000;
-/**
- * Pages that end past this many users go to the main pool, as do filters other than `userName eq`: an
- * OFFSET deep into a large tenant reads every user before it (at 300,000 users a page at startIndex
- * 299,000 held the lookups queued behind it for 250–600 ms, and a statement timeout does not count a
- * query's time in the queue).
- */
-const PIPELINED_PAGE_END = 1000;
 const BODY_LIMIT = '1mb';
 const SCIM_CONTENT_TYPE = 'application/scim+json; charset=utf-8';
 
@@ -96,7 +89,7 @@ export interface ScimRouterOptions {
   db: Database;
   /**
    * A small pool for reads that are one short statement: a user by id, a `userName eq` lookup, a page
-   * among the first PIPELINED_PAGE_END users. Busy, it pipelines them (see PIPELINED_READ_CONNECTIONS).
+   * that reads few users (see listUsersJson). Busy, it pipelines them (see PIPELINED_READ_CONNECTIONS).
    * The answer to a write re-reads on the main pool: a committed write is not answered 500 because the
    * other pool is short of a connection.
    */
@@ -173,10 +166,8 @@ export function scimRouter(options: ScimRouterOptions): Router {
     const { tenant } = locals(res);
     const query = readListQuery(req);
     const where = query.filter ? userNameFilter(query.filter) : undefined;
-    const short =
-      where === undefined ? query.startIndex - 1 + query.count <= PIPELINED_PAGE_END : 'userName' in where;
     const page = await listUsersJson(
-      short ? pipelinedReads : db,
+      { main: db, pipelined: pipelinedReads },
       tenant.id,
       where,
       query,

@@ -207,8 +207,23 @@ const userNamePage = {
   ),
 };
 
+/**
+ * Unfiltered pages that end past this many users go to the main pool, as do filters other than
+ * `userName eq`: an OFFSET deep into a large tenant reads every user before it (at 300,000 users a page
+ * at startIndex 299,000 held the lookups queued behind it for 250–600 ms, and a statement timeout does
+ * not count a query's time in the queue). A page that continues a walk reads only its own users, wherever
+ * it starts, and stays on the pipelined pool: its two connections keep their plans warm, where the main
+ * pool's 18 each planned the walk's first pages anew (PostgreSQL keeps a generic plan per connection only
+ * after five custom ones).
+ */
+export const PIPELINED_PAGE_END = 1000;
+
 export async function listUsersJson(
-  db: Database,
+  pools: {
+    main: Database;
+    /** The pool for statements that read few rows, where postgres.js pipelines them. */
+    pipelined: Database;
+  },
   tenantId: string,
   /** A filter as SQL, or the name of a `userName eq` filter (one prepared statement). */
   where: SQL | { userName: string } | undefined,
@@ -225,12 +240,15 @@ export async function listUsersJson(
     const scope = connection === undefined ? undefined : `${tenantId}:${connection}`;
     const end = scope && values.offset > 0 ? pageEndAt(scope, values.offset) : undefined;
     const rows = end
-      ? await unfilteredPageAfter[variant](values.count)<Row>(db, {
+      ? await unfilteredPageAfter[variant](values.count)<Row>(pools.pipelined, {
           ...values,
           afterCreatedAt: end.createdAt,
           afterId: end.id,
         })
-      : await unfilteredPage[variant](values.count)<Row>(db, values);
+      : await unfilteredPage[variant](values.count)<Row>(
+          values.offset + values.count <= PIPELINED_PAGE_END ? pools.pipelined : pools.main,
+          values,
+        );
     const last = rows.at(-1);
     if (scope && last?.created_at && last.id && rows.length === values.count)
       rememberPageEnd(scope, values.offset + values.count, { created_at: last.created_at, id: last.id });
@@ -238,8 +256,8 @@ export async function listUsersJson(
   }
   const rows =
     'userName' in where
-      ? await userNamePage[variant]<Row>(db, { ...values, userName: where.userName })
-      : await db.execute<Row>(userPageSql(where, values, withGroups));
+      ? await userNamePage[variant]<Row>(pools.pipelined, { ...values, userName: where.userName })
+      : await pools.main.execute<Row>(userPageSql(where, values, withGroups));
   return pageJson(rows);
 }
 
