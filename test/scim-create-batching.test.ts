@@ -1,4 +1,5 @@
 import { describe, expect, it } from 'vitest';
+import { connectDatabase } from '../src/db/client.js';
 import { StatementBatcher } from '../src/db/statement-batcher.js';
 import { userCreator } from '../src/scim/user-queries.js';
 import { createTenant } from '../src/tenants/tenants.js';
@@ -80,6 +81,32 @@ describe('creating users concurrently', () => {
     expect((await create(tenant.id, newUser('Leaver@example.com'), audit)).outcome).toBe('userNameTaken');
     await database.sql`UPDATE users SET deprovisioned_at = now() WHERE tenant_id = ${tenant.id}`;
     expect((await create(tenant.id, newUser('Leaver@example.com'), audit)).outcome).toBe('created');
+  });
+
+  it('does not deadlock when two processes create the same names in opposite orders', async () => {
+    const database = await createTestDatabase();
+    const { tenant } = await createTenant(database.db, 'acme', 'test');
+    // Two pools and two creators, as two serving processes have.
+    const other = connectDatabase(database.url, { max: 2 });
+    try {
+      const here = userCreator(database.db, 'http://x/scim/v2');
+      const there = userCreator(other.db, 'http://x/scim/v2');
+      const names = Array.from({ length: 400 }, (_, i) => `both${i}@example.com`);
+      const settled = await Promise.allSettled([
+        ...names.map((name) => here(tenant.id, newUser(name), audit)),
+        ...names.toReversed().map((name) => there(tenant.id, newUser(name), audit)),
+      ]);
+      // A deadlock would abort one statement (40P01) and fail every caller in it.
+      expect(settled.filter((s) => s.status === 'rejected')).toEqual([]);
+      const outcomes = settled.map((s) => (s as PromiseFulfilledResult<{ outcome: string }>).value.outcome);
+      expect(outcomes.filter((o) => o === 'created')).toHaveLength(400);
+      const [row] = await database.sql<
+        { n: number }[]
+      >`SELECT count(*)::int AS n FROM users WHERE tenant_id = ${tenant.id}`;
+      expect(row!.n).toBe(400);
+    } finally {
+      await other.close();
+    }
   });
 
   it('keeps tenants apart in a shared statement', async () => {

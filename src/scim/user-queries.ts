@@ -309,7 +309,10 @@ interface UserRow {
  * Creates users, each with its outbox row and audit row, in one statement (atomic without BEGIN/COMMIT),
  * from arrays with one element per user. Ids come from the caller, so each caller finds its own row. A
  * userName a live user of the tenant holds (or an earlier row of the same statement) is skipped, not an
- * error: the other rows are written, and the caller of the skipped one answers 409.
+ * error: the other rows are written, and the caller of the skipped one answers 409. Rows go in by
+ * (tenant, name key): a row whose name another open statement has just written waits for it, and two
+ * statements (two processes) taking the same names in opposite orders deadlocked (test/scim-create-
+ * batching); in one order the second waits for the first and skips. Among equal keys the first to come wins.
  */
 const insertUsersStatement = preparedStatement<{
   ids: string[];
@@ -336,7 +339,8 @@ const insertUsersStatement = preparedStatement<{
         WITH ORDINALITY AS w(id, tenant_id, user_name, external_id, active, attributes, cause, actor, correlation_id, n)
     ), created AS (
       INSERT INTO users (id, tenant_id, user_name, external_id, active, attributes, origin)
-      SELECT id, tenant_id, user_name, external_id, active::boolean, attributes::jsonb, 'scim' FROM wanted ORDER BY n
+      SELECT id, tenant_id, user_name, external_id, active::boolean, attributes::jsonb, 'scim' FROM wanted
+      ORDER BY tenant_id, account_key(user_name), n
       ON CONFLICT (tenant_id, user_name_key) WHERE deprovisioned_at IS NULL DO NOTHING
       RETURNING *
     ), queued AS (
