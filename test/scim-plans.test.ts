@@ -134,26 +134,19 @@ describe('an unfiltered page of users', () => {
     try {
       const plans = async (count: number) => {
         await one.sql`DEALLOCATE ALL`;
-        for (let page = 0; page < 8; page++)
-          // A walker on one connection: the first page by offset, the next ones after the last user seen.
-          await listUsersJson(
-            { main: one.db, pipelined: one.db },
-            tenant.id,
-            undefined,
-            { startIndex: 1 + page * count, count },
-            'http://x',
-            true,
-            'walker',
-          );
-        for (let page = 0; page < 8; page++)
-          await listUsersJson(
-            { main: one.db, pipelined: one.db },
-            tenant.id,
-            undefined,
-            { startIndex: 1 + page * count, count },
-            'http://x',
-            true,
-          );
+        // A walker on one connection (its first page by offset, the next ones after the last user seen),
+        // then the same pages by index.
+        for (const connection of ['walker', undefined])
+          for (let page = 0; page < 8; page++)
+            await listUsersJson(
+              { main: one.db, pipelined: one.db },
+              tenant.id,
+              undefined,
+              { startIndex: 1 + page * count, count },
+              'http://x',
+              true,
+              connection,
+            );
         const rows = await one.sql<{ keyset: boolean; generic_plans: number; custom_plans: number }[]>`
           SELECT statement LIKE '%(users.created_at, users.id) >%' AS keyset,
             generic_plans::int, custom_plans::int FROM pg_prepared_statements
