@@ -1,4 +1,5 @@
 import { DrizzleQueryError } from 'drizzle-orm';
+import postgres from 'postgres';
 import { isDatabaseUnavailable, RETRY_AFTER_SECONDS } from './db/availability.js';
 
 /**
@@ -107,14 +108,14 @@ export function isForeignKeyViolation(error: unknown): boolean {
 }
 
 /**
- * PostgreSQL refused a statement for the values it was given: SQLSTATE class 22 (data exception), 23
- * (integrity constraint violation) or 54 (program limit exceeded: a row or index entry too large). It
- * answered, so the statement was rolled back, and a statement without the offending values would not
- * fail the same way.
+ * PostgreSQL answered the statement with an error, so nothing of it was written: a data or constraint
+ * error, a statement timeout, a deadlock. Not a lost connection (class 08 or no answer at all), where a
+ * statement's commit may have happened without its caller hearing of it.
  */
-export function isRefusalOfValues(error: unknown): boolean {
-  const code = (rootCause(error) as { code?: unknown } | undefined)?.code;
-  return typeof code === 'string' && /^(22|23|54)[0-9A-Z]{3}$/.test(code);
+export function isStatementRolledBack(error: unknown): boolean {
+  const cause = rootCause(error);
+  if (!(cause instanceof postgres.PostgresError)) return false;
+  return /^[0-9A-Z]{5}$/.test(cause.code) && !cause.code.startsWith('08');
 }
 
 /** The constraint a PostgreSQL error names, if any. */

@@ -109,6 +109,69 @@ describe('creating users concurrently', () => {
     }
   });
 
+  it('creates other users, of the tenant and of others, while one waits for a name another transaction holds', async () => {
+    const database = await createTestDatabase();
+    const { tenant: acme } = await createTenant(database.db, 'acme', 'test');
+    const { tenant: globex } = await createTenant(database.db, 'globex', 'test');
+    const create = userCreator(database.db, 'http://x/scim/v2');
+    // A CSV import or a sign-in holding the name in its open transaction.
+    const holder = await database.sql.reserve();
+    try {
+      await holder`BEGIN`;
+      await holder`INSERT INTO users (tenant_id, user_name, origin) VALUES (${acme.id}, 'held@example.com', 'csv')`;
+      let heldSettled = false;
+      const held = create(acme.id, newUser('held@example.com'), audit).finally(() => {
+        heldSettled = true;
+      });
+      const others = await Promise.all([
+        ...Array.from({ length: 5 }, (_, i) => create(acme.id, newUser(`acme${i}@example.com`), audit)),
+        ...Array.from({ length: 5 }, (_, i) => create(globex.id, newUser(`globex${i}@example.com`), audit)),
+      ]);
+      expect(others.map((o) => o.outcome)).toEqual(Array(10).fill('created'));
+      expect(heldSettled).toBe(false);
+      await holder`ROLLBACK`;
+      expect((await held).outcome).toBe('created');
+    } finally {
+      holder.release();
+    }
+  });
+
+  it('writes again, one by one, the users of a statement cancelled by its timeout', async () => {
+    const database = await createTestDatabase();
+    const { tenant } = await createTenant(database.db, 'acme', 'test');
+    const timed = connectDatabase(database.url, { max: 4, statementTimeoutMs: 300 });
+    const holder = await database.sql.reserve();
+    try {
+      const create = userCreator(timed.db, 'http://x/scim/v2');
+      await holder`BEGIN`;
+      await holder`INSERT INTO users (tenant_id, user_name, origin) VALUES (${tenant.id}, 'held@example.com', 'csv')`;
+      // The first create goes alone; the next four wait for it and share a statement, one of them held.
+      const first = create(tenant.id, newUser('first@example.com'), audit);
+      const sharing = ['a@example.com', 'held@example.com', 'b@example.com', 'c@example.com'].map((name) =>
+        create(tenant.id, newUser(name), audit),
+      );
+      expect((await first).outcome).toBe('created');
+      const settled = await Promise.allSettled(sharing);
+      expect(
+        settled.map((s) =>
+          s.status === 'fulfilled' ? s.value.outcome : (s.reason as { code: string }).code,
+        ),
+      ).toEqual(['created', '57014', 'created', 'created']);
+      await holder`ROLLBACK`;
+      const names = await database.sql<{ user_name: string }[]>`
+        SELECT user_name FROM users WHERE tenant_id = ${tenant.id} ORDER BY user_name`;
+      expect(names.map((n) => n.user_name)).toEqual([
+        'a@example.com',
+        'b@example.com',
+        'c@example.com',
+        'first@example.com',
+      ]);
+    } finally {
+      holder.release();
+      await timed.close();
+    }
+  });
+
   it('keeps tenants apart in a shared statement', async () => {
     const database = await createTestDatabase();
     const { tenant: acme } = await createTenant(database.db, 'acme', 'test');
@@ -143,27 +206,63 @@ describe('POST /Users at the same time with the same userName', () => {
 });
 
 describe('a statement batcher', () => {
-  it('fails every caller of a statement whose failure is not a row’s, without writing again', async () => {
+  const options = {
+    flights: 1,
+    maxBatch: 3,
+    maxWeight: 100,
+    weigh: (row: string) => row.length,
+    slowAfterMs: 60_000,
+    isRolledBack: (error: unknown) => (error as { code?: string }).code === '22P05',
+  };
+  /** A write function whose first call waits for `release`; what each call was given is in `writes`. */
+  const heldFirstWrite = (then: (rows: string[]) => Promise<string[]>) => {
     const writes: string[][] = [];
     let release: () => void = () => {};
-    const firstWrite = new Promise<void>((resolve) => {
+    const first = new Promise<void>((resolve) => {
       release = resolve;
     });
-    const batcher = new StatementBatcher<string, string>(
-      async (rows) => {
-        writes.push(rows);
-        if (writes.length === 1) {
-          await firstWrite;
-          return rows;
-        }
-        throw Object.assign(new Error('write CONNECTION_CLOSED'), { code: 'CONNECTION_CLOSED' });
-      },
-      { flights: 1, maxBatch: 3, isRowError: (error) => (error as { code?: string }).code === '22P05' },
-    );
+    const write = async (rows: string[]) => {
+      writes.push(rows);
+      if (writes.length === 1) {
+        await first;
+        return rows;
+      }
+      return then(rows);
+    };
+    return { writes, write, release: () => release() };
+  };
+
+  it('fails every caller of a statement whose failure is not a row’s, without writing again', async () => {
+    const { writes, write, release } = heldFirstWrite(async () => {
+      throw Object.assign(new Error('write CONNECTION_CLOSED'), { code: 'CONNECTION_CLOSED' });
+    });
+    const batcher = new StatementBatcher<string, string>(write, options);
     const settled = Promise.allSettled(['a', 'b', 'c', 'd', 'e', 'f'].map((row) => batcher.submit(row)));
     release();
     const outcomes = await settled;
     expect(writes).toEqual([['a'], ['b', 'c', 'd'], ['e', 'f']]);
     expect(outcomes.map((o) => o.status)).toEqual(['fulfilled', ...Array(5).fill('rejected')]);
+  });
+
+  it('puts no more weight in a statement than allowed, and a heavier row alone', async () => {
+    const { writes, write, release } = heldFirstWrite(async (rows) => rows);
+    const batcher = new StatementBatcher<string, string>(write, options);
+    const rows = ['a', 'b'.repeat(60), 'c'.repeat(50), 'd'.repeat(150), 'e'];
+    const settled = Promise.all(rows.map((row) => batcher.submit(row)));
+    release();
+    expect(await settled).toEqual(rows);
+    expect(writes.map((batch) => batch.map((row) => row[0]))).toEqual([['a'], ['b'], ['c'], ['d'], ['e']]);
+  });
+
+  it('sends the rows behind a slow statement in a statement of their own', async () => {
+    const { writes, write, release } = heldFirstWrite(async (rows) => rows);
+    const batcher = new StatementBatcher<string, string>(write, { ...options, slowAfterMs: 50 });
+    const held = batcher.submit('held');
+    const behind = Promise.all(['x', 'y'].map((row) => batcher.submit(row)));
+    // Answered while the first statement still runs.
+    expect(await behind).toEqual(['x', 'y']);
+    expect(writes).toEqual([['held'], ['x', 'y']]);
+    release();
+    expect(await held).toBe('held');
   });
 });

@@ -5,29 +5,37 @@
  * most of a create's cost (measured on the 2-core machine: 0.42 ms of PostgreSQL and 0.10–0.17 ms of
  * Node per user alone, 0.11–0.16 ms and 0.03–0.04 ms in statements of 8–16 users).
  *
- * No timer: a row goes at once while fewer than `flights` statements are running, so a lone caller
- * waits for nothing; rows that arrive while all are running wait for the next free one and go together,
- * at most `maxBatch` per statement. Each caller's promise settles when the statement holding its row
- * has committed (or failed).
+ * A row goes at once while fewer than `flights` statements are running, so a lone caller waits for
+ * nothing; rows that arrive while all are running wait for the next free one and go together, at most
+ * `maxBatch` rows and `maxWeight` of weight per statement (a row heavier than that goes alone), so one
+ * statement holds no more work than a statement timeout allows. A statement running longer than
+ * `slowAfterMs` (waiting on a lock another transaction holds) stops counting as a flight: the rows behind
+ * it go in a new statement instead of waiting for it. Each caller's promise settles when the statement
+ * holding its row has committed (or failed).
  *
- * A statement fails as a whole (it is one transaction), so a row that cannot be written must not take
- * the others down with it: when `isRowError` says the failure may be one row's doing (bad data, a
- * constraint), the statement's rows are written again one per statement and each caller gets its own
- * outcome. Any other failure (the connection lost mid-statement, where the commit may or may not have
- * happened) is every caller's, and is not retried here.
+ * A statement fails as a whole (it is one transaction), so one row must not take the others down with
+ * it: when `isRolledBack` says PostgreSQL answered the statement with an error (bad data, a constraint,
+ * a statement timeout), nothing of it was written and each of its rows is written again in a statement
+ * of its own, side by side, each caller getting its own outcome. Any other failure (the connection lost
+ * mid-statement, where the commit may or may not have happened) is every caller's, and is not retried.
  */
 export class StatementBatcher<Row, Outcome> {
-  private readonly waiting: {
-    row: Row;
-    resolve: (outcome: Outcome) => void;
-    reject: (error: unknown) => void;
-  }[] = [];
-  private running = 0;
+  private readonly waiting: Waiter<Row, Outcome>[] = [];
+  /** When each running statement started. */
+  private readonly running = new Set<{ startedAt: number }>();
+  private recheck: NodeJS.Timeout | undefined;
 
   constructor(
     /** Writes the rows in one statement; returns one outcome per row, in the rows' order. */
     private readonly write: (rows: Row[]) => Promise<Outcome[]>,
-    private readonly options: { flights: number; maxBatch: number; isRowError: (error: unknown) => boolean },
+    private readonly options: {
+      flights: number;
+      maxBatch: number;
+      maxWeight: number;
+      weigh: (row: Row) => number;
+      slowAfterMs: number;
+      isRolledBack: (error: unknown) => boolean;
+    },
   ) {}
 
   submit(row: Row): Promise<Outcome> {
@@ -38,23 +46,49 @@ export class StatementBatcher<Row, Outcome> {
   }
 
   private startStatements(): void {
-    while (this.running < this.options.flights && this.waiting.length > 0) {
-      const batch = this.waiting.splice(0, this.options.maxBatch);
-      this.running += 1;
-      void this.writeBatch(batch).finally(() => {
-        this.running -= 1;
+    const now = Date.now();
+    const flying = [...this.running].filter((s) => now - s.startedAt < this.options.slowAfterMs);
+    while (flying.length < this.options.flights && this.waiting.length > 0) {
+      const statement = { startedAt: now };
+      flying.push(statement);
+      this.running.add(statement);
+      void this.writeBatch(this.takeBatch()).finally(() => {
+        this.running.delete(statement);
         this.startStatements();
       });
     }
+    if (this.waiting.length > 0 && this.recheck === undefined) {
+      // Rows wait behind statements that may turn slow: look again when the oldest would.
+      const oldest = Math.min(...flying.map((s) => s.startedAt));
+      this.recheck = setTimeout(
+        () => {
+          this.recheck = undefined;
+          this.startStatements();
+        },
+        Math.max(1, oldest + this.options.slowAfterMs - now),
+      );
+    }
   }
 
-  private async writeBatch(batch: typeof this.waiting): Promise<void> {
+  private takeBatch(): Waiter<Row, Outcome>[] {
+    let rows = 0;
+    let weight = 0;
+    while (rows < this.waiting.length && rows < this.options.maxBatch) {
+      const next = this.options.weigh(this.waiting[rows]!.row);
+      if (rows > 0 && weight + next > this.options.maxWeight) break;
+      weight += next;
+      rows += 1;
+    }
+    return this.waiting.splice(0, rows);
+  }
+
+  private async writeBatch(batch: Waiter<Row, Outcome>[]): Promise<void> {
     let outcomes: Outcome[];
     try {
       outcomes = await this.write(batch.map((waiter) => waiter.row));
     } catch (error) {
-      if (batch.length > 1 && this.options.isRowError(error)) {
-        for (const waiter of batch) await this.writeBatch([waiter]);
+      if (batch.length > 1 && this.options.isRolledBack(error)) {
+        await Promise.all(batch.map((waiter) => this.writeBatch([waiter])));
       } else {
         for (const waiter of batch) waiter.reject(error);
       }
@@ -69,4 +103,10 @@ export class StatementBatcher<Row, Outcome> {
     }
     for (const [i, waiter] of batch.entries()) waiter.resolve(outcomes[i]!);
   }
+}
+
+interface Waiter<Row, Outcome> {
+  row: Row;
+  resolve: (outcome: Outcome) => void;
+  reject: (error: unknown) => void;
 }

@@ -4,7 +4,7 @@ import type { Database } from '../db/client.js';
 import { accountKeyOf } from '../db/schema.js';
 import { preparedStatement } from '../db/statement.js';
 import { StatementBatcher } from '../db/statement-batcher.js';
-import { isRefusalOfValues } from '../errors.js';
+import { isStatementRolledBack } from '../errors.js';
 import { ENTERPRISE_USER_SCHEMA, USER_SCHEMA } from './schemas.js';
 
 /*
@@ -364,47 +364,69 @@ export type UserCreation =
   | { outcome: 'userNameTaken' };
 
 /**
- * At most this many create statements at once per process, and users per statement. One at a time makes
- * the largest statements: the peers' 10,000-user load on `idsync start` (2 processes) created 1,210 users/s
- * with one, 1,042 with two and 968 with four.
+ * Per tenant and process: at most this many create statements at once, and users per statement. One at
+ * a time makes the largest statements: the peers' 10,000-user load on `idsync start` (2 processes)
+ * created 1,210 users/s with one, 1,042 with two and 968 with four.
  */
 const CREATE_FLIGHTS = 1;
 const USERS_PER_CREATE_STATEMENT = 64;
+/**
+ * Characters of users' JSON per statement (a user of that size or more goes alone): each statement has
+ * the API's statement timeout, and a statement of 64 users of ~1 MB (each accepted alone) outran it.
+ */
+const CREATE_STATEMENT_CHARS = 256 * 1024;
+/** A create statement running this long waits on a lock: the next users go in a statement of their own. */
+const SLOW_CREATE_STATEMENT_MS = 250;
 
 /**
- * Creates users through one StatementBatcher per server: concurrent creates (an IdP's initial push) share
- * statements. The one writer of outbox and audit rows that does not go through recordForReconcile and
- * recordAudit: the transaction those helpers need is four more round trips per user.
+ * Creates users through a StatementBatcher per tenant: an IdP's concurrent creates (an initial push)
+ * share statements, and one tenant's statement (a slow one, a refused one) holds up or fails no other
+ * tenant's creates. The one writer of outbox and audit rows that does not go through recordForReconcile
+ * and recordAudit: the transaction those helpers need is four more round trips per user.
  */
 export function userCreator(db: Database, baseUrl: string) {
-  const batcher = new StatementBatcher<UserRow, UserCreation>(
-    async (rows) => {
-      const created = await insertUsersStatement<{ resource: string; version: number; id: string }>(db, {
-        ids: rows.map((r) => r.id),
-        tenantIds: rows.map((r) => r.tenantId),
-        userNames: rows.map((r) => r.userName),
-        externalIds: rows.map((r) => r.externalId),
-        actives: rows.map((r) => String(r.active)),
-        attributes: rows.map((r) => r.attributes),
-        causes: rows.map((r) => r.cause),
-        actors: rows.map((r) => r.actor),
-        correlationIds: rows.map((r) => r.correlationId),
-        baseUrl,
+  const write = async (rows: UserRow[]): Promise<UserCreation[]> => {
+    const created = await insertUsersStatement<{ resource: string; version: number; id: string }>(db, {
+      ids: rows.map((r) => r.id),
+      tenantIds: rows.map((r) => r.tenantId),
+      userNames: rows.map((r) => r.userName),
+      externalIds: rows.map((r) => r.externalId),
+      actives: rows.map((r) => String(r.active)),
+      attributes: rows.map((r) => r.attributes),
+      causes: rows.map((r) => r.cause),
+      actors: rows.map((r) => r.actor),
+      correlationIds: rows.map((r) => r.correlationId),
+      baseUrl,
+    });
+    const byId = new Map(created.map((row) => [row.id, row]));
+    return rows.map((r): UserCreation => {
+      const row = byId.get(r.id);
+      return row ? { outcome: 'created', ...row } : { outcome: 'userNameTaken' };
+    });
+  };
+  // One per tenant that created users in this process: tenants are few, an idle batcher holds nothing.
+  const batchers = new Map<string, StatementBatcher<UserRow, UserCreation>>();
+  const batcherOf = (tenantId: string) => {
+    let batcher = batchers.get(tenantId);
+    if (!batcher) {
+      batcher = new StatementBatcher<UserRow, UserCreation>(write, {
+        flights: CREATE_FLIGHTS,
+        maxBatch: USERS_PER_CREATE_STATEMENT,
+        maxWeight: CREATE_STATEMENT_CHARS,
+        weigh: (row) => row.attributes.length + row.userName.length + (row.externalId?.length ?? 0),
+        slowAfterMs: SLOW_CREATE_STATEMENT_MS,
+        isRolledBack: isStatementRolledBack,
       });
-      const byId = new Map(created.map((row) => [row.id, row]));
-      return rows.map((r): UserCreation => {
-        const row = byId.get(r.id);
-        return row ? { outcome: 'created', ...row } : { outcome: 'userNameTaken' };
-      });
-    },
-    { flights: CREATE_FLIGHTS, maxBatch: USERS_PER_CREATE_STATEMENT, isRowError: isRefusalOfValues },
-  );
+      batchers.set(tenantId, batcher);
+    }
+    return batcher;
+  };
   return (
     tenantId: string,
     user: NewUser,
     audit: { actor: string; correlationId: string | undefined },
   ): Promise<UserCreation> =>
-    batcher.submit({
+    batcherOf(tenantId).submit({
       id: randomUUID(),
       tenantId,
       userName: user.userName,
