@@ -3,7 +3,7 @@ import { connectDatabase } from '../src/db/client.js';
 import { StatementBatcher } from '../src/db/statement-batcher.js';
 import { userCreator } from '../src/scim/user-queries.js';
 import { createTenant } from '../src/tenants/tenants.js';
-import { createTestDatabase } from './support/database.js';
+import { createTestDatabase, type TestDatabase } from './support/database.js';
 import { json } from './support/scim-fixtures.js';
 import { startScimServer } from './support/scim-server.js';
 
@@ -19,6 +19,22 @@ const newUser = (userName: string, attributes: Record<string, unknown> = {}, act
   attributes,
 });
 const audit = { actor: 'scim', correlationId: undefined };
+
+/** A database with two tenants, and a creator on it. */
+async function twoTenants() {
+  const database = await createTestDatabase();
+  const { tenant: acme } = await createTenant(database.db, 'acme', 'test');
+  const { tenant: globex } = await createTenant(database.db, 'globex', 'test');
+  return { database, acme, globex, create: userCreator(database.db, 'http://x/scim/v2') };
+}
+
+/** A CSV import holding a user's name in its open transaction; ROLLBACK and release it when done. */
+async function holdName(database: TestDatabase, tenantId: string, userName: string) {
+  const holder = await database.sql.reserve();
+  await holder`BEGIN`;
+  await holder`INSERT INTO users (tenant_id, user_name, origin) VALUES (${tenantId}, ${userName}, 'csv')`;
+  return holder;
+}
 
 describe('creating users concurrently', () => {
   it('writes them in shared statements, each with its outbox and audit row in the same transaction', async () => {
@@ -110,15 +126,9 @@ describe('creating users concurrently', () => {
   });
 
   it('creates other users, of the tenant and of others, while one waits for a name another transaction holds', async () => {
-    const database = await createTestDatabase();
-    const { tenant: acme } = await createTenant(database.db, 'acme', 'test');
-    const { tenant: globex } = await createTenant(database.db, 'globex', 'test');
-    const create = userCreator(database.db, 'http://x/scim/v2');
-    // A CSV import or a sign-in holding the name in its open transaction.
-    const holder = await database.sql.reserve();
+    const { database, acme, globex, create } = await twoTenants();
+    const holder = await holdName(database, acme.id, 'held@example.com');
     try {
-      await holder`BEGIN`;
-      await holder`INSERT INTO users (tenant_id, user_name, origin) VALUES (${acme.id}, 'held@example.com', 'csv')`;
       let heldSettled = false;
       const held = create(acme.id, newUser('held@example.com'), audit).finally(() => {
         heldSettled = true;
@@ -140,11 +150,9 @@ describe('creating users concurrently', () => {
     const database = await createTestDatabase();
     const { tenant } = await createTenant(database.db, 'acme', 'test');
     const timed = connectDatabase(database.url, { max: 4, statementTimeoutMs: 300 });
-    const holder = await database.sql.reserve();
+    const holder = await holdName(database, tenant.id, 'held@example.com');
     try {
       const create = userCreator(timed.db, 'http://x/scim/v2');
-      await holder`BEGIN`;
-      await holder`INSERT INTO users (tenant_id, user_name, origin) VALUES (${tenant.id}, 'held@example.com', 'csv')`;
       // The first create goes alone; the next four wait for it and share a statement, one of them held.
       const first = create(tenant.id, newUser('first@example.com'), audit);
       const sharing = ['a@example.com', 'held@example.com', 'b@example.com', 'c@example.com'].map((name) =>
@@ -173,10 +181,7 @@ describe('creating users concurrently', () => {
   });
 
   it('keeps tenants apart in a shared statement', async () => {
-    const database = await createTestDatabase();
-    const { tenant: acme } = await createTenant(database.db, 'acme', 'test');
-    const { tenant: globex } = await createTenant(database.db, 'globex', 'test');
-    const create = userCreator(database.db, 'http://x/scim/v2');
+    const { database, acme, globex, create } = await twoTenants();
     const outcomes = await Promise.all(
       Array.from({ length: 12 }, (_, i) =>
         create(i % 2 ? acme.id : globex.id, newUser('same@example.com'), audit),

@@ -295,7 +295,6 @@ export interface NewUser {
 /** One create as the batch statement takes it: its columns of the arrays below. */
 interface UserRow {
   id: string;
-  tenantId: string;
   userName: string;
   externalId: string | null;
   active: boolean;
@@ -306,17 +305,17 @@ interface UserRow {
 }
 
 /**
- * Creates users, each with its outbox row and audit row, in one statement (atomic without BEGIN/COMMIT),
- * from arrays with one element per user. Ids come from the caller, so each caller finds its own row. A
+ * Creates users of one tenant, each with its outbox row and audit row, in one statement (atomic without
+ * BEGIN/COMMIT), from arrays with one element per user. Ids come from the caller, so each caller finds its own row. A
  * userName a live user of the tenant holds (or an earlier row of the same statement) is skipped, not an
  * error: the other rows are written, and the caller of the skipped one answers 409. Rows go in by
- * (tenant, name key): a row whose name another open statement has just written waits for it, and two
+ * name key: a row whose name another open statement has just written waits for it, and two
  * statements (two processes) taking the same names in opposite orders deadlocked (test/scim-create-
  * batching); in one order the second waits for the first and skips. Among equal keys the first to come wins.
  */
 const insertUsersStatement = preparedStatement<{
+  tenantId: string;
   ids: string[];
-  tenantIds: string[];
   userNames: string[];
   externalIds: (string | null)[];
   /**
@@ -333,14 +332,14 @@ const insertUsersStatement = preparedStatement<{
   const p = sql.placeholder;
   return sql`
     WITH wanted AS (
-      SELECT * FROM unnest(${p('ids')}::uuid[], ${p('tenantIds')}::uuid[], ${p('userNames')}::text[],
+      SELECT * FROM unnest(${p('ids')}::uuid[], ${p('userNames')}::text[],
         ${p('externalIds')}::text[], ${p('actives')}::text[], ${p('attributes')}::text[], ${p('causes')}::text[],
         ${p('actors')}::text[], ${p('correlationIds')}::text[])
-        WITH ORDINALITY AS w(id, tenant_id, user_name, external_id, active, attributes, cause, actor, correlation_id, n)
+        WITH ORDINALITY AS w(id, user_name, external_id, active, attributes, cause, actor, correlation_id, n)
     ), created AS (
       INSERT INTO users (id, tenant_id, user_name, external_id, active, attributes, origin)
-      SELECT id, tenant_id, user_name, external_id, active::boolean, attributes::jsonb, 'scim' FROM wanted
-      ORDER BY tenant_id, account_key(user_name), n
+      SELECT id, ${p('tenantId')}::uuid, user_name, external_id, active::boolean, attributes::jsonb, 'scim'
+      FROM wanted ORDER BY account_key(user_name), n
       ON CONFLICT (tenant_id, user_name_key) WHERE deprovisioned_at IS NULL DO NOTHING
       RETURNING *
     ), queued AS (
@@ -385,10 +384,10 @@ const SLOW_CREATE_STATEMENT_MS = 250;
  * and recordAudit: the transaction those helpers need is four more round trips per user.
  */
 export function userCreator(db: Database, baseUrl: string) {
-  const write = async (rows: UserRow[]): Promise<UserCreation[]> => {
+  const write = async (tenantId: string, rows: UserRow[]): Promise<UserCreation[]> => {
     const created = await insertUsersStatement<{ resource: string; version: number; id: string }>(db, {
+      tenantId,
       ids: rows.map((r) => r.id),
-      tenantIds: rows.map((r) => r.tenantId),
       userNames: rows.map((r) => r.userName),
       externalIds: rows.map((r) => r.externalId),
       actives: rows.map((r) => String(r.active)),
@@ -409,7 +408,7 @@ export function userCreator(db: Database, baseUrl: string) {
   const batcherOf = (tenantId: string) => {
     let batcher = batchers.get(tenantId);
     if (!batcher) {
-      batcher = new StatementBatcher<UserRow, UserCreation>(write, {
+      batcher = new StatementBatcher<UserRow, UserCreation>((rows) => write(tenantId, rows), {
         flights: CREATE_FLIGHTS,
         maxBatch: USERS_PER_CREATE_STATEMENT,
         maxWeight: CREATE_STATEMENT_CHARS,
@@ -428,7 +427,6 @@ export function userCreator(db: Database, baseUrl: string) {
   ): Promise<UserCreation> =>
     batcherOf(tenantId).submit({
       id: randomUUID(),
-      tenantId,
       userName: user.userName,
       externalId: user.externalId,
       active: user.active,
