@@ -1,6 +1,6 @@
 import { beforeAll, describe, expect, it } from 'vitest';
 import { connectDatabase } from '../src/db/client.js';
-import { PIPELINED_READ_CONNECTIONS } from '../src/runtime/pool-size.js';
+import { PAGE_SCAN_CONNECTIONS, PIPELINED_READ_CONNECTIONS } from '../src/runtime/pool-size.js';
 import { listUsersJson, PIPELINED_PAGE_END } from '../src/scim/user-queries.js';
 import { createTenant } from '../src/tenants/tenants.js';
 import { createTestDatabase } from './support/database.js';
@@ -9,7 +9,8 @@ import { type ScimServer, startScimServer } from './support/scim-server.js';
 /*
  * Issue 17: the SCIM edge's short reads (a user by id, a `userName eq` lookup, a page among the first 1,000 users) go to
  * a pool of PIPELINED_READ_CONNECTIONS that pipelines them when busy. Many at once must each get their
- * own answer, on no more sessions than that, while writes keep their own pool.
+ * own answer, on no more sessions than that, while writes keep their own pool. Deep pages by offset go to
+ * a pool of PAGE_SCAN_CONNECTIONS of their own.
  */
 
 const USER = 'urn:ietf:params:scim:schemas:core:2.0:User';
@@ -31,12 +32,13 @@ beforeAll(async () => {
   }
 });
 
-const readSessions = async () => {
+const sessionsOf = async (applicationName: string) => {
   const [row] = await scim.database.sql<{ n: number }[]>`
     SELECT count(*)::int AS n FROM pg_stat_activity
-    WHERE datname = current_database() AND application_name = 'idsync reads'`;
+    WHERE datname = current_database() AND application_name = ${applicationName}`;
   return row!.n;
 };
+const readSessions = () => sessionsOf('idsync reads');
 
 describe('short SCIM reads many at once', () => {
   it('each get their own answer, on at most the pipelined pool, with a miss and a write among them', async () => {
@@ -85,6 +87,41 @@ describe('short SCIM reads many at once', () => {
   });
 });
 
+describe('deep pages many at once', () => {
+  it('each get their own users, on at most the page-scan pool, while lookups are answered beside them', async () => {
+    const deepUsers = PIPELINED_PAGE_END + 200;
+    await scim.database.sql`INSERT INTO users (tenant_id, user_name, origin, created_at)
+      SELECT ${scim.tenantId}, 'deep' || n || '@example.com', 'scim', now() + n * interval '1 second'
+      FROM generate_series(1, ${deepUsers}) n`;
+    const before = (await scim.request('GET', '/Users?count=0').then((r) => r.json())) as {
+      totalResults: number;
+    };
+    const firstDeep = before.totalResults - deepUsers + 1;
+    const pages = Array.from({ length: 16 }, async (_, n) => {
+      const startIndex = firstDeep + PIPELINED_PAGE_END - 100 + n * 10;
+      const response = await scim.request('GET', `/Users?startIndex=${startIndex}&count=10`);
+      const body = (await response.json()) as { Resources: { userName: string }[] };
+      const wanted = Array.from(
+        { length: 10 },
+        (_, i) => `deep${startIndex - firstDeep + 1 + i}@example.com`,
+      );
+      return (
+        response.status === 200 &&
+        JSON.stringify(body.Resources.map((r) => r.userName)) === JSON.stringify(wanted)
+      );
+    });
+    const lookups = Array.from({ length: 16 }, async (_, i) => {
+      const response = await scim.request('GET', `/Users/${ids[i % USERS]}`);
+      return response.status === 200;
+    });
+    expect(await Promise.all(pages)).toEqual(Array(16).fill(true));
+    expect(await Promise.all(lookups)).toEqual(Array(16).fill(true));
+    const sessions = await sessionsOf('idsync page scans');
+    expect(sessions).toBeGreaterThan(0);
+    expect(sessions).toBeLessThanOrEqual(PAGE_SCAN_CONNECTIONS);
+  });
+});
+
 describe('a pipelined pool', () => {
   it('fails only the queries that fail, not those sent behind them on the same connection', async () => {
     // One connection: every query below is sent on it before the first answers (postgres.js pipelines).
@@ -123,7 +160,8 @@ describe('pages of users', () => {
     // One connection each, so what each ran can be read back from it.
     const main = connectDatabase(database.url, { max: 1 });
     const pipelined = connectDatabase(database.url, { max: 1 });
-    const pools = { main: main.db, pipelined: pipelined.db };
+    const pageScans = connectDatabase(database.url, { max: 1 });
+    const pools = { main: main.db, pipelined: pipelined.db, pageScans: pageScans.db };
     try {
       const page = (startIndex: number, connection?: string) =>
         listUsersJson(pools, tenant.id, undefined, { startIndex, count: 100 }, 'http://x', true, connection);
@@ -142,15 +180,17 @@ describe('pages of users', () => {
             FROM pg_prepared_statements
             WHERE statement LIKE '%user_counts%' AND statement NOT LIKE '%pg_prepared_statements%' ORDER BY 1`;
       // The walk's first page by offset and its 12 continuations on the pipelined pool; the deep page by
-      // offset on the main one.
+      // offset on the page-scan pool; nothing on the main one.
       expect(await ran(pipelined)).toEqual([
         { keyset: false, calls: 1 },
         { keyset: true, calls: 12 },
       ]);
-      expect(await ran(main)).toEqual([{ keyset: false, calls: 1 }]);
+      expect(await ran(pageScans)).toEqual([{ keyset: false, calls: 1 }]);
+      expect(await ran(main)).toEqual([]);
     } finally {
       await main.close();
       await pipelined.close();
+      await pageScans.close();
     }
   });
 });

@@ -139,7 +139,7 @@ describe('an unfiltered page of users', () => {
         for (const connection of ['walker', undefined])
           for (let page = 0; page < 8; page++)
             await listUsersJson(
-              { main: one.db, pipelined: one.db },
+              { main: one.db, pipelined: one.db, pageScans: one.db },
               tenant.id,
               undefined,
               { startIndex: 1 + page * count, count },

@@ -39,7 +39,7 @@ import {
   releaseClaim,
 } from './infrastructure.js';
 import { createJobHandler, DRIFT_TICK } from './job-handler.js';
-import { databasePoolSize, PIPELINED_READ_CONNECTIONS } from './pool-size.js';
+import { databasePoolSize, PAGE_SCAN_CONNECTIONS, PIPELINED_READ_CONNECTIONS } from './pool-size.js';
 import { startWorkerHealth } from './worker-health.js';
 
 /** start: HTTP and workers in one process (the laptop default); serve: HTTP only; worker: jobs only. */
@@ -62,6 +62,8 @@ export interface DaemonResources {
   database: DatabaseHandle;
   /** The SCIM edge's short reads (pool-size.ts, PIPELINED_READ_CONNECTIONS); `database` in a worker. */
   pipelinedReads: DatabaseHandle;
+  /** The SCIM edge's deep pages (pool-size.ts, PAGE_SCAN_CONNECTIONS); `database` in a worker. */
+  pageScans: DatabaseHandle;
   queues: LaneQueues;
   connectorFor: ConnectorFor;
   config: Config;
@@ -136,17 +138,20 @@ export async function startDaemon(options: DaemonOptions): Promise<Daemon> {
       ...(mode === 'worker' ? {} : { statementTimeoutMs: config.databaseTimeoutMs }),
     });
     cleanups.push((remainingMs) => database.close(Math.min(5_000, remainingMs)));
-    const pipelinedReads =
-      mode === 'worker'
-        ? database
-        : connectDatabase(databaseEndpoint.url, {
-            max: PIPELINED_READ_CONNECTIONS,
-            connectTimeoutMs: config.databaseTimeoutMs,
-            statementTimeoutMs: config.databaseTimeoutMs,
-            applicationName: 'idsync reads',
-          });
-    if (pipelinedReads !== database)
-      cleanups.push((remainingMs) => pipelinedReads.close(Math.min(5_000, remainingMs)));
+    // The SCIM edge's own small pools (pool-size.ts); a worker has no edge and passes its pool instead.
+    const edgePool = (max: number, applicationName: string) => {
+      if (mode === 'worker') return database;
+      const pool = connectDatabase(databaseEndpoint.url, {
+        max,
+        connectTimeoutMs: config.databaseTimeoutMs,
+        statementTimeoutMs: config.databaseTimeoutMs,
+        applicationName,
+      });
+      cleanups.push((remainingMs) => pool.close(Math.min(5_000, remainingMs)));
+      return pool;
+    };
+    const pipelinedReads = edgePool(PIPELINED_READ_CONNECTIONS, 'idsync reads');
+    const pageScans = edgePool(PAGE_SCAN_CONNECTIONS, 'idsync page scans');
     // Every process, whichever mode: during an initial push it is the API's own lookups that misplan.
     const statistics = new StatisticsKeeper({ sql: database.sql, log });
     statistics.start();
@@ -163,7 +168,15 @@ export async function startDaemon(options: DaemonOptions): Promise<Daemon> {
     const detachSharedState = attachSharedState({ sql: database.sql, queues });
     cleanups.push(async () => detachSharedState());
     offerMetricsToPrimary();
-    const resources: DaemonResources = { database, pipelinedReads, queues, connectorFor, config, log };
+    const resources: DaemonResources = {
+      database,
+      pipelinedReads,
+      pageScans,
+      queues,
+      connectorFor,
+      config,
+      log,
+    };
 
     let firstTenant: TenantWithToken | undefined;
     if (mode === 'start' && (await listTenants(database.db)).length === 0) {
@@ -329,6 +342,7 @@ export function edgeMounts(options: {
       router: scimRouter({
         db: database.db,
         pipelinedReads: options.resources.pipelinedReads.db,
+        pageScans: options.resources.pageScans.db,
         tokens: options.tokens,
         baseUrl: `${config.publicUrl}${API_MOUNTS.scim}`,
       }),

@@ -94,13 +94,15 @@ export interface ScimRouterOptions {
    * other pool is short of a connection.
    */
   pipelinedReads: Database;
+  /** A small pool for unfiltered pages by offset past the first users (see PAGE_SCAN_CONNECTIONS). */
+  pageScans: Database;
   tokens: ScimTokenVerifier;
   /** Absolute base URL of this router, e.g. https://idsync.example.com/scim/v2 (for meta.location). */
   baseUrl: string;
 }
 
 export function scimRouter(options: ScimRouterOptions): Router {
-  const { db, pipelinedReads, baseUrl, tokens } = options;
+  const { db, pipelinedReads, pageScans, baseUrl, tokens } = options;
   const createUser = userCreator(db, baseUrl);
   // Resource names route case-insensitively (`/users` works), as Microsoft's own server does.
   const router = Router({ caseSensitive: false, strict: false });
@@ -167,7 +169,7 @@ export function scimRouter(options: ScimRouterOptions): Router {
     const query = readListQuery(req);
     const where = query.filter ? userNameFilter(query.filter) : undefined;
     const page = await listUsersJson(
-      { main: db, pipelined: pipelinedReads },
+      { main: db, pipelined: pipelinedReads, pageScans },
       tenant.id,
       where,
       query,

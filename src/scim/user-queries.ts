@@ -208,13 +208,13 @@ const userNamePage = {
 };
 
 /**
- * Unfiltered pages that end past this many users go to the main pool, as do filters other than
- * `userName eq`: an OFFSET deep into a large tenant reads every user before it (at 300,000 users a page
- * at startIndex 299,000 held the lookups queued behind it for 250–600 ms, and a statement timeout does
- * not count a query's time in the queue). A page that continues a walk reads only its own users, wherever
- * it starts, and stays on the pipelined pool: its two connections keep their plans warm, where the main
- * pool's 18 each planned the walk's first pages anew (PostgreSQL keeps a generic plan per connection only
- * after five custom ones).
+ * Unfiltered pages by offset that end past this many users go to the page-scan pool (filters other than
+ * `userName eq` to the main pool): an OFFSET deep into a large tenant reads every user before it (at
+ * 300,000 users a page at startIndex 299,000 held the lookups queued behind it for 250–600 ms, and a
+ * statement timeout does not count a query's time in the queue). A page that continues a walk reads only
+ * its own users, wherever it starts, and stays on the pipelined pool: its two connections keep their
+ * plans warm, where the main pool's 18 each planned the walk's first pages anew (PostgreSQL keeps a
+ * generic plan per connection only after five custom ones).
  */
 export const PIPELINED_PAGE_END = 1000;
 
@@ -223,6 +223,8 @@ export async function listUsersJson(
     main: Database;
     /** The pool for statements that read few rows, where postgres.js pipelines them. */
     pipelined: Database;
+    /** The pool for unfiltered pages by offset past PIPELINED_PAGE_END. */
+    pageScans: Database;
   },
   tenantId: string,
   /** A filter as SQL, or the name of a `userName eq` filter (one prepared statement). */
@@ -246,7 +248,7 @@ export async function listUsersJson(
           afterId: end.id,
         })
       : await unfilteredPage[variant](values.count)<Row>(
-          values.offset + values.count <= PIPELINED_PAGE_END ? pools.pipelined : pools.main,
+          values.offset + values.count <= PIPELINED_PAGE_END ? pools.pipelined : pools.pageScans,
           values,
         );
     const last = rows.at(-1);
