@@ -5,7 +5,7 @@ import { startScimServer } from './support/scim-server.js';
 /*
  * Issue 17: PostgreSQL renders each User's JSON text and the server splices it into responses as is, so
  * a change to how the SQL builds it (fewer jsonb merges, skipping the groups lookup) could change the
- * bytes clients receive. These pin the exact text, key order and spacing included, on each path: read by
+ * bytes clients receive. These pin the exact text, member order and spacing included, on each path: read by
  * id, a list page, `userName eq`, a tenant without groups, a create, and `excludedAttributes=groups`.
  * A user in no group has `"groups": null` (what the SQL has always rendered); a create has no `groups`.
  */
@@ -50,21 +50,24 @@ describe('the exact JSON text of a rendered User', async () => {
     UPDATE users SET created_at = '2026-01-02T03:04:05.060Z', updated_at = '2026-02-03T04:05:06Z'
     WHERE user_name IN ('bob@example.com', 'carol@example.com')`;
 
+  // Members kept in columns first, compact, in a fixed order; then the stored attributes as PostgreSQL
+  // prints jsonb (keys shorter first, a space after each colon and comma).
   const meta = (id: string) =>
     id === alice.id
-      ? `"meta": {"created": "2026-01-02T03:04:05.006Z", "version": "W/\\"1\\"", "location": "${scim}/Users/${id}", "lastModified": "2026-02-03T04:05:06.070Z", "resourceType": "User"}`
-      : `"meta": {"created": "2026-01-02T03:04:05.060Z", "version": "W/\\"1\\"", "location": "${scim}/Users/${id}", "lastModified": "2026-02-03T04:05:06.000Z", "resourceType": "User"}`;
+      ? `"meta":{"resourceType":"User","created":"2026-01-02T03:04:05.006Z","lastModified":"2026-02-03T04:05:06.070Z","location":"${scim}/Users/${id}","version":"W/\\"1\\""}`
+      : `"meta":{"resourceType":"User","created":"2026-01-02T03:04:05.060Z","lastModified":"2026-02-03T04:05:06.000Z","location":"${scim}/Users/${id}","version":"W/\\"1\\""}`;
   const group = (id: string, display: string) =>
-    `{"$ref": "${scim}/Groups/${id}", "type": "direct", "value": "${id}", "display": "${display}"}`;
+    `{"value":"${id}","$ref":"${scim}/Groups/${id}","display":"${display}","type":"direct"}`;
+  const coreSchema = '"schemas":["urn:ietf:params:scim:schemas:core:2.0:User"]';
   const aliceText =
-    `{"id": "${alice.id}", ${meta(alice.id)}, "name": {"givenName": "Given", "familyName": "Family"}, "active": true, ` +
-    `"emails": [{"type": "work", "value": "alice@example.com", "primary": true}], ` +
-    `"groups": [${group(alpha.id, 'Alpha \\"α\\"')}, ${group(zeta.id, 'Zeta')}], ` +
-    `"schemas": ["urn:ietf:params:scim:schemas:core:2.0:User", "urn:ietf:params:scim:schemas:extension:enterprise:2.0:User"], ` +
-    `"userName": "alice@example.com", "externalId": "00u-alice", "displayName": "Alice \\"Al\\" Ånström", ` +
+    `{"schemas":["urn:ietf:params:scim:schemas:core:2.0:User","urn:ietf:params:scim:schemas:extension:enterprise:2.0:User"],` +
+    `"id":"${alice.id}","userName":"alice@example.com","externalId":"00u-alice","active":true,${meta(alice.id)},` +
+    `"groups":[${group(alpha.id, 'Alpha \\"α\\"')},${group(zeta.id, 'Zeta')}],` +
+    `"name": {"givenName": "Given", "familyName": "Family"}, ` +
+    `"emails": [{"type": "work", "value": "alice@example.com", "primary": true}], "displayName": "Alice \\"Al\\" Ånström", ` +
     `"urn:ietf:params:scim:schemas:extension:enterprise:2.0:User": {"manager": {"value": "boss-1"}, "department": "Engineering", "employeeNumber": "42"}}`;
-  const bobText = `{"id": "${bob.id}", ${meta(bob.id)}, "active": true, "groups": null, "schemas": ["urn:ietf:params:scim:schemas:core:2.0:User"], "userName": "bob@example.com"}`;
-  const carolText = `{"id": "${carol.id}", ${meta(carol.id)}, "active": true, "groups": null, "schemas": ["urn:ietf:params:scim:schemas:core:2.0:User"], "userName": "carol@example.com", "externalId": "ext-carol"}`;
+  const bobText = `{${coreSchema},"id":"${bob.id}","userName":"bob@example.com","active":true,${meta(bob.id)},"groups":null}`;
+  const carolText = `{${coreSchema},"id":"${carol.id}","userName":"carol@example.com","externalId":"ext-carol","active":true,${meta(carol.id)},"groups":null}`;
   const listText = (total: number, resources: string[]) =>
     `{"schemas":["urn:ietf:params:scim:api:messages:2.0:ListResponse"],"totalResults":${total},"itemsPerPage":${resources.length},"startIndex":1,"Resources":[${resources.join(',')}]}`;
   const text = async (path: string) => {
@@ -95,9 +98,9 @@ describe('the exact JSON text of a rendered User', async () => {
   });
 
   it('answers a create without groups, and a projection without groups re-serialised compactly', async () => {
-    const created = bobCreatedText.replace(/"(created|lastModified)": "[^"]+"/g, '"$1": "…"');
+    const created = bobCreatedText.replace(/"(created|lastModified)":"[^"]+"/g, '"$1":"…"');
     expect(created).toBe(
-      `{"id": "${bob.id}", "meta": {"created": "…", "version": "W/\\"1\\"", "location": "${scim}/Users/${bob.id}", "lastModified": "…", "resourceType": "User"}, "active": true, "schemas": ["urn:ietf:params:scim:schemas:core:2.0:User"], "userName": "bob@example.com"}`,
+      `{${coreSchema},"id":"${bob.id}","userName":"bob@example.com","active":true,"meta":{"resourceType":"User","created":"…","lastModified":"…","location":"${scim}/Users/${bob.id}","version":"W/\\"1\\""}}`,
     );
     const compact = (resource: string) => JSON.stringify(JSON.parse(resource));
     const withoutGroups = (resource: string) => {
@@ -108,5 +111,49 @@ describe('the exact JSON text of a rendered User', async () => {
       listText(2, [withoutGroups(aliceText), withoutGroups(bobText)]),
     );
     expect(compact(aliceText)).not.toBe(withoutGroups(aliceText));
+  });
+});
+
+describe('a rendered User', async () => {
+  const server = await startScimServer();
+
+  it('escapes every string it renders, whatever a row holds', async () => {
+    // Written past the SCIM edge (which refuses control characters), as an import or a future writer might.
+    const odd = 'q"u\\o\te\n\u0001 ö 😀 </script>';
+    const [user] = await server.database.sql<{ id: string }[]>`
+      INSERT INTO users (tenant_id, user_name, external_id, origin, attributes)
+      VALUES (${server.tenantId}, ${`${odd}@example.com`}, ${odd}, 'scim', ${JSON.stringify({ displayName: odd, title: odd })}::jsonb)
+      RETURNING id::text`;
+    const [group] = await server.database.sql<{ id: string }[]>`
+      INSERT INTO groups (tenant_id, display_name) VALUES (${server.tenantId}, ${odd}) RETURNING id::text`;
+    await server.database.sql`
+      INSERT INTO group_members (tenant_id, group_id, user_id) VALUES (${server.tenantId}, ${group!.id}, ${user!.id})`;
+
+    const response = await server.request('GET', `/Users/${user!.id}`);
+    expect(response.status).toBe(200);
+    const rendered = JSON.parse(await response.text()) as Record<string, unknown>;
+    expect(rendered).toMatchObject({
+      id: user!.id,
+      userName: `${odd}@example.com`,
+      externalId: odd,
+      displayName: odd,
+      title: odd,
+      groups: [{ value: group!.id, display: odd, type: 'direct' }],
+    });
+  });
+
+  it('cannot hold, in attributes, a member rendered from a column', async () => {
+    for (const key of ['schemas', 'id', 'userName', 'externalId', 'active', 'meta', 'groups']) {
+      await expect(
+        server.database.sql`
+          INSERT INTO users (tenant_id, user_name, origin, attributes)
+          VALUES (${server.tenantId}, ${`${key}@example.com`}, 'scim', ${JSON.stringify({ [key]: 'x' })}::jsonb)`,
+      ).rejects.toMatchObject({ code: '23514', constraint_name: 'users_attributes_beside_columns' });
+    }
+    await expect(
+      server.database.sql`
+        INSERT INTO users (tenant_id, user_name, origin, attributes)
+        VALUES (${server.tenantId}, 'array@example.com', 'scim', '[]'::jsonb)`,
+    ).rejects.toMatchObject({ code: '23514' });
   });
 });

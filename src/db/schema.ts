@@ -162,6 +162,13 @@ export const apps = pgTable(
 );
 
 /**
+ * The members of a SCIM User resource that idsync renders from columns (or from group_members), never
+ * from `attributes`: the renderer appends `attributes` after them as text, so a key of these there
+ * would be a second member of that name (a CHECK constraint keeps them out).
+ */
+export const USER_KEYS_FROM_COLUMNS = ['schemas', 'id', 'userName', 'externalId', 'active', 'meta', 'groups'];
+
+/**
  * A SCIM User. userName, externalId and active are columns because they are filtered, constrained
  * and acted on; every other SCIM attribute (name, emails, enterprise extension, …) lives in `attributes`
  * as the client sent it, and filters reach into it with jsonb operators.
@@ -217,6 +224,10 @@ export const users = pgTable(
     index('users_app_roles_idx').using('gin', t.appRoles),
     // The sweeper's lookup of offboarded users.
     index('users_deactivated_idx').on(t.deactivatedAt).where(sql`${t.deactivatedAt} IS NOT NULL`),
+    check(
+      'users_attributes_beside_columns',
+      sql`jsonb_typeof(${t.attributes}) = 'object' AND NOT ${t.attributes} ?| ${sql.raw(`ARRAY[${USER_KEYS_FROM_COLUMNS.map((k) => `'${k}'`).join(', ')}]`)}`,
+    ),
   ],
 );
 

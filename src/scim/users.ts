@@ -2,7 +2,7 @@ import { and, eq, isNull } from 'drizzle-orm';
 import { type AccountName, InvalidAccountName, parseAccountName } from '../accounts/account-name.js';
 import { recordAudit } from '../audit/audit-log.js';
 import type { Database } from '../db/client.js';
-import { groupMembers, users } from '../db/schema.js';
+import { groupMembers, USER_KEYS_FROM_COLUMNS, users } from '../db/schema.js';
 import { isUuid } from '../db/uuid.js';
 import { isUniqueViolation, violatedConstraint } from '../errors.js';
 import { recordForReconcile } from '../jobs/outbox.js';
@@ -48,7 +48,7 @@ const BOOLEAN_ATTRIBUTES = new Set(['active', 'primary']);
 const MULTI_VALUED_ATTRIBUTES = new Set(
   [...userAttributes.values()].filter((a) => a.multiValued).map((a) => a.name.toLowerCase()),
 );
-const NOT_STORED = ['schemas', 'meta', 'id', 'userName', 'externalId', 'active', 'password', 'groups'];
+const NOT_STORED = [...USER_KEYS_FROM_COLUMNS, 'password'];
 
 export { isUuid } from '../db/uuid.js';
 
