@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import { connectDatabase } from '../src/db/client.js';
-import { StatementBatcher } from '../src/db/statement-batcher.js';
+import { KeyedStatementBatchers, StatementBatcher } from '../src/db/statement-batcher.js';
 import { userCreator } from '../src/scim/user-queries.js';
 import { createTenant } from '../src/tenants/tenants.js';
 import { createTestDatabase, type TestDatabase } from './support/database.js';
@@ -257,6 +257,38 @@ describe('a statement batcher', () => {
     release();
     expect(await settled).toEqual(rows);
     expect(writes.map((batch) => batch.map((row) => row[0]))).toEqual([['a'], ['b'], ['c'], ['d'], ['e']]);
+  });
+
+  it('keeps a batcher per key only while it has rows running or waiting', async () => {
+    const { writes, write, release } = heldFirstWrite(async (rows) => rows);
+    const keyed = new KeyedStatementBatchers<string, string>(
+      (key, onIdle) =>
+        new StatementBatcher<string, string>(
+          (rows) => (key === 'held' ? write(rows) : Promise.resolve(rows.map((r) => `${key}:${r}`))),
+          { ...options, onIdle },
+        ),
+    );
+    const held = Promise.all(['a', 'b'].map((row) => keyed.submit('held', row)));
+    expect(await Promise.all(['x', 'y'].map((row) => keyed.submit('free', row)))).toEqual([
+      'free:x',
+      'free:y',
+    ]);
+    // The free key's statements ended with nothing waiting: only the held key still has a batcher.
+    await expect.poll(() => keyed.size).toBe(1);
+    release();
+    expect(await held).toEqual(['a', 'b']);
+    expect(writes).toEqual([['a'], ['b']]);
+    await expect.poll(() => keyed.size).toBe(0);
+    // A failed statement ends its batcher's work too.
+    const failing = new KeyedStatementBatchers<string, string>(
+      (_key, onIdle) =>
+        new StatementBatcher<string, string>(async () => Promise.reject(new Error('lost')), {
+          ...options,
+          onIdle,
+        }),
+    );
+    await expect(failing.submit('k', 'row')).rejects.toThrow('lost');
+    await expect.poll(() => failing.size).toBe(0);
   });
 
   it('sends the rows behind a slow statement in a statement of their own', async () => {

@@ -26,8 +26,9 @@ describe('member adds racing deletes', async () => {
     const pending = whileOpen();
     // Wait until the request is blocked on the deleted row's lock, then commit the delete.
     for (;;) {
+      // Any backend of this database waiting on a lock is the request's: nothing else runs here.
       const [row] = await sql`SELECT count(*)::int AS n FROM pg_stat_activity
-        WHERE wait_event_type = 'Lock' AND query ILIKE '%group_members%'`;
+        WHERE datname = current_database() AND wait_event_type = 'Lock'`;
       if (row!.n > 0) break;
       await new Promise((r) => setTimeout(r, 10));
     }

@@ -109,11 +109,12 @@ describe('a member add on statistics taken before the initial push', () => {
     const values = fillPlaceholders(statement.params, {
       tenantId: tenant.id,
       groupId: group!.id,
+      addOf: [1],
       ids: [member!.id],
       displays: [null],
-      cause: '{}',
-      actor: 'scim',
-      correlationId: null,
+      causes: ['{}'],
+      actors: ['scim'],
+      correlationIds: [null],
     });
     const add = await genericPlan(statement.sql, values);
     expect(usersRowsRead(add)).toBe(1);

@@ -35,6 +35,8 @@ export class StatementBatcher<Row, Outcome> {
       weigh: (row: Row) => number;
       slowAfterMs: number;
       isRolledBack: (error: unknown) => boolean;
+      /** Called when the last running statement ends with nothing waiting. */
+      onIdle?: () => void;
     },
   ) {}
 
@@ -55,6 +57,7 @@ export class StatementBatcher<Row, Outcome> {
       void this.writeBatch(this.takeBatch()).finally(() => {
         this.running.delete(statement);
         this.startStatements();
+        if (this.running.size === 0 && this.waiting.length === 0) this.options.onIdle?.();
       });
     }
     if (this.waiting.length > 0 && this.recheck === undefined) {
@@ -109,4 +112,31 @@ interface Waiter<Row, Outcome> {
   row: Row;
   resolve: (outcome: Outcome) => void;
   reject: (error: unknown) => void;
+}
+
+/**
+ * A StatementBatcher per key (a tenant, a group): made when the key's first row comes, dropped when it
+ * has nothing running or waiting, so keys that come and go (groups an IdP touched once) hold nothing.
+ */
+export class KeyedStatementBatchers<Row, Outcome> {
+  private readonly batchers = new Map<string, StatementBatcher<Row, Outcome>>();
+
+  constructor(private readonly make: (key: string, onIdle: () => void) => StatementBatcher<Row, Outcome>) {}
+
+  submit(key: string, row: Row): Promise<Outcome> {
+    let batcher = this.batchers.get(key);
+    if (!batcher) {
+      const made = this.make(key, () => {
+        if (this.batchers.get(key) === made) this.batchers.delete(key);
+      });
+      this.batchers.set(key, made);
+      batcher = made;
+    }
+    return batcher.submit(row);
+  }
+
+  /** Keys with rows running or waiting. */
+  get size(): number {
+    return this.batchers.size;
+  }
 }

@@ -3,7 +3,13 @@ import { recordAudit } from '../audit/audit-log.js';
 import type { Database } from '../db/client.js';
 import { GROUP_VERSION_SLOTS, groups, groupVersionSlots } from '../db/schema.js';
 import { preparedStatement } from '../db/statement.js';
-import { isForeignKeyViolation, isUniqueViolation, violatedConstraint } from '../errors.js';
+import { KeyedStatementBatchers, StatementBatcher } from '../db/statement-batcher.js';
+import {
+  isForeignKeyViolation,
+  isStatementRolledBack,
+  isUniqueViolation,
+  violatedConstraint,
+} from '../errors.js';
 import { type OutboxEntry, recordForReconcile } from '../jobs/outbox.js';
 import { brakeChange } from '../reconcile/brake.js';
 import {
@@ -109,15 +115,15 @@ interface MembershipDelta {
 }
 
 /**
- * The body of a `known` CTE: those of the `wanted` ids (a CTE of id, display) that are live users of the
- * tenant, each looked up by its primary key. LATERAL with LIMIT 1 keeps PostgreSQL from planning this as
+ * The body of a `known` CTE: those rows of `wanted` (a CTE of id, display and whatever else) whose id is
+ * a live user of the tenant, each looked up by its primary key. LATERAL with LIMIT 1 keeps PostgreSQL from planning this as
  * a join from table statistics, and the inner lookup names nothing but the id so no other index can
  * serve it: right after an IdP's initial push the statistics still say `users` is empty, and the plain
  * join's generic plan hashed `wanted` and walked every user of the tenant (measured in the peers'
  * sitting: 10,000 rows and ~2.5 ms of PostgreSQL CPU per single-member add; test/scim-plans.test.ts).
  */
 const liveUsersWanted = (tenantId: SQL) => sql`
-      SELECT u.id, wanted.display FROM wanted CROSS JOIN LATERAL (
+      SELECT wanted.* FROM wanted CROSS JOIN LATERAL (
         SELECT users.id, users.tenant_id, users.deprovisioned_at FROM users WHERE users.id = wanted.id LIMIT 1
       ) u
       WHERE u.tenant_id = ${tenantId} AND u.deprovisioned_at IS NULL`;
@@ -568,6 +574,11 @@ function plainMemberAdd(operations: PatchOperation[], ifMatch: string | undefine
  * all when the group is not there or a member is not a live user of the tenant. Seven round trips
  * became one; single-member adds to one hot group were the phase furthest behind the peers. The same
  * rows as the general path write (`announce`), checked by test/scim-group-versions.test.ts.
+ *
+ * Concurrent adds to one group share that statement (a StatementBatcher per group and process, as
+ * creates do per tenant): each add is still its own PATCH with its own audit row, version and answer,
+ * but the statement, its plan, its foreign-key checks of the group row and its commit are paid once for
+ * all of them.
  */
 async function addMembersAtOnce(
   db: Database,
@@ -587,48 +598,136 @@ async function addMembersAtOnce(
     at: new Date().toISOString(),
     correlationId: context.correlationId,
   };
-  const run = () =>
-    addMembersStatement<AddedRow>(db, {
-      tenantId,
-      groupId,
-      ids: [...unique.keys()],
-      displays: [...unique.values()].map((m) => m.display ?? null),
-      cause: JSON.stringify(cause),
-      actor: context.actor,
-      correlationId: context.correlationId ?? null,
-    });
+  const add: MemberAdd = {
+    ids: [...unique.keys()],
+    displays: [...unique.values()].map((m) => m.display ?? null),
+    cause: JSON.stringify(cause),
+    actor: context.actor,
+    correlationId: context.correlationId ?? null,
+  };
   // The statement read the group and users from its snapshot; a DELETE of either committed while its
   // insert waited fails the foreign key. Run once more: the fresh snapshot then answers 404 or 400.
-  const [row] = await run().catch((error: unknown) => {
-    if (isForeignKeyViolation(error)) return run();
+  const outcome = await submitMemberAdd(db, tenantId, groupId, add).catch((error: unknown) => {
+    if (isForeignKeyViolation(error)) return submitMemberAdd(db, tenantId, groupId, add);
     throw error;
   });
-  if (!row?.id) throw new ScimError(404, undefined, `Group ${groupId} not found`);
-  if (row.unknown) throw invalidMembers(row.unknown);
-  return {
-    id: row.id,
-    tenantId: row.tenant_id,
-    displayName: row.display_name,
-    externalId: row.external_id,
-    // As `touch` answers: the version this write makes, without reading it back.
-    version: row.version + 1,
-    createdAt: new Date(row.created_at),
-    updatedAt: new Date(),
-  };
+  if (outcome.kind === 'groupMissing') throw new ScimError(404, undefined, `Group ${groupId} not found`);
+  if (outcome.kind === 'unknownMembers') throw invalidMembers(outcome.ids);
+  return outcome.group;
 }
 
+/** One PATCH's plain member add, as the batch statement takes it. */
+interface MemberAdd {
+  ids: string[];
+  displays: (string | null)[];
+  cause: string;
+  actor: string;
+  correlationId: string | null;
+}
+
+type MemberAddOutcome =
+  /** The group as this add left it (its version as `touch` answers: the version it made, not read back). */
+  | { kind: 'added'; group: GroupRow }
+  | { kind: 'groupMissing' }
+  /** Ids that name no live user of the tenant: the add wrote nothing. */
+  | { kind: 'unknownMembers'; ids: string[] };
+
 interface AddedRow extends Record<string, unknown> {
+  /** The add's number in the statement. */
+  n: number;
   id: string | null;
   tenant_id: string;
   display_name: string;
   external_id: string | null;
+  /** The group's version after this add: the version read plus the adds of the statement up to it. */
   version: number;
   /** Text: drizzle's postgres.js client leaves timestamps unparsed. */
   created_at: string;
   unknown: string[] | null;
 }
 
-/** The single statement of a plain member add; its values are the placeholders AddMembersValues names. */
+/**
+ * Per group and process: at most this many add statements at once, and adds and members per statement
+ * (an add of more members than that goes alone). A statement running this long waits on a lock: the
+ * adds behind it go in a statement of their own.
+ */
+const MEMBER_ADD_FLIGHTS = 1;
+const ADDS_PER_STATEMENT = 64;
+const MEMBERS_PER_ADD_STATEMENT = MAX_MEMBERS_PER_REQUEST;
+const SLOW_ADD_STATEMENT_MS = 250;
+
+/** The batchers of groups with adds running or waiting, per database handle. */
+const memberAdders = new WeakMap<Database, KeyedStatementBatchers<MemberAdd, MemberAddOutcome>>();
+
+function submitMemberAdd(
+  db: Database,
+  tenantId: string,
+  groupId: string,
+  add: MemberAdd,
+): Promise<MemberAddOutcome> {
+  let adders = memberAdders.get(db);
+  if (!adders) {
+    adders = new KeyedStatementBatchers((key, onIdle) => {
+      const [keyTenant, keyGroup] = key.split(':') as [string, string];
+      return new StatementBatcher<MemberAdd, MemberAddOutcome>(
+        (adds) => writeMemberAdds(db, keyTenant, keyGroup, adds),
+        {
+          flights: MEMBER_ADD_FLIGHTS,
+          maxBatch: ADDS_PER_STATEMENT,
+          maxWeight: MEMBERS_PER_ADD_STATEMENT,
+          weigh: (add) => add.ids.length,
+          slowAfterMs: SLOW_ADD_STATEMENT_MS,
+          isRolledBack: isStatementRolledBack,
+          onIdle,
+        },
+      );
+    });
+    memberAdders.set(db, adders);
+  }
+  // Both are UUIDs (checked before): the key splits back into them.
+  return adders.submit(`${tenantId}:${groupId}`, add);
+}
+
+async function writeMemberAdds(
+  db: Database,
+  tenantId: string,
+  groupId: string,
+  adds: MemberAdd[],
+): Promise<MemberAddOutcome[]> {
+  const rows = await addMembersStatement<AddedRow>(db, {
+    tenantId,
+    groupId,
+    addOf: adds.flatMap((add, i) => add.ids.map(() => i + 1)),
+    ids: adds.flatMap((add) => add.ids),
+    displays: adds.flatMap((add) => add.displays),
+    causes: adds.map((add) => add.cause),
+    actors: adds.map((add) => add.actor),
+    correlationIds: adds.map((add) => add.correlationId),
+  });
+  return adds.map((_, i): MemberAddOutcome => {
+    const row = rows.find((r) => Number(r.n) === i + 1);
+    if (!row?.id) return { kind: 'groupMissing' };
+    if (row.unknown) return { kind: 'unknownMembers', ids: row.unknown };
+    const group: GroupRow = {
+      id: row.id,
+      tenantId: row.tenant_id,
+      displayName: row.display_name,
+      externalId: row.external_id,
+      version: row.version,
+      createdAt: new Date(row.created_at),
+      updatedAt: new Date(),
+    };
+    return { kind: 'added', group };
+  });
+}
+
+/**
+ * The single statement of plain member adds to one group, one or many (a batch); its values are the
+ * placeholders AddMembersValues names, the adds numbered from 1 in `causes`' order. An add naming an id
+ * that is no live user of the tenant writes nothing; the others of the statement are written. Members go
+ * in by user id (two statements adding the same users cannot deadlock), a user two adds of the statement
+ * name counts as added by the first, and the group's version rises by one per add written.
+ */
 export function addMembersSql(): SQL {
   const p = sql.placeholder;
   return sql`
@@ -636,49 +735,64 @@ export function addMembersSql(): SQL {
       SELECT g.id, g.tenant_id, g.display_name, g.external_id, g.created_at,
         (g.version + COALESCE((SELECT sum(s.changes) FROM group_version_slots s WHERE s.group_id = g.id), 0))::int AS version
       FROM groups g WHERE g.tenant_id = ${p('tenantId')} AND g.id = ${p('groupId')}
+    ), adds AS (
+      SELECT a.n::int AS n, a.cause, a.actor, a.correlation_id
+      FROM unnest(${p('causes')}::text[], ${p('actors')}::text[], ${p('correlationIds')}::text[])
+        WITH ORDINALITY AS a(cause, actor, correlation_id, n)
     ), wanted AS (
-      SELECT w.id, w.display FROM unnest(${p('ids')}::uuid[], ${p('displays')}::text[]) AS w(id, display)
+      SELECT w.n, w.id, w.display, w.k FROM unnest(${p('addOf')}::int[], ${p('ids')}::uuid[], ${p('displays')}::text[])
+        WITH ORDINALITY AS w(n, id, display, k)
     ), known AS (${liveUsersWanted(sql`${p('tenantId')}`)}
     ), unknown AS (
-      SELECT wanted.id FROM wanted WHERE NOT EXISTS (SELECT 1 FROM known WHERE known.id = wanted.id)
+      SELECT wanted.n, wanted.id FROM wanted WHERE NOT EXISTS (SELECT 1 FROM known WHERE known.n = wanted.n AND known.id = wanted.id)
     ), go AS (
-      SELECT g.* FROM g WHERE NOT EXISTS (SELECT 1 FROM unknown)
+      SELECT adds.*, count(*) OVER (ORDER BY adds.n) AS rank FROM adds, g
+      WHERE NOT EXISTS (SELECT 1 FROM unknown WHERE unknown.n = adds.n)
+    ), candidates AS (
+      SELECT DISTINCT ON (known.id) known.n, known.k, known.id, known.display FROM known JOIN go ON go.n = known.n
+      ORDER BY known.id, known.n
     ), inserted AS (
       INSERT INTO group_members (tenant_id, group_id, user_id, display, source)
-      SELECT go.tenant_id, go.id, known.id, known.display, 'scim' FROM go, known
+      SELECT g.tenant_id, g.id, candidates.id, candidates.display, 'scim' FROM g, candidates ORDER BY candidates.id
       -- A membership a SAML login added becomes SCIM's: from now on only SCIM removes it.
       ON CONFLICT (group_id, user_id) DO UPDATE SET source = 'scim' WHERE group_members.source = 'saml'
       RETURNING user_id, (xmax = 0) AS fresh
     ), added AS (
-      SELECT user_id FROM inserted WHERE fresh
+      SELECT candidates.n, candidates.k, inserted.user_id FROM inserted JOIN candidates ON candidates.id = inserted.user_id
+      WHERE inserted.fresh
     ), bumped AS (
-      UPDATE group_version_slots SET changes = changes + 1, changed_at = now()
-      WHERE group_id = (SELECT id FROM go) AND slot = ${freeVersionSlot(sql`(SELECT id FROM go)`)}
+      UPDATE group_version_slots SET changes = changes + (SELECT count(*) FROM go), changed_at = now()
+      WHERE group_id = (SELECT id FROM g) AND EXISTS (SELECT 1 FROM go)
+        AND slot = ${freeVersionSlot(sql`(SELECT id FROM g)`)}
     ), queued AS (
       INSERT INTO outbox (tenant_id, lane, subject_type, subject_id, cause)
-      SELECT go.tenant_id, 'reconcile', 'user', added.user_id::text, ${p('cause')}::jsonb FROM go, added
+      SELECT g.tenant_id, 'reconcile', 'user', added.user_id::text, go.cause::jsonb
+      FROM g, added JOIN go ON go.n = added.n ORDER BY added.k
     ), audited AS (
       INSERT INTO audit_log (tenant_id, actor, action, subject_type, subject_id, before, after, correlation_id)
-      SELECT go.tenant_id, ${p('actor')}, 'scim.group.patched', 'group', go.id::text, NULL,
-        jsonb_build_object('displayName', go.display_name)
-          || COALESCE((SELECT jsonb_build_object('membersAdded', jsonb_agg(added.user_id::text)) FROM added
-                       HAVING count(*) > 0), '{}'::jsonb),
-        ${p('correlationId')}
-      FROM go
+      SELECT g.tenant_id, go.actor, 'scim.group.patched', 'group', g.id::text, NULL,
+        jsonb_build_object('displayName', g.display_name)
+          || COALESCE((SELECT jsonb_build_object('membersAdded', jsonb_agg(added.user_id::text ORDER BY added.k)) FROM added
+                       WHERE added.n = go.n HAVING count(*) > 0), '{}'::jsonb),
+        go.correlation_id
+      FROM g, go ORDER BY go.n
     )
-    SELECT g.id::text, g.tenant_id::text, g.display_name, g.external_id, g.version, g.created_at,
-      (SELECT array_agg(unknown.id::text) FROM unknown) AS unknown
-    FROM (SELECT 1) one LEFT JOIN g ON true`;
+    SELECT adds.n, g.id::text, g.tenant_id::text, g.display_name, g.external_id, g.created_at,
+      (g.version + COALESCE((SELECT go.rank FROM go WHERE go.n = adds.n), 0))::int AS version,
+      (SELECT array_agg(unknown.id::text) FROM unknown WHERE unknown.n = adds.n) AS unknown
+    FROM adds LEFT JOIN g ON true ORDER BY adds.n`;
 }
 
 type AddMembersValues = {
   tenantId: string;
   groupId: string;
+  /** For each id: the number of the add (1-based) that names it. */
+  addOf: number[];
   ids: string[];
   displays: (string | null)[];
-  cause: string;
-  actor: string;
-  correlationId: string | null;
+  causes: string[];
+  actors: string[];
+  correlationIds: (string | null)[];
 };
 const addMembersStatement = preparedStatement<AddMembersValues>(addMembersSql);
 

@@ -3,7 +3,7 @@ import { type SQL, sql } from 'drizzle-orm';
 import type { Database } from '../db/client.js';
 import { accountKeyOf } from '../db/schema.js';
 import { preparedStatement } from '../db/statement.js';
-import { StatementBatcher } from '../db/statement-batcher.js';
+import { KeyedStatementBatchers, StatementBatcher } from '../db/statement-batcher.js';
 import { isStatementRolledBack } from '../errors.js';
 import { ENTERPRISE_USER_SCHEMA, USER_SCHEMA } from './schemas.js';
 
@@ -404,29 +404,24 @@ export function userCreator(db: Database, baseUrl: string) {
       return row ? { outcome: 'created', ...row } : { outcome: 'userNameTaken' };
     });
   };
-  // One per tenant that created users in this process: tenants are few, an idle batcher holds nothing.
-  const batchers = new Map<string, StatementBatcher<UserRow, UserCreation>>();
-  const batcherOf = (tenantId: string) => {
-    let batcher = batchers.get(tenantId);
-    if (!batcher) {
-      batcher = new StatementBatcher<UserRow, UserCreation>((rows) => write(tenantId, rows), {
+  const batchers = new KeyedStatementBatchers<UserRow, UserCreation>(
+    (tenantId, onIdle) =>
+      new StatementBatcher<UserRow, UserCreation>((rows) => write(tenantId, rows), {
         flights: CREATE_FLIGHTS,
         maxBatch: USERS_PER_CREATE_STATEMENT,
         maxWeight: CREATE_STATEMENT_CHARS,
         weigh: (row) => row.attributes.length + row.userName.length + (row.externalId?.length ?? 0),
         slowAfterMs: SLOW_CREATE_STATEMENT_MS,
         isRolledBack: isStatementRolledBack,
-      });
-      batchers.set(tenantId, batcher);
-    }
-    return batcher;
-  };
+        onIdle,
+      }),
+  );
   return (
     tenantId: string,
     user: NewUser,
     audit: { actor: string; correlationId: string | undefined },
   ): Promise<UserCreation> =>
-    batcherOf(tenantId).submit({
+    batchers.submit(tenantId, {
       id: randomUUID(),
       userName: user.userName,
       externalId: user.externalId,
