@@ -3,6 +3,7 @@ import { chmodSync, existsSync, mkdtempSync, readFileSync, rmSync } from 'node:f
 import os from 'node:os';
 import path from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
+import { embeddedMaxConnections } from '../src/runtime/pool-size.js';
 import { isProcessAlive, readPid } from '../src/runtime/processes.js';
 import { runCli, spawnCli } from './support/cli.js';
 import { freePort } from './support/ports.js';
@@ -40,7 +41,13 @@ describe('idsync start on embedded defaults (the Quick start)', async () => {
     rmSync(dataDir, { recursive: true, force: true });
   });
   // The embedded servers choose free ports themselves (no IDSYNC_EMBEDDED_*_PORT); one process is enough.
-  const env = { IDSYNC_DATA_DIR: dataDir, PORT: String(await freePort()), WORKER_PROCESSES: '1' };
+  // Workers that may hold more connections than PostgreSQL allows by default (100).
+  const env = {
+    IDSYNC_DATA_DIR: dataDir,
+    PORT: String(await freePort()),
+    WORKER_PROCESSES: '1',
+    WORKER_CONCURRENCY: '60',
+  };
   const postgresPidFile = path.join(dataDir, 'postgres', 'postmaster.pid');
   const redisPidFile = path.join(dataDir, 'redis', 'redis.pid');
 
@@ -60,6 +67,16 @@ describe('idsync start on embedded defaults (the Quick start)', async () => {
     const redisPid = readPid(redisPidFile)!;
     expect(isProcessAlive(postgresPid)).toBe(true);
     expect(isProcessAlive(redisPid)).toBe(true);
+    // Sized for what the processes can open at once: 2 × 60 + 9 for the workers, 18 + 4 for the API.
+    const maxConnections = embeddedMaxConnections(
+      'start',
+      { databasePoolSize: undefined, workerConcurrency: 60 },
+      1,
+    );
+    expect(maxConnections).toBeGreaterThan(129 + 18 + 4);
+    expect(readFileSync(`/proc/${postgresPid}/cmdline`, 'utf8').split('\0')).toContain(
+      `max_connections=${maxConnections}`,
+    );
 
     child.kill('SIGINT');
     expect(await exited).toBe(0);

@@ -1,3 +1,5 @@
+import { readFileSync } from 'node:fs';
+import path from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { appliedMigrationCount, expectedMigrationCount, runMigrations } from '../src/db/migrate.js';
 import { createTestDatabase } from './support/database.js';
@@ -54,6 +56,40 @@ describe('migrations', () => {
     const database = await createTestDatabase({ migrated: false });
     await Promise.all([runMigrations(database.url), runMigrations(database.url)]);
     expect(await appliedMigrationCount(database.sql)).toBe(expectedMigrationCount());
+  });
+});
+
+describe('migration 0026 (users_attributes_beside_columns)', () => {
+  it('takes column members out of rows that held them, moves their version, and then refuses them', async () => {
+    const database = await createTestDatabase();
+    const sql = database.sql;
+    const [tenant] = await sql<{ id: string }[]>`
+      INSERT INTO tenants (name, scim_token_id, scim_token_hash) VALUES ('acme', 'tacme', 'x') RETURNING id::text`;
+    // As a row written past the SCIM edge before 0026 could be.
+    await sql`ALTER TABLE users DROP CONSTRAINT users_attributes_beside_columns`;
+    await sql`INSERT INTO users (tenant_id, user_name, origin, attributes) VALUES
+      (${tenant!.id}, 'keys@example.com', 'scim', '{"userName": "evil", "active": false, "title": "kept"}'),
+      (${tenant!.id}, 'array@example.com', 'scim', '[1]'),
+      (${tenant!.id}, 'fine@example.com', 'scim', '{"title": "untouched"}')`;
+    const file = readFileSync(
+      path.join(import.meta.dirname, '..', 'drizzle', '0026_users_attributes_beside_columns.sql'),
+      'utf8',
+    );
+    await sql.begin(async (tx) => {
+      for (const statement of file.split('--> statement-breakpoint')) await tx.unsafe(statement);
+    });
+
+    const rows = await sql<{ user_name: string; attributes: unknown; version: number }[]>`
+      SELECT user_name, attributes, version FROM users ORDER BY user_name`;
+    expect(rows).toEqual([
+      { user_name: 'array@example.com', attributes: {}, version: 2 },
+      { user_name: 'fine@example.com', attributes: { title: 'untouched' }, version: 1 },
+      { user_name: 'keys@example.com', attributes: { title: 'kept' }, version: 2 },
+    ]);
+    await expect(
+      sql`INSERT INTO users (tenant_id, user_name, origin, attributes)
+        VALUES (${tenant!.id}, 'again@example.com', 'scim', '{"meta": {}}')`,
+    ).rejects.toMatchObject({ code: '23514', constraint_name: 'users_attributes_beside_columns' });
   });
 });
 

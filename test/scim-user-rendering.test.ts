@@ -1,3 +1,4 @@
+import postgres from 'postgres';
 import { describe, expect, it } from 'vitest';
 import { createGroup, createUser, ENTERPRISE, USER } from './support/scim-fixtures.js';
 import { startScimServer } from './support/scim-server.js';
@@ -131,7 +132,12 @@ describe('a rendered User', async () => {
 
     const response = await server.request('GET', `/Users/${user!.id}`);
     expect(response.status).toBe(200);
-    const rendered = JSON.parse(await response.text()) as Record<string, unknown>;
+    const text = await response.text();
+    // json (unlike jsonb) keeps every member as written: no name may come twice.
+    const [names] = await server.database.sql<{ all: number; distinct: number }[]>`
+      SELECT count(*)::int AS all, count(DISTINCT k)::int AS distinct FROM json_object_keys(${text}::json) k`;
+    expect(names!.all).toBe(names!.distinct);
+    const rendered = JSON.parse(text) as Record<string, unknown>;
     expect(rendered).toMatchObject({
       id: user!.id,
       userName: `${odd}@example.com`,
@@ -155,5 +161,25 @@ describe('a rendered User', async () => {
         INSERT INTO users (tenant_id, user_name, origin, attributes)
         VALUES (${server.tenantId}, 'array@example.com', 'scim', '[]'::jsonb)`,
     ).rejects.toMatchObject({ code: '23514' });
+  });
+
+  // Last: it changes the database's settings for the server's connections from here on.
+  it('is valid JSON where standard_conforming_strings is off (a backslash in a plain literal then escapes)', async () => {
+    const sql = server.database.sql;
+    await sql.unsafe(`DO $$ BEGIN
+      EXECUTE format('ALTER DATABASE %I SET standard_conforming_strings = off', current_database()); END $$`);
+    await sql`SELECT pg_terminate_backend(pid) FROM pg_stat_activity
+      WHERE datname = current_database() AND pid <> pg_backend_pid()`;
+    const fresh = postgres(server.database.url, { max: 1, onnotice: () => {} });
+    expect((await fresh`SHOW standard_conforming_strings`)[0]!.standard_conforming_strings).toBe('off');
+    await fresh.end();
+    const created = await server.request('POST', '/Users', { schemas: [USER], userName: 'scs@example.com' });
+    expect(created.status).toBe(201);
+    const user = JSON.parse(await created.text()) as { id: string; meta: { version: string } };
+    expect(user.meta.version).toBe('W/"1"');
+    const read = await server.request('GET', `/Users/${user.id}`);
+    expect(JSON.parse(await read.text())).toMatchObject({ id: user.id, meta: { version: 'W/"1"' } });
+    const page = await server.request('GET', '/Users?count=100');
+    expect((JSON.parse(await page.text()) as { Resources: unknown[] }).Resources.length).toBeGreaterThan(0);
   });
 });

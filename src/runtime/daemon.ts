@@ -39,7 +39,12 @@ import {
   releaseClaim,
 } from './infrastructure.js';
 import { createJobHandler, DRIFT_TICK } from './job-handler.js';
-import { databasePoolSize, PAGE_SCAN_CONNECTIONS, PIPELINED_READ_CONNECTIONS } from './pool-size.js';
+import {
+  databasePoolSize,
+  embeddedMaxConnections,
+  PAGE_SCAN_CONNECTIONS,
+  PIPELINED_READ_CONNECTIONS,
+} from './pool-size.js';
 import { startWorkerHealth } from './worker-health.js';
 
 /** start: HTTP and workers in one process (the laptop default); serve: HTTP only; worker: jobs only. */
@@ -123,7 +128,12 @@ export async function startDaemon(options: DaemonOptions): Promise<Daemon> {
     // One idsync per data directory: a second start refuses here, before it touches the servers.
     const claim = await claimForDaemon(config, mode);
     pushMustFinish(async () => releaseClaim(claim));
-    const databaseEndpoint: Endpoint = await provideDatabase(config, log, claim);
+    const databaseEndpoint: Endpoint = await provideDatabase(
+      config,
+      log,
+      claim,
+      embeddedMaxConnections(mode, config, 1),
+    );
     pushMustFinish(() => databaseEndpoint.release());
     const redisEndpoint: Endpoint = await provideRedis(config, log, claim);
     pushMustFinish(() => redisEndpoint.release());

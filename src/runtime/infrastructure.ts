@@ -94,7 +94,13 @@ const embedded = (server: LocalServer): Endpoint => ({
   release: () => server.stop(),
 });
 
-export async function provideDatabase(config: Config, log: Logger, claim: DataDirClaim): Promise<Endpoint> {
+export async function provideDatabase(
+  config: Config,
+  log: Logger,
+  claim: DataDirClaim,
+  /** What the processes of a daemon can open at once (an embedded server is sized for it); unset: 100. */
+  maxConnections?: number,
+): Promise<Endpoint> {
   if (config.databaseUrl) return external(config.databaseUrl);
   if (claim.kind === 'external')
     throw new Error('an embedded PostgreSQL needs a claim on the data directory');
@@ -105,6 +111,7 @@ export async function provideDatabase(config: Config, log: Logger, claim: DataDi
     database: 'idsync',
     role: claim.kind === 'owner' ? 'owner' : 'guest',
     startTimeoutMs: config.embeddedStartTimeoutMs,
+    ...(maxConnections === undefined ? {} : { settings: { max_connections: String(maxConnections) } }),
     onLog: (line) => log.debug({ component: 'embedded-postgres' }, line),
   });
   if (claim.kind === 'owner') claim.lock.update({ postgresPort: server.port });

@@ -74,3 +74,29 @@ export function databasePoolSize(
   }
   return config.databasePoolSize;
 }
+
+/**
+ * Connections a process of `mode` opens at most: its pool, the serving edge's two small pools, and the
+ * long-lived sessions beside them (LISTEN for tenant changes and webhook wake-ups, a statistics round).
+ */
+export function connectionsPerProcess(
+  mode: 'start' | 'serve' | 'worker',
+  config: Pick<Config, 'databasePoolSize' | 'workerConcurrency'>,
+): number {
+  const edge = mode === 'worker' ? 0 : PIPELINED_READ_CONNECTIONS + PAGE_SCAN_CONNECTIONS;
+  return databasePoolSize(mode, config) + edge + SESSIONS_BESIDE_POOLS;
+}
+const SESSIONS_BESIDE_POOLS = 3;
+
+/**
+ * `max_connections` for the PostgreSQL idsync starts itself: what its processes can open at once, plus
+ * room for the CLI, a `psql` and PostgreSQL's reserved superuser slots; never below PostgreSQL's default
+ * of 100. With the default (100) `idsync start` on 4 cores could open more connections than allowed.
+ */
+export function embeddedMaxConnections(
+  mode: 'start' | 'serve' | 'worker',
+  config: Pick<Config, 'databasePoolSize' | 'workerConcurrency'>,
+  processes: number,
+): number {
+  return Math.max(100, processes * connectionsPerProcess(mode, config) + 20);
+}

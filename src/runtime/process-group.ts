@@ -15,6 +15,7 @@ import {
   reaching,
   releaseClaim,
 } from './infrastructure.js';
+import { embeddedMaxConnections } from './pool-size.js';
 
 /*
  * `--processes N`: one Node process uses one core, so on a bigger machine idsync runs N copies of the
@@ -61,7 +62,12 @@ export async function startProcessGroup(options: {
   };
   let firstTenant: TenantWithToken | undefined;
   try {
-    const database = await provideDatabase(config, log, claim);
+    const database = await provideDatabase(
+      config,
+      log,
+      claim,
+      embeddedMaxConnections(mode, config, processes),
+    );
     endpoints.push(database);
     endpoints.push(await provideRedis(config, log, claim));
     await reaching('PostgreSQL', database, () =>
