@@ -101,6 +101,12 @@ export function isUniqueViolation(error: unknown): boolean {
   return typeof cause === 'object' && cause !== null && (cause as { code?: string }).code === '23505';
 }
 
+/** PostgreSQL aborted the transaction to break a deadlock with another (40P01): nothing of it was written. */
+export function isDeadlock(error: unknown): boolean {
+  const cause = rootCause(error);
+  return typeof cause === 'object' && cause !== null && (cause as { code?: string }).code === '40P01';
+}
+
 /** A foreign key the statement's rows referred to was gone by the time it was checked (23503). */
 export function isForeignKeyViolation(error: unknown): boolean {
   const cause = rootCause(error);

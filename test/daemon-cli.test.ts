@@ -192,4 +192,30 @@ describe('one idsync per data directory', async () => {
     expect(isProcessAlive(redisPid)).toBe(false);
     expect(existsSync(path.join(dataDir, 'idsync.lock'))).toBe(false);
   });
+
+  it('a start needing more connections than the PostgreSQL it adopts allows restarts that PostgreSQL', async () => {
+    const first = spawnCli(['start'], env);
+    running.push(first);
+    await waitForOutput(first, /Press Ctrl-C to stop/, 110_000);
+    const postgresPid = readPid(path.join(dataDir, 'postgres', 'postmaster.pid'))!;
+    first.kill('SIGKILL');
+    await exitOf(first);
+    expect(isProcessAlive(postgresPid)).toBe(true);
+
+    // More workers than the left-over server was sized for.
+    const next = spawnCli(['start'], { ...env, WORKER_CONCURRENCY: '90' });
+    running.push(next);
+    const exited = exitOf(next);
+    await waitForOutput(next, /Press Ctrl-C to stop/, 110_000);
+    const restartedPid = readPid(path.join(dataDir, 'postgres', 'postmaster.pid'))!;
+    expect(restartedPid).not.toBe(postgresPid);
+    expect(isProcessAlive(postgresPid)).toBe(false);
+    const wanted = embeddedMaxConnections('start', { databasePoolSize: undefined, workerConcurrency: 90 }, 1);
+    expect(readFileSync(`/proc/${restartedPid}/cmdline`, 'utf8').split('\0')).toContain(
+      `max_connections=${wanted}`,
+    );
+    next.kill('SIGINT');
+    expect(await exited).toBe(0);
+    expect(isProcessAlive(restartedPid)).toBe(false);
+  });
 });

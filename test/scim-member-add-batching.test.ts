@@ -1,4 +1,7 @@
+import { fillPlaceholders } from 'drizzle-orm';
+import { PgDialect } from 'drizzle-orm/pg-core';
 import { describe, expect, it } from 'vitest';
+import { addMembersSql } from '../src/scim/groups.js';
 import { createGroup, json, memberIds, patch } from './support/scim-fixtures.js';
 import { startScimServer } from './support/scim-server.js';
 
@@ -60,11 +63,15 @@ describe('concurrent member adds to one group', async () => {
     const group = await createGroup(server, 'Batched with a stranger');
     const members = userIds.slice(32, 56);
     const stranger = '00000000-0000-4000-8000-000000000001';
-    const [refused, ...written] = await Promise.all([
-      // Sent while the first statement of the others runs, so it shares the next one with some of them.
+    // Sent among the others, so it most likely shares a statement with some of them (the statement's own
+    // handling of such an add is tested below without depending on timing).
+    const responses = await Promise.all([
+      ...members.slice(1, 12).map((id) => add(group.id, [id])),
       add(group.id, [members[0]!, stranger]),
-      ...members.slice(1).map((id) => add(group.id, [id])),
+      ...members.slice(12).map((id) => add(group.id, [id])),
     ]);
+    const refused = responses[11];
+    const written = [...responses.slice(0, 11), ...responses.slice(12)];
 
     expect(refused!.status).toBe(400);
     expect(await json(refused!)).toMatchObject({ scimType: 'invalidValue' });
@@ -99,5 +106,119 @@ describe('concurrent member adds to one group', async () => {
     const missing = '00000000-0000-4000-8000-0000000000aa';
     const responses = await Promise.all(userIds.slice(0, 8).map((id) => add(missing, [id])));
     expect(responses.map((r) => r.status)).toEqual(responses.map(() => 404));
+  });
+
+  it('survive a deadlock with a general-path PATCH taking the same members in another order', async () => {
+    // Users A < B by id: a statement of plain adds takes them in that order; the general PATCH below
+    // takes B, then waits on C (held here), then wants A.
+    const [x, y, c, p] = userIds.slice(73, 77) as [string, string, string, string];
+    const [a, b] = [x, y].sort() as [string, string];
+    const group = await createGroup(server, 'Deadlocked', [c]);
+    const waiting = async () =>
+      (
+        await sql<{ n: number }[]>`SELECT count(*)::int AS n FROM pg_stat_activity
+          WHERE datname = current_database() AND wait_event_type = 'Lock'`
+      )[0]!.n;
+    const holder = await sql.reserve();
+    try {
+      await holder`BEGIN`;
+      await holder`SELECT 1 FROM group_members WHERE group_id = ${group.id} AND user_id = ${c} FOR UPDATE`;
+      await holder`INSERT INTO group_members (tenant_id, group_id, user_id) VALUES (${server.tenantId}, ${group.id}, ${p})`;
+      const general = server.request(
+        'PATCH',
+        `/Groups/${group.id}`,
+        patch([
+          { op: 'add', path: 'members', value: [{ value: b }] },
+          { op: 'remove', path: `members[value eq "${c}"]` },
+          { op: 'add', path: 'members', value: [{ value: a }] },
+        ]),
+      );
+      await expect.poll(waiting).toBeGreaterThanOrEqual(1);
+      // Waits on the held insert; the two behind it then share a statement (past the slow escape) that
+      // takes A and waits on B, which the general PATCH holds.
+      const primer = add(group.id, [p]);
+      await expect.poll(waiting).toBeGreaterThanOrEqual(2);
+      const addA = add(group.id, [a]);
+      const addB = add(group.id, [b]);
+      await expect.poll(waiting).toBeGreaterThanOrEqual(3);
+      // Past deadlock_timeout (1 s): the adds' statement has checked for a cycle and found none, so when
+      // the general PATCH goes on and waits for A, it is the one PostgreSQL aborts.
+      await new Promise((resolve) => setTimeout(resolve, 1_500));
+      await holder`COMMIT`;
+      const statuses = (await Promise.all([general, primer, addA, addB])).map((r) => r.status);
+      expect(statuses).toEqual([204, 204, 204, 204]);
+      expect((await memberIds(server, group.id)).sort()).toEqual([a, b, p].sort());
+    } finally {
+      holder.release();
+    }
+  });
+});
+
+describe('the statement of plain member adds', async () => {
+  const server = await startScimServer();
+  const sql = server.database.sql;
+  const users = (
+    await sql<{ id: string }[]>`
+      INSERT INTO users (tenant_id, user_name, origin)
+      SELECT ${server.tenantId}, 'statement' || n || '@example.com', 'scim' FROM generate_series(1, 6) AS n
+      RETURNING id::text`
+  ).map((r) => r.id);
+  const statement = new PgDialect().sqlToQuery(addMembersSql());
+  const run = (groupId: string, adds: string[][]) =>
+    sql.unsafe(
+      statement.sql,
+      fillPlaceholders(statement.params, {
+        tenantId: server.tenantId,
+        groupId,
+        addOf: adds.flatMap((ids, i) => ids.map(() => i + 1)),
+        ids: adds.flat(),
+        displays: adds.flat().map(() => null),
+        causes: adds.map((_, i) => JSON.stringify({ add: i + 1, groupId })),
+        actors: adds.map(() => 'test'),
+        correlationIds: adds.map(() => null),
+      }) as never[],
+    ) as unknown as Promise<{ n: number; id: string | null; version: number; unknown: string[] | null }[]>;
+  const versionOf = async (groupId: string) =>
+    Number(/\d+/.exec((await server.request('GET', `/Groups/${groupId}`)).headers.get('ETag')!)![0]);
+  const audited = async (groupId: string) =>
+    (
+      await sql<{ added: string[] | null }[]>`
+        SELECT after->'membersAdded' AS added FROM audit_log
+        WHERE subject_id = ${groupId} AND action = 'scim.group.patched' ORDER BY id`
+    ).map((r) => r.added);
+
+  it('refuses an add naming a stranger alone, and counts a version for each add it writes', async () => {
+    const group = await createGroup(server, 'One statement');
+    const before = await versionOf(group.id);
+    const stranger = '00000000-0000-4000-8000-000000000002';
+    const rows = await run(group.id, [[users[0]!], [users[1]!, stranger], [users[2]!]]);
+
+    expect(rows.map((r) => ({ n: Number(r.n), version: r.version, unknown: r.unknown }))).toEqual([
+      { n: 1, version: before + 1, unknown: null },
+      { n: 2, version: before, unknown: [stranger] },
+      { n: 3, version: before + 2, unknown: null },
+    ]);
+    expect((await memberIds(server, group.id)).sort()).toEqual([users[0]!, users[2]!].sort());
+    expect(await versionOf(group.id)).toBe(before + 2);
+    expect(await audited(group.id)).toEqual([[users[0]], [users[2]]]);
+    const queued = await sql<{ subject_id: string; add: number }[]>`
+      SELECT subject_id, (cause->>'add')::int AS add FROM outbox WHERE cause->>'groupId' = ${group.id} ORDER BY id`;
+    expect(queued).toEqual([
+      { subject_id: users[0], add: 1 },
+      { subject_id: users[2], add: 3 },
+    ]);
+  });
+
+  it('adds a user two of its adds name once, for the first, in each add’s own order', async () => {
+    const group = await createGroup(server, 'Named twice');
+    const rows = await run(group.id, [[users[4]!, users[3]!], [users[3]!]]);
+    expect(rows.map((r) => r.unknown)).toEqual([null, null]);
+    expect((await memberIds(server, group.id)).sort()).toEqual([users[3]!, users[4]!].sort());
+    expect(await audited(group.id)).toEqual([[users[4], users[3]], null]);
+  });
+
+  it('answers every add of a group that is not there with no group', async () => {
+    const rows = await run('00000000-0000-4000-8000-0000000000bb', [[users[5]!], [users[5]!]]);
+    expect(rows.map((r) => r.id)).toEqual([null, null]);
   });
 });

@@ -1,3 +1,4 @@
+import { availableParallelism } from 'node:os';
 import type { Redis } from 'ioredis';
 import { type Config, ConfigError, loadConfig } from '../config.js';
 import { connectDatabase, type DatabaseHandle } from '../db/client.js';
@@ -15,6 +16,7 @@ import {
   reaching,
   releaseClaim,
 } from '../runtime/infrastructure.js';
+import { embeddedMaxConnections } from '../runtime/pool-size.js';
 
 /**
  * Exit codes, after sysexits.h, so scripts can tell a typo from a broken database: 64 usage or invalid
@@ -86,7 +88,13 @@ export async function withDatabase<T>(
   work: (database: DatabaseHandle, config: Config) => Promise<T>,
 ): Promise<T> {
   return withClaim(configOrExit(), async (claim, config) => {
-    const endpoint = await provideDatabase(config, quietLogger(config), claim);
+    // Sized as a default `idsync start` needs: a start that finds it left running can use it as it is.
+    const endpoint = await provideDatabase(
+      config,
+      quietLogger(config),
+      claim,
+      embeddedMaxConnections('start', config, config.processes ?? availableParallelism()),
+    );
     try {
       await reaching('PostgreSQL', endpoint, () => runMigrations(endpoint.url));
       const database = connectDatabase(endpoint.url, { max: 2 });

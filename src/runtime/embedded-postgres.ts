@@ -105,16 +105,27 @@ export async function startEmbeddedPostgres(options: EmbeddedPostgresOptions): P
     // postmaster.pid: pid, data directory, start time, port, …
     const port = Number(readFileSync(pidFile, 'utf8').split('\n')[3]);
     const password = readFileSync(passwordFile, 'utf8').trim();
-    await ensureDatabase(connectionUrl(password, port, 'postgres'), options.database);
-    log(`using PostgreSQL already running from ${clusterDir} (pid ${runningPid}, port ${port})`);
-    return {
-      url: connectionUrl(password, port, options.database),
-      port,
-      adopted: true,
-      stop: async () => {
-        if (options.role === 'owner') await stopPid(runningPid, 'SIGINT');
-      },
-    };
+    const adminUrl = connectionUrl(password, port, 'postgres');
+    await ensureDatabase(adminUrl, options.database);
+    const wanted = Number(options.settings?.max_connections ?? 0);
+    if (options.role === 'owner' && wanted > (await maxConnectionsOf(adminUrl))) {
+      // Left by an idsync (or a CLI command) that died, started for fewer processes: nobody else uses
+      // it (the data directory is ours), and the setting needs a restart.
+      log(
+        `restarting PostgreSQL left running from ${clusterDir}: it allows fewer connections than ${wanted}`,
+      );
+      await stopPid(runningPid, 'SIGINT');
+    } else {
+      log(`using PostgreSQL already running from ${clusterDir} (pid ${runningPid}, port ${port})`);
+      return {
+        url: connectionUrl(password, port, options.database),
+        port,
+        adopted: true,
+        stop: async () => {
+          if (options.role === 'owner') await stopPid(runningPid, 'SIGINT');
+        },
+      };
+    }
   }
   if (options.role === 'guest') {
     throw new EmbeddedServerError(
@@ -223,6 +234,16 @@ async function initialiseCluster(
     throw new EmbeddedServerError(`initdb failed${hint}: ${lastMeaningfulLine(stderr)}`);
   } finally {
     rmSync(initPasswordDir, { recursive: true, force: true });
+  }
+}
+
+async function maxConnectionsOf(adminUrl: string): Promise<number> {
+  const sql = postgres(adminUrl, { max: 1, onnotice: () => {} });
+  try {
+    const [row] = await sql<{ max_connections: string }[]>`SHOW max_connections`;
+    return Number(row!.max_connections);
+  } finally {
+    await sql.end({ timeout: 5 });
   }
 }
 

@@ -5,6 +5,7 @@ import { GROUP_VERSION_SLOTS, groups, groupVersionSlots } from '../db/schema.js'
 import { preparedStatement } from '../db/statement.js';
 import { KeyedStatementBatchers, StatementBatcher } from '../db/statement-batcher.js';
 import {
+  isDeadlock,
   isForeignKeyViolation,
   isStatementRolledBack,
   isUniqueViolation,
@@ -323,6 +324,25 @@ export async function findGroup(db: Database | Transaction, tenantId: string, id
  * then every version slot (in that order, as member adds take them), so no change can land between the
  * If-Match check and the commit.
  */
+/**
+ * A write to a group in a transaction of several statements (PUT, DELETE, a PATCH other than a plain
+ * add) takes memberships and version slots in the request's order, while concurrent plain adds take them
+ * by user id in one statement (addMembersSql), and a conditional write locks the group row that their
+ * foreign-key checks share: orders that can meet in a deadlock. PostgreSQL then aborts one transaction
+ * (nothing of it written); this one runs again, up to DEADLOCK_ATTEMPTS times, with fresh reads (an
+ * If-Match that no longer matches then answers 412).
+ */
+async function againAfterDeadlock<T>(write: () => Promise<T>): Promise<T> {
+  for (let attempt = 1; ; attempt++) {
+    try {
+      return await write();
+    } catch (error) {
+      if (!isDeadlock(error) || attempt >= DEADLOCK_ATTEMPTS) throw error;
+    }
+  }
+}
+const DEADLOCK_ATTEMPTS = 3;
+
 async function lockGroup(tx: Transaction, tenantId: string, id: string): Promise<GroupRow> {
   if (!isUuid(id)) throw new ScimError(404, undefined, `Group ${id} not found`);
   const [locked] = await tx
@@ -393,30 +413,32 @@ export async function replaceGroup(
   context: RequestContext,
 ): Promise<GroupRow> {
   try {
-    return await db.transaction(async (tx) => {
-      const current = await lockGroup(tx, tenantId, id);
-      checkIfMatch(ifMatch, current.version);
-      // A PUT that leaves out members keeps them: dropping every member because a client omitted the
-      // attribute would offboard the whole group.
-      const delta = input.members
-        ? await replaceMembers(tx, tenantId, id, input.members)
-        : { added: [], removed: [] };
-      const updated = await touch(
-        tx,
-        current,
-        {
-          displayName: input.displayName,
-          externalId: input.externalId,
-        },
-        true,
-      );
-      const renamed =
-        current.displayName !== updated.displayName
-          ? { from: current.displayName, to: updated.displayName }
-          : undefined;
-      await announce(tx, tenantId, updated, delta, renamed, 'scim.group.replaced', context);
-      return updated;
-    });
+    return await againAfterDeadlock(() =>
+      db.transaction(async (tx) => {
+        const current = await lockGroup(tx, tenantId, id);
+        checkIfMatch(ifMatch, current.version);
+        // A PUT that leaves out members keeps them: dropping every member because a client omitted the
+        // attribute would offboard the whole group.
+        const delta = input.members
+          ? await replaceMembers(tx, tenantId, id, input.members)
+          : { added: [], removed: [] };
+        const updated = await touch(
+          tx,
+          current,
+          {
+            displayName: input.displayName,
+            externalId: input.externalId,
+          },
+          true,
+        );
+        const renamed =
+          current.displayName !== updated.displayName
+            ? { from: current.displayName, to: updated.displayName }
+            : undefined;
+        await announce(tx, tenantId, updated, delta, renamed, 'scim.group.replaced', context);
+        return updated;
+      }),
+    );
   } catch (error) {
     if (isUniqueViolation(error)) throw uniquenessError(error, input.displayName, input.externalId);
     throw error;
@@ -460,88 +482,90 @@ export async function patchGroup(
   const onlyAdd = plainMemberAdd(operations, ifMatch);
   if (onlyAdd) return addMembersAtOnce(db, tenantId, id, onlyAdd, context);
   try {
-    return await db.transaction(async (tx) => {
-      const conditional = isConditional(ifMatch);
-      const current = conditional ? await lockGroup(tx, tenantId, id) : await findGroup(tx, tenantId, id);
-      checkIfMatch(ifMatch, current.version);
-      const added = new Set<string>();
-      const removed = new Set<string>();
-      const changes: Partial<GroupRow> = {};
-      // Net effect per user: removed then re-added in one request is no change to announce.
-      const noteAdded = (ids: string[]) => {
-        for (const u of ids) if (!removed.delete(u)) added.add(u);
-      };
-      const noteRemoved = (ids: string[]) => {
-        for (const u of ids) if (!added.delete(u)) removed.add(u);
-      };
+    return await againAfterDeadlock(() =>
+      db.transaction(async (tx) => {
+        const conditional = isConditional(ifMatch);
+        const current = conditional ? await lockGroup(tx, tenantId, id) : await findGroup(tx, tenantId, id);
+        checkIfMatch(ifMatch, current.version);
+        const added = new Set<string>();
+        const removed = new Set<string>();
+        const changes: Partial<GroupRow> = {};
+        // Net effect per user: removed then re-added in one request is no change to announce.
+        const noteAdded = (ids: string[]) => {
+          for (const u of ids) if (!removed.delete(u)) added.add(u);
+        };
+        const noteRemoved = (ids: string[]) => {
+          for (const u of ids) if (!added.delete(u)) removed.add(u);
+        };
 
-      for (const operation of operations) {
-        const path = parsePatchPath(operation.path!, GROUP_SCHEMA);
-        const attribute = path.attribute?.toLowerCase();
-        if (attribute === 'members') {
-          if (path.sub)
-            throw new ScimError(
-              400,
-              'invalidPath',
-              `"${operation.path}": member sub-attributes are read-only`,
-            );
-          if (operation.op === 'remove') {
-            if (path.filter) noteRemoved(await removeMembers(tx, id, memberIdsOf(path.filter)));
-            else if (operation.value !== undefined) {
-              // Entra: {"op":"Remove","path":"members","value":[{"value":"id"}]} removes just those.
-              noteRemoved(
-                await removeMembers(
-                  tx,
-                  id,
-                  normaliseMemberValues(operation.value).map((m) => m.id),
-                ),
+        for (const operation of operations) {
+          const path = parsePatchPath(operation.path!, GROUP_SCHEMA);
+          const attribute = path.attribute?.toLowerCase();
+          if (attribute === 'members') {
+            if (path.sub)
+              throw new ScimError(
+                400,
+                'invalidPath',
+                `"${operation.path}": member sub-attributes are read-only`,
               );
-            } else noteRemoved(await removeAllMembers(tx, id));
-          } else if (operation.op === 'add') {
-            if (path.filter) throw new ScimError(400, 'invalidPath', 'add to members takes no filter');
-            noteAdded(await addMembers(tx, tenantId, id, normaliseMemberValues(operation.value)));
+            if (operation.op === 'remove') {
+              if (path.filter) noteRemoved(await removeMembers(tx, id, memberIdsOf(path.filter)));
+              else if (operation.value !== undefined) {
+                // Entra: {"op":"Remove","path":"members","value":[{"value":"id"}]} removes just those.
+                noteRemoved(
+                  await removeMembers(
+                    tx,
+                    id,
+                    normaliseMemberValues(operation.value).map((m) => m.id),
+                  ),
+                );
+              } else noteRemoved(await removeAllMembers(tx, id));
+            } else if (operation.op === 'add') {
+              if (path.filter) throw new ScimError(400, 'invalidPath', 'add to members takes no filter');
+              noteAdded(await addMembers(tx, tenantId, id, normaliseMemberValues(operation.value)));
+            } else {
+              // Okta's full push: replace the member list with exactly this one.
+              const delta = await replaceMembers(tx, tenantId, id, normaliseMemberValues(operation.value));
+              noteRemoved(delta.removed);
+              noteAdded(delta.added);
+            }
+          } else if (attribute === 'displayname') {
+            if (operation.op === 'remove')
+              throw new ScimError(400, 'mutability', 'displayName is required and cannot be removed');
+            if (typeof operation.value !== 'string' || operation.value.trim() === '') {
+              throw new ScimError(400, 'invalidValue', 'displayName must be a non-empty string');
+            }
+            checkLength('displayName', operation.value.trim());
+            changes.displayName = operation.value.trim();
+          } else if (attribute === 'externalid') {
+            if (operation.op === 'remove') changes.externalId = null;
+            else if (typeof operation.value === 'string') {
+              checkLength('externalId', operation.value);
+              changes.externalId = operation.value || null;
+            } else throw new ScimError(400, 'invalidValue', 'externalId must be a string');
+          } else if (attribute === 'id' || attribute === 'schemas' || attribute === 'meta') {
+            // Okta's rename carries the group's id in the value; read-only attributes are ignored.
           } else {
-            // Okta's full push: replace the member list with exactly this one.
-            const delta = await replaceMembers(tx, tenantId, id, normaliseMemberValues(operation.value));
-            noteRemoved(delta.removed);
-            noteAdded(delta.added);
+            throw new ScimError(400, 'invalidPath', `"${operation.path}" is not an attribute of a Group`);
           }
-        } else if (attribute === 'displayname') {
-          if (operation.op === 'remove')
-            throw new ScimError(400, 'mutability', 'displayName is required and cannot be removed');
-          if (typeof operation.value !== 'string' || operation.value.trim() === '') {
-            throw new ScimError(400, 'invalidValue', 'displayName must be a non-empty string');
-          }
-          checkLength('displayName', operation.value.trim());
-          changes.displayName = operation.value.trim();
-        } else if (attribute === 'externalid') {
-          if (operation.op === 'remove') changes.externalId = null;
-          else if (typeof operation.value === 'string') {
-            checkLength('externalId', operation.value);
-            changes.externalId = operation.value || null;
-          } else throw new ScimError(400, 'invalidValue', 'externalId must be a string');
-        } else if (attribute === 'id' || attribute === 'schemas' || attribute === 'meta') {
-          // Okta's rename carries the group's id in the value; read-only attributes are ignored.
-        } else {
-          throw new ScimError(400, 'invalidPath', `"${operation.path}" is not an attribute of a Group`);
         }
-      }
-      const updated = await touch(tx, current, changes, conditional);
-      const renamed =
-        current.displayName !== updated.displayName
-          ? { from: current.displayName, to: updated.displayName }
-          : undefined;
-      await announce(
-        tx,
-        tenantId,
-        updated,
-        { added: [...added], removed: [...removed] },
-        renamed,
-        'scim.group.patched',
-        context,
-      );
-      return updated;
-    });
+        const updated = await touch(tx, current, changes, conditional);
+        const renamed =
+          current.displayName !== updated.displayName
+            ? { from: current.displayName, to: updated.displayName }
+            : undefined;
+        await announce(
+          tx,
+          tenantId,
+          updated,
+          { added: [...added], removed: [...removed] },
+          renamed,
+          'scim.group.patched',
+          context,
+        );
+        return updated;
+      }),
+    );
   } catch (error) {
     if (isUniqueViolation(error)) {
       throw new ScimError(409, 'uniqueness', 'another group already has that displayName or externalId');
@@ -803,13 +827,15 @@ export async function deleteGroup(
   ifMatch: string | undefined,
   context: RequestContext,
 ): Promise<void> {
-  await db.transaction(async (tx) => {
-    const current = await lockGroup(tx, tenantId, id);
-    checkIfMatch(ifMatch, current.version);
-    const removed = await removeAllMembers(tx, id);
-    await tx.delete(groups).where(eq(groups.id, id));
-    await announce(tx, tenantId, current, { added: [], removed }, undefined, 'scim.group.deleted', context);
-  });
+  await againAfterDeadlock(() =>
+    db.transaction(async (tx) => {
+      const current = await lockGroup(tx, tenantId, id);
+      checkIfMatch(ifMatch, current.version);
+      const removed = await removeAllMembers(tx, id);
+      await tx.delete(groups).where(eq(groups.id, id));
+      await announce(tx, tenantId, current, { added: [], removed }, undefined, 'scim.group.deleted', context);
+    }),
+  );
 }
 
 export async function listGroups(
