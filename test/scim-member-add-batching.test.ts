@@ -3,22 +3,26 @@ import { PgDialect } from 'drizzle-orm/pg-core';
 import { describe, expect, it } from 'vitest';
 import { addMembersSql } from '../src/scim/groups.js';
 import { createGroup, json, memberIds, patch } from './support/scim-fixtures.js';
-import { startScimServer } from './support/scim-server.js';
+import { type ScimServer, startScimServer } from './support/scim-server.js';
 
 /*
  * Issue 17: concurrent plain member adds to one group share statements (src/scim/groups.ts,
  * addMembersAtOnce). Each must still be its own PATCH: its own answer, version, audit row and outbox rows,
  * and an add naming no user of the tenant refused alone.
  */
+/** Users written straight to the server's tenant: `<prefix><n>@example.com`, n from 1. */
+async function insertUsers(server: ScimServer, prefix: string, count: number): Promise<string[]> {
+  const rows = await server.database.sql<{ id: string }[]>`
+    INSERT INTO users (tenant_id, user_name, origin)
+    SELECT ${server.tenantId}, ${prefix} || n || '@example.com', 'scim' FROM generate_series(1, ${count}::int) AS n
+    RETURNING id::text`;
+  return rows.map((r) => r.id);
+}
+
 describe('concurrent member adds to one group', async () => {
   const server = await startScimServer();
   const sql = server.database.sql;
-  const userIds = (
-    await sql<{ id: string }[]>`
-      INSERT INTO users (tenant_id, user_name, origin)
-      SELECT ${server.tenantId}, 'batched' || n || '@example.com', 'scim' FROM generate_series(1, 80) AS n
-      RETURNING id::text`
-  ).map((r) => r.id);
+  const userIds = await insertUsers(server, 'batched', 80);
   const add = (groupId: string, ids: string[]) =>
     server.request(
       'PATCH',
@@ -157,12 +161,7 @@ describe('concurrent member adds to one group', async () => {
 describe('the statement of plain member adds', async () => {
   const server = await startScimServer();
   const sql = server.database.sql;
-  const users = (
-    await sql<{ id: string }[]>`
-      INSERT INTO users (tenant_id, user_name, origin)
-      SELECT ${server.tenantId}, 'statement' || n || '@example.com', 'scim' FROM generate_series(1, 6) AS n
-      RETURNING id::text`
-  ).map((r) => r.id);
+  const users = await insertUsers(server, 'statement', 6);
   const statement = new PgDialect().sqlToQuery(addMembersSql());
   const run = (groupId: string, adds: string[][]) =>
     sql.unsafe(
