@@ -20,8 +20,8 @@ export const PIPELINED_READ_CONNECTIONS = 2;
  * more backends than cores only compete for them. On two connections their plans stay warm (PostgreSQL
  * keeps a generic plan per connection after five custom ones; spread over the main pool's 18, a client's
  * 100 pages were mostly planned anew, 1.3 ms each), and they never queue a short read behind them.
- * Measured (`serve`, one process, 100 pages of 100 at 16 clients on a fresh server): 414 and 426 → 578
- * and 578 pages/s. Not part of DATABASE_POOL_SIZE.
+ * Measured (`serve`, one process, 100 pages of 100 at 16 clients on a fresh server): 410 and 430 → 530
+ * and 530 pages/s. Not part of DATABASE_POOL_SIZE.
  */
 export const PAGE_SCAN_CONNECTIONS = 2;
 
@@ -79,7 +79,7 @@ export function databasePoolSize(
  * Connections a process of `mode` opens at most: its pool, the serving edge's two small pools, and the
  * long-lived sessions beside them (LISTEN for tenant changes and webhook wake-ups, a statistics round).
  */
-export function connectionsPerProcess(
+function connectionsPerProcess(
   mode: 'start' | 'serve' | 'worker',
   config: Pick<Config, 'databasePoolSize' | 'workerConcurrency'>,
 ): number {

@@ -320,11 +320,6 @@ export async function findGroup(db: Database | Transaction, tenantId: string, id
 }
 
 /**
- * For writes that replace or delete the group, or are conditional on its version: locks the row and
- * then every version slot (in that order, as member adds take them), so no change can land between the
- * If-Match check and the commit.
- */
-/**
  * A write to a group in a transaction of several statements (PUT, DELETE, a PATCH other than a plain
  * add) takes memberships and version slots in the request's order, while concurrent plain adds take them
  * by user id in one statement (addMembersSql), and a conditional write locks the group row that their
@@ -343,6 +338,12 @@ async function againAfterDeadlock<T>(write: () => Promise<T>): Promise<T> {
 }
 const DEADLOCK_ATTEMPTS = 3;
 
+/**
+ * For writes that replace or delete the group, or are conditional on its version: locks the row and
+ * then every version slot, so no change can land between the If-Match check and the commit. A plain add
+ * takes a slot first and the group row (its foreign-key check) last, so the two can deadlock; the
+ * writes that lock run againAfterDeadlock.
+ */
 async function lockGroup(tx: Transaction, tenantId: string, id: string): Promise<GroupRow> {
   if (!isUuid(id)) throw new ScimError(404, undefined, `Group ${id} not found`);
   const [locked] = await tx
