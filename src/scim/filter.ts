@@ -1,3 +1,4 @@
+import { textProblem } from '../http/hostile-input.js';
 import { ScimError } from './errors.js';
 
 /*
@@ -59,11 +60,17 @@ function tokenize(input: string): Token[] {
         j += 1;
       }
       if (j >= input.length) throw invalid(`unterminated string starting at position ${i + 1}`);
+      let text: string;
       try {
-        tokens.push({ type: 'string', text: JSON.parse(input.slice(i, j + 1)) as string, at: i });
+        text = JSON.parse(input.slice(i, j + 1)) as string;
       } catch {
         throw invalid(`invalid escape in string starting at position ${i + 1}`);
       }
+      // An escape (`\u0000`) decodes to what the query string itself may not carry: refused the same way,
+      // before PostgreSQL refuses the text with an error.
+      const problem = textProblem(text);
+      if (problem) throw invalid(`the string starting at position ${i + 1} ${problem}`);
+      tokens.push({ type: 'string', text, at: i });
       i = j + 1;
     } else {
       // A bare word: an attribute path, an operator, a keyword or an unquoted value (Microsoft's
