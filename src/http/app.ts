@@ -1,4 +1,5 @@
-import express, { type Express, type RequestHandler, type Router } from 'express';
+import type { IncomingMessage, RequestListener, ServerResponse } from 'node:http';
+import express, { type Express, type RequestHandler, Router } from 'express';
 import { notFound } from '../errors.js';
 import { type Logger, withoutBoundValues } from '../log.js';
 import { jsonErrorHandler, sendJsonError } from './json-errors.js';
@@ -19,7 +20,17 @@ export interface AppOptions {
   log: Logger;
   readiness: ReadinessCheck[];
   /** Protocol edges (SCIM, SSO, admin API) mounted by the caller, each with its own error format. */
-  mounts?: { path: string; router: Router | RequestHandler }[];
+  mounts?: Mount[];
+}
+
+export interface Mount {
+  path: string;
+  router: Router | RequestHandler;
+  /**
+   * Served on Node's own request and response, before Express's app layer (see createHttpListener):
+   * the edge's handlers use nothing Express adds to them (req.get, res.send, res.locals...).
+   */
+  withoutExpress?: true;
 }
 
 const READINESS_TIMEOUT_MS = 2_000;
@@ -33,7 +44,7 @@ export function createApp(options: AppOptions): Express {
   // body (lists, errors, admin answers) cost a SHA-1 per response for conditional GETs no client sends.
   // A request's If-None-Match is still answered with 304 against the ETag a handler set.
   app.set('etag', false);
-  app.use(requestLogging(app, options.log));
+  app.use(requestLogging(options.log));
 
   app.get('/healthz', (_req, res) => {
     res.json({ status: 'ok' });
@@ -63,7 +74,9 @@ export function createApp(options: AppOptions): Express {
     });
   });
 
-  for (const mount of options.mounts ?? []) app.use(mount.path, mount.router);
+  for (const mount of options.mounts ?? []) {
+    if (!mount.withoutExpress) app.use(mount.path, mount.router);
+  }
 
   app.use((req, res) => {
     sendJsonError(res, notFound(`no route for ${req.method} ${req.path}`));
@@ -71,6 +84,36 @@ export function createApp(options: AppOptions): Express {
 
   app.use(jsonErrorHandler);
   return app;
+}
+
+/**
+ * The HTTP server's listener: edges marked `withoutExpress` first, each behind the request log, on the
+ * router Express itself uses (same path matching: case-insensitive, mount stripped from req.url); every
+ * other request goes on to the Express app.
+ *
+ * Why: Express's app layer swaps the prototypes of Node's request and response on every request, and
+ * V8 then runs every later property access on them slowly. A `userName eq` filter spent about 45 % of
+ * its Node CPU there (BENCHMARKS.md), which the SCIM edge, the one an IdP hammers, does not need.
+ */
+export function createHttpListener(options: AppOptions): RequestListener {
+  const app = createApp(options);
+  const front = Router();
+  const logging = requestLogging(options.log);
+  for (const mount of options.mounts ?? []) {
+    if (mount.withoutExpress) front.use(mount.path, logging as RequestHandler, mount.router);
+  }
+  return (req: IncomingMessage, res: ServerResponse) => {
+    front(req as express.Request, res as express.Response, (error?: unknown) => {
+      if (error === undefined || error === 'route' || error === 'router') {
+        app(req, res);
+        return;
+      }
+      // An edge's own error handler failed: nothing is left to format the error in its protocol.
+      options.log.error({ err: error }, 'request failed outside its edge');
+      if (!res.headersSent) res.writeHead(500).end();
+      else res.destroy();
+    });
+  };
 }
 
 function withTimeout<T>(promise: Promise<T>, ms: number, message: string): Promise<T> {

@@ -1,6 +1,7 @@
-import type { IncomingMessage } from 'node:http';
-import express, { type NextFunction, type Request, type RequestHandler, type Response } from 'express';
+import type { IncomingMessage, ServerResponse } from 'node:http';
+import express, { type RequestHandler } from 'express';
 import { invalid } from '../errors.js';
+import { pathnameOf } from './plain-response.js';
 
 /*
  * Guards every edge applies before its handlers see a request, so hostile input is a 400 in the edge's
@@ -79,16 +80,23 @@ export function refuseControlCharacters(value: unknown, where: string): void {
   }
 }
 
-function decodedPath(req: Request): string {
+function decodedPath(req: IncomingMessage): string {
   try {
-    return decodeURIComponent(req.path);
+    return decodeURIComponent(pathnameOf(req));
   } catch {
     throw invalid('the URL path is not valid percent-encoded UTF-8', 'invalidValue');
   }
 }
 
-/** Refuses control characters in the path, the query string and a parsed body. */
-export function refuseHostileText(req: Request, _res: Response, next: NextFunction): void {
+/**
+ * Refuses control characters in the path, the query string and a parsed body. Takes Node's request with
+ * the query parsed, so it serves the Express edges and the SCIM edge (served without Express) alike.
+ */
+export function refuseHostileText(
+  req: IncomingMessage & { query: unknown; body?: unknown },
+  _res: ServerResponse,
+  next: () => void,
+): void {
   refuseControlCharacters(decodedPath(req), 'the URL path');
   refuseControlCharacters(req.query, 'the query');
   if (req.body !== undefined) refuseControlCharacters(req.body, 'the body');

@@ -1,4 +1,4 @@
-import type { Express, RequestHandler } from 'express';
+import { IncomingMessage, type ServerResponse } from 'node:http';
 import type { Logger } from '../log.js';
 import { requestIdFor } from './request-id.js';
 
@@ -15,13 +15,15 @@ declare module 'http' {
 const UNLOGGED_PATHS = new Set(['/healthz', '/readyz', '/metrics']);
 
 const requestLogger = Symbol('requestLogger');
+const rootLogger = Symbol('rootLogger');
 
 interface LoggedRequest {
   id: string;
-  method: string;
+  method?: string;
   originalUrl?: string;
   url?: string;
   [requestLogger]?: Logger;
+  [rootLogger]?: Logger;
 }
 
 /** The request as every line about it shows it: no headers, no query string, no body. */
@@ -29,29 +31,36 @@ function requestLine(req: LoggedRequest) {
   return { id: req.id, method: req.method, path: (req.originalUrl ?? req.url ?? '').split('?')[0] };
 }
 
+// On Node's own request prototype, so requests the SCIM edge serves without Express (createHttpListener)
+// have it as much as those Express serves (its request prototype inherits from Node's).
+Object.defineProperty(IncomingMessage.prototype, 'log', {
+  configurable: true,
+  get(this: LoggedRequest): Logger {
+    const root = this[rootLogger];
+    if (!root) throw new Error('req.log was read before requestLogging saw the request');
+    this[requestLogger] ??= root.child({ req: requestLine(this) });
+    return this[requestLogger];
+  },
+});
+
 /**
  * Request ids and the request log line, doing per request only what the log level will use.
  *
  * pino-http (used before) built two child loggers per request, each serialising the request, plus a
  * completion line that `warn` then dropped: about 4 % of the Node CPU of a `userName eq` filter
- * (BENCHMARKS.md). Here `req.log` is a getter on the app's request prototype that builds the child the
- * first time a handler logs (an error, a SAML login), and the completion line is built only when its
- * level is enabled. The line keeps pino-http's shape: `req: {id, method, path}`, `res: {statusCode}`,
+ * (BENCHMARKS.md). Here `req.log` is a getter on the request prototype that builds the child the first
+ * time a handler logs (an error, a SAML login), and the completion line is built only when its level is
+ * enabled. The line keeps pino-http's shape: `req: {id, method, path}`, `res: {statusCode}`,
  * `responseTime` (ms) and "request completed", or `err` and "request errored" at `error` for a 5xx, or
  * "request aborted" at `error` when the client went away before the answer.
  */
-export function requestLogging(app: Express, log: Logger): RequestHandler {
-  Object.defineProperty(app.request, 'log', {
-    configurable: true,
-    get(this: LoggedRequest): Logger {
-      this[requestLogger] ??= log.child({ req: requestLine(this) });
-      return this[requestLogger];
-    },
-  });
-
+export function requestLogging(
+  log: Logger,
+): (req: IncomingMessage, res: ServerResponse, next: () => void) => void {
   return (req, res, next) => {
     const id = requestIdFor(req);
     req.id = id;
+    (req as LoggedRequest)[rootLogger] = log;
     res.setHeader('X-Request-Id', id);
     if (log.isLevelEnabled('error')) {
       const started = Date.now();
@@ -62,7 +71,7 @@ export function requestLogging(app: Express, log: Logger): RequestHandler {
         const aborted = !res.writableFinished;
         const failed = aborted || res.statusCode >= 500;
         if (!log.isLevelEnabled(failed ? 'error' : 'info')) return;
-        if (UNLOGGED_PATHS.has(req.originalUrl)) return;
+        if (UNLOGGED_PATHS.has((req as LoggedRequest).originalUrl ?? req.url ?? '')) return;
         // The root logger with the request as a field writes what the child would, without building it.
         const line = {
           req: requestLine(req),

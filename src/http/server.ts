@@ -1,7 +1,6 @@
 import { once } from 'node:events';
-import { createServer, type Server } from 'node:http';
+import { createServer, type RequestListener, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
-import type { Express } from 'express';
 
 export interface RunningHttpServer {
   port: number;
@@ -12,8 +11,12 @@ export interface RunningHttpServer {
   close(timeoutMs: number): Promise<void>;
 }
 
-export async function listen(app: Express, port: number, host: string): Promise<RunningHttpServer> {
-  const server: Server = createServer(app);
+export async function listen(
+  listener: RequestListener,
+  port: number,
+  host: string,
+): Promise<RunningHttpServer> {
+  const server: Server = createServer(listener);
   server.keepAliveTimeout = 65_000;
   server.listen(port, host);
   await Promise.race([

@@ -1,4 +1,5 @@
-import type { NextFunction, Request, Response } from 'express';
+import type { IncomingMessage, ServerResponse } from 'node:http';
+import { pathnameOf } from '../http/plain-response.js';
 import { SCIM_RESOURCES, type ScimResource, scimRequestDuration, scimRequests } from './registry.js';
 
 const METHODS = new Set(['GET', 'POST', 'PUT', 'PATCH', 'DELETE']);
@@ -14,11 +15,11 @@ export function scimResourceOf(path: string): ScimResource {
  * since an IdP whose token was rotated is exactly what the counter should show. Labels come from
  * closed sets only: the path's resource name (never the id after it), the method, the status code.
  */
-export function measureScimRequests(req: Request, res: Response, next: NextFunction): void {
+export function measureScimRequests(req: IncomingMessage, res: ServerResponse, next: () => void): void {
   const stop = performance.now();
   res.on('finish', () => {
-    const resource = scimResourceOf(req.path);
-    const method = METHODS.has(req.method) ? req.method : 'other';
+    const resource = scimResourceOf(pathnameOf(req));
+    const method = req.method !== undefined && METHODS.has(req.method) ? req.method : 'other';
     scimRequests.inc({ resource, method, status: String(res.statusCode) });
     scimRequestDuration.observe({ resource, method }, (performance.now() - stop) / 1000);
   });

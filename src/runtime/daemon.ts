@@ -8,7 +8,7 @@ import { consoleRouter } from '../console/router.js';
 import { connectDatabase, type DatabaseHandle } from '../db/client.js';
 import { appliedMigrationCount, expectedMigrationCount, runMigrations } from '../db/migrate.js';
 import { StatisticsKeeper } from '../db/statistics-keeper.js';
-import { type AppOptions, createApp } from '../http/app.js';
+import { type AppOptions, createHttpListener } from '../http/app.js';
 import { API_MOUNTS, OPENAPI_PATH, openApiRouter } from '../http/openapi.js';
 import { listen, type RunningHttpServer } from '../http/server.js';
 import { syncAuditPollSchedulers } from '../jobs/audit-poll-schedule.js';
@@ -287,7 +287,7 @@ export async function startDaemon(options: DaemonOptions): Promise<Daemon> {
       await tokens.start();
       cleanups.push(() => tokens.stop());
       const expectedMigrations = expectedMigrationCount();
-      const app = createApp({
+      const listener = createHttpListener({
         log,
         readiness: [
           {
@@ -314,7 +314,7 @@ export async function startDaemon(options: DaemonOptions): Promise<Daemon> {
           ...(options.mounts?.(resources) ?? []),
         ],
       });
-      http = await listen(app, config.port, config.host);
+      http = await listen(listener, config.port, config.host);
       const server = http;
       cleanups.push((remainingMs) => server.close(remainingMs));
       if (claim.kind === 'owner') claim.lock.update({ httpPort: server.port });
@@ -349,6 +349,7 @@ export function edgeMounts(options: {
     { path: '/', router: metricsRouter(config) },
     {
       path: API_MOUNTS.scim,
+      withoutExpress: true,
       router: scimRouter({
         db: database.db,
         pipelinedReads: options.resources.pipelinedReads.db,

@@ -1,11 +1,14 @@
+import type { IncomingMessage, ServerResponse } from 'node:http';
+import { parse as parseQueryString } from 'node:querystring';
 import type { SQL } from 'drizzle-orm';
-import { type NextFunction, type Request, type Response, Router } from 'express';
+import { type ErrorRequestHandler, type RequestHandler, Router } from 'express';
 import type { Database } from '../db/client.js';
 import { boundedInteger, jsonBody, refuseHostileText } from '../http/hostile-input.js';
+import { headerOf, pathnameOf, sendText } from '../http/plain-response.js';
 import { measureScimRequests } from '../metrics/scim-requests.js';
 import type { ScimTokenVerifier } from '../tenants/scim-token-cache.js';
 import type { Tenant } from '../tenants/tenants.js';
-import { ScimError, scimErrorHandler, sendScimError } from './errors.js';
+import { SCIM_CONTENT_TYPE, ScimError, scimErrorHandler, sendScimError } from './errors.js';
 import { type FilterNode, parseFilter } from './filter.js';
 import { filterToSql, userMapping, userNameEquality } from './filter-sql.js';
 import {
@@ -61,15 +64,35 @@ function connectionIdOf(socket: object): string {
 /*
  * The SCIM 2.0 edge: each handler reads as authenticate → parse and normalise → one store call → render.
  * Errors of any kind become SCIM error JSON in scimErrorHandler, the one place that formats them.
+ *
+ * It is served on Node's own request and response, without Express's app layer (the mount is
+ * `withoutExpress`, see createHttpListener): handlers take a ScimRequest and a ServerResponse, and answer
+ * through sendText. The route table is Express's router all the same.
  */
 
 export const MAX_PAGE_SIZE = 1000;
 const BODY_LIMIT = '1mb';
-const SCIM_CONTENT_TYPE = 'application/scim+json; charset=utf-8';
 
-interface ScimLocals {
-  tenant: Tenant;
+/** What the edge's own middleware adds to Node's request before a handler runs. */
+export interface ScimRequest extends IncomingMessage {
+  /** Route parameters, from the router. */
+  params: Record<string, string>;
+  /** The query string, parsed once (as Express's "simple" query parser does). */
+  query: Record<string, string | string[] | undefined>;
+  /** The parsed JSON body; undefined when the request has none. */
+  body?: unknown;
+  /** The tenant whose token authenticated the request. */
+  tenant?: Tenant;
 }
+
+type ScimHandler = (req: ScimRequest, res: ServerResponse) => void | Promise<void>;
+type ScimMiddleware = (req: ScimRequest, res: ServerResponse, next: (error?: unknown) => void) => void;
+
+/** Express's handler type lies about the request here (no req.get, res.send...): handlers say theirs. */
+const asHandler = (handler: ScimHandler | ScimMiddleware) => handler as unknown as RequestHandler;
+
+const sendJson = (req: IncomingMessage, res: ServerResponse, status: number, body: unknown) =>
+  sendText(req, res, status, JSON.stringify(body));
 
 const USER_PROJECTION = {
   core: USER_SCHEMA,
@@ -106,66 +129,74 @@ export function scimRouter(options: ScimRouterOptions): Router {
   const createUser = userCreator(db, baseUrl);
   // Resource names route case-insensitively (`/users` works), as Microsoft's own server does.
   const router = Router({ caseSensitive: false, strict: false });
+  const use = (...handlers: ScimMiddleware[]) => router.use(...handlers.map(asHandler));
+  const route = (method: 'get' | 'post' | 'put' | 'patch' | 'delete', path: string, handler: ScimHandler) =>
+    router[method](path, asHandler(handler));
 
-  router.use(measureScimRequests);
-  router.use((_req, res, next) => {
-    // A constant, not res.type(): that looks the type up in the MIME table on every request.
+  use(measureScimRequests, (req, res, next) => {
     res.setHeader('Content-Type', SCIM_CONTENT_TYPE);
+    req.query = parseQueryString(queryStringOf(req));
     next();
   });
   // The token before the body: a caller without one is refused without its body being read or parsed.
-  router.use(authenticate(tokens));
-  router.use(
+  use(authenticate(tokens));
+  // body-parser is Node middleware typed as Express's: it reads only Node's request.
+  use(
     jsonBody({
       limit: BODY_LIMIT,
       type: ['application/json', 'application/scim+json', 'application/*+json'],
-    }),
+    }) as unknown as ScimMiddleware,
   );
-  router.use(refuseHostileText);
-  router.use((req, _res, next) => {
+  use(refuseHostileText, (req, _res, next) => {
     refuseNullElements(req.body);
     next();
   });
 
-  router.get('/ServiceProviderConfig', (_req, res) => {
-    res.json(serviceProviderConfig(baseUrl));
+  route('get', '/ServiceProviderConfig', (req, res) => {
+    sendJson(req, res, 200, serviceProviderConfig(baseUrl));
   });
-  router.get('/ResourceTypes', (_req, res) => {
+  route('get', '/ResourceTypes', (req, res) => {
     const resources = resourceTypeDocuments(baseUrl);
-    res.json(listResponse(resources, resources.length, 1));
+    sendJson(req, res, 200, listResponse(resources, resources.length, 1));
   });
-  router.get('/ResourceTypes/:id', (req, res) => {
+  route('get', '/ResourceTypes/:id', (req, res) => {
     const found = resourceTypeDocuments(baseUrl).find(
       (r) => r.id.toLowerCase() === String(req.params.id).toLowerCase(),
     );
     if (!found) throw new ScimError(404, undefined, `ResourceType ${req.params.id} not found`);
-    res.json(found);
+    sendJson(req, res, 200, found);
   });
-  router.get('/Schemas', (_req, res) => {
+  route('get', '/Schemas', (req, res) => {
     const schemas = schemaDocuments(baseUrl);
-    res.json(listResponse(schemas, schemas.length, 1));
+    sendJson(req, res, 200, listResponse(schemas, schemas.length, 1));
   });
-  router.get('/Schemas/:id', (req, res) => {
+  route('get', '/Schemas/:id', (req, res) => {
     const found = schemaDocuments(baseUrl).find(
       (s) => s.id.toLowerCase() === String(req.params.id).toLowerCase(),
     );
     if (!found) throw new ScimError(404, undefined, `Schema ${req.params.id} not found`);
-    res.json(found);
+    sendJson(req, res, 200, found);
   });
 
   /** GET, PUT and PATCH all answer with the user as stored now, rendered by PostgreSQL. */
   const respondWithUser = async (
-    req: Request,
-    res: Response,
+    req: ScimRequest,
+    res: ServerResponse,
     tenantId: string,
     id: string,
     pool: Database = db,
   ) =>
-    sendUserJson(res, 200, await userJsonOrNotFound(pool, tenantId, id, baseUrl), readProjection(req.query));
+    sendUserJson(
+      req,
+      res,
+      200,
+      await userJsonOrNotFound(pool, tenantId, id, baseUrl),
+      readProjection(req.query),
+    );
 
   // Users
-  router.get('/Users', async (req, res) => {
-    const { tenant } = locals(res);
+  route('get', '/Users', async (req, res) => {
+    const tenant = tenantOf(req);
     const query = readListQuery(req);
     const where = query.filter ? userNameFilter(query.filter) : undefined;
     const page = await listUsersJson(
@@ -183,55 +214,56 @@ export function scimRouter(options: ScimRouterOptions): Router {
           JSON.stringify(project(JSON.parse(text), query.projection, USER_PROJECTION)),
         )
       : page.resources;
-    res.send(listResponseText(resources, page.total, query.startIndex));
+    sendText(req, res, 200, listResponseText(resources, page.total, query.startIndex));
   });
-  router.post('/Users', async (req, res) => {
-    const { tenant } = locals(res);
+  route('post', '/Users', async (req, res) => {
+    const tenant = tenantOf(req);
     const input = readUserInput(req.body);
     const created = await createUser(tenant.id, input, context(req, tenant));
     if (created.outcome === 'userNameTaken')
       throw new ScimError(409, 'uniqueness', `a user with userName "${input.userName}" already exists`);
     // The id comes with the rendered text, so the Location header needs no parse of the resource.
     res.setHeader('Location', `${baseUrl}/Users/${created.id}`);
-    sendUserJson(res, 201, created, readProjection(req.query));
+    sendUserJson(req, res, 201, created, readProjection(req.query));
   });
-  router.get('/Users/:id', async (req, res) => {
-    const { tenant } = locals(res);
+  route('get', '/Users/:id', async (req, res) => {
+    const tenant = tenantOf(req);
     await respondWithUser(req, res, tenant.id, String(req.params.id), pipelinedReads);
   });
-  router.put('/Users/:id', async (req, res) => {
-    const { tenant } = locals(res);
+  route('put', '/Users/:id', async (req, res) => {
+    const tenant = tenantOf(req);
     const row = await replaceUser(
       db,
       tenant.id,
       String(req.params.id),
       readUserInput(req.body),
-      req.get('If-Match'),
+      headerOf(req, 'If-Match'),
       context(req, tenant),
     );
     await respondWithUser(req, res, tenant.id, row.id);
   });
-  router.patch('/Users/:id', async (req, res) => {
-    const { tenant } = locals(res);
+  route('patch', '/Users/:id', async (req, res) => {
+    const tenant = tenantOf(req);
     const row = await patchUser(
       db,
       tenant.id,
       String(req.params.id),
       readPatchRequest(req.body),
-      req.get('If-Match'),
+      headerOf(req, 'If-Match'),
       context(req, tenant),
     );
     await respondWithUser(req, res, tenant.id, row.id);
   });
-  router.delete('/Users/:id', async (req, res) => {
-    const { tenant } = locals(res);
-    await deleteUser(db, tenant.id, String(req.params.id), req.get('If-Match'), context(req, tenant));
-    res.status(204).end();
+  route('delete', '/Users/:id', async (req, res) => {
+    const tenant = tenantOf(req);
+    await deleteUser(db, tenant.id, String(req.params.id), headerOf(req, 'If-Match'), context(req, tenant));
+    res.statusCode = 204;
+    res.end();
   });
 
   // Groups
-  router.get('/Groups', async (req, res) => {
-    const { tenant } = locals(res);
+  route('get', '/Groups', async (req, res) => {
+    const tenant = tenantOf(req);
     const query = readListQuery(req);
     const page = await listGroups(db, tenant.id, query);
     const members = projectionKeeps(query.projection, 'members')
@@ -243,14 +275,15 @@ export function scimRouter(options: ScimRouterOptions): Router {
     const resources = page.rows.map((row) =>
       project(renderGroup(row, members?.get(row.id), baseUrl), query.projection, GROUP_PROJECTION),
     );
-    res.json(listResponse(resources, page.total, query.startIndex));
+    sendJson(req, res, 200, listResponse(resources, page.total, query.startIndex));
   });
-  router.post('/Groups', async (req, res) => {
-    const { tenant } = locals(res);
+  route('post', '/Groups', async (req, res) => {
+    const tenant = tenantOf(req);
     const input = readGroupInput(req.body);
     const row = await createGroup(db, tenant.id, input, context(req, tenant));
     const members = (await membersOfGroups(db, [row.id])).get(row.id);
     sendResource(
+      req,
       res,
       201,
       renderGroup(row, members, baseUrl),
@@ -259,74 +292,101 @@ export function scimRouter(options: ScimRouterOptions): Router {
       GROUP_PROJECTION,
     );
   });
-  router.get('/Groups/:id', async (req, res) => {
-    const { tenant } = locals(res);
+  route('get', '/Groups/:id', async (req, res) => {
+    const tenant = tenantOf(req);
     const row = await findGroup(db, tenant.id, String(req.params.id));
     const projection = readProjection(req.query);
     const members = projectionKeeps(projection, 'members')
       ? (await membersOfGroups(db, [row.id])).get(row.id)
       : undefined;
-    sendResource(res, 200, renderGroup(row, members, baseUrl), row.version, projection, GROUP_PROJECTION);
+    sendResource(
+      req,
+      res,
+      200,
+      renderGroup(row, members, baseUrl),
+      row.version,
+      projection,
+      GROUP_PROJECTION,
+    );
   });
-  router.put('/Groups/:id', async (req, res) => {
-    const { tenant } = locals(res);
+  route('put', '/Groups/:id', async (req, res) => {
+    const tenant = tenantOf(req);
     const row = await replaceGroup(
       db,
       tenant.id,
       String(req.params.id),
       readGroupInput(req.body),
-      req.get('If-Match'),
+      headerOf(req, 'If-Match'),
       context(req, tenant),
     );
     const projection = readProjection(req.query);
     const members = projectionKeeps(projection, 'members')
       ? (await membersOfGroups(db, [row.id])).get(row.id)
       : undefined;
-    sendResource(res, 200, renderGroup(row, members, baseUrl), row.version, projection, GROUP_PROJECTION);
+    sendResource(
+      req,
+      res,
+      200,
+      renderGroup(row, members, baseUrl),
+      row.version,
+      projection,
+      GROUP_PROJECTION,
+    );
   });
-  router.patch('/Groups/:id', async (req, res) => {
-    const { tenant } = locals(res);
+  route('patch', '/Groups/:id', async (req, res) => {
+    const tenant = tenantOf(req);
     const row = await patchGroup(
       db,
       tenant.id,
       String(req.params.id),
       readPatchRequest(req.body),
-      req.get('If-Match'),
+      headerOf(req, 'If-Match'),
       context(req, tenant),
     );
     res.setHeader('ETag', etagOf(row.version));
     // RFC 7644 §3.5.2: 204 unless the client asked for attributes. Never echo a large member list.
     const projection = readProjection(req.query);
     if (!isProjected(projection)) {
-      res.status(204).end();
+      res.statusCode = 204;
+      res.end();
       return;
     }
     const members = projectionKeeps(projection, 'members')
       ? (await membersOfGroups(db, [row.id])).get(row.id)
       : undefined;
-    sendResource(res, 200, renderGroup(row, members, baseUrl), row.version, projection, GROUP_PROJECTION);
+    sendResource(
+      req,
+      res,
+      200,
+      renderGroup(row, members, baseUrl),
+      row.version,
+      projection,
+      GROUP_PROJECTION,
+    );
   });
-  router.delete('/Groups/:id', async (req, res) => {
-    const { tenant } = locals(res);
-    await deleteGroup(db, tenant.id, String(req.params.id), req.get('If-Match'), context(req, tenant));
-    res.status(204).end();
+  route('delete', '/Groups/:id', async (req, res) => {
+    const tenant = tenantOf(req);
+    await deleteGroup(db, tenant.id, String(req.params.id), headerOf(req, 'If-Match'), context(req, tenant));
+    res.statusCode = 204;
+    res.end();
   });
 
-  router.use((req, _res) => {
-    throw new ScimError(404, undefined, `no SCIM endpoint ${req.method} ${req.path}`);
+  use((req) => {
+    throw new ScimError(404, undefined, `no SCIM endpoint ${req.method} ${pathnameOf(req)}`);
   });
-  router.use(scimErrorHandler);
+  router.use(scimErrorHandler as unknown as ErrorRequestHandler);
   return router;
 }
 
-function authenticate(tokens: ScimTokenVerifier) {
-  return async (req: Request, res: Response, next: NextFunction) => {
-    const header = req.get('Authorization') ?? '';
+function authenticate(tokens: ScimTokenVerifier): ScimMiddleware {
+  return async (req, res, next) => {
+    const header = headerOf(req, 'Authorization') ?? '';
     const match = /^Bearer\s+(\S+)\s*$/i.exec(header);
     const tenant = match ? await tokens.verify(match[1]!) : undefined;
     if (!tenant) {
       res.setHeader('WWW-Authenticate', 'Bearer realm="idsync SCIM"');
       sendScimError(
+        req,
         res,
         new ScimError(
           401,
@@ -336,16 +396,23 @@ function authenticate(tokens: ScimTokenVerifier) {
       );
       return;
     }
-    (res.locals as ScimLocals).tenant = tenant;
+    req.tenant = tenant;
     next();
   };
 }
 
-function locals(res: Response): ScimLocals {
-  return res.locals as ScimLocals;
+function tenantOf(req: ScimRequest): Tenant {
+  if (!req.tenant) throw new Error('a SCIM handler ran before authenticate');
+  return req.tenant;
 }
 
-function context(req: Request, tenant: Tenant): RequestContext {
+function queryStringOf(req: IncomingMessage): string {
+  const url = req.url ?? '';
+  const start = url.indexOf('?');
+  return start === -1 ? '' : url.slice(start + 1);
+}
+
+function context(req: ScimRequest, tenant: Tenant): RequestContext {
   return {
     actor: `scim:${tenant.name}`,
     correlationId: typeof req.id === 'string' ? req.id : String(req.id ?? ''),
@@ -359,7 +426,7 @@ interface ListQuery {
   projection: Projection;
 }
 
-function queryValue(req: Request, name: string): string | undefined {
+function queryValue(req: ScimRequest, name: string): string | undefined {
   const key = Object.keys(req.query).find((k) => k.toLowerCase() === name.toLowerCase());
   const value = key === undefined ? undefined : req.query[key];
   if (value === undefined) return undefined;
@@ -367,7 +434,7 @@ function queryValue(req: Request, name: string): string | undefined {
   return String(value);
 }
 
-function readListQuery(req: Request): ListQuery {
+function readListQuery(req: ScimRequest): ListQuery {
   const filterText = queryValue(req, 'filter');
   const integer = (name: string, fallback: number) => {
     const raw = queryValue(req, name);
@@ -380,7 +447,7 @@ function readListQuery(req: Request): ListQuery {
     filter: filterText === undefined || filterText.trim() === '' ? undefined : parseFilter(filterText),
     startIndex,
     count,
-    projection: readProjection(req.query as Record<string, unknown>),
+    projection: readProjection(req.query),
   };
 }
 
@@ -391,13 +458,17 @@ async function userJsonOrNotFound(db: Database, tenantId: string, id: string, ba
 }
 
 function sendUserJson(
-  res: Response,
+  req: IncomingMessage,
+  res: ServerResponse,
   status: number,
   user: { resource: string; version: number },
   projection: Projection,
 ): void {
-  res.status(status).setHeader('ETag', etagOf(user.version));
-  res.send(
+  res.setHeader('ETag', etagOf(user.version));
+  sendText(
+    req,
+    res,
+    status,
     isProjected(projection)
       ? JSON.stringify(project(JSON.parse(user.resource), projection, USER_PROJECTION))
       : user.resource,
@@ -419,18 +490,18 @@ function listResponse(resources: unknown[], total: number, startIndex: number) {
 }
 
 function sendResource(
-  res: Response,
+  req: IncomingMessage,
+  res: ServerResponse,
   status: number,
   resource: Record<string, unknown>,
   version: number,
   projection: Projection,
   schemas: typeof USER_PROJECTION | typeof GROUP_PROJECTION,
 ): void {
-  res.status(status);
   res.setHeader('ETag', etagOf(version));
   const meta = resource.meta as { location?: string } | undefined;
   if (status === 201 && meta?.location) res.setHeader('Location', meta.location);
-  res.json(project(resource, projection, schemas));
+  sendJson(req, res, status, project(resource, projection, schemas));
 }
 
 function serviceProviderConfig(baseUrl: string) {

@@ -1,0 +1,42 @@
+import type { IncomingMessage, ServerResponse } from 'node:http';
+import fresh from 'fresh';
+
+/*
+ * Answers on Node's own request and response, for an edge served without Express's app layer
+ * (createHttpListener): what Express's res.send did for it, and nothing else.
+ */
+
+/** The path below the edge's mount (the router strips the mount from req.url), without the query. */
+export function pathnameOf(req: IncomingMessage): string {
+  const url = req.url ?? '/';
+  const query = url.indexOf('?');
+  return query === -1 ? url : url.slice(0, query);
+}
+
+/** A request header as one string (Node joins repeated ones with ", "); undefined when absent. */
+export function headerOf(req: IncomingMessage, name: string): string | undefined {
+  const value = req.headers[name.toLowerCase()];
+  return Array.isArray(value) ? value.join(', ') : value;
+}
+
+/**
+ * Sends `body` with its Content-Length; the Content-Type is the caller's. A GET whose If-None-Match
+ * names the ETag the handler set is answered 304 without a body (RFC 9110 §13.1.2), as Express did.
+ */
+export function sendText(req: IncomingMessage, res: ServerResponse, status: number, body: string): void {
+  res.statusCode = status;
+  const conditional = req.method === 'GET' || req.method === 'HEAD';
+  if (conditional && status >= 200 && status < 300 && isFresh(req, res)) {
+    res.statusCode = 304;
+    res.removeHeader('Content-Type');
+    res.end();
+    return;
+  }
+  res.setHeader('Content-Length', Buffer.byteLength(body));
+  res.end(body);
+}
+
+function isFresh(req: IncomingMessage, res: ServerResponse): boolean {
+  if (req.headers['if-none-match'] === undefined) return false;
+  return fresh(req.headers, { etag: res.getHeader('ETag') as string | undefined });
+}
