@@ -124,51 +124,61 @@ describe('a member add on statistics taken before the initial push', () => {
 describe('an unfiltered page of users', () => {
   it('is planned once per connection, not at every call, when its size is a common one', async () => {
     const database = await createTestDatabase();
-    const { tenant } = await createTenant(database.db, 'acme', 'test');
-    // Created a second apart, as an IdP's push creates them, and analyzed.
-    await database.sql`INSERT INTO users (tenant_id, user_name, origin, created_at)
-      SELECT ${tenant.id}, 'user' || n || '@example.com', 'scim', now() - (5000 - n) * interval '1 second'
-      FROM generate_series(1, 5000) n`;
-    await database.sql`ANALYZE users`;
     // One connection, so the statements it prepared can be read back from it.
     const one = connectDatabase(database.url, { max: 1 });
     try {
       const plans = async (count: number) => {
+        // A tenant of its own each time: no page end remembered from an earlier call.
+        const { tenant } = await createTenant(database.db, `acme-${count}`, 'test');
+        // Created a second apart, as an IdP's push creates them, and analyzed.
+        await database.sql`INSERT INTO users (tenant_id, user_name, origin, created_at)
+          SELECT ${tenant.id}, 'user' || n || '@example.com', 'scim', now() - (5000 - n) * interval '1 second'
+          FROM generate_series(1, 5000) n`;
+        await database.sql`ANALYZE users`;
         await one.sql`DEALLOCATE ALL`;
-        // A walker on one connection (its first page by offset, the next ones after the last user seen),
-        // then the same pages by index.
-        for (const connection of ['walker', undefined])
+        // Pages from the last to the first, none starting at or after where another ended (by offset);
+        // a walker on one connection (its first page by offset, the next ones after the last user
+        // seen); then the same pages by index (after the walker's ends, the tenant being unchanged).
+        const passes = [
+          [undefined, (page: number) => 1 + Math.floor(count / 2) + (7 - page) * count],
+          ['walker', (page: number) => 1 + page * count],
+          [undefined, (page: number) => 1 + page * count],
+        ] as const;
+        for (const [connection, startIndex] of passes)
           for (let page = 0; page < 8; page++)
             await listUsersJson(
               { main: one.db, pipelined: one.db, pageScans: one.db },
               tenant.id,
               undefined,
-              { startIndex: 1 + page * count, count },
+              { startIndex: startIndex(page), count },
               'http://x',
               true,
               connection,
             );
-        const rows = await one.sql<{ keyset: boolean; generic_plans: number; custom_plans: number }[]>`
-          SELECT statement LIKE '%(users.created_at, users.id) >%' AS keyset,
+        const rows = await one.sql<{ kind: string; generic_plans: number; custom_plans: number }[]>`
+          SELECT CASE WHEN statement LIKE '%IS DISTINCT FROM%' THEN 'after if unchanged'
+              WHEN statement LIKE '%(users.created_at, users.id) >%' THEN 'after' ELSE 'offset' END AS kind,
             generic_plans::int, custom_plans::int FROM pg_prepared_statements
           WHERE statement LIKE '%user_counts%' AND statement NOT LIKE '%pg_prepared_statements%' ORDER BY 1`;
-        return rows.map((r) => ({ keyset: r.keyset, generic: r.generic_plans, custom: r.custom_plans }));
+        return rows.map((r) => ({ kind: r.kind, generic: r.generic_plans, custom: r.custom_plans }));
       };
       expect(LITERAL_PAGE_SIZES.has(100)).toBe(true);
-      // 9 calls by offset (the walker's first page and 8 more), 7 after a remembered end: PostgreSQL plans
-      // each of the first five, then keeps the generic plan — by offset once the custom plans it averages
-      // cost more than the generic one's estimate: here a sixth is planned too, the first pages' small
-      // offsets making the average cheap.
-      const [byOffset, afterEnd] = await plans(100);
-      expect(byOffset).toMatchObject({ keyset: false });
-      expect(byOffset!.generic + byOffset!.custom).toBe(9);
+      // 10 calls by offset (the first two pages from offset 0 and 8 more), 7 after a remembered end of
+      // each kind: PostgreSQL plans each of the first five, then keeps the generic plan — by offset once
+      // the custom plans it averages cost more than the generic one's estimate: here a sixth is planned
+      // too, the first pages' small offsets making the average cheap.
+      const [afterEnd, afterIfUnchanged, byOffset] = await plans(100);
+      expect(afterEnd).toEqual({ kind: 'after', generic: 2, custom: 5 });
+      expect(afterIfUnchanged).toEqual({ kind: 'after if unchanged', generic: 2, custom: 5 });
+      expect(byOffset).toMatchObject({ kind: 'offset' });
+      expect(byOffset!.generic + byOffset!.custom).toBe(10);
       expect(byOffset!.custom).toBeLessThanOrEqual(6);
-      expect(afterEnd).toEqual({ keyset: true, generic: 2, custom: 5 });
       // A size outside the list keeps its size a placeholder, the shape every page had: a custom plan each time.
       expect(LITERAL_PAGE_SIZES.has(37)).toBe(false);
       expect(await plans(37)).toEqual([
-        { keyset: false, generic: 0, custom: 9 },
-        { keyset: true, generic: 0, custom: 7 },
+        { kind: 'after', generic: 0, custom: 7 },
+        { kind: 'after if unchanged', generic: 0, custom: 7 },
+        { kind: 'offset', generic: 0, custom: 10 },
       ]);
     } finally {
       await one.close();

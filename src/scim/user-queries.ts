@@ -84,30 +84,44 @@ export function userPageSql(
     unique?: boolean;
     /** Keyset: the page starts after this (created_at, id) instead of at the offset. */
     after?: SQL;
+    /**
+     * Unfiltered only: the page starts after `after` if the tenant's live users are still those of
+     * `changes` (the sum of user_counts.changes when a page ended there), else at the offset.
+     */
+    afterIfUnchanged?: { after: SQL; changes: SQL };
     /** With placeholders: the page size written into the statement (see `LITERAL_PAGE_SIZES`). */
     literalCount?: number;
   } = {},
 ): SQL {
-  const { unique = false, after, literalCount } = shape;
+  const { unique = false, after, afterIfUnchanged, literalCount } = shape;
   const v = (name: keyof PageValues) =>
     values === 'placeholders' ? sql.placeholder(name) : sql`${values[name]}`;
   const limit = literalCount === undefined ? v('count') : sql.raw(String(pageSizeLiteral(literalCount)));
   const condition = sql`users.tenant_id = ${v('tenantId')} AND users.deprovisioned_at IS NULL${where ? sql` AND ${where}` : sql``}`;
-  // Unfiltered: the trigger-maintained count (summing 16 rows) instead of counting every live user.
+  // Unfiltered: the trigger-maintained count (summing 16 rows) instead of counting every live user, and
+  // beside it the count of changes to the tenant's live users (see afterIfUnchanged).
   const total = where
-    ? sql`SELECT count(*)::int AS total FROM users WHERE ${condition}`
-    : sql`SELECT COALESCE(sum(live), 0)::int AS total FROM user_counts WHERE tenant_id = ${v('tenantId')}`;
+    ? sql`SELECT count(*)::int AS total, NULL::text AS changes FROM users WHERE ${condition}`
+    : sql`SELECT COALESCE(sum(live), 0)::int AS total, COALESCE(sum(changes), 0)::text AS changes FROM user_counts WHERE tenant_id = ${v('tenantId')}`;
+  const order = unique ? sql`` : sql`ORDER BY users.created_at, users.id`;
+  // Both arms gated on t.changes alone, which PostgreSQL evaluates once (a one-time filter): only one
+  // arm reads the index.
+  const ids = afterIfUnchanged
+    ? sql`(SELECT users.id FROM users WHERE ${condition} AND (users.created_at, users.id) > ${afterIfUnchanged.after}
+             AND t.changes = ${afterIfUnchanged.changes} ${order} LIMIT ${limit})
+          UNION ALL
+          (SELECT users.id FROM users WHERE ${condition} AND t.changes IS DISTINCT FROM ${afterIfUnchanged.changes}
+             ${order} LIMIT ${limit} OFFSET ${v('offset')})`
+    : sql`SELECT users.id FROM users WHERE ${condition}${after ? sql` AND (users.created_at, users.id) > ${after}` : sql``}
+          ${order} LIMIT ${limit}${after ? sql`` : sql` OFFSET ${v('offset')}`}`;
   return sql`
-    SELECT t.total, p.resource, p.created_at::text AS created_at, p.id::text AS id FROM
+    SELECT t.total, t.changes, p.resource, p.created_at::text AS created_at, p.id::text AS id FROM
       (${total}) t
       LEFT JOIN LATERAL (
         -- Page the ids first, then render only those: PostgreSQL evaluates a select list for rows
         -- skipped by OFFSET too, and rendering is the expensive part.
         SELECT ${userResourceJson('users', sql`${v('baseUrl')}::text`, withGroups && { tenantId: sql`${v('tenantId')}::uuid` })} AS resource, users.created_at, users.id
-        FROM (
-          SELECT users.id FROM users WHERE ${condition}${after ? sql` AND (users.created_at, users.id) > ${after}` : sql``}
-          ${unique ? sql`` : sql`ORDER BY users.created_at, users.id`} LIMIT ${limit}${after ? sql`` : sql` OFFSET ${v('offset')}`}
-        ) page JOIN users ON users.id = page.id
+        FROM (${ids}) page JOIN users ON users.id = page.id
       ) p ON true
     ORDER BY p.created_at, p.id`;
 }
@@ -161,34 +175,80 @@ const unfilteredPageAfter = {
   ),
 };
 
-/**
- * Where the last unfiltered page served on a connection ended, by tenant, connection and end offset: a
- * client walking the users page by page asks next, on the same connection, for exactly that offset, and
- * the page then starts
- * after the remembered (created_at, id) by the order index instead of counting its way past every
- * earlier user — an OFFSET reads each skipped entry, and right after an initial push (visibility map not
- * yet set) each one from the table too: 21 ms at offset 9,900 against 1 ms for the first page. If users
- * before the cursor were removed meanwhile, the walker's next page continues where it stopped (an
- * offset would skip as many users as were removed). Any other connection asking for that startIndex
- * gets the plain offset, the current Nth user (RFC 7644 §3.4.2.4): a client fetching pages by index in
- * parallel never sees a user twice because of someone else's walk. Remembered ends expire after a minute.
- */
-const pageEnds = new Map<string, { createdAt: string; id: string; until: number }>();
-const PAGE_END_TTL_MS = 60_000;
-const PAGE_ENDS_KEPT = 10_000;
+type AfterIfUnchangedValues = AfterValues & { changes: string };
+const afterIfUnchanged = { after: afterPlaceholders, changes: sql`${sql.placeholder('changes')}::text` };
+const unfilteredPageAfterIfUnchanged = {
+  withGroups: statementsBySize<AfterIfUnchangedValues>((size) =>
+    userPageSql(undefined, 'placeholders', true, { afterIfUnchanged, literalCount: size }),
+  ),
+  withoutGroups: statementsBySize<AfterIfUnchangedValues>((size) =>
+    userPageSql(undefined, 'placeholders', false, { afterIfUnchanged, literalCount: size }),
+  ),
+};
 
-function rememberPageEnd(scope: string, endOffset: number, last: { created_at: string; id: string }) {
-  const key = `${scope}:${endOffset}`;
-  pageEnds.delete(key);
-  pageEnds.set(key, { createdAt: last.created_at, id: last.id, until: Date.now() + PAGE_END_TTL_MS });
-  if (pageEnds.size > PAGE_ENDS_KEPT) pageEnds.delete(pageEnds.keys().next().value!);
+/**
+ * Where unfiltered pages ended, so the next page starts after the remembered (created_at, id) by the order
+ * index instead of counting its way past every earlier user — an OFFSET reads each skipped entry, and
+ * right after an initial push (visibility map not yet set) each one from the table too: 21 ms at offset
+ * 9,900 against 1 ms for the first page. Two kinds, both expiring after a minute:
+ * - A connection's own walk, by tenant, connection and end offset: a client walking the users page by
+ *   page asks next, on the same connection, for exactly that offset. If users before the cursor were
+ *   removed meanwhile, the walker's next page continues where it stopped (an offset would skip as many
+ *   users as were removed).
+ * - Any client's page, by tenant and end offset, with the tenant's count of changes to its live users
+ *   then (user_counts.changes): a page at that offset from any connection starts after it only if that
+ *   count is unchanged, in the same statement (afterIfUnchanged), so it is exactly the current Nth user
+ *   on (RFC 7644 §3.4.2.4) — clients fetching pages by index in parallel seek instead of scanning.
+ */
+interface PageEnd {
+  createdAt: string;
+  id: string;
+  /** The tenant's user_counts.changes when the page was read: its live users then. */
+  changes: string;
+  until: number;
+}
+const PAGE_END_TTL_MS = 60_000;
+
+/** A connection's walk, by `${tenant}:${connection}:${end offset}`. */
+const walkEnds = new Map<string, PageEnd>();
+const WALK_ENDS_KEPT = 10_000;
+
+/** Any client's page ends, by tenant, then end offset. */
+const tenantPageEnds = new Map<string, Map<number, PageEnd>>();
+const TENANT_PAGE_ENDS_KEPT = 1_000;
+
+function rememberWalkEnd(key: string, end: PageEnd) {
+  walkEnds.delete(key);
+  walkEnds.set(key, end);
+  if (walkEnds.size > WALK_ENDS_KEPT) walkEnds.delete(walkEnds.keys().next().value!);
 }
 
-function pageEndAt(scope: string, offset: number) {
-  const key = `${scope}:${offset}`;
-  const end = pageEnds.get(key);
-  if (end && end.until < Date.now()) pageEnds.delete(key);
+function walkEndAt(key: string): PageEnd | undefined {
+  const end = walkEnds.get(key);
+  if (end && end.until < Date.now()) walkEnds.delete(key);
   return end && end.until >= Date.now() ? end : undefined;
+}
+
+function rememberTenantPageEnd(tenantId: string, endOffset: number, end: PageEnd) {
+  let ends = tenantPageEnds.get(tenantId);
+  if (!ends) {
+    ends = new Map();
+    tenantPageEnds.set(tenantId, ends);
+  }
+  ends.delete(endOffset);
+  ends.set(endOffset, end);
+  if (ends.size > TENANT_PAGE_ENDS_KEPT) ends.delete(ends.keys().next().value!);
+}
+
+function tenantPageEndAt(tenantId: string, offset: number): PageEnd | undefined {
+  const ends = tenantPageEnds.get(tenantId);
+  const end = ends?.get(offset);
+  if (end && end.until < Date.now()) {
+    ends!.delete(offset);
+    if (ends!.size === 0) tenantPageEnds.delete(tenantId);
+    return undefined;
+  }
+  return end;
 }
 
 /**
@@ -236,24 +296,43 @@ export async function listUsersJson(
   connection?: string,
 ): Promise<UserPageJson> {
   const values: PageValues = { tenantId, baseUrl, count: page.count, offset: page.startIndex - 1 };
-  type Row = { total: number; resource: string | null; created_at: string | null; id: string | null };
+  type Row = {
+    total: number;
+    changes: string | null;
+    resource: string | null;
+    created_at: string | null;
+    id: string | null;
+  };
   const variant = withGroups ? 'withGroups' : 'withoutGroups';
   if (where === undefined) {
-    const scope = connection === undefined ? undefined : `${tenantId}:${connection}`;
-    const end = scope && values.offset > 0 ? pageEndAt(scope, values.offset) : undefined;
-    const rows = end
+    const walk = connection === undefined ? undefined : `${tenantId}:${connection}`;
+    const walked = walk && values.offset > 0 ? walkEndAt(`${walk}:${values.offset}`) : undefined;
+    const seen = !walked && values.offset > 0 ? tenantPageEndAt(tenantId, values.offset) : undefined;
+    // A seek that finds the tenant changed reads by offset after all: past the first users, a scan.
+    const pool = values.offset + values.count <= PIPELINED_PAGE_END ? pools.pipelined : pools.pageScans;
+    const rows = walked
       ? await unfilteredPageAfter[variant](values.count)<Row>(pools.pipelined, {
           ...values,
-          afterCreatedAt: end.createdAt,
-          afterId: end.id,
+          afterCreatedAt: walked.createdAt,
+          afterId: walked.id,
         })
-      : await unfilteredPage[variant](values.count)<Row>(
-          values.offset + values.count <= PIPELINED_PAGE_END ? pools.pipelined : pools.pageScans,
-          values,
-        );
+      : seen
+        ? await unfilteredPageAfterIfUnchanged[variant](values.count)<Row>(pool, {
+            ...values,
+            afterCreatedAt: seen.createdAt,
+            afterId: seen.id,
+            changes: seen.changes,
+          })
+        : await unfilteredPage[variant](values.count)<Row>(pool, values);
     const last = rows.at(-1);
-    if (scope && last?.created_at && last.id && rows.length === values.count)
-      rememberPageEnd(scope, values.offset + values.count, { created_at: last.created_at, id: last.id });
+    const changes = rows[0]?.changes;
+    if (last?.created_at && last.id && changes != null && rows.length === values.count) {
+      const endOffset = values.offset + values.count;
+      const end = { createdAt: last.created_at, id: last.id, changes, until: Date.now() + PAGE_END_TTL_MS };
+      if (walk) rememberWalkEnd(`${walk}:${endOffset}`, end);
+      // A walker's page is the Nth user on only if nothing changed since its previous page.
+      if (!walked || walked.changes === changes) rememberTenantPageEnd(tenantId, endOffset, end);
+    }
     return pageJson(rows);
   }
   const rows =
