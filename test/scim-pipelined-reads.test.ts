@@ -168,9 +168,9 @@ describe('pages of users', () => {
       // A walker from the first page to past PIPELINED_PAGE_END, then someone reading one deep page.
       for (let startIndex = 1; startIndex <= PIPELINED_PAGE_END + 201; startIndex += 100) {
         const { resources } = await page(startIndex, 'walker');
-        expect(JSON.parse(resources[0]!).userName).toBe(`user${startIndex}@example.com`);
+        expect(JSON.parse(resources[0]!.toString()).userName).toBe(`user${startIndex}@example.com`);
       }
-      expect(JSON.parse((await page(PIPELINED_PAGE_END + 101)).resources[0]!).userName).toBe(
+      expect(JSON.parse((await page(PIPELINED_PAGE_END + 101)).resources[0]!.toString()).userName).toBe(
         `user${PIPELINED_PAGE_END + 101}@example.com`,
       );
       const ran = (pool: typeof main) =>

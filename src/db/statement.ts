@@ -12,9 +12,32 @@ const dialect = new PgDialect();
  */
 export function preparedStatement<Values extends Record<string, unknown>>(build: () => SQL) {
   let query: { sql: string; params: unknown[] } | undefined;
-  return async <Row extends Record<string, unknown>>(db: Database, values: Values): Promise<Row[]> => {
+  const bound = (values: Values) => {
     query ??= dialect.sqlToQuery(build());
-    const params = fillPlaceholders(query.params, values) as never[];
-    return (await db.$client.unsafe(query.sql, params)) as unknown as Row[];
+    return { text: query.sql, params: fillPlaceholders(query.params, values) as never[] };
   };
+  const rows = async <Row extends Record<string, unknown>>(db: Database, values: Values): Promise<Row[]> => {
+    const { text, params } = bound(values);
+    return (await db.$client.unsafe(text, params)) as unknown as Row[];
+  };
+  return Object.assign(rows, {
+    /** The same rows as arrays of column values as they came off the wire (see rawRows). */
+    raw: async (db: Database, values: Values): Promise<RawRow[]> => {
+      const { text, params } = bound(values);
+      return (await db.$client.unsafe(text, params).raw()) as unknown as RawRow[];
+    },
+  });
+}
+
+/** A row as postgres.js's raw mode gives it: each column's bytes (text format), null for NULL. */
+export type RawRow = (Buffer | null)[];
+
+/**
+ * Runs a built statement and keeps its rows in wire form: for text relayed to a client as it is (a page
+ * of rendered users), decoding each value into a JS string and encoding it again for the socket was most
+ * of the garbage a page made.
+ */
+export async function rawRows(db: Database, statement: SQL): Promise<RawRow[]> {
+  const { sql: text, params } = dialect.sqlToQuery(statement);
+  return (await db.$client.unsafe(text, params as never[]).raw()) as unknown as RawRow[];
 }

@@ -23,7 +23,12 @@ export function headerOf(req: IncomingMessage, name: string): string | undefined
  * Sends `body` with its Content-Length; the Content-Type is the caller's. A GET whose If-None-Match
  * names the ETag the handler set is answered 304 without a body (RFC 9110 §13.1.2), as Express did.
  */
-export function sendText(req: IncomingMessage, res: ServerResponse, status: number, body: string): void {
+export function sendText(
+  req: IncomingMessage,
+  res: ServerResponse,
+  status: number,
+  body: string | Buffer,
+): void {
   res.statusCode = status;
   const conditional = req.method === 'GET' || req.method === 'HEAD';
   if (conditional && status >= 200 && status < 300 && isFresh(req, res)) {
@@ -32,7 +37,7 @@ export function sendText(req: IncomingMessage, res: ServerResponse, status: numb
     res.end();
     return;
   }
-  res.setHeader('Content-Length', Buffer.byteLength(body));
+  res.setHeader('Content-Length', typeof body === 'string' ? Buffer.byteLength(body) : body.length);
   res.end(body);
 }
 

@@ -208,13 +208,16 @@ export function scimRouter(options: ScimRouterOptions): Router {
       projectionKeeps(query.projection, 'groups'),
       connectionIdOf(req.socket),
     );
-    // Fast path: PostgreSQL rendered each resource; unprojected lists are spliced, not re-parsed.
+    // Fast path: PostgreSQL rendered each resource; unprojected lists are spliced as its bytes, not
+    // decoded, re-parsed or encoded again.
     const resources = isProjected(query.projection)
-      ? page.resources.map((text) =>
-          JSON.stringify(project(JSON.parse(text), query.projection, USER_PROJECTION)),
+      ? page.resources.map((bytes) =>
+          Buffer.from(
+            JSON.stringify(project(JSON.parse(bytes.toString()), query.projection, USER_PROJECTION)),
+          ),
         )
       : page.resources;
-    sendText(req, res, 200, listResponseText(resources, page.total, query.startIndex));
+    sendText(req, res, 200, listResponseBody(resources, page.total, query.startIndex));
   });
   route('post', '/Users', async (req, res) => {
     const tenant = tenantOf(req);
@@ -475,8 +478,22 @@ function sendUserJson(
   );
 }
 
-function listResponseText(resources: string[], total: number, startIndex: number): string {
-  return `{"schemas":["${LIST_RESPONSE_SCHEMA}"],"totalResults":${total},"itemsPerPage":${resources.length},"startIndex":${startIndex},"Resources":[${resources.join(',')}]}`;
+const COMMA = Buffer.from(',');
+const LIST_END = Buffer.from(']}');
+
+/** A ListResponse around resources already UTF-8 JSON: one copy of their bytes, no decoding. */
+function listResponseBody(resources: Buffer[], total: number, startIndex: number): Buffer {
+  const parts: Buffer[] = [
+    Buffer.from(
+      `{"schemas":["${LIST_RESPONSE_SCHEMA}"],"totalResults":${total},"itemsPerPage":${resources.length},"startIndex":${startIndex},"Resources":[`,
+    ),
+  ];
+  resources.forEach((resource, index) => {
+    if (index > 0) parts.push(COMMA);
+    parts.push(resource);
+  });
+  parts.push(LIST_END);
+  return Buffer.concat(parts);
 }
 
 function listResponse(resources: unknown[], total: number, startIndex: number) {

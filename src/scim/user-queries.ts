@@ -2,7 +2,7 @@ import { randomUUID } from 'node:crypto';
 import { type SQL, sql } from 'drizzle-orm';
 import type { Database } from '../db/client.js';
 import { accountKeyOf } from '../db/schema.js';
-import { preparedStatement } from '../db/statement.js';
+import { preparedStatement, type RawRow, rawRows } from '../db/statement.js';
 import { KeyedStatementBatchers, StatementBatcher } from '../db/statement-batcher.js';
 import { isStatementRolledBack } from '../errors.js';
 import { ENTERPRISE_USER_SCHEMA, USER_SCHEMA } from './schemas.js';
@@ -63,8 +63,8 @@ export function userResourceJson(
 
 export interface UserPageJson {
   total: number;
-  /** Each resource as JSON text, ready to splice into the ListResponse. */
-  resources: string[];
+  /** Each resource as UTF-8 JSON, as PostgreSQL sent it, ready to splice into the ListResponse. */
+  resources: Buffer[];
 }
 
 type PageValues = { tenantId: string; baseUrl: string; count: number; offset: number };
@@ -296,13 +296,6 @@ export async function listUsersJson(
   connection?: string,
 ): Promise<UserPageJson> {
   const values: PageValues = { tenantId, baseUrl, count: page.count, offset: page.startIndex - 1 };
-  type Row = {
-    total: number;
-    changes: string | null;
-    resource: string | null;
-    created_at: string | null;
-    id: string | null;
-  };
   const variant = withGroups ? 'withGroups' : 'withoutGroups';
   if (where === undefined) {
     const walk = connection === undefined ? undefined : `${tenantId}:${connection}`;
@@ -311,24 +304,26 @@ export async function listUsersJson(
     // A seek that finds the tenant changed reads by offset after all: past the first users, a scan.
     const pool = values.offset + values.count <= PIPELINED_PAGE_END ? pools.pipelined : pools.pageScans;
     const rows = walked
-      ? await unfilteredPageAfter[variant](values.count)<Row>(pools.pipelined, {
+      ? await unfilteredPageAfter[variant](values.count).raw(pools.pipelined, {
           ...values,
           afterCreatedAt: walked.createdAt,
           afterId: walked.id,
         })
       : seen
-        ? await unfilteredPageAfterIfUnchanged[variant](values.count)<Row>(pool, {
+        ? await unfilteredPageAfterIfUnchanged[variant](values.count).raw(pool, {
             ...values,
             afterCreatedAt: seen.createdAt,
             afterId: seen.id,
             changes: seen.changes,
           })
-        : await unfilteredPage[variant](values.count)<Row>(pool, values);
+        : await unfilteredPage[variant](values.count).raw(pool, values);
     const last = rows.at(-1);
-    const changes = rows[0]?.changes;
-    if (last?.created_at && last.id && changes != null && rows.length === values.count) {
+    const changes = rows[0]?.[PAGE_COLUMN.changes]?.toString();
+    const lastCreatedAt = last?.[PAGE_COLUMN.createdAt]?.toString();
+    const lastId = last?.[PAGE_COLUMN.id]?.toString();
+    if (lastCreatedAt && lastId && changes !== undefined && rows.length === values.count) {
       const endOffset = values.offset + values.count;
-      const end = { createdAt: last.created_at, id: last.id, changes, until: Date.now() + PAGE_END_TTL_MS };
+      const end = { createdAt: lastCreatedAt, id: lastId, changes, until: Date.now() + PAGE_END_TTL_MS };
       if (walk) rememberWalkEnd(`${walk}:${endOffset}`, end);
       // A walker's page is the Nth user on only if nothing changed since its previous page.
       if (!walked || walked.changes === changes) rememberTenantPageEnd(tenantId, endOffset, end);
@@ -337,16 +332,22 @@ export async function listUsersJson(
   }
   const rows =
     'userName' in where
-      ? await userNamePage[variant]<Row>(pools.pipelined, { ...values, userName: where.userName })
-      : await pools.main.execute<Row>(userPageSql(where, values, withGroups));
+      ? await userNamePage[variant].raw(pools.pipelined, { ...values, userName: where.userName })
+      : await rawRows(pools.main, userPageSql(where, values, withGroups));
   return pageJson(rows);
 }
 
-function pageJson(rows: { total: number; resource: string | null }[]): UserPageJson {
-  return {
-    total: rows[0]?.total ?? 0,
-    resources: rows.flatMap((r) => (r.resource === null ? [] : [r.resource])),
-  };
+/** The columns of userPageSql's rows, by position (pages are read raw). */
+const PAGE_COLUMN = { total: 0, changes: 1, resource: 2, createdAt: 3, id: 4 } as const;
+
+function pageJson(rows: RawRow[]): UserPageJson {
+  const total = rows[0]?.[PAGE_COLUMN.total];
+  const resources: Buffer[] = [];
+  for (const row of rows) {
+    const resource = row[PAGE_COLUMN.resource];
+    if (resource) resources.push(resource);
+  }
+  return { total: total ? Number(total.toString('latin1')) : 0, resources };
 }
 
 const findUserStatement = preparedStatement<{ tenantId: string; id: string; baseUrl: string }>(
