@@ -1,5 +1,6 @@
 import { Agent, fetch } from 'undici';
 import { describe, expect, it } from 'vitest';
+import { PIPELINED_PAGE_END } from '../src/scim/user-queries.js';
 import { createUser } from './support/scim-fixtures.js';
 import { startScimServer } from './support/scim-server.js';
 
@@ -91,5 +92,48 @@ describe('page ends shared between clients', async () => {
       .sql`UPDATE users SET deprovisioned_at = CASE WHEN id = ${ids[6]!}::uuid THEN now() END
       WHERE id IN (${ids[6]!}::uuid, ${ids[5]!}::uuid)`;
     expect(await changes()).toBe(before + 2);
+  });
+});
+
+/*
+ * Past the first PIPELINED_PAGE_END users, a page by index with no end remembered at its offset seeks to
+ * the nearest end before it and skips from there, under the same condition: the tenant unchanged.
+ */
+describe('deep pages by index seeking to an earlier page end', async () => {
+  const server = await startScimServer();
+  const users = PIPELINED_PAGE_END + 300;
+  await server.database.sql`INSERT INTO users (tenant_id, user_name, origin, created_at)
+    SELECT ${server.tenantId}, 'deep' || lpad(n::text, 5, '0') || '@example.com', 'scim',
+      now() - (${users} - n) * interval '1 second'
+    FROM generate_series(1, ${users}) n`;
+  const clients = Array.from({ length: 4 }, () => new Agent({ connections: 1 }));
+  const page = async (startIndex: number, count: number, client: Agent) => {
+    const response = await fetch(`${server.baseUrl}/Users?startIndex=${startIndex}&count=${count}`, {
+      headers: { Authorization: `Bearer ${server.token}` },
+      dispatcher: client,
+    });
+    expect(response.status).toBe(200);
+    const body = (await response.json()) as { Resources: { userName: string }[] };
+    return body.Resources.map((r) => r.userName);
+  };
+  const name = (n: number) => `deep${String(n).padStart(5, '0')}@example.com`;
+
+  it('skips from the nearest end while nothing changed, and counts from the start once something did', async () => {
+    const end = PIPELINED_PAGE_END + 100;
+    expect((await page(PIPELINED_PAGE_END + 1, 100, clients[0]!)).at(-1)).toBe(name(end));
+    // The first user moved behind everyone without counting it as a change: a page that seeks from the
+    // end above and skips 100 starts at the user 201 places after it was; one by offset, 200 places on.
+    await server.database.sql.begin(async (tx) => {
+      await tx`SET LOCAL session_replication_role = replica`;
+      await tx`UPDATE users SET created_at = now() + interval '1 day' WHERE user_name = ${name(1)}`;
+    });
+    expect((await page(end + 101, 100, clients[1]!))[0]).toBe(name(end + 101));
+
+    const counted = await server.database.sql<{ id: string }[]>`
+      SELECT id FROM users WHERE user_name = ${name(5)}`;
+    expect((await server.request('DELETE', `/Users/${counted[0]!.id}`)).status).toBe(204);
+    const afterChange = await page(end + 101, 100, clients[2]!);
+    const everyone = [...(await page(1, 1000, clients[3]!)), ...(await page(1001, 1000, clients[3]!))];
+    expect(afterChange).toEqual(everyone.slice(end + 100, end + 200));
   });
 });

@@ -27,6 +27,12 @@ export interface ConnectOptions {
   statementTimeoutMs?: number;
   /** How the pool's sessions show in pg_stat_activity (default `idsync`). */
   applicationName?: string;
+  /**
+   * The pool's sessions run every prepared statement on its generic plan from the first call
+   * (`plan_cache_mode`): for a pool whose statements have one good plan whatever their values, and
+   * whose parameters PostgreSQL would otherwise plan anew at every call (an OFFSET it cannot estimate).
+   */
+  genericPlans?: boolean;
 }
 
 export function connectDatabase(url: string, options: ConnectOptions = {}): DatabaseHandle {
@@ -38,6 +44,7 @@ export function connectDatabase(url: string, options: ConnectOptions = {}): Data
       // Identifies idsync's sessions in pg_stat_activity.
       application_name: options.applicationName ?? 'idsync',
       ...(options.statementTimeoutMs ? { statement_timeout: options.statementTimeoutMs } : {}),
+      ...(options.genericPlans ? { plan_cache_mode: 'force_generic_plan' } : {}),
     },
   });
   const db = drizzle(preparingClient(sql));

@@ -149,19 +149,21 @@ export async function startDaemon(options: DaemonOptions): Promise<Daemon> {
     });
     cleanups.push((remainingMs) => database.close(Math.min(5_000, remainingMs)));
     // The SCIM edge's own small pools (pool-size.ts); a worker has no edge and passes its pool instead.
-    const edgePool = (max: number, applicationName: string) => {
+    const edgePool = (max: number, applicationName: string, genericPlans = false) => {
       if (mode === 'worker') return database;
       const pool = connectDatabase(databaseEndpoint.url, {
         max,
         connectTimeoutMs: config.databaseTimeoutMs,
         statementTimeoutMs: config.databaseTimeoutMs,
         applicationName,
+        genericPlans,
       });
       cleanups.push((remainingMs) => pool.close(Math.min(5_000, remainingMs)));
       return pool;
     };
     const pipelinedReads = edgePool(PIPELINED_READ_CONNECTIONS, 'idsync reads');
-    const pageScans = edgePool(PAGE_SCAN_CONNECTIONS, 'idsync page scans');
+    // Its page statements read the order index whatever the offset (user-queries.ts, skipping seeks).
+    const pageScans = edgePool(PAGE_SCAN_CONNECTIONS, 'idsync page scans', true);
     // Every process, whichever mode: during an initial push it is the API's own lookups that misplan.
     const statistics = new StatisticsKeeper({ sql: database.sql, log });
     statistics.start();

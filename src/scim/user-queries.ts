@@ -85,10 +85,11 @@ export function userPageSql(
     /** Keyset: the page starts after this (created_at, id) instead of at the offset. */
     after?: SQL;
     /**
-     * Unfiltered only: the page starts after `after` if the tenant's live users are still those of
-     * `changes` (the sum of user_counts.changes when a page ended there), else at the offset.
+     * Unfiltered only: the page starts after `after` (and `skip` more users, if given) if the tenant's
+     * live users are still those of `changes` (the sum of user_counts.changes when a page ended there),
+     * else at the offset.
      */
-    afterIfUnchanged?: { after: SQL; changes: SQL };
+    afterIfUnchanged?: { after: SQL; skip?: SQL; changes: SQL };
     /** With placeholders: the page size written into the statement (see `LITERAL_PAGE_SIZES`). */
     literalCount?: number;
   } = {},
@@ -108,7 +109,7 @@ export function userPageSql(
   // arm reads the index.
   const ids = afterIfUnchanged
     ? sql`(SELECT users.id FROM users WHERE ${condition} AND (users.created_at, users.id) > ${afterIfUnchanged.after}
-             AND t.changes = ${afterIfUnchanged.changes} ${order} LIMIT ${limit})
+             AND t.changes = ${afterIfUnchanged.changes} ${order} LIMIT ${limit}${afterIfUnchanged.skip ? sql` OFFSET ${afterIfUnchanged.skip}` : sql``})
           UNION ALL
           (SELECT users.id FROM users WHERE ${condition} AND t.changes IS DISTINCT FROM ${afterIfUnchanged.changes}
              ${order} LIMIT ${limit} OFFSET ${v('offset')})`
@@ -187,6 +188,22 @@ const unfilteredPageAfterIfUnchanged = {
 };
 
 /**
+ * The same, `skip` users past an earlier page end: only on the page-scan pool, whose sessions keep the
+ * generic plan (PostgreSQL prices an `OFFSET $n` it cannot see at a tenth of the tenant, so it would
+ * otherwise plan each call anew against the custom plan of the values at hand).
+ */
+type SkipIfUnchangedValues = AfterIfUnchangedValues & { skip: number };
+const skipIfUnchanged = { ...afterIfUnchanged, skip: sql`${sql.placeholder('skip')}::int` };
+const unfilteredPageSkipIfUnchanged = {
+  withGroups: statementsBySize<SkipIfUnchangedValues>((size) =>
+    userPageSql(undefined, 'placeholders', true, { afterIfUnchanged: skipIfUnchanged, literalCount: size }),
+  ),
+  withoutGroups: statementsBySize<SkipIfUnchangedValues>((size) =>
+    userPageSql(undefined, 'placeholders', false, { afterIfUnchanged: skipIfUnchanged, literalCount: size }),
+  ),
+};
+
+/**
  * Where unfiltered pages ended, so the next page starts after the remembered (created_at, id) by the order
  * index instead of counting its way past every earlier user — an OFFSET reads each skipped entry, and
  * right after an initial push (visibility map not yet set) each one from the table too: 21 ms at offset
@@ -238,6 +255,27 @@ function rememberTenantPageEnd(tenantId: string, endOffset: number, end: PageEnd
   ends.delete(endOffset);
   ends.set(endOffset, end);
   if (ends.size > TENANT_PAGE_ENDS_KEPT) ends.delete(ends.keys().next().value!);
+}
+
+/**
+ * The tenant's page end nearest before `offset`: clients fetching pages by index in parallel ask for a
+ * page before the one just before it has ended, so an end at the offset itself is rare for them, but
+ * seeking to one a few pages back and skipping from there reads a fraction of the users an OFFSET does.
+ */
+function tenantPageEndBefore(
+  tenantId: string,
+  offset: number,
+): { endOffset: number; end: PageEnd } | undefined {
+  const ends = tenantPageEnds.get(tenantId);
+  if (!ends) return undefined;
+  const now = Date.now();
+  let nearest: { endOffset: number; end: PageEnd } | undefined;
+  for (const [endOffset, end] of ends) {
+    if (end.until < now) ends.delete(endOffset);
+    else if (endOffset < offset && (!nearest || endOffset > nearest.endOffset)) nearest = { endOffset, end };
+  }
+  if (ends.size === 0) tenantPageEnds.delete(tenantId);
+  return nearest;
 }
 
 function tenantPageEndAt(tenantId: string, offset: number): PageEnd | undefined {
@@ -302,7 +340,9 @@ export async function listUsersJson(
     const walked = walk && values.offset > 0 ? walkEndAt(`${walk}:${values.offset}`) : undefined;
     const seen = !walked && values.offset > 0 ? tenantPageEndAt(tenantId, values.offset) : undefined;
     // A seek that finds the tenant changed reads by offset after all: past the first users, a scan.
-    const pool = values.offset + values.count <= PIPELINED_PAGE_END ? pools.pipelined : pools.pageScans;
+    const deep = values.offset + values.count > PIPELINED_PAGE_END;
+    const pool = deep ? pools.pageScans : pools.pipelined;
+    const before = !walked && !seen && deep ? tenantPageEndBefore(tenantId, values.offset) : undefined;
     const rows = walked
       ? await unfilteredPageAfter[variant](values.count).raw(pools.pipelined, {
           ...values,
@@ -316,7 +356,15 @@ export async function listUsersJson(
             afterId: seen.id,
             changes: seen.changes,
           })
-        : await unfilteredPage[variant](values.count).raw(pool, values);
+        : before
+          ? await unfilteredPageSkipIfUnchanged[variant](values.count).raw(pools.pageScans, {
+              ...values,
+              afterCreatedAt: before.end.createdAt,
+              afterId: before.end.id,
+              changes: before.end.changes,
+              skip: values.offset - before.endOffset,
+            })
+          : await unfilteredPage[variant](values.count).raw(pool, values);
     const last = rows.at(-1);
     const changes = rows[0]?.[PAGE_COLUMN.changes]?.toString();
     const lastCreatedAt = last?.[PAGE_COLUMN.createdAt]?.toString();
