@@ -1,8 +1,10 @@
 import http from 'node:http';
+import net from 'node:net';
 import { Router } from 'express';
 import { afterAll, describe, expect, it } from 'vitest';
 import { createHttpListener } from '../src/http/app.js';
 import { listen } from '../src/http/server.js';
+import { scimRequests } from '../src/metrics/registry.js';
 import { createTenant } from '../src/tenants/tenants.js';
 import { startTestDaemon, testConfig } from './support/daemon.js';
 import { createTestDatabase } from './support/database.js';
@@ -92,6 +94,31 @@ describe('the SCIM edge without Express', async () => {
     } finally {
       agent.destroy();
     }
+  });
+
+  it('takes an absolute-form target (RFC 9112 §3.2.2) as its path: metric labels and 404 text as for a path', async () => {
+    const send = (path: string) =>
+      new Promise<string>((resolve, reject) => {
+        const socket = net.connect(daemon.port!, '127.0.0.1', () =>
+          socket.write(
+            `GET ${origin}/scim/v2${path} HTTP/1.1\r\nHost: 127.0.0.1\r\nAuthorization: Bearer ${scimToken}\r\nConnection: close\r\n\r\n`,
+          ),
+        );
+        let data = '';
+        socket.on('data', (chunk) => {
+          data += chunk;
+        });
+        socket.on('error', reject);
+        socket.on('close', () => resolve(data));
+      });
+    const usersCounted = async () =>
+      (await scimRequests.get()).values
+        .filter((v) => v.labels.resource === 'Groups' && v.labels.status === '200')
+        .reduce((sum, v) => sum + v.value, 0);
+    const before = await usersCounted();
+    expect(await send('/Groups?count=1')).toMatch(/^HTTP\/1.1 200/);
+    expect(await usersCounted()).toBe(before + 1);
+    expect(await send('/Nope')).toContain('"detail":"no SCIM endpoint GET /Nope"');
   });
 
   it('leaves every other path to the Express app and its JSON errors', async () => {

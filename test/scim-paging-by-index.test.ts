@@ -78,6 +78,20 @@ describe('page ends shared between clients', async () => {
     expect(third).toEqual(everyone.slice(20, 30));
   });
 
+  it('never shares the end of a walk that went on past a removal, even once nothing changes any more', async () => {
+    const walker = new Agent({ connections: 1 });
+    const everyone = async () => page(1, 100, new Agent({ connections: 1 }));
+    const walked = await page(1, 10, walker);
+    expect(walked).toContain('shared02@example.com');
+    expect((await server.request('DELETE', `/Users/${ids[2]!}`)).status).toBe(204);
+    // The walk goes on from where it stopped (by design, it skips no one), then sees no further change:
+    // its ends are one place off the current offsets, for it alone.
+    await page(11, 10, walker);
+    await page(21, 10, walker);
+    const current = await everyone();
+    expect(await page(31, 10, clients[0]!)).toEqual(current.slice(30, 40));
+  });
+
   it('counts every change to the set of live users, a reactivation beside a deprovisioning included', async () => {
     const changes = async () =>
       Number(

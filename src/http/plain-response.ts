@@ -6,9 +6,20 @@ import fresh from 'fresh';
  * (createHttpListener): what Express's res.send did for it, and nothing else.
  */
 
-/** The path below the edge's mount (the router strips the mount from req.url), without the query. */
+/**
+ * The path below the edge's mount (the router strips the mount from req.url), without the query; for an
+ * absolute-form target (`GET http://host/scim/v2/Users`, RFC 9112 §3.2.2) without the scheme and host,
+ * as Express's req.path had it.
+ */
 export function pathnameOf(req: IncomingMessage): string {
   const url = req.url ?? '/';
+  if (!url.startsWith('/')) {
+    try {
+      return new URL(url).pathname;
+    } catch {
+      return url;
+    }
+  }
   const query = url.indexOf('?');
   return query === -1 ? url : url.slice(0, query);
 }

@@ -1,4 +1,5 @@
 import { IncomingMessage, type ServerResponse } from 'node:http';
+import { pino } from 'pino';
 import type { Logger } from '../log.js';
 import { requestIdFor } from './request-id.js';
 
@@ -16,6 +17,7 @@ const UNLOGGED_PATHS = new Set(['/healthz', '/readyz', '/metrics']);
 
 const requestLogger = Symbol('requestLogger');
 const rootLogger = Symbol('rootLogger');
+const unseen: Logger = pino({ level: 'silent' });
 
 interface LoggedRequest {
   id: string;
@@ -36,8 +38,8 @@ function requestLine(req: LoggedRequest) {
 Object.defineProperty(IncomingMessage.prototype, 'log', {
   configurable: true,
   get(this: LoggedRequest): Logger {
-    const root = this[rootLogger];
-    if (!root) throw new Error('req.log was read before requestLogging saw the request');
+    // A message requestLogging never saw (a response to an outgoing request) logs nowhere.
+    const root = this[rootLogger] ?? unseen;
     this[requestLogger] ??= root.child({ req: requestLine(this) });
     return this[requestLogger];
   },

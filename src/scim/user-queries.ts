@@ -222,6 +222,12 @@ interface PageEnd {
   id: string;
   /** The tenant's user_counts.changes when the page was read: its live users then. */
   changes: string;
+  /**
+   * The page ended at its offset's user: it was read by offset or by a gated seek, or it continues a
+   * walk that has been exact so far and saw no change since its previous page. A walk that went on past
+   * a removal is not, and stays not: only exact ends are shared with other clients.
+   */
+  exact: boolean;
   until: number;
 }
 const PAGE_END_TTL_MS = 60_000;
@@ -230,9 +236,10 @@ const PAGE_END_TTL_MS = 60_000;
 const walkEnds = new Map<string, PageEnd>();
 const WALK_ENDS_KEPT = 10_000;
 
-/** Any client's page ends, by tenant, then end offset. */
+/** Any client's page ends, by tenant (the most recently paged last), then end offset. */
 const tenantPageEnds = new Map<string, Map<number, PageEnd>>();
 const TENANT_PAGE_ENDS_KEPT = 1_000;
+const TENANTS_PAGED_KEPT = 1_000;
 
 function rememberWalkEnd(key: string, end: PageEnd) {
   walkEnds.delete(key);
@@ -247,11 +254,11 @@ function walkEndAt(key: string): PageEnd | undefined {
 }
 
 function rememberTenantPageEnd(tenantId: string, endOffset: number, end: PageEnd) {
-  let ends = tenantPageEnds.get(tenantId);
-  if (!ends) {
-    ends = new Map();
-    tenantPageEnds.set(tenantId, ends);
-  }
+  const ends = tenantPageEnds.get(tenantId) ?? new Map<number, PageEnd>();
+  // Moved to the back: the tenants paged longest ago (their ends expired or soon) are dropped first.
+  tenantPageEnds.delete(tenantId);
+  tenantPageEnds.set(tenantId, ends);
+  if (tenantPageEnds.size > TENANTS_PAGED_KEPT) tenantPageEnds.delete(tenantPageEnds.keys().next().value!);
   ends.delete(endOffset);
   ends.set(endOffset, end);
   if (ends.size > TENANT_PAGE_ENDS_KEPT) ends.delete(ends.keys().next().value!);
@@ -371,10 +378,16 @@ export async function listUsersJson(
     const lastId = last?.[PAGE_COLUMN.id]?.toString();
     if (lastCreatedAt && lastId && changes !== undefined && rows.length === values.count) {
       const endOffset = values.offset + values.count;
-      const end = { createdAt: lastCreatedAt, id: lastId, changes, until: Date.now() + PAGE_END_TTL_MS };
+      const exact = !walked || (walked.exact && walked.changes === changes);
+      const end = {
+        createdAt: lastCreatedAt,
+        id: lastId,
+        changes,
+        exact,
+        until: Date.now() + PAGE_END_TTL_MS,
+      };
       if (walk) rememberWalkEnd(`${walk}:${endOffset}`, end);
-      // A walker's page is the Nth user on only if nothing changed since its previous page.
-      if (!walked || walked.changes === changes) rememberTenantPageEnd(tenantId, endOffset, end);
+      if (exact) rememberTenantPageEnd(tenantId, endOffset, end);
     }
     return pageJson(rows);
   }
