@@ -194,6 +194,28 @@ export function scimRouter(options: ScimRouterOptions): Router {
       readProjection(req.query),
     );
 
+  /** A group as stored now, its members read only when the projection keeps them. */
+  const respondWithGroup = async (
+    req: ScimRequest,
+    res: ServerResponse,
+    status: number,
+    row: Awaited<ReturnType<typeof findGroup>>,
+    projection: Projection,
+  ) => {
+    const members = projectionKeeps(projection, 'members')
+      ? (await membersOfGroups(db, [row.id])).get(row.id)
+      : undefined;
+    sendResource(
+      req,
+      res,
+      status,
+      renderGroup(row, members, baseUrl),
+      row.version,
+      projection,
+      GROUP_PROJECTION,
+    );
+  };
+
   // Users
   route('get', '/Users', async (req, res) => {
     const tenant = tenantOf(req);
@@ -284,33 +306,12 @@ export function scimRouter(options: ScimRouterOptions): Router {
     const tenant = tenantOf(req);
     const input = readGroupInput(req.body);
     const row = await createGroup(db, tenant.id, input, context(req, tenant));
-    const members = (await membersOfGroups(db, [row.id])).get(row.id);
-    sendResource(
-      req,
-      res,
-      201,
-      renderGroup(row, members, baseUrl),
-      row.version,
-      readProjection(req.query),
-      GROUP_PROJECTION,
-    );
+    await respondWithGroup(req, res, 201, row, readProjection(req.query));
   });
   route('get', '/Groups/:id', async (req, res) => {
     const tenant = tenantOf(req);
     const row = await findGroup(db, tenant.id, String(req.params.id));
-    const projection = readProjection(req.query);
-    const members = projectionKeeps(projection, 'members')
-      ? (await membersOfGroups(db, [row.id])).get(row.id)
-      : undefined;
-    sendResource(
-      req,
-      res,
-      200,
-      renderGroup(row, members, baseUrl),
-      row.version,
-      projection,
-      GROUP_PROJECTION,
-    );
+    await respondWithGroup(req, res, 200, row, readProjection(req.query));
   });
   route('put', '/Groups/:id', async (req, res) => {
     const tenant = tenantOf(req);
@@ -322,19 +323,7 @@ export function scimRouter(options: ScimRouterOptions): Router {
       headerOf(req, 'If-Match'),
       context(req, tenant),
     );
-    const projection = readProjection(req.query);
-    const members = projectionKeeps(projection, 'members')
-      ? (await membersOfGroups(db, [row.id])).get(row.id)
-      : undefined;
-    sendResource(
-      req,
-      res,
-      200,
-      renderGroup(row, members, baseUrl),
-      row.version,
-      projection,
-      GROUP_PROJECTION,
-    );
+    await respondWithGroup(req, res, 200, row, readProjection(req.query));
   });
   route('patch', '/Groups/:id', async (req, res) => {
     const tenant = tenantOf(req);
@@ -354,18 +343,7 @@ export function scimRouter(options: ScimRouterOptions): Router {
       res.end();
       return;
     }
-    const members = projectionKeeps(projection, 'members')
-      ? (await membersOfGroups(db, [row.id])).get(row.id)
-      : undefined;
-    sendResource(
-      req,
-      res,
-      200,
-      renderGroup(row, members, baseUrl),
-      row.version,
-      projection,
-      GROUP_PROJECTION,
-    );
+    await respondWithGroup(req, res, 200, row, projection);
   });
   route('delete', '/Groups/:id', async (req, res) => {
     const tenant = tenantOf(req);
