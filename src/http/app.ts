@@ -92,7 +92,7 @@ export function createApp(options: AppOptions): Express {
  * other request goes on to the Express app.
  *
  * Why: Express's app layer swaps the prototypes of Node's request and response on every request, and
- * V8 then runs every later property access on them slowly. A `userName eq` filter spent about 45 % of
+ * V8 then runs every later property access on them slowly. A `userName eq` filter spent 30–42 % of
  * its Node CPU there (BENCHMARKS.md), which the SCIM edge, the one an IdP hammers, does not need.
  */
 export function createHttpListener(options: AppOptions): RequestListener {
