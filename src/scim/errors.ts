@@ -79,8 +79,8 @@ export function scimErrorHandler(
 ): void {
   const scimError = toScimError(error);
   if (scimError.status === 503)
-    req.log?.warn({ err: rootCause(error) }, 'SCIM request refused: database unavailable');
-  else if (scimError.status >= 500) req.log?.error({ err: rootCause(error) }, 'SCIM request failed');
+    req.log.warn({ err: rootCause(error) }, 'SCIM request refused: database unavailable');
+  else if (scimError.status >= 500) req.log.error({ err: rootCause(error) }, 'SCIM request failed');
   if (res.headersSent) return;
   sendScimError(req, res, scimError);
 }

@@ -265,17 +265,22 @@ function rememberTenantPageEnd(tenantId: string, endOffset: number, end: PageEnd
 }
 
 /**
- * The tenant's page end nearest before `offset`: clients fetching pages by index in parallel ask for a
- * page before the one just before it has ended, so an end at the offset itself is rare for them, but
- * seeking to one a few pages back and skipping from there reads a fraction of the users an OFFSET does.
+ * The tenant's live page end at `offset`; with `orBefore`, when none is there, the nearest before it:
+ * clients fetching pages by index in parallel ask for a page before the one just before it has ended,
+ * so an end at the offset itself is rare for them, but seeking to one a few pages back and skipping from
+ * there reads a fraction of the users an OFFSET does.
  */
-function tenantPageEndBefore(
+function tenantPageEnd(
   tenantId: string,
   offset: number,
+  orBefore: boolean,
 ): { endOffset: number; end: PageEnd } | undefined {
   const ends = tenantPageEnds.get(tenantId);
   if (!ends) return undefined;
   const now = Date.now();
+  const at = ends.get(offset);
+  if (at && at.until >= now) return { endOffset: offset, end: at };
+  if (!orBefore) return undefined;
   let nearest: { endOffset: number; end: PageEnd } | undefined;
   for (const [endOffset, end] of ends) {
     if (end.until < now) ends.delete(endOffset);
@@ -283,17 +288,6 @@ function tenantPageEndBefore(
   }
   if (ends.size === 0) tenantPageEnds.delete(tenantId);
   return nearest;
-}
-
-function tenantPageEndAt(tenantId: string, offset: number): PageEnd | undefined {
-  const ends = tenantPageEnds.get(tenantId);
-  const end = ends?.get(offset);
-  if (end && end.until < Date.now()) {
-    ends!.delete(offset);
-    if (ends!.size === 0) tenantPageEnds.delete(tenantId);
-    return undefined;
-  }
-  return end;
 }
 
 /**
@@ -345,33 +339,31 @@ export async function listUsersJson(
   if (where === undefined) {
     const walk = connection === undefined ? undefined : `${tenantId}:${connection}`;
     const walked = walk && values.offset > 0 ? walkEndAt(`${walk}:${values.offset}`) : undefined;
-    const seen = !walked && values.offset > 0 ? tenantPageEndAt(tenantId, values.offset) : undefined;
-    // A seek that finds the tenant changed reads by offset after all: past the first users, a scan.
+    // A seek that finds the tenant changed reads by offset after all: past the first users, a scan. Only
+    // there may it skip from an earlier end (see unfilteredPageSkipIfUnchanged).
     const deep = values.offset + values.count > PIPELINED_PAGE_END;
     const pool = deep ? pools.pageScans : pools.pipelined;
-    const before = !walked && !seen && deep ? tenantPageEndBefore(tenantId, values.offset) : undefined;
+    const seen = !walked && values.offset > 0 ? tenantPageEnd(tenantId, values.offset, deep) : undefined;
+    const seekFrom = (end: PageEnd) => ({
+      ...values,
+      afterCreatedAt: end.createdAt,
+      afterId: end.id,
+      changes: end.changes,
+    });
     const rows = walked
       ? await unfilteredPageAfter[variant](values.count).raw(pools.pipelined, {
           ...values,
           afterCreatedAt: walked.createdAt,
           afterId: walked.id,
         })
-      : seen
-        ? await unfilteredPageAfterIfUnchanged[variant](values.count).raw(pool, {
-            ...values,
-            afterCreatedAt: seen.createdAt,
-            afterId: seen.id,
-            changes: seen.changes,
-          })
-        : before
-          ? await unfilteredPageSkipIfUnchanged[variant](values.count).raw(pools.pageScans, {
-              ...values,
-              afterCreatedAt: before.end.createdAt,
-              afterId: before.end.id,
-              changes: before.end.changes,
-              skip: values.offset - before.endOffset,
-            })
-          : await unfilteredPage[variant](values.count).raw(pool, values);
+      : !seen
+        ? await unfilteredPage[variant](values.count).raw(pool, values)
+        : seen.endOffset === values.offset
+          ? await unfilteredPageAfterIfUnchanged[variant](values.count).raw(pool, seekFrom(seen.end))
+          : await unfilteredPageSkipIfUnchanged[variant](values.count).raw(pool, {
+              ...seekFrom(seen.end),
+              skip: values.offset - seen.endOffset,
+            });
     const last = rows.at(-1);
     const changes = rows[0]?.[PAGE_COLUMN.changes]?.toString();
     const lastCreatedAt = last?.[PAGE_COLUMN.createdAt]?.toString();
