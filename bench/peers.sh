@@ -6,9 +6,10 @@
 #   RUNS="start serve:1" bench/peers.sh             # only some idsync modes (peers still run first)
 #   PEERS="" RUNS="serve:2" bench/peers.sh          # idsync only (ratios then use the last peer results)
 #
-# idsync modes (RUNS): start:N = `idsync start --processes N` (API + workers in each process, as shipped:
-# N defaults to one per core); serve:N = `idsync serve --processes N`, then one `idsync worker` timed
-# while it drains the outbox the run left. Extra env (USERS, FILTERS, ...) is passed on to load.mjs.
+# idsync modes (RUNS): start = `idsync start` as shipped (API + workers in each process, as many processes
+# as it chooses: here PostgreSQL is on loopback, so one per core less one); start:N = `idsync start
+# --processes N`; serve:N = `idsync serve --processes N`, then one `idsync worker` timed while it drains
+# the outbox the run left. Extra env (USERS, FILTERS, ...) is passed on to load.mjs.
 # The peers' folder is read-only: it is copied to PEERS_DIR and installed there once (npm ci, minutes).
 set -euo pipefail
 REPO=$(cd "$(dirname "$0")/.." && pwd)
@@ -16,7 +17,7 @@ SRC=${PEERS_SRC:-$REPO/../shared/peers}
 DIR=${PEERS_DIR:-/tmp/idsync-peers}
 PEERS=${PEERS-jackson better-auth}
 CORES=$(nproc)
-RUNS=${RUNS:-start:$CORES serve:1 serve:2}
+RUNS=${RUNS:-start start:$CORES serve:1}
 [ -f "$REPO/dist/cli/main.js" ] || (cd "$REPO" && npm run --silent build)
 
 if [ ! -f "$DIR/load.mjs" ]; then
@@ -48,13 +49,17 @@ done
 
 for run in $RUNS; do
   mode=${run%%:*}
-  processes=${run#*:}
-  [ "$processes" = "$run" ] && processes=$CORES
-  WORKER_PROCESSES=$processes MODE=$mode ./bench-idsync.sh "$REPO"
-  cp results/idsync.json "$OUT/idsync-$mode-$processes.json"
+  if [ "$mode" = "$run" ]; then
+    name=idsync-$mode
+    (unset WORKER_PROCESSES; MODE=$mode ./bench-idsync.sh "$REPO")
+  else
+    name=idsync-$mode-${run#*:}
+    WORKER_PROCESSES=${run#*:} MODE=$mode ./bench-idsync.sh "$REPO"
+  fi
+  cp results/idsync.json "$OUT/$name.json"
   drained=$(grep -oE 'worker drained .*' results/idsync.txt || true)
-  [ -n "$drained" ] && echo "idsync-$mode-$processes $drained" | tee -a "$OUT/sitting.txt"
-  echo "idsync-$mode-$processes done: $(uptime)" | tee -a "$OUT/sitting.txt"
+  [ -n "$drained" ] && echo "$name $drained" | tee -a "$OUT/sitting.txt"
+  echo "$name done: $(uptime)" | tee -a "$OUT/sitting.txt"
 done
 
 echo "load after: $(uptime)" | tee -a "$OUT/sitting.txt"

@@ -133,8 +133,7 @@ export interface Config {
   adminToken: string | undefined;
   workerConcurrency: number;
   /**
-   * How many daemon processes to run. Unset: one per core for `start` and `serve`, one for `worker`
-   * (workers scale out by running more of them, on any machine).
+   * How many daemon processes to run. Unset: see defaultProcessCount (runtime/process-count.ts).
    */
   processes: number | undefined;
   shutdownTimeoutMs: number;

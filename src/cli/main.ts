@@ -1,5 +1,4 @@
 #!/usr/bin/env node
-import { availableParallelism } from 'node:os';
 import { Command, CommanderError } from 'commander';
 import { type Config, ConfigError } from '../config.js';
 import { DomainError, invalid, rootCause } from '../errors.js';
@@ -7,6 +6,7 @@ import { createLogger, type Logger, withoutBoundValues } from '../log.js';
 import { type DaemonMode, startDaemon } from '../runtime/daemon.js';
 import { DataDirInUseError } from '../runtime/data-dir-lock.js';
 import { UnreachableError } from '../runtime/infrastructure.js';
+import { defaultProcessCount } from '../runtime/process-count.js';
 import { inProcessGroup, joinProcessGroup, startProcessGroup } from '../runtime/process-group.js';
 import { EmbeddedServerError } from '../runtime/processes.js';
 import {
@@ -83,7 +83,7 @@ async function runDaemon(mode: DaemonMode, processesOption: string | undefined):
   const processes =
     processesOption !== undefined
       ? parseProcesses(processesOption)
-      : (config.processes ?? (mode === 'worker' ? 1 : availableParallelism()));
+      : (config.processes ?? defaultProcessCount(mode, config.databaseUrl));
 
   // Handlers before anything is printed: whoever reads "Press Ctrl-C" may press it at once.
   let stop: (() => Promise<void>) | undefined;
@@ -130,6 +130,9 @@ async function runDaemon(mode: DaemonMode, processesOption: string | undefined):
   }
 }
 
+const SERVING_PROCESSES_HELP =
+  'processes to run (default: WORKER_PROCESSES, else one per core, less one for a PostgreSQL on this machine)';
+
 function parseProcesses(value: string): number {
   const processes = Number(value);
   if (!Number.isInteger(processes) || processes < 1)
@@ -153,17 +156,17 @@ function buildProgram(): Command {
   program
     .command('start')
     .description('run the HTTP API and the workers in one process (embedded PostgreSQL and Redis by default)')
-    .option('--processes <n>', 'processes to run (default: WORKER_PROCESSES, else one per core)')
+    .option('--processes <n>', SERVING_PROCESSES_HELP)
     .action((options: { processes?: string }) => runDaemon('start', options.processes));
   program
     .command('serve')
     .description('run the HTTP API only (SCIM, SSO, admin API)')
-    .option('--processes <n>', 'processes to run (default: WORKER_PROCESSES, else one per core)')
+    .option('--processes <n>', SERVING_PROCESSES_HELP)
     .action((options: { processes?: string }) => runDaemon('serve', options.processes));
   program
     .command('worker')
     .description('run the job workers and the outbox relay only')
-    .option('--processes <n>', 'processes to run (default: WORKER_PROCESSES, else one per core)')
+    .option('--processes <n>', 'processes to run (default: WORKER_PROCESSES, else 1)')
     .action((options: { processes?: string }) => runDaemon('worker', options.processes));
   program
     .command('migrate')
