@@ -1,3 +1,4 @@
+import { randomUUID } from 'node:crypto';
 import postgres from 'postgres';
 import { describe, expect, it } from 'vitest';
 import { connectDatabase } from '../src/db/client.js';
@@ -84,6 +85,35 @@ describe('tables that outgrow their statistics', () => {
     }
     // Released, the table held back is analyzed in the next round.
     expect((await analyzeOutgrownTables(database.sql)).analyzed).toContain('audit_log');
+  });
+
+  it('are analyzed at their first rows when never analyzed, and a user page then reads groups by index', async () => {
+    const database = await createTestDatabase();
+    const { tenant } = await createTenant(database.db, 'acme', 'test');
+    await pushUsers(database, tenant.id, 500);
+    const session = postgres(database.url, { max: 1, onnotice: () => {} });
+    await session`WITH g AS (INSERT INTO groups (tenant_id, display_name) VALUES (${tenant.id}, 'Engineering') RETURNING id)
+      INSERT INTO group_members (tenant_id, group_id, user_id) SELECT ${tenant.id}, g.id, users.id FROM g, users`;
+    await session.end();
+    const [never] = await database.sql<{ reltuples: number }[]>`
+      SELECT reltuples FROM pg_class WHERE oid = 'group_members'::regclass`;
+    expect(never!.reltuples).toBeLessThan(0);
+    // How each rendered user's groups are found (user-queries.ts): 500 rows, far under MIN_CHANGED_ROWS.
+    const plan = async () =>
+      (
+        await database.sql.unsafe(
+          `EXPLAIN SELECT group_id FROM group_members WHERE user_id = '${randomUUID()}'`,
+        )
+      )
+        .map((row) => row['QUERY PLAN'] as string)
+        .join('\n');
+    expect(await plan()).toMatch(/Bitmap Heap Scan on group_members/);
+
+    const round = await analyzeOutgrownTables(database.sql);
+    expect(round.analyzed).toEqual(expect.arrayContaining(['group_members', 'groups']));
+    expect(await plan()).toMatch(/Index (Only )?Scan using group_members_user_idx/);
+    // Once is enough: a table that has statistics waits for the growth rule again.
+    expect((await analyzeOutgrownTables(database.sql)).analyzed).not.toContain('group_members');
   });
 
   it('are analyzed by a running idsync, without anyone asking', async () => {
