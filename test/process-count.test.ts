@@ -16,25 +16,32 @@ describe('the default process count', () => {
     expect(defaultProcessCount('worker', remote, 8)).toBe(1);
   });
 
-  it('tells a PostgreSQL on this machine from one elsewhere by the URL', () => {
+  it('tells a PostgreSQL on this machine from one elsewhere as postgres.js reaches it', () => {
     for (const url of [
       'postgres://u@localhost/db',
       'postgresql://u@LOCALHOST:5433/db',
       'postgres://u@db.localhost/db',
       'postgres://u@127.0.0.1/db',
       'postgres://u@127.1.2.3:6543/db',
-      'postgres://u@[::1]:5432/db',
-      // postgres.js: a host holding a slash is a Unix socket's directory.
-      'postgres://u@%2Fvar%2Frun%2Fpostgresql/db',
+      'postgres://u@127.1/db',
+      'postgres://u@0.0.0.0/db',
     ])
-      expect(databaseSharesThisMachine(url), url).toBe(true);
+      expect(databaseSharesThisMachine(url, undefined), url).toBe(true);
     for (const url of [
       'postgres://u@db.internal/db',
       'postgres://u@10.0.0.7:5432/db',
       'postgres://u@128.0.0.1/db',
+      'postgres://u@127.0.0.1.example.com/db',
       'postgres://u@localhost.example.com/db',
-      'postgres://u@[2001:db8::1]/db',
     ])
-      expect(databaseSharesThisMachine(url), url).toBe(false);
+      expect(databaseSharesThisMachine(url, undefined), url).toBe(false);
+  });
+
+  it('reads an empty host as postgres.js does: PGHOST (a directory is a Unix socket), else localhost', () => {
+    expect(databaseSharesThisMachine('postgres:///db', undefined)).toBe(true);
+    expect(databaseSharesThisMachine('postgres:///idsync?sslmode=disable', '/var/run/postgresql')).toBe(true);
+    expect(databaseSharesThisMachine('postgres:///db', 'db.internal')).toBe(false);
+    // A host in the URL wins over PGHOST.
+    expect(databaseSharesThisMachine('postgres://u@db.internal/db', '/var/run/postgresql')).toBe(false);
   });
 });

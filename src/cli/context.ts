@@ -1,4 +1,3 @@
-import { availableParallelism } from 'node:os';
 import type { Redis } from 'ioredis';
 import { type Config, ConfigError, loadConfig } from '../config.js';
 import { connectDatabase, type DatabaseHandle } from '../db/client.js';
@@ -17,6 +16,7 @@ import {
   releaseClaim,
 } from '../runtime/infrastructure.js';
 import { embeddedMaxConnections } from '../runtime/pool-size.js';
+import { defaultProcessCount } from '../runtime/process-count.js';
 
 /**
  * Exit codes, after sysexits.h, so scripts can tell a typo from a broken database: 64 usage or invalid
@@ -93,7 +93,11 @@ export async function withDatabase<T>(
       config,
       quietLogger(config),
       claim,
-      embeddedMaxConnections('start', config, config.processes ?? availableParallelism()),
+      embeddedMaxConnections(
+        'start',
+        config,
+        config.processes ?? defaultProcessCount('start', config.databaseUrl),
+      ),
     );
     try {
       await reaching('PostgreSQL', endpoint, () => runMigrations(endpoint.url));

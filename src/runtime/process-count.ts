@@ -3,38 +3,44 @@ import type { DaemonMode } from './daemon.js';
 
 /**
  * How many processes `idsync <mode>` runs when neither `--processes` nor WORKER_PROCESSES says: one per
- * core, less one core for a PostgreSQL on this machine (the embedded one, or a DATABASE_URL on
- * loopback or a Unix socket). That PostgreSQL does a SCIM request's other half of the work on the same
- * cores; measured on 2 cores (BENCHMARKS.md, "Processes when PostgreSQL shares the cores"), one API
- * process beside it beat two in every phase of the peers' load, by 18–57 % for `start`. A worker scales
- * out by running more of them, on any machine: one.
+ * core, less one core for a PostgreSQL on this machine, which does its part of every SCIM request on the
+ * same cores. Measured on 2 cores (BENCHMARKS.md, "Sittings of 1 Dec 2026, 13:24–14:17 UTC"): one
+ * `start` process beside the database served 18–35 % more creates, filters, single adds and pages a
+ * second than two; the page walk and the one bulk PATCH came out even. A worker scales out by running
+ * more of them, on any machine: one.
  */
 export function defaultProcessCount(
   mode: DaemonMode,
   databaseUrl: string | undefined,
   cores: number = availableParallelism(),
+  pgHost: string | undefined = process.env.PGHOST,
 ): number {
   if (mode === 'worker') return 1;
-  return databaseSharesThisMachine(databaseUrl) ? Math.max(1, cores - 1) : cores;
+  return databaseSharesThisMachine(databaseUrl, pgHost) ? Math.max(1, cores - 1) : cores;
 }
 
 /**
- * Unset (idsync starts its own), on loopback, or a Unix socket (postgres.js reads a host holding a `/`,
- * percent-encoded in the URL, as the socket's directory). The URL has parsed already (config.ts).
+ * Unset (idsync starts its own), on loopback, or a Unix socket. The host is read as postgres.js reads
+ * it: the URL's host, else PGHOST (a directory there is a socket), else localhost. The URL has parsed
+ * already (config.ts). A proxy on loopback (PgBouncer, a cloud SQL proxy) in front of a database
+ * elsewhere counts as local: WORKER_PROCESSES says otherwise.
  */
-export function databaseSharesThisMachine(databaseUrl: string | undefined): boolean {
+export function databaseSharesThisMachine(
+  databaseUrl: string | undefined,
+  pgHost: string | undefined = process.env.PGHOST,
+): boolean {
   if (databaseUrl === undefined) return true;
-  const host = decodeURIComponent(new URL(databaseUrl).hostname);
-  return host === '' || host.startsWith('/') || isLoopback(host);
+  const host = new URL(databaseUrl).hostname || pgHost || 'localhost';
+  return host.startsWith('/') || isLoopback(host);
 }
 
 function isLoopback(host: string): boolean {
-  const name = host.toLowerCase().replace(/^\[|\]$/g, '');
+  const name = host.toLowerCase();
   return (
     name === 'localhost' ||
     name.endsWith('.localhost') ||
-    name === '::1' ||
-    /^127\.\d{1,3}\.\d{1,3}\.\d{1,3}$/.test(name) ||
-    /^::ffff:127\./.test(name)
+    // Connecting to 0.0.0.0 reaches this machine; 127.1 is 127.0.0.1 to the resolver.
+    name === '0.0.0.0' ||
+    /^127(\.\d{1,3}){0,3}$/.test(name)
   );
 }
