@@ -5,9 +5,10 @@ import type { DaemonMode } from './daemon.js';
  * How many processes `idsync <mode>` runs when neither `--processes` nor WORKER_PROCESSES says: one per
  * core, less one core for a PostgreSQL on this machine, which does its part of every SCIM request on the
  * same cores. Measured on 2 cores (BENCHMARKS.md, "Sittings of 1 Dec 2026, 13:24–14:17 UTC"): one
- * `start` process beside the database served 18–35 % more creates, filters, single adds and pages a
- * second than two; the page walk and the one bulk PATCH came out even. A worker scales out by running
- * more of them, on any machine: one.
+ * `start` process beside the database served 12–26 % more creates, 17–34 % more filters, 0–50 % more
+ * single adds and 8–56 % more pages a second than two in every comparison; one client's page walk came
+ * out even, and the one bulk PATCH took 70–100 ms against 60–70. A worker scales out by running more of
+ * them, on any machine: one.
  */
 export function defaultProcessCount(
   mode: DaemonMode,
