@@ -16,7 +16,7 @@ import {
   releaseClaim,
 } from '../runtime/infrastructure.js';
 import { embeddedMaxConnections } from '../runtime/pool-size.js';
-import { defaultProcessCount } from '../runtime/process-count.js';
+import { processCount } from '../runtime/process-count.js';
 
 /**
  * Exit codes, after sysexits.h, so scripts can tell a typo from a broken database: 64 usage or invalid
@@ -93,11 +93,7 @@ export async function withDatabase<T>(
       config,
       quietLogger(config),
       claim,
-      embeddedMaxConnections(
-        'start',
-        config,
-        config.processes ?? defaultProcessCount('start', config.databaseUrl),
-      ),
+      embeddedMaxConnections('start', config, processCount('start', config)),
     );
     try {
       await reaching('PostgreSQL', endpoint, () => runMigrations(endpoint.url));

@@ -6,7 +6,7 @@ import { createLogger, type Logger, withoutBoundValues } from '../log.js';
 import { type DaemonMode, startDaemon } from '../runtime/daemon.js';
 import { DataDirInUseError } from '../runtime/data-dir-lock.js';
 import { UnreachableError } from '../runtime/infrastructure.js';
-import { defaultProcessCount } from '../runtime/process-count.js';
+import { processCount } from '../runtime/process-count.js';
 import { inProcessGroup, joinProcessGroup, startProcessGroup } from '../runtime/process-group.js';
 import { EmbeddedServerError } from '../runtime/processes.js';
 import {
@@ -81,9 +81,7 @@ async function runDaemon(mode: DaemonMode, processesOption: string | undefined):
   const config = configOrExit();
   const log: Logger = createLogger(config.logLevel);
   const processes =
-    processesOption !== undefined
-      ? parseProcesses(processesOption)
-      : (config.processes ?? defaultProcessCount(mode, config.databaseUrl));
+    processesOption !== undefined ? parseProcesses(processesOption) : processCount(mode, config);
 
   // Handlers before anything is printed: whoever reads "Press Ctrl-C" may press it at once.
   let stop: (() => Promise<void>) | undefined;

@@ -1,5 +1,11 @@
 import { availableParallelism } from 'node:os';
+import type { Config } from '../config.js';
 import type { DaemonMode } from './daemon.js';
+
+/** How many processes `idsync <mode>` runs: WORKER_PROCESSES if set, else the default below. */
+export function processCount(mode: DaemonMode, config: Pick<Config, 'processes' | 'databaseUrl'>): number {
+  return config.processes ?? defaultProcessCount(mode, config.databaseUrl);
+}
 
 /**
  * How many processes `idsync <mode>` runs when neither `--processes` nor WORKER_PROCESSES says: one per
@@ -7,7 +13,7 @@ import type { DaemonMode } from './daemon.js';
  * same cores. Measured on 2 cores (BENCHMARKS.md, "Sittings of 1 Dec 2026, 13:24–14:17 UTC"): one
  * `start` process beside the database served 12–26 % more creates, 17–34 % more filters, 0–50 % more
  * single adds and 8–56 % more pages a second than two in every comparison; one client's page walk came
- * out even, and the one bulk PATCH took 70–100 ms against 60–70. A worker scales out by running more of
+ * out even, and the one bulk PATCH took 60–100 ms against 60–70. A worker scales out by running more of
  * them, on any machine: one.
  */
 export function defaultProcessCount(
