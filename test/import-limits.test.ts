@@ -66,12 +66,14 @@ describe('import limits', async () => {
     let concurrent: Promise<ImportReport | unknown> | undefined;
     const report = await importAssignments(db, tenant.id, first, {
       ...options({ replace: true }),
-      // Started while the first holds its transaction open: the two overlap for certain.
-      onStep: (step) => {
-        if (step === 'planning')
-          concurrent = importAssignments(db, tenant.id, second, options({ replace: true })).catch(
-            (e: unknown) => e,
-          );
+      // Started while the first holds its transaction open, which waits until the second has its
+      // answer: the two overlap for certain, however slow the machine.
+      onStep: async (step) => {
+        if (step !== 'planning') return;
+        concurrent = importAssignments(db, tenant.id, second, options({ replace: true })).catch(
+          (e: unknown) => e,
+        );
+        await concurrent;
       },
     });
     expect(report.applied).toBe(true);

@@ -30,7 +30,11 @@ export interface ImportOptions {
   actor: string;
   /** How many rows of each operation the report shows. */
   sampleSize?: number;
-  onStep?: (step: string) => void;
+  /**
+   * Told each step as it starts, inside the import's transaction (its lock held); the import waits for
+   * what it returns, so a caller can act while the import is at that step.
+   */
+  onStep?: (step: string) => void | Promise<void>;
 }
 
 export const IMPORT_OPERATIONS = [
@@ -110,9 +114,9 @@ export async function importAssignments(
         'another import for this tenant is in progress; try again when it has finished',
         'importInProgress',
       );
-    step('staging rows');
+    await step('staging rows');
     await stageRows(tx, tenantId, file);
-    step('checking accounts, teams and apps');
+    await step('checking accounts, teams and apps');
     const checked = await databaseChecks(tx, tenantId);
     // Both lists are sorted and capped: the first MAX_REPORTED_ERRORS of their union are among them.
     report.errors = [...report.errors, ...checked.errors]
@@ -123,11 +127,11 @@ export async function importAssignments(
       sql`SELECT count(*)::int AS valid FROM import_rows WHERE NOT refused`,
     );
     report.valid = valid;
-    step('planning');
+    await step('planning');
     report.plan = await planImport(tx, tenantId, options);
     const apply = !options.dryRun && (report.errorCount === 0 || options.skipInvalid);
     if (!apply) return report;
-    step('applying');
+    await step('applying');
     const { queued, held } = await applyImport(tx, tenantId, importId, options);
     report.applied = true;
     report.queuedUsers = queued;
