@@ -13,6 +13,16 @@ describe('graceful shutdown', () => {
     const { tenant } = await createTenant(database.db, 'acme', 'test');
     const { log } = capturingLogger('silent');
     const jobEvents: string[] = [];
+    // Latches, not sleeps: the request is in its handler and the job runs when the stop begins, and
+    // both go on for a while after it, however slow the machine.
+    let entered!: () => void;
+    const slowEntered = new Promise<void>((resolve) => {
+      entered = resolve;
+    });
+    let stopCalled!: () => void;
+    const stopping = new Promise<void>((resolve) => {
+      stopCalled = resolve;
+    });
     const daemon = await startTestDaemon({
       mode: 'start',
       config: testConfig(database.url),
@@ -21,14 +31,17 @@ describe('graceful shutdown', () => {
         {
           path: '/slow',
           router: async (_req, res) => {
-            await sleep(700);
+            entered();
+            await stopping;
+            await sleep(300);
             res.json({ finished: true });
           },
         },
       ],
       jobHandler: async (payload) => {
         jobEvents.push(`started ${payload.subjectId}`);
-        await sleep(800);
+        await stopping;
+        await sleep(300);
         jobEvents.push(`finished ${payload.subjectId}`);
       },
     });
@@ -37,11 +50,14 @@ describe('graceful shutdown', () => {
     await recordForReconcile(database.db, [
       { tenantId: tenant.id, lane: 'reconcile', subjectType: 'user', subjectId: 'u1', cause: {} },
     ]);
-    await expect.poll(() => jobEvents, { timeout: 5_000 }).toContain('started u1');
+    // Through the outbox relay and the job queue: seconds on a loaded machine.
+    await expect.poll(() => jobEvents, { timeout: 15_000 }).toContain('started u1');
     const inFlight = fetch(`${base}/slow`);
-    await sleep(100);
+    await slowEntered;
 
-    await daemon.stop();
+    const stopped = daemon.stop();
+    stopCalled();
+    await stopped;
 
     const response = await inFlight;
     expect(response.status).toBe(200);
