@@ -72,16 +72,17 @@ describe('outbox relay', () => {
     const { tenant } = await createTenant(database.db, 'acme', 'test');
     const { processed } = await pipeline(database, inject('redisUrl'));
     await writeChange(database, tenant.id, 'user-1');
-    await expect.poll(() => processed.length, { timeout: 5_000 }).toBe(1);
+    await expect.poll(() => processed.length, { timeout: 15_000 }).toBe(1);
     expect(processed[0]).toMatchObject({
       tenantId: tenant.id,
       subjectType: 'user',
       subjectId: 'user-1',
       cause: { event: 'scim.deactivated' },
     });
+    // The job can run before the relay's own transaction (which marks the row relayed) commits.
+    await expect.poll(() => pendingRows(database), { timeout: 5_000 }).toBe(0);
     await new Promise((r) => setTimeout(r, 500));
     expect(processed).toHaveLength(1);
-    expect(await pendingRows(database)).toBe(0);
   });
 
   it('relays nothing for a transaction that rolled back', async () => {
@@ -90,7 +91,7 @@ describe('outbox relay', () => {
     const { processed } = await pipeline(database, inject('redisUrl'));
     await writeChange(database, tenant.id, 'user-rolled-back', false);
     await writeChange(database, tenant.id, 'user-committed');
-    await expect.poll(() => processed.length, { timeout: 5_000 }).toBe(1);
+    await expect.poll(() => processed.length, { timeout: 15_000 }).toBe(1);
     await new Promise((r) => setTimeout(r, 300));
     expect(processed.map((p) => p.subjectId)).toEqual(['user-committed']);
   });
@@ -175,10 +176,14 @@ describe('outbox relay, an initial push', () => {
     expect(new Set(processed.map((p) => p.subjectId))).toEqual(
       new Set([await idOf('engineer@example.com'), await idOf('Member@Example.com'), busy]),
     );
-    const [rows] = await sql`
-      SELECT count(*) FILTER (WHERE completed_at IS NOT NULL)::int AS settled,
-             count(*) FILTER (WHERE relayed_at IS NULL)::int AS unrelayed FROM outbox WHERE tenant_id = ${t}`;
-    // The 200 quiet users' rows are complete (the recording handler completes nothing itself).
-    expect(rows).toMatchObject({ settled: 200, unrelayed: 0 });
+    const outboxRows = async () =>
+      (
+        await sql`
+          SELECT count(*) FILTER (WHERE completed_at IS NOT NULL)::int AS settled,
+                 count(*) FILTER (WHERE relayed_at IS NULL)::int AS unrelayed FROM outbox WHERE tenant_id = ${t}`
+      )[0];
+    // The 200 quiet users' rows are complete (the recording handler completes nothing itself). The jobs
+    // can run before the relay's transaction (which settles and marks the batch) commits: wait for it.
+    await expect.poll(outboxRows, { timeout: 5_000 }).toMatchObject({ settled: 200, unrelayed: 0 });
   });
 });
