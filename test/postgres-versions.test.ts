@@ -176,9 +176,12 @@ describe('a database whose server moved across PostgreSQL 18', () => {
     await expect
       .poll(
         async () =>
+          // In this database only: every test database is cloned from one template, so its users
+          // table has the same oid in the databases of the other test files.
           (
             await database.sql`SELECT count(*)::int AS n FROM pg_locks l JOIN pg_class c ON c.oid = l.relation
-              WHERE c.relname = 'users' AND NOT l.granted`
+              WHERE c.relname = 'users' AND NOT l.granted
+                AND l.database = (SELECT oid FROM pg_database WHERE datname = current_database())`
           )[0]!.n,
         { timeout: 10_000, interval: 20 },
       )

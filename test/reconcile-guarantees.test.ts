@@ -198,10 +198,12 @@ describe('no deprovisioning lost or stuck', () => {
     cleanups.push(async () => holder.release());
     await holder`SELECT pg_advisory_lock(hashtextextended(${`user:${userId}`}, 0))`;
     // A killed worker's backend may linger in the lock queue (it notices the closed socket only when the
-    // lock is granted), so "running" means: a backend not seen before is waiting for the lock.
+    // lock is granted), so "running" means: a backend not seen before is waiting for the lock — in this
+    // database: pg_locks covers the whole cluster, and other test files wait on advisory locks too.
     const seen = new Set<number>();
     const newWaiter = async () => {
-      const rows = await database.sql`SELECT pid FROM pg_locks WHERE locktype = 'advisory' AND NOT granted`;
+      const rows = await database.sql`SELECT pid FROM pg_locks WHERE locktype = 'advisory' AND NOT granted
+        AND database = (SELECT oid FROM pg_database WHERE datname = current_database())`;
       const fresh = rows.map((r) => r.pid as number).filter((pid) => !seen.has(pid));
       for (const pid of fresh) seen.add(pid);
       return fresh.length > 0;

@@ -19,9 +19,11 @@ afterEach(async () => {
   for (const cleanup of cleanups.splice(0).reverse()) await cleanup();
 });
 
+/** Waits in this test's database only: pg_locks covers the whole cluster the test files share. */
 async function waitingLocks(database: TestDatabase, kind: 'relation' | 'advisory'): Promise<number> {
   const [row] = await database.sql`
-    SELECT count(*)::int AS n FROM pg_locks WHERE NOT granted AND locktype = ${kind}`;
+    SELECT count(*)::int AS n FROM pg_locks WHERE NOT granted AND locktype = ${kind}
+      AND database = (SELECT oid FROM pg_database WHERE datname = current_database())`;
   return row!.n;
 }
 
