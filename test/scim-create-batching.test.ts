@@ -149,7 +149,9 @@ describe('creating users concurrently', () => {
   it('writes again, one by one, the users of a statement cancelled by its timeout', async () => {
     const database = await createTestDatabase();
     const { tenant } = await createTenant(database.db, 'acme', 'test');
-    const timed = connectDatabase(database.url, { max: 4, statementTimeoutMs: 300 });
+    // Only the held statement may reach the timeout: long enough for the others on a loaded machine, each
+    // on a connection that has not run this statement (nor loaded its tables and triggers) before.
+    const timed = connectDatabase(database.url, { max: 4, statementTimeoutMs: 2_000 });
     const holder = await holdName(database, tenant.id, 'held@example.com');
     try {
       const create = userCreator(timed.db, 'http://x/scim/v2');
