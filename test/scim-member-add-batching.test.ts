@@ -50,6 +50,7 @@ describe('concurrent member adds to one group', async () => {
       await holder`BEGIN`;
       await holder`SELECT 1 FROM groups WHERE id = ${groupId} FOR UPDATE`;
       const first = add(groupId, adds[0]!);
+      // Requests reaching the server and the database: seconds, not the default 1 s, on a loaded machine.
       await expect
         .poll(
           async () =>
@@ -58,10 +59,11 @@ describe('concurrent member adds to one group', async () => {
                 SELECT count(*)::int AS n FROM pg_stat_activity
                 WHERE wait_event_type = 'Lock' AND datname = current_database()`
             )[0]!.n,
+          { timeout: 15_000 },
         )
         .toBe(1);
       const rest = adds.slice(1).map((ids) => add(groupId, ids));
-      await expect.poll(() => submitted.mock.calls.length).toBe(adds.length);
+      await expect.poll(() => submitted.mock.calls.length, { timeout: 15_000 }).toBe(adds.length);
       await holder`COMMIT`;
       return await Promise.all([first, ...rest]);
     } finally {
@@ -173,14 +175,14 @@ describe('concurrent member adds to one group', async () => {
           { op: 'add', path: 'members', value: [{ value: a }] },
         ]),
       );
-      await expect.poll(waiting).toBeGreaterThanOrEqual(1);
+      await expect.poll(waiting, { timeout: 15_000 }).toBeGreaterThanOrEqual(1);
       // Waits on the held insert; the two behind it then share a statement (past the slow escape) that
       // takes A and waits on B, which the general PATCH holds.
       const primer = add(group.id, [p]);
-      await expect.poll(waiting).toBeGreaterThanOrEqual(2);
+      await expect.poll(waiting, { timeout: 15_000 }).toBeGreaterThanOrEqual(2);
       const addA = add(group.id, [a]);
       const addB = add(group.id, [b]);
-      await expect.poll(waiting).toBeGreaterThanOrEqual(3);
+      await expect.poll(waiting, { timeout: 15_000 }).toBeGreaterThanOrEqual(3);
       // Past deadlock_timeout (1 s): the adds' statement has checked for a cycle and found none, so when
       // the general PATCH goes on and waits for A, it is the one PostgreSQL aborts.
       await new Promise((resolve) => setTimeout(resolve, 1_500));
