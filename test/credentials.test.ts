@@ -256,10 +256,13 @@ describe('least-privilege credentials', async () => {
     it('audits every admin request with the token’s name', async () => {
       await admin(operator, 'GET', '/tenants/acme/rules');
       await expect
-        .poll(async () =>
-          (
-            await database.sql`SELECT actor, action, after FROM audit_log WHERE actor = 'admin:ops-acme' ORDER BY id`
-          ).map((r) => `${r.action} ${r.after.path} ${r.after.status}`),
+        .poll(
+          async () =>
+            (
+              await database.sql`SELECT actor, action, after FROM audit_log WHERE actor = 'admin:ops-acme' ORDER BY id`
+            ).map((r) => `${r.action} ${r.after.path} ${r.after.status}`),
+          // The audit row is written after the answer, beside the other files' work on the database.
+          { timeout: 10_000 },
         )
         .toEqual(
           expect.arrayContaining([

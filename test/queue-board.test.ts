@@ -137,10 +137,12 @@ describe('the queue dashboard (Bull Board) at /admin/queues', async () => {
       })
       .toBeGreaterThan(1);
     await expect
-      .poll(async () =>
-        (await database.sql`SELECT actor, after FROM audit_log WHERE action = 'queue_board.put'`).map(
-          (r) => r.actor,
-        ),
+      .poll(
+        async () =>
+          (await database.sql`SELECT actor, after FROM audit_log WHERE action = 'queue_board.put'`).map(
+            (r) => r.actor,
+          ),
+        { timeout: 10_000 },
       )
       .toEqual(['admin:operator-all']);
   });

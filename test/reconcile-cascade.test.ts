@@ -92,6 +92,7 @@ describe('the deprovisioning cascade, end to end on the built-in platform', asyn
           (
             await database.sql`SELECT count(*)::int AS n FROM tokens WHERE user_id = ${user.body.id} AND revoked_at IS NULL`
           )[0]!.n,
+        { timeout: 10_000 },
       )
       .toBe(0);
     // The offboarding is done when its receipt is complete.
@@ -247,6 +248,7 @@ describe('the deprovisioning cascade, end to end on the built-in platform', asyn
           (
             await database.sql`SELECT count(*)::int AS n FROM tokens WHERE user_id = ${user.body.id} AND revoked_at IS NULL`
           )[0]!.n,
+        { timeout: 10_000 },
       )
       .toBe(0);
     // Planned once, in the reconcile lane that found it, and applied there: one receipt for the removal.
@@ -254,6 +256,7 @@ describe('the deprovisioning cascade, end to end on the built-in platform', asyn
       .poll(
         async () =>
           await database.sql`SELECT idp_event, completed_at IS NOT NULL AS complete FROM receipts WHERE user_id = ${user.body.id}`,
+        { timeout: 10_000 },
       )
       .toEqual([{ idp_event: 'group.member_removed', complete: true }]);
     const lanes = await database.sql`SELECT lane FROM outbox WHERE subject_id = ${user.body.id} ORDER BY id`;
