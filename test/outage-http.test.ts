@@ -100,7 +100,9 @@ describe('SCIM while PostgreSQL is down', () => {
       await daemon.stop();
       await postgres.stop();
     }
-  });
+    // Two starts of a PostgreSQL of its own (initdb, then a restart) and migrations: well past the
+    // default 30 s on a loaded machine.
+  }, 120_000);
 });
 
 describe('readiness when only Redis is down', () => {
