@@ -75,6 +75,8 @@ describe('the security console in a real browser', async () => {
 
     await page.fill('input[name=token]', 'not-the-token');
     await page.click('button[type=submit]');
+    // click() waits for the answer's page to start loading only: read it once it has loaded.
+    await page.waitForLoadState();
     expect(await page.textContent('body')).toContain('That is not an admin token for this tenant.');
     await page.fill('input[name=token]', ADMIN_TOKEN);
     await page.click('button[type=submit]');
@@ -182,6 +184,7 @@ describe('the security console in a real browser', async () => {
     await page.goto(`${publicUrl}/console/acme`);
     await page.fill('input[name=token]', ADMIN_TOKEN);
     await page.click('button[type=submit]');
+    await page.waitForLoadState();
     const row = (await page.locator('#offboardings tbody tr').first().textContent())!.replace(/\s+/g, ' ');
     expect(row).toContain('ada@example.com');
     expect(row).toContain('complete');

@@ -77,7 +77,8 @@ describe('signing in through the IdP in a real browser', async () => {
     await page.reload();
     expect(page.url()).toContain(`${idpServer.url}/sso`);
     expect(await page.textContent('h1')).toBe('Test IdP');
-  });
+    // A browser round trip through two servers and the reconciler: as its sibling, not the default 30 s.
+  }, 90_000);
   it('refuses a response obtained in one browser when another browser posts it (login CSRF), and lets the first finish', async () => {
     const attacker = await browser.newContext();
     const victim = await browser.newContext();
