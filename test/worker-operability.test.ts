@@ -51,6 +51,16 @@ describe('worker health port', () => {
     await recordForReconcile(database.db, [
       { tenantId: tenant.id, lane: 'deprovision', subjectType: 'user', subjectId: 'waiting', cause: {} },
     ]);
+    // Queued behind the wedged job before readiness is asked: a second after the wedged job started, a
+    // slow relay would otherwise leave the check saying "0 wait and 1 run".
+    await expect
+      .poll(
+        async () =>
+          (await database.sql`SELECT relayed_at FROM outbox WHERE subject_id = 'waiting'`)[0]?.relayed_at ??
+          null,
+        { timeout: 10_000 },
+      )
+      .not.toBeNull();
     await expect
       .poll(async () => (await fetch(`${health}/readyz`)).status, { timeout: 15_000, interval: 200 })
       .toBe(503);
