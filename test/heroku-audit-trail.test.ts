@@ -191,8 +191,10 @@ describe('audit-trail polling and activity on the simulator', async () => {
     await expect.poll(async () => (await cursorAt()) === newestEvent(), { timeout: 30_000 }).toBe(true);
     const before = (await findings()).length;
     // Heroku records this one late: its time is three minutes before what the poller has already read.
+    // Stamped in the same tick it is added, so no poll can read it with its current time first.
+    const cursor = await cursorAt();
     simulator.dashboard.addTeamMember('ops', 'eve@example.com', 'viewer', 'boss@example.com');
-    simulator.events.at(-1)!.createdAt = new Date((await cursorAt()) - 3 * 60_000);
+    simulator.events.at(-1)!.createdAt = new Date(cursor - 3 * 60_000);
     // A grant the trail names no actor for: not provably idsync's, so it is verified like a person's.
     simulator.dashboard.addTeamMember('side', 'eve@example.com', 'viewer', 'boss@example.com');
     (simulator.events.at(-1) as { actor: unknown }).actor = null;
