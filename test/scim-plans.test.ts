@@ -130,11 +130,13 @@ describe('an unfiltered page of users', () => {
       const plans = async (count: number) => {
         // A tenant of its own each time: no page end remembered from an earlier call.
         const { tenant } = await createTenant(database.db, `acme-${count}`, 'test');
-        // Created a second apart, as an IdP's push creates them, and analyzed.
+        // Created a second apart, as an IdP's push creates them, and analyzed: every table, so the
+        // plans' costs do not depend on which tables autovacuum happened to analyze (group_members
+        // never analyzed is estimated at some rows, analyzed and empty at none).
         await database.sql`INSERT INTO users (tenant_id, user_name, origin, created_at)
           SELECT ${tenant.id}, 'user' || n || '@example.com', 'scim', now() - (5000 - n) * interval '1 second'
           FROM generate_series(1, 5000) n`;
-        await database.sql`ANALYZE users`;
+        await database.sql`ANALYZE`;
         await one.sql`DEALLOCATE ALL`;
         // Pages from the last to the first, none starting at or after where another ended (by offset);
         // a walker on one connection (its first page by offset, the next ones after the last user
@@ -173,15 +175,18 @@ describe('an unfiltered page of users', () => {
       expect(byOffset).toMatchObject({ kind: 'offset' });
       expect(byOffset!.generic + byOffset!.custom).toBe(10);
       expect(byOffset!.custom).toBeLessThanOrEqual(6);
-      // A size outside the list keeps its size a placeholder, the shape every page had: a custom plan each
-      // time, but for a walker's seek, whose generic plan (the users rendered estimated from the ids'
-      // array, not from the LIMIT) PostgreSQL keeps like the literal sizes'.
+      // A size outside the list keeps its size a placeholder, the shape every page had: by offset, a custom
+      // plan at each call (the generic plan renders a tenth of the tenant, by PostgreSQL's estimate). The
+      // seeks' plans may go either way: their users are rendered from the ids' array, estimated apart
+      // from the LIMIT, and runs have differed on whether a walker's seek keeps the generic plan.
       expect(LITERAL_PAGE_SIZES.has(37)).toBe(false);
-      expect(await plans(37)).toEqual([
-        { kind: 'after', generic: 2, custom: 5 },
-        { kind: 'after if unchanged', generic: 0, custom: 7 },
-        { kind: 'offset', generic: 0, custom: 10 },
+      const placeholderSize = await plans(37);
+      expect(placeholderSize.map((p) => ({ kind: p.kind, calls: p.generic + p.custom }))).toEqual([
+        { kind: 'after', calls: 7 },
+        { kind: 'after if unchanged', calls: 7 },
+        { kind: 'offset', calls: 10 },
       ]);
+      expect(placeholderSize[2]).toEqual({ kind: 'offset', generic: 0, custom: 10 });
     } finally {
       await one.close();
     }
