@@ -7,7 +7,8 @@ import { startScimServer } from './support/scim-server.js';
  * Issue 17: PostgreSQL renders each User's JSON text and the server splices it into responses as is, so
  * a change to how the SQL builds it (fewer jsonb merges, skipping the groups lookup) could change the
  * bytes clients receive. These pin the exact text, member order and spacing included, on each path: read by
- * id, a list page, `userName eq`, a tenant without groups, a create, and `excludedAttributes=groups`.
+ * id, a list page (two users sharing a group, one in none), `userName eq`, a filter that can match many,
+ * a tenant without groups, a create, and `excludedAttributes=groups`.
  * A user in no group has `"groups": null` (what the SQL has always rendered); a create has no `groups`.
  */
 describe('the exact JSON text of a rendered User', async () => {
@@ -24,7 +25,14 @@ describe('the exact JSON text of a rendered User', async () => {
   expect(bobCreated.status).toBe(201);
   const bobCreatedText = await bobCreated.text();
   const bob = JSON.parse(bobCreatedText) as { id: string };
-  const zeta = await createGroup(server, 'Zeta', [alice.id]);
+  // Dave is in no group; bob shares Zeta with alice, so a page renders one group for two users.
+  const daveCreated = await server.request('POST', '/Users', {
+    schemas: [USER],
+    userName: 'dave@example.com',
+  });
+  expect(daveCreated.status).toBe(201);
+  const dave = (await daveCreated.json()) as { id: string };
+  const zeta = await createGroup(server, 'Zeta', [alice.id, bob.id]);
   const alpha = await createGroup(server, 'Alpha "α"', [alice.id]);
 
   // A second tenant that has no group at all.
@@ -49,14 +57,17 @@ describe('the exact JSON text of a rendered User', async () => {
     WHERE user_name = 'alice@example.com'`;
   await server.database.sql`
     UPDATE users SET created_at = '2026-01-02T03:04:05.060Z', updated_at = '2026-02-03T04:05:06Z'
-    WHERE user_name IN ('bob@example.com', 'carol@example.com')`;
+    WHERE user_name IN ('bob@example.com', 'carol@example.com', 'dave@example.com')`;
+  // Dave after bob, in a page's order (created_at, then id).
+  await server.database.sql`
+    UPDATE users SET created_at = '2026-01-02T03:04:05.070Z' WHERE user_name = 'dave@example.com'`;
 
   // Members kept in columns first, compact, in a fixed order; then the stored attributes as PostgreSQL
   // prints jsonb (keys shorter first, a space after each colon and comma).
   const meta = (id: string) =>
     id === alice.id
       ? `"meta":{"resourceType":"User","created":"2026-01-02T03:04:05.006Z","lastModified":"2026-02-03T04:05:06.070Z","location":"${scim}/Users/${id}","version":"W/\\"1\\""}`
-      : `"meta":{"resourceType":"User","created":"2026-01-02T03:04:05.060Z","lastModified":"2026-02-03T04:05:06.000Z","location":"${scim}/Users/${id}","version":"W/\\"1\\""}`;
+      : `"meta":{"resourceType":"User","created":"2026-01-02T03:04:05.0${id === dave.id ? 7 : 6}0Z","lastModified":"2026-02-03T04:05:06.000Z","location":"${scim}/Users/${id}","version":"W/\\"1\\""}`;
   const group = (id: string, display: string) =>
     `{"value":"${id}","$ref":"${scim}/Groups/${id}","display":"${display}","type":"direct"}`;
   const coreSchema = '"schemas":["urn:ietf:params:scim:schemas:core:2.0:User"]';
@@ -67,7 +78,8 @@ describe('the exact JSON text of a rendered User', async () => {
     `"name": {"givenName": "Given", "familyName": "Family"}, ` +
     `"emails": [{"type": "work", "value": "alice@example.com", "primary": true}], "displayName": "Alice \\"Al\\" Ånström", ` +
     `"urn:ietf:params:scim:schemas:extension:enterprise:2.0:User": {"manager": {"value": "boss-1"}, "department": "Engineering", "employeeNumber": "42"}}`;
-  const bobText = `{${coreSchema},"id":"${bob.id}","userName":"bob@example.com","active":true,${meta(bob.id)},"groups":null}`;
+  const bobText = `{${coreSchema},"id":"${bob.id}","userName":"bob@example.com","active":true,${meta(bob.id)},"groups":[${group(zeta.id, 'Zeta')}]}`;
+  const daveText = `{${coreSchema},"id":"${dave.id}","userName":"dave@example.com","active":true,${meta(dave.id)},"groups":null}`;
   const carolText = `{${coreSchema},"id":"${carol.id}","userName":"carol@example.com","externalId":"ext-carol","active":true,${meta(carol.id)},"groups":null}`;
   const listText = (total: number, resources: string[]) =>
     `{"schemas":["urn:ietf:params:scim:api:messages:2.0:ListResponse"],"totalResults":${total},"itemsPerPage":${resources.length},"startIndex":1,"Resources":[${resources.join(',')}]}`;
@@ -80,12 +92,17 @@ describe('the exact JSON text of a rendered User', async () => {
   it('renders a user read by id, with externalId, the enterprise extension and groups, and without', async () => {
     expect(await text(`/Users/${alice.id}`)).toBe(aliceText);
     expect(await text(`/Users/${bob.id}`)).toBe(bobText);
+    expect(await text(`/Users/${dave.id}`)).toBe(daveText);
   });
 
   it('splices the same texts into list pages and userName filters', async () => {
-    expect(await text('/Users')).toBe(listText(2, [aliceText, bobText]));
+    expect(await text('/Users')).toBe(listText(3, [aliceText, bobText, daveText]));
     expect(await text('/Users?startIndex=2&count=1')).toBe(
-      listText(2, [bobText]).replace('"startIndex":1', '"startIndex":2'),
+      listText(3, [bobText]).replace('"startIndex":1', '"startIndex":2'),
+    );
+    // A filter that can match many users (its values written into the statement, not prepared).
+    expect(await text(`/Users?filter=${encodeURIComponent('active eq true')}`)).toBe(
+      listText(3, [aliceText, bobText, daveText]),
     );
     expect(await text(`/Users?filter=${encodeURIComponent('userName eq "alice@example.com"')}`)).toBe(
       listText(1, [aliceText]),
@@ -109,7 +126,7 @@ describe('the exact JSON text of a rendered User', async () => {
       return JSON.stringify(rest);
     };
     expect(await text('/Users?excludedAttributes=groups')).toBe(
-      listText(2, [withoutGroups(aliceText), withoutGroups(bobText)]),
+      listText(3, [withoutGroups(aliceText), withoutGroups(bobText), withoutGroups(daveText)]),
     );
     expect(compact(aliceText)).not.toBe(withoutGroups(aliceText));
   });
