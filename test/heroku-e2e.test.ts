@@ -104,12 +104,22 @@ describe('Heroku end to end on the simulator', async () => {
 
   it('a 429 storm and 5xx faults delay the removal but never lose it', async () => {
     const userId = await onboard('bob@example.com');
-    // An empty bucket refilling at 10 a second: the cascade's 51 requests cannot all fit.
-    simulator.setBudget({ remaining: 0, refillPerMinute: 600 });
+    // An empty bucket that refills only once the cascade has met a 429: refilling from the start, a
+    // cascade that began late on a loaded machine could find enough budget for all its 51 requests.
+    simulator.setBudget({ remaining: 0, refillPerMinute: 0 });
     simulator.faultRate = 0.2;
+    const sentBefore = simulator.requests.length;
     expect(
       (await scim('PATCH', `/Users/${userId}`, patch([{ op: 'replace', value: { active: false } }]))).status,
     ).toBe(200);
+    await expect
+      .poll(() => simulator.requests.slice(sentBefore).some((r) => r.status === 429), {
+        timeout: 30_000,
+        interval: 50,
+      })
+      .toBe(true);
+    // Then 10 a second: the cascade's requests still cannot all fit at once.
+    simulator.setBudget({ refillPerMinute: 600 });
     await expect
       .poll(() => simulator.grantsOf('bob@example.com'), { timeout: 60_000, interval: 200 })
       .toEqual([]);
