@@ -101,15 +101,39 @@ export interface ReservedSession {
   db: Database;
 }
 
+/**
+ * Opens `connections` connections of the pool (its size) and runs `work` once on each: all are reserved
+ * before any is used, so each is a different connection.
+ */
+export async function onEachConnection(
+  handle: DatabaseHandle,
+  connections: number,
+  work: (session: ReservedSession) => Promise<void>,
+): Promise<void> {
+  const opened = await Promise.allSettled(Array.from({ length: connections }, () => handle.sql.reserve()));
+  const reserved = opened.flatMap((result) => (result.status === 'fulfilled' ? [result.value] : []));
+  try {
+    const failed = opened.find((result) => result.status === 'rejected');
+    if (failed) throw failed.reason;
+    await Promise.all(reserved.map((connection) => work(sessionOver(handle, connection))));
+  } finally {
+    for (const connection of reserved) connection.release();
+  }
+}
+
+function sessionOver(handle: DatabaseHandle, reserved: postgres.ReservedSql): ReservedSession {
+  // Drizzle reads the client's type options; the reserved connection shares the pool's.
+  const client = Object.assign(reserved, { options: handle.sql.options }) as unknown as Sql;
+  return { sql: reserved, db: drizzle(preparingClient(client)) };
+}
+
 export async function withReservedSession<T>(
   handle: DatabaseHandle,
   work: (session: ReservedSession) => Promise<T>,
 ): Promise<T> {
   const reserved = await handle.sql.reserve();
   try {
-    // Drizzle reads the client's type options; the reserved connection shares the pool's.
-    const client = Object.assign(reserved, { options: handle.sql.options }) as unknown as Sql;
-    return await work({ sql: reserved, db: drizzle(preparingClient(client)) });
+    return await work(sessionOver(handle, reserved));
   } finally {
     reserved.release();
   }

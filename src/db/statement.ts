@@ -26,6 +26,14 @@ export function preparedStatement<Values extends Record<string, unknown>>(build:
       const { text, params } = bound(values);
       return (await db.$client.unsafe(text, params).raw()) as unknown as RawRow[];
     },
+    /**
+     * Prepares it on the connection without running it: parsed and described, not yet planned, so
+     * nothing about `values` weighs in PostgreSQL's later choice between custom and generic plans.
+     */
+    prepare: async (db: Database, values: Values): Promise<void> => {
+      const { text, params } = bound(values);
+      await db.$client.unsafe(text, params).describe();
+    },
   });
 }
 

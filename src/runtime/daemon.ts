@@ -30,6 +30,7 @@ import { ssoRouter } from '../sso/router.js';
 import { ScimTokenVerifier } from '../tenants/scim-token-cache.js';
 import { createTenant, listTenants, type TenantWithToken } from '../tenants/tenants.js';
 import { oauthRouter } from '../tokens/router.js';
+import { warmEdgeReads } from './edge-warm-up.js';
 import {
   claimForDaemon,
   type Endpoint,
@@ -285,6 +286,8 @@ export async function startDaemon(options: DaemonOptions): Promise<Daemon> {
 
     let http: RunningHttpServer | undefined;
     if (mode !== 'worker') {
+      // Before the port opens, so the first reads find their connections open and statements planned.
+      await warmEdgeReads(resources, `${config.publicUrl}${API_MOUNTS.scim}`, log);
       const tokens = new ScimTokenVerifier(database);
       await tokens.start();
       cleanups.push(() => tokens.stop());

@@ -71,6 +71,8 @@ function connectionIdOf(socket: object): string {
  */
 
 export const MAX_PAGE_SIZE = 1000;
+/** A list's `count` when the client sends none. */
+export const DEFAULT_PAGE_SIZE = 100;
 const BODY_LIMIT = '1mb';
 
 /** What the edge's own middleware adds to Node's request before a handler runs. */
@@ -423,7 +425,7 @@ function readListQuery(req: ScimRequest): ListQuery {
   };
   // RFC 7644 §3.4.2.4: startIndex below 1 means 1; a negative count means 0.
   const startIndex = Math.max(1, integer('startIndex', 1));
-  const count = Math.min(MAX_PAGE_SIZE, Math.max(0, integer('count', 100)));
+  const count = Math.min(MAX_PAGE_SIZE, Math.max(0, integer('count', DEFAULT_PAGE_SIZE)));
   return {
     filter: filterText === undefined || filterText.trim() === '' ? undefined : parseFilter(filterText),
     startIndex,
