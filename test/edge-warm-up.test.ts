@@ -6,8 +6,8 @@ import { PAGE_SCAN_CONNECTIONS, PIPELINED_READ_CONNECTIONS } from '../src/runtim
 import { DEFAULT_PAGE_SIZE } from '../src/scim/router.js';
 import { listUsersJson, warmUserReads } from '../src/scim/user-queries.js';
 import { createTenant } from '../src/tenants/tenants.js';
-import { createTestDatabase } from './support/database.js';
 import { startTestDaemon, testConfig } from './support/daemon.js';
+import { createTestDatabase } from './support/database.js';
 
 /*
  * Issue 17: the SCIM read pools are opened and their statements readied before the port opens, so the
