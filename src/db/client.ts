@@ -102,26 +102,30 @@ export interface ReservedSession {
 }
 
 /**
- * Opens `connections` connections of the pool (its size) and runs `work` once on each: all are reserved
- * before any is used, so each is a different connection.
+ * Opens every connection of the pool and runs `work` once on each: all are reserved before any is used,
+ * so each is a different connection, and none is handed back before every `work` has settled. Rejects
+ * with the first failure.
  */
 export async function onEachConnection(
   handle: DatabaseHandle,
-  connections: number,
   work: (session: ReservedSession) => Promise<void>,
 ): Promise<void> {
-  const opened = await Promise.allSettled(Array.from({ length: connections }, () => handle.sql.reserve()));
+  const opened = await Promise.allSettled(
+    Array.from({ length: handle.sql.options.max }, () => handle.sql.reserve()),
+  );
   const reserved = opened.flatMap((result) => (result.status === 'fulfilled' ? [result.value] : []));
   try {
-    const failed = opened.find((result) => result.status === 'rejected');
+    const settled = opened.some((result) => result.status === 'rejected')
+      ? opened
+      : await Promise.allSettled(reserved.map((connection) => work(sessionOn(handle, connection))));
+    const failed = settled.find((result) => result.status === 'rejected');
     if (failed) throw failed.reason;
-    await Promise.all(reserved.map((connection) => work(sessionOver(handle, connection))));
   } finally {
     for (const connection of reserved) connection.release();
   }
 }
 
-function sessionOver(handle: DatabaseHandle, reserved: postgres.ReservedSql): ReservedSession {
+function sessionOn(handle: DatabaseHandle, reserved: postgres.ReservedSql): ReservedSession {
   // Drizzle reads the client's type options; the reserved connection shares the pool's.
   const client = Object.assign(reserved, { options: handle.sql.options }) as unknown as Sql;
   return { sql: reserved, db: drizzle(preparingClient(client)) };
@@ -133,7 +137,7 @@ export async function withReservedSession<T>(
 ): Promise<T> {
   const reserved = await handle.sql.reserve();
   try {
-    return await work(sessionOver(handle, reserved));
+    return await work(sessionOn(handle, reserved));
   } finally {
     reserved.release();
   }

@@ -492,38 +492,45 @@ export async function findUserJson(
 /** No tenant has this id (tenants get random ones), so a warm-up statement reads nothing. */
 const NO_TENANT = '00000000-0000-0000-0000-000000000000';
 
-/**
- * Readies on one connection of `pool` (see listUsersJson's pools) each statement that pool serves for a
- * read of `count` users, before the first client asks. A page statement's first calls on a new
- * connection cost PostgreSQL the connection, the statement's parse and plan, and the catalog lookups
- * behind them (measured, 100 pages of 100 at 16 clients right after start: 3.0 ms of PostgreSQL CPU per
- * page, against 1.2–1.4 ms warm).
- * - The page-scan pool runs generic plans only: each statement runs once, against a tenant that does
- *   not exist, which builds the plan every later call uses.
- * - The pipelined pool lets PostgreSQL choose between custom and generic plans from the costs of the
- *   first five calls: run against no tenant, the warm-up's cheap call would sway that choice (the
- *   offset page was then planned anew at 42 of 45 calls), so its statements are only prepared.
+/*
+ * Readying a pool's connection for listUsersJson before the first client asks: a page statement's first
+ * calls on a new connection cost PostgreSQL the connection, the statement's parse and plan, and the
+ * catalog lookups behind them (measured, 100 pages of 100 at 16 clients right after start: 3.0 ms of
+ * PostgreSQL CPU per page, against 1.2–1.4 ms warm). The values are those of a read of `count` users
+ * of no tenant, of the same JavaScript types as a real read's, so postgres.js keys the statement alike
+ * and the real read reuses it.
  */
-export async function warmUserReads(
-  db: Database,
-  pool: 'pipelined' | 'pageScans',
-  count: number,
-  baseUrl: string,
-): Promise<void> {
+
+function warmUpValues(count: number, baseUrl: string) {
   const values: PageValues = { tenantId: NO_TENANT, baseUrl, count, offset: 0 };
   const seek = { ...values, afterCreatedAt: '1970-01-01T00:00:00Z', afterId: NO_TENANT, changes: '0' };
-  if (pool === 'pipelined') {
-    await userNamePage.withGroups.prepare(db, { ...values, userName: 'warm-up' });
-    await findUserStatement.prepare(db, { tenantId: NO_TENANT, id: NO_TENANT, baseUrl });
-    await unfilteredPage.withGroups(count).prepare(db, values);
-    await unfilteredPageAfter.withGroups(count).prepare(db, seek);
-    await unfilteredPageAfterIfUnchanged.withGroups(count).prepare(db, seek);
-  } else {
-    const deep = { ...seek, offset: PIPELINED_PAGE_END };
-    await unfilteredPage.withGroups(count).raw(db, deep);
-    await unfilteredPageAfterIfUnchanged.withGroups(count).raw(db, deep);
-    await unfilteredPageSkipIfUnchanged.withGroups(count).raw(db, { ...deep, skip: count });
-  }
+  return { values, seek };
+}
+
+/**
+ * For the pipelined pool, which lets PostgreSQL choose between custom and generic plans from the costs
+ * of a statement's first five calls: its statements are prepared, not run. Run against no tenant, the
+ * warm-up's cheap call swayed that choice (the page by offset was then planned anew at 42 of 45 calls).
+ */
+export async function prepareUserReads(db: Database, count: number, baseUrl: string): Promise<void> {
+  const { values, seek } = warmUpValues(count, baseUrl);
+  await userNamePage.withGroups.prepare(db, { ...values, userName: 'warm-up' });
+  await findUserStatement.prepare(db, { tenantId: NO_TENANT, id: NO_TENANT, baseUrl });
+  await unfilteredPage.withGroups(count).prepare(db, values);
+  await unfilteredPageAfter.withGroups(count).prepare(db, seek);
+  await unfilteredPageAfterIfUnchanged.withGroups(count).prepare(db, seek);
+}
+
+/**
+ * For the page-scan pool, whose sessions run generic plans only: each statement runs once, which builds
+ * the plan every later call uses.
+ */
+export async function planUserPageScans(db: Database, count: number, baseUrl: string): Promise<void> {
+  const { seek } = warmUpValues(count, baseUrl);
+  const deep = { ...seek, offset: PIPELINED_PAGE_END };
+  await unfilteredPage.withGroups(count).raw(db, deep);
+  await unfilteredPageAfterIfUnchanged.withGroups(count).raw(db, deep);
+  await unfilteredPageSkipIfUnchanged.withGroups(count).raw(db, { ...deep, skip: count });
 }
 
 export interface NewUser {
