@@ -2,6 +2,7 @@ import { describe, expect, it } from 'vitest';
 import type { Database } from '../src/db/client.js';
 import { patchGroup } from '../src/scim/groups.js';
 import { readPatchRequest } from '../src/scim/patch.js';
+import { latch } from './support/latch.js';
 import { createGroup, json, memberIds, patch } from './support/scim-fixtures.js';
 import { startScimServer } from './support/scim-server.js';
 
@@ -78,22 +79,16 @@ describe('group versions under concurrent member changes', async () => {
   it('adds members while another member add to the same group is still uncommitted', async () => {
     const group = await createGroup(server, 'Not Serialised');
     // The real member add (one statement), held open inside a transaction before its COMMIT.
-    let release!: () => void;
-    const gate = new Promise<void>((resolve) => {
-      release = resolve;
-    });
-    let reachedCommit!: () => void;
-    const holding = new Promise<void>((resolve) => {
-      reachedCommit = resolve;
-    });
+    const gate = latch();
+    const holding = latch();
     const session = await server.database.sql.reserve();
     const heldDatabase = {
       $client: {
         unsafe: async (query: string, parameters: never[]) => {
           await session`BEGIN`;
           const rows = await session.unsafe(query, parameters);
-          reachedCommit();
-          await gate;
+          holding.open();
+          await gate.opened;
           await session`COMMIT`;
           session.release();
           return rows;
@@ -108,7 +103,7 @@ describe('group versions under concurrent member changes', async () => {
       undefined,
       { actor: 'test', correlationId: undefined },
     );
-    await holding;
+    await holding.opened;
 
     // Five more adds from the server's own connections: each takes a version slot no open transaction
     // holds, so none waits for the held add (with a lock on the group row, or a slot per session, some would).
@@ -120,7 +115,7 @@ describe('group versions under concurrent member changes', async () => {
     });
     await expect.poll(() => finishedWhileHeld.length, { timeout: 5_000 }).toBe(5);
     expect(finishedWhileHeld).toEqual([204, 204, 204, 204, 204]);
-    release();
+    gate.open();
     await heldAdd;
     expect(await Promise.all(adds)).toEqual([204, 204, 204, 204, 204]);
     expect((await memberIds(server, group.id)).sort()).toEqual(userIds.slice(50, 56).sort());

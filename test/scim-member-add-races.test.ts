@@ -1,4 +1,5 @@
 import { describe, expect, it } from 'vitest';
+import { latch } from './support/latch.js';
 import { createGroup, createUser, json, memberIds, patch } from './support/scim-fixtures.js';
 import { startScimServer } from './support/scim-server.js';
 
@@ -13,16 +14,14 @@ describe('member adds racing deletes', async () => {
 
   /** Runs `statement` in an open transaction, then `whileOpen`, then commits. */
   async function withUncommitted<T>(statement: string, params: string[], whileOpen: () => Promise<T>) {
-    let commit!: () => void;
-    let started!: () => void;
-    const open = new Promise<void>((r) => (started = r));
-    const release = new Promise<void>((r) => (commit = r));
+    const begun = latch();
+    const commit = latch();
     const done = sql.begin(async (tx) => {
       await tx.unsafe(statement, params);
-      started();
-      await release;
+      begun.open();
+      await commit.opened;
     });
-    await open;
+    await begun.opened;
     const pending = whileOpen();
     // Wait until the request is blocked on the deleted row's lock, then commit the delete.
     for (;;) {
@@ -32,7 +31,7 @@ describe('member adds racing deletes', async () => {
       if (row!.n > 0) break;
       await new Promise((r) => setTimeout(r, 10));
     }
-    commit();
+    commit.open();
     await done;
     return pending;
   }

@@ -3,6 +3,7 @@ import { recordForReconcile } from '../src/jobs/outbox.js';
 import { createTenant } from '../src/tenants/tenants.js';
 import { startTestDaemon, testConfig } from './support/daemon.js';
 import { createTestDatabase } from './support/database.js';
+import { latch } from './support/latch.js';
 import { capturingLogger } from './support/log-capture.js';
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
@@ -15,14 +16,8 @@ describe('graceful shutdown', () => {
     const jobEvents: string[] = [];
     // Latches, not sleeps: the request is in its handler and the job runs when the stop begins, and
     // both go on for a while after it, however slow the machine.
-    let entered!: () => void;
-    const slowEntered = new Promise<void>((resolve) => {
-      entered = resolve;
-    });
-    let stopCalled!: () => void;
-    const stopping = new Promise<void>((resolve) => {
-      stopCalled = resolve;
-    });
+    const slowEntered = latch();
+    const stopping = latch();
     const daemon = await startTestDaemon({
       mode: 'start',
       config: testConfig(database.url),
@@ -31,8 +26,8 @@ describe('graceful shutdown', () => {
         {
           path: '/slow',
           router: async (_req, res) => {
-            entered();
-            await stopping;
+            slowEntered.open();
+            await stopping.opened;
             await sleep(300);
             res.json({ finished: true });
           },
@@ -40,7 +35,7 @@ describe('graceful shutdown', () => {
       ],
       jobHandler: async (payload) => {
         jobEvents.push(`started ${payload.subjectId}`);
-        await stopping;
+        await stopping.opened;
         await sleep(300);
         jobEvents.push(`finished ${payload.subjectId}`);
       },
@@ -53,10 +48,10 @@ describe('graceful shutdown', () => {
     // Through the outbox relay and the job queue: seconds on a loaded machine.
     await expect.poll(() => jobEvents, { timeout: 15_000 }).toContain('started u1');
     const inFlight = fetch(`${base}/slow`);
-    await slowEntered;
+    await slowEntered.opened;
 
     const stopped = daemon.stop();
-    stopCalled();
+    stopping.open();
     await stopped;
 
     const response = await inFlight;
