@@ -158,6 +158,30 @@ describe('warmEdgeReads', () => {
     expect(await pipelinedReads.sql`SELECT 1 AS one`).toEqual([{ one: 1 }]);
     expect(await pageScans.sql`SELECT 1 AS one`).toEqual([{ one: 1 }]);
   });
+
+  it('waits no longer than its deadline for a wedged database, and finishes after it', async () => {
+    const database = await createTestDatabase();
+    const pipelinedReads = oneConnection(database.url);
+    const pageScans = oneConnection(database.url, true);
+    // Every warm-up statement reads users: each waits for this lock.
+    const holder = await database.sql.reserve();
+    await holder.unsafe('BEGIN');
+    await holder.unsafe('LOCK TABLE users IN ACCESS EXCLUSIVE MODE');
+    const { log, output } = capturingLogger('warn');
+    const started = Date.now();
+    await warmEdgeReads({ pipelinedReads, pageScans }, BASE_URL, log, 300);
+    expect(Date.now() - started).toBeLessThan(5_000);
+    expect(output()).toContain('readying the SCIM read statements is taking long');
+    await holder.unsafe('COMMIT');
+    holder.release();
+    // The warm-up goes on in the background: once it has, each connection holds its statements.
+    for (const deadline = Date.now() + 10_000; (await preparedOn(pageScans)).length < 3; ) {
+      expect(Date.now()).toBeLessThan(deadline);
+      await new Promise((resolve) => setTimeout(resolve, 20));
+    }
+    expect(await preparedOn(pipelinedReads)).toHaveLength(5);
+    expect(output()).not.toContain('could not ready');
+  });
 });
 
 describe('a serving daemon', () => {

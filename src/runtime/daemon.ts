@@ -286,7 +286,7 @@ export async function startDaemon(options: DaemonOptions): Promise<Daemon> {
 
     let http: RunningHttpServer | undefined;
     if (mode !== 'worker') {
-      // Before the port opens, so the first reads find their connections open and statements planned.
+      // Before the port opens, so the first reads find their connections open and statements ready.
       await warmEdgeReads(resources, `${config.publicUrl}${API_MOUNTS.scim}`, log, config.databaseTimeoutMs);
       const tokens = new ScimTokenVerifier(database);
       await tokens.start();
