@@ -1,8 +1,74 @@
-import { fillPlaceholders, type SQL } from 'drizzle-orm';
+import { fillPlaceholders, is, Param, Placeholder, type SQL } from 'drizzle-orm';
 import { PgDialect } from 'drizzle-orm/pg-core';
 import type { Database } from './client.js';
 
 const dialect = new PgDialect();
+
+/**
+ * A prepared statement's SQL text with each placeholder bound once and its constant strings written in.
+ * drizzle sends every occurrence of a value as a parameter of its own: the `userName eq` page sent the
+ * tenant id five times, the base URL and the user name twice and three schema URNs on every call, 14
+ * parameters and ~600 bytes per Bind for 5 values. postgres.js sends a batch of statements at once once it
+ * holds 1 KB, so two lookups went per socket write; PostgreSQL parsed each copy again.
+ *
+ * - The same placeholder (by name, and by the encoder a column gave it) is one `$n` wherever it occurs,
+ *   so PostgreSQL infers its type from its first use; a later use of another type needs a cast.
+ * - A constant string is built into the statement once and never varies, so it is a literal: quoted as
+ *   an E'' literal when it holds a backslash, whose meaning in a plain literal depends on
+ *   standard_conforming_strings. Other constants (numbers, dates, arrays) stay parameters.
+ */
+export function boundOnce(statement: SQL): { sql: string; params: unknown[] } {
+  const slots = new Map<string, Map<unknown, string>>();
+  const kept: boolean[] = [];
+  let count = 0;
+  const escapeParam = (index: number, value: unknown): string => {
+    const placeholder = is(value, Placeholder)
+      ? value
+      : is(value, Param) && is(value.value, Placeholder)
+        ? value.value
+        : undefined;
+    if (placeholder === undefined) {
+      if (typeof value === 'string') {
+        kept[index] = false;
+        return stringLiteral(value);
+      }
+      kept[index] = true;
+      count += 1;
+      return `$${count}`;
+    }
+    const encoder = is(value, Param) ? value.encoder : undefined;
+    const byEncoder = slots.get(placeholder.name) ?? new Map<unknown, string>();
+    slots.set(placeholder.name, byEncoder);
+    const slot = byEncoder.get(encoder);
+    if (slot !== undefined) {
+      kept[index] = false;
+      return slot;
+    }
+    kept[index] = true;
+    count += 1;
+    byEncoder.set(encoder, `$${count}`);
+    return `$${count}`;
+  };
+  const query = new SlotDialect(escapeParam).sqlToQuery(statement);
+  return { sql: query.sql, params: query.params.filter((_, index) => kept[index]) };
+}
+
+/** drizzle's dialect with its parameter numbering replaced (it hands escapeParam on unbound, hence bind). */
+class SlotDialect extends PgDialect {
+  constructor(private readonly slotFor: (index: number, value: unknown) => string) {
+    super();
+    this.escapeParam = this.escapeParam.bind(this);
+  }
+
+  override escapeParam(index: number, value?: unknown): string {
+    return this.slotFor(index, value);
+  }
+}
+
+function stringLiteral(value: string): string {
+  const quoted = value.replaceAll("'", "''");
+  return value.includes('\\') ? `E'${quoted.replaceAll('\\', '\\\\')}'` : `'${quoted}'`;
+}
 
 /**
  * A statement for a hot request path, turned into SQL text once instead of on every call. Its varying
@@ -13,7 +79,7 @@ const dialect = new PgDialect();
 export function preparedStatement<Values extends Record<string, unknown>>(build: () => SQL) {
   let query: { sql: string; params: unknown[] } | undefined;
   const bound = (values: Values) => {
-    query ??= dialect.sqlToQuery(build());
+    query ??= boundOnce(build());
     return { text: query.sql, params: fillPlaceholders(query.params, values) as never[] };
   };
   const rows = async <Row extends Record<string, unknown>>(db: Database, values: Values): Promise<Row[]> => {
