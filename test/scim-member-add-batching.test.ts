@@ -1,6 +1,6 @@
 import { fillPlaceholders } from 'drizzle-orm';
-import { PgDialect } from 'drizzle-orm/pg-core';
 import { describe, expect, it, vi } from 'vitest';
+import { boundOnce } from '../src/db/statement.js';
 import { KeyedStatementBatchers } from '../src/db/statement-batcher.js';
 import { addMembersSql } from '../src/scim/groups.js';
 import { createGroup, json, memberIds, patch } from './support/scim-fixtures.js';
@@ -200,7 +200,7 @@ describe('the statement of plain member adds', async () => {
   const server = await startScimServer();
   const sql = server.database.sql;
   const users = await insertUsers(server, 'statement', 6);
-  const statement = new PgDialect().sqlToQuery(addMembersSql());
+  const statement = boundOnce(addMembersSql());
   const run = (groupId: string, adds: string[][]) =>
     sql.unsafe(
       statement.sql,

@@ -1,9 +1,9 @@
 import { fillPlaceholders, sql } from 'drizzle-orm';
-import { PgDialect } from 'drizzle-orm/pg-core';
 import type postgres from 'postgres';
 import { describe, expect, it } from 'vitest';
 import { connectDatabase } from '../src/db/client.js';
 import { accountKeyOf } from '../src/db/schema.js';
+import { boundOnce } from '../src/db/statement.js';
 import { addMembersSql } from '../src/scim/groups.js';
 import { LITERAL_PAGE_SIZES, listUsersJson, userPageSql } from '../src/scim/user-queries.js';
 import { createTenant } from '../src/tenants/tenants.js';
@@ -107,7 +107,7 @@ describe('a member add on statistics taken before the initial push', () => {
     );
     expect(usersRowsRead(join)).toBeGreaterThan(1000);
 
-    const statement = new PgDialect().sqlToQuery(addMembersSql());
+    const statement = boundOnce(addMembersSql());
     const values = fillPlaceholders(statement.params, {
       tenantId: tenant.id,
       groupId: group!.id,
@@ -214,7 +214,7 @@ describe('a page that seeks after a remembered end, in its generic plan', () => 
     const [counts] = await pg<{ changes: string }[]>`
       SELECT sum(changes)::text AS changes FROM user_counts WHERE tenant_id = ${tenant.id}`;
     const after = sql`(${sql.placeholder('afterCreatedAt')}::timestamptz, ${sql.placeholder('afterId')}::uuid)`;
-    const statement = new PgDialect().sqlToQuery(
+    const statement = boundOnce(
       userPageSql(undefined, 'placeholders', true, {
         afterIfUnchanged: { after, changes: sql`${sql.placeholder('changes')}::text` },
         literalCount: 100,

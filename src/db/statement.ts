@@ -1,21 +1,22 @@
-import { fillPlaceholders, is, Param, Placeholder, type SQL } from 'drizzle-orm';
+import { fillPlaceholders, is, Param, Placeholder, type SQL, sql } from 'drizzle-orm';
 import { PgDialect } from 'drizzle-orm/pg-core';
 import type { Database } from './client.js';
 
 const dialect = new PgDialect();
 
 /**
- * A prepared statement's SQL text with each placeholder bound once and its constant strings written in.
- * drizzle sends every occurrence of a value as a parameter of its own: the `userName eq` page sent the
- * tenant id five times, the base URL and the user name twice and three schema URNs on every call, 14
- * parameters and ~600 bytes per Bind for 5 values. postgres.js sends a batch of statements at once once it
- * holds 1 KB, so two lookups went per socket write; PostgreSQL parsed each copy again.
+ * A prepared statement's SQL text with each placeholder bound once. drizzle sends every occurrence of a
+ * value as a parameter of its own: the `userName eq` page sent the tenant id five times and the base URL
+ * and the user name twice, 14 parameters and ~600 bytes per Bind (with three constant URNs, now
+ * `textLiteral`s) for 5 values. postgres.js sends what it holds at once when that reaches 1 KB, so two
+ * lookups went per socket write; PostgreSQL parsed each copy again.
  *
- * - The same placeholder (by name, and by the encoder a column gave it) is one `$n` wherever it occurs,
- *   so PostgreSQL infers its type from its first use; a later use of another type needs a cast.
- * - A constant string is built into the statement once and never varies, so it is a literal: quoted as
- *   an E'' literal when it holds a backslash, whose meaning in a plain literal depends on
- *   standard_conforming_strings. Other constants (numbers, dates, arrays) stay parameters.
+ * The same placeholder (by name, and by the encoder a column gave it) is one `$n` wherever it occurs, so
+ * one parameter of one type: PostgreSQL resolves that type from whichever use its parse analysis meets
+ * first (not necessarily the first in the text), and postgres.js then sends the value as that type. Every
+ * use of a placeholder must therefore take the same type; cast it where a use differs.
+ * `test/prepared-statements.test.ts` compares each hot statement's parameter types with drizzle's own
+ * numbering. Values that are not placeholders stay parameters.
  */
 export function boundOnce(statement: SQL): { sql: string; params: unknown[] } {
   const slots = new Map<string, Map<unknown, string>>();
@@ -27,26 +28,16 @@ export function boundOnce(statement: SQL): { sql: string; params: unknown[] } {
       : is(value, Param) && is(value.value, Placeholder)
         ? value.value
         : undefined;
-    if (placeholder === undefined) {
-      if (typeof value === 'string') {
-        kept[index] = false;
-        return stringLiteral(value);
-      }
-      kept[index] = true;
-      count += 1;
-      return `$${count}`;
-    }
     const encoder = is(value, Param) ? value.encoder : undefined;
-    const byEncoder = slots.get(placeholder.name) ?? new Map<unknown, string>();
-    slots.set(placeholder.name, byEncoder);
-    const slot = byEncoder.get(encoder);
-    if (slot !== undefined) {
-      kept[index] = false;
-      return slot;
-    }
-    kept[index] = true;
+    const byEncoder = placeholder && (slots.get(placeholder.name) ?? new Map<unknown, string>());
+    const slot = byEncoder?.get(encoder);
+    kept[index] = slot === undefined;
+    if (slot !== undefined) return slot;
     count += 1;
-    byEncoder.set(encoder, `$${count}`);
+    if (placeholder && byEncoder) {
+      slots.set(placeholder.name, byEncoder);
+      byEncoder.set(encoder, `$${count}`);
+    }
     return `$${count}`;
   };
   const query = new SlotDialect(escapeParam).sqlToQuery(statement);
@@ -65,9 +56,17 @@ class SlotDialect extends PgDialect {
   }
 }
 
-function stringLiteral(value: string): string {
+/**
+ * A constant string written into a statement as a text literal, not sent as a parameter on every call:
+ * for values fixed in the code (a schema URN), used as text. Not for input, nor for a string PostgreSQL
+ * would convert to another type when the statement is prepared (`'now'::timestamptz` would then stay
+ * the time of the prepare). An E'' literal when it holds a backslash, so that standard_conforming_strings
+ * does not change it; a NUL, which no PostgreSQL text holds, is refused.
+ */
+export function textLiteral(value: string): SQL {
+  if (value.includes('\0')) throw new Error('a text literal cannot hold a NUL character');
   const quoted = value.replaceAll("'", "''");
-  return value.includes('\\') ? `E'${quoted.replaceAll('\\', '\\\\')}'` : `'${quoted}'`;
+  return sql.raw(value.includes('\\') ? `E'${quoted.replaceAll('\\', '\\\\')}'::text` : `'${quoted}'::text`);
 }
 
 /**

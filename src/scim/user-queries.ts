@@ -2,7 +2,7 @@ import { randomUUID } from 'node:crypto';
 import { type SQL, sql } from 'drizzle-orm';
 import type { Database } from '../db/client.js';
 import { accountKeyOf } from '../db/schema.js';
-import { preparedStatement, type RawRow, rawRows } from '../db/statement.js';
+import { preparedStatement, type RawRow, rawRows, textLiteral } from '../db/statement.js';
 import { KeyedStatementBatchers, StatementBatcher } from '../db/statement-batcher.js';
 import { isStatementRolledBack } from '../errors.js';
 import { ENTERPRISE_USER_SCHEMA, USER_SCHEMA } from './schemas.js';
@@ -37,8 +37,8 @@ export function userResourceJson(row: 'page' | 'created', baseUrl: SQL, groups: 
     || ',"groups":' || COALESCE(${groups}, 'null')`
     : sql``;
   return sql`(
-    '{"schemas":' || CASE WHEN ${u}.attributes ? ${ENTERPRISE_USER_SCHEMA}
-      THEN ${JSON.stringify([USER_SCHEMA, ENTERPRISE_USER_SCHEMA])}::text ELSE ${JSON.stringify([USER_SCHEMA])}::text END
+    '{"schemas":' || CASE WHEN ${u}.attributes ? ${textLiteral(ENTERPRISE_USER_SCHEMA)}
+      THEN ${textLiteral(JSON.stringify([USER_SCHEMA, ENTERPRISE_USER_SCHEMA]))} ELSE ${textLiteral(JSON.stringify([USER_SCHEMA]))} END
     || ',"id":"' || ${u}.id || '","userName":' || to_json(${u}.user_name)
     || CASE WHEN ${u}.external_id IS NULL THEN '' ELSE ',"externalId":' || to_json(${u}.external_id) END
     || ',"active":' || ${u}.active
