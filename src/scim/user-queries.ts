@@ -14,6 +14,11 @@ import { ENTERPRISE_USER_SCHEMA, USER_SCHEMA } from './schemas.js';
  * create is one statement (user + outbox row + audit row, atomic without BEGIN/COMMIT).
  */
 
+/** The schema URNs a rendered User carries, quoted once: filtered lists build their statement per request. */
+const ENTERPRISE_SCHEMA_TEXT = textLiteral(ENTERPRISE_USER_SCHEMA);
+const SCHEMAS_WITH_ENTERPRISE = textLiteral(JSON.stringify([USER_SCHEMA, ENTERPRISE_USER_SCHEMA]));
+const SCHEMAS_CORE_ONLY = textLiteral(JSON.stringify([USER_SCHEMA]));
+
 /** RFC 3339 UTC with milliseconds, as JavaScript's toISOString writes it. */
 const iso = (column: SQL) => sql`to_char(${column} AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.MS"Z"')`;
 
@@ -37,8 +42,8 @@ export function userResourceJson(row: 'page' | 'created', baseUrl: SQL, groups: 
     || ',"groups":' || COALESCE(${groups}, 'null')`
     : sql``;
   return sql`(
-    '{"schemas":' || CASE WHEN ${u}.attributes ? ${textLiteral(ENTERPRISE_USER_SCHEMA)}
-      THEN ${textLiteral(JSON.stringify([USER_SCHEMA, ENTERPRISE_USER_SCHEMA]))} ELSE ${textLiteral(JSON.stringify([USER_SCHEMA]))} END
+    '{"schemas":' || CASE WHEN ${u}.attributes ? ${ENTERPRISE_SCHEMA_TEXT}
+      THEN ${SCHEMAS_WITH_ENTERPRISE} ELSE ${SCHEMAS_CORE_ONLY} END
     || ',"id":"' || ${u}.id || '","userName":' || to_json(${u}.user_name)
     || CASE WHEN ${u}.external_id IS NULL THEN '' ELSE ',"externalId":' || to_json(${u}.external_id) END
     || ',"active":' || ${u}.active
