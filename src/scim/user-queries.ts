@@ -167,18 +167,30 @@ export function userPageSql(
   // Both arms gated on the tenant's count of changes alone, which PostgreSQL evaluates once (a one-time
   // filter): only one arm reads the index.
   const changesNow = sql`(SELECT changes FROM total)`;
-  const ids = afterIfUnchanged
-    ? sql`(SELECT users.id FROM users WHERE ${condition} AND (users.created_at, users.id) > ${afterIfUnchanged.after}
-             AND ${changesNow} = ${afterIfUnchanged.changes} ${order} LIMIT ${limit}${afterIfUnchanged.skip ? sql` OFFSET ${afterIfUnchanged.skip}` : sql``})
-          UNION ALL
-          (SELECT users.id FROM users WHERE ${condition} AND ${changesNow} IS DISTINCT FROM ${afterIfUnchanged.changes}
-             ${order} LIMIT ${limit} OFFSET ${v('offset')})`
-    : sql`SELECT users.id FROM users WHERE ${condition}${after ? sql` AND (users.created_at, users.id) > ${after}` : sql``}
-          ${order} LIMIT ${limit}${after ? sql`` : sql` OFFSET ${v('offset')}`}`;
-  // The ids are paged first and only those rendered: PostgreSQL evaluates a select list for rows skipped
-  // by OFFSET too, and rendering is the expensive part. They are looked up as an array by primary key:
-  // joined to users instead, the generic plan of a seek page (two arms of 100 estimated) hashed all the
-  // tenant's users (28 ms at 10,000) rather than probe the index 100 times.
+  // Pages by offset read their ids first and then only those users: PostgreSQL evaluates a select list
+  // for rows skipped by OFFSET too. They are looked up as an array by primary key: joined to users
+  // instead, the generic plan of a seek page (two arms of 100 estimated) hashed all the tenant's users
+  // (28 ms at 10,000) rather than probe the index 100 times.
+  const byIds = (ids: SQL) => sql`SELECT users.* FROM users WHERE users.id = ANY (ARRAY(${ids}))`;
+  const byOffset = (gate: SQL) =>
+    sql`SELECT users.id FROM users WHERE ${condition}${gate} ${order} LIMIT ${limit} OFFSET ${v('offset')}`;
+  // A seek skips nothing, so it reads its users' rows straight along the order index and spares those
+  // probes: 0.14–0.15 ms less execution for a page of 100 (EXPLAIN ANALYZE, medians of 400 interleaved,
+  // 10,000 users, on 0.78–0.91 ms).
+  const seek = (from: SQL, gate: SQL) =>
+    sql`SELECT users.* FROM users WHERE ${condition} AND (users.created_at, users.id) > ${from}${gate} ${order} LIMIT ${limit}`;
+  let pageRows: SQL;
+  if (afterIfUnchanged) {
+    const unchanged = sql` AND ${changesNow} = ${afterIfUnchanged.changes}`;
+    const changed = byOffset(sql` AND ${changesNow} IS DISTINCT FROM ${afterIfUnchanged.changes}`);
+    pageRows = afterIfUnchanged.skip
+      ? byIds(sql`(SELECT users.id FROM users WHERE ${condition} AND (users.created_at, users.id) > ${afterIfUnchanged.after}${unchanged}
+             ${order} LIMIT ${limit} OFFSET ${afterIfUnchanged.skip})
+          UNION ALL (${changed})`)
+      : sql`(${seek(afterIfUnchanged.after, unchanged)}) UNION ALL (${byIds(changed)})`;
+  } else {
+    pageRows = after ? seek(after, sql``) : byIds(byOffset(sql``));
+  }
   const rendered = renderedPageUsers(
     sql`${v('baseUrl')}::text`,
     withGroups && { tenantId: sql`${v('tenantId')}::uuid` },
@@ -186,7 +198,7 @@ export function userPageSql(
   );
   return sql`
     WITH total AS MATERIALIZED (${total}),
-      page AS MATERIALIZED (SELECT users.* FROM users WHERE users.id = ANY (ARRAY(${ids})))${rendered.ctes}
+      page AS MATERIALIZED (${pageRows})${rendered.ctes}
     SELECT t.total, t.changes, p.resource, p.created_at::text AS created_at, p.id::text AS id FROM
       total t LEFT JOIN (${rendered.select}) p ON true
     ORDER BY p.created_at, p.id`;
