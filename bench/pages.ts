@@ -1,16 +1,20 @@
 /**
  * Cost of a SCIM page of 100 Users (issue 17), not a test:
- * `npm run build && USERS=2000 ROUNDS=5 npx tsx bench/pages.ts`.
+ * `npm run build && USERS=2000 ROUNDS=5 [COMPARE=<checkout of another commit>] npx tsx bench/pages.ts`.
  * Creates USERS users through the real server (Okta-shaped bodies; every fifth with the enterprise
  * extension), puts the first half in five groups, then measures
- * - PostgreSQL: EXPLAIN ANALYZE execution time of the page statement the server runs (median of many),
- *   in that tenant and in one holding the same users but no group,
+ * - PostgreSQL: EXPLAIN ANALYZE execution time of the page statements the server runs, by offset and
+ *   seeking after the page before (median of many), in that tenant and in one holding the same users but
+ *   no group,
  * - one client walking every page in order, ROUNDS times (wall time per page, server CPU per page),
  * - 16 clients fetching pages by index.
+ * With COMPARE, the page statements of that checkout's src/scim/user-queries.ts are EXPLAINed too, each in
+ * turn with this one's on the same data (`compared` in the PostgreSQL figures).
  * Prints one JSON document.
  */
 import { readFileSync } from 'node:fs';
 import os from 'node:os';
+import path from 'node:path';
 import { sql } from 'drizzle-orm';
 import { connectDatabase } from '../src/db/client.js';
 import { runMigrations } from '../src/db/migrate.js';
@@ -103,30 +107,59 @@ try {
     SELECT ${groupless.id}, user_name, external_id, active, attributes, origin FROM users WHERE tenant_id = ${tenant.id}`;
   await database.sql`VACUUM ANALYZE`;
 
-  // PostgreSQL alone: the statement the server runs for `startIndex=N&count=100`, with its values inlined.
+  // PostgreSQL alone: the statement the server runs for `startIndex=N&count=100`, with its values inlined:
+  // by offset (a page no one has ended before), and seeking after the user the page before ended with (a
+  // walker's next page).
+  // COMPARE=<checkout of another commit>: its statements too, each EXPLAINed beside this one's, in turn.
   const baseUrl = `http://127.0.0.1:${server.port}/scim/v2`;
-  const explainPages = async (tenantId: string) => {
-    const executionMs: number[] = [];
-    const planningMs: number[] = [];
+  const compared = process.env.COMPARE
+    ? (
+        (await import(
+          path.resolve(process.env.COMPARE, 'src/scim/user-queries.ts')
+        )) as typeof import('../src/scim/user-queries.js')
+      ).userPageSql
+    : undefined;
+  const explainPages = async (tenantId: string, kind: 'offset' | 'seek') => {
+    const order = await database.sql<{ created_at: string; id: string }[]>`
+      SELECT created_at::text, id::text FROM users WHERE tenant_id = ${tenantId} AND deprovisioned_at IS NULL
+      ORDER BY created_at, id`;
+    const builds = compared ? { current: userPageSql, compared } : { current: userPageSql };
+    const executionMs = new Map<string, number[]>();
+    const planningMs = new Map<string, number[]>();
     for (let i = 0; i < 200; i++) {
-      const offset = ((i * 7) % Math.ceil(USERS / PAGE)) * PAGE;
-      const statement = userPageSql(undefined, { tenantId, baseUrl, count: PAGE, offset }, true);
-      const [row] = await database.db.execute<{
-        'QUERY PLAN': [{ 'Execution Time': number; 'Planning Time': number }];
-      }>(sql`EXPLAIN (ANALYZE, BUFFERS, FORMAT JSON) ${statement}`);
-      const plan = row!['QUERY PLAN'][0];
-      if (i >= 20) {
-        executionMs.push(plan['Execution Time']);
-        planningMs.push(plan['Planning Time']);
+      const offset =
+        kind === 'seek'
+          ? (1 + ((i * 7) % (Math.ceil(USERS / PAGE) - 1))) * PAGE
+          : ((i * 7) % Math.ceil(USERS / PAGE)) * PAGE;
+      const end = order[offset - 1];
+      const entries = Object.entries(builds);
+      for (const [name, build] of i % 2 ? entries.reverse() : entries) {
+        const statement = build(
+          undefined,
+          { tenantId, baseUrl, count: PAGE, offset },
+          true,
+          kind === 'seek' && end ? { after: sql`(${end.created_at}::timestamptz, ${end.id}::uuid)` } : {},
+        );
+        const [row] = await database.db.execute<{
+          'QUERY PLAN': [{ 'Execution Time': number; 'Planning Time': number }];
+        }>(sql`EXPLAIN (ANALYZE, BUFFERS, FORMAT JSON) ${statement}`);
+        const plan = row!['QUERY PLAN'][0];
+        if (i >= 20) {
+          executionMs.set(name, [...(executionMs.get(name) ?? []), plan['Execution Time']]);
+          planningMs.set(name, [...(planningMs.get(name) ?? []), plan['Planning Time']]);
+        }
       }
     }
-    return {
-      executionMsMedian: round(median(executionMs), 3),
-      planningMsMedian: round(median(planningMs), 3),
-    };
+    const medians = (name: string) => ({
+      executionMsMedian: round(median(executionMs.get(name)!), 3),
+      planningMsMedian: round(median(planningMs.get(name)!), 3),
+    });
+    return { ...medians('current'), ...(compared ? { compared: medians('compared') } : {}) };
   };
-  results.postgresPage = await explainPages(tenant.id);
-  results.postgresPageTenantWithoutGroups = await explainPages(groupless.id);
+  results.postgresPage = await explainPages(tenant.id, 'offset');
+  results.postgresPageTenantWithoutGroups = await explainPages(groupless.id, 'offset');
+  results.postgresSeekPage = await explainPages(tenant.id, 'seek');
+  results.postgresSeekPageTenantWithoutGroups = await explainPages(groupless.id, 'seek');
 
   // One client walking every page in order: what an IdP's full sync sees.
   const pages = Math.ceil(USERS / PAGE);
