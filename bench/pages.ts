@@ -8,8 +8,10 @@
  *   no group,
  * - one client walking every page in order, ROUNDS times (wall time per page, server CPU per page),
  * - 16 clients fetching pages by index.
- * With COMPARE, the page statements of that checkout's src/scim/user-queries.ts are EXPLAINed too, each in
- * turn with this one's on the same data (`compared` in the PostgreSQL figures).
+ * With COMPARE, the page statements of that checkout's src/scim/user-queries.ts (it needs its own `npm ci`)
+ * are EXPLAINed too, each in turn with this one's on the same data (`compared` in the PostgreSQL figures).
+ * The seek figures are the walker's seek with its values written in (custom plans); in the tenant without
+ * groups every user has one created_at (copied in one statement), so its pages are ordered by id alone.
  * Prints one JSON document.
  */
 import { readFileSync } from 'node:fs';
@@ -23,6 +25,7 @@ import { createTenant } from '../src/tenants/tenants.js';
 import { expectStatus, httpClient, load, round, startBackends, startServer } from './support.js';
 
 const USERS = Number(process.env.USERS ?? 2_000);
+if (!(USERS >= 200)) throw new Error('USERS must be at least 200: a seek needs a page before it');
 const ROUNDS = Number(process.env.ROUNDS ?? 5);
 const PAGE = 100;
 const USER = 'urn:ietf:params:scim:schemas:core:2.0:User';

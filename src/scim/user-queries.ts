@@ -129,7 +129,8 @@ export interface UserPageJson {
 type PageValues = { tenantId: string; baseUrl: string; count: number; offset: number };
 
 /**
- * A page of users (its ids first, then only those rendered), with the total the condition matches.
+ * A page of users, with the total the condition matches. A page by offset pages its users' ids first and
+ * reads only those users; a seek reads them along the order index.
  * `unique`: the condition is a live user's unique key, so the page holds at most one user and needs no
  * order — and must not ask for one: right after an initial push (statistics still saying the tenant is
  * empty) PostgreSQL then walks the tenant in creation order, filtering all its users, instead of
@@ -167,10 +168,11 @@ export function userPageSql(
   // Both arms gated on the tenant's count of changes alone, which PostgreSQL evaluates once (a one-time
   // filter): only one arm reads the index.
   const changesNow = sql`(SELECT changes FROM total)`;
-  // Pages by offset read their ids first and then only those users: PostgreSQL evaluates a select list
-  // for rows skipped by OFFSET too. They are looked up as an array by primary key: joined to users
-  // instead, the generic plan of a seek page (two arms of 100 estimated) hashed all the tenant's users
-  // (28 ms at 10,000) rather than probe the index 100 times.
+  // Pages by offset (and seeks that skip from an earlier end) read their ids first and then only those
+  // users: PostgreSQL evaluates a select list for rows skipped by OFFSET too. They are looked up as an
+  // array by primary key: when the gated seek read its users that way too, joining them to the ids
+  // instead made its generic plan (two arms of 100 estimated) hash all the tenant's users (28 ms at
+  // 10,000) rather than probe the index 100 times.
   const byIds = (ids: SQL) => sql`SELECT users.* FROM users WHERE users.id = ANY (ARRAY(${ids}))`;
   const byOffset = (gate: SQL) =>
     sql`SELECT users.id FROM users WHERE ${condition}${gate} ${order} LIMIT ${limit} OFFSET ${v('offset')}`;
@@ -206,8 +208,8 @@ export function userPageSql(
 
 /**
  * Page sizes an unfiltered page's statement carries as a literal `LIMIT`. PostgreSQL estimates `LIMIT $n`
- * at a tenth of the tenant, so the generic plan of a page (then rendering a tenth of the tenant; since the
- * users are rendered from the ids' array, still scanning that many ids by offset) looked dearer than a
+ * at a tenth of the tenant, so the generic plan of a page (then rendering a tenth of the tenant, or for a
+ * page by offset, still scanning that many ids) looked dearer than a
  * custom one and pages were planned anew at bind: 0.8–0.95 ms of PostgreSQL per page of 100, on 2.4 ms of
  * execution (measured in the log of a page walk). With the size written in, the generic plan is chosen
  * after five calls. A fixed list bounds the statements each connection prepares whatever
