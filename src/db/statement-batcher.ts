@@ -8,10 +8,11 @@
  * A row goes at once while fewer than `flights` statements are running, so a lone caller waits for
  * nothing; rows that arrive while all are running wait for the next free one and go together, at most
  * `maxBatch` rows and `maxWeight` of weight per statement (a row heavier than that goes alone), so one
- * statement holds no more work than a statement timeout allows. A statement running longer than
- * `slowAfterMs` (waiting on a lock another transaction holds) stops counting as a flight: the rows behind
- * it go in a new statement instead of waiting for it. Each caller's promise settles when the statement
- * holding its row has committed (or failed).
+ * statement holds no more work than a statement timeout allows. With `slowAfterMs`, a statement running
+ * longer than that (waiting on a lock another transaction holds) stops counting as a flight: the rows
+ * behind it go in a new statement instead of waiting for it. Without it they wait: where the rows behind
+ * would wait on the same lock, another statement would only hold another connection. Each caller's
+ * promise settles when the statement holding its row has committed (or failed).
  *
  * A statement fails as a whole (it is one transaction), so one row must not take the others down with
  * it: when `isRolledBack` says PostgreSQL answered the statement with an error (bad data, a constraint,
@@ -33,7 +34,8 @@ export class StatementBatcher<Row, Outcome> {
       maxBatch: number;
       maxWeight: number;
       weigh: (row: Row) => number;
-      slowAfterMs: number;
+      /** Omitted: a statement counts as a flight until it ends, however long it waits. */
+      slowAfterMs?: number;
       isRolledBack: (error: unknown) => boolean;
       /** Called when the last running statement ends with nothing waiting. */
       onIdle?: () => void;
@@ -49,7 +51,8 @@ export class StatementBatcher<Row, Outcome> {
 
   private startStatements(): void {
     const now = Date.now();
-    const flying = [...this.running].filter((s) => now - s.startedAt < this.options.slowAfterMs);
+    const slowAfterMs = this.options.slowAfterMs ?? Number.POSITIVE_INFINITY;
+    const flying = [...this.running].filter((s) => now - s.startedAt < slowAfterMs);
     while (flying.length < this.options.flights && this.waiting.length > 0) {
       const statement = { startedAt: now };
       flying.push(statement);
@@ -60,7 +63,7 @@ export class StatementBatcher<Row, Outcome> {
         if (this.running.size === 0 && this.waiting.length === 0) this.options.onIdle?.();
       });
     }
-    if (this.waiting.length > 0 && this.recheck === undefined) {
+    if (this.waiting.length > 0 && this.recheck === undefined && this.options.slowAfterMs !== undefined) {
       // Rows wait behind statements that may turn slow: look again when the oldest would.
       const oldest = Math.min(...flying.map((s) => s.startedAt));
       this.recheck = setTimeout(
@@ -68,7 +71,7 @@ export class StatementBatcher<Row, Outcome> {
           this.recheck = undefined;
           this.startStatements();
         },
-        Math.max(1, oldest + this.options.slowAfterMs - now),
+        Math.max(1, oldest + slowAfterMs - now),
       );
     }
   }

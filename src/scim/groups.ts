@@ -673,13 +673,18 @@ interface AddedRow extends Record<string, unknown> {
 
 /**
  * Per group and process: at most this many add statements at once, and adds and members per statement
- * (an add of more members than that goes alone). A statement running this long waits on a lock: the
- * adds behind it go in a statement of their own.
+ * (an add of more members than that goes alone). However long a statement runs, the adds behind it wait
+ * for it (no slow flights, unlike creates). What keeps an add statement waiting long is the group: a
+ * write of several statements holds its row (PUT, DELETE, If-Match) or every version slot, and each add
+ * behind would wait there too, another statement on another connection every slow period. (A membership
+ * another transaction is inserting holds a statement up only for that short transaction.) Waiting, the
+ * next statement also reads the group's version after this one committed, so its ETags follow this
+ * one's instead of repeating them; only another process's statement can run beside it, and an ETag a
+ * concurrent statement answered is then at most the group's version, never a later state's.
  */
 const MEMBER_ADD_FLIGHTS = 1;
 const ADDS_PER_STATEMENT = 64;
 const MEMBERS_PER_ADD_STATEMENT = MAX_MEMBERS_PER_REQUEST;
-const SLOW_ADD_STATEMENT_MS = 250;
 
 /** The batchers of groups with adds running or waiting, per database handle. */
 const memberAdders = new WeakMap<Database, KeyedStatementBatchers<MemberAdd, MemberAddOutcome>>();
@@ -701,7 +706,6 @@ function submitMemberAdd(
           maxBatch: ADDS_PER_STATEMENT,
           maxWeight: MEMBERS_PER_ADD_STATEMENT,
           weigh: (add) => add.ids.length,
-          slowAfterMs: SLOW_ADD_STATEMENT_MS,
           isRolledBack: isStatementRolledBack,
           onIdle,
         },
