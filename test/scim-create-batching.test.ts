@@ -1,4 +1,4 @@
-import { describe, expect, it } from 'vitest';
+import { describe, expect, it, vi } from 'vitest';
 import { connectDatabase } from '../src/db/client.js';
 import { KeyedStatementBatchers, StatementBatcher } from '../src/db/statement-batcher.js';
 import { userCreator } from '../src/scim/user-queries.js';
@@ -306,18 +306,24 @@ describe('a statement batcher', () => {
   });
 
   it('without a slow period, keeps the rows behind a long statement waiting for it', async () => {
-    const { writes, write, release } = heldFirstWrite(async (rows) => rows);
-    const { slowAfterMs: _, ...withoutSlowPeriod } = options;
-    const batcher = new StatementBatcher<string, string>(write, withoutSlowPeriod);
-    const started = Date.now();
-    const held = batcher.submit('held');
-    const behind = Promise.all(['x', 'y'].map((row) => batcher.submit(row)));
-    // Long past any slow period a batcher is given (the SCIM ones: 250 ms), nothing else was written.
-    await expect.poll(() => Date.now() - started, { interval: 50 }).toBeGreaterThan(400);
-    expect(writes).toEqual([['held']]);
-    release();
-    expect(await held).toBe('held');
-    expect(await behind).toEqual(['x', 'y']);
-    expect(writes).toEqual([['held'], ['x', 'y']]);
+    vi.useFakeTimers();
+    try {
+      const { writes, write, release } = heldFirstWrite(async (rows) => rows);
+      const { slowAfterMs: _, ...withoutSlowPeriod } = options;
+      const batcher = new StatementBatcher<string, string>(write, withoutSlowPeriod);
+      const held = batcher.submit('held');
+      const behind = Promise.all(['x', 'y'].map((row) => batcher.submit(row)));
+      // No timer to look again (one of Infinity ms would fire every millisecond), and long past any slow
+      // period nothing else was written.
+      expect(vi.getTimerCount()).toBe(0);
+      await vi.advanceTimersByTimeAsync(60_000);
+      expect(writes).toEqual([['held']]);
+      release();
+      expect(await held).toBe('held');
+      expect(await behind).toEqual(['x', 'y']);
+      expect(writes).toEqual([['held'], ['x', 'y']]);
+    } finally {
+      vi.useRealTimers();
+    }
   });
 });

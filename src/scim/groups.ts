@@ -608,11 +608,14 @@ function plainMemberAdd(operations: PatchOperation[], ifMatch: string | undefine
 async function addMembersAtOnce(
   db: Database,
   tenantId: string,
-  groupId: string,
+  requestedId: string,
   members: MemberRef[],
   context: RequestContext,
 ): Promise<GroupRow> {
-  if (!isUuid(groupId)) throw new ScimError(404, undefined, `Group ${groupId} not found`);
+  if (!isUuid(requestedId)) throw new ScimError(404, undefined, `Group ${requestedId} not found`);
+  // As PostgreSQL writes it: one batcher per group however a client spells its id, and the outbox's cause
+  // names it as the general path's does.
+  const groupId = requestedId.toLowerCase();
   const notIds = members.filter((m) => !isUuid(m.id)).map((m) => m.id);
   if (notIds.length > 0) throw invalidMembers(notIds);
   const unique = new Map(members.map((m) => [m.id.toLowerCase(), m]));
@@ -673,14 +676,15 @@ interface AddedRow extends Record<string, unknown> {
 
 /**
  * Per group and process: at most this many add statements at once, and adds and members per statement
- * (an add of more members than that goes alone). However long a statement runs, the adds behind it wait
- * for it (no slow flights, unlike creates). What keeps an add statement waiting long is the group: a
- * write of several statements holds its row (PUT, DELETE, If-Match) or every version slot, and each add
- * behind would wait there too, another statement on another connection every slow period. (A membership
- * another transaction is inserting holds a statement up only for that short transaction.) Waiting, the
- * next statement also reads the group's version after this one committed, so its ETags follow this
- * one's instead of repeating them; only another process's statement can run beside it, and an ETag a
- * concurrent statement answered is then at most the group's version, never a later state's.
+ * (an add of more members than that goes alone). The adds behind a running statement wait for it however
+ * long it runs (no slow flights, unlike creates). A long wait is nearly always on the group itself: a
+ * write of several statements (PUT, DELETE, If-Match) holds its row, or every version slot is held, and
+ * each statement behind would wait there too, one more on its own pooled connection every slow period.
+ * The price: a statement held up by one of its users instead (a PUT, DELETE or SAML login holding the
+ * user's row, or a membership another transaction is changing) holds up the group's other adds as well,
+ * for at most the statement timeout. And each statement starts after the one before it committed, so it
+ * reads the version that one left: the ETags its adds answer follow, not repeat, the previous ones'
+ * (README, "Concurrent member adds", says when an ETag can still be answered twice).
  */
 const MEMBER_ADD_FLIGHTS = 1;
 const ADDS_PER_STATEMENT = 64;
