@@ -153,6 +153,39 @@ describe('concurrent member adds to one group', async () => {
     expect(responses.map((r) => r.status)).toEqual(responses.map(() => 404));
   });
 
+  it('answer, after waiting on a write that holds the group, a version that follows that write', async () => {
+    const group = await createGroup(server, 'Held by a conditional write');
+    const before = versionNumber((await server.request('GET', `/Groups/${group.id}`)).headers.get('ETag'));
+    const holder = await sql.reserve();
+    try {
+      // What a PUT or an If-Match PATCH does (lockGroup, then touch): the row locked and its version raised.
+      await holder`BEGIN`;
+      await holder`SELECT 1 FROM groups WHERE id = ${group.id} FOR UPDATE`;
+      await holder`UPDATE groups SET version = version + 1 WHERE id = ${group.id}`;
+      const added = add(group.id, [userIds[77]!]);
+      await expect
+        .poll(
+          async () =>
+            (
+              await sql<{ n: number }[]>`SELECT count(*)::int AS n FROM pg_stat_activity
+                WHERE datname = current_database() AND wait_event_type = 'Lock'`
+            )[0]!.n,
+          { timeout: 15_000 },
+        )
+        .toBe(1);
+      await holder`COMMIT`;
+      const response = await added;
+      expect(response.status).toBe(204);
+      // Not before + 1, the version the write had just answered too.
+      expect(versionNumber(response.headers.get('ETag'))).toBe(before + 2);
+      expect(versionNumber((await server.request('GET', `/Groups/${group.id}`)).headers.get('ETag'))).toBe(
+        before + 2,
+      );
+    } finally {
+      holder.release();
+    }
+  });
+
   it('survive a deadlock with a general-path PATCH taking the same members in another order', async () => {
     // Users A < B by id: the plain add's statement takes them in that order; the general PATCH below
     // takes B, then waits on C (held here), then wants A.

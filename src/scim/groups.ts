@@ -321,9 +321,8 @@ export async function findGroup(db: Database | Transaction, tenantId: string, id
 
 /**
  * A write to a group in a transaction of several statements (PUT, DELETE, a PATCH other than a plain
- * add) takes memberships and version slots in the request's order, while concurrent plain adds take them
- * by user id in one statement (addMembersSql), and a conditional write locks the group row that their
- * foreign-key checks share: orders that can meet in a deadlock. PostgreSQL then aborts one transaction
+ * add) takes memberships in the request's order, while concurrent plain adds take them by user id in one
+ * statement (addMembersSql): orders that can meet in a deadlock. PostgreSQL then aborts one transaction
  * (nothing of it written); this one runs again, up to DEADLOCK_ATTEMPTS times, with fresh reads (an
  * If-Match that no longer matches then answers 412).
  */
@@ -341,8 +340,8 @@ const DEADLOCK_ATTEMPTS = 3;
 /**
  * For writes that replace or delete the group, or are conditional on its version: locks the row and
  * then every version slot, so no change can land between the If-Match check and the commit. A plain add
- * takes a slot first and the group row (its foreign-key check) last, so the two can deadlock; the
- * writes that lock run againAfterDeadlock.
+ * statement takes the row first too (FOR KEY SHARE), then a slot: the two wait for each other in one
+ * order, never in a cycle.
  */
 async function lockGroup(tx: Transaction, tenantId: string, id: string): Promise<GroupRow> {
   if (!isUuid(id)) throw new ScimError(404, undefined, `Group ${id} not found`);
@@ -633,8 +632,9 @@ async function addMembersAtOnce(
     actor: context.actor,
     correlationId: context.correlationId ?? null,
   };
-  // The statement read the group and users from its snapshot; a DELETE of either committed while its
-  // insert waited fails the foreign key. Run once more: the fresh snapshot then answers 404 or 400.
+  // The statement locks the group before it reads on, but reads the users from its snapshot: a user's
+  // DELETE committed while its insert waited fails the foreign key. Run once more: the fresh snapshot
+  // then answers 400.
   const outcome = await submitMemberAdd(db, tenantId, groupId, add).catch((error: unknown) => {
     if (isForeignKeyViolation(error)) return submitMemberAdd(db, tenantId, groupId, add);
     throw error;
@@ -768,6 +768,9 @@ export function addMembersSql(): SQL {
       SELECT g.id, g.tenant_id, g.display_name, g.external_id, g.created_at,
         (g.version + COALESCE((SELECT sum(s.changes) FROM group_version_slots s WHERE s.group_id = g.id), 0))::int AS version
       FROM groups g WHERE g.tenant_id = ${p('tenantId')} AND g.id = ${p('groupId')}
+      -- First of all locks: a write holding the group (PUT, DELETE, If-Match) goes first, and its new
+      -- row is read once it commits (its version, or no group).
+      FOR KEY SHARE
     ), adds AS (
       SELECT a.n::int AS n, a.cause, a.actor, a.correlation_id
       FROM unnest(${p('causes')}::text[], ${p('actors')}::text[], ${p('correlationIds')}::text[])
