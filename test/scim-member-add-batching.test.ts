@@ -186,6 +186,41 @@ describe('concurrent member adds to one group', async () => {
     }
   });
 
+  it('refuse a user whose DELETE commits while the add waits for it, and leave no membership of theirs', async () => {
+    const group = await createGroup(server, 'Member deleted meanwhile');
+    const user = userIds[78]!;
+    const holder = await sql.reserve();
+    try {
+      // What a SCIM DELETE of the user does (deleteUser): the user locked, its memberships deleted, the
+      // user deprovisioned; the add reads the user as live from its snapshot, then waits.
+      await holder`BEGIN`;
+      await holder`SELECT 1 FROM users WHERE id = ${user} FOR UPDATE`;
+      await holder`DELETE FROM group_members WHERE user_id = ${user}`;
+      await holder`UPDATE users SET deprovisioned_at = now(), active = false WHERE id = ${user}`;
+      const added = add(group.id, [user]);
+      await expect
+        .poll(
+          async () =>
+            (
+              await sql<{ n: number }[]>`SELECT count(*)::int AS n FROM pg_stat_activity
+                WHERE datname = current_database() AND wait_event_type = 'Lock'`
+            )[0]!.n,
+          { timeout: 15_000 },
+        )
+        .toBe(1);
+      await holder`COMMIT`;
+      const response = await added;
+      expect(response.status).toBe(400);
+      expect(await json(response)).toMatchObject({ scimType: 'invalidValue' });
+      expect(await memberIds(server, group.id)).toEqual([]);
+      expect(
+        (await sql<{ n: number }[]>`SELECT count(*)::int AS n FROM group_members WHERE user_id = ${user}`)[0]!.n,
+      ).toBe(0);
+    } finally {
+      holder.release();
+    }
+  });
+
   it('survive a deadlock with a general-path PATCH taking the same members in another order', async () => {
     // Users A < B by id: the plain add's statement takes them in that order; the general PATCH below
     // takes B, then waits on C (held here), then wants A.

@@ -122,10 +122,16 @@ interface MembershipDelta {
  * serve it: right after an IdP's initial push the statistics still say `users` is empty, and the plain
  * join's generic plan hashed `wanted` and walked every user of the tenant (measured in the peers'
  * sitting: 10,000 rows and ~2.5 ms of PostgreSQL CPU per single-member add; test/scim-plans.test.ts).
+ *
+ * Each user is locked (FOR KEY SHARE, the lock the membership's foreign-key check takes anyway) before
+ * any membership is written: a user's DELETE (lockUser, then deprovisioned and its memberships deleted)
+ * that commits while the add waits is then seen, and the user is no member of anything, not a member
+ * the DELETE could not see to delete. A SAML login holding the user likewise goes first.
  */
 const liveUsersWanted = (tenantId: SQL) => sql`
       SELECT wanted.* FROM wanted CROSS JOIN LATERAL (
         SELECT users.id, users.tenant_id, users.deprovisioned_at FROM users WHERE users.id = wanted.id LIMIT 1
+        FOR KEY SHARE
       ) u
       WHERE u.tenant_id = ${tenantId} AND u.deprovisioned_at IS NULL`;
 
@@ -321,10 +327,11 @@ export async function findGroup(db: Database | Transaction, tenantId: string, id
 
 /**
  * A write to a group in a transaction of several statements (PUT, DELETE, a PATCH other than a plain
- * add) takes memberships in the request's order, while concurrent plain adds take them by user id in one
- * statement (addMembersSql): orders that can meet in a deadlock. PostgreSQL then aborts one transaction
- * (nothing of it written); this one runs again, up to DEADLOCK_ATTEMPTS times, with fresh reads (an
- * If-Match that no longer matches then answers 412).
+ * add) takes memberships in the request's order, while others take them in theirs: plain adds by user
+ * id (addMembersSql; a PATCH without If-Match is the one that can run beside them, the others hold the
+ * group), SAML logins, another such write. Orders that can meet in a deadlock: PostgreSQL then aborts
+ * one transaction (nothing of it written); this one runs again, up to DEADLOCK_ATTEMPTS times, with
+ * fresh reads (an If-Match that no longer matches then answers 412).
  */
 async function againAfterDeadlock<T>(write: () => Promise<T>): Promise<T> {
   for (let attempt = 1; ; attempt++) {
@@ -632,13 +639,9 @@ async function addMembersAtOnce(
     actor: context.actor,
     correlationId: context.correlationId ?? null,
   };
-  // The statement locks the group before it reads on, but reads the users from its snapshot: a user's
-  // DELETE committed while its insert waited fails the foreign key. Run once more: the fresh snapshot
-  // then answers 400.
-  const outcome = await submitMemberAdd(db, tenantId, groupId, add).catch((error: unknown) => {
-    if (isForeignKeyViolation(error)) return submitMemberAdd(db, tenantId, groupId, add);
-    throw error;
-  });
+  // No foreign-key retry, unlike the general path: the statement locks the group and the users before
+  // it writes a membership, so a DELETE of either that commits meanwhile is seen (404, 400).
+  const outcome = await submitMemberAdd(db, tenantId, groupId, add);
   if (outcome.kind === 'groupMissing') throw new ScimError(404, undefined, `Group ${groupId} not found`);
   if (outcome.kind === 'unknownMembers') throw invalidMembers(outcome.ids);
   return outcome.group;
@@ -768,8 +771,9 @@ export function addMembersSql(): SQL {
       SELECT g.id, g.tenant_id, g.display_name, g.external_id, g.created_at,
         (g.version + COALESCE((SELECT sum(s.changes) FROM group_version_slots s WHERE s.group_id = g.id), 0))::int AS version
       FROM groups g WHERE g.tenant_id = ${p('tenantId')} AND g.id = ${p('groupId')}
-      -- First of all locks: a write holding the group (PUT, DELETE, If-Match) goes first, and its new
-      -- row is read once it commits (its version, or no group).
+      -- Locked first: a write holding the group (PUT, DELETE, If-Match) goes first, and once it commits
+      -- its row is read (its attribute version, or no group). Member changes counted in the slots are
+      -- still read as of the statement's start.
       FOR KEY SHARE
     ), adds AS (
       SELECT a.n::int AS n, a.cause, a.actor, a.correlation_id
