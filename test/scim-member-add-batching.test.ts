@@ -3,6 +3,7 @@ import { describe, expect, it, vi } from 'vitest';
 import { boundOnce } from '../src/db/statement.js';
 import { KeyedStatementBatchers } from '../src/db/statement-batcher.js';
 import { addMembersSql } from '../src/scim/groups.js';
+import { createTenant } from '../src/tenants/tenants.js';
 import { createGroup, json, memberIds, patch } from './support/scim-fixtures.js';
 import { type ScimServer, startScimServer } from './support/scim-server.js';
 
@@ -248,9 +249,9 @@ describe('concurrent member adds to one group', async () => {
       // Takes A, then waits on B, which the general PATCH holds.
       const plain = add(group.id, [b, a]);
       await expect.poll(waiting, { timeout: 15_000 }).toBe(2);
-      // Past deadlock_timeout (1 s): the plain add's statement has checked for a cycle and found none, so
+      // Well past deadlock_timeout (1 s): the plain add's statement has checked for a cycle and found none, so
       // when the general PATCH goes on and waits for A, it is the one PostgreSQL aborts.
-      await new Promise((resolve) => setTimeout(resolve, 1_500));
+      await new Promise((resolve) => setTimeout(resolve, 2_500));
       await holder`COMMIT`;
       const statuses = (await Promise.all([general, plain])).map((r) => r.status);
       expect(statuses).toEqual([204, 204]);
@@ -266,20 +267,21 @@ describe('the statement of plain member adds', async () => {
   const sql = server.database.sql;
   const users = await insertUsers(server, 'statement', 6);
   const statement = boundOnce(addMembersSql());
+  const values = (groupId: string, adds: string[][]) =>
+    fillPlaceholders(statement.params, {
+      tenantId: server.tenantId,
+      groupId,
+      addOf: adds.flatMap((ids, i) => ids.map(() => i + 1)),
+      ids: adds.flat(),
+      displays: adds.flat().map(() => null),
+      causes: adds.map((_, i) => JSON.stringify({ add: i + 1, groupId })),
+      actors: adds.map(() => 'test'),
+      correlationIds: adds.map(() => null),
+    }) as never[];
   const run = (groupId: string, adds: string[][]) =>
-    sql.unsafe(
-      statement.sql,
-      fillPlaceholders(statement.params, {
-        tenantId: server.tenantId,
-        groupId,
-        addOf: adds.flatMap((ids, i) => ids.map(() => i + 1)),
-        ids: adds.flat(),
-        displays: adds.flat().map(() => null),
-        causes: adds.map((_, i) => JSON.stringify({ add: i + 1, groupId })),
-        actors: adds.map(() => 'test'),
-        correlationIds: adds.map(() => null),
-      }) as never[],
-    ) as unknown as Promise<{ n: number; id: string | null; version: number; unknown: string[] | null }[]>;
+    sql.unsafe(statement.sql, values(groupId, adds)) as unknown as Promise<
+      { n: number; id: string | null; version: number; unknown: string[] | null }[]
+    >;
   const versionOf = async (groupId: string) =>
     Number(/\d+/.exec((await server.request('GET', `/Groups/${groupId}`)).headers.get('ETag')!)![0]);
   const audited = async (groupId: string) =>
@@ -288,6 +290,29 @@ describe('the statement of plain member adds', async () => {
         SELECT after->'membersAdded' AS added FROM audit_log
         WHERE subject_id = ${groupId} AND action = 'scim.group.patched' ORDER BY id`
     ).map((r) => r.added);
+
+  it("locks its tenant's users, and none of another tenant's that it names", async () => {
+    const { tenant: other } = await createTenant(server.database.db, 'another-tenant', 'test');
+    const [foreign] = await sql<{ id: string }[]>`
+      INSERT INTO users (tenant_id, user_name, origin) VALUES (${other.id}, 'foreign@example.com', 'scim')
+      RETURNING id::text`;
+    const group = await createGroup(server, 'Named a foreign user');
+    const adder = await sql.reserve();
+    try {
+      await adder`BEGIN`;
+      const rows = await adder.unsafe(statement.sql, values(group.id, [[foreign!.id], [users[3]!]]));
+      expect(rows.map((r) => r.unknown)).toEqual([[foreign!.id], null]);
+      // The add's transaction still open: the other tenant can write its user (a PUT, a DELETE, a SAML
+      // login lock it so), this tenant's cannot until the add commits.
+      expect(await sql`SELECT 1 FROM users WHERE id = ${foreign!.id} FOR UPDATE NOWAIT`).toHaveLength(1);
+      await expect(sql`SELECT 1 FROM users WHERE id = ${users[3]!} FOR UPDATE NOWAIT`).rejects.toMatchObject({
+        code: '55P03',
+      });
+    } finally {
+      await adder`ROLLBACK`;
+      adder.release();
+    }
+  });
 
   it('refuses an add naming a stranger alone, and counts a version for each add it writes', async () => {
     const group = await createGroup(server, 'One statement');

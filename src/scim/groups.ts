@@ -117,23 +117,27 @@ interface MembershipDelta {
 
 /**
  * The body of a `known` CTE: those rows of `wanted` (a CTE of id, display and whatever else) whose id is
- * a live user of the tenant, each looked up by its primary key. LATERAL with LIMIT 1 keeps PostgreSQL from planning this as
- * a join from table statistics, and the inner lookup names nothing but the id so no other index can
- * serve it: right after an IdP's initial push the statistics still say `users` is empty, and the plain
- * join's generic plan hashed `wanted` and walked every user of the tenant (measured in the peers'
- * sitting: 10,000 rows and ~2.5 ms of PostgreSQL CPU per single-member add; test/scim-plans.test.ts).
+ * a live user of the tenant, each looked up by its primary key. LATERAL with LIMIT 1 keeps PostgreSQL
+ * from planning this as a join from table statistics, and the inner lookup can use no index but the
+ * primary key (its tenant condition is written `IS TRUE`, which no index matches): right after an IdP's
+ * initial push the statistics still say `users` is empty, and the plain join's generic plan hashed
+ * `wanted` and walked every user of the tenant (measured in the peers' sitting: 10,000 rows and ~2.5 ms
+ * of PostgreSQL CPU per single-member add; test/scim-plans.test.ts).
  *
- * Each user is locked (FOR KEY SHARE, the lock the membership's foreign-key check takes anyway) before
- * any membership is written: a user's DELETE (lockUser, then deprovisioned and its memberships deleted)
- * that commits while the add waits is then seen, and the user is no member of anything, not a member
- * the DELETE could not see to delete. A SAML login holding the user likewise goes first.
+ * Each user of the tenant is locked (FOR KEY SHARE: the lock a new membership's foreign-key check takes
+ * anyway, an extra one for a member already there) before any membership is written. A user's DELETE
+ * (lockUser, then its memberships deleted and the user deprovisioned) that commits while the add waits
+ * is then seen, and the user is no member of anything, not a member the DELETE could not see to delete;
+ * a SAML login holding the user likewise goes first. The tenant condition is inside, so another
+ * tenant's user a request names is never locked (it would hold up that tenant's writes of the user).
  */
 const liveUsersWanted = (tenantId: SQL) => sql`
       SELECT wanted.* FROM wanted CROSS JOIN LATERAL (
-        SELECT users.id, users.tenant_id, users.deprovisioned_at FROM users WHERE users.id = wanted.id LIMIT 1
+        SELECT users.deprovisioned_at FROM users
+        WHERE users.id = wanted.id AND (users.tenant_id = ${tenantId}) IS TRUE LIMIT 1
         FOR KEY SHARE
       ) u
-      WHERE u.tenant_id = ${tenantId} AND u.deprovisioned_at IS NULL`;
+      WHERE u.deprovisioned_at IS NULL`;
 
 async function addMembers(
   tx: Transaction,
@@ -640,8 +644,10 @@ async function addMembersAtOnce(
     correlationId: context.correlationId ?? null,
   };
   // No foreign-key retry, unlike the general path: the statement locks the group and the users before
-  // it writes a membership, so a DELETE of either that commits meanwhile is seen (404, 400).
-  const outcome = await submitMemberAdd(db, tenantId, groupId, add);
+  // it writes a membership, so a DELETE of either that commits meanwhile is seen (404, 400). A deadlock
+  // with a write of several statements (see againAfterDeadlock) can abort this add's statement instead
+  // of that write: it wrote nothing, and goes again.
+  const outcome = await againAfterDeadlock(() => submitMemberAdd(db, tenantId, groupId, add));
   if (outcome.kind === 'groupMissing') throw new ScimError(404, undefined, `Group ${groupId} not found`);
   if (outcome.kind === 'unknownMembers') throw invalidMembers(outcome.ids);
   return outcome.group;
@@ -685,7 +691,7 @@ interface AddedRow extends Record<string, unknown> {
  * each statement behind would wait there too, one more on its own pooled connection every slow period.
  * The price: a statement held up by one of its users instead (a PUT, DELETE or SAML login holding the
  * user's row, or a membership another transaction is changing) holds up the group's other adds as well,
- * for at most the statement timeout. And each statement starts after the one before it committed, so it
+ * until it goes on or its statement timeout. And each statement starts after the one before it committed, so it
  * reads the version that one left: the ETags its adds answer follow, not repeat, the previous ones'
  * (README, "Concurrent member adds", says when an ETag can still be answered twice).
  */
