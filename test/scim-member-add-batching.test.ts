@@ -250,7 +250,8 @@ describe('concurrent member adds to one group', async () => {
       const plain = add(group.id, [b, a]);
       await expect.poll(waiting, { timeout: 15_000 }).toBe(2);
       // Well past deadlock_timeout (1 s): the plain add's statement has checked for a cycle and found none, so
-      // when the general PATCH goes on and waits for A, it is the one PostgreSQL aborts.
+      // when the general PATCH goes on and waits for A, it is the one PostgreSQL aborts (a plain add
+      // aborted instead runs again too: the next test).
       await new Promise((resolve) => setTimeout(resolve, 2_500));
       await holder`COMMIT`;
       const statuses = (await Promise.all([general, plain])).map((r) => r.status);
@@ -258,6 +259,27 @@ describe('concurrent member adds to one group', async () => {
       expect((await memberIds(server, group.id)).sort()).toEqual([a, b].sort());
     } finally {
       holder.release();
+    }
+  });
+
+  it('run an add again that PostgreSQL aborted to break a deadlock', async () => {
+    const group = await createGroup(server, 'Deadlock victim');
+    const member = userIds[79]!;
+    const submitted = vi
+      .spyOn(KeyedStatementBatchers.prototype, 'submit')
+      .mockImplementationOnce(() =>
+        Promise.reject(Object.assign(new Error('deadlock detected'), { code: '40P01' })),
+      );
+    try {
+      const response = await add(group.id, [member]);
+      expect(response.status).toBe(204);
+      expect(submitted).toHaveBeenCalledTimes(2);
+      expect(await memberIds(server, group.id)).toEqual([member]);
+      const audit =
+        await sql`SELECT 1 FROM audit_log WHERE subject_id = ${group.id} AND action = 'scim.group.patched'`;
+      expect(audit).toHaveLength(1);
+    } finally {
+      submitted.mockRestore();
     }
   });
 });
@@ -296,7 +318,8 @@ describe('the statement of plain member adds', async () => {
     const [foreign] = await sql<{ id: string }[]>`
       INSERT INTO users (tenant_id, user_name, origin) VALUES (${other.id}, 'foreign@example.com', 'scim')
       RETURNING id::text`;
-    const group = await createGroup(server, 'Named a foreign user');
+    // users[3] a member already: re-added, no membership is written, so no foreign-key check locks it.
+    const group = await createGroup(server, 'Named a foreign user', [users[3]!]);
     const adder = await sql.reserve();
     try {
       await adder`BEGIN`;

@@ -63,6 +63,12 @@ const usersRowsRead = (node: PlanNode): number =>
     ? ((node['Actual Rows'] ?? 0) + (node['Rows Removed by Filter'] ?? 0)) * (node['Actual Loops'] ?? 1)
     : 0) + (node.Plans ?? []).reduce((n, p) => n + usersRowsRead(p), 0);
 
+/** Indexes of `users` the plan scans (Bitmap Index Scans name no relation, only their index). */
+const usersIndexes = (node: PlanNode): string[] => [
+  ...(node['Index Name']?.startsWith('users_') ? [node['Index Name']] : []),
+  ...(node.Plans ?? []).flatMap(usersIndexes),
+];
+
 /** A value as an SQL literal, for EXECUTE of a statement PREPAREd from the app's own text. */
 const literal = (value: unknown): string =>
   value === null || value === undefined
@@ -120,6 +126,9 @@ describe('a member add on statistics taken before the initial push', () => {
     });
     const add = await genericPlan(pg, statement.sql, values);
     expect(usersRowsRead(add)).toBe(1);
+    // By the primary key alone: the tenant condition (written so no index matches it) is no way in.
+    expect(usersIndexes(add).length).toBeGreaterThan(0);
+    expect(new Set(usersIndexes(add))).toEqual(new Set(['users_pkey']));
   });
 });
 

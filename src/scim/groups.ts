@@ -122,7 +122,8 @@ interface MembershipDelta {
  * primary key (its tenant condition is written `IS TRUE`, which no index matches): right after an IdP's
  * initial push the statistics still say `users` is empty, and the plain join's generic plan hashed
  * `wanted` and walked every user of the tenant (measured in the peers' sitting: 10,000 rows and ~2.5 ms
- * of PostgreSQL CPU per single-member add; test/scim-plans.test.ts).
+ * of PostgreSQL CPU per single-member add). test/scim-plans.test.ts checks that the generic plan reads
+ * one user, by `users_pkey` alone.
  *
  * Each user of the tenant is locked (FOR KEY SHARE: the lock a new membership's foreign-key check takes
  * anyway, an extra one for a member already there) before any membership is written. A user's DELETE
