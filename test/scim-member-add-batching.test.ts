@@ -39,6 +39,14 @@ describe('concurrent member adds to one group', async () => {
         SELECT count(DISTINCT xmin::text)::int AS n FROM group_members WHERE group_id = ${groupId}`
     )[0]!.n;
 
+  /** Sessions of the server's database waiting on a lock. */
+  const waitingOnLocks = async () =>
+    (
+      await sql<{ n: number }[]>`
+        SELECT count(*)::int AS n FROM pg_stat_activity
+        WHERE wait_event_type = 'Lock' AND datname = current_database()`
+    )[0]!.n;
+
   /**
    * Sends the adds so that they share statements for certain, not by timing: the first add's statement
    * waits on a lock the test holds on the group until every other add has reached the batcher, then all
@@ -47,12 +55,6 @@ describe('concurrent member adds to one group', async () => {
   const sharingStatements = async (groupId: string, adds: string[][]): Promise<Response[]> => {
     const submitted = vi.spyOn(KeyedStatementBatchers.prototype, 'submit');
     const holder = await sql.reserve();
-    const waitingOnLocks = async () =>
-      (
-        await sql<{ n: number }[]>`
-          SELECT count(*)::int AS n FROM pg_stat_activity
-          WHERE wait_event_type = 'Lock' AND datname = current_database()`
-      )[0]!.n;
     try {
       await holder`BEGIN`;
       await holder`SELECT 1 FROM groups WHERE id = ${groupId} FOR UPDATE`;
@@ -164,16 +166,7 @@ describe('concurrent member adds to one group', async () => {
       await holder`SELECT 1 FROM groups WHERE id = ${group.id} FOR UPDATE`;
       await holder`UPDATE groups SET version = version + 1 WHERE id = ${group.id}`;
       const added = add(group.id, [userIds[77]!]);
-      await expect
-        .poll(
-          async () =>
-            (
-              await sql<{ n: number }[]>`SELECT count(*)::int AS n FROM pg_stat_activity
-                WHERE datname = current_database() AND wait_event_type = 'Lock'`
-            )[0]!.n,
-          { timeout: 15_000 },
-        )
-        .toBe(1);
+      await expect.poll(waitingOnLocks, { timeout: 15_000 }).toBe(1);
       await holder`COMMIT`;
       const response = await added;
       expect(response.status).toBe(204);
@@ -199,16 +192,7 @@ describe('concurrent member adds to one group', async () => {
       await holder`DELETE FROM group_members WHERE user_id = ${user}`;
       await holder`UPDATE users SET deprovisioned_at = now(), active = false WHERE id = ${user}`;
       const added = add(group.id, [user]);
-      await expect
-        .poll(
-          async () =>
-            (
-              await sql<{ n: number }[]>`SELECT count(*)::int AS n FROM pg_stat_activity
-                WHERE datname = current_database() AND wait_event_type = 'Lock'`
-            )[0]!.n,
-          { timeout: 15_000 },
-        )
-        .toBe(1);
+      await expect.poll(waitingOnLocks, { timeout: 15_000 }).toBe(1);
       await holder`COMMIT`;
       const response = await added;
       expect(response.status).toBe(400);
@@ -227,11 +211,6 @@ describe('concurrent member adds to one group', async () => {
     const [x, y, c] = userIds.slice(73, 76) as [string, string, string];
     const [a, b] = [x, y].sort() as [string, string];
     const group = await createGroup(server, 'Deadlocked', [c]);
-    const waiting = async () =>
-      (
-        await sql<{ n: number }[]>`SELECT count(*)::int AS n FROM pg_stat_activity
-          WHERE datname = current_database() AND wait_event_type = 'Lock'`
-      )[0]!.n;
     const holder = await sql.reserve();
     try {
       await holder`BEGIN`;
@@ -245,10 +224,10 @@ describe('concurrent member adds to one group', async () => {
           { op: 'add', path: 'members', value: [{ value: a }] },
         ]),
       );
-      await expect.poll(waiting, { timeout: 15_000 }).toBe(1);
+      await expect.poll(waitingOnLocks, { timeout: 15_000 }).toBe(1);
       // Takes A, then waits on B, which the general PATCH holds.
       const plain = add(group.id, [b, a]);
-      await expect.poll(waiting, { timeout: 15_000 }).toBe(2);
+      await expect.poll(waitingOnLocks, { timeout: 15_000 }).toBe(2);
       // Well past deadlock_timeout (1 s): the plain add's statement has checked for a cycle and found none, so
       // when the general PATCH goes on and waits for A, it is the one PostgreSQL aborts (a plain add
       // aborted instead runs again too: the next test).
