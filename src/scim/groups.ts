@@ -692,9 +692,9 @@ interface AddedRow extends Record<string, unknown> {
  * each statement behind would wait there too, one more on its own pooled connection every slow period.
  * The price: a statement held up by one of its users instead (a PUT, DELETE or SAML login holding the
  * user's row, or a membership another transaction is changing) holds up the group's other adds as well,
- * until it goes on or its statement timeout. And each statement starts after the one before it committed, so it
- * reads the version that one left: the ETags its adds answer follow, not repeat, the previous ones'
- * (README, "Concurrent member adds", says when an ETag can still be answered twice).
+ * until it goes on or its statement timeout. And each statement starts after the one before it
+ * committed, so it reads the version that one left: the ETags its adds answer follow, not repeat, the
+ * previous ones' (README, "Concurrent member adds", says when an ETag can still be answered twice).
  */
 const MEMBER_ADD_FLIGHTS = 1;
 const ADDS_PER_STATEMENT = 64;
