@@ -8,7 +8,6 @@
  * would send them). Prints the medians, per member, of wall time and of the CPU time of the backends
  * that ran the statements (read from /proc), and each block's wall time.
  */
-import { readFileSync } from 'node:fs';
 import { fillPlaceholders } from 'drizzle-orm';
 import postgres from 'postgres';
 import { connectDatabase } from '../src/db/client.js';
@@ -16,6 +15,7 @@ import { runMigrations } from '../src/db/migrate.js';
 import { boundOnce } from '../src/db/statement.js';
 import { addMembersSql } from '../src/scim/groups.js';
 import { createTenant } from '../src/tenants/tenants.js';
+import { processCpuMs } from './process-cost.js';
 import { round, startBackends } from './support.js';
 
 const size = (name: string, fallback: number) => Number(process.env[name] ?? fallback);
@@ -23,13 +23,6 @@ const CONC = size('CONC', 8);
 const N = size('N', 800);
 const MEMBERS = size('MEMBERS', 1);
 const ROUNDS = size('ROUNDS', 10);
-
-const TICK_MS = 10; // USER_HZ 100
-const cpuMs = (pid: number) => {
-  const text = readFileSync(`/proc/${pid}/stat`, 'utf8');
-  const fields = text.slice(text.lastIndexOf(')') + 2).split(' ');
-  return (Number(fields[11]) + Number(fields[12])) * TICK_MS;
-};
 
 const backends = await startBackends();
 await runMigrations(backends.databaseUrl);
@@ -57,7 +50,7 @@ async function block(text: string): Promise<{ ms: number; backendMs: number }> {
   const [group] = await database.sql<{ id: string }[]>`
     INSERT INTO groups (tenant_id, display_name) VALUES (${tenant.id}, ${`block ${performance.now()}`}) RETURNING id::text`;
   let next = 0;
-  const cpuBefore = pids.reduce((sum, pid) => sum + cpuMs(pid), 0);
+  const cpuBefore = pids.reduce((sum, pid) => sum + processCpuMs(pid), 0);
   const started = performance.now();
   await Promise.all(
     connections.map(async (connection) => {
@@ -79,7 +72,7 @@ async function block(text: string): Promise<{ ms: number; backendMs: number }> {
     }),
   );
   const ms = performance.now() - started;
-  const backendMs = pids.reduce((sum, pid) => sum + cpuMs(pid), 0) - cpuBefore;
+  const backendMs = pids.reduce((sum, pid) => sum + processCpuMs(pid), 0) - cpuBefore;
   await database.sql`DELETE FROM groups WHERE id = ${group!.id}`;
   return { ms, backendMs };
 }

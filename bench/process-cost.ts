@@ -31,6 +31,13 @@ function readStat(pid: number): ProcStat | undefined {
   }
 }
 
+/** CPU milliseconds a live process has used itself (not its children): a backend serving one connection. */
+export function processCpuMs(pid: number): number {
+  const stat = readStat(pid);
+  if (!stat) throw new Error(`process ${pid} is gone`);
+  return (stat.own * 1000) / TICKS_PER_SECOND;
+}
+
 /**
  * CPU milliseconds used so far by `root` and every live descendant, plus whatever exited descendants
  * used (counted into their parent's cutime/cstime once reaped), so a phase is measured as an after-
