@@ -342,8 +342,15 @@ describe('imports and every-team rules end to end (daemon, worker, built-in plat
     );
     expect(applied.status).toBe(201);
     expect(applied.body.queuedUsers).toBe(1);
-    await expect.poll(() => teamsOf('ada@example.com'), { timeout: 15_000 }).toEqual({ core: 'admin' });
-    expect(await appsOf('ada@example.com')).toEqual({ api: '{view,deploy}' });
+    // The team and the app are separate platform calls: wait for both.
+    await expect
+      .poll(
+        async () => ({ teams: await teamsOf('ada@example.com'), apps: await appsOf('ada@example.com') }),
+        {
+          timeout: 15_000,
+        },
+      )
+      .toEqual({ teams: { core: 'admin' }, apps: { api: '{view,deploy}' } });
     const plan = await admin('GET', '/tenants/acme/users/ada@example.com/plan');
     expect(plan.body.operations).toEqual([]);
   });
