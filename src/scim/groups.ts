@@ -1,11 +1,12 @@
 import { and, asc, count, eq, getTableColumns, type SQL, sql } from 'drizzle-orm';
 import { recordAudit } from '../audit/audit-log.js';
 import type { Database } from '../db/client.js';
-import { GROUP_VERSION_SLOTS, groups, groupVersionSlots } from '../db/schema.js';
+import { againAfterDeadlock } from '../db/deadlocks.js';
+import { freeVersionSlot } from '../db/group-versions.js';
+import { groups, groupVersionSlots } from '../db/schema.js';
 import { preparedStatement } from '../db/statement.js';
 import { KeyedStatementBatchers, StatementBatcher } from '../db/statement-batcher.js';
 import {
-  isDeadlock,
   isForeignKeyViolation,
   isStatementRolledBack,
   isUniqueViolation,
@@ -330,24 +331,13 @@ export async function findGroup(db: Database | Transaction, tenantId: string, id
   return row;
 }
 
-/**
+/*
  * A write to a group in a transaction of several statements (PUT, DELETE, a PATCH other than a plain
  * add) takes memberships in the request's order, while others take them in theirs: plain adds by user
  * id (addMembersSql; a PATCH without If-Match is the one that can run beside them, the others hold the
- * group), SAML logins, another such write. Orders that can meet in a deadlock: PostgreSQL then aborts
- * one transaction (nothing of it written); this one runs again, up to DEADLOCK_ATTEMPTS times, with
- * fresh reads (an If-Match that no longer matches then answers 412).
+ * group), SAML logins and user deprovisioning (which hold the user, then count the change in a slot),
+ * another such write. Orders that can meet in a deadlock: such writes run in againAfterDeadlock.
  */
-async function againAfterDeadlock<T>(write: () => Promise<T>): Promise<T> {
-  for (let attempt = 1; ; attempt++) {
-    try {
-      return await write();
-    } catch (error) {
-      if (!isDeadlock(error) || attempt >= DEADLOCK_ATTEMPTS) throw error;
-    }
-  }
-}
-const DEADLOCK_ATTEMPTS = 3;
 
 /**
  * For writes that replace or delete the group, or are conditional on its version: locks the row and
@@ -373,15 +363,6 @@ async function lockGroup(tx: Transaction, tenantId: string, id: string): Promise
 
 const isConditional = (ifMatch: string | undefined) =>
   ifMatch !== undefined && !ifMatch.split(',').some((t) => t.trim() === '*');
-
-/**
- * The version slot a member change of the group bumps: any slot no other open transaction holds (SKIP
- * LOCKED), starting from the session's own; only when all are held does the change wait, on its own.
- */
-const freeVersionSlot = (groupId: SQL) => sql`COALESCE((
-  SELECT s.slot FROM ${groupVersionSlots} s WHERE s.group_id = ${groupId}
-  ORDER BY (s.slot - pg_backend_pid() % ${GROUP_VERSION_SLOTS} + ${GROUP_VERSION_SLOTS}) % ${GROUP_VERSION_SLOTS}
-  LIMIT 1 FOR UPDATE SKIP LOCKED), pg_backend_pid() % ${GROUP_VERSION_SLOTS})`;
 
 /**
  * Counts one change as the last statement of a write. Attribute changes, and conditional writes (which

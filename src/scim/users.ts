@@ -1,7 +1,9 @@
-import { and, eq, isNull } from 'drizzle-orm';
+import { and, eq, isNull, sql } from 'drizzle-orm';
 import { type AccountName, InvalidAccountName, parseAccountName } from '../accounts/account-name.js';
 import { recordAudit } from '../audit/audit-log.js';
 import type { Database } from '../db/client.js';
+import { againAfterDeadlock } from '../db/deadlocks.js';
+import { countMemberChanges } from '../db/group-versions.js';
 import { groupMembers, USER_KEYS_FROM_COLUMNS, users } from '../db/schema.js';
 import { isUuid } from '../db/uuid.js';
 import { isUniqueViolation, violatedConstraint } from '../errors.js';
@@ -273,9 +275,22 @@ export async function patchUser(
 
 /**
  * SCIM DELETE deprovisions: the user becomes a tombstone (404 from now on, userName free for reuse),
- * leaves every group, and the deprovisioning cascade is queued in the same transaction.
+ * leaves every group (each group's version counts the change), and the deprovisioning cascade is queued
+ * in the same transaction. The user is locked before a group's version slot; a PUT or If-Match write of
+ * a group that adds this user holds them the other way round, so a deadlock between the two runs this
+ * again.
  */
 export async function deleteUser(
+  db: Database,
+  tenantId: string,
+  id: string,
+  ifMatch: string | undefined,
+  context: RequestContext,
+): Promise<void> {
+  await againAfterDeadlock(() => deprovisionUser(db, tenantId, id, ifMatch, context));
+}
+
+async function deprovisionUser(
   db: Database,
   tenantId: string,
   id: string,
@@ -285,10 +300,10 @@ export async function deleteUser(
   await db.transaction(async (tx) => {
     const current = await lockUser(tx, tenantId, id);
     checkIfMatch(ifMatch, current.version);
-    const leftGroups = await tx
-      .delete(groupMembers)
-      .where(eq(groupMembers.userId, id))
-      .returning({ groupId: groupMembers.groupId });
+    const leftGroups = await tx.execute<{ groupId: string }>(sql`
+      WITH left_groups AS (DELETE FROM ${groupMembers} WHERE user_id = ${id} RETURNING group_id),
+      ${countMemberChanges(sql`SELECT group_id FROM left_groups`)}
+      SELECT group_id::text AS "groupId" FROM left_groups`);
     await tx
       .update(users)
       .set({

@@ -2,6 +2,8 @@ import { sql } from 'drizzle-orm';
 import type { AccountName } from '../accounts/account-name.js';
 import { recordAudit } from '../audit/audit-log.js';
 import type { Database } from '../db/client.js';
+import { againAfterDeadlock } from '../db/deadlocks.js';
+import { countMemberChanges } from '../db/group-versions.js';
 import { accountKeyOf } from '../db/schema.js';
 import { recordForReconcile } from '../jobs/outbox.js';
 import { releasePendingAccountStatement } from '../platform/pending-accounts.js';
@@ -39,9 +41,23 @@ export interface LoginResult {
 
 /**
  * `andThen` runs in the same transaction once the user is known (the ACS starts the session there), so
- * a login commits once: one WAL flush instead of one per statement.
+ * a login commits once: one WAL flush instead of one per statement. The login locks its user, then the
+ * groups it grants and a version slot of each group it grants or withdraws; a PUT or If-Match write of
+ * such a group that adds the user holds them the other way round: if PostgreSQL aborts the login to
+ * break that deadlock, the whole transaction runs again (the assertion stays spent, once).
  */
 export async function provisionLogin(
+  db: Database,
+  tenantId: string,
+  jitMode: JitMode,
+  claims: LoginClaims,
+  correlationId: string,
+  andThen?: (tx: Executor, login: LoginResult) => Promise<void>,
+): Promise<LoginResult> {
+  return againAfterDeadlock(() => provision(db, tenantId, jitMode, claims, correlationId, andThen));
+}
+
+async function provision(
   db: Database,
   tenantId: string,
   jitMode: JitMode,
@@ -179,12 +195,13 @@ async function setGroups(
     WITH ${wanted},
     removed AS (
       DELETE FROM group_members gm WHERE gm.user_id = ${userId} AND gm.source = 'saml'
-        AND gm.group_id NOT IN (SELECT id FROM wanted) RETURNING 1
+        AND gm.group_id NOT IN (SELECT id FROM wanted) RETURNING gm.group_id
     ),
     added AS (
       INSERT INTO group_members (tenant_id, group_id, user_id, source) SELECT ${tenantId}, id, ${userId}, 'saml' FROM wanted
-      ON CONFLICT DO NOTHING RETURNING 1
-    )
+      ON CONFLICT DO NOTHING RETURNING group_id
+    ),
+    ${countMemberChanges(sql`SELECT group_id FROM removed UNION ALL SELECT group_id FROM added`)}
     SELECT (SELECT count(*) FROM added)::int AS added, (SELECT count(*) FROM removed)::int AS removed`);
   return (changes?.added ?? 0) + (changes?.removed ?? 0) > 0;
 }
