@@ -9,7 +9,11 @@ import { startSsoTest } from './support/sso-setup.js';
  * write made from it would pass.
  */
 describe('group versions when members change through a login or a deprovisioning', async () => {
-  const { database, publicUrl, scimToken, browser, createIdp, trust } = await startSsoTest();
+  const { database, publicUrl, scimToken, browser, createIdp, trust } = await startSsoTest({
+    // PostgreSQL looks for a deadlock once, deadlock_timeout after a wait starts: the deadlock tests
+    // below close the cycle within that time after the daemon's statement starts waiting.
+    databaseSettings: { deadlock_timeout: '3s' },
+  });
   const idp = await createIdp();
   await trust(idp);
 
@@ -132,7 +136,8 @@ describe('group versions when members change through a login or a deprovisioning
     });
     const before = await groupState(team);
     // As a PUT or If-Match write of the group holds it: the row and every version slot; it then adds
-    // Carol again, which waits for her deprovisioning while that waits for a slot.
+    // Carol again, which waits for her deprovisioning while that waits for the group.
+    const deadlocksBefore = await deadlocks();
     const holder = await database.sql.reserve();
     try {
       await holder`BEGIN`;
@@ -153,8 +158,9 @@ describe('group versions when members change through a login or a deprovisioning
     expect(after.etag).not.toBe(before.etag);
     // PostgreSQL did abort one of the two (its statistics arrive a moment later): the deprovisioning,
     // which ran again, since the holder's statements all succeeded.
-    await expect.poll(deadlocks, { timeout: 15_000 }).toBe(1);
+    await expect.poll(deadlocks, { timeout: 15_000 }).toBe(deadlocksBefore + 1);
   });
+
   it('signs in a user whose withdrawn group a conditional write holds, when the two deadlock', async () => {
     await signIn('dave@example.com', ['Crew']);
     const dave = await userIdOf('dave@example.com');
@@ -166,6 +172,7 @@ describe('group versions when members change through a login or a deprovisioning
     const holder = await database.sql.reserve();
     let login: Promise<void>;
     try {
+      // As above; the login has withdrawn Dave's membership and waits for the group.
       await holder`BEGIN`;
       await holder`SET LOCAL deadlock_timeout = '60s'`;
       await holder`SELECT 1 FROM groups WHERE id = ${crew} FOR UPDATE`;
@@ -182,5 +189,37 @@ describe('group versions when members change through a login or a deprovisioning
     expect(after.members).toEqual([]);
     expect(after.etag).not.toBe(before.etag);
     await expect.poll(deadlocks, { timeout: 15_000 }).toBe(deadlocksBefore + 1);
+  });
+  it('makes a login wait for a group write that holds the group before it takes one of its slots', async () => {
+    const ops = await created('/Groups', { schemas: [GROUP], displayName: 'Night Shift' });
+    const before = await groupState(ops);
+    // A conditional write locks the group's row and then its slots, in two statements. A login granting
+    // the group in between waits on the row and holds no slot, so the write's second statement goes on
+    // (NOWAIT: it would fail at once, not deadlock a second later, if the login held one).
+    const holder = await database.sql.reserve();
+    let login: Promise<void>;
+    try {
+      await holder`BEGIN`;
+      await holder`SELECT 1 FROM groups WHERE id = ${ops} FOR UPDATE`;
+      login = signIn('erin@example.com', ['Night Shift']);
+      await expect.poll(() => waitingOnLocks(), { timeout: 15_000 }).toBe(1);
+      const slots = await holder`SELECT 1 FROM group_version_slots WHERE group_id = ${ops} FOR UPDATE NOWAIT`;
+      expect(slots).toHaveLength(16);
+      // The write's own change, stamped after the login's transaction began (10 ms apart from what
+      // follows, past lastModified's millisecond precision).
+      await holder`UPDATE groups SET version = version + 1, updated_at = clock_timestamp() WHERE id = ${ops}`;
+      await holder`SELECT pg_sleep(0.01)`;
+      await holder`COMMIT`;
+    } finally {
+      holder.release();
+    }
+    await login;
+    const after = await groupState(ops);
+    expect(after.members).toEqual([await userIdOf('erin@example.com')]);
+    expect(after.etag).not.toBe(before.etag);
+    // The login counted its change after the write it waited for: lastModified is the login's.
+    const [write] = await database.sql<{ ms: number }[]>`
+      SELECT (extract(epoch FROM updated_at) * 1000)::float8 AS ms FROM groups WHERE id = ${ops}`;
+    expect(Date.parse(after.lastModified)).toBeGreaterThan(write!.ms);
   });
 });

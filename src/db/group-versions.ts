@@ -14,17 +14,25 @@ export const freeVersionSlot = (groupId: SQL) => sql`COALESCE((
  * Two CTEs (`version_slots_picked`, `member_changes_counted`) for a statement that changes memberships
  * outside SCIM's group writes (a SAML login's groups, a user's deprovisioning): each group in `changed`
  * (a query of `group_id`, duplicates allowed) counts one member change in a free slot, so its ETag and
- * lastModified move with its members (RFC 7644 §3.14) and a stale If-Match no longer matches. The slots
- * are picked once, before any is bumped (MATERIALIZED). A group the statement itself created has no
- * slots yet (its trigger runs after the statement) and needs none: no one has seen an earlier version.
- * Nor, in the rare race, does one a concurrent login created after this statement's snapshot was taken.
+ * lastModified move with its members (RFC 7644 §3.14) and a stale If-Match no longer matches.
+ *
+ * Each changed group is locked (`FOR KEY SHARE`, by id) before its slot is picked, as plain adds and
+ * conditional writes lock the group before its slots: a PUT or If-Match write holding the group is
+ * waited for before a slot is taken, so it never waits on a slot this statement holds. The slots are
+ * picked once (MATERIALIZED) and stamped when written (`clock_timestamp()`: a statement that waited on a
+ * lock stamps after the write it waited for, so lastModified moves). A group the statement itself created
+ * has no slots yet (its trigger runs after the statement) and needs none: no one has seen an earlier
+ * version.
  */
 export const countMemberChanges = (changed: SQL) => sql`
   version_slots_picked AS MATERIALIZED (
-    SELECT c.group_id, ${freeVersionSlot(sql`c.group_id`)} AS slot
-    FROM (SELECT DISTINCT changed.group_id FROM (${changed}) AS changed) AS c
+    SELECT c.id AS group_id, ${freeVersionSlot(sql`c.id`)} AS slot
+    FROM (
+      SELECT g.id FROM groups g WHERE g.id IN (SELECT changed.group_id FROM (${changed}) AS changed)
+      ORDER BY g.id FOR KEY SHARE
+    ) AS c
   ), member_changes_counted AS (
-    UPDATE ${groupVersionSlots} v SET changes = v.changes + 1, changed_at = now()
+    UPDATE ${groupVersionSlots} v SET changes = v.changes + 1, changed_at = clock_timestamp()
     FROM version_slots_picked p WHERE v.group_id = p.group_id AND v.slot = p.slot
     RETURNING v.group_id
   )`;

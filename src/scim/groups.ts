@@ -384,7 +384,7 @@ async function touch(
   }
   await tx
     .update(groupVersionSlots)
-    .set({ changes: sql`${groupVersionSlots.changes} + 1`, changedAt: sql`now()` })
+    .set({ changes: sql`${groupVersionSlots.changes} + 1`, changedAt: sql`clock_timestamp()` })
     .where(
       and(
         eq(groupVersionSlots.groupId, group.id),
@@ -789,7 +789,7 @@ export function addMembersSql(): SQL {
       SELECT candidates.n, candidates.k, inserted.user_id FROM inserted JOIN candidates ON candidates.id = inserted.user_id
       WHERE inserted.fresh
     ), bumped AS (
-      UPDATE group_version_slots SET changes = changes + (SELECT count(*) FROM go), changed_at = now()
+      UPDATE group_version_slots SET changes = changes + (SELECT count(*) FROM go), changed_at = clock_timestamp()
       WHERE group_id = (SELECT id FROM g) AND EXISTS (SELECT 1 FROM go)
         AND slot = ${freeVersionSlot(sql`(SELECT id FROM g)`)}
     ), queued AS (

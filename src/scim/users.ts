@@ -276,9 +276,9 @@ export async function patchUser(
 /**
  * SCIM DELETE deprovisions: the user becomes a tombstone (404 from now on, userName free for reuse),
  * leaves every group (each group's version counts the change), and the deprovisioning cascade is queued
- * in the same transaction. The user is locked before a group's version slot; a PUT or If-Match write of
- * a group that adds this user holds them the other way round, so a deadlock between the two runs this
- * again.
+ * in the same transaction. It locks the user, then the memberships, then each group left; a PUT, DELETE
+ * or If-Match write of one of those groups locks the group first and then may need this user's row or
+ * membership: if PostgreSQL aborts this to break that deadlock, it runs again.
  */
 export async function deleteUser(
   db: Database,

@@ -42,9 +42,9 @@ export interface LoginResult {
 /**
  * `andThen` runs in the same transaction once the user is known (the ACS starts the session there), so
  * a login commits once: one WAL flush instead of one per statement. The login locks its user, then the
- * groups it grants and a version slot of each group it grants or withdraws; a PUT or If-Match write of
- * such a group that adds the user holds them the other way round: if PostgreSQL aborts the login to
- * break that deadlock, the whole transaction runs again (the assertion stays spent, once).
+ * memberships it changes, then each group they belong to; a PUT, DELETE or If-Match write of such a group
+ * locks the group first and then may need this user's row or membership: if PostgreSQL aborts the login
+ * to break that deadlock, the whole transaction runs again (the assertion stays spent, once).
  */
 export async function provisionLogin(
   db: Database,
@@ -173,7 +173,8 @@ async function setGroups(
   groups: { format: 'names' | 'object-ids'; values: string[] },
 ): Promise<boolean> {
   // One statement. Names: a claimed group that does not exist yet is created; on a race with another
-  // login creating it, DO UPDATE (not DO NOTHING) returns the row this statement's snapshot cannot see.
+  // login creating it, DO UPDATE (not DO NOTHING) returns the row this statement's snapshot cannot see,
+  // and counts this login's membership in the row's version: that group's slots are out of sight too.
   const wanted =
     groups.format === 'names'
       ? sql`claimed AS (
@@ -184,7 +185,7 @@ async function setGroups(
         ), created AS (
           INSERT INTO groups (tenant_id, display_name)
           SELECT ${tenantId}, name FROM claimed WHERE lower(name) NOT IN (SELECT key FROM existing)
-          ON CONFLICT (tenant_id, lower(display_name)) DO UPDATE SET display_name = groups.display_name
+          ON CONFLICT (tenant_id, lower(display_name)) DO UPDATE SET version = groups.version + 1, updated_at = clock_timestamp()
           RETURNING id
         ), wanted AS (SELECT id FROM existing UNION SELECT id FROM created)`
       : sql`wanted AS (

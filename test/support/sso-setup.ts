@@ -14,9 +14,14 @@ import { createTestIdp, type TestIdp } from './test-idp.js';
  * browser for the ACS. Call it at the top of a `describe`.
  */
 export async function startSsoTest(
-  options: { mode?: 'serve' | 'start'; logLevel?: string; config?: Partial<Config> } = {},
+  options: {
+    mode?: 'serve' | 'start';
+    logLevel?: string;
+    config?: Partial<Config>;
+    databaseSettings?: Record<string, string>;
+  } = {},
 ) {
-  const database = await createTestDatabase();
+  const database = await createTestDatabase({ settings: options.databaseSettings });
   const { tenant, scimToken } = await createTenant(database.db, 'acme', 'test');
   const port = await freePort();
   const publicUrl = `http://127.0.0.1:${port}`;
