@@ -1,4 +1,4 @@
-import { and, eq, isNull, sql } from 'drizzle-orm';
+import { and, eq, isNull } from 'drizzle-orm';
 import { type AccountName, InvalidAccountName, parseAccountName } from '../accounts/account-name.js';
 import { recordAudit } from '../audit/audit-log.js';
 import type { Database } from '../db/client.js';
@@ -300,10 +300,14 @@ async function deprovisionUser(
   await db.transaction(async (tx) => {
     const current = await lockUser(tx, tenantId, id);
     checkIfMatch(ifMatch, current.version);
-    const leftGroups = await tx.execute<{ groupId: string }>(sql`
-      WITH left_groups AS (DELETE FROM ${groupMembers} WHERE user_id = ${id} RETURNING group_id),
-      ${countMemberChanges(sql`SELECT group_id FROM left_groups`)}
-      SELECT group_id::text AS "groupId" FROM left_groups`);
+    const leftGroups = await tx
+      .delete(groupMembers)
+      .where(eq(groupMembers.userId, id))
+      .returning({ groupId: groupMembers.groupId });
+    await countMemberChanges(
+      tx,
+      leftGroups.map((g) => g.groupId),
+    );
     await tx
       .update(users)
       .set({

@@ -173,8 +173,7 @@ async function setGroups(
   groups: { format: 'names' | 'object-ids'; values: string[] },
 ): Promise<boolean> {
   // One statement. Names: a claimed group that does not exist yet is created; on a race with another
-  // login creating it, DO UPDATE (not DO NOTHING) returns the row this statement's snapshot cannot see,
-  // and counts this login's membership in the row's version: that group's slots are out of sight too.
+  // login creating it, DO UPDATE (not DO NOTHING) returns the row this statement's snapshot cannot see.
   const wanted =
     groups.format === 'names'
       ? sql`claimed AS (
@@ -185,14 +184,14 @@ async function setGroups(
         ), created AS (
           INSERT INTO groups (tenant_id, display_name)
           SELECT ${tenantId}, name FROM claimed WHERE lower(name) NOT IN (SELECT key FROM existing)
-          ON CONFLICT (tenant_id, lower(display_name)) DO UPDATE SET version = groups.version + 1, updated_at = clock_timestamp()
+          ON CONFLICT (tenant_id, lower(display_name)) DO UPDATE SET display_name = groups.display_name
           RETURNING id
         ), wanted AS (SELECT id FROM existing UNION SELECT id FROM created)`
       : sql`wanted AS (
           SELECT g.id FROM groups g WHERE g.tenant_id = ${tenantId} AND g.external_id IS NOT NULL
             AND lower(g.external_id) = ANY(${sql.param(groups.values.map((v) => v.toLowerCase()))}::text[])
         )`;
-  const [changes] = await tx.execute<{ added: number; removed: number }>(sql`
+  const [changes] = await tx.execute<{ changed: string[] }>(sql`
     WITH ${wanted},
     removed AS (
       DELETE FROM group_members gm WHERE gm.user_id = ${userId} AND gm.source = 'saml'
@@ -201,8 +200,9 @@ async function setGroups(
     added AS (
       INSERT INTO group_members (tenant_id, group_id, user_id, source) SELECT ${tenantId}, id, ${userId}, 'saml' FROM wanted
       ON CONFLICT DO NOTHING RETURNING group_id
-    ),
-    ${countMemberChanges(sql`SELECT group_id FROM removed UNION ALL SELECT group_id FROM added`)}
-    SELECT (SELECT count(*) FROM added)::int AS added, (SELECT count(*) FROM removed)::int AS removed`);
-  return (changes?.added ?? 0) + (changes?.removed ?? 0) > 0;
+    )
+    SELECT ARRAY(SELECT group_id::text FROM removed UNION ALL SELECT group_id::text FROM added) AS changed`);
+  const changed = changes?.changed ?? [];
+  await countMemberChanges(tx, changed);
+  return changed.length > 0;
 }
