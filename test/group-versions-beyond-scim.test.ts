@@ -1,3 +1,4 @@
+import type { ReservedSql } from 'postgres';
 import { describe, expect, it } from 'vitest';
 import { GROUP, PATCH, USER } from './support/scim-fixtures.js';
 import { startSsoTest } from './support/sso-setup.js';
@@ -64,6 +65,44 @@ describe('group versions when members change through a login or a deprovisioning
       await database.sql<{ n: number }[]>`
         SELECT deadlocks::int AS n FROM pg_stat_database WHERE datname = current_database()`
     )[0]!.n;
+  const groupIdNamed = async (displayName: string) =>
+    (
+      await database.sql<{ id: string }[]>`SELECT id::text FROM groups WHERE display_name = ${displayName}`
+    )[0]!.id;
+  /**
+   * Holds a group as a PUT or If-Match write does (its row; with `slots`, every version slot too) in a
+   * transaction of its own, starts a request that must wait on it, then runs `then` as the write's next
+   * statements and commits. Rolled back if anything fails first, so no later test waits on its locks.
+   */
+  const whileGroupHeld = async <T>(
+    groupId: string,
+    options: { slots: boolean },
+    start: () => Promise<T>,
+    then: (holder: ReservedSql) => Promise<void>,
+  ): Promise<T> => {
+    const holder = await database.sql.reserve();
+    let request: Promise<T> | undefined;
+    try {
+      await holder`BEGIN`;
+      // Only the daemon's statement may find a deadlock (after its 3 s deadlock_timeout, set above
+      // and shorter than its 5 s statement timeout): that abort, and its retry, is what tests look at.
+      await holder`SET LOCAL deadlock_timeout = '60s'`;
+      await holder`SELECT 1 FROM groups WHERE id = ${groupId} FOR UPDATE`;
+      if (options.slots)
+        await holder`SELECT 1 FROM group_version_slots WHERE group_id = ${groupId} FOR UPDATE`;
+      request = start();
+      await expect.poll(waitingOnLocks, { timeout: 15_000 }).toBe(1);
+      await then(holder);
+      await holder`COMMIT`;
+    } catch (error) {
+      await holder`ROLLBACK`.catch(() => {});
+      request?.catch(() => {});
+      throw error;
+    } finally {
+      holder.release();
+    }
+    return request;
+  };
   const renameIf = (id: string, etag: string) =>
     scim(
       'PATCH',
@@ -83,6 +122,15 @@ describe('group versions when members change through a login or a deprovisioning
     expect(granted.members).toEqual([ada]);
     expect(granted.etag).not.toBe(before.etag);
     expect(Date.parse(granted.lastModified)).toBeGreaterThan(Date.parse(before.lastModified));
+    // A client syncing by lastModified finds the group too. lastModified is shown to the millisecond:
+    // the group was created before `since`, the login 5 ms later at least.
+    const since = new Date(Date.parse(before.lastModified) + 2).toISOString();
+    const changedSince = await scim(
+      'GET',
+      `/Groups?filter=${encodeURIComponent(`meta.lastModified gt "${since}"`)}&attributes=displayName`,
+    );
+    const found = (await changedSince.json()) as { Resources?: { id: string }[] };
+    expect((found.Resources ?? []).map((g) => g.id)).toContain(everyone);
 
     await signIn('ada@example.com', ['Everyone']);
     expect((await groupState(everyone)).etag).toBe(granted.etag);
@@ -135,24 +183,17 @@ describe('group versions when members change through a login or a deprovisioning
       members: [{ value: carol }],
     });
     const before = await groupState(team);
-    // As a PUT or If-Match write of the group holds it: the row and every version slot; it then adds
-    // Carol again, which waits for her deprovisioning while that waits for the group.
     const deadlocksBefore = await deadlocks();
-    const holder = await database.sql.reserve();
-    try {
-      await holder`BEGIN`;
-      // Only the deprovisioning's check may find the cycle: that is the abort this test is about.
-      await holder`SET LOCAL deadlock_timeout = '60s'`;
-      await holder`SELECT 1 FROM groups WHERE id = ${team} FOR UPDATE`;
-      await holder`SELECT 1 FROM group_version_slots WHERE group_id = ${team} FOR UPDATE`;
-      const deprovisioned = scim('DELETE', `/Users/${carol}`);
-      await expect.poll(() => waitingOnLocks(), { timeout: 15_000 }).toBe(1);
-      await holder`SELECT 1 FROM users WHERE id = ${carol} FOR KEY SHARE`;
-      await holder`COMMIT`;
-      expect((await deprovisioned).status).toBe(204);
-    } finally {
-      holder.release();
-    }
+    // The write adds Carol again: it waits for her deprovisioning, which waits for the group.
+    const deprovisioned = await whileGroupHeld(
+      team,
+      { slots: true },
+      () => scim('DELETE', `/Users/${carol}`),
+      async (holder) => {
+        await holder`SELECT 1 FROM users WHERE id = ${carol} FOR KEY SHARE`;
+      },
+    );
+    expect(deprovisioned.status).toBe(204);
     const after = await groupState(team);
     expect(after.members).toEqual([]);
     expect(after.etag).not.toBe(before.etag);
@@ -161,65 +202,101 @@ describe('group versions when members change through a login or a deprovisioning
     await expect.poll(deadlocks, { timeout: 15_000 }).toBe(deadlocksBefore + 1);
   });
 
+  it('deprovisions a user whose group a conditional write holds and removes them from, without a deadlock', async () => {
+    const frank = await created('/Users', { schemas: [USER], userName: 'frank@example.com' });
+    const desk = await created('/Groups', {
+      schemas: [GROUP],
+      displayName: 'Desk',
+      members: [{ value: frank }],
+    });
+    const before = await groupState(desk);
+    // The deprovisioning waits for the group before it touches the membership, so the write (a PUT
+    // that drops Frank) takes the membership at once (NOWAIT) instead of waiting on it.
+    const deprovisioned = await whileGroupHeld(
+      desk,
+      { slots: true },
+      () => scim('DELETE', `/Users/${frank}`),
+      async (holder) => {
+        const membership = await holder`
+          SELECT 1 FROM group_members WHERE group_id = ${desk} AND user_id = ${frank} FOR UPDATE NOWAIT`;
+        expect(membership).toHaveLength(1);
+        await holder`DELETE FROM group_members WHERE group_id = ${desk} AND user_id = ${frank}`;
+        await holder`UPDATE groups SET version = version + 1, updated_at = clock_timestamp() WHERE id = ${desk}`;
+      },
+    );
+    expect(deprovisioned.status).toBe(204);
+    const after = await groupState(desk);
+    expect(after.members).toEqual([]);
+    expect(after.etag).not.toBe(before.etag);
+  });
+
   it('signs in a user whose withdrawn group a conditional write holds, when the two deadlock', async () => {
     await signIn('dave@example.com', ['Crew']);
     const dave = await userIdOf('dave@example.com');
-    const crew = (
-      await database.sql<{ id: string }[]>`SELECT id::text FROM groups WHERE display_name = 'Crew'`
-    )[0]!.id;
+    const crew = await groupIdNamed('Crew');
     const before = await groupState(crew);
     const deadlocksBefore = await deadlocks();
-    const holder = await database.sql.reserve();
-    let login: Promise<void>;
-    try {
-      // As above; the login has withdrawn Dave's membership and waits for the group.
-      await holder`BEGIN`;
-      await holder`SET LOCAL deadlock_timeout = '60s'`;
-      await holder`SELECT 1 FROM groups WHERE id = ${crew} FOR UPDATE`;
-      await holder`SELECT 1 FROM group_version_slots WHERE group_id = ${crew} FOR UPDATE`;
-      login = signIn('dave@example.com', []);
-      await expect.poll(() => waitingOnLocks(), { timeout: 15_000 }).toBe(1);
-      await holder`SELECT 1 FROM users WHERE id = ${dave} FOR KEY SHARE`;
-      await holder`COMMIT`;
-    } finally {
-      holder.release();
-    }
-    await login;
+    // The login has withdrawn Dave's membership and waits for the group; the write wants Dave.
+    await whileGroupHeld(
+      crew,
+      { slots: true },
+      () => signIn('dave@example.com', []),
+      async (holder) => {
+        await holder`SELECT 1 FROM users WHERE id = ${dave} FOR KEY SHARE`;
+      },
+    );
     const after = await groupState(crew);
     expect(after.members).toEqual([]);
     expect(after.etag).not.toBe(before.etag);
     await expect.poll(deadlocks, { timeout: 15_000 }).toBe(deadlocksBefore + 1);
   });
-  it('makes a login wait for a group write that holds the group before it takes one of its slots', async () => {
-    const ops = await created('/Groups', { schemas: [GROUP], displayName: 'Night Shift' });
-    const before = await groupState(ops);
-    // A conditional write locks the group's row and then its slots, in two statements. A login granting
-    // the group in between waits on the row and holds no slot, so the write's second statement goes on
-    // (NOWAIT: it would fail at once, not deadlock a second later, if the login held one).
-    const holder = await database.sql.reserve();
-    let login: Promise<void>;
-    try {
-      await holder`BEGIN`;
-      await holder`SELECT 1 FROM groups WHERE id = ${ops} FOR UPDATE`;
-      login = signIn('erin@example.com', ['Night Shift']);
-      await expect.poll(() => waitingOnLocks(), { timeout: 15_000 }).toBe(1);
-      const slots = await holder`SELECT 1 FROM group_version_slots WHERE group_id = ${ops} FOR UPDATE NOWAIT`;
-      expect(slots).toHaveLength(16);
-      // The write's own change, stamped after the login's transaction began (10 ms apart from what
-      // follows, past lastModified's millisecond precision).
-      await holder`UPDATE groups SET version = version + 1, updated_at = clock_timestamp() WHERE id = ${ops}`;
-      await holder`SELECT pg_sleep(0.01)`;
-      await holder`COMMIT`;
-    } finally {
-      holder.release();
-    }
-    await login;
-    const after = await groupState(ops);
+
+  // A conditional write locks the group's row and then its slots, in two statements. A login that
+  // changes the group in between waits on the row and holds no slot, so the write's second statement goes
+  // on (NOWAIT: it would fail at once, not deadlock a second later, if the login held one). The write's own
+  // change is stamped after the login's transaction began, 10 ms before it commits (past lastModified's
+  // millisecond precision): the login, counting its change after the wait, stamps later still.
+  const actAsConditionalWrite = (groupId: string) => async (holder: ReservedSql) => {
+    const slots =
+      await holder`SELECT 1 FROM group_version_slots WHERE group_id = ${groupId} FOR UPDATE NOWAIT`;
+    expect(slots).toHaveLength(16);
+    await holder`UPDATE groups SET version = version + 1, updated_at = clock_timestamp() WHERE id = ${groupId}`;
+    await holder`SELECT pg_sleep(0.01)`;
+  };
+  const writeStamp = async (groupId: string) =>
+    (
+      await database.sql<{ ms: number }[]>`
+        SELECT (extract(epoch FROM updated_at) * 1000)::float8 AS ms FROM groups WHERE id = ${groupId}`
+    )[0]!.ms;
+
+  it('makes a login that grants a group wait for a write holding it before taking one of its slots', async () => {
+    const shift = await created('/Groups', { schemas: [GROUP], displayName: 'Night Shift' });
+    const before = await groupState(shift);
+    await whileGroupHeld(
+      shift,
+      { slots: false },
+      () => signIn('erin@example.com', ['Night Shift']),
+      actAsConditionalWrite(shift),
+    );
+    const after = await groupState(shift);
     expect(after.members).toEqual([await userIdOf('erin@example.com')]);
     expect(after.etag).not.toBe(before.etag);
-    // The login counted its change after the write it waited for: lastModified is the login's.
-    const [write] = await database.sql<{ ms: number }[]>`
-      SELECT (extract(epoch FROM updated_at) * 1000)::float8 AS ms FROM groups WHERE id = ${ops}`;
-    expect(Date.parse(after.lastModified)).toBeGreaterThan(write!.ms);
+    expect(Date.parse(after.lastModified)).toBeGreaterThan(await writeStamp(shift));
+  });
+
+  it('makes a login that withdraws a group wait for a write holding it before taking one of its slots', async () => {
+    await signIn('gus@example.com', ['Day Shift']);
+    const shift = await groupIdNamed('Day Shift');
+    const before = await groupState(shift);
+    await whileGroupHeld(
+      shift,
+      { slots: false },
+      () => signIn('gus@example.com', []),
+      actAsConditionalWrite(shift),
+    );
+    const after = await groupState(shift);
+    expect(after.members).toEqual([]);
+    expect(after.etag).not.toBe(before.etag);
+    expect(Date.parse(after.lastModified)).toBeGreaterThan(await writeStamp(shift));
   });
 });

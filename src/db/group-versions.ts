@@ -1,6 +1,13 @@
 import { type SQL, sql } from 'drizzle-orm';
 import type { Database } from './client.js';
-import { GROUP_VERSION_SLOTS, groupVersionSlots } from './schema.js';
+import { GROUP_VERSION_SLOTS, groups, groupVersionSlots } from './schema.js';
+
+/**
+ * A group's lastModified: its row's (attribute changes, conditional writes) or its latest member change
+ * counted in a slot, whichever is later. What the group shows as meta.lastModified and what a
+ * `meta.lastModified` filter compares.
+ */
+export const groupLastModified = sql`GREATEST(${groups.updatedAt}, (SELECT max(s.changed_at) FROM ${groupVersionSlots} s WHERE s.group_id = ${groups.id}))`;
 
 /**
  * The version slot a member change of the group bumps: any slot no other open transaction holds (SKIP

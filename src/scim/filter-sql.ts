@@ -1,5 +1,6 @@
 import { type SQL, sql } from 'drizzle-orm';
 import { parseDateTime } from '../dates.js';
+import { groupLastModified } from '../db/group-versions.js';
 import { accountKeyOf, groupMembers, groups, users } from '../db/schema.js';
 import { ScimError } from './errors.js';
 import type { AttributePath, CompareOperator, FilterNode, FilterValue } from './filter.js';
@@ -95,7 +96,8 @@ export const groupMapping: ResourceMapping = {
     displayName: { text: sql`${groups.displayName}`, native: sql`${groups.displayName}` },
     externalId: { text: sql`${groups.externalId}`, native: sql`${groups.externalId}` },
     'meta.created': { text: sql`${groups.createdAt}::text`, native: sql`${groups.createdAt}` },
-    'meta.lastModified': { text: sql`${groups.updatedAt}::text`, native: sql`${groups.updatedAt}` },
+    // As the group shows it: member changes are counted in its version slots, not its row.
+    'meta.lastModified': { text: sql`${groupLastModified}::text`, native: groupLastModified },
   },
   document: undefined,
   relation: (attribute, inner) => {

@@ -2,7 +2,7 @@ import { and, asc, count, eq, getTableColumns, type SQL, sql } from 'drizzle-orm
 import { recordAudit } from '../audit/audit-log.js';
 import type { Database } from '../db/client.js';
 import { againAfterDeadlock } from '../db/deadlocks.js';
-import { freeVersionSlot } from '../db/group-versions.js';
+import { freeVersionSlot, groupLastModified } from '../db/group-versions.js';
 import { groups, groupVersionSlots } from '../db/schema.js';
 import { preparedStatement } from '../db/statement.js';
 import { KeyedStatementBatchers, StatementBatcher } from '../db/statement-batcher.js';
@@ -315,10 +315,7 @@ const groupColumns = {
     sql<number>`(${groups.version} + COALESCE((SELECT sum(s.changes) FROM ${groupVersionSlots} s WHERE s.group_id = ${groups.id}), 0))::int`.mapWith(
       Number,
     ),
-  updatedAt:
-    sql<Date>`GREATEST(${groups.updatedAt}, (SELECT max(s.changed_at) FROM ${groupVersionSlots} s WHERE s.group_id = ${groups.id}))`.mapWith(
-      groups.updatedAt,
-    ),
+  updatedAt: sql<Date>`${groupLastModified}`.mapWith(groups.updatedAt),
 };
 
 export async function findGroup(db: Database | Transaction, tenantId: string, id: string): Promise<GroupRow> {

@@ -1,4 +1,4 @@
-import { and, eq, isNull } from 'drizzle-orm';
+import { and, eq, isNull, sql } from 'drizzle-orm';
 import { type AccountName, InvalidAccountName, parseAccountName } from '../accounts/account-name.js';
 import { recordAudit } from '../audit/audit-log.js';
 import type { Database } from '../db/client.js';
@@ -276,9 +276,9 @@ export async function patchUser(
 /**
  * SCIM DELETE deprovisions: the user becomes a tombstone (404 from now on, userName free for reuse),
  * leaves every group (each group's version counts the change), and the deprovisioning cascade is queued
- * in the same transaction. It locks the user, then the memberships, then each group left; a PUT, DELETE
- * or If-Match write of one of those groups locks the group first and then may need this user's row or
- * membership: if PostgreSQL aborts this to break that deadlock, it runs again.
+ * in the same transaction. It locks the user, then each group it is in, then the memberships; a PUT,
+ * DELETE or If-Match write of one of those groups locks the group first and then may need this user's
+ * row (to add them): if PostgreSQL aborts this to break that deadlock, it runs again.
  */
 export async function deleteUser(
   db: Database,
@@ -300,6 +300,12 @@ async function deprovisionUser(
   await db.transaction(async (tx) => {
     const current = await lockUser(tx, tenantId, id);
     checkIfMatch(ifMatch, current.version);
+    // The groups before their memberships, as group writes lock them: a PUT or If-Match write that
+    // holds one and removes this user goes first, instead of waiting on a membership this holds.
+    await tx.execute(sql`
+      SELECT g.id FROM groups g
+      WHERE g.id IN (SELECT gm.group_id FROM ${groupMembers} gm WHERE gm.user_id = ${id})
+      ORDER BY g.id FOR KEY SHARE`);
     const leftGroups = await tx
       .delete(groupMembers)
       .where(eq(groupMembers.userId, id))
