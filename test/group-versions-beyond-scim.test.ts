@@ -55,10 +55,11 @@ describe('group versions when members change through a login or a deprovisioning
   };
   const userIdOf = async (userName: string) =>
     (await database.sql<{ id: string }[]>`SELECT id::text FROM users WHERE user_name = ${userName}`)[0]!.id;
-  const waitingOnLocks = async () =>
+  /** Sessions of the daemon waiting on a lock `holderPid` holds. */
+  const blockedBy = async (holderPid: number) =>
     (
       await database.sql<{ n: number }[]>`
-        SELECT count(*)::int AS n FROM pg_stat_activity WHERE datname = current_database() AND wait_event_type = 'Lock'`
+        SELECT count(*)::int AS n FROM pg_stat_activity WHERE ${holderPid}::int = ANY(pg_blocking_pids(pid))`
     )[0]!.n;
   const deadlocks = async () =>
     (
@@ -81,9 +82,10 @@ describe('group versions when members change through a login or a deprovisioning
     then: (holder: ReservedSql) => Promise<void>,
   ): Promise<T> => {
     const holder = await database.sql.reserve();
-    let request: Promise<T> | undefined;
+    let request: Promise<T>;
     try {
       await holder`BEGIN`;
+      const [{ pid }] = await holder<[{ pid: number }]>`SELECT pg_backend_pid() AS pid`;
       // Only the daemon's statement may find a deadlock (after its 3 s deadlock_timeout, set above
       // and shorter than its 5 s statement timeout): that abort, and its retry, is what tests look at.
       await holder`SET LOCAL deadlock_timeout = '60s'`;
@@ -91,12 +93,12 @@ describe('group versions when members change through a login or a deprovisioning
       if (options.slots)
         await holder`SELECT 1 FROM group_version_slots WHERE group_id = ${groupId} FOR UPDATE`;
       request = start();
-      await expect.poll(waitingOnLocks, { timeout: 15_000 }).toBe(1);
+      request.catch(() => {}); // a failure is reported where the test awaits it
+      await expect.poll(() => blockedBy(pid), { timeout: 15_000 }).toBe(1);
       await then(holder);
       await holder`COMMIT`;
     } catch (error) {
       await holder`ROLLBACK`.catch(() => {});
-      request?.catch(() => {});
       throw error;
     } finally {
       holder.release();
