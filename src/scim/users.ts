@@ -280,14 +280,8 @@ export async function patchUser(
  * DELETE or If-Match write of one of those groups locks the group first and then may need this user's
  * row (to add them): if PostgreSQL aborts this to break that deadlock, it runs again.
  */
-export async function deleteUser(
-  db: Database,
-  tenantId: string,
-  id: string,
-  ifMatch: string | undefined,
-  context: RequestContext,
-): Promise<void> {
-  await againAfterDeadlock(() => deprovisionUser(db, tenantId, id, ifMatch, context));
+export async function deleteUser(...request: Parameters<typeof deprovisionUser>): Promise<void> {
+  await againAfterDeadlock(() => deprovisionUser(...request));
 }
 
 async function deprovisionUser(

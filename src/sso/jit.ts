@@ -46,15 +46,8 @@ export interface LoginResult {
  * locks the group first and then may need this user's row or membership: if PostgreSQL aborts the login
  * to break that deadlock, the whole transaction runs again (the assertion stays spent, once).
  */
-export async function provisionLogin(
-  db: Database,
-  tenantId: string,
-  jitMode: JitMode,
-  claims: LoginClaims,
-  correlationId: string,
-  andThen?: (tx: Executor, login: LoginResult) => Promise<void>,
-): Promise<LoginResult> {
-  return againAfterDeadlock(() => provision(db, tenantId, jitMode, claims, correlationId, andThen));
+export async function provisionLogin(...login: Parameters<typeof provision>): Promise<LoginResult> {
+  return againAfterDeadlock(() => provision(...login));
 }
 
 async function provision(
