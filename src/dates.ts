@@ -11,3 +11,15 @@ export function parseDateTime(value: string): Date | undefined {
   const year = date.getUTCFullYear();
   return Number.isNaN(date.getTime()) || year < 1 || year > 9999 ? undefined : date;
 }
+
+/**
+ * The millisecond a date-time falls in (`start`, as `toISOString` writes it) and whether it names that
+ * millisecond exactly (no non-zero digit after the third of its fraction), for comparisons with values
+ * shown to the millisecond. Undefined where parseDateTime is.
+ */
+export function parseMillisecond(value: string): { start: Date; exact: boolean } | undefined {
+  const start = parseDateTime(value);
+  if (!start) return undefined;
+  const fraction = /[.](\d+)/.exec(value)?.[1] ?? '';
+  return { start, exact: !/[1-9]/.test(fraction.slice(3)) };
+}

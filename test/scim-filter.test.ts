@@ -1,7 +1,8 @@
+import { sql } from 'drizzle-orm';
 import { describe, expect, it } from 'vitest';
 import { ScimError } from '../src/scim/errors.js';
 import { parseFilter } from '../src/scim/filter.js';
-import { createUser, ENTERPRISE, json } from './support/scim-fixtures.js';
+import { createGroup, createUser, ENTERPRISE, json } from './support/scim-fixtures.js';
 import { startScimServer } from './support/scim-server.js';
 
 describe('filter parser', () => {
@@ -124,6 +125,63 @@ describe('filters run in SQL with SCIM semantics', async () => {
     expect(await ids(`${ENTERPRISE}:department eq "r&d"`)).toEqual(sorted(ada));
     expect(await ids('meta.created gt "2000-01-01T00:00:00Z"')).toEqual(sorted(ada, bob, cy));
     expect(await ids('meta.lastModified lt "2000-01-01T00:00:00Z"')).toEqual([]);
+  });
+
+  it('compares meta.lastModified as it is shown, to the millisecond', async () => {
+    // Stored to the microsecond, shown to the millisecond: ada and bob both show …07.123Z.
+    const at = (id: string, stamp: string) =>
+      server.database.db.execute(
+        sql`UPDATE users SET updated_at = ${stamp}::timestamptz WHERE id = ${id}::uuid`,
+      );
+    await at(ada.id, '2026-03-04T05:06:07.123456Z');
+    await at(bob.id, '2026-03-04T05:06:07.123999Z');
+    await at(cy.id, '2026-03-04T05:06:07.124000Z');
+    const shown = await json(await server.request('GET', `/Users/${ada.id}`));
+    expect(shown.meta.lastModified).toBe('2026-03-04T05:06:07.123Z');
+    const listed = await json(
+      await server.request('GET', `/Users?filter=${encodeURIComponent(`id eq "${bob.id}"`)}`),
+    );
+    expect(listed.Resources[0].meta.lastModified).toBe('2026-03-04T05:06:07.123Z');
+
+    const when = (operator: string, value: string) => ids(`meta.lastModified ${operator} "${value}"`);
+    // A client that asks what changed after the value it was shown does not get the same users back.
+    expect(await when('gt', shown.meta.lastModified)).toEqual(sorted(cy));
+    expect(await when('eq', shown.meta.lastModified)).toEqual(sorted(ada, bob));
+    expect(await when('ne', shown.meta.lastModified)).toEqual(sorted(cy));
+    expect(await when('ge', shown.meta.lastModified)).toEqual(sorted(ada, bob, cy));
+    expect(await when('le', shown.meta.lastModified)).toEqual(sorted(ada, bob));
+    expect(await when('lt', '2026-03-04T05:06:07.124Z')).toEqual(sorted(ada, bob));
+    expect(await when('le', '2026-03-04T07:06:07.123+02:00')).toEqual(sorted(ada, bob));
+    // A value inside a millisecond: no shown value equals it, and it falls between …123 and …124.
+    expect(await when('eq', '2026-03-04T05:06:07.1235Z')).toEqual([]);
+    expect(await when('ne', '2026-03-04T05:06:07.1235Z')).toEqual(sorted(ada, bob, cy));
+    expect(await when('gt', '2026-03-04T05:06:07.1235Z')).toEqual(sorted(cy));
+    expect(await when('ge', '2026-03-04T05:06:07.1235Z')).toEqual(sorted(cy));
+    expect(await when('lt', '2026-03-04T05:06:07.1235Z')).toEqual(sorted(ada, bob));
+    expect(await when('le', '2026-03-04T05:06:07.1235Z')).toEqual(sorted(ada, bob));
+    expect(await when('eq', '2026-03-04T05:06:07.123000Z')).toEqual(sorted(ada, bob));
+  });
+
+  it("compares a group's meta.lastModified as it is shown, to the millisecond", async () => {
+    const group = await createGroup(server, 'Shown to the millisecond', [ada.id]);
+    // A member change counted in a version slot is the group's latest change.
+    await server.database.db.execute(
+      sql`UPDATE groups SET updated_at = '2026-03-04T05:06:07.000001Z' WHERE id = ${group.id}::uuid`,
+    );
+    await server.database.db.execute(
+      sql`UPDATE group_version_slots SET changed_at = '2026-03-04T05:06:08.500700Z' WHERE group_id = ${group.id}::uuid AND slot = 3`,
+    );
+    const shown = await json(await server.request('GET', `/Groups/${group.id}`));
+    expect(shown.meta.lastModified).toBe('2026-03-04T05:06:08.500Z');
+    const groupIds = async (filter: string) => {
+      const body = await json(
+        await server.request('GET', `/Groups?filter=${encodeURIComponent(filter)}&attributes=id`),
+      );
+      return (body.Resources ?? []).map((g: { id: string }) => g.id);
+    };
+    expect(await groupIds(`meta.lastModified eq "${shown.meta.lastModified}"`)).toEqual([group.id]);
+    expect(await groupIds(`meta.lastModified gt "${shown.meta.lastModified}"`)).toEqual([]);
+    expect(await groupIds(`meta.lastModified ge "${shown.meta.lastModified}"`)).toEqual([group.id]);
   });
 
   it('treats LIKE metacharacters in values literally', async () => {

@@ -1,5 +1,5 @@
 import { type SQL, sql } from 'drizzle-orm';
-import { parseDateTime } from '../dates.js';
+import { parseMillisecond } from '../dates.js';
 import { groupLastModified } from '../db/group-versions.js';
 import { accountKeyOf, groupMembers, groups, users } from '../db/schema.js';
 import { ScimError } from './errors.js';
@@ -263,14 +263,18 @@ function compare(scalar: Scalar, operator: CompareOperator, value: FilterValue):
     }
     case 'dateTime': {
       // RFC 7644 §3.4.2.2: a dateTime is compared with a quoted xsd:dateTime, never a bare number.
-      const at = typeof value === 'string' ? parseDateTime(value) : undefined;
+      const at = typeof value === 'string' ? parseMillisecond(value) : undefined;
       if (!at)
         throw invalid(`${JSON.stringify(value)} is not a date and time such as "2026-01-01T00:00:00Z"`);
       if (operator === 'co' || operator === 'sw' || operator === 'ew') {
         throw invalid(`"${operator}" does not apply to a dateTime attribute`);
       }
-      const left = scalar.native ?? sql`(${scalar.text})::timestamptz`;
-      return ordered(left, operator, sql`${at.toISOString()}::timestamptz`);
+      if (scalar.native) return shownMillisecond(scalar.native, operator, at);
+      return ordered(
+        sql`(${scalar.text})::timestamptz`,
+        operator,
+        sql`${at.start.toISOString()}::timestamptz`,
+      );
     }
     case 'integer':
     case 'decimal': {
@@ -300,6 +304,43 @@ function compare(scalar: Scalar, operator: CompareOperator, value: FilterValue):
           return ordered(left, operator, right(text));
       }
     }
+  }
+}
+
+/**
+ * Compares a timestamptz column as the resource shows it: to the millisecond (`meta.lastModified` is
+ * rendered by toISOString or to_char's MS, both of which cut the microseconds off), so that a client
+ * asking for `gt` the value it was shown does not get the same resource back, and `eq` that value finds
+ * it. Each comparison is a range on the column itself, so an index on it still serves.
+ */
+function shownMillisecond(
+  column: SQL,
+  operator: CompareOperator,
+  { start, exact }: { start: Date; exact: boolean },
+): SQL {
+  const millisecond = (date: Date) => sql`${date.toISOString()}::timestamptz`;
+  const next = new Date(start.getTime() + 1);
+  // The first millisecond shown at or after the value: the value's own, unless it lies inside it.
+  const firstShownFrom = exact ? start : next;
+  switch (operator) {
+    case 'eq':
+      return exact
+        ? sql`(${column} >= ${millisecond(start)} AND ${column} < ${millisecond(next)})`
+        : sql`FALSE`;
+    case 'ne':
+      return exact
+        ? sql`(${column} < ${millisecond(start)} OR ${column} >= ${millisecond(next)})`
+        : sql`TRUE`;
+    case 'gt':
+      return sql`(${column} >= ${millisecond(next)})`;
+    case 'ge':
+      return sql`(${column} >= ${millisecond(firstShownFrom)})`;
+    case 'lt':
+      return sql`(${column} < ${millisecond(firstShownFrom)})`;
+    case 'le':
+      return sql`(${column} < ${millisecond(next)})`;
+    default:
+      throw invalid(`"${operator}" is not supported here`);
   }
 }
 
