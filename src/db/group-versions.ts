@@ -1,4 +1,5 @@
 import { type SQL, sql } from 'drizzle-orm';
+import { changeStamp } from './change-stamp.js';
 import type { Database } from './client.js';
 import { GROUP_VERSION_SLOTS, groups, groupVersionSlots } from './schema.js';
 
@@ -27,8 +28,7 @@ export const freeVersionSlot = (groupId: SQL) => sql`COALESCE((
  * Each group is locked (`FOR KEY SHARE`, by id) before its slot is picked, as plain adds and conditional
  * writes lock the group before its slots: a PUT or If-Match write holding the group is waited for before
  * a slot is taken, so it never waits on a slot this transaction holds. Slots are picked once
- * (MATERIALIZED) and stamped when written (`clock_timestamp()`: a change that waited on a lock is stamped
- * after the write it waited for, so lastModified moves).
+ * (MATERIALIZED) and stamped when written (changeStamp).
  */
 export async function countMemberChanges(tx: Pick<Database, 'execute'>, groupIds: string[]): Promise<void> {
   if (groupIds.length === 0) return;
@@ -38,6 +38,6 @@ export async function countMemberChanges(tx: Pick<Database, 'execute'>, groupIds
     ), picked AS MATERIALIZED (
       SELECT locked.id AS group_id, ${freeVersionSlot(sql`locked.id`)} AS slot FROM locked
     )
-    UPDATE ${groupVersionSlots} v SET changes = v.changes + 1, changed_at = clock_timestamp()
+    UPDATE ${groupVersionSlots} v SET changes = v.changes + 1, changed_at = ${changeStamp}
     FROM picked WHERE v.group_id = picked.group_id AND v.slot = picked.slot`);
 }

@@ -1,5 +1,6 @@
 import { and, asc, count, eq, getTableColumns, type SQL, sql } from 'drizzle-orm';
 import { recordAudit } from '../audit/audit-log.js';
+import { changeStamp } from '../db/change-stamp.js';
 import type { Database } from '../db/client.js';
 import { againAfterDeadlock } from '../db/deadlocks.js';
 import { freeVersionSlot, groupLastModified } from '../db/group-versions.js';
@@ -375,23 +376,24 @@ async function touch(
   if (conditional || Object.keys(changes).length > 0) {
     await tx
       .update(groups)
-      .set({ ...changes, version: sql`${groups.version} + 1`, updatedAt: new Date() })
+      .set({ ...changes, version: sql`${groups.version} + 1`, updatedAt: changeStamp })
       .where(eq(groups.id, group.id));
     return findGroup(tx, group.tenantId, group.id);
   }
-  await tx
+  const [bumped] = await tx
     .update(groupVersionSlots)
-    .set({ changes: sql`${groupVersionSlots.changes} + 1`, changedAt: sql`clock_timestamp()` })
+    .set({ changes: sql`${groupVersionSlots.changes} + 1`, changedAt: changeStamp })
     .where(
       and(
         eq(groupVersionSlots.groupId, group.id),
         eq(groupVersionSlots.slot, freeVersionSlot(sql`${group.id}`)),
       ),
-    );
+    )
+    .returning({ changedAt: groupVersionSlots.changedAt });
   // The version this write makes, without reading it back: if other member changes committed since
   // `group` was read, the group's version is already higher, and this ETag can only fail an If-Match
   // (never match a state that lacks this change).
-  return { ...group, version: group.version + 1, updatedAt: new Date() };
+  return { ...group, version: group.version + 1, updatedAt: bumped?.changedAt ?? group.updatedAt };
 }
 
 export async function replaceGroup(
@@ -659,6 +661,8 @@ interface AddedRow extends Record<string, unknown> {
   version: number;
   /** Text: drizzle's postgres.js client leaves timestamps unparsed. */
   created_at: string;
+  /** When the statement counted its adds in the group's version; null for an add it did not write. */
+  changed_at: string | null;
   unknown: string[] | null;
 }
 
@@ -736,7 +740,7 @@ async function writeMemberAdds(
       externalId: row.external_id,
       version: row.version,
       createdAt: new Date(row.created_at),
-      updatedAt: new Date(),
+      updatedAt: new Date(row.changed_at!),
     };
     return { kind: 'added', group };
   });
@@ -786,9 +790,10 @@ export function addMembersSql(): SQL {
       SELECT candidates.n, candidates.k, inserted.user_id FROM inserted JOIN candidates ON candidates.id = inserted.user_id
       WHERE inserted.fresh
     ), bumped AS (
-      UPDATE group_version_slots SET changes = changes + (SELECT count(*) FROM go), changed_at = clock_timestamp()
+      UPDATE group_version_slots SET changes = changes + (SELECT count(*) FROM go), changed_at = ${changeStamp}
       WHERE group_id = (SELECT id FROM g) AND EXISTS (SELECT 1 FROM go)
         AND slot = ${freeVersionSlot(sql`(SELECT id FROM g)`)}
+      RETURNING changed_at
     ), queued AS (
       INSERT INTO outbox (tenant_id, lane, subject_type, subject_id, cause)
       SELECT g.tenant_id, 'reconcile', 'user', added.user_id::text, go.cause::jsonb
@@ -804,6 +809,7 @@ export function addMembersSql(): SQL {
     )
     SELECT adds.n, g.id::text, g.tenant_id::text, g.display_name, g.external_id, g.created_at,
       (g.version + COALESCE((SELECT go.rank FROM go WHERE go.n = adds.n), 0))::int AS version,
+      (SELECT bumped.changed_at FROM bumped) AS changed_at,
       (SELECT array_agg(unknown.id::text) FROM unknown WHERE unknown.n = adds.n) AS unknown
     FROM adds LEFT JOIN g ON true ORDER BY adds.n`;
 }

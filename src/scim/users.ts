@@ -1,6 +1,7 @@
 import { and, eq, isNull, sql } from 'drizzle-orm';
 import { type AccountName, InvalidAccountName, parseAccountName } from '../accounts/account-name.js';
 import { recordAudit } from '../audit/audit-log.js';
+import { changeStamp } from '../db/change-stamp.js';
 import type { Database } from '../db/client.js';
 import { againAfterDeadlock } from '../db/deadlocks.js';
 import { countMemberChanges } from '../db/group-versions.js';
@@ -214,7 +215,7 @@ async function saveUser(
   try {
     const [row] = await tx
       .update(users)
-      .set({ ...next, version: current.version + 1, updatedAt: new Date() })
+      .set({ ...next, version: current.version + 1, updatedAt: changeStamp })
       .where(eq(users.id, current.id))
       .returning();
     await recordUserChange(
@@ -314,7 +315,7 @@ async function deprovisionUser(
         active: false,
         deprovisionedAt: new Date(),
         version: current.version + 1,
-        updatedAt: new Date(),
+        updatedAt: changeStamp,
       })
       .where(eq(users.id, id));
     await recordUserChange(tx, tenantId, id, 'user.deleted', context, auditView(current), {

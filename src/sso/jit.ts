@@ -1,6 +1,7 @@
 import { sql } from 'drizzle-orm';
 import type { AccountName } from '../accounts/account-name.js';
 import { recordAudit } from '../audit/audit-log.js';
+import { changeStamp } from '../db/change-stamp.js';
 import type { Database } from '../db/client.js';
 import { againAfterDeadlock } from '../db/deadlocks.js';
 import { countMemberChanges } from '../db/group-versions.js';
@@ -65,7 +66,7 @@ async function provision(
     const profileUpdate =
       jitMode === 'create-and-update'
         ? sql`, attributes = u.attributes || ${JSON.stringify(profileAttributes(claims))}::jsonb,
-            updated_at = now(), version = u.version + 1`
+            updated_at = ${changeStamp}, version = u.version + 1`
         : sql``;
     const [found] = await tx.execute<{
       id: string | null;
