@@ -4,6 +4,13 @@ import type { Database } from './client.js';
 import { GROUP_VERSION_SLOTS, groups, groupVersionSlots } from './schema.js';
 
 /**
+ * A group's version, as its ETag shows it: its row's version (attribute changes, conditional writes)
+ * plus the member changes counted in its version slots. `group` names the row's columns.
+ */
+export const groupVersion = (group: { version: SQL; id: SQL }) =>
+  sql`(${group.version} + COALESCE((SELECT sum(s.changes) FROM ${groupVersionSlots} s WHERE s.group_id = ${group.id}), 0))::int`;
+
+/**
  * A group's lastModified: its row's (attribute changes, conditional writes) or its latest member change
  * counted in a slot, whichever is later. What the group shows as meta.lastModified and what a
  * `meta.lastModified` filter compares.

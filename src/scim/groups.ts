@@ -3,7 +3,7 @@ import { recordAudit } from '../audit/audit-log.js';
 import { changeStamp } from '../db/change-stamp.js';
 import type { Database } from '../db/client.js';
 import { againAfterDeadlock } from '../db/deadlocks.js';
-import { freeVersionSlot, groupLastModified } from '../db/group-versions.js';
+import { freeVersionSlot, groupLastModified, groupVersion } from '../db/group-versions.js';
 import { groups, groupVersionSlots } from '../db/schema.js';
 import { preparedStatement } from '../db/statement.js';
 import { KeyedStatementBatchers, StatementBatcher } from '../db/statement-batcher.js';
@@ -312,10 +312,9 @@ export async function createGroup(
  */
 const groupColumns = {
   ...getTableColumns(groups),
-  version:
-    sql<number>`(${groups.version} + COALESCE((SELECT sum(s.changes) FROM ${groupVersionSlots} s WHERE s.group_id = ${groups.id}), 0))::int`.mapWith(
-      Number,
-    ),
+  version: sql<number>`${groupVersion({ version: sql`${groups.version}`, id: sql`${groups.id}` })}`.mapWith(
+    Number,
+  ),
   updatedAt: sql<Date>`${groupLastModified}`.mapWith(groups.updatedAt),
 };
 
@@ -758,7 +757,7 @@ export function addMembersSql(): SQL {
   return sql`
     WITH g AS (
       SELECT g.id, g.tenant_id, g.display_name, g.external_id, g.created_at,
-        (g.version + COALESCE((SELECT sum(s.changes) FROM group_version_slots s WHERE s.group_id = g.id), 0))::int AS version
+        ${groupVersion({ version: sql`g.version`, id: sql`g.id` })} AS version
       FROM groups g WHERE g.tenant_id = ${p('tenantId')} AND g.id = ${p('groupId')}
       -- Locked first: a write holding the group (PUT, DELETE, If-Match) goes first, and once it commits
       -- its row is read (its attribute version, or no group). Member changes counted in the slots are
