@@ -1,13 +1,19 @@
 /**
  * An RFC 3339 / ISO 8601 date or date-time between years 1 and 9999, or undefined. `new Date()` alone
- * accepts `12345` (the year 12345) and other forms PostgreSQL's timestamptz refuses.
+ * accepts `12345` (the year 12345) and other forms PostgreSQL's timestamptz refuses. A time without an
+ * offset is UTC, as a date alone is: not the server's time zone, which would make an API answer differ
+ * with the host it runs on.
  */
 const ISO_DATE_TIME =
-  /^\d{4}-\d{2}-\d{2}(?:[Tt ]\d{2}:\d{2}(?::\d{2}(?:\.\d{1,9})?)?(?:[Zz]|[+-]\d{2}:?\d{2})?)?$/;
+  /^\d{4}-\d{2}-\d{2}(?:[Tt ]\d{2}:\d{2}(?::\d{2}(?:\.\d{1,9})?)?([Zz]|[+-]\d{2}:?\d{2})?)?$/;
 
 export function parseDateTime(value: string): Date | undefined {
-  if (!ISO_DATE_TIME.test(value)) return undefined;
-  const date = new Date(value);
+  const parts = ISO_DATE_TIME.exec(value);
+  if (!parts) return undefined;
+  const hasTime = value.length > 10;
+  const date = new Date(
+    hasTime && parts[1] === undefined ? `${value.replace(/^(.{10})[Tt ]/, '$1T')}Z` : value,
+  );
   const year = date.getUTCFullYear();
   return Number.isNaN(date.getTime()) || year < 1 || year > 9999 ? undefined : date;
 }

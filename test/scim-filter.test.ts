@@ -160,6 +160,19 @@ describe('filters run in SQL with SCIM semantics', async () => {
     expect(await when('lt', '2026-03-04T05:06:07.1235Z')).toEqual(sorted(ada, bob));
     expect(await when('le', '2026-03-04T05:06:07.1235Z')).toEqual(sorted(ada, bob));
     expect(await when('eq', '2026-03-04T05:06:07.123000Z')).toEqual(sorted(ada, bob));
+    // The last millisecond a dateTime can name: the next one is past year 9999.
+    expect(await when('le', '9999-12-31T23:59:59.999Z')).toEqual(sorted(ada, bob, cy));
+    expect(await when('gt', '9999-12-31T23:59:59.999Z')).toEqual([]);
+    expect(await when('ne', '9999-12-31T23:59:59.999Z')).toEqual(sorted(ada, bob, cy));
+    // A time without an offset is UTC, whatever the server's time zone (the daemon runs in this process).
+    const zone = process.env.TZ;
+    process.env.TZ = 'America/New_York';
+    try {
+      expect(await when('eq', '2026-03-04T05:06:07.123')).toEqual(sorted(ada, bob));
+    } finally {
+      if (zone === undefined) delete process.env.TZ;
+      else process.env.TZ = zone;
+    }
   });
 
   it("compares a group's meta.lastModified as it is shown, to the millisecond", async () => {

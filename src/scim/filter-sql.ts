@@ -318,27 +318,24 @@ function shownMillisecond(
   operator: CompareOperator,
   { start, exact }: { start: Date; exact: boolean },
 ): SQL {
-  const millisecond = (date: Date) => sql`${date.toISOString()}::timestamptz`;
-  const next = new Date(start.getTime() + 1);
+  const millisecond = sql`${start.toISOString()}::timestamptz`;
+  // In SQL: after 9999-12-31T23:59:59.999Z, toISOString writes "+010000-…", which PostgreSQL refuses.
+  const next = sql`(${millisecond} + interval '1 millisecond')`;
   // The first millisecond shown at or after the value: the value's own, unless it lies inside it.
-  const firstShownFrom = exact ? start : next;
+  const firstShownFrom = exact ? millisecond : next;
   switch (operator) {
     case 'eq':
-      return exact
-        ? sql`(${column} >= ${millisecond(start)} AND ${column} < ${millisecond(next)})`
-        : sql`FALSE`;
+      return exact ? sql`(${column} >= ${millisecond} AND ${column} < ${next})` : sql`FALSE`;
     case 'ne':
-      return exact
-        ? sql`(${column} < ${millisecond(start)} OR ${column} >= ${millisecond(next)})`
-        : sql`TRUE`;
+      return exact ? sql`(${column} < ${millisecond} OR ${column} >= ${next})` : sql`TRUE`;
     case 'gt':
-      return sql`(${column} >= ${millisecond(next)})`;
+      return sql`(${column} >= ${next})`;
     case 'ge':
-      return sql`(${column} >= ${millisecond(firstShownFrom)})`;
+      return sql`(${column} >= ${firstShownFrom})`;
     case 'lt':
-      return sql`(${column} < ${millisecond(firstShownFrom)})`;
+      return sql`(${column} < ${firstShownFrom})`;
     case 'le':
-      return sql`(${column} < ${millisecond(next)})`;
+      return sql`(${column} < ${next})`;
     default:
       throw invalid(`"${operator}" is not supported here`);
   }
