@@ -78,45 +78,20 @@ describe('meta.lastModified comes from the database clock', async () => {
     const back = '?excludedAttributes=members';
     await aheadOfTheDatabase();
     // A plain add (the batched statement), a removal (a version slot), a rename (the group's row).
-    await expectDatabaseTime(
-      await stamped(
-        await server.request(
-          'PATCH',
-          `${path}${back}`,
-          patch([{ op: 'add', path: 'members', value: [{ value: cy.id }] }]),
-        ),
-        path,
-      ),
-    );
-    await expectDatabaseTime(
-      await stamped(
-        await server.request(
-          'PATCH',
-          `${path}${back}`,
-          patch([{ op: 'remove', path: `members[value eq "${cy.id}"]` }]),
-        ),
-        path,
-      ),
-    );
-    await expectDatabaseTime(
-      await stamped(
-        await server.request(
-          'PATCH',
-          `${path}${back}`,
-          patch([{ op: 'replace', path: 'displayName', value: 'Clocks 2' }]),
-        ),
-        path,
-      ),
-    );
-    await expectDatabaseTime(
-      await stamped(
-        await server.request('PUT', path, {
-          schemas: [GROUP],
-          displayName: 'Clocks 3',
-          members: [{ value: dee.id }],
-        }),
-        path,
-      ),
-    );
+    const patches = [
+      { op: 'add', path: 'members', value: [{ value: cy.id }] },
+      { op: 'remove', path: `members[value eq "${cy.id}"]` },
+      { op: 'replace', path: 'displayName', value: 'Clocks 2' },
+    ];
+    for (const operation of patches) {
+      const response = await server.request('PATCH', `${path}${back}`, patch([operation]));
+      await expectDatabaseTime(await stamped(response, path));
+    }
+    const replaced = await server.request('PUT', path, {
+      schemas: [GROUP],
+      displayName: 'Clocks 3',
+      members: [{ value: dee.id }],
+    });
+    await expectDatabaseTime(await stamped(replaced, path));
   });
 });
