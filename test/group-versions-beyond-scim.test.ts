@@ -33,6 +33,12 @@ describe('group versions when members change through a login or a deprovisioning
     expect(response.status).toBe(201);
     return ((await response.json()) as { id: string }).id;
   };
+  /** A SCIM user, and a SCIM group holding them. */
+  const userInGroup = async (userName: string, displayName: string) => {
+    const user = await created('/Users', { schemas: [USER], userName });
+    const group = await created('/Groups', { schemas: [GROUP], displayName, members: [{ value: user }] });
+    return { user, group };
+  };
   const groupState = async (id: string) => {
     const response = await scim('GET', `/Groups/${id}`);
     expect(response.status).toBe(200);
@@ -148,8 +154,7 @@ describe('group versions when members change through a login or a deprovisioning
   });
 
   it('moves the ETag of every group a deprovisioned user leaves, whoever added them, and of no other', async () => {
-    const bob = await created('/Users', { schemas: [USER], userName: 'bob@example.com' });
-    const ops = await created('/Groups', { schemas: [GROUP], displayName: 'Ops', members: [{ value: bob }] });
+    const { user: bob, group: ops } = await userInGroup('bob@example.com', 'Ops');
     const other = await created('/Groups', { schemas: [GROUP], displayName: 'Other' });
     await signIn('bob@example.com', ['Logged In']);
     const loggedIn = (
@@ -178,12 +183,7 @@ describe('group versions when members change through a login or a deprovisioning
     expect((await renameIf(ops, before.ops.etag)).status).toBe(412);
   });
   it('deprovisions a user whose group a conditional write holds, when the two deadlock', async () => {
-    const carol = await created('/Users', { schemas: [USER], userName: 'carol@example.com' });
-    const team = await created('/Groups', {
-      schemas: [GROUP],
-      displayName: 'Team',
-      members: [{ value: carol }],
-    });
+    const { user: carol, group: team } = await userInGroup('carol@example.com', 'Team');
     const before = await groupState(team);
     const deadlocksBefore = await deadlocks();
     // The write adds Carol again: it waits for her deprovisioning, which waits for the group.
@@ -205,12 +205,7 @@ describe('group versions when members change through a login or a deprovisioning
   });
 
   it('deprovisions a user whose group a conditional write holds and removes them from, without a deadlock', async () => {
-    const frank = await created('/Users', { schemas: [USER], userName: 'frank@example.com' });
-    const desk = await created('/Groups', {
-      schemas: [GROUP],
-      displayName: 'Desk',
-      members: [{ value: frank }],
-    });
+    const { user: frank, group: desk } = await userInGroup('frank@example.com', 'Desk');
     const before = await groupState(desk);
     // The deprovisioning waits for the group before it touches the membership, so the write (a PUT
     // that drops Frank) takes the membership at once (NOWAIT) instead of waiting on it.

@@ -312,9 +312,8 @@ export async function createGroup(
  */
 const groupColumns = {
   ...getTableColumns(groups),
-  version: sql<number>`${groupVersion({ version: sql`${groups.version}`, id: sql`${groups.id}` })}`.mapWith(
-    Number,
-  ),
+  version: groupVersion({ version: sql`${groups.version}`, id: sql`${groups.id}` }).mapWith(Number),
+  // Wrapped: mapWith sets the decoder on the SQL it is called on, and groupLastModified is shared.
   updatedAt: sql<Date>`${groupLastModified}`.mapWith(groups.updatedAt),
 };
 
