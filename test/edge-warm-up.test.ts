@@ -14,6 +14,7 @@ import { createTenant } from '../src/tenants/tenants.js';
 import { startTestDaemon, testConfig } from './support/daemon.js';
 import { createTestDatabase } from './support/database.js';
 import { capturingLogger } from './support/log-capture.js';
+import { usersOfPage } from './support/scim-fixtures.js';
 
 /*
  * Issue 17: the SCIM read pools are opened and their statements readied before the port opens, so the
@@ -76,9 +77,9 @@ describe('readying the pipelined pool', () => {
       );
     // By offset; then the walker's next page, after its end; then the same page by another client,
     // after that end if the tenant is unchanged.
-    expect((await page(1, 'walker')).resources).toHaveLength(DEFAULT_PAGE_SIZE);
-    expect((await page(DEFAULT_PAGE_SIZE + 1, 'walker')).resources).toHaveLength(50);
-    expect((await page(DEFAULT_PAGE_SIZE + 1, 'another')).resources).toHaveLength(50);
+    expect(usersOfPage(await page(1, 'walker'))).toHaveLength(DEFAULT_PAGE_SIZE);
+    expect(usersOfPage(await page(DEFAULT_PAGE_SIZE + 1, 'walker'))).toHaveLength(50);
+    expect(usersOfPage(await page(DEFAULT_PAGE_SIZE + 1, 'another'))).toHaveLength(50);
     const byName = await listUsersJson(
       pools,
       tenant.id,
@@ -88,7 +89,7 @@ describe('readying the pipelined pool', () => {
       true,
     );
     expect(byName.total).toBe(1);
-    const id = JSON.parse(byName.resources[0]!.toString()).id as string;
+    const id = usersOfPage(byName)[0]!.id as string;
     expect(JSON.parse((await findUserJson(one.db, tenant.id, id, BASE_URL))!.resource).userName).toBe(
       'user7@example.com',
     );

@@ -4,6 +4,7 @@ import { PAGE_SCAN_CONNECTIONS, PIPELINED_READ_CONNECTIONS } from '../src/runtim
 import { listUsersJson, PIPELINED_PAGE_END } from '../src/scim/user-queries.js';
 import { createTenant } from '../src/tenants/tenants.js';
 import { createTestDatabase } from './support/database.js';
+import { usersOfPage } from './support/scim-fixtures.js';
 import { type ScimServer, startScimServer } from './support/scim-server.js';
 
 /*
@@ -175,10 +176,11 @@ describe('pages of users', () => {
         listUsersJson(pools, tenant.id, undefined, { startIndex, count: 100 }, 'http://x', true, connection);
       // A walker from the first page to past PIPELINED_PAGE_END, then someone reading one deep page.
       for (let startIndex = 1; startIndex <= PIPELINED_PAGE_END + 201; startIndex += 100) {
-        const { resources } = await page(startIndex, 'walker');
-        expect(JSON.parse(resources[0]!.toString()).userName).toBe(`user${startIndex}@example.com`);
+        expect(usersOfPage(await page(startIndex, 'walker'))[0]!.userName).toBe(
+          `user${startIndex}@example.com`,
+        );
       }
-      expect(JSON.parse((await page(PIPELINED_PAGE_END + 101)).resources[0]!.toString()).userName).toBe(
+      expect(usersOfPage(await page(PIPELINED_PAGE_END + 101))[0]!.userName).toBe(
         `user${PIPELINED_PAGE_END + 101}@example.com`,
       );
       const ran = (pool: typeof main) =>

@@ -232,16 +232,16 @@ export function scimRouter(options: ScimRouterOptions): Router {
       projectionKeeps(query.projection, 'groups'),
       connectionIdOf(req.socket),
     );
-    // Fast path: PostgreSQL rendered each resource; unprojected lists are spliced as its bytes, not
+    // Fast path: PostgreSQL rendered the resources; unprojected lists are spliced as its bytes, not
     // decoded, re-parsed or encoded again.
     const resources = isProjected(query.projection)
-      ? page.resources.map((bytes) =>
-          Buffer.from(
-            JSON.stringify(project(JSON.parse(bytes.toString()), query.projection, USER_PROJECTION)),
-          ),
+      ? Buffer.from(
+          (JSON.parse(`[${page.resources.toString()}]`) as Record<string, unknown>[])
+            .map((resource) => JSON.stringify(project(resource, query.projection, USER_PROJECTION)))
+            .join(','),
         )
       : page.resources;
-    sendText(req, res, 200, listResponseBody(resources, page.total, query.startIndex));
+    sendText(req, res, 200, listResponseBody(resources, page.returned, page.total, query.startIndex));
   });
   route('post', '/Users', async (req, res) => {
     const tenant = tenantOf(req);
@@ -458,22 +458,17 @@ function sendUserJson(
   );
 }
 
-const COMMA = Buffer.from(',');
 const LIST_END = Buffer.from(']}');
 
-/** A ListResponse around resources already UTF-8 JSON: one copy of their bytes, no decoding. */
-function listResponseBody(resources: Buffer[], total: number, startIndex: number): Buffer {
-  const parts: Buffer[] = [
-    Buffer.from(
-      `{"schemas":["${LIST_RESPONSE_SCHEMA}"],"totalResults":${total},"itemsPerPage":${resources.length},"startIndex":${startIndex},"Resources":[`,
-    ),
-  ];
-  resources.forEach((resource, index) => {
-    if (index > 0) parts.push(COMMA);
-    parts.push(resource);
-  });
-  parts.push(LIST_END);
-  return Buffer.concat(parts);
+/**
+ * A ListResponse, in parts, around `returned` resources already UTF-8 JSON and joined by commas: their
+ * bytes are neither decoded nor copied.
+ */
+function listResponseBody(resources: Buffer, returned: number, total: number, startIndex: number): Buffer[] {
+  const head = Buffer.from(
+    `{"schemas":["${LIST_RESPONSE_SCHEMA}"],"totalResults":${total},"itemsPerPage":${returned},"startIndex":${startIndex},"Resources":[`,
+  );
+  return [head, resources, LIST_END];
 }
 
 function listResponse(resources: unknown[], total: number, startIndex: number) {

@@ -1,4 +1,5 @@
 import { expect } from 'vitest';
+import type { UserPageJson } from '../../src/scim/user-queries.js';
 import type { ScimServer } from './scim-server.js';
 
 export const USER = 'urn:ietf:params:scim:schemas:core:2.0:User';
@@ -47,4 +48,14 @@ export async function memberIds(server: ScimServer, groupId: string): Promise<st
   const rows = await server.database.sql<{ user_id: string }[]>`
     SELECT user_id::text FROM group_members WHERE group_id = ${groupId} ORDER BY user_id`;
   return rows.map((r) => r.user_id);
+}
+
+/** The users of a page `listUsersJson` read, parsed, after checking it counted them right. */
+export function usersOfPage(page: UserPageJson): Record<string, any>[] {
+  const users =
+    page.resources.length === 0
+      ? []
+      : (JSON.parse(`[${page.resources.toString()}]`) as Record<string, any>[]);
+  expect(users).toHaveLength(page.returned);
+  return users;
 }
