@@ -6,6 +6,7 @@
 #
 #   npm run build && bench/after-start.sh                              # this checkout, ROUNDS rounds
 #   COMPARE=/tmp/idsync-before ROUNDS=4 bench/after-start.sh           # before (COMPARE) and after, alternating
+#   COMPARE=/tmp/idsync-before ROUNDS=4 RUNS=2 bench/after-start.sh    # the list phases twice per start: warm too
 #
 # Uses the peers' folder and PostgreSQL 15 as bench/peers.sh sets them up (run that once first). Prints,
 # per phase and build: pages/s, and the CPU per page of the daemon and of PostgreSQL (load.mjs reads them
@@ -14,6 +15,7 @@ set -euo pipefail
 REPO=$(cd "$(dirname "$0")/.." && pwd)
 DIR=${PEERS_DIR:-/tmp/idsync-peers}
 ROUNDS=${ROUNDS:-3}
+RUNS=${RUNS:-1}
 PORT=${PORT:-8095}
 REDIS_PORT=${REDIS_PORT:-56395}
 [ -f "$DIR/load.mjs" ] || { echo "run bench/peers.sh once first: it sets up $DIR" >&2; exit 1; }
@@ -51,18 +53,20 @@ echo "rounds $ROUNDS  $(uptime)"
 for round in $(seq 1 "$ROUNDS"); do
   for build in "${BUILDS[@]}"; do
     start_daemon "$build" idsync_after_start
-    SERVER_PID=$PID PG_DATA=$DIR/pg/data PHASES=list node load.mjs "http://127.0.0.1:$PORT/scim/v2/" "$TOKEN" |
-      grep -E '^list-(pages|walk) ' |
-      awk -v build="$build" -v round="$round" '{
-        for (i = 1; i <= NF; i++) {
-          if ($i ~ /^wall=/) wall = substr($i, 6) + 0
-          if ($i == "req/s") rate = $(i - 1)
-          if ($i ~ /^srv=/) srv = substr($i, 5) + 0
-          if ($i ~ /^pg=/) pg = substr($i, 4) + 0
-        }
-        printf "round %s  %-10s %7s pages/s  daemon %.2f ms/page  PostgreSQL %.2f ms/page  %s\n",
-          round, $1, rate, srv * wall * 10 / 100, pg * wall * 10 / 100, build
-      }'
+    for run in $(seq 1 "$RUNS"); do
+      SERVER_PID=$PID PG_DATA=$DIR/pg/data PHASES=list node load.mjs "http://127.0.0.1:$PORT/scim/v2/" "$TOKEN" |
+        grep -E '^list-(pages|walk) ' |
+        awk -v build="$build" -v round="$round" -v run="$run" '{
+          for (i = 1; i <= NF; i++) {
+            if ($i ~ /^wall=/) wall = substr($i, 6) + 0
+            if ($i == "req/s") rate = $(i - 1)
+            if ($i ~ /^srv=/) srv = substr($i, 5) + 0
+            if ($i ~ /^pg=/) pg = substr($i, 4) + 0
+          }
+          printf "round %s run %s  %-10s %7s pages/s  daemon %.2f ms/page  PostgreSQL %.2f ms/page  %s\n",
+            round, run, $1, rate, srv * wall * 10 / 100, pg * wall * 10 / 100, build
+        }'
+    done
     stop_daemon
   done
 done
