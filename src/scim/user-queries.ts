@@ -206,13 +206,16 @@ export function userPageSql(
   // One row, the page's resources joined into one value: a row per user cost Node a DataRow to parse and
   // a slice to copy per user, and PostgreSQL a message to send per user (see PAGE_COLUMN). A value holds
   // at most 1 GB: a page of 1,000 users (the largest count) each near the 1 MB request limit would not fit
-  // and fails with an error, where a user as the IdPs send one is under 1 KB.
+  // and fails with an error, where a user as the IdPs send one is under 1 KB. The count is of rows: a
+  // second aggregate over `p.resource` rendered every user twice (PostgreSQL pulls the subquery up into
+  // both aggregates' arguments): 0.3 ms more of PostgreSQL CPU per page. No rendered user is NULL (its
+  // parts are NOT NULL columns, and the nullable ones are wrapped).
   return sql`
     WITH total AS MATERIALIZED (${total}),
       page AS MATERIALIZED (${pageRows})${rendered.ctes}
     SELECT t.total, t.changes, r.resources, r.returned, l.created_at::text AS last_created_at, l.id::text AS last_id
     FROM total t
-      LEFT JOIN (SELECT string_agg(p.resource, ',' ORDER BY p.created_at, p.id) AS resources, count(p.resource)::int AS returned
+      LEFT JOIN (SELECT string_agg(p.resource, ',' ORDER BY p.created_at, p.id) AS resources, count(*)::int AS returned
         FROM (${rendered.select}) p) r ON true
       LEFT JOIN (SELECT page.created_at, page.id FROM page ORDER BY page.created_at DESC, page.id DESC LIMIT 1) l ON true`;
 }
