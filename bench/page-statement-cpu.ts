@@ -1,0 +1,96 @@
+/**
+ * PostgreSQL CPU of the page statement a walker's pages run (an unfiltered page of 100 after the page
+ * before, with groups), read from the backend's /proc stat, not a test:
+ * `npm run build && [COMPARE=<checkout of another commit, built>] [ROUNDS=6] npx tsx bench/page-statement-cpu.ts`.
+ * Runs against the database bench/after-start.sh leaves (the peers' 10,000 users; run that first), on
+ * one connection, each statement in turn for 300 pages per round, so both see the same machine. EXPLAIN
+ * ANALYZE adds its own timing to every node; the backend's CPU time is what a page costs PostgreSQL, less
+ * what sending it to the client costs outside the backend. Prints CPU ms per page, per round.
+ */
+import { readFileSync } from 'node:fs';
+import path from 'node:path';
+import { pathToFileURL } from 'node:url';
+import { type SQL, sql } from 'drizzle-orm';
+import postgres from 'postgres';
+
+const DATABASE_URL = process.env.DATABASE_URL ?? 'postgres://postgres@127.0.0.1:55432/idsync_after_start';
+const ROUNDS = Number(process.env.ROUNDS ?? 6);
+const PAGES_PER_ROUND = 300;
+const PAGE = 100;
+
+interface Checkout {
+  name: string;
+  text: string;
+  names: string[];
+  msPerPage: number[];
+}
+
+async function pageStatementOf(checkout: string): Promise<Checkout> {
+  const dist = (file: string) => pathToFileURL(path.join(checkout, 'dist', file)).href;
+  const { userPageSql } = (await import(dist('scim/user-queries.js'))) as {
+    userPageSql: (where: undefined, values: 'placeholders', withGroups: boolean, shape: object) => SQL;
+  };
+  const { boundOnce } = (await import(dist('db/statement.js'))) as {
+    boundOnce: (statement: SQL) => { sql: string; params: unknown[] };
+  };
+  const after = sql`(${sql.placeholder('afterCreatedAt')}::timestamptz, ${sql.placeholder('afterId')}::uuid)`;
+  const bound = boundOnce(userPageSql(undefined, 'placeholders', true, { after, literalCount: PAGE }));
+  const names = bound.params.map((param) => {
+    const placeholder = param as { name?: string; value?: { name?: string } };
+    const name = placeholder.name ?? placeholder.value?.name;
+    if (!name) throw new Error('a page statement parameter that is not a placeholder');
+    return name;
+  });
+  return { name: checkout, text: bound.sql, names, msPerPage: [] };
+}
+
+const db = postgres(DATABASE_URL, { max: 1 });
+try {
+  const [tenant] = await db<{ id: string }[]>`SELECT id::text FROM tenants ORDER BY created_at LIMIT 1`;
+  if (!tenant) throw new Error(`no tenant in ${DATABASE_URL}: run bench/after-start.sh first`);
+  const ends = await db<{ created_at: string; id: string }[]>`
+    SELECT created_at::text, id::text FROM users WHERE tenant_id = ${tenant.id} AND deprovisioned_at IS NULL
+    ORDER BY created_at, id`;
+  const pages = Math.floor(ends.length / PAGE) - 1;
+  if (pages < 1) throw new Error('the tenant needs at least two pages of users');
+  const [backend] = await db<{ pid: number }[]>`SELECT pg_backend_pid() AS pid`;
+  const cpuMs = () => {
+    const fields = readFileSync(`/proc/${backend!.pid}/stat`, 'utf8').split(') ')[1]!.split(' ');
+    return (Number(fields[11]) + Number(fields[12])) * 10; // utime + stime, in clock ticks of 10 ms
+  };
+  const checkouts = [await pageStatementOf(process.cwd())];
+  if (process.env.COMPARE) checkouts.unshift(await pageStatementOf(path.resolve(process.env.COMPARE)));
+  for (let round = 0; round < ROUNDS; round++) {
+    for (const checkout of checkouts) {
+      const before = cpuMs();
+      for (let i = 0; i < PAGES_PER_ROUND; i++) {
+        const end = ends[(i % pages) * PAGE + PAGE - 1]!;
+        const values: Record<string, unknown> = {
+          tenantId: tenant.id,
+          baseUrl: 'http://127.0.0.1:8084/scim/v2',
+          count: PAGE,
+          offset: 0,
+          afterCreatedAt: end.created_at,
+          afterId: end.id,
+        };
+        await db
+          .unsafe(
+            checkout.text,
+            checkout.names.map((name) => values[name] as string),
+            { prepare: true },
+          )
+          .raw();
+      }
+      checkout.msPerPage.push((cpuMs() - before) / PAGES_PER_ROUND);
+    }
+  }
+  for (const checkout of checkouts) {
+    const sorted = [...checkout.msPerPage].sort((a, b) => a - b);
+    console.log(
+      `${checkout.name}: PostgreSQL CPU per page ${checkout.msPerPage.map((ms) => ms.toFixed(2)).join(' ')} ms` +
+        ` (median ${sorted[Math.floor(sorted.length / 2)]!.toFixed(2)})`,
+    );
+  }
+} finally {
+  await db.end();
+}
