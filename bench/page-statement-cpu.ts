@@ -1,11 +1,12 @@
 /**
  * PostgreSQL CPU of the page statement a walker's pages run (an unfiltered page of 100 after the page
- * before, with groups), read from the backend's /proc stat, not a test:
+ * before, with groups), read from the backend's /proc schedstat (nanoseconds on a CPU), not a test:
  * `npm run build && [COMPARE=<checkout of another commit, built>] [ROUNDS=6] npx tsx bench/page-statement-cpu.ts`.
  * Runs against the database bench/after-start.sh leaves (the peers' 10,000 users; run that first), on
- * one connection, each statement in turn for 300 pages per round, so both see the same machine. EXPLAIN
- * ANALYZE adds its own timing to every node; the backend's CPU time is what a page costs PostgreSQL, less
- * what sending it to the client costs outside the backend. Prints CPU ms per page, per round.
+ * one connection: a warm-up round (parse, plans) left out, then each statement in turn for 300 pages per
+ * round, the order alternating, so both see the same machine. Unlike EXPLAIN ANALYZE, which times every
+ * node and adds its own cost, this is all a page costs the backend: planning, execution and writing the
+ * result to the socket. Prints CPU ms per page, per round.
  */
 import { readFileSync } from 'node:fs';
 import path from 'node:path';
@@ -54,14 +55,11 @@ try {
   const pages = Math.floor(ends.length / PAGE) - 1;
   if (pages < 1) throw new Error('the tenant needs at least two pages of users');
   const [backend] = await db<{ pid: number }[]>`SELECT pg_backend_pid() AS pid`;
-  const cpuMs = () => {
-    const fields = readFileSync(`/proc/${backend!.pid}/stat`, 'utf8').split(') ')[1]!.split(' ');
-    return (Number(fields[11]) + Number(fields[12])) * 10; // utime + stime, in clock ticks of 10 ms
-  };
+  const cpuMs = () => Number(readFileSync(`/proc/${backend!.pid}/schedstat`, 'utf8').split(' ')[0]) / 1e6;
   const checkouts = [await pageStatementOf(process.cwd())];
   if (process.env.COMPARE) checkouts.unshift(await pageStatementOf(path.resolve(process.env.COMPARE)));
-  for (let round = 0; round < ROUNDS; round++) {
-    for (const checkout of checkouts) {
+  for (let round = 0; round <= ROUNDS; round++) {
+    for (const checkout of round % 2 === 0 ? checkouts : [...checkouts].reverse()) {
       const before = cpuMs();
       for (let i = 0; i < PAGES_PER_ROUND; i++) {
         const end = ends[(i % pages) * PAGE + PAGE - 1]!;
@@ -81,14 +79,16 @@ try {
           )
           .raw();
       }
-      checkout.msPerPage.push((cpuMs() - before) / PAGES_PER_ROUND);
+      if (round > 0) checkout.msPerPage.push((cpuMs() - before) / PAGES_PER_ROUND);
     }
   }
   for (const checkout of checkouts) {
     const sorted = [...checkout.msPerPage].sort((a, b) => a - b);
+    const median =
+      (sorted[Math.floor((sorted.length - 1) / 2)]! + sorted[Math.ceil((sorted.length - 1) / 2)]!) / 2;
     console.log(
-      `${checkout.name}: PostgreSQL CPU per page ${checkout.msPerPage.map((ms) => ms.toFixed(2)).join(' ')} ms` +
-        ` (median ${sorted[Math.floor(sorted.length / 2)]!.toFixed(2)})`,
+      `${checkout.name}: PostgreSQL CPU per page ${checkout.msPerPage.map((ms) => ms.toFixed(3)).join(' ')} ms` +
+        ` (median ${median.toFixed(3)})`,
     );
   }
 } finally {

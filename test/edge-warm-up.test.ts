@@ -77,9 +77,15 @@ describe('readying the pipelined pool', () => {
       );
     // By offset; then the walker's next page, after its end; then the same page by another client,
     // after that end if the tenant is unchanged.
-    expect(usersOfPage(await page(1, 'walker'))).toHaveLength(DEFAULT_PAGE_SIZE);
-    expect(usersOfPage(await page(DEFAULT_PAGE_SIZE + 1, 'walker'))).toHaveLength(50);
-    expect(usersOfPage(await page(DEFAULT_PAGE_SIZE + 1, 'another'))).toHaveLength(50);
+    const first = usersOfPage(await page(1, 'walker'));
+    const next = usersOfPage(await page(DEFAULT_PAGE_SIZE + 1, 'walker'));
+    const nextByAnother = usersOfPage(await page(DEFAULT_PAGE_SIZE + 1, 'another'));
+    expect([first.length, next.length]).toEqual([DEFAULT_PAGE_SIZE, 50]);
+    // The users share one created_at: their ids order them, each user once across the pages.
+    const ids = [...first, ...next].map((user) => user.id as string);
+    expect(ids).toEqual([...ids].sort());
+    expect(new Set(ids).size).toBe(150);
+    expect(nextByAnother.map((user) => user.id)).toEqual(next.map((user) => user.id));
     const byName = await listUsersJson(
       pools,
       tenant.id,

@@ -232,7 +232,7 @@ export function scimRouter(options: ScimRouterOptions): Router {
       projectionKeeps(query.projection, 'groups'),
       connectionIdOf(req.socket),
     );
-    // Fast path: PostgreSQL rendered the resources; unprojected lists are spliced as its bytes, not
+    // Fast path: PostgreSQL rendered the resources; unprojected lists are spliced as their bytes, not
     // decoded, re-parsed or encoded again.
     const resources = isProjected(query.projection)
       ? Buffer.from(

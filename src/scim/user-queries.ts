@@ -122,7 +122,7 @@ function renderedPageUsers(
 
 export interface UserPageJson {
   total: number;
-  /** How many resources the page holds. */
+  /** The page's itemsPerPage: counted by PostgreSQL, as the resources come joined. */
   returned: number;
   /**
    * The page's resources as UTF-8 JSON joined by commas, as PostgreSQL sent them: the inside of the
@@ -203,10 +203,11 @@ export function userPageSql(
     withGroups && { tenantId: sql`${v('tenantId')}::uuid` },
     unique,
   );
-  // One row, the page's resources joined into one value: a row per user cost Node a DataRow to parse and
-  // a slice to copy per user, and PostgreSQL a message to send per user (see PAGE_COLUMN). A value holds
-  // at most 1 GB: a page of 1,000 users (the largest count) each near the 1 MB request limit would not fit
-  // and fails with an error, where a user as the IdPs send one is under 1 KB. The count is of rows: a
+  // One row, the page's resources joined into one value: a row per user cost Node a DataRow to parse,
+  // a slice and a copy per user (BENCHMARKS.md, "A page of users as one value"). A value holds at most
+  // 1 GB, and a projected page is decoded as one string (at most about 512 MiB in Node): a page of 1,000
+  // users (the largest count) each near the 1 MB request limit may not fit, and the page then fails with a
+  // 500, where a user as the IdPs send one is under 1 KB. The count is of rows: a
   // second aggregate over `p.resource` rendered every user twice (PostgreSQL pulls the subquery up into
   // both aggregates' arguments): 0.3 ms more of PostgreSQL CPU per page. No rendered user is NULL (its
   // parts are NOT NULL columns, and the nullable ones are wrapped).
