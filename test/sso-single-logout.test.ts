@@ -116,7 +116,7 @@ describe('SAML Single Logout', async () => {
     // Signed with another IdP's key while claiming to be this IdP.
     await refusedGet(
       redirectQuery({ entityId: idp.entityId, privateKey: other.privateKey }, 'SAMLRequest', request()),
-      'Invalid query signature',
+      'invalid signature on the HTTP-Redirect query',
     );
     // A POST whose signed XML was altered after signing.
     const tampered = Buffer.from(postMessage(idp, request()), 'base64')
@@ -136,6 +136,79 @@ describe('SAML Single Logout', async () => {
     });
     expect(response.status).toBe(302);
     expect(await signedIn(cookie)).toBe(true);
+  });
+
+  it('refuses a captured signature vouching for another message, a replay, another Destination and an old message', async () => {
+    const cookie = await signIn('victim@example.com');
+    const refusedGet = async (query: string, reason: string) => {
+      const response = await fetch(`${sloUrl}?${query}`, { redirect: 'manual' });
+      expect(response.status, reason).toBe(403);
+      expect(output()).toContain(reason);
+      expect(await signedIn(cookie)).toBe(true);
+    };
+    // What any employee holds: a signed LogoutResponse the IdP sent through their own browser.
+    const captured = redirectQuery(idp, 'SAMLResponse', logoutResponseXml(idp, sloUrl, '_theirs'));
+    const forged = redirectQuery(
+      idp,
+      'SAMLRequest',
+      logoutRequestXml(idp, sloUrl, { nameId: 'victim@example.com' }),
+      {
+        sigAlg: null,
+      },
+    ).slice('SAMLRequest='.length);
+    await refusedGet(`SAML%52equest=${forged}&${captured}`, 'spells the parameter SAMLRequest');
+    await refusedGet(`samlrequest=${forged}&${captured}`, 'spells the parameter SAMLRequest');
+    // A signed request of the attacker's own, and an unsigned one beside it (hidden past the 1,000
+    // parameters a query parser reads, or not).
+    const own = redirectQuery(
+      idp,
+      'SAMLRequest',
+      logoutRequestXml(idp, sloUrl, { nameId: 'mallory@example.com' }),
+    );
+    await refusedGet(`${own}&SAMLRequest=${forged}`, 'repeats the parameter SAMLRequest');
+    await refusedGet(
+      `SAMLRequest=${forged}&${'x=1&'.repeat(1001)}${own}`,
+      'repeats the parameter SAMLRequest',
+    );
+
+    // A signed request ends the sessions once; replayed after the user signed in again, it ends nothing.
+    const real = redirectQuery(
+      idp,
+      'SAMLRequest',
+      logoutRequestXml(idp, sloUrl, { nameId: 'victim@example.com' }),
+    );
+    expect((await fetch(`${sloUrl}?${real}`, { redirect: 'manual' })).status).toBe(302);
+    expect(await signedIn(cookie)).toBe(false);
+    const again = await signIn('victim@example.com');
+    const replayed = await fetch(`${sloUrl}?${real}`, { redirect: 'manual' });
+    expect(replayed.status).toBe(403);
+    expect(output()).toContain('the LogoutRequest was already used');
+    expect(await signedIn(again)).toBe(true);
+
+    const signed = (xml: string) => redirectQuery(idp, 'SAMLRequest', xml);
+    const toVictim = () => logoutRequestXml(idp, sloUrl, { nameId: 'victim@example.com' });
+    const check = async (query: string, reason: string) => {
+      const response = await fetch(`${sloUrl}?${query}`, { redirect: 'manual' });
+      expect(response.status, reason).toBe(403);
+      expect(output()).toContain(reason);
+      expect(await signedIn(again)).toBe(true);
+    };
+    await check(
+      signed(logoutRequestXml(idp, `${publicUrl}/sso/other/slo`, { nameId: 'victim@example.com' })),
+      "not to this tenant's",
+    );
+    await check(signed(toVictim().replace(/ Destination="[^"]*"/, '')), 'names no Destination');
+    const hourAgo = new Date(Date.now() - 3_600_000).toISOString();
+    await check(signed(toVictim().replace(/IssueInstant="[^"]*"/, `IssueInstant="${hourAgo}"`)), 'too old');
+    await check(
+      signed(
+        toVictim().replace(
+          /NotOnOrAfter="[^"]*"/,
+          `NotOnOrAfter="${new Date(Date.now() - 120_000).toISOString()}"`,
+        ),
+      ),
+      'has expired',
+    );
   });
 
   it('SP-initiated: signing out sends a signed LogoutRequest to the IdP, whose signed answer is accepted once', async () => {

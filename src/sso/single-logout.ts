@@ -1,4 +1,4 @@
-import { randomBytes } from 'node:crypto';
+import { randomBytes, verify as verifySignature } from 'node:crypto';
 import { inflateRawSync } from 'node:zlib';
 import { type Profile, SAML, ValidateInResponseTo } from '@node-saml/node-saml';
 import { validateSignature } from '@node-saml/node-saml/lib/xml.js';
@@ -15,7 +15,7 @@ import type { Tenant } from '../tenants/tenants.js';
 import { type Connection, findConnection } from './connections.js';
 import { SamlRefusal } from './refusal.js';
 import { children, childText, DSIG, SAML as SAML_NS, SAMLP } from './response-document.js';
-import { serviceProviderUrls } from './service-provider.js';
+import { CLOCK_SKEW_MS, serviceProviderUrls } from './service-provider.js';
 import { clearSessionCookie, readCookie, type SamlSessionLink, SESSION_COOKIE } from './sessions.js';
 import { spCertificate, spSigningKey } from './sp-signing-key.js';
 
@@ -30,18 +30,25 @@ import { spCertificate, spSigningKey } from './sp-signing-key.js';
  *   binding) must be signed by that IdP and answer a request idsync sent, once.
  *
  * node-saml builds, signs and verifies the messages. It accepts an unsigned HTTP-Redirect message and
- * RSA-SHA1, so this module first requires a signature and a SHA-2 algorithm. Sessions are linked to
- * their login in saml_sessions, so only the IdP that started a session can end it.
+ * RSA-SHA1, so this module first requires a signature and a SHA-2 algorithm. It also finds the signed
+ * parts of a Redirect query by a substring match on the raw query while the message it reads comes from
+ * the parsed one: a percent-encoded or repeated `SAMLRequest` let a captured signature vouch for another
+ * message. So this module reads the Redirect parameters from the raw query itself, each once and spelled
+ * as is, verifies the signature over exactly those bytes, and hands node-saml only them. A logout message
+ * must name this endpoint as its Destination, be recent, and (a LogoutRequest) is used once. Sessions are
+ * linked to their login in saml_sessions, so only the IdP that started a session can end it.
  */
 
 const LOGOUT_REQUEST_TTL_MS = 10 * 60_000;
+/** How old a logout message from the IdP may be (its IssueInstant), beside the clock skew. */
+const LOGOUT_MESSAGE_MAX_AGE_MS = 10 * 60_000;
 const MAX_MESSAGE_BYTES = 64 * 1024;
 const REDIRECT = 'urn:oasis:names:tc:SAML:2.0:bindings:HTTP-Redirect';
 const POST = 'urn:oasis:names:tc:SAML:2.0:bindings:HTTP-POST';
-const SHA2_SIGNATURES = new Set([
-  'http://www.w3.org/2001/04/xmldsig-more#rsa-sha256',
-  'http://www.w3.org/2001/04/xmldsig-more#rsa-sha384',
-  'http://www.w3.org/2001/04/xmldsig-more#rsa-sha512',
+const SHA2_SIGNATURES = new Map([
+  ['http://www.w3.org/2001/04/xmldsig-more#rsa-sha256', 'sha256'],
+  ['http://www.w3.org/2001/04/xmldsig-more#rsa-sha384', 'sha384'],
+  ['http://www.w3.org/2001/04/xmldsig-more#rsa-sha512', 'sha512'],
 ]);
 
 export interface SingleLogoutOptions {
@@ -159,8 +166,12 @@ export async function handleSingleLogout(
 ): Promise<void> {
   if (!options.secretBox) throw new SamlRefusal('Single Logout needs IDSYNC_SECRET_KEY (no SP signing key)');
   const binding = req.method === 'GET' ? 'redirect' : 'post';
-  const params = (binding === 'redirect' ? req.query : req.body) as Record<string, unknown>;
+  const redirect =
+    binding === 'redirect' ? readRedirectQuery(req.originalUrl.split('?')[1] ?? '') : undefined;
+  const params = (redirect ? redirect.values : req.body) as Record<string, unknown>;
   const isRequest = typeof params.SAMLRequest === 'string';
+  if (isRequest && params.SAMLResponse !== undefined)
+    throw new SamlRefusal('a logout message carries either SAMLRequest or SAMLResponse, not both');
   const encoded = isRequest ? params.SAMLRequest : params.SAMLResponse;
   if (typeof encoded !== 'string') throw new SamlRefusal('no SAMLRequest or SAMLResponse');
   const message = readLogoutMessage(encoded, binding, isRequest ? 'LogoutRequest' : 'LogoutResponse');
@@ -168,8 +179,10 @@ export async function handleSingleLogout(
   if (!connection)
     throw new SamlRefusal(`no identity provider "${message.issuer}" is configured for this tenant`);
   requireSha2Signature(binding, params, message.root);
+  if (redirect && !redirectSignatureVerifies(redirect, connection.certificates))
+    throw new SamlRefusal('logout message refused: invalid signature on the HTTP-Redirect query');
+  checkDestinationAndAge(message, singleLogoutUrl(options.publicUrl, tenant));
   const saml = await logoutSaml(options, tenant, connection);
-  const originalQuery = req.originalUrl.split('?')[1] ?? '';
   const verify = <T>(work: Promise<T>) =>
     work.catch((error: Error) => {
       throw new SamlRefusal(`logout message refused: ${error.message}`);
@@ -178,9 +191,20 @@ export async function handleSingleLogout(
   if (isRequest) {
     const { profile } =
       binding === 'redirect'
-        ? await verify(saml.validateRedirectAsync(req.query, originalQuery))
+        ? await verify(saml.validateRedirectAsync(redirect!.values, redirect!.signedQuery))
         : await verify(saml.validatePostRequestAsync(req.body as Record<string, string>));
     if (!profile?.nameID) throw new SamlRefusal('the LogoutRequest names no NameID');
+    // Spent only once its signature verified, so nobody else's forgery can use up a real request.
+    const requestId = message.root.getAttribute('ID') ?? '';
+    const spent = await options.redis.set(
+      `idsync:saml:logout-request:${tenant.id}:${connection.id}:${requestId}`,
+      '1',
+      'PX',
+      LOGOUT_MESSAGE_MAX_AGE_MS + 2 * CLOCK_SKEW_MS,
+      'NX',
+    );
+    if (requestId === '' || spent !== 'OK')
+      throw new SamlRefusal('the LogoutRequest was already used (or names no ID)');
     const ended = await endIdpSessions(options.db, tenant.id, connection, profile, String(req.id));
     req.log.info({ sessionsEnded: ended, idp: connection.idpEntityId }, 'SAML logout from the IdP');
     clearSessionCookie(res);
@@ -193,8 +217,8 @@ export async function handleSingleLogout(
     return;
   }
 
-  if (binding === 'redirect') {
-    await verify(saml.validateRedirectAsync(req.query, originalQuery));
+  if (redirect) {
+    await verify(saml.validateRedirectAsync(redirect.values, redirect.signedQuery));
   } else {
     if (!validateSignature(message.xml, message.root, connection.certificates))
       throw new SamlRefusal('logout message refused: invalid signature on the LogoutResponse');
@@ -291,6 +315,101 @@ function readLogoutMessage(
   const issuer = childText(root, SAML_NS, 'Issuer');
   if (!issuer) throw new SamlRefusal(`the ${expected} names no Issuer`);
   return { xml, root, issuer };
+}
+
+const REDIRECT_PARAMETERS = ['SAMLRequest', 'SAMLResponse', 'RelayState', 'SigAlg', 'Signature'] as const;
+type RedirectParameter = (typeof REDIRECT_PARAMETERS)[number];
+
+interface RedirectQuery {
+  /** Each parameter decoded, as the message is read. */
+  values: Partial<Record<RedirectParameter, string>>;
+  /** Each parameter as it came, percent-encoded: what the IdP signed (SAML Bindings §3.4.4.1). */
+  raw: Partial<Record<RedirectParameter, string>>;
+  /** The query of only these parameters, in the signed order, for node-saml's own check. */
+  signedQuery: string;
+}
+
+/**
+ * The HTTP-Redirect binding's parameters from the raw query: each at most once and spelled as is, so the
+ * bytes whose signature is checked are the message that is read. Other parameters are ignored.
+ */
+function readRedirectQuery(query: string): RedirectQuery {
+  const values: RedirectQuery['values'] = {};
+  const raw: RedirectQuery['raw'] = {};
+  for (const token of query.split('&')) {
+    const equals = token.indexOf('=');
+    const rawName = equals < 0 ? token : token.slice(0, equals);
+    const name = REDIRECT_PARAMETERS.find((p) => p.toLowerCase() === decodeQueryPart(rawName).toLowerCase());
+    if (!name) continue;
+    if (rawName !== name)
+      throw new SamlRefusal(`the logout query spells the parameter ${name} as "${rawName}"`);
+    if (raw[name] !== undefined) throw new SamlRefusal(`the logout query repeats the parameter ${name}`);
+    raw[name] = equals < 0 ? '' : token.slice(equals + 1);
+    values[name] = decodeQueryPart(raw[name]);
+  }
+  const message = raw.SAMLRequest !== undefined ? 'SAMLRequest' : 'SAMLResponse';
+  const signedQuery = [
+    `${message}=${raw[message] ?? ''}`,
+    ...(raw.RelayState !== undefined ? [`RelayState=${raw.RelayState}`] : []),
+    `SigAlg=${raw.SigAlg ?? ''}`,
+    `Signature=${raw.Signature ?? ''}`,
+  ].join('&');
+  return { values, raw, signedQuery };
+}
+
+function decodeQueryPart(part: string): string {
+  try {
+    return decodeURIComponent(part.replace(/\+/g, ' '));
+  } catch {
+    throw new SamlRefusal('the logout query is not valid percent-encoding');
+  }
+}
+
+/** SAML Bindings §3.4.4.1: the signature covers `SAMLRequest=…[&RelayState=…]&SigAlg=…` as sent. */
+function redirectSignatureVerifies(query: RedirectQuery, certificates: string[]): boolean {
+  const hash = SHA2_SIGNATURES.get(query.values.SigAlg ?? '');
+  if (!hash || query.values.Signature === undefined) return false;
+  const signed = Buffer.from(query.signedQuery.slice(0, query.signedQuery.lastIndexOf('&Signature=')));
+  const signature = Buffer.from(query.values.Signature, 'base64');
+  return certificates.some((certificate) => {
+    try {
+      return verifySignature(hash, signed, pemOf(certificate), signature);
+    } catch {
+      return false;
+    }
+  });
+}
+
+/** A certificate as stored (PEM, or its base64 body alone, as metadata carries it) in PEM. */
+function pemOf(certificate: string): string {
+  if (certificate.includes('-----BEGIN CERTIFICATE-----')) return certificate;
+  const body = certificate.replace(/\s+/g, '').replace(/(.{64})/g, '$1\n');
+  return `-----BEGIN CERTIFICATE-----\n${body}\n-----END CERTIFICATE-----\n`;
+}
+
+/**
+ * A signed logout message names where it was sent (SAML Bindings §3.4.5.2, §3.5.5.2): here, not another
+ * tenant's endpoint the same IdP serves. It is recent, and a LogoutRequest not past its NotOnOrAfter.
+ */
+function checkDestinationAndAge(message: LogoutMessage, endpoint: string, now = Date.now()): void {
+  const destination = message.root.getAttribute('Destination');
+  if (destination !== endpoint)
+    throw new SamlRefusal(
+      destination
+        ? `the logout message was sent to ${destination}, not to this tenant's ${endpoint}`
+        : 'the logout message names no Destination',
+    );
+  const issued = Date.parse(message.root.getAttribute('IssueInstant') ?? '');
+  if (Number.isNaN(issued)) throw new SamlRefusal('the logout message has no valid IssueInstant');
+  if (issued > now + CLOCK_SKEW_MS) throw new SamlRefusal('the logout message is issued in the future');
+  if (issued < now - LOGOUT_MESSAGE_MAX_AGE_MS - CLOCK_SKEW_MS)
+    throw new SamlRefusal('the logout message is too old');
+  const notOnOrAfter = message.root.getAttribute('NotOnOrAfter');
+  if (notOnOrAfter) {
+    const until = Date.parse(notOnOrAfter);
+    if (Number.isNaN(until) || until <= now - CLOCK_SKEW_MS)
+      throw new SamlRefusal('the logout message has expired (NotOnOrAfter)');
+  }
 }
 
 /** Logout messages must be signed (SAML Profiles §4.4.3), with RSA and SHA-2. */
