@@ -153,6 +153,87 @@ describe('hostile input: precise 4xx answers', async () => {
     expect(JSON.stringify(row!.attributes)).not.toContain('null');
   });
 
+  it('refuses adding null, and heals a user stored with a null element before that', async () => {
+    const PATCH_OP = 'urn:ietf:params:scim:api:messages:2.0:PatchOp';
+    const created = (await (
+      await scim('POST', '/Users', {
+        schemas: [USER],
+        userName: 'poison@example.com',
+        emails: [{ value: 'p@example.com', type: 'work' }],
+      })
+    ).json()) as { id: string };
+    for (const operation of [
+      { op: 'add', path: 'emails', value: null },
+      { op: 'add', value: { emails: null } },
+      { op: 'add', path: 'roles', value: null },
+    ]) {
+      await scimError(
+        await scim('PATCH', `/Users/${created.id}`, { schemas: [PATCH_OP], Operations: [operation] }),
+        400,
+        'invalidValue',
+      );
+    }
+    // A null element stored by an earlier version: reads and the next PATCH work, and the PATCH drops it.
+    await database.sql`
+      UPDATE users SET attributes = jsonb_set(attributes, '{emails}', attributes->'emails' || 'null'::jsonb)
+      WHERE id = ${created.id}`;
+    const listed = await scim('GET', '/Users?attributes=emails.value');
+    expect(listed.status).toBe(200);
+    expect((await scim('GET', '/Users?excludedAttributes=emails.display')).status).toBe(200);
+    const patched = await scim('PATCH', `/Users/${created.id}`, {
+      schemas: [PATCH_OP],
+      Operations: [{ op: 'Replace', path: 'emails[type eq "work"].value', value: 'n@example.com' }],
+    });
+    expect(patched.status).toBe(200);
+    expect(((await patched.json()) as { emails: unknown[] }).emails).toEqual([
+      { type: 'work', value: 'n@example.com' },
+    ]);
+    // Replacing with null unassigns (RFC 7643 §2.5).
+    const cleared = await scim('PATCH', `/Users/${created.id}`, {
+      schemas: [PATCH_OP],
+      Operations: [{ op: 'replace', path: 'emails', value: null }],
+    });
+    expect(cleared.status).toBe(200);
+    expect(((await cleared.json()) as { emails?: unknown }).emails).toBeUndefined();
+  });
+
+  it('never reactivates a user whose PUT leaves out active, or whose PATCH removes it', async () => {
+    const PATCH_OP = 'urn:ietf:params:scim:api:messages:2.0:PatchOp';
+    const created = (await (
+      await scim('POST', '/Users', { schemas: [USER], userName: 'gone@example.com', active: false })
+    ).json()) as { id: string; active: boolean };
+    expect(created.active).toBe(false);
+    const put = await scim('PUT', `/Users/${created.id}`, {
+      schemas: [USER],
+      userName: 'gone@example.com',
+      displayName: 'Gone',
+    });
+    expect(put.status).toBe(200);
+    expect(((await put.json()) as { active: boolean }).active).toBe(false);
+    for (const operation of [
+      { op: 'remove', path: 'active' },
+      { op: 'replace', path: 'active', value: null },
+    ]) {
+      const patched = await scim('PATCH', `/Users/${created.id}`, {
+        schemas: [PATCH_OP],
+        Operations: [operation],
+      });
+      expect(patched.status).toBe(200);
+      expect(((await patched.json()) as { active: boolean }).active).toBe(false);
+    }
+    const [row] = await database.sql`SELECT active FROM users WHERE id = ${created.id}`;
+    expect(row!.active).toBe(false);
+    // Saying so still reactivates, and a create that says nothing makes the user active.
+    const back = await scim('PUT', `/Users/${created.id}`, {
+      schemas: [USER],
+      userName: 'gone@example.com',
+      active: true,
+    });
+    expect(((await back.json()) as { active: boolean }).active).toBe(true);
+    const fresh = await scim('POST', '/Users', { schemas: [USER], userName: 'fresh@example.com' });
+    expect(((await fresh.json()) as { active: boolean }).active).toBe(true);
+  });
+
   it('admin API: ids that are not uuids are 404, not 500', async () => {
     const admin = (method: string, path: string) =>
       fetch(`${base}/api/tenants/acme${path}`, { method, headers: { Authorization: `Bearer ${ADMIN}` } });

@@ -114,19 +114,36 @@ export function applyUserPatch(
   operations: PatchOperation[],
   catalogs: Catalogs,
 ): Document {
-  const result = structuredClone(document);
+  // A null element stored before null values were refused (RFC 7643 §2.5: null is no value) is dropped
+  // here, so no user stays unpatchable.
+  const result = withoutNullElements(structuredClone(document));
   for (const operation of operations) applyOne(result, operation, catalogs);
   return result;
 }
 
+/** The document with null elements removed from its multi-valued attributes (and its extensions'). */
+export function withoutNullElements(document: Document): Document {
+  for (const [key, value] of Object.entries(document)) {
+    if (Array.isArray(value)) document[key] = value.filter((element) => element !== null);
+    else if (key.startsWith('urn:') && value && typeof value === 'object')
+      withoutNullElements(value as Document);
+  }
+  return document;
+}
+
 function applyOne(document: Document, operation: PatchOperation, catalogs: Catalogs): void {
   const rawPath = operation.path!;
+  // RFC 7643 §2.5: null is no value. Replacing with it unassigns; adding it is refused (a stored null
+  // element would break every later PATCH of the attribute).
+  if (operation.value === null && operation.op === 'add')
+    throw new ScimError(400, 'invalidValue', `"add" of "${rawPath}" needs a value, not null`);
+  const op = operation.value === null ? 'remove' : operation.op;
   const path = parsePatchPath(rawPath, USER_SCHEMA, [ENTERPRISE_USER_SCHEMA]);
   const container = containerFor(document, path.schema);
 
   if (path.attribute === undefined) {
     // The path names a whole extension: merge (add/replace) or drop (remove) it.
-    if (operation.op === 'remove') delete document[path.schema];
+    if (op === 'remove') delete document[path.schema];
     else if (operation.value && typeof operation.value === 'object')
       Object.assign(container, operation.value);
     else throw new ScimError(400, 'invalidValue', `"${rawPath}" needs an object value`);
@@ -165,7 +182,7 @@ function applyOne(document: Document, operation: PatchOperation, catalogs: Catal
   if (path.filter) {
     if (!info.multiValued)
       throw new ScimError(400, 'invalidPath', `"${rawPath}": ${name} is not multi-valued`);
-    applyToMatchingElements(container, name, info, path.filter, subInfo, operation.op, value, rawPath);
+    applyToMatchingElements(container, name, info, path.filter, subInfo, op, value, rawPath);
     return;
   }
 
@@ -173,32 +190,26 @@ function applyOne(document: Document, operation: PatchOperation, catalogs: Catal
     if (info.multiValued) {
       // `emails.value` without a filter addresses every element (RFC 7644 §3.5.2.3).
       const elements = Array.isArray(container[name]) ? (container[name] as Document[]) : [];
-      for (const element of elements) setOrDelete(element, subInfo.name, operation.op, value);
+      for (const element of elements) setOrDelete(element, subInfo.name, op, value);
       return;
     }
     const parent = (
       container[name] && typeof container[name] === 'object' ? container[name] : {}
     ) as Document;
-    setOrDelete(parent, subInfo.name, operation.op, value);
+    setOrDelete(parent, subInfo.name, op, value);
     container[name] = parent;
     if (Object.keys(parent).length === 0) delete container[name];
     return;
   }
 
-  if (operation.op === 'remove') {
+  if (op === 'remove') {
     delete container[name];
-  } else if (info.multiValued && operation.op === 'add') {
+  } else if (info.multiValued && op === 'add') {
     const existing = Array.isArray(container[name]) ? (container[name] as unknown[]) : [];
     const added = Array.isArray(value) ? value : [value];
     const seen = new Set(existing.map((e) => JSON.stringify(e)));
     container[name] = [...existing, ...added.filter((item) => !seen.has(JSON.stringify(item)))];
-  } else if (
-    !info.multiValued &&
-    info.subAttributes &&
-    operation.op === 'add' &&
-    value &&
-    typeof value === 'object'
-  ) {
+  } else if (!info.multiValued && info.subAttributes && op === 'add' && value && typeof value === 'object') {
     container[name] = { ...((container[name] as Document | undefined) ?? {}), ...(value as Document) };
   } else {
     container[name] = value;

@@ -93,14 +93,14 @@ export function project(resource: Document, projection: Projection, schemas: Pro
       let value = container[info.name];
       if (value === undefined) continue;
       if (path.filter && Array.isArray(value)) {
-        value = (value as Document[]).filter((element) => elementMatches(path.filter!, element, info));
+        value = elementsOf(value).filter((element) => elementMatches(path.filter!, element, info));
       }
       if (path.sub) {
         const sub = info.subAttributes?.get(path.sub.toLowerCase());
         if (!sub) continue;
         const pick = (element: Document) =>
           element[sub.name] === undefined ? {} : { [sub.name]: element[sub.name] };
-        const picked = Array.isArray(value) ? (value as Document[]).map(pick) : pick(value as Document);
+        const picked = Array.isArray(value) ? elementsOf(value).map(pick) : pick(value as Document);
         const existing = target[info.name];
         target[info.name] =
           existing && !Array.isArray(existing) && !Array.isArray(picked)
@@ -131,11 +131,16 @@ export function project(resource: Document, projection: Projection, schemas: Pro
       const sub = info.subAttributes?.get(path.sub.toLowerCase());
       const value = container[info.name];
       if (!sub || value === undefined) continue;
-      for (const element of Array.isArray(value) ? (value as Document[]) : [value as Document])
+      for (const element of Array.isArray(value) ? elementsOf(value) : [value as Document])
         delete element[sub.name];
     } else {
       delete container[info.name];
     }
   }
   return out;
+}
+
+/** A multi-valued attribute's elements, without a null one a user may have stored before PATCH refused it. */
+function elementsOf(values: unknown[]): Document[] {
+  return values.filter((element): element is Document => element !== null && typeof element === 'object');
 }

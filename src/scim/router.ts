@@ -246,7 +246,11 @@ export function scimRouter(options: ScimRouterOptions): Router {
   route('post', '/Users', async (req, res) => {
     const tenant = tenantOf(req);
     const input = readUserInput(req.body);
-    const created = await createUser(tenant.id, input, context(req, tenant));
+    const created = await createUser(
+      tenant.id,
+      { ...input, active: input.active ?? true },
+      context(req, tenant),
+    );
     if (created.outcome === 'userNameTaken')
       throw new ScimError(409, 'uniqueness', `a user with userName "${input.userName}" already exists`);
     // The id comes with the rendered text, so the Location header needs no parse of the resource.

@@ -36,7 +36,11 @@ type Transaction = Parameters<Parameters<Database['transaction']>[0]>[0];
 export interface UserInput {
   userName: string;
   externalId: string | null;
-  active: boolean;
+  /**
+   * undefined when the document does not assert it: a create makes the user active, a PUT or PATCH keeps
+   * the user as they were. In an offboarding product an attribute left out must never reactivate anyone.
+   */
+  active: boolean | undefined;
   /** Every other attribute, canonically named; the enterprise extension under its URN. */
   attributes: Document;
 }
@@ -118,7 +122,7 @@ function validateUser(body: Document): UserInput {
     userName,
     externalId:
       typeof coerced.externalId === 'string' && coerced.externalId !== '' ? coerced.externalId : null,
-    active: coerced.active === undefined ? true : Boolean(coerced.active),
+    active: coerced.active === undefined || coerced.active === null ? undefined : Boolean(coerced.active),
     attributes,
   };
 }
@@ -215,14 +219,19 @@ async function saveUser(
   try {
     const [row] = await tx
       .update(users)
-      .set({ ...next, version: current.version + 1, updatedAt: changeStamp })
+      .set({
+        ...next,
+        active: next.active ?? current.active,
+        version: current.version + 1,
+        updatedAt: changeStamp,
+      })
       .where(eq(users.id, current.id))
       .returning();
     await recordUserChange(
       tx,
       current.tenantId,
       current.id,
-      changeEvent(current.active, next.active),
+      changeEvent(current.active, row!.active),
       context,
       auditView(current),
       auditView(row!),
