@@ -112,6 +112,83 @@ describe('hostile input: precise 4xx answers', async () => {
       schemas.Resources.find((s) => s.id === schema)!.attributes.find((a) => a.name === name);
     expect(attribute(USER, 'userName')?.maxLength).toBe(256);
     expect(attribute(GROUP, 'displayName')?.maxLength).toBe(512);
+    // Described as RFC 7643 §7 says, like every other attribute, not in the library's internal form.
+    expect(attribute(USER, 'userName')).toMatchObject({
+      type: 'string',
+      multiValued: false,
+      required: true,
+      caseExact: false,
+      mutability: 'readWrite',
+      returned: 'default',
+      uniqueness: 'server',
+    });
+    expect(attribute(USER, 'userName')).not.toHaveProperty('config');
+    expect(attribute(GROUP, 'displayName')).toMatchObject({ required: true, uniqueness: 'server' });
+  });
+
+  it('multi-valued attributes: a retried add adds nothing, types in any case, one primary', async () => {
+    const PATCH_OP = 'urn:ietf:params:scim:api:messages:2.0:PatchOp';
+    const created = await scim('POST', '/Users', {
+      schemas: [USER],
+      userName: 'multi@example.com',
+      emails: [{ value: 'm@example.com', type: 'Work', primary: true }],
+      phoneNumbers: [{ value: '+1 555 0100', type: 'MOBILE' }],
+    });
+    expect(created.status).toBe(201);
+    const user = (await created.json()) as { id: string; emails: unknown[]; phoneNumbers: unknown[] };
+    expect(user.emails).toEqual([{ value: 'm@example.com', type: 'work', primary: true }]);
+    expect(user.phoneNumbers).toEqual([{ value: '+1 555 0100', type: 'mobile' }]);
+    const patch = (...operations: unknown[]) =>
+      scim('PATCH', `/Users/${user.id}`, { schemas: [PATCH_OP], Operations: operations });
+    // An IdP retrying an add, its keys in another order than stored.
+    for (let attempt = 0; attempt < 3; attempt++) {
+      const retried = await patch({
+        op: 'add',
+        path: 'emails',
+        value: [{ primary: true, type: 'work', value: 'm@example.com' }],
+      });
+      expect(((await retried.json()) as { emails: unknown[] }).emails).toHaveLength(1);
+    }
+    // A value made primary takes it from the one that was (RFC 7644 §3.5.2).
+    const added = await patch({
+      op: 'add',
+      path: 'emails',
+      value: [{ value: 'home@example.com', type: 'home', primary: 'True' }],
+    });
+    expect(((await added.json()) as { emails: unknown[] }).emails).toEqual([
+      { value: 'm@example.com', type: 'work', primary: false },
+      { value: 'home@example.com', type: 'home', primary: true },
+    ]);
+    const back = await patch({ op: 'replace', path: 'emails[type eq "work"].primary', value: true });
+    expect(((await back.json()) as { emails: { primary: boolean }[] }).emails.map((e) => e.primary)).toEqual([
+      true,
+      false,
+    ]);
+    // Two primaries in one document are refused (RFC 7643 §2.4).
+    await scimError(
+      await scim('POST', '/Users', {
+        schemas: [USER],
+        userName: 'two@example.com',
+        emails: [
+          { value: 'a@example.com', primary: true },
+          { value: 'b@example.com', primary: 'True' },
+        ],
+      }),
+      400,
+      'invalidValue',
+    );
+    await scimError(
+      await patch({
+        op: 'replace',
+        path: 'emails',
+        value: [
+          { value: 'a@example.com', primary: true },
+          { value: 'b@example.com', primary: true },
+        ],
+      }),
+      400,
+      'invalidValue',
+    );
   });
 
   it('compares dateTime attributes with dates only', async () => {

@@ -132,6 +132,40 @@ export function withoutNullElements(document: Document): Document {
 }
 
 function applyOne(document: Document, operation: PatchOperation, catalogs: Catalogs): void {
+  const primariesBefore = primaryElements(document);
+  applyOperation(document, operation, catalogs);
+  // RFC 7644 §3.5.2: a value an operation makes primary takes it from the others.
+  for (const [name, after] of primaryElements(document)) {
+    const before = primariesBefore.get(name) ?? [];
+    if (after.some((element) => !before.includes(element)))
+      for (const element of before) if (after.includes(element)) element.primary = false;
+  }
+}
+
+function isTrue(value: unknown): boolean {
+  return value === true || (typeof value === 'string' && value.toLowerCase() === 'true');
+}
+
+/** Each multi-valued attribute's elements marked primary, the extension's under their URN-qualified name. */
+function primaryElements(document: Document): Map<string, Document[]> {
+  const found = new Map<string, Document[]>();
+  const visit = (container: Document, prefix: string) => {
+    for (const [key, value] of Object.entries(container)) {
+      if (Array.isArray(value)) {
+        const primaries = value.filter(
+          (element): element is Document =>
+            !!element && typeof element === 'object' && isTrue((element as Document).primary),
+        );
+        if (primaries.length > 0) found.set(prefix + key, primaries);
+      } else if (key.startsWith('urn:') && value && typeof value === 'object')
+        visit(value as Document, `${key}:`);
+    }
+  };
+  visit(document, '');
+  return found;
+}
+
+function applyOperation(document: Document, operation: PatchOperation, catalogs: Catalogs): void {
   const rawPath = operation.path!;
   // RFC 7643 §2.5: null is no value. Replacing with it unassigns; adding it is refused (a stored null
   // element would break every later PATCH of the attribute).
@@ -207,14 +241,31 @@ function applyOne(document: Document, operation: PatchOperation, catalogs: Catal
   } else if (info.multiValued && op === 'add') {
     const existing = Array.isArray(container[name]) ? (container[name] as unknown[]) : [];
     const added = Array.isArray(value) ? value : [value];
-    const seen = new Set(existing.map((e) => JSON.stringify(e)));
-    container[name] = [...existing, ...added.filter((item) => !seen.has(JSON.stringify(item)))];
+    // A value already there is not added again (RFC 7644 §3.5.2.1), whatever order its keys come in: an
+    // IdP retrying an add sends `{value, type}` for the `{type, value}` stored.
+    const seen = new Set(existing.map(canonicalJson));
+    const fresh = added.filter((item) => {
+      const key = canonicalJson(item);
+      if (seen.has(key)) return false;
+      seen.add(key);
+      return true;
+    });
+    container[name] = [...existing, ...fresh];
   } else if (!info.multiValued && info.subAttributes && op === 'add' && value && typeof value === 'object') {
     container[name] = { ...((container[name] as Document | undefined) ?? {}), ...(value as Document) };
   } else {
     container[name] = value;
   }
   if (path.schema !== USER_SCHEMA && Object.keys(container).length === 0) delete document[path.schema];
+}
+
+/** JSON with object keys in one order, so equal values compare equal. */
+function canonicalJson(value: unknown): string {
+  return JSON.stringify(value, (_key, v: unknown) =>
+    v && typeof v === 'object' && !Array.isArray(v)
+      ? Object.fromEntries(Object.entries(v).sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0)))
+      : v,
+  );
 }
 
 function containerFor(document: Document, schema: string): Document {

@@ -67,23 +67,29 @@ export const userDefinition = SCIMMY.Schemas.User.definition.extend(
 
 /**
  * Discovery documents (/Schemas, /ResourceTypes), described by scimmy, with `maxLength` on the indexed
- * attributes (not an RFC 7643 characteristic; clients that do not know it ignore it).
+ * attributes (not an RFC 7643 characteristic; clients that do not know it ignore it) and the uniqueness
+ * idsync enforces on a group's displayName.
  */
 export function schemaDocuments(baseUrl: string) {
   const location = `${baseUrl}/Schemas`;
-  const withMaxLength = (
+  const amended = (
     document: ReturnType<typeof SCIMMY.Schemas.User.definition.describe>,
     name: keyof typeof MAX_LENGTHS,
+    extra: Record<string, unknown> = {},
   ) => ({
     ...document,
+    // An attribute describes itself (RFC 7643 §7) through its toJSON; spread as it is, it would show
+    // scimmy's internal form instead.
     attributes: document.attributes.map((attribute) =>
-      attribute.name === name ? { ...attribute, maxLength: MAX_LENGTHS[name] } : attribute,
+      attribute.name === name
+        ? { ...(JSON.parse(JSON.stringify(attribute)) as object), ...extra, maxLength: MAX_LENGTHS[name] }
+        : attribute,
     ),
   });
   return [
-    withMaxLength(SCIMMY.Schemas.User.definition.describe(location), 'userName'),
+    amended(SCIMMY.Schemas.User.definition.describe(location), 'userName'),
     SCIMMY.Schemas.EnterpriseUser.definition.describe(location),
-    withMaxLength(SCIMMY.Schemas.Group.definition.describe(location), 'displayName'),
+    amended(SCIMMY.Schemas.Group.definition.describe(location), 'displayName', { uniqueness: 'server' }),
   ];
 }
 

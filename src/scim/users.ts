@@ -85,7 +85,7 @@ function normaliseUserBody(body: Document): Document {
  * scimmy: names canonicalised, types checked, unknown and read-only attributes dropped, passwords never kept.
  */
 function validateUser(body: Document): UserInput {
-  const normalised = normaliseStringBooleans(body, BOOLEAN_ATTRIBUTES) as Document;
+  const normalised = withCanonicalTypes(normaliseStringBooleans(body, BOOLEAN_ATTRIBUTES) as Document);
   const withSchemas: Document = {
     ...normalised,
     // scimmy only reads the enterprise extension when its URN is declared in schemas.
@@ -112,6 +112,7 @@ function validateUser(body: Document): UserInput {
     throw error;
   }
   if (typeof coerced.externalId === 'string') checkLength('externalId', coerced.externalId);
+  refuseSecondPrimary(coerced);
   const attributes: Document = {};
   for (const [key, value] of Object.entries(coerced)) {
     if (!NOT_STORED.includes(key) && value !== undefined) attributes[key] = value;
@@ -125,6 +126,51 @@ function validateUser(body: Document): UserInput {
     active: coerced.active === undefined || coerced.active === null ? undefined : Boolean(coerced.active),
     attributes,
   };
+}
+
+/**
+ * Canonical `type` values (`work`, `home`, …) per multi-valued attribute, by lower case: `type` is not
+ * caseExact (RFC 7643 §4.1.2), so `Work` is `work`, stored in its canonical spelling. scimmy compares them
+ * exactly and would refuse the user.
+ */
+const CANONICAL_TYPES = new Map(
+  [...userAttributes.values()]
+    .filter((attribute) => attribute.multiValued && attribute.subAttributes?.has('type'))
+    .flatMap((attribute) => {
+      const values = userDefinition.attribute(`${attribute.name}.type`).config.canonicalValues;
+      return Array.isArray(values)
+        ? [
+            [
+              attribute.name.toLowerCase(),
+              new Map(values.map((v) => [String(v).toLowerCase(), String(v)])),
+            ] as const,
+          ]
+        : [];
+    }),
+);
+
+function withCanonicalTypes(document: Document): Document {
+  for (const [key, value] of Object.entries(document)) {
+    const canonical = CANONICAL_TYPES.get(key.toLowerCase());
+    if (!canonical || !Array.isArray(value)) continue;
+    document[key] = value.map((element) => {
+      if (!element || typeof element !== 'object') return element;
+      const typeKey = Object.keys(element).find((k) => k.toLowerCase() === 'type');
+      const type = typeKey && (element as Document)[typeKey];
+      const spelled = typeof type === 'string' ? canonical.get(type.toLowerCase()) : undefined;
+      return spelled ? { ...element, [typeKey!]: spelled } : element;
+    });
+  }
+  return document;
+}
+
+/** RFC 7643 §2.4: `"primary": true` appears at most once in a multi-valued attribute. */
+function refuseSecondPrimary(document: Document): void {
+  for (const [key, value] of Object.entries(document)) {
+    if (!Array.isArray(value)) continue;
+    if (value.filter((element) => (element as Document | null)?.primary === true).length > 1)
+      throw new ScimError(400, 'invalidValue', `at most one of ${key} may be primary (RFC 7643 §2.4)`);
+  }
 }
 
 function hasKey(document: Document, key: string): boolean {
