@@ -307,6 +307,33 @@ describe('SAML attacks against the ACS', async () => {
     expect(names).not.toContain('Admins');
   });
 
+  it('refuses signed claims SCIM would refuse: control or unreadable characters, over-long values, too many groups', async () => {
+    const login = async (nameId: string, attributes: Record<string, string | string[]>) =>
+      browser.post(await idp.respond({ nameId, inResponseTo: await browser.requestId(), attributes }));
+    await expectRefused(
+      () => login('eve@example.com', { givenName: 'Eve\u0001' }),
+      /given name attribute contains a NUL or control character/,
+    );
+    await expectRefused(
+      () => login('eve@example.com', { groups: ['Ops\u0001'] }),
+      /group claim contains a NUL or control character/,
+    );
+    await expectRefused(() => login('eve\uFFFE@example.com', {}), /NameID contains an unreadable character/);
+    await expectRefused(
+      () => login('eve@example.com', { groups: ['x'.repeat(513)] }),
+      /group claim is longer than 512 characters/,
+    );
+    await expectRefused(
+      () => login('eve@example.com', { groups: Array.from({ length: 1_001 }, (_, i) => `g${i}`) }),
+      /claims 1001 groups; at most 1000 are accepted/,
+    );
+    // At the limit, all are written.
+    await expectSignedIn(
+      await login('eve@example.com', { groups: Array.from({ length: 1_000 }, (_, i) => `g${i}`) }),
+    );
+    expect(await groupsOf('eve@example.com')).toHaveLength(1_000);
+  });
+
   it('compares Entra group object ids case-insensitively: an upper-cased GUID keeps the membership', async () => {
     const entra = await createTestIdp(sp, 'https://sts.windows.example.test');
     await database.sql`

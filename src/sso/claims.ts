@@ -4,6 +4,8 @@ import {
   InvalidAccountName,
   parseAccountName,
 } from '../accounts/account-name.js';
+import { textProblem } from '../http/hostile-input.js';
+import { MAX_LENGTHS } from '../scim/limits.js';
 import { ENTRA_GROUPS_CLAIM, ENTRA_GROUPS_OVERAGE_CLAIM, type LoginClaims } from './jit.js';
 import { SamlRefusal } from './refusal.js';
 import { children, childText, SAML } from './response-document.js';
@@ -54,6 +56,7 @@ export function claimsOf(assertion: Element, settings: ClaimSettings): LoginClai
   const subject = children(assertion, SAML, 'Subject')[0];
   const rawNameId = subject ? childText(subject, SAML, 'NameID') : undefined;
   if (!rawNameId) throw new SamlRefusal('the assertion has no NameID');
+  checkText(rawNameId, 'NameID', MAX_LENGTHS.userName);
   const nameId = accountNameOf(rawNameId, 'NameID');
   const attributes = assertionAttributes(assertion);
   const mapped = (name: keyof typeof settings.attributeMap) =>
@@ -66,6 +69,16 @@ export function claimsOf(assertion: Element, settings: ClaimSettings): LoginClai
     return undefined;
   };
   const email = first([mapped('email'), ...EMAIL_CLAIMS]);
+  const givenName = first([mapped('givenName'), ...GIVEN_NAME_CLAIMS]);
+  const familyName = first([mapped('familyName'), ...FAMILY_NAME_CLAIMS]);
+  const displayName = first([mapped('displayName'), ...DISPLAY_NAME_CLAIMS]);
+  for (const [what, value] of [
+    ['e-mail attribute', email],
+    ['given name attribute', givenName],
+    ['family name attribute', familyName],
+    ['display name attribute', displayName],
+  ] as const)
+    if (value !== undefined) checkText(value, what, MAX_PROFILE_CLAIM_LENGTH);
   checkDomain(nameId, settings.allowedDomains, 'NameID');
   if (email !== undefined)
     checkDomain(accountNameOf(email, 'e-mail attribute'), settings.allowedDomains, 'e-mail attribute');
@@ -79,18 +92,39 @@ export function claimsOf(assertion: Element, settings: ClaimSettings): LoginClai
     settings.groupClaimFormat === 'object-ids'
       ? rawGroups?.map((v) => (GUID.test(v.trim()) ? v.trim().toLowerCase() : v.trim()))
       : rawGroups?.map((v) => v.trim());
+  if (values && !overage) {
+    if (values.length > MAX_GROUP_CLAIMS)
+      throw new SamlRefusal(
+        `the assertion claims ${values.length} groups; at most ${MAX_GROUP_CLAIMS} are accepted (send only the groups idsync's rules use: Okta's group filter, Entra's groups assigned to the application)`,
+      );
+    for (const value of values) checkText(value, 'group claim', MAX_LENGTHS.displayName);
+  }
   return {
     nameId,
     email,
-    givenName: first([mapped('givenName'), ...GIVEN_NAME_CLAIMS]),
-    familyName: first([mapped('familyName'), ...FAMILY_NAME_CLAIMS]),
-    displayName: first([mapped('displayName'), ...DISPLAY_NAME_CLAIMS]),
+    givenName,
+    familyName,
+    displayName,
     groups:
       overage || values === undefined
         ? undefined
         : { format: settings.groupClaimFormat, values: values.filter((v) => v !== '') },
     overage,
   };
+}
+
+/** Groups one login may claim: a login writes each of them in its transaction. */
+export const MAX_GROUP_CLAIMS = 1_000;
+const MAX_PROFILE_CLAIM_LENGTH = 1_024;
+/** U+FFFD stands for what a parser could not read (a lone surrogate's character reference); U+FFFE/FFFF are no characters. */
+const UNREADABLE = /[\uFFFD\uFFFE\uFFFF]/;
+
+/** Claims are stored like SCIM input and must pass what SCIM refuses (control characters, lengths). */
+function checkText(value: string, what: string, maxLength: number): void {
+  const problem =
+    textProblem(value) ?? (UNREADABLE.test(value) ? 'contains an unreadable character' : undefined);
+  if (problem) throw new SamlRefusal(`the ${what} ${problem}`);
+  if (value.length > maxLength) throw new SamlRefusal(`the ${what} is longer than ${maxLength} characters`);
 }
 
 function accountNameOf(raw: string, what: string): AccountName {
