@@ -9,12 +9,27 @@ import { settlesWithin } from './settles-within.js';
 /** A job whose worker died this many times while running it fails; far more than crashes in a row. */
 export const DEFAULT_MAX_STALLED_COUNT = 10;
 
+/**
+ * How long one attempt may run before it is abandoned and retried with back-off. A deprovision or
+ * reconcile takes seconds; a platform request waits at most its rate-limit patience (2 minutes) for the
+ * budget, so an attempt of a few requests stays well inside this even on an exhausted budget. A scan
+ * lists a whole account. The fault suite's PostgreSQL restart left a deprovision attempt waiting on a promise
+ * the lost connection never settled, with no query running and its worker alive and renewing the job's
+ * lock: the user's offboarding would have waited for good. An abandoned attempt's transaction never
+ * committed, and the retry redoes only what is not done yet.
+ */
+export const ATTEMPT_TIMEOUT_MS: Readonly<Record<Lane, number>> = {
+  deprovision: 10 * 60_000,
+  reconcile: 10 * 60_000,
+  scan: 60 * 60_000,
+};
+
 export interface JobContext {
   lane: Lane;
   jobId: string;
   attempt: number;
   log: Logger;
-  /** Aborted when the process is shutting down and cannot wait for the job any longer. */
+  /** Aborted when the process is shutting down and cannot wait for the job any longer, or the attempt ran out of time. */
   signal?: AbortSignal;
 }
 
@@ -36,6 +51,8 @@ export interface WorkerPoolOptions {
   maxStalledCount?: number;
   /** Told of every failed attempt: whether BullMQ will try again, and how often it has tried. */
   onFailure?: (failure: JobFailure) => Promise<void>;
+  /** ATTEMPT_TIMEOUT_MS unless set (tests). */
+  attemptTimeoutMs?: Readonly<Record<Lane, number>>;
 }
 
 /** What the worker's health endpoint reads: is anything moving in this process? */
@@ -77,6 +94,14 @@ export class JobAbortedError extends Error {
   }
 }
 
+/** An attempt that ran past its lane's ATTEMPT_TIMEOUT_MS: it fails, and BullMQ retries it with back-off. */
+export class AttemptTimedOutError extends Error {
+  constructor(timeoutMs: number) {
+    super(`the attempt did not finish within ${Math.round(timeoutMs / 1000)} s; abandoned, to be retried`);
+    this.name = 'AttemptTimedOutError';
+  }
+}
+
 export async function startWorkerPool(options: WorkerPoolOptions): Promise<WorkerPool> {
   const connections = LANES.map(() => createRedisConnection(options.redisUrl, 'worker'));
   const activity: WorkerActivity = { running: 0, lastProgressAt: Date.now() };
@@ -93,6 +118,9 @@ export async function startWorkerPool(options: WorkerPoolOptions): Promise<Worke
         let result: 'completed' | 'failed' = 'failed';
         activity.running += 1;
         activity.lastProgressAt = Date.now();
+        const timeoutMs = (options.attemptTimeoutMs ?? ATTEMPT_TIMEOUT_MS)[lane];
+        const deadline = AbortSignal.timeout(timeoutMs);
+        const stop = signal ? AbortSignal.any([signal, deadline]) : deadline;
         try {
           await untilAborted(
             options.handler(job.data, {
@@ -100,9 +128,10 @@ export async function startWorkerPool(options: WorkerPoolOptions): Promise<Worke
               jobId: job.id ?? '',
               attempt: job.attemptsMade + 1,
               log,
-              ...(signal ? { signal } : {}),
+              signal: stop,
             }),
-            signal,
+            stop,
+            () => (deadline.aborted ? new AttemptTimedOutError(timeoutMs) : new JobAbortedError()),
           );
           result = 'completed';
         } catch (error) {
@@ -175,10 +204,9 @@ export async function startWorkerPool(options: WorkerPoolOptions): Promise<Worke
   };
 }
 
-function untilAborted<T>(work: Promise<T>, signal: AbortSignal | undefined): Promise<T> {
-  if (!signal) return work;
+function untilAborted<T>(work: Promise<T>, signal: AbortSignal, reason: () => Error): Promise<T> {
   return new Promise<T>((resolve, reject) => {
-    const onAbort = () => reject(new JobAbortedError());
+    const onAbort = () => reject(reason());
     if (signal.aborted) onAbort();
     signal.addEventListener('abort', onAbort, { once: true });
     work.then(resolve, reject).finally(() => signal.removeEventListener('abort', onAbort));
