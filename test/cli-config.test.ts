@@ -1,3 +1,6 @@
+import { chmodSync, mkdtempSync } from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { runCli } from './support/cli.js';
 
@@ -13,6 +16,20 @@ describe('idsync refuses bad configuration with one line and a non-zero exit', (
     expect(lines).toHaveLength(1);
     expect(lines[0]).toContain(expected);
     expect(result.stdout).toBe('');
+  });
+
+  it('REDIS_SERVER_BINARY naming no executable: exit 78 naming it, never the embedded password', async () => {
+    const dataDir = mkdtempSync(path.join(os.tmpdir(), 'idsync-redis-binary-'));
+    chmodSync(dataDir, 0o755); // run as root, the embedded PostgreSQL runs as postgres, which must enter it
+    const result = await runCli(['start'], {
+      REDIS_SERVER_BINARY: '/nonexistent/redis-server',
+      IDSYNC_DATA_DIR: dataDir,
+    });
+    expect(result.code).toBe(78);
+    expect(result.stderr).toContain(
+      'REDIS_SERVER_BINARY: /nonexistent/redis-server is not an executable file',
+    );
+    expect(result.stderr).not.toContain('requirepass');
   });
 
   it('answers an unknown command with usage and exit 64', async () => {

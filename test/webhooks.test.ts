@@ -133,6 +133,12 @@ describe('webhooks: alerts that reach a person', async () => {
     });
     expect(file.status).toBe(400);
     expect(file.body.detail ?? file.body.message ?? JSON.stringify(file.body)).toMatch(/http/);
+    // Not a URL at all (no scheme): a 400 too, not a 500 whose log would show the secret URL.
+    const schemeless = await call('/api/tenants/acme/webhooks', 'POST', ADMIN, {
+      url: 'hooks.slack.example/services/T0001/B0001/SECRETabcdef123456',
+      events: ['brake.held'],
+    });
+    expect(schemeless.status).toBe(400);
     const unknown = await call('/api/tenants/acme/webhooks', 'POST', ADMIN, {
       url: `${receiver.base}/x`,
       events: ['user.created'],

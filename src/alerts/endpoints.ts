@@ -24,6 +24,9 @@ export const webhookInputSchema = z.object({
     .url({ protocol: /^https?$/, error: 'url must be an http:// or https:// URL' })
     .max(2048)
     .refine((u) => {
+      // Not a URL at all: the check above says so (zod runs this too); throwing here was a 500 whose log
+      // showed the secret URL.
+      if (!URL.canParse(u)) return true;
       const parsed = new URL(u);
       return parsed.username === '' && parsed.password === '';
     }, 'url must not carry credentials (user:password@); put a secret path segment or rely on the signature'),

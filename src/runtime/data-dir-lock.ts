@@ -1,6 +1,6 @@
 import { closeSync, mkdirSync, openSync, readFileSync, renameSync, rmSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
-import { isProcessAlive, sleep } from './processes.js';
+import { isProcessRunning, sleep } from './processes.js';
 
 /*
  * One idsync owns a data directory at a time: the daemon (or, while no daemon runs, a one-shot CLI
@@ -50,13 +50,21 @@ export function lockPath(dataDir: string): string {
 
 /** The lock's holder if it is a live process, else undefined (no lock, or its owner died). */
 export function liveLockHolder(dataDir: string): LockHolder | undefined {
-  let holder: LockHolder;
+  const holder = readLockHolder(dataDir);
+  if (!holder) return undefined;
+  // Our own pid in a lock this process does not hold: a previous idsync that had the same pid (pid 1 of
+  // a container killed and started again) died without releasing it.
+  if (holder.pid === process.pid) return held.has(path.resolve(dataDir)) ? holder : undefined;
+  return isProcessRunning(holder.pid, { sameExecutable: true }) ? holder : undefined;
+}
+
+function readLockHolder(dataDir: string): LockHolder | undefined {
   try {
-    holder = JSON.parse(readFileSync(lockPath(dataDir), 'utf8')) as LockHolder;
+    const holder = JSON.parse(readFileSync(lockPath(dataDir), 'utf8')) as LockHolder;
+    return Number.isInteger(holder.pid) ? holder : undefined;
   } catch {
     return undefined;
   }
-  return Number.isInteger(holder.pid) && isProcessAlive(holder.pid) ? holder : undefined;
 }
 
 export interface DataDirLock {
@@ -123,7 +131,7 @@ export async function acquireDataDirLock(
       const entry = held.get(directory);
       if (entry && --entry.references > 0) return;
       held.delete(directory);
-      if (liveLockHolder(directory)?.pid === process.pid) rmSync(file, { force: true });
+      if (readLockHolder(directory)?.pid === process.pid) rmSync(file, { force: true });
     },
   };
   held.set(directory, { lock, references: 1 });

@@ -16,7 +16,7 @@ import postgres from 'postgres';
 import {
   captureOutput,
   EmbeddedServerError,
-  isProcessAlive,
+  isProcessRunning,
   type LocalServer,
   type ProcessIdentity,
   readPid,
@@ -101,7 +101,14 @@ export async function startEmbeddedPostgres(options: EmbeddedPostgresOptions): P
 
   const pidFile = path.join(clusterDir, 'postmaster.pid');
   const runningPid = readPid(pidFile);
-  if (runningPid !== undefined && isProcessAlive(runningPid) && existsSync(passwordFile)) {
+  const running = runningPid !== undefined && isProcessRunning(runningPid, { marker: clusterDir });
+  if (runningPid !== undefined && !running && options.role === 'owner') {
+    // Left by a PostgreSQL that died with idsync (kill -9, a container killed): its pid may be another
+    // process's now, which PostgreSQL would take for itself still running and refuse to start.
+    log(`removing the stale ${pidFile} (pid ${runningPid} is no PostgreSQL of ${clusterDir})`);
+    rmSync(pidFile, { force: true });
+  }
+  if (running && existsSync(passwordFile)) {
     // postmaster.pid: pid, data directory, start time, port, …
     const port = Number(readFileSync(pidFile, 'utf8').split('\n')[3]);
     const password = readFileSync(passwordFile, 'utf8').trim();

@@ -1,7 +1,8 @@
 import { randomBytes } from 'node:crypto';
-import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { accessSync, constants, existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { Redis } from 'ioredis';
+import { ConfigError } from '../config.js';
 import {
   captureOutput,
   EmbeddedServerError,
@@ -37,7 +38,16 @@ export interface EmbeddedRedisOptions {
  */
 async function findRedisBinary(): Promise<string> {
   const explicit = process.env.REDIS_SERVER_BINARY;
-  if (explicit) return explicit;
+  if (explicit) {
+    // Checked here: a spawn of a missing binary fails with an error event that printed the server's
+    // command line, password included.
+    try {
+      accessSync(explicit, constants.X_OK);
+    } catch {
+      throw new ConfigError('REDIS_SERVER_BINARY', `${explicit} is not an executable file`);
+    }
+    return explicit;
+  }
   const onPath = findOnPath('redis-server');
   if (onPath) return onPath;
   try {

@@ -1,6 +1,6 @@
 import { type ChildProcess, execFileSync, spawn } from 'node:child_process';
 import { once } from 'node:events';
-import { readFileSync } from 'node:fs';
+import { readFileSync, readlinkSync } from 'node:fs';
 
 /** An embedded server: started by this process, adopted from a dead owner, or a running daemon's (used as a guest). */
 export interface LocalServer {
@@ -29,6 +29,38 @@ export class EmbeddedServerError extends Error {
 export interface ProcessIdentity {
   uid: number;
   gid: number;
+}
+
+/**
+ * Whether `pid` is alive and is what a pid file says it is: its command line contains `marker` (a data
+ * directory), or with `sameExecutable` it runs this process's executable. A pid file outlives its process
+ * (kill -9, a container killed, a power cut) and its pid is then often another's: in a container the next
+ * idsync is pid 1 again, on a host pids are reused. Where /proc cannot tell (not Linux), a live pid is
+ * taken at its word.
+ */
+export function isProcessRunning(
+  pid: number,
+  expected: { marker: string } | { sameExecutable: true },
+): boolean {
+  if (!isProcessAlive(pid)) return false;
+  try {
+    if ('marker' in expected)
+      return readFileSync(`/proc/${pid}/cmdline`, 'utf8').split('\0').includes(expected.marker);
+    return readlinkSync(`/proc/${pid}/exe`) === readlinkSync('/proc/self/exe');
+  } catch (error) {
+    const code = (error as NodeJS.ErrnoException).code;
+    // No /proc at all: take the pid at its word. A pid /proc shows nothing of (gone, a kernel thread) is no server.
+    return code === 'ENOENT' && !procAvailable();
+  }
+}
+
+function procAvailable(): boolean {
+  try {
+    readlinkSync('/proc/self/exe');
+    return true;
+  } catch {
+    return false;
+  }
 }
 
 export function isProcessAlive(pid: number): boolean {
@@ -71,6 +103,10 @@ export function spawnServer(
   });
   ownedChildren.add(child);
   child.once('exit', () => ownedChildren.delete(child));
+  // A server that cannot be spawned (not executable, gone) must not crash the process with an unhandled
+  // error event, whose report prints the command line and the password on it: the caller's wait for
+  // the server to answer fails instead, with its own message.
+  child.on('error', () => ownedChildren.delete(child));
   if (!exitHookInstalled) {
     exitHookInstalled = true;
     process.once('exit', () => {
