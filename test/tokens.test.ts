@@ -98,6 +98,9 @@ describe('personal API tokens: issue, RFC 7662 introspection, RFC 7009 revocatio
 
     const { body: live } = await issue({});
     expect((await oauth(first.port!, 'introspect', live.token)).body.active).toBe(true);
+    // Asked for no lifetime, it still expires: in 90 days, as the CLI's and the account page's do.
+    const inNinetyDays = Date.now() + 90 * 24 * 3600_000;
+    expect(Math.abs(Date.parse(live.expiresAt) - inNinetyDays)).toBeLessThan(60_000);
     const patch = await fetch(`http://127.0.0.1:${first.port}/scim/v2/Users/${user!.id}`, {
       method: 'PATCH',
       headers: { Authorization: `Bearer ${scimToken}`, 'Content-Type': 'application/scim+json' },

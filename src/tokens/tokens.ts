@@ -20,17 +20,18 @@ export interface IssuedToken {
 }
 
 const MAX_LIFETIME_SECONDS = 366 * 24 * 3600;
+/** A token's lifetime when none is asked for: every way of issuing one (CLI, admin API, account page) agrees. */
+export const DEFAULT_LIFETIME_SECONDS = 90 * 24 * 3600;
 
 export async function issueApiToken(
   db: Database,
   tenantId: string,
   userRef: string,
-  options: { scopes: string[]; expiresInSeconds: number | undefined; label?: string; actor: string },
+  requested: { scopes: string[]; expiresInSeconds: number | undefined; label?: string; actor: string },
 ): Promise<IssuedToken> {
-  if (
-    options.expiresInSeconds !== undefined &&
-    (options.expiresInSeconds <= 0 || options.expiresInSeconds > MAX_LIFETIME_SECONDS)
-  ) {
+  // A token that never expires is never issued: an admin API call without a lifetime gets the default.
+  const options = { ...requested, expiresInSeconds: requested.expiresInSeconds ?? DEFAULT_LIFETIME_SECONDS };
+  if (options.expiresInSeconds <= 0 || options.expiresInSeconds > MAX_LIFETIME_SECONDS) {
     throw invalid('a token must expire within a year (and after now)');
   }
   readTokenScopes(options.scopes);
