@@ -311,6 +311,20 @@ describe('hostile input: precise 4xx answers', async () => {
     expect(((await fresh.json()) as { active: boolean }).active).toBe(true);
   });
 
+  it('answers 501 for the endpoints it does not implement (/Me, /Bulk), 404 for unknown ones', async () => {
+    await scimError(await scim('GET', '/Me'), 501);
+    await scimError(
+      await scim('POST', '/Bulk', { schemas: ['urn:ietf:params:scim:api:messages:2.0:BulkRequest'] }),
+      501,
+    );
+    await scimError(await scim('GET', '/Mentors'), 404);
+  });
+
+  it('answers a URL over the header limit with a 431 carrying SCIM error JSON, not an empty body', async () => {
+    const response = await scim('GET', `/Users/${'a'.repeat(20_000)}`);
+    await scimError(response, 431);
+  });
+
   it('admin API: ids that are not uuids are 404, not 500', async () => {
     const admin = (method: string, path: string) =>
       fetch(`${base}/api/tenants/acme${path}`, { method, headers: { Authorization: `Bearer ${ADMIN}` } });

@@ -1,6 +1,6 @@
 import { once } from 'node:events';
 import { createServer, type RequestListener, type Server } from 'node:http';
-import type { AddressInfo } from 'node:net';
+import type { AddressInfo, Socket } from 'node:net';
 
 export interface RunningHttpServer {
   port: number;
@@ -18,6 +18,7 @@ export async function listen(
 ): Promise<RunningHttpServer> {
   const server: Server = createServer(listener);
   server.keepAliveTimeout = 65_000;
+  server.on('clientError', answerUnparsableRequest);
   server.listen(port, host);
   await Promise.race([
     once(server, 'listening'),
@@ -35,4 +36,29 @@ export async function listen(
       clearTimeout(timer);
     },
   };
+}
+
+/**
+ * A request Node could not parse (headers or URL over its limit, malformed HTTP) never reaches a
+ * handler; Node's own answer has no body. This one carries an error in SCIM's format (the path is
+ * unknown, and SCIM clients are the ones that send long filters in URLs), as every other refusal does.
+ */
+function answerUnparsableRequest(error: NodeJS.ErrnoException, socket: Socket): void {
+  if (error.code === 'ECONNRESET' || !socket.writable) {
+    socket.destroy();
+    return;
+  }
+  const tooLarge = error.code === 'HPE_HEADER_OVERFLOW';
+  const status = tooLarge ? 431 : 400;
+  const body = JSON.stringify({
+    schemas: ['urn:ietf:params:scim:api:messages:2.0:Error'],
+    status: String(status),
+    detail: tooLarge
+      ? 'the request line and headers are larger than the server accepts'
+      : 'the request is not valid HTTP',
+  });
+  socket.end(
+    `HTTP/1.1 ${status} ${tooLarge ? 'Request Header Fields Too Large' : 'Bad Request'}\r\n` +
+      `Content-Type: application/scim+json\r\nContent-Length: ${Buffer.byteLength(body)}\r\nConnection: close\r\n\r\n${body}`,
+  );
 }

@@ -359,6 +359,11 @@ export function scimRouter(options: ScimRouterOptions): Router {
   });
 
   use((req) => {
+    // RFC 7644 §3.11 and §3.7: endpoints this server does not implement (ServiceProviderConfig says so
+    // for bulk) answer 501, not 404.
+    const unimplemented = /^\/(Me|Bulk)(\/|$)/i.exec(pathnameOf(req).replace(/^.*\/scim\/v2/i, ''));
+    if (unimplemented)
+      throw new ScimError(501, undefined, `/${unimplemented[1]} is not implemented by this service provider`);
     throw new ScimError(404, undefined, `no SCIM endpoint ${req.method} ${pathnameOf(req)}`);
   });
   router.use(scimErrorHandler as unknown as ErrorRequestHandler);
