@@ -46,9 +46,15 @@ export function readPatchRequest(body: unknown): PatchOperation[] {
     if (operation.op === 'remove' && operation.path === undefined) {
       throw new ScimError(400, 'noTarget', 'a remove operation needs a "path"');
     }
-    return expandPathlessOperation(operation).map((expanded) =>
-      expanded.path === undefined ? expanded : { ...expanded, path: normaliseLegacyPath(expanded.path) },
-    );
+    return expandPathlessOperation(operation).map((expanded): PatchOperation => {
+      if (expanded.path === undefined) return expanded;
+      const path = normaliseLegacyPath(expanded.path);
+      // A pathless add's key set to null unassigns that attribute (RFC 7643 §2.5), as a replace would:
+      // `{"title": null, "active": false}` must not lose the deactivation to a refusal.
+      if (operation.path === undefined && expanded.value === null)
+        return { op: 'remove', path, value: undefined };
+      return { ...expanded, path };
+    });
   });
 }
 
@@ -117,6 +123,9 @@ export function applyUserPatch(
   // A null element stored before null values were refused (RFC 7643 §2.5: null is no value) is dropped
   // here, so no user stays unpatchable.
   const result = withoutNullElements(structuredClone(document));
+  // Two primaries stored before a PATCH took the primary from the others: the later one stays.
+  for (const primaries of primaryElements(result).values())
+    for (const element of primaries.slice(0, -1)) element.primary = false;
   for (const operation of operations) applyOne(result, operation, catalogs);
   return result;
 }
@@ -137,8 +146,10 @@ function applyOne(document: Document, operation: PatchOperation, catalogs: Catal
   // RFC 7644 §3.5.2: a value an operation makes primary takes it from the others.
   for (const [name, after] of primaryElements(document)) {
     const before = primariesBefore.get(name) ?? [];
-    if (after.some((element) => !before.includes(element)))
-      for (const element of before) if (after.includes(element)) element.primary = false;
+    const made = after.filter((element) => !before.includes(element));
+    if (made.length === 0) continue;
+    // The last value this operation made primary keeps it.
+    for (const element of after) if (element !== made.at(-1)) element.primary = false;
   }
 }
 
@@ -243,9 +254,10 @@ function applyOperation(document: Document, operation: PatchOperation, catalogs:
     const added = Array.isArray(value) ? value : [value];
     // A value already there is not added again (RFC 7644 §3.5.2.1), whatever order its keys come in: an
     // IdP retrying an add sends `{value, type}` for the `{type, value}` stored.
-    const seen = new Set(existing.map(canonicalJson));
+    const sameness = (element: unknown) => canonicalJson(comparable(element, info));
+    const seen = new Set(existing.map(sameness));
     const fresh = added.filter((item) => {
-      const key = canonicalJson(item);
+      const key = sameness(item);
       if (seen.has(key)) return false;
       seen.add(key);
       return true;
@@ -257,6 +269,22 @@ function applyOperation(document: Document, operation: PatchOperation, catalogs:
     container[name] = value;
   }
   if (path.schema !== USER_SCHEMA && Object.keys(container).length === 0) delete document[path.schema];
+}
+
+/**
+ * An element as it compares to others of its attribute: sub-attribute names canonical, booleans sent as
+ * strings read, and strings of sub-attributes that are not caseExact (a `type`, an e-mail) lower-cased.
+ */
+function comparable(element: unknown, info: AttributeInfo): unknown {
+  if (!element || typeof element !== 'object' || Array.isArray(element)) return element;
+  return Object.fromEntries(
+    Object.entries(element as Document).map(([key, value]) => {
+      const sub = info.subAttributes?.get(key.toLowerCase());
+      if (!sub) return [key, value];
+      if (sub.type === 'boolean') return [sub.name, normaliseScalarBoolean(value)];
+      return [sub.name, typeof value === 'string' && !sub.caseExact ? value.toLowerCase() : value];
+    }),
+  );
 }
 
 /** JSON with object keys in one order, so equal values compare equal. */

@@ -64,7 +64,10 @@ export function readUserInput(body: unknown): UserInput {
   if (!body || typeof body !== 'object' || Array.isArray(body)) {
     throw new ScimError(400, 'invalidSyntax', 'request body must be a User object');
   }
-  return validateUser(normaliseUserBody(body as Document));
+  const input = validateUser(normaliseUserBody(body as Document));
+  // In a POST or PUT body; a PATCH takes the primary from the others instead (patch.ts).
+  refuseSecondPrimary(input.attributes);
+  return input;
 }
 
 /** Every provider dialect a POST or PUT body may speak, made RFC 7643 before validation. */
@@ -112,7 +115,6 @@ function validateUser(body: Document): UserInput {
     throw error;
   }
   if (typeof coerced.externalId === 'string') checkLength('externalId', coerced.externalId);
-  refuseSecondPrimary(coerced);
   const attributes: Document = {};
   for (const [key, value] of Object.entries(coerced)) {
     if (!NOT_STORED.includes(key) && value !== undefined) attributes[key] = value;
