@@ -57,6 +57,8 @@ export function claimsOf(assertion: Element, settings: ClaimSettings): LoginClai
   const rawNameId = subject ? childText(subject, SAML, 'NameID') : undefined;
   if (!rawNameId) throw new SamlRefusal('the assertion has no NameID');
   checkText(rawNameId, 'NameID', MAX_LENGTHS.userName);
+  // U+FFFD is what the parser made of a lone surrogate's reference: two such NameIDs would be one user.
+  if (rawNameId.includes('\uFFFD')) throw new SamlRefusal('the NameID contains an unreadable character');
   const nameId = accountNameOf(rawNameId, 'NameID');
   const attributes = assertionAttributes(assertion);
   const mapped = (name: keyof typeof settings.attributeMap) =>
@@ -92,13 +94,11 @@ export function claimsOf(assertion: Element, settings: ClaimSettings): LoginClai
     settings.groupClaimFormat === 'object-ids'
       ? rawGroups?.map((v) => (GUID.test(v.trim()) ? v.trim().toLowerCase() : v.trim()))
       : rawGroups?.map((v) => v.trim());
-  if (values && !overage) {
-    if (values.length > MAX_GROUP_CLAIMS)
-      throw new SamlRefusal(
-        `the assertion claims ${values.length} groups; at most ${MAX_GROUP_CLAIMS} are accepted (send only the groups idsync's rules use: Okta's group filter, Entra's groups assigned to the application)`,
-      );
+  // More groups than a login writes: like Entra's overage, the groups SCIM set are kept, and the audit
+  // row says why (a login is not refused for an IdP's wide group filter).
+  const tooMany = values !== undefined && values.length > MAX_GROUP_CLAIMS;
+  if (values && !overage && !tooMany)
     for (const value of values) checkText(value, 'group claim', MAX_LENGTHS.displayName);
-  }
   return {
     nameId,
     email,
@@ -106,23 +106,23 @@ export function claimsOf(assertion: Element, settings: ClaimSettings): LoginClai
     familyName,
     displayName,
     groups:
-      overage || values === undefined
+      overage || tooMany || values === undefined
         ? undefined
         : { format: settings.groupClaimFormat, values: values.filter((v) => v !== '') },
-    overage,
+    overage: overage || tooMany,
   };
 }
 
 /** Groups one login may claim: a login writes each of them in its transaction. */
 export const MAX_GROUP_CLAIMS = 1_000;
 const MAX_PROFILE_CLAIM_LENGTH = 1_024;
-/** U+FFFD stands for what a parser could not read (a lone surrogate's character reference); U+FFFE/FFFF are no characters. */
-const UNREADABLE = /[\uFFFD\uFFFE\uFFFF]/;
+/** U+FFFE and U+FFFF are no characters. */
+const NONCHARACTER = /[\uFFFE\uFFFF]/;
 
 /** Claims are stored like SCIM input and must pass what SCIM refuses (control characters, lengths). */
 function checkText(value: string, what: string, maxLength: number): void {
   const problem =
-    textProblem(value) ?? (UNREADABLE.test(value) ? 'contains an unreadable character' : undefined);
+    textProblem(value) ?? (NONCHARACTER.test(value) ? 'contains an unreadable character' : undefined);
   if (problem) throw new SamlRefusal(`the ${what} ${problem}`);
   if (value.length > maxLength) throw new SamlRefusal(`the ${what} is longer than ${maxLength} characters`);
 }

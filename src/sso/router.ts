@@ -10,7 +10,7 @@ import { measureLogin } from '../metrics/sso-logins.js';
 import { PlatformMirror } from '../platform/mirror.js';
 import type { SecretBox } from '../security/secret-box.js';
 import { findTenantByName, type Tenant } from '../tenants/tenants.js';
-import { issueApiToken } from '../tokens/tokens.js';
+import { DEFAULT_LIFETIME_SECONDS, issueApiToken } from '../tokens/tokens.js';
 import { accountPage } from './account-page.js';
 import { claimsOf } from './claims.js';
 import { type AcsTenant, type Connection, findConnection, findTenantAndConnection } from './connections.js';
@@ -262,7 +262,7 @@ export function ssoRouter(options: SsoRouterOptions): Router {
       const label = String(req.body?.label ?? '').slice(0, 80) || undefined;
       const issued = await issueApiToken(db, tenant.id, session.userId, {
         scopes,
-        expiresInSeconds: 90 * 24 * 3600,
+        expiresInSeconds: DEFAULT_LIFETIME_SECONDS,
         label,
         actor: `user:${session.userName}`,
       });

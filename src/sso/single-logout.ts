@@ -166,8 +166,9 @@ export async function handleSingleLogout(
 ): Promise<void> {
   if (!options.secretBox) throw new SamlRefusal('Single Logout needs IDSYNC_SECRET_KEY (no SP signing key)');
   const binding = req.method === 'GET' ? 'redirect' : 'post';
-  const redirect =
-    binding === 'redirect' ? readRedirectQuery(req.originalUrl.split('?')[1] ?? '') : undefined;
+  const queryStart = req.originalUrl.indexOf('?');
+  const rawQuery = queryStart < 0 ? '' : req.originalUrl.slice(queryStart + 1);
+  const redirect = binding === 'redirect' ? readRedirectQuery(rawQuery) : undefined;
   const params = (redirect ? redirect.values : req.body) as Record<string, unknown>;
   const isRequest = typeof params.SAMLRequest === 'string';
   if (isRequest && params.SAMLResponse !== undefined)
@@ -196,8 +197,9 @@ export async function handleSingleLogout(
     if (!profile?.nameID) throw new SamlRefusal('the LogoutRequest names no NameID');
     // Spent only once its signature verified, so nobody else's forgery can use up a real request.
     const requestId = message.root.getAttribute('ID') ?? '';
+    const spentKey = `idsync:saml:logout-request:${tenant.id}:${connection.id}:${requestId}`;
     const spent = await options.redis.set(
-      `idsync:saml:logout-request:${tenant.id}:${connection.id}:${requestId}`,
+      spentKey,
       '1',
       'PX',
       LOGOUT_MESSAGE_MAX_AGE_MS + 2 * CLOCK_SKEW_MS,
@@ -205,7 +207,13 @@ export async function handleSingleLogout(
     );
     if (requestId === '' || spent !== 'OK')
       throw new SamlRefusal('the LogoutRequest was already used (or names no ID)');
-    const ended = await endIdpSessions(options.db, tenant.id, connection, profile, String(req.id));
+    // A request whose sessions could not be ended (the database away) is not spent: the IdP may send it again.
+    const ended = await endIdpSessions(options.db, tenant.id, connection, profile, String(req.id)).catch(
+      async (error: unknown) => {
+        await options.redis.del(spentKey).catch(() => undefined);
+        throw error;
+      },
+    );
     req.log.info({ sessionsEnded: ended, idp: connection.idpEntityId }, 'SAML logout from the IdP');
     clearSessionCookie(res);
     const relayState = typeof params.RelayState === 'string' ? params.RelayState : '';
@@ -399,14 +407,17 @@ function checkDestinationAndAge(message: LogoutMessage, endpoint: string, now = 
         ? `the logout message was sent to ${destination}, not to this tenant's ${endpoint}`
         : 'the logout message names no Destination',
     );
-  const issued = Date.parse(message.root.getAttribute('IssueInstant') ?? '');
+  // SAML times are UTC (SAML Core §1.3.3); one without a zone would be read in the host's.
+  const utc = (value: string | null) =>
+    value && /(Z|[+-]\d\d:\d\d)$/.test(value) ? Date.parse(value) : Number.NaN;
+  const issued = utc(message.root.getAttribute('IssueInstant'));
   if (Number.isNaN(issued)) throw new SamlRefusal('the logout message has no valid IssueInstant');
   if (issued > now + CLOCK_SKEW_MS) throw new SamlRefusal('the logout message is issued in the future');
   if (issued < now - LOGOUT_MESSAGE_MAX_AGE_MS - CLOCK_SKEW_MS)
     throw new SamlRefusal('the logout message is too old');
   const notOnOrAfter = message.root.getAttribute('NotOnOrAfter');
   if (notOnOrAfter) {
-    const until = Date.parse(notOnOrAfter);
+    const until = utc(notOnOrAfter);
     if (Number.isNaN(until) || until <= now - CLOCK_SKEW_MS)
       throw new SamlRefusal('the logout message has expired (NotOnOrAfter)');
   }
