@@ -44,8 +44,14 @@ export async function listen(
  * unknown, and SCIM clients are the ones that send long filters in URLs), as every other refusal does.
  */
 function answerUnparsableRequest(error: NodeJS.ErrnoException, socket: Socket): void {
-  if (error.code === 'ECONNRESET' || !socket.writable) {
+  // As Node's own handler: nothing to answer on a reset socket or after a response began.
+  const started = (socket as Socket & { _httpMessage?: { headersSent?: boolean } })._httpMessage?.headersSent;
+  if (error.code === 'ECONNRESET' || !socket.writable || started) {
     socket.destroy();
+    return;
+  }
+  if (error.code === 'ERR_HTTP_REQUEST_TIMEOUT') {
+    socket.end('HTTP/1.1 408 Request Timeout\r\nConnection: close\r\n\r\n');
     return;
   }
   const tooLarge = error.code === 'HPE_HEADER_OVERFLOW';

@@ -55,7 +55,7 @@ export function liveLockHolder(dataDir: string): LockHolder | undefined {
   // Our own pid in a lock this process does not hold: a previous idsync that had the same pid (pid 1 of
   // a container killed and started again) died without releasing it.
   if (holder.pid === process.pid) return held.has(path.resolve(dataDir)) ? holder : undefined;
-  return isProcessRunning(holder.pid, { sameExecutable: true }) ? holder : undefined;
+  return isProcessRunning(holder.pid, { node: true }) ? holder : undefined;
 }
 
 function readLockHolder(dataDir: string): LockHolder | undefined {

@@ -1,5 +1,5 @@
 import { randomBytes } from 'node:crypto';
-import { accessSync, constants, existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { accessSync, constants, existsSync, mkdirSync, readFileSync, statSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { Redis } from 'ioredis';
 import { ConfigError } from '../config.js';
@@ -41,11 +41,14 @@ async function findRedisBinary(): Promise<string> {
   if (explicit) {
     // Checked here: a spawn of a missing binary fails with an error event that printed the server's
     // command line, password included.
+    let executable = false;
     try {
       accessSync(explicit, constants.X_OK);
+      executable = statSync(explicit).isFile();
     } catch {
-      throw new ConfigError('REDIS_SERVER_BINARY', `${explicit} is not an executable file`);
+      // not there, or not executable
     }
+    if (!executable) throw new ConfigError('REDIS_SERVER_BINARY', `${explicit} is not an executable file`);
     return explicit;
   }
   const onPath = findOnPath('redis-server');

@@ -1,6 +1,6 @@
 import { type ChildProcess, execFileSync, spawn } from 'node:child_process';
 import { once } from 'node:events';
-import { readFileSync, readlinkSync } from 'node:fs';
+import { readFileSync } from 'node:fs';
 
 /** An embedded server: started by this process, adopted from a dead owner, or a running daemon's (used as a guest). */
 export interface LocalServer {
@@ -32,35 +32,24 @@ export interface ProcessIdentity {
 }
 
 /**
- * Whether `pid` is alive and is what a pid file says it is: its command line contains `marker` (a data
- * directory), or with `sameExecutable` it runs this process's executable. A pid file outlives its process
- * (kill -9, a container killed, a power cut) and its pid is then often another's: in a container the next
- * idsync is pid 1 again, on a host pids are reused. Where /proc cannot tell (not Linux), a live pid is
- * taken at its word.
+ * Whether `pid` is alive and may be what a pid file says it is. A pid file outlives its process (kill -9,
+ * a container killed, a power cut) and its pid is then often another's: in a container the next idsync
+ * is pid 1 again, on a host pids are reused. Only positive proof makes it "not running": /proc shows the
+ * pid running something else (its command line lacks `marker`, or with `node` its program is no Node
+ * runtime: a kernel thread, `sleep`, …). When /proc cannot tell (another user's process, `hidepid`, not
+ * Linux), a live pid is taken at its word: taking over a live daemon's lock would stop its servers.
  */
-export function isProcessRunning(
-  pid: number,
-  expected: { marker: string } | { sameExecutable: true },
-): boolean {
+export function isProcessRunning(pid: number, expected: { marker: string } | { node: true }): boolean {
   if (!isProcessAlive(pid)) return false;
+  let commandLine: string[];
   try {
-    if ('marker' in expected)
-      return readFileSync(`/proc/${pid}/cmdline`, 'utf8').split('\0').includes(expected.marker);
-    return readlinkSync(`/proc/${pid}/exe`) === readlinkSync('/proc/self/exe');
-  } catch (error) {
-    const code = (error as NodeJS.ErrnoException).code;
-    // No /proc at all: take the pid at its word. A pid /proc shows nothing of (gone, a kernel thread) is no server.
-    return code === 'ENOENT' && !procAvailable();
-  }
-}
-
-function procAvailable(): boolean {
-  try {
-    readlinkSync('/proc/self/exe');
-    return true;
+    commandLine = readFileSync(`/proc/${pid}/cmdline`, 'utf8').split('\0');
   } catch {
-    return false;
+    return true;
   }
+  if ('marker' in expected) return commandLine.includes(expected.marker);
+  // A kernel thread has an empty command line; Node upgraded in place keeps its argv[0].
+  return /(^|\/)(node|nodejs|bun|deno)[^/]*$/i.test(commandLine[0] ?? '');
 }
 
 export function isProcessAlive(pid: number): boolean {
