@@ -131,8 +131,6 @@ export async function reconcileUser(
   cause: Cause,
   /** The lane the job runs in: its platform requests go at that priority (an offboarding always first). */
   lane: 'deprovision' | 'reconcile' = 'deprovision',
-  /** Aborted when the attempt is given up (shutdown, its deadline): its session is ended, locks and all. */
-  signal?: AbortSignal,
 ): Promise<ReconcileResult> {
   // Only in the reconcile lane: a deprovision is nearly always for someone holding edges, and every
   // statement before its receipt opens is time to effect (the check would add four round trips).
@@ -142,9 +140,7 @@ export async function reconcileUser(
     const lockKey = userLockKey(userId);
     // In the reconcile lane completeIfUntouched has already waited for any rule change in progress
     // (matching-lock.ts) before any of the reads below; a deprovision does not wait for one.
-    const [session] = await connection<{ pid: number }[]>`
-      SELECT pg_backend_pid() AS pid FROM (SELECT pg_advisory_lock(hashtextextended(${lockKey}, 0))) AS locked`;
-    const stopOnAbort = endSessionOnAbort(deps.database, session!.pid, signal);
+    await connection`SELECT pg_advisory_lock(hashtextextended(${lockKey}, 0))`;
     try {
       const covered = await openAnnouncements(db, tenantId, 'user', userId);
       let connector = await deps.connectorFor(tenantId, lane, db);
@@ -162,30 +158,9 @@ export async function reconcileUser(
       await completeAnnouncements(db, covered);
       return result;
     } finally {
-      stopOnAbort();
       await connection`SELECT pg_advisory_unlock(hashtextextended(${lockKey}, 0))`;
     }
   });
-}
-
-/**
- * An attempt given up while it still runs (its deadline, a shutdown) must not keep its session: the
- * user's advisory lock would hold the retry, and a transaction left open would hold rows. Its backend is
- * terminated from another connection, which ends both and fails whatever the attempt does next. Returns
- * the function that stops watching.
- */
-function endSessionOnAbort(
-  database: ReconcileDependencies['database'],
-  backendPid: number,
-  signal: AbortSignal | undefined,
-): () => void {
-  if (!signal) return () => {};
-  const terminate = () => {
-    void database.sql`SELECT pg_terminate_backend(${backendPid})`.catch(() => undefined);
-  };
-  if (signal.aborted) terminate();
-  signal.addEventListener('abort', terminate, { once: true });
-  return () => signal.removeEventListener('abort', terminate);
 }
 
 async function applyUserPlan(

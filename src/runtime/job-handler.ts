@@ -35,14 +35,7 @@ export function createJobHandler(
         // One connection, one connector, one plan: an offboarding found in the reconcile lane is applied
         // there, at deprovision priority, instead of being planned again in the other lane.
         const lane = context.lane === 'reconcile' ? 'reconcile' : 'deprovision';
-        const result = await reconcileUser(
-          deps,
-          payload.tenantId,
-          payload.subjectId,
-          cause,
-          lane,
-          context.signal,
-        );
+        const result = await reconcileUser(deps, payload.tenantId, payload.subjectId, cause, lane);
         context.log.info(
           {
             operations: result.applied.length,
