@@ -52,6 +52,7 @@ function answerUnparsableRequest(error: NodeJS.ErrnoException, socket: Socket): 
   }
   if (error.code === 'ERR_HTTP_REQUEST_TIMEOUT') {
     socket.end('HTTP/1.1 408 Request Timeout\r\nConnection: close\r\n\r\n');
+    socket.destroySoon();
     return;
   }
   const tooLarge = error.code === 'HPE_HEADER_OVERFLOW';
@@ -67,4 +68,6 @@ function answerUnparsableRequest(error: NodeJS.ErrnoException, socket: Socket): 
     `HTTP/1.1 ${status} ${tooLarge ? 'Request Header Fields Too Large' : 'Bad Request'}\r\n` +
       `Content-Type: application/scim+json\r\nContent-Length: ${Buffer.byteLength(body)}\r\nConnection: close\r\n\r\n${body}`,
   );
+  // As Node does: a client that never closes its side must not keep the socket.
+  socket.destroySoon();
 }

@@ -96,7 +96,9 @@ export function claimsOf(assertion: Element, settings: ClaimSettings): LoginClai
       : rawGroups?.map((v) => v.trim());
   // More groups than a login writes: like Entra's overage, the groups SCIM set are kept, and the audit
   // row says why (a login is not refused for an IdP's wide group filter).
-  const tooMany = values !== undefined && values.length > MAX_GROUP_CLAIMS;
+  const tooMany =
+    values !== undefined &&
+    new Set(values.filter((v) => v !== '').map((v) => v.toLowerCase())).size > MAX_GROUP_CLAIMS;
   if (values && !overage && !tooMany)
     for (const value of values) checkText(value, 'group claim', MAX_LENGTHS.displayName);
   return {

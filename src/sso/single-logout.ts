@@ -407,9 +407,10 @@ function checkDestinationAndAge(message: LogoutMessage, endpoint: string, now = 
         ? `the logout message was sent to ${destination}, not to this tenant's ${endpoint}`
         : 'the logout message names no Destination',
     );
-  // SAML times are UTC (SAML Core §1.3.3); one without a zone would be read in the host's.
+  // SAML times are UTC (SAML Core §1.3.3), with or without `Z`; Date.parse would read one without a
+  // zone in the host's.
   const utc = (value: string | null) =>
-    value && /(Z|[+-]\d\d:\d\d)$/.test(value) ? Date.parse(value) : Number.NaN;
+    value ? Date.parse(/(Z|[+-]\d\d:\d\d)$/i.test(value) ? value : `${value}Z`) : Number.NaN;
   const issued = utc(message.root.getAttribute('IssueInstant'));
   if (Number.isNaN(issued)) throw new SamlRefusal('the logout message has no valid IssueInstant');
   if (issued > now + CLOCK_SKEW_MS) throw new SamlRefusal('the logout message is issued in the future');
