@@ -13,10 +13,11 @@ export const DEFAULT_MAX_STALLED_COUNT = 10;
  * How long one attempt may run before it is abandoned and retried with back-off. A deprovision or
  * reconcile takes seconds; a platform request waits at most its rate-limit patience (2 minutes) for the
  * budget, so an attempt of a few requests stays well inside this even on an exhausted budget. A scan
- * lists a whole account. The fault suite's PostgreSQL restart left a deprovision attempt waiting on a promise
- * the lost connection never settled, with no query running and its worker alive and renewing the job's
- * lock: the user's offboarding would have waited for good. An abandoned attempt's transaction never
- * committed, and the retry redoes only what is not done yet.
+ * lists a whole account. The fault suite's PostgreSQL restart left deprovision attempts waiting on
+ * statements the driver never settled (patches/postgres+3.4.9.patch fixes that), with no query running
+ * and their workers renewing the jobs' locks: the users' offboarding would have waited for good. This is
+ * the net for any other such wait. An abandoned attempt keeps its connection and the user's lock until it
+ * settles; the retry waits its turn on that lock and redoes only what is not done yet.
  */
 export const ATTEMPT_TIMEOUT_MS: Readonly<Record<Lane, number>> = {
   deprovision: 10 * 60_000,
