@@ -119,9 +119,15 @@ export async function startWorkerPool(options: WorkerPoolOptions): Promise<Worke
         let result: 'completed' | 'failed' = 'failed';
         activity.running += 1;
         activity.lastProgressAt = Date.now();
+        // One timer per attempt, cleared when it settles: thousands of jobs a second must not leave as
+        // many ten-minute timers behind.
         const timeoutMs = (options.attemptTimeoutMs ?? ATTEMPT_TIMEOUT_MS)[lane];
-        const deadline = AbortSignal.timeout(timeoutMs);
-        const stop = signal ? AbortSignal.any([signal, deadline]) : deadline;
+        const attempt = new AbortController();
+        const deadline = setTimeout(() => attempt.abort(new AttemptTimedOutError(timeoutMs)), timeoutMs);
+        deadline.unref();
+        const onShutdown = () => attempt.abort(new JobAbortedError());
+        if (signal?.aborted) onShutdown();
+        signal?.addEventListener('abort', onShutdown, { once: true });
         try {
           await untilAborted(
             options.handler(job.data, {
@@ -129,10 +135,9 @@ export async function startWorkerPool(options: WorkerPoolOptions): Promise<Worke
               jobId: job.id ?? '',
               attempt: job.attemptsMade + 1,
               log,
-              signal: stop,
+              signal: attempt.signal,
             }),
-            stop,
-            () => (deadline.aborted ? new AttemptTimedOutError(timeoutMs) : new JobAbortedError()),
+            attempt.signal,
           );
           result = 'completed';
         } catch (error) {
@@ -146,6 +151,8 @@ export async function startWorkerPool(options: WorkerPoolOptions): Promise<Worke
           sanitized.name = cause instanceof Error ? cause.name : 'Error';
           throw sanitized;
         } finally {
+          clearTimeout(deadline);
+          signal?.removeEventListener('abort', onShutdown);
           activity.running -= 1;
           activity.lastProgressAt = Date.now();
           jobDuration.observe({ lane, result }, (performance.now() - started) / 1000);
@@ -205,9 +212,10 @@ export async function startWorkerPool(options: WorkerPoolOptions): Promise<Worke
   };
 }
 
-function untilAborted<T>(work: Promise<T>, signal: AbortSignal, reason: () => Error): Promise<T> {
+/** The work's outcome, or the abort's reason (a JobAbortedError or an AttemptTimedOutError) if that comes first. */
+function untilAborted<T>(work: Promise<T>, signal: AbortSignal): Promise<T> {
   return new Promise<T>((resolve, reject) => {
-    const onAbort = () => reject(reason());
+    const onAbort = () => reject(signal.reason);
     if (signal.aborted) onAbort();
     signal.addEventListener('abort', onAbort, { once: true });
     work.then(resolve, reject).finally(() => signal.removeEventListener('abort', onAbort));
