@@ -139,8 +139,9 @@ describe('SAML Single Logout', async () => {
   });
 
   it('refuses a captured signature vouching for another message, a replay, another Destination and an old message', async () => {
-    const cookie = await signIn('victim@example.com');
-    // Each refusal's reason is looked for in what the log gained during that request only.
+    let cookie = await signIn('victim@example.com');
+    // Each refusal's reason is looked for in what the log gained during that request only; the
+    // victim's current session survives it.
     const refusedGet = async (query: string, reason: string) => {
       const logged = output().length;
       const response = await fetch(`${sloUrl}?${query}`, { redirect: 'manual' });
@@ -181,30 +182,22 @@ describe('SAML Single Logout', async () => {
     );
     expect((await fetch(`${sloUrl}?${real}`, { redirect: 'manual' })).status).toBe(302);
     expect(await signedIn(cookie)).toBe(false);
-    const again = await signIn('victim@example.com');
-    const beforeReplay = output().length;
-    const replayed = await fetch(`${sloUrl}?${real}`, { redirect: 'manual' });
-    expect(replayed.status).toBe(403);
-    expect(output().slice(beforeReplay)).toContain('the LogoutRequest was already used');
-    expect(await signedIn(again)).toBe(true);
+    cookie = await signIn('victim@example.com');
+    await refusedGet(real, 'the LogoutRequest was already used');
 
     const signed = (xml: string) => redirectQuery(idp, 'SAMLRequest', xml);
     const toVictim = () => logoutRequestXml(idp, sloUrl, { nameId: 'victim@example.com' });
-    const check = async (query: string, reason: string) => {
-      const logged = output().length;
-      const response = await fetch(`${sloUrl}?${query}`, { redirect: 'manual' });
-      expect(response.status, reason).toBe(403);
-      expect(output().slice(logged)).toContain(reason);
-      expect(await signedIn(again)).toBe(true);
-    };
-    await check(
+    await refusedGet(
       signed(logoutRequestXml(idp, `${publicUrl}/sso/other/slo`, { nameId: 'victim@example.com' })),
       "not to this tenant's",
     );
-    await check(signed(toVictim().replace(/ Destination="[^"]*"/, '')), 'names no Destination');
+    await refusedGet(signed(toVictim().replace(/ Destination="[^"]*"/, '')), 'names no Destination');
     const hourAgo = new Date(Date.now() - 3_600_000).toISOString();
-    await check(signed(toVictim().replace(/IssueInstant="[^"]*"/, `IssueInstant="${hourAgo}"`)), 'too old');
-    await check(
+    await refusedGet(
+      signed(toVictim().replace(/IssueInstant="[^"]*"/, `IssueInstant="${hourAgo}"`)),
+      'too old',
+    );
+    await refusedGet(
       signed(
         toVictim().replace(
           /NotOnOrAfter="[^"]*"/,

@@ -131,7 +131,7 @@ export function applyUserPatch(
 }
 
 /** The document with null elements removed from its multi-valued attributes (and its extensions'). */
-export function withoutNullElements(document: Document): Document {
+function withoutNullElements(document: Document): Document {
   for (const [key, value] of Object.entries(document)) {
     if (Array.isArray(value)) document[key] = value.filter((element) => element !== null);
     else if (key.startsWith('urn:') && value && typeof value === 'object')
@@ -153,10 +153,6 @@ function applyOne(document: Document, operation: PatchOperation, catalogs: Catal
   }
 }
 
-function isTrue(value: unknown): boolean {
-  return value === true || (typeof value === 'string' && value.toLowerCase() === 'true');
-}
-
 /** Each multi-valued attribute's elements marked primary, the extension's under their URN-qualified name. */
 function primaryElements(document: Document): Map<string, Document[]> {
   const found = new Map<string, Document[]>();
@@ -165,7 +161,9 @@ function primaryElements(document: Document): Map<string, Document[]> {
       if (Array.isArray(value)) {
         const primaries = value.filter(
           (element): element is Document =>
-            !!element && typeof element === 'object' && isTrue((element as Document).primary),
+            !!element &&
+            typeof element === 'object' &&
+            normaliseScalarBoolean((element as Document).primary) === true,
         );
         if (primaries.length > 0) found.set(prefix + key, primaries);
       } else if (key.startsWith('urn:') && value && typeof value === 'object')

@@ -12,7 +12,7 @@ import { escapeHtml, htmlPage } from '../http/html.js';
 import { parseCredential, secretMatches } from '../security/credentials.js';
 import type { SecretBox } from '../security/secret-box.js';
 import type { Tenant } from '../tenants/tenants.js';
-import { type Connection, findConnection } from './connections.js';
+import { type Connection, findConnection, toPem } from './connections.js';
 import { SamlRefusal } from './refusal.js';
 import { children, childText, DSIG, SAML as SAML_NS, SAMLP } from './response-document.js';
 import { CLOCK_SKEW_MS, serviceProviderUrls } from './service-provider.js';
@@ -381,18 +381,11 @@ function redirectSignatureVerifies(query: RedirectQuery, certificates: string[])
   const signature = Buffer.from(query.values.Signature, 'base64');
   return certificates.some((certificate) => {
     try {
-      return verifySignature(hash, signed, pemOf(certificate), signature);
+      return verifySignature(hash, signed, toPem(certificate), signature);
     } catch {
       return false;
     }
   });
-}
-
-/** A certificate as stored (PEM, or its base64 body alone, as metadata carries it) in PEM. */
-function pemOf(certificate: string): string {
-  if (certificate.includes('-----BEGIN CERTIFICATE-----')) return certificate;
-  const body = certificate.replace(/\s+/g, '').replace(/(.{64})/g, '$1\n');
-  return `-----BEGIN CERTIFICATE-----\n${body}\n-----END CERTIFICATE-----\n`;
 }
 
 /**
