@@ -120,6 +120,29 @@ describe('SAML single sign-on with JIT provisioning', async () => {
     expect(revoked!.revoked_at).not.toBeNull();
   });
 
+  it('a cookie with the session’s id but another secret neither signs in nor keeps the session from idling out', async () => {
+    const tokenId = /^idsync_session=sess_([0-9a-f]{16})_/.exec(adaCookie)![1]!;
+    const lastUsed = async () =>
+      (
+        await database.sql`SELECT (extract(epoch FROM last_used_at) * 1000)::float8 AS ms FROM tokens WHERE token_id = ${tokenId}`
+      )[0]!.ms as number;
+    await database.sql`UPDATE tokens SET last_used_at = now() - interval '50 minutes' WHERE token_id = ${tokenId}`;
+    const before = await lastUsed();
+    const forged = await fetch(`${publicUrl}/sso/acme/me`, {
+      headers: { Cookie: `idsync_session=sess_${tokenId}_${'A'.repeat(43)}` },
+      redirect: 'manual',
+    });
+    expect(forged.status).toBe(302);
+    expect(forged.headers.get('location')).toContain('/sso/acme/login');
+    expect(await lastUsed()).toBe(before);
+    const genuine = await fetch(`${publicUrl}/sso/acme/me`, {
+      headers: { Cookie: adaCookie },
+      redirect: 'manual',
+    });
+    expect(genuine.status).toBe(200);
+    expect(await lastUsed()).toBeGreaterThan(before + 49 * 60_000);
+  });
+
   it('ends the session at once when the IdP deactivates the user through SCIM', async () => {
     await database.sql.begin(async (tx) => {
       const [user] =

@@ -50,7 +50,10 @@ export async function startSession(
   return credential.token;
 }
 
-/** The live session behind the request's cookie, or undefined; refreshes the idle clock. */
+/**
+ * The live session behind the request's cookie, or undefined. The idle clock is refreshed only after the
+ * secret matched: the token id alone (it is not secret) must not keep a session from idling out.
+ */
 export async function currentSession(
   db: Database,
   tenantId: string,
@@ -59,15 +62,20 @@ export async function currentSession(
   const token = readCookie(req, SESSION_COOKIE);
   const parsed = token ? parseCredential(token) : undefined;
   if (parsed?.kind !== 'sess') return undefined;
+  const live = sql`t.revoked_at IS NULL AND t.expires_at > now()
+    AND t.last_used_at > now() - ${`${SESSION_IDLE_MS} milliseconds`}::interval
+    AND u.active AND u.deprovisioned_at IS NULL`;
   const [row] = await db.execute<{ id: string; user_id: string; user_name: string; secret_hash: string }>(sql`
-    UPDATE tokens t SET last_used_at = now()
-    FROM users u
-    WHERE t.token_id = ${parsed.tokenId} AND t.kind = 'session' AND t.tenant_id = ${tenantId} AND u.id = t.user_id
-      AND t.revoked_at IS NULL AND t.expires_at > now()
-      AND t.last_used_at > now() - ${`${SESSION_IDLE_MS} milliseconds`}::interval
-      AND u.active AND u.deprovisioned_at IS NULL
-    RETURNING t.id::text, t.user_id::text, u.user_name, t.secret_hash`);
+    SELECT t.id::text, t.user_id::text, u.user_name, t.secret_hash
+    FROM tokens t JOIN users u ON u.id = t.user_id
+    WHERE t.token_id = ${parsed.tokenId} AND t.kind = 'session' AND t.tenant_id = ${tenantId} AND ${live}`);
   if (!row || !secretMatches(parsed.secret, row.secret_hash)) return undefined;
+  // Checked again as it is refreshed: a sign-out or deprovision may have landed in between.
+  const [refreshed] = await db.execute(sql`
+    UPDATE tokens t SET last_used_at = now() FROM users u
+    WHERE t.id = ${row.id} AND u.id = t.user_id AND ${live}
+    RETURNING t.id`);
+  if (!refreshed) return undefined;
   return { id: row.id, userId: row.user_id, userName: row.user_name };
 }
 
