@@ -4,7 +4,7 @@ import { type Config, ConfigError } from '../config.js';
 import { DomainError, invalid, rootCause } from '../errors.js';
 import { createLogger, type Logger, withoutBoundValues } from '../log.js';
 import { type DaemonMode, startDaemon } from '../runtime/daemon.js';
-import { DataDirInUseError } from '../runtime/data-dir-lock.js';
+import { DataDirInUseError, TakeoverInterruptedError } from '../runtime/data-dir-lock.js';
 import { UnreachableError } from '../runtime/infrastructure.js';
 import { processCount } from '../runtime/process-count.js';
 import { inProcessGroup, joinProcessGroup, startProcessGroup } from '../runtime/process-group.js';
@@ -330,7 +330,7 @@ export async function main(argv: string[]): Promise<number> {
       process.stderr.write(`idsync: ${error.message}\n`);
       return error.exitCode;
     }
-    if (error instanceof DataDirInUseError) {
+    if (error instanceof DataDirInUseError || error instanceof TakeoverInterruptedError) {
       process.stderr.write(`idsync: ${error.message}\n`);
       return EXIT.inUse;
     }

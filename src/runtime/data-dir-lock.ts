@@ -1,4 +1,4 @@
-import { closeSync, mkdirSync, openSync, readFileSync, renameSync, rmSync, writeFileSync } from 'node:fs';
+import { linkSync, mkdirSync, readFileSync, renameSync, rmSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { isProcessRunning, sleep } from './processes.js';
 
@@ -13,6 +13,11 @@ import { isProcessRunning, sleep } from './processes.js';
  * mtime (it is made for network file systems), so it refuses a restart for seconds after a crash and
  * declares a live daemon's lock compromised when a busy machine stalls its timer. On one machine,
  * whether the owner's process is alive is the exact test.
+ *
+ * Starters may race (a supervisor and an operator after a crash), so the file is never seen half made
+ * and never replaced by two: it appears whole (a complete file hard-linked into place, which fails if
+ * one is there), and a dead owner's lock is replaced only by the starter that created the takeover
+ * marker, after checking the lock is still the very one it judged dead.
  */
 
 export type LockCommand = 'start' | 'serve' | 'worker' | 'one-shot';
@@ -51,19 +56,92 @@ export function lockPath(dataDir: string): string {
 /** The lock's holder if it is a live process, else undefined (no lock, or its owner died). */
 export function liveLockHolder(dataDir: string): LockHolder | undefined {
   const holder = readLockHolder(dataDir);
-  if (!holder) return undefined;
+  return holder && isLive(holder, dataDir) ? holder : undefined;
+}
+
+function isLive(holder: LockHolder, dataDir: string): boolean {
   // Our own pid in a lock this process does not hold: a previous idsync that had the same pid (pid 1 of
   // a container killed and started again) died without releasing it.
-  if (holder.pid === process.pid) return held.has(path.resolve(dataDir)) ? holder : undefined;
-  return isProcessRunning(holder.pid, { node: true }) ? holder : undefined;
+  if (holder.pid === process.pid) return held.has(path.resolve(dataDir));
+  return isProcessRunning(holder.pid, { node: true });
 }
 
 function readLockHolder(dataDir: string): LockHolder | undefined {
+  return parseHolder(readLockText(lockPath(dataDir)));
+}
+
+function parseHolder(text: string | undefined): LockHolder | undefined {
   try {
-    const holder = JSON.parse(readFileSync(lockPath(dataDir), 'utf8')) as LockHolder;
+    const holder = JSON.parse(text ?? '') as LockHolder;
     return Number.isInteger(holder.pid) ? holder : undefined;
   } catch {
     return undefined;
+  }
+}
+
+function readLockText(file: string): string | undefined {
+  try {
+    return readFileSync(file, 'utf8');
+  } catch {
+    return undefined;
+  }
+}
+
+/** Puts `text` in place as `file` unless a file is there (then false): never a half-written file to misread. */
+function createWhole(file: string, text: string): boolean {
+  const draft = `${file}.${process.pid}.new`;
+  writeFileSync(draft, text);
+  try {
+    linkSync(draft, file);
+    return true;
+  } catch (error) {
+    if ((error as NodeJS.ErrnoException).code === 'EEXIST') return false;
+    throw error;
+  } finally {
+    rmSync(draft, { force: true });
+  }
+}
+
+function replaceWhole(file: string, text: string): void {
+  const draft = `${file}.${process.pid}.new`;
+  writeFileSync(draft, text);
+  renameSync(draft, file);
+}
+
+export class TakeoverInterruptedError extends Error {
+  constructor(readonly marker: string) {
+    super(
+      `a takeover of this data directory's lock was interrupted (${marker} names a process that is gone); check that no idsync runs on it, then delete ${marker}`,
+    );
+    this.name = 'TakeoverInterruptedError';
+  }
+}
+
+/**
+ * Replaces the lock `stale` (its text, judged dead) with ours, if it is still that lock. Only the
+ * starter that creates the marker may replace it; the others wait for the marker to go, then judge the
+ * lock again. A marker whose creator died is not removed here (two removers would race again): the
+ * operator is told, and the window for that is a few system calls.
+ */
+function takeOver(file: string, stale: string | undefined, holder: LockHolder): 'taken' | 'retry' {
+  const marker = `${file}.takeover`;
+  if (!createWhole(marker, String(process.pid))) {
+    const text = readLockText(marker);
+    if (text === undefined) return 'retry'; // its taker finished in between
+    const taker = Number.parseInt(text, 10);
+    // Interrupted: unreadable (a power cut before its write reached the disk), its creator gone, or our
+    // own pid (a previous idsync with this pid; this process takes over synchronously, never twice).
+    if (!Number.isInteger(taker) || taker === process.pid || !isProcessRunning(taker, { node: true })) {
+      throw new TakeoverInterruptedError(marker);
+    }
+    return 'retry';
+  }
+  try {
+    if (readLockText(file) !== stale) return 'retry';
+    replaceWhole(file, JSON.stringify(holder));
+    return 'taken';
+  } finally {
+    rmSync(marker, { force: true });
   }
 }
 
@@ -98,34 +176,26 @@ export async function acquireDataDirLock(
   const holder: LockHolder = { pid: process.pid, ...claim, startedAt: new Date().toISOString() };
   const deadline = Date.now() + waitMs;
   for (;;) {
-    try {
-      const fd = openSync(file, 'wx', 0o644);
-      writeFileSync(fd, JSON.stringify(holder));
-      closeSync(fd);
-      break;
-    } catch (error) {
-      if ((error as NodeJS.ErrnoException).code !== 'EEXIST') throw error;
-    }
-    const other = liveLockHolder(directory);
-    if (!other) {
-      // Its owner died without releasing it (kill -9, a crash, a reboot): take it over.
-      rmSync(file, { force: true });
+    if (createWhole(file, JSON.stringify(holder))) break;
+    const text = readLockText(file);
+    if (text === undefined) continue; // released in between: create it again
+    const other = parseHolder(text);
+    if (!other || !isLive(other, directory)) {
+      // Its owner died without releasing it (kill -9, a crash, a reboot; unreadable: a power cut before
+      // its write reached the disk): take it over, unless another starter does so first.
+      if (takeOver(file, text, holder) === 'taken') break;
+      await sleep(10);
       continue;
     }
     if (other.command !== 'one-shot' || Date.now() > deadline) throw new DataDirInUseError(directory, other);
     await sleep(100);
   }
 
-  const write = () => {
-    const next = `${file}.${process.pid}`;
-    writeFileSync(next, JSON.stringify(holder));
-    renameSync(next, file);
-  };
   const lock: DataDirLock = {
     holder,
     update(details) {
       Object.assign(holder, details);
-      write();
+      replaceWhole(file, JSON.stringify(holder));
     },
     release() {
       const entry = held.get(directory);
