@@ -1,4 +1,6 @@
-import { chmodSync, mkdtempSync } from 'node:fs';
+import { chmodSync, existsSync, mkdtempSync } from 'node:fs';
+import { createServer } from 'node:http';
+import type { AddressInfo } from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
 import { describe, expect, it } from 'vitest';
@@ -30,6 +32,29 @@ describe('idsync refuses bad configuration with one line and a non-zero exit', (
       'REDIS_SERVER_BINARY: /nonexistent/redis-server is not an executable file',
     );
     expect(result.stderr).not.toContain('requirepass');
+  });
+
+  it('a PORT another program holds, or a HOST not on this machine: exit 78 naming the setting, nothing left running', async () => {
+    const taken = createServer();
+    await new Promise<void>((resolve) => taken.listen(0, '127.0.0.1', resolve));
+    const port = (taken.address() as AddressInfo).port;
+    try {
+      for (const [env, expected] of [
+        [{ PORT: String(port) }, `PORT: 127.0.0.1 port ${port} is already in use by another program`],
+        [{ HOST: '192.0.2.1' }, 'HOST: 192.0.2.1 is not an address of this machine'],
+      ] as const) {
+        const dataDir = mkdtempSync(path.join(os.tmpdir(), 'idsync-listen-'));
+        chmodSync(dataDir, 0o755);
+        const result = await runCli(['start'], { ...env, IDSYNC_DATA_DIR: dataDir });
+        expect(result.code).toBe(78);
+        expect(result.stderr).toBe(`idsync: configuration error: ${expected}\n`);
+        // The embedded servers it started were stopped and the data directory released.
+        expect(existsSync(path.join(dataDir, 'idsync.lock'))).toBe(false);
+        expect(existsSync(path.join(dataDir, 'postgres', 'postmaster.pid'))).toBe(false);
+      }
+    } finally {
+      taken.close();
+    }
   });
 
   it('answers an unknown command with usage and exit 64', async () => {

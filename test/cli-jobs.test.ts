@@ -45,6 +45,9 @@ describe('idsync jobs failed / retry', () => {
       expect(retried.stdout).toBe('retried 1 job\n');
       await expect.poll(() => processed, { timeout: 10_000 }).toEqual(['u-1']);
       expect((await runCli(['jobs', 'failed'], env)).stdout).toBe('no failed jobs\n');
+      const unknown = await runCli(['jobs', 'retry', 'job-1'], env);
+      expect(unknown.code).toBe(65);
+      expect(unknown.stderr).toBe('idsync: no failed job job-1 (idsync jobs failed lists them)\n');
     } finally {
       await pool.close();
       await closeQueues(queues);

@@ -460,7 +460,7 @@ describe('idsync import from the CLI', async () => {
     return file;
   };
 
-  it('exits 0 when applied, 65 when rows are refused (nothing applied), 64 on usage errors', async () => {
+  it('exits 0 when applied, 65 when rows are refused (nothing applied) or the file cannot be read, 64 on usage errors', async () => {
     expect((await runCli(['tenant', 'create', 'acme'], env)).code).toBe(0);
     const good = write('good.csv', 'account,team,role\nada@example.com,core,admin\n');
     const dry = await runCli(['import', good, '--tenant', 'acme', '--dry-run'], env);
@@ -481,7 +481,9 @@ describe('idsync import from the CLI', async () => {
     const skipped = await runCli(['import', bad, '--tenant', 'acme', '--skip-invalid'], env);
     expect(skipped.code).toBe(0);
 
-    expect((await runCli(['import', '/nonexistent.csv', '--tenant', 'acme'], env)).code).toBe(64);
+    const unreadable = await runCli(['import', '/nonexistent.csv', '--tenant', 'acme'], env);
+    expect(unreadable.code).toBe(65);
+    expect(unreadable.stderr).toBe('idsync: cannot read /nonexistent.csv\n');
     expect((await runCli(['import', good], env)).code).toBe(64);
   });
 

@@ -37,7 +37,7 @@ export function registerImportCommand(program: Command): void {
         try {
           size = statSync(file).size;
         } catch {
-          throw new CliError(`cannot read ${file}`, EXIT.usage);
+          throw new CliError(`cannot read ${file}`, EXIT.dataError);
         }
         const tenant = await findTenantByName(db, options.tenant);
         const progress = startProgress({ label: 'import', total: size });

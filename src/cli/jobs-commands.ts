@@ -1,6 +1,6 @@
 import type { Command } from 'commander';
 import { LANES, type LaneQueues } from '../jobs/queues.js';
-import { configOrExit, withQueueConnection } from './context.js';
+import { CliError, configOrExit, EXIT, withQueueConnection } from './context.js';
 import { startProgress } from './progress.js';
 
 const withQueues = <T>(work: (queues: LaneQueues) => Promise<T>) =>
@@ -33,6 +33,9 @@ export function registerJobsCommands(program: Command): void {
       withQueues(async (queues) => {
         const failed = await Promise.all(LANES.map((lane) => queues[lane].getFailed(0, 9999)));
         const chosen = failed.flat().filter((job) => !jobId || job.id === jobId);
+        if (jobId && chosen.length === 0) {
+          throw new CliError(`no failed job ${jobId} (idsync jobs failed lists them)`, EXIT.dataError);
+        }
         const progress = startProgress({ label: 'jobs retry', total: chosen.length });
         let retried = 0;
         try {

@@ -1,6 +1,7 @@
 import { once } from 'node:events';
 import { createServer, type RequestListener, type Server } from 'node:http';
 import type { AddressInfo, Socket } from 'node:net';
+import { ConfigError } from '../config.js';
 
 export interface RunningHttpServer {
   port: number;
@@ -36,6 +37,26 @@ export async function listen(
       clearTimeout(timer);
     },
   };
+}
+
+/**
+ * A port or host the server cannot listen on is a setting for the operator to change (a ConfigError,
+ * exit 78, naming it), not a crash with a stack; anything else is returned as it was.
+ */
+export function asSettingError(error: unknown, port: number, host: string, portSetting: string): unknown {
+  switch ((error as NodeJS.ErrnoException).code) {
+    case 'EADDRINUSE':
+      return new ConfigError(portSetting, `${host} port ${port} is already in use by another program`);
+    case 'EACCES':
+      return new ConfigError(portSetting, `port ${port} needs privileges this process does not have`);
+    case 'EADDRNOTAVAIL':
+      return new ConfigError('HOST', `${host} is not an address of this machine`);
+    case 'ENOTFOUND':
+    case 'EAI_AGAIN':
+      return new ConfigError('HOST', `${host} does not resolve to an address`);
+    default:
+      return error;
+  }
 }
 
 /**

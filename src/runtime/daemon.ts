@@ -10,7 +10,7 @@ import { appliedMigrationCount, expectedMigrationCount, runMigrations } from '..
 import { StatisticsKeeper } from '../db/statistics-keeper.js';
 import { type AppOptions, createHttpListener } from '../http/app.js';
 import { API_MOUNTS, OPENAPI_PATH, openApiRouter } from '../http/openapi.js';
-import { listen, type RunningHttpServer } from '../http/server.js';
+import { asSettingError, listen, type RunningHttpServer } from '../http/server.js';
 import { syncAuditPollSchedulers } from '../jobs/audit-poll-schedule.js';
 import { connectionReady, createRedisConnection } from '../jobs/connection.js';
 import { deprovisionAlert } from '../jobs/deprovision-alert.js';
@@ -319,7 +319,9 @@ export async function startDaemon(options: DaemonOptions): Promise<Daemon> {
           ...(options.mounts?.(resources) ?? []),
         ],
       });
-      http = await listen(listener, config.port, config.host);
+      http = await listen(listener, config.port, config.host).catch((error) => {
+        throw asSettingError(error, config.port, config.host, 'PORT');
+      });
       const server = http;
       cleanups.push((remainingMs) => server.close(remainingMs));
       if (claim.kind === 'owner') claim.lock.update({ httpPort: server.port });

@@ -1,7 +1,7 @@
 import type { Redis } from 'ioredis';
 import type { Sql } from '../db/client.js';
 import { createApp, type ReadinessCheck } from '../http/app.js';
-import { listen, type RunningHttpServer } from '../http/server.js';
+import { asSettingError, listen, type RunningHttpServer } from '../http/server.js';
 import type { LaneQueues } from '../jobs/queues.js';
 import type { WorkerActivity } from '../jobs/workers.js';
 import type { Logger } from '../log.js';
@@ -56,7 +56,9 @@ export async function startWorkerHealth(options: WorkerHealthOptions): Promise<R
   try {
     return await listen(app, port, options.host);
   } catch (error) {
-    if (!options.fallbackToFreePort || (error as NodeJS.ErrnoException).code !== 'EADDRINUSE') throw error;
+    if (!options.fallbackToFreePort || (error as NodeJS.ErrnoException).code !== 'EADDRINUSE') {
+      throw asSettingError(error, port, options.host, 'WORKER_HEALTH_PORT');
+    }
     const server = await listen(app, 0, options.host);
     options.log.warn(
       { component: 'worker-health', port: server.port },
