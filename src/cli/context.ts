@@ -73,11 +73,54 @@ function commandName(): string {
 /** Runs `work` holding (or, while a daemon runs, as a guest of) the data directory, with the daemon's public URL. */
 async function withClaim<T>(config: Config, work: (claim: DataDirClaim, config: Config) => Promise<T>) {
   const claim = await claimForOneShot(config, commandName());
+  const stopOnSignal = claim.kind === 'owner' ? onInterrupt(async () => releaseClaim(claim)) : () => {};
   try {
     return await work(claim, { ...config, publicUrl: claim.publicUrl });
   } finally {
+    stopOnSignal();
     releaseClaim(claim);
   }
+}
+
+/*
+ * Ctrl-C (or TERM, HUP) during a one-shot command. The embedded servers run in their own process group
+ * (so a daemon can drain before they stop), so the terminal's signal reaches idsync alone, and Node's
+ * default would end it there and leave them running until the next start adopts them. Instead the
+ * command stops where it stands: what it started is stopped, newest first, the data directory is
+ * released, and it exits 128 + the signal's number. A second signal ends it at once.
+ */
+const SIGNAL_EXIT = { SIGINT: 130, SIGTERM: 143, SIGHUP: 129 } as const;
+type StopSignal = keyof typeof SIGNAL_EXIT;
+const interruptCleanups: (() => Promise<void>)[] = [];
+let interruption: StopSignal | undefined;
+
+/** The exit code of the signal that interrupted this command, if one did (its errors are the stop's). */
+export function interruptedExitCode(): number | undefined {
+  return interruption && SIGNAL_EXIT[interruption];
+}
+
+/** Registers `cleanup` to run if a signal interrupts the command; the returned function unregisters it. */
+function onInterrupt(cleanup: () => Promise<void>): () => void {
+  if (!interruptHandlersInstalled) {
+    interruptHandlersInstalled = true;
+    for (const signal of Object.keys(SIGNAL_EXIT) as StopSignal[]) {
+      process.on(signal, () => void stopForSignal(signal));
+    }
+  }
+  interruptCleanups.push(cleanup);
+  return () => {
+    const index = interruptCleanups.indexOf(cleanup);
+    if (index >= 0) interruptCleanups.splice(index, 1);
+  };
+}
+let interruptHandlersInstalled = false;
+
+async function stopForSignal(signal: StopSignal): Promise<void> {
+  if (interruption) process.exit(SIGNAL_EXIT[interruption]);
+  interruption = signal;
+  process.stderr.write(`idsync: interrupted (${signal}); stopping what this command started\n`);
+  for (const cleanup of [...interruptCleanups].reverse()) await cleanup().catch(() => {});
+  process.exit(SIGNAL_EXIT[signal]);
 }
 
 /** One-shot commands keep their own chatter quiet; their output is the answer, not a log. */
@@ -95,6 +138,7 @@ export async function withDatabase<T>(
       claim,
       embeddedMaxConnections('start', config, processCount('start', config)),
     );
+    const stopOnSignal = onInterrupt(() => endpoint.release());
     try {
       await reaching('PostgreSQL', endpoint, () => runMigrations(endpoint.url));
       const database = connectDatabase(endpoint.url, { max: 2 });
@@ -104,6 +148,7 @@ export async function withDatabase<T>(
         await database.close();
       }
     } finally {
+      stopOnSignal();
       await endpoint.release();
     }
   });
@@ -126,6 +171,7 @@ export async function withQueueConnection<T>(
   return withClaim(config, async (claim) => {
     const log = quietLogger(config);
     const endpoint = await provideRedis(config, log, claim);
+    const stopOnSignal = onInterrupt(() => endpoint.release());
     const redis = createRedisConnection(endpoint.url, 'producer');
     try {
       await reaching('Redis', endpoint, () => connectionReady(redis, 10_000));
@@ -136,6 +182,7 @@ export async function withQueueConnection<T>(
         await closeQueues(queues);
       }
     } finally {
+      stopOnSignal();
       redis.disconnect();
       await endpoint.release();
     }

@@ -19,7 +19,14 @@ import {
 } from '../tenants/tenants.js';
 import { readTokenScopes } from '../tokens/scopes.js';
 import { registerAccessCommands } from './access-commands.js';
-import { CliError, configOrExit, daemonPublicUrl, EXIT, withDatabase } from './context.js';
+import {
+  CliError,
+  configOrExit,
+  daemonPublicUrl,
+  EXIT,
+  interruptedExitCode,
+  withDatabase,
+} from './context.js';
 import { registerCredentialCommands } from './credential-commands.js';
 import { registerImportCommand } from './import-command.js';
 import { registerJobsCommands } from './jobs-commands.js';
@@ -323,6 +330,9 @@ export async function main(argv: string[]): Promise<number> {
     await buildProgram().parseAsync(argv);
     return EXIT.ok;
   } catch (error) {
+    // Interrupted: the error is the command being stopped under it, and the stop sets the exit code.
+    const interrupted = interruptedExitCode();
+    if (interrupted !== undefined) return interrupted;
     if (error instanceof CommanderError) {
       return error.exitCode === 0 ? EXIT.ok : EXIT.usage;
     }

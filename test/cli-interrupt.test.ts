@@ -1,0 +1,72 @@
+import { execFileSync } from 'node:child_process';
+import { once } from 'node:events';
+import {
+  chmodSync,
+  closeSync,
+  existsSync,
+  mkdtempSync,
+  openSync,
+  readdirSync,
+  readlinkSync,
+  writeSync,
+} from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { afterAll, describe, expect, it } from 'vitest';
+import { readPid } from '../src/runtime/processes.js';
+import { runCli, spawnCli } from './support/cli.js';
+
+/*
+ * The embedded servers run in their own process group, so the Ctrl-C a terminal sends reaches idsync
+ * alone. A one-shot command that started them must stop them itself when interrupted, not leave them
+ * running until some later start adopts them.
+ */
+describe('a one-shot command interrupted by a signal', () => {
+  const dataDir = mkdtempSync(path.join(os.tmpdir(), 'idsync-interrupt-'));
+  chmodSync(dataDir, 0o755); // run as root, the embedded PostgreSQL runs as postgres, which must enter it
+  const postmasterPid = path.join(dataDir, 'postgres', 'postmaster.pid');
+  afterAll(() => {
+    const pid = readPid(postmasterPid);
+    if (pid) process.kill(pid, 'SIGKILL'); // only when the command left it running
+  });
+
+  it('stops the embedded PostgreSQL it started, releases the data directory and exits 130', async () => {
+    const env = { IDSYNC_DATA_DIR: dataDir };
+    expect((await runCli(['tenant', 'create', 'acme'], env)).code).toBe(0);
+    // An import reading a pipe nobody writes to: it waits there, with PostgreSQL started and migrated.
+    const pipe = path.join(dataDir, 'rows.csv');
+    execFileSync('mkfifo', [pipe]);
+    const writer = openSync(pipe, 'r+'); // keeps the pipe open, so the reader's open returns at once
+    try {
+      const command = spawnCli(['import', pipe, '--tenant', 'acme'], env);
+      let stderr = '';
+      command.stderr!.on('data', (chunk) => {
+        stderr += chunk;
+      });
+      const exited = once(command, 'exit');
+      const readingThePipe = () =>
+        readdirSync(`/proc/${command.pid}/fd`).some((fd) => {
+          try {
+            return readlinkSync(`/proc/${command.pid}/fd/${fd}`) === pipe;
+          } catch {
+            return false;
+          }
+        });
+      await expect.poll(readingThePipe, { timeout: 60_000, interval: 100 }).toBe(true);
+      expect(existsSync(postmasterPid)).toBe(true);
+      command.kill('SIGINT');
+      const stoppedOrGone = () =>
+        !existsSync(postmasterPid) || command.exitCode !== null || command.signalCode !== null;
+      await expect.poll(stoppedOrGone, { timeout: 60_000, interval: 100 }).toBe(true);
+      // The read of the pipe holds one of Node's threads, and an exit waits for them: end it.
+      writeSync(writer, '\n');
+      const [code, signal] = await exited;
+      expect({ code, signal }).toEqual({ code: 130, signal: null });
+      expect(stderr).toContain('idsync: interrupted (SIGINT); stopping what this command started');
+      expect(existsSync(postmasterPid)).toBe(false);
+      expect(existsSync(path.join(dataDir, 'idsync.lock'))).toBe(false);
+    } finally {
+      closeSync(writer);
+    }
+  });
+});
