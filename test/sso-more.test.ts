@@ -218,6 +218,64 @@ describe('SSO configuration, Entra group claims, JIT modes and hostile responses
     expect(tooLong.stderr).toContain('maximum assertion age');
   }, 240_000);
 
+  it('an IdP with --groups none (a partner IdP): its logins grant and withdraw no groups', async () => {
+    const partner = await createTestIdp(sp, 'https://partner-idp.example.test');
+    const certificate = path.join(os.tmpdir(), `partner-${port}.pem`);
+    writeFileSync(certificate, partner.certificate);
+    const add = (groups: string) =>
+      runCli(
+        [
+          'sso',
+          'add',
+          '--tenant',
+          'acme',
+          '--entity-id',
+          partner.entityId,
+          '--sso-url',
+          `${partner.entityId}/sso`,
+          '--cert',
+          certificate,
+          '--domains',
+          'partner.example.org',
+          '--groups',
+          groups,
+        ],
+        env,
+      );
+    const login = async (groups: string[]) =>
+      post(
+        await partner.respond({
+          nameId: 'pat@partner.example.org',
+          inResponseTo: await requestId(partner.entityId),
+          attributes: { groups },
+        }),
+      );
+    const memberships = async () =>
+      (
+        await database.sql`
+          SELECT g.display_name FROM group_members m JOIN groups g ON g.id = m.group_id
+          JOIN users u ON u.id = m.user_id WHERE u.user_name = 'pat@partner.example.org' ORDER BY 1`
+      ).map((row) => row.display_name);
+    // While the connection took group names, a login granted one.
+    expect((await add('names')).code).toBe(0);
+    expect((await login(['Partners'])).status).toBe(303);
+    expect(await memberships()).toEqual(['Partners']);
+
+    expect((await add('none')).code).toBe(0);
+    expect((await login(['Admins', 'Console Admins'])).status).toBe(303);
+    expect((await login([])).status).toBe(303);
+    expect(await memberships()).toEqual(['Partners']);
+    expect(
+      (await database.sql`SELECT 1 FROM groups WHERE display_name IN ('Admins', 'Console Admins')`).length,
+    ).toBe(0);
+    const listed = await runCli(['sso', 'list', '--tenant', 'acme'], env);
+    expect(listed.stdout).toMatch(/https:\/\/partner-idp\.example\.test\tsso-url=\S+\tgroups=none\t/);
+    const unknown = await add('roles');
+    expect(unknown.code).toBe(64);
+    expect(unknown.stderr).toContain('--groups must be one of names, object-ids, none');
+    expect((await runCli(['sso', 'remove', partner.entityId, '--tenant', 'acme'], env)).code).toBe(0);
+  }, 240_000);
+
   it('refuses signature wrapping: an unsigned assertion before or after the signed one, or the signed response wrapped inside an unsigned one', async () => {
     const signed = Buffer.from(
       await idp.respond({ nameId: 'honest@example.com', inResponseTo: await requestId() }),

@@ -1,6 +1,7 @@
 import { createHash, X509Certificate } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import type { Command } from 'commander';
+import { groupClaimFormat } from '../db/schema.js';
 import { invalid, notFound } from '../errors.js';
 import {
   type ConnectionInput,
@@ -47,7 +48,11 @@ export function registerSsoCommands(program: Command, printUrls: (tenant: string
         'also require the Response to be signed (Okta can; Entra signs the assertion only)',
         false,
       )
-      .option('--groups <format>', 'group claim: names (Okta) or object-ids (Entra)', 'names')
+      .option(
+        '--groups <format>',
+        'group claim: names (Okta), object-ids (Entra), or none (its logins change no groups: a partner IdP)',
+        'names',
+      )
       .option(
         '--attribute <name=saml-attribute>',
         'map email, givenName, familyName, displayName or groups to a SAML attribute',
@@ -61,8 +66,8 @@ export function registerSsoCommands(program: Command, printUrls: (tenant: string
       );
   const save = (tenantName: string, input: ConnectionInput) =>
     withDatabase(async ({ db }) => {
-      if (input.groupClaimFormat !== 'names' && input.groupClaimFormat !== 'object-ids') {
-        throw invalid('--groups must be names or object-ids');
+      if (!groupClaimFormat.enumValues.includes(input.groupClaimFormat)) {
+        throw invalid(`--groups must be one of ${groupClaimFormat.enumValues.join(', ')}`);
       }
       const tenant = await findTenantByName(db, tenantName);
       await saveConnection(db, tenant.id, input);

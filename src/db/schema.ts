@@ -35,7 +35,9 @@ export const ruleTarget = pgEnum('rule_target', ['team', 'enterprise', 'app', 'a
 /** Where a stored assignment (access granted to one user directly, not through a rule) came from. */
 export const assignmentSource = pgEnum('assignment_source', ['import']);
 export const tokenKind = pgEnum('token_kind', ['api', 'session']);
-export const groupClaimFormat = pgEnum('group_claim_format', ['names', 'object-ids']);
+/** How an IdP's logins state groups: names (Okta), object ids (Entra), or not at all (a partner IdP). */
+export const groupClaimFormat = pgEnum('group_claim_format', ['names', 'object-ids', 'none']);
+export type GroupClaimFormat = (typeof groupClaimFormat.enumValues)[number];
 export const adminRole = pgEnum('admin_role', ['owner', 'operator', 'auditor']);
 export const clientScope = pgEnum('client_scope', ['introspect', 'revoke']);
 /** Who put a user in a group: SCIM's pushes are authoritative; a SAML login only manages its own. */

@@ -4,6 +4,7 @@ import {
   InvalidAccountName,
   parseAccountName,
 } from '../accounts/account-name.js';
+import type { GroupClaimFormat } from '../db/schema.js';
 import { textProblem } from '../http/hostile-input.js';
 import { MAX_LENGTHS } from '../scim/limits.js';
 import { ENTRA_GROUPS_CLAIM, ENTRA_GROUPS_OVERAGE_CLAIM, type LoginClaims } from './jit.js';
@@ -18,7 +19,7 @@ import { children, childText, SAML } from './response-document.js';
 
 export interface ClaimSettings {
   attributeMap: Record<string, string>;
-  groupClaimFormat: 'names' | 'object-ids';
+  groupClaimFormat: GroupClaimFormat;
   /** Lower-case e-mail domains this IdP may sign in; empty: any. */
   allowedDomains: string[];
 }
@@ -85,6 +86,9 @@ export function claimsOf(assertion: Element, settings: ClaimSettings): LoginClai
   if (email !== undefined)
     checkDomain(accountNameOf(email, 'e-mail attribute'), settings.allowedDomains, 'e-mail attribute');
 
+  if (settings.groupClaimFormat === 'none') {
+    return { nameId, email, givenName, familyName, displayName, groups: undefined, overage: false };
+  }
   const groupsClaim =
     settings.groupClaimFormat === 'object-ids' ? ENTRA_GROUPS_CLAIM : (mapped('groups') ?? 'groups');
   const rawGroups = attributes.get(groupsClaim);

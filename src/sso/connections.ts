@@ -1,6 +1,7 @@
 import { DOMParser } from '@xmldom/xmldom';
 import { sql } from 'drizzle-orm';
 import type { Database } from '../db/client.js';
+import type { GroupClaimFormat } from '../db/schema.js';
 import { preparedStatement } from '../db/statement.js';
 import { invalid, notFound } from '../errors.js';
 import type { Tenant } from '../tenants/tenants.js';
@@ -10,7 +11,7 @@ export interface ConnectionInput {
   ssoUrl: string;
   certificates: string[];
   wantResponseSigned: boolean;
-  groupClaimFormat: 'names' | 'object-ids';
+  groupClaimFormat: GroupClaimFormat;
   attributeMap: Record<string, string>;
   /** E-mail domains this IdP may sign in (lower case); empty: any user of the tenant. */
   allowedDomains: string[];
@@ -26,7 +27,7 @@ export type Connection = {
   certificates: string[];
   wantResponseSigned: boolean;
   attributeMap: Record<string, string>;
-  groupClaimFormat: 'names' | 'object-ids';
+  groupClaimFormat: GroupClaimFormat;
   allowedDomains: string[];
   sloUrl: string | null;
 };
