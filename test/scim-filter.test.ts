@@ -127,6 +127,24 @@ describe('filters run in SQL with SCIM semantics', async () => {
     expect(await ids('meta.lastModified lt "2000-01-01T00:00:00Z"')).toEqual([]);
   });
 
+  it('matches meta.resourceType as shown, and refuses meta attributes it cannot compare', async () => {
+    expect(await ids('meta.resourceType eq "User"')).toEqual(sorted(ada, bob, cy));
+    expect(await ids('meta.resourceType eq "User" and title eq "Engineer"')).toEqual(sorted(ada));
+    expect(await ids('meta.resourceType eq "user"')).toEqual([]); // caseExact (RFC 7643 §3.1)
+    expect(await ids('meta.resourceType eq "Group"')).toEqual([]);
+    const groups = await json(
+      await server.request('GET', `/Groups?filter=${encodeURIComponent('meta.resourceType eq "Group"')}`),
+    );
+    expect(typeof groups.totalResults).toBe('number');
+    for (const filter of ['meta.version eq "W/\\"1\\""', 'meta.location co "Users"', 'meta pr']) {
+      for (const resource of ['Users', 'Groups']) {
+        const response = await server.request('GET', `/${resource}?filter=${encodeURIComponent(filter)}`);
+        expect(response.status, `${resource} ${filter}`).toBe(400);
+        expect((await json(response)).scimType).toBe('invalidFilter');
+      }
+    }
+  });
+
   it('compares meta.lastModified as it is shown, to the millisecond', async () => {
     // Stored to the microsecond, shown to the millisecond: ada and bob both show …07.123Z.
     const at = (id: string, stamp: string) =>

@@ -69,6 +69,7 @@ export const userMapping: ResourceMapping = {
     active: { text: sql`${users.active}::text`, native: sql`${users.active}` },
     'meta.created': { text: sql`${users.createdAt}::text`, native: sql`${users.createdAt}` },
     'meta.lastModified': { text: sql`${users.updatedAt}::text`, native: sql`${users.updatedAt}` },
+    'meta.resourceType': { text: sql`'User'::text`, native: sql`'User'::text` },
   },
   document: sql`${users.attributes}`,
   relation: (attribute, inner) => {
@@ -98,6 +99,7 @@ export const groupMapping: ResourceMapping = {
     'meta.created': { text: sql`${groups.createdAt}::text`, native: sql`${groups.createdAt}` },
     // As the group shows it: member changes are counted in its version slots, not its row.
     'meta.lastModified': { text: sql`${groupLastModified}::text`, native: groupLastModified },
+    'meta.resourceType': { text: sql`'Group'::text`, native: sql`'Group'::text` },
   },
   document: undefined,
   relation: (attribute, inner) => {
@@ -191,7 +193,9 @@ function attributeCondition(node: Leaf, mapping: ResourceMapping): SQL {
   }
   const column = attribute.schema === mapping.coreSchema ? mapping.columns[dotted.join('.')] : undefined;
   if (column) return leafCondition(node, { type: target.type, caseExact: target.caseExact, ...column });
-  if (!mapping.document) throw invalid(`${dotted.join('.')} cannot be filtered on`);
+  // meta is the server's, never stored in the document: a sub-attribute without a column (location,
+  // version) would silently match nothing there.
+  if (!mapping.document || name === 'meta') throw invalid(`${dotted.join('.')} cannot be filtered on`);
   const path = [...catalogPath.slice(0, -1), ...dotted];
   return leafCondition(node, {
     type: target.type,
