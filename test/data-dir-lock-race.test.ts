@@ -23,7 +23,9 @@ interface Contender {
 
 async function startContender(): Promise<Contender> {
   const script = fileURLToPath(new URL('./support/lock-racer.ts', import.meta.url));
-  const child = spawn(process.execPath, ['--import', 'tsx', script], { stdio: ['pipe', 'pipe', 'inherit'] });
+  const child = spawn(process.execPath, ['--import', import.meta.resolve('tsx'), script], {
+    stdio: ['pipe', 'pipe', 'inherit'],
+  });
   const answers = createInterface({ input: child.stdout! });
   const [first] = await once(answers, 'line');
   expect(first).toBe('ready');
