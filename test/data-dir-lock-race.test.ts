@@ -1,6 +1,6 @@
 import { type ChildProcess, spawn } from 'node:child_process';
 import { once } from 'node:events';
-import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { createInterface, type Interface } from 'node:readline';
@@ -94,5 +94,13 @@ describe('racing for the data directory lock', async () => {
     const lock = await acquireDataDirLock(directory, claim, 0);
     expect(JSON.parse(readFileSync(lockPath(directory), 'utf8')).pid).toBe(process.pid);
     lock.release();
+  });
+
+  it('a lock it cannot read is an error, not a free directory (and no endless retry)', async () => {
+    const directory = mkdtempSync(path.join(os.tmpdir(), 'idsync-lock-race-'));
+    mkdirSync(lockPath(directory));
+    await expect(
+      acquireDataDirLock(directory, { command: 'start', publicUrl: 'http://me' }, 0),
+    ).rejects.toMatchObject({ code: 'EISDIR' });
   });
 });

@@ -79,11 +79,13 @@ function parseHolder(text: string | undefined): LockHolder | undefined {
   }
 }
 
+/** The file's text; undefined only when there is no such file (anything else must not look like "free"). */
 function readLockText(file: string): string | undefined {
   try {
     return readFileSync(file, 'utf8');
-  } catch {
-    return undefined;
+  } catch (error) {
+    if ((error as NodeJS.ErrnoException).code === 'ENOENT') return undefined;
+    throw error;
   }
 }
 
