@@ -1,6 +1,6 @@
 import { type ChildProcess, spawn } from 'node:child_process';
 import { once } from 'node:events';
-import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdirSync, mkdtempSync, readFileSync, rmSync, utimesSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { createInterface, type Interface } from 'node:readline';
@@ -90,6 +90,16 @@ describe('racing for the data directory lock', async () => {
     const refused = acquireDataDirLock(directory, claim, 0);
     await expect(refused).rejects.toBeInstanceOf(TakeoverInterruptedError);
     await expect(refused).rejects.toThrow(`delete ${lockPath(directory)}.takeover`);
+    // A live Node program with the taker's pid (reused), on a marker older than any takeover takes.
+    const reused = spawn(process.execPath, ['-e', 'setTimeout(() => {}, 60_000)'], { stdio: 'ignore' });
+    writeFileSync(`${lockPath(directory)}.takeover`, String(reused.pid));
+    const long = new Date(Date.now() - 60_000);
+    utimesSync(`${lockPath(directory)}.takeover`, long, long);
+    try {
+      await expect(acquireDataDirLock(directory, claim, 0)).rejects.toBeInstanceOf(TakeoverInterruptedError);
+    } finally {
+      reused.kill('SIGKILL');
+    }
     rmSync(`${lockPath(directory)}.takeover`);
     const lock = await acquireDataDirLock(directory, claim, 0);
     expect(JSON.parse(readFileSync(lockPath(directory), 'utf8')).pid).toBe(process.pid);

@@ -1,4 +1,4 @@
-import { linkSync, mkdirSync, readFileSync, renameSync, rmSync, writeFileSync } from 'node:fs';
+import { linkSync, mkdirSync, readFileSync, renameSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { isProcessRunning, sleep } from './processes.js';
 
@@ -110,10 +110,21 @@ function replaceWhole(file: string, text: string): void {
   renameSync(draft, file);
 }
 
+/** A takeover is a few system calls; a marker older than this was left by a taker that will not finish. */
+const TAKEOVER_MS = 10_000;
+
+function markerTime(marker: string): number | undefined {
+  try {
+    return statSync(marker).mtimeMs;
+  } catch {
+    return undefined;
+  }
+}
+
 export class TakeoverInterruptedError extends Error {
   constructor(readonly marker: string) {
     super(
-      `a takeover of this data directory's lock was interrupted (${marker} names a process that is gone); check that no idsync runs on it, then delete ${marker}`,
+      `a takeover of this data directory's lock was interrupted (${marker} was left by a process that did not finish it); check that no idsync runs on it, then delete ${marker}`,
     );
     this.name = 'TakeoverInterruptedError';
   }
@@ -131,9 +142,17 @@ function takeOver(file: string, stale: string | undefined, holder: LockHolder): 
     const text = readLockText(marker);
     if (text === undefined) return 'retry'; // its taker finished in between
     const taker = Number.parseInt(text, 10);
-    // Interrupted: unreadable (a power cut before its write reached the disk), its creator gone, or our
-    // own pid (a previous idsync with this pid; this process takes over synchronously, never twice).
-    if (!Number.isInteger(taker) || taker === process.pid || !isProcessRunning(taker, { node: true })) {
+    // Interrupted: unreadable (a power cut before its write reached the disk), its creator gone, our own
+    // pid (a previous idsync with this pid; this process takes over synchronously, never twice), or
+    // there for longer than a takeover's few system calls can take (its pid now another Node program's,
+    // or its taker stopped with Ctrl-Z).
+    const age = Date.now() - (markerTime(marker) ?? Date.now());
+    if (
+      !Number.isInteger(taker) ||
+      taker === process.pid ||
+      !isProcessRunning(taker, { node: true }) ||
+      age > TAKEOVER_MS
+    ) {
       throw new TakeoverInterruptedError(marker);
     }
     return 'retry';
