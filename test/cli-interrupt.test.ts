@@ -10,6 +10,8 @@ import {
   readlinkSync,
   writeSync,
 } from 'node:fs';
+import { createServer, type ServerResponse } from 'node:http';
+import type { AddressInfo } from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
@@ -25,9 +27,12 @@ describe('a one-shot command interrupted by a signal', () => {
   const dataDir = mkdtempSync(path.join(os.tmpdir(), 'idsync-interrupt-'));
   chmodSync(dataDir, 0o755); // run as root, the embedded PostgreSQL runs as postgres, which must enter it
   const postmasterPid = path.join(dataDir, 'postgres', 'postmaster.pid');
+  const leftRunning = [postmasterPid];
   afterAll(() => {
-    const pid = readPid(postmasterPid);
-    if (pid) process.kill(pid, 'SIGKILL'); // only when the command left it running
+    for (const file of leftRunning) {
+      const pid = readPid(file);
+      if (pid) process.kill(pid, 'SIGKILL'); // only when the command left it running
+    }
   });
 
   it('stops the embedded PostgreSQL it started, releases the data directory and exits 130', async () => {
@@ -67,6 +72,67 @@ describe('a one-shot command interrupted by a signal', () => {
       expect(existsSync(path.join(dataDir, 'idsync.lock'))).toBe(false);
     } finally {
       closeSync(writer);
+    }
+  });
+
+  it('with PostgreSQL and Redis both started (platform check): each stops before the data directory is released', async () => {
+    const directory = mkdtempSync(path.join(os.tmpdir(), 'idsync-interrupt-'));
+    chmodSync(directory, 0o755);
+    leftRunning.push(
+      path.join(directory, 'postgres', 'postmaster.pid'),
+      path.join(directory, 'redis', 'redis.pid'),
+    );
+    const env = { IDSYNC_DATA_DIR: directory, HEROKU_TOKEN: 'test-token' };
+    // A Heroku that answers only when told: the check waits there, inside the command.
+    const requests: ServerResponse[] = [];
+    const heroku = createServer((_request, response) => requests.push(response));
+    await new Promise<void>((resolve) => heroku.listen(0, '127.0.0.1', resolve));
+    const apiUrl = `http://127.0.0.1:${(heroku.address() as AddressInfo).port}`;
+    try {
+      expect((await runCli(['tenant', 'create', 'acme'], env)).code).toBe(0);
+      const set = await runCli(
+        [
+          'platform',
+          'set',
+          'heroku',
+          '--tenant',
+          'acme',
+          '--enterprise-account',
+          'ea',
+          '--token-env',
+          'HEROKU_TOKEN',
+          '--api-url',
+          apiUrl,
+        ],
+        env,
+      );
+      expect(set.code, set.stderr).toBe(0);
+      const command = spawnCli(['platform', 'check', '--tenant', 'acme'], env);
+      const exited = once(command, 'exit');
+      await expect.poll(() => requests.length, { timeout: 60_000, interval: 50 }).toBeGreaterThan(0);
+      const pidFiles = [
+        path.join(directory, 'postgres', 'postmaster.pid'),
+        path.join(directory, 'redis', 'redis.pid'),
+      ];
+      expect(pidFiles.map((file) => existsSync(file))).toEqual([true, true]);
+      // Watch the release order: the lock must outlive both servers' pid files.
+      const releasedEarly: string[] = [];
+      const watch = setInterval(() => {
+        if (existsSync(path.join(directory, 'idsync.lock'))) return;
+        for (const file of pidFiles) if (existsSync(file)) releasedEarly.push(file);
+      }, 2);
+      command.kill('SIGINT');
+      // The command's own work then fails too, and unwinds while the signal's stop runs.
+      for (const response of requests) response.destroy();
+      const [code] = await exited;
+      clearInterval(watch);
+      expect(code).toBe(130);
+      expect(releasedEarly).toEqual([]);
+      expect(pidFiles.map((file) => existsSync(file))).toEqual([false, false]);
+      expect(existsSync(path.join(directory, 'idsync.lock'))).toBe(false);
+    } finally {
+      heroku.closeAllConnections();
+      heroku.close();
     }
   });
 });

@@ -73,12 +73,11 @@ function commandName(): string {
 /** Runs `work` holding (or, while a daemon runs, as a guest of) the data directory, with the daemon's public URL. */
 async function withClaim<T>(config: Config, work: (claim: DataDirClaim, config: Config) => Promise<T>) {
   const claim = await claimForOneShot(config, commandName());
-  const stopOnSignal = claim.kind === 'owner' ? onInterrupt(async () => releaseClaim(claim)) : () => {};
+  const release = releasedOnce(() => releaseClaim(claim));
   try {
     return await work(claim, { ...config, publicUrl: claim.publicUrl });
   } finally {
-    stopOnSignal();
-    releaseClaim(claim);
+    await release();
   }
 }
 
@@ -86,12 +85,13 @@ async function withClaim<T>(config: Config, work: (claim: DataDirClaim, config: 
  * Ctrl-C (or TERM, HUP) during a one-shot command. The embedded servers run in their own process group
  * (so a daemon can drain before they stop), so the terminal's signal reaches idsync alone, and Node's
  * default would end it there and leave them running until the next start adopts them. Instead the
- * command stops where it stands: what it started is stopped, newest first, the data directory is
- * released, and it exits 128 + the signal's number. A second signal ends it at once.
+ * command stops where it stands: what it holds is released, newest first (a server still starting
+ * once it is up), the data directory last, and it exits 128 + the signal's number. A second signal
+ * ends it at once.
  */
 const SIGNAL_EXIT = { SIGINT: 130, SIGTERM: 143, SIGHUP: 129 } as const;
 type StopSignal = keyof typeof SIGNAL_EXIT;
-const interruptCleanups: (() => Promise<void>)[] = [];
+const heldUntilExit: (() => Promise<void>)[] = [];
 let interruption: StopSignal | undefined;
 
 /** The exit code of the signal that interrupted this command, if one did (its errors are the stop's). */
@@ -99,27 +99,46 @@ export function interruptedExitCode(): number | undefined {
   return interruption && SIGNAL_EXIT[interruption];
 }
 
-/** Registers `cleanup` to run if a signal interrupts the command; the returned function unregisters it. */
-function onInterrupt(cleanup: () => Promise<void>): () => void {
-  if (!interruptHandlersInstalled) {
-    interruptHandlersInstalled = true;
-    for (const signal of Object.keys(SIGNAL_EXIT) as StopSignal[]) {
-      process.on(signal, () => void stopForSignal(signal));
+/**
+ * `release` run once, by whichever comes first: the command, done with what it holds (the returned
+ * function), or a signal. The other waits for that same run, so the data directory is never released
+ * before a server the command started has stopped.
+ */
+function releasedOnce(release: () => Promise<void> | void): () => Promise<void> {
+  installSignalHandlers();
+  let run: Promise<void> | undefined;
+  const once = () => {
+    run ??= Promise.resolve().then(release);
+    return run;
+  };
+  heldUntilExit.push(once);
+  return async () => {
+    try {
+      await once();
+    } finally {
+      heldUntilExit.splice(heldUntilExit.indexOf(once), 1);
     }
-  }
-  interruptCleanups.push(cleanup);
-  return () => {
-    const index = interruptCleanups.indexOf(cleanup);
-    if (index >= 0) interruptCleanups.splice(index, 1);
   };
 }
-let interruptHandlersInstalled = false;
+
+let signalHandlersInstalled = false;
+function installSignalHandlers(): void {
+  if (signalHandlersInstalled) return;
+  signalHandlersInstalled = true;
+  for (const signal of Object.keys(SIGNAL_EXIT) as StopSignal[]) {
+    process.on(signal, () => void stopForSignal(signal));
+  }
+}
 
 async function stopForSignal(signal: StopSignal): Promise<void> {
   if (interruption) process.exit(SIGNAL_EXIT[interruption]);
   interruption = signal;
-  process.stderr.write(`idsync: interrupted (${signal}); stopping what this command started\n`);
-  for (const cleanup of [...interruptCleanups].reverse()) await cleanup().catch(() => {});
+  // After a hang-up the terminal is gone and writing to it fails (EIO): the stop must still happen.
+  process.stderr.on('error', () => {});
+  try {
+    process.stderr.write(`idsync: interrupted (${signal}); stopping what this command started\n`);
+  } catch {}
+  for (const release of [...heldUntilExit].reverse()) await release().catch(() => {});
   process.exit(SIGNAL_EXIT[signal]);
 }
 
@@ -132,14 +151,15 @@ export async function withDatabase<T>(
 ): Promise<T> {
   return withClaim(configOrExit(), async (claim, config) => {
     // Sized as a default `idsync start` needs: a start that finds it left running can use it as it is.
-    const endpoint = await provideDatabase(
+    const provided = provideDatabase(
       config,
       quietLogger(config),
       claim,
       embeddedMaxConnections('start', config, processCount('start', config)),
     );
-    const stopOnSignal = onInterrupt(() => endpoint.release());
+    const release = releasedOnce(async () => (await provided).release());
     try {
+      const endpoint = await provided;
       await reaching('PostgreSQL', endpoint, () => runMigrations(endpoint.url));
       const database = connectDatabase(endpoint.url, { max: 2 });
       try {
@@ -148,8 +168,7 @@ export async function withDatabase<T>(
         await database.close();
       }
     } finally {
-      stopOnSignal();
-      await endpoint.release();
+      await release();
     }
   });
 }
@@ -170,21 +189,23 @@ export async function withQueueConnection<T>(
 ): Promise<T> {
   return withClaim(config, async (claim) => {
     const log = quietLogger(config);
-    const endpoint = await provideRedis(config, log, claim);
-    const stopOnSignal = onInterrupt(() => endpoint.release());
-    const redis = createRedisConnection(endpoint.url, 'producer');
+    const provided = provideRedis(config, log, claim);
+    const release = releasedOnce(async () => (await provided).release());
+    let redis: Redis | undefined;
     try {
-      await reaching('Redis', endpoint, () => connectionReady(redis, 10_000));
-      const queues = openQueues(redis, config.queuePrefix);
+      const endpoint = await provided;
+      const connection = createRedisConnection(endpoint.url, 'producer');
+      redis = connection;
+      await reaching('Redis', endpoint, () => connectionReady(connection, 10_000));
+      const queues = openQueues(connection, config.queuePrefix);
       try {
-        return await work(redis, queues, log);
+        return await work(connection, queues, log);
       } finally {
         await closeQueues(queues);
       }
     } finally {
-      stopOnSignal();
-      redis.disconnect();
-      await endpoint.release();
+      redis?.disconnect();
+      await release();
     }
   });
 }
