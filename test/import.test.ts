@@ -484,6 +484,9 @@ describe('idsync import from the CLI', async () => {
     const unreadable = await runCli(['import', '/nonexistent.csv', '--tenant', 'acme'], env);
     expect(unreadable.code).toBe(65);
     expect(unreadable.stderr).toBe('idsync: cannot read /nonexistent.csv\n');
+    const directory = await runCli(['import', os.tmpdir(), '--tenant', 'acme'], env);
+    expect(directory.code).toBe(65);
+    expect(directory.stderr).toBe(`idsync: cannot read ${os.tmpdir()}\n`);
     expect((await runCli(['import', good], env)).code).toBe(64);
   });
 

@@ -1,4 +1,4 @@
-import { createReadStream, statSync } from 'node:fs';
+import { type FileHandle, open } from 'node:fs/promises';
 import type { Command } from 'commander';
 import { DomainError, invalid } from '../errors.js';
 import { readImportFile } from '../import/csv-rows.js';
@@ -33,15 +33,15 @@ export function registerImportCommand(program: Command): void {
       withDatabase(async ({ db }) => {
         const show = Number(options.show);
         if (!Number.isInteger(show) || show < 0) throw invalid('--show takes a whole number');
-        let size: number;
-        try {
-          size = statSync(file).size;
-        } catch {
-          throw new CliError(`cannot read ${file}`, EXIT.dataError);
-        }
-        const tenant = await findTenantByName(db, options.tenant);
-        const progress = startProgress({ label: 'import', total: size });
-        const parsed = await readImportFile(createReadStream(file), (bytes) => progress.advance(bytes));
+        const input = await openReadable(file);
+        const tenant = await findTenantByName(db, options.tenant).catch(async (error) => {
+          await input.handle.close();
+          throw error;
+        });
+        const progress = startProgress({ label: 'import', total: input.size });
+        const parsed = await readImportFile(input.handle.createReadStream(), (bytes) =>
+          progress.advance(bytes),
+        );
         const report = await importAssignments(db, tenant.id, parsed, {
           dryRun: options.dryRun ?? false,
           skipInvalid: options.skipInvalid ?? false,
@@ -104,4 +104,18 @@ function describeRow(row: PlannedRow): string {
   return [row.line === null ? '(not in file)' : `line ${row.line}`, row.account, where, change]
     .filter(Boolean)
     .join('  ');
+}
+
+/** The file to import, opened: one that cannot be opened or is a directory exits 65, as documented. */
+async function openReadable(file: string): Promise<{ handle: FileHandle; size: number }> {
+  let handle: FileHandle | undefined;
+  try {
+    handle = await open(file, 'r');
+    const stats = await handle.stat();
+    if (stats.isDirectory()) throw new Error('a directory');
+    return { handle, size: stats.size };
+  } catch {
+    await handle?.close();
+    throw new CliError(`cannot read ${file}`, EXIT.dataError);
+  }
 }

@@ -31,11 +31,7 @@ export function registerJobsCommands(program: Command): void {
     .description('retry one failed job, or every failed job')
     .action((jobId: string | undefined) =>
       withQueues(async (queues) => {
-        const failed = await Promise.all(LANES.map((lane) => queues[lane].getFailed(0, 9999)));
-        const chosen = failed.flat().filter((job) => !jobId || job.id === jobId);
-        if (jobId && chosen.length === 0) {
-          throw new CliError(`no failed job ${jobId} (idsync jobs failed lists them)`, EXIT.dataError);
-        }
+        const chosen = jobId ? await failedJob(queues, jobId) : await allFailed(queues);
         const progress = startProgress({ label: 'jobs retry', total: chosen.length });
         let retried = 0;
         try {
@@ -50,4 +46,17 @@ export function registerJobsCommands(program: Command): void {
         process.stdout.write(`retried ${retried} job${retried === 1 ? '' : 's'}\n`);
       }),
     );
+}
+
+async function allFailed(queues: LaneQueues) {
+  return (await Promise.all(LANES.map((lane) => queues[lane].getFailed(0, 9999)))).flat();
+}
+
+/** The job by id in whichever lane holds it, if it failed: found directly, however many others failed. */
+async function failedJob(queues: LaneQueues, jobId: string) {
+  for (const lane of LANES) {
+    const job = await queues[lane].getJob(jobId);
+    if (job && (await job.isFailed())) return [job];
+  }
+  throw new CliError(`no failed job ${jobId} (idsync jobs failed lists them)`, EXIT.dataError);
 }
