@@ -222,7 +222,7 @@ describe('SSO configuration, Entra group claims, JIT modes and hostile responses
     const partner = await createTestIdp(sp, 'https://partner-idp.example.test');
     const certificate = path.join(os.tmpdir(), `partner-${port}.pem`);
     writeFileSync(certificate, partner.certificate);
-    const add = (groups: string) =>
+    const add = (...settings: string[]) =>
       runCli(
         [
           'sso',
@@ -235,10 +235,7 @@ describe('SSO configuration, Entra group claims, JIT modes and hostile responses
           `${partner.entityId}/sso`,
           '--cert',
           certificate,
-          '--domains',
-          'partner.example.org',
-          '--groups',
-          groups,
+          ...settings,
         ],
         env,
       );
@@ -257,11 +254,22 @@ describe('SSO configuration, Entra group claims, JIT modes and hostile responses
           JOIN users u ON u.id = m.user_id WHERE u.user_name = 'pat@partner.example.org' ORDER BY 1`
       ).map((row) => row.display_name);
     // While the connection took group names, a login granted one.
-    expect((await add('names')).code).toBe(0);
+    expect((await add('--domains', 'partner.example.org')).code).toBe(0);
     expect((await login(['Partners'])).status).toBe(303);
     expect(await memberships()).toEqual(['Partners']);
 
-    expect((await add('none')).code).toBe(0);
+    const none = await add('--groups', 'none');
+    expect(none.code).toBe(0);
+    expect(none.stdout).toContain('kept from its saved settings: domains=partner.example.org\n');
+    // Saved again without the settings (as when a certificate rotates): they are kept, not reset.
+    const again = await add();
+    expect(again.stdout).toContain('kept from its saved settings: groups=none domains=partner.example.org\n');
+    const [connection] = await database.sql`
+      SELECT group_claim_format, allowed_domains FROM sso_connections WHERE idp_entity_id = ${partner.entityId}`;
+    expect(connection).toMatchObject({
+      group_claim_format: 'none',
+      allowed_domains: ['partner.example.org'],
+    });
     expect((await login(['Admins', 'Console Admins'])).status).toBe(303);
     expect((await login([])).status).toBe(303);
     expect(await memberships()).toEqual(['Partners']);
@@ -270,7 +278,7 @@ describe('SSO configuration, Entra group claims, JIT modes and hostile responses
     ).toBe(0);
     const listed = await runCli(['sso', 'list', '--tenant', 'acme'], env);
     expect(listed.stdout).toMatch(/https:\/\/partner-idp\.example\.test\tsso-url=\S+\tgroups=none\t/);
-    const unknown = await add('roles');
+    const unknown = await add('--groups', 'roles');
     expect(unknown.code).toBe(64);
     expect(unknown.stderr).toContain('--groups must be one of names, object-ids, none');
     expect((await runCli(['sso', 'remove', partner.entityId, '--tenant', 'acme'], env)).code).toBe(0);

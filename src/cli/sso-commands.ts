@@ -1,10 +1,12 @@
 import { createHash, X509Certificate } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import type { Command } from 'commander';
-import { groupClaimFormat } from '../db/schema.js';
+import { type GroupClaimFormat, groupClaimFormat } from '../db/schema.js';
 import { invalid, notFound } from '../errors.js';
 import {
+  type Connection,
   type ConnectionInput,
+  findConnection,
   listConnections,
   parseDomains,
   parseIdpMetadata,
@@ -35,7 +37,68 @@ function attributeMap(pairs: string[]): Record<string, string> {
   );
 }
 
-const collect = (value: string, previous: string[]) => [...previous, value];
+const collect = (value: string, previous: string[] | undefined) => [...(previous ?? []), value];
+
+/** The settings options of `sso add` and `sso import-metadata`; undefined when not given. */
+interface SettingOptions {
+  tenant: string;
+  wantResponseSigned?: boolean;
+  groups?: string;
+  attribute?: string[];
+  domains?: string;
+}
+
+/** What the IdP itself says (its metadata, or `sso add`'s identity options). */
+type IdpIdentity = Pick<ConnectionInput, 'idpEntityId' | 'ssoUrl' | 'certificates' | 'sloUrl'>;
+
+/**
+ * The connection to save: settings given on the command line, else the saved connection's (so running
+ * `sso import-metadata` again to rotate a certificate keeps a partner IdP's `--groups none` and
+ * `--domains`), else the defaults. Lists the kept settings that are not the defaults, for the operator.
+ */
+function settingsFor(
+  identity: IdpIdentity,
+  options: SettingOptions,
+  saved: Connection | undefined,
+): { input: ConnectionInput; kept: string[] } {
+  const kept: string[] = [];
+  const pick = <T>(given: T | undefined, stored: T | undefined, fallback: T, shown: (value: T) => string) => {
+    if (given !== undefined) return given;
+    if (stored === undefined) return fallback;
+    if (JSON.stringify(stored) !== JSON.stringify(fallback)) kept.push(shown(stored));
+    return stored;
+  };
+  const format = pick(options.groups, saved?.groupClaimFormat, 'names', (v) => `groups=${v}`);
+  if (!groupClaimFormat.enumValues.includes(format as GroupClaimFormat)) {
+    throw invalid(`--groups must be one of ${groupClaimFormat.enumValues.join(', ')}`);
+  }
+  const input: ConnectionInput = {
+    ...identity,
+    wantResponseSigned: pick(
+      options.wantResponseSigned,
+      saved?.wantResponseSigned,
+      false,
+      (v) => `response-signed=${v ? 'required' : 'optional'}`,
+    ),
+    groupClaimFormat: format as GroupClaimFormat,
+    attributeMap: pick(
+      options.attribute && attributeMap(options.attribute),
+      saved?.attributeMap,
+      {},
+      (v) =>
+        `attributes=${Object.entries(v)
+          .map(([name, attribute]) => `${name}=${attribute}`)
+          .join(',')}`,
+    ),
+    allowedDomains: pick(
+      options.domains === undefined ? undefined : parseDomains(options.domains),
+      saved?.allowedDomains,
+      [],
+      (v) => `domains=${v.join(',')}`,
+    ),
+  };
+  return { input, kept };
+}
 
 /** `idsync sso add|import-metadata|list|remove`: a tenant's SAML identity providers. */
 export function registerSsoCommands(program: Command, printUrls: (tenant: string) => void): void {
@@ -46,32 +109,37 @@ export function registerSsoCommands(program: Command, printUrls: (tenant: string
       .option(
         '--want-response-signed',
         'also require the Response to be signed (Okta can; Entra signs the assertion only)',
-        false,
       )
+      .option('--no-want-response-signed', 'accept a Response whose assertion alone is signed (the default)')
       .option(
         '--groups <format>',
-        'group claim: names (Okta), object-ids (Entra), or none (its logins change no groups: a partner IdP)',
-        'names',
+        'group claim: names (Okta, the default), object-ids (Entra), or none (its logins change no groups: a partner IdP)',
       )
       .option(
         '--attribute <name=saml-attribute>',
         'map email, givenName, familyName, displayName or groups to a SAML attribute',
         collect,
-        [],
       )
       .option(
         '--domains <list>',
-        'e-mail domains this IdP may sign in, comma-separated (default: any user of the tenant)',
-        '',
+        'e-mail domains this IdP may sign in, comma-separated ("" or default: any user of the tenant)',
+      )
+      .addHelpText(
+        'after',
+        '\nSaving an IdP that is already configured keeps its settings that are not given here.',
       );
-  const save = (tenantName: string, input: ConnectionInput) =>
+  const save = (
+    options: SettingOptions,
+    entityId: string,
+    identity: (saved: Connection | undefined) => IdpIdentity,
+  ) =>
     withDatabase(async ({ db }) => {
-      if (!groupClaimFormat.enumValues.includes(input.groupClaimFormat)) {
-        throw invalid(`--groups must be one of ${groupClaimFormat.enumValues.join(', ')}`);
-      }
-      const tenant = await findTenantByName(db, tenantName);
+      const tenant = await findTenantByName(db, options.tenant);
+      const saved = await findConnection(db, tenant.id, entityId);
+      const { input, kept } = settingsFor(identity(saved), options, saved);
       await saveConnection(db, tenant.id, input);
       process.stdout.write(`saved the identity provider ${input.idpEntityId} for tenant ${tenant.name}\n`);
+      if (kept.length > 0) process.stdout.write(`kept from its saved settings: ${kept.join(' ')}\n`);
       printUrls(tenant.name);
     });
 
@@ -82,52 +150,23 @@ export function registerSsoCommands(program: Command, printUrls: (tenant: string
       .requiredOption('--entity-id <id>', 'the IdP entity id (Issuer)')
       .requiredOption('--sso-url <url>', 'the IdP single sign-on URL (HTTP-Redirect)')
       .option('--slo-url <url>', 'the IdP Single Logout URL (HTTP-Redirect), if it does Single Logout')
-      .requiredOption('--cert <file>', 'an IdP signing certificate (PEM); repeat for rotation', collect, []),
+      .requiredOption('--cert <file>', 'an IdP signing certificate (PEM); repeat for rotation', collect),
   ).action(
-    (options: {
-      tenant: string;
-      entityId: string;
-      ssoUrl: string;
-      sloUrl?: string;
-      cert: string[];
-      wantResponseSigned: boolean;
-      groups: string;
-      attribute: string[];
-      domains: string;
-    }) =>
-      save(options.tenant, {
+    (options: SettingOptions & { entityId: string; ssoUrl: string; sloUrl?: string; cert: string[] }) =>
+      save(options, options.entityId, (saved) => ({
         idpEntityId: options.entityId,
         ssoUrl: options.ssoUrl,
-        sloUrl: options.sloUrl,
+        sloUrl: options.sloUrl ?? saved?.sloUrl ?? undefined,
         certificates: options.cert.map(readFile),
-        wantResponseSigned: options.wantResponseSigned,
-        groupClaimFormat: options.groups as ConnectionInput['groupClaimFormat'],
-        attributeMap: attributeMap(options.attribute),
-        allowedDomains: parseDomains(options.domains),
-      }),
+      })),
   );
 
   common(
     sso.command('import-metadata <file>').description('configure the IdP from its SAML metadata XML'),
-  ).action(
-    (
-      file: string,
-      options: {
-        tenant: string;
-        wantResponseSigned: boolean;
-        groups: string;
-        attribute: string[];
-        domains: string;
-      },
-    ) =>
-      save(options.tenant, {
-        ...parseIdpMetadata(readFile(file)),
-        wantResponseSigned: options.wantResponseSigned,
-        groupClaimFormat: options.groups as ConnectionInput['groupClaimFormat'],
-        attributeMap: attributeMap(options.attribute),
-        allowedDomains: parseDomains(options.domains),
-      }),
-  );
+  ).action((file: string, options: SettingOptions) => {
+    const identity = parseIdpMetadata(readFile(file));
+    return save(options, identity.idpEntityId, () => identity);
+  });
 
   sso
     .command('list')
