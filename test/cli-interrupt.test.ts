@@ -66,7 +66,7 @@ describe('a one-shot command interrupted by a signal', () => {
       // The read of the pipe holds one of Node's threads, and an exit waits for them: end it.
       writeSync(writer, '\n');
       const [code, signal] = await exited;
-      expect({ code, signal }).toEqual({ code: 130, signal: null });
+      expect({ code, signal }, stderr).toEqual({ code: 130, signal: null });
       expect(stderr).toContain('idsync: interrupted (SIGINT); stopping what this command started');
       expect(existsSync(postmasterPid)).toBe(false);
       expect(existsSync(path.join(dataDir, 'idsync.lock'))).toBe(false);
@@ -122,8 +122,12 @@ describe('a one-shot command interrupted by a signal', () => {
         for (const file of pidFiles) if (existsSync(file)) releasedEarly.push(file);
       }, 2);
       command.kill('SIGINT');
-      // The command's own work then fails too, and unwinds while the signal's stop runs.
-      for (const response of requests) response.destroy();
+      // The command's own work then fails too (a 401 is not retried), and unwinds while the signal's
+      // stop runs: both reach the same releases.
+      for (const response of requests) {
+        response.writeHead(401, { 'Content-Type': 'application/json' });
+        response.end(JSON.stringify({ id: 'unauthorized', message: 'Invalid credentials provided.' }));
+      }
       const [code] = await exited;
       clearInterval(watch);
       expect(code).toBe(130);

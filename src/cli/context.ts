@@ -72,6 +72,7 @@ function commandName(): string {
 
 /** Runs `work` holding (or, while a daemon runs, as a guest of) the data directory, with the daemon's public URL. */
 async function withClaim<T>(config: Config, work: (claim: DataDirClaim, config: Config) => Promise<T>) {
+  refuseOnceInterrupted();
   const claim = await claimForOneShot(config, commandName());
   const release = releasedOnce(() => releaseClaim(claim));
   try {
@@ -116,9 +117,15 @@ function releasedOnce(release: () => Promise<void> | void): () => Promise<void> 
     try {
       await once();
     } finally {
-      heldUntilExit.splice(heldUntilExit.indexOf(once), 1);
+      const index = heldUntilExit.indexOf(once);
+      if (index >= 0) heldUntilExit.splice(index, 1);
     }
   };
+}
+
+/** After a signal the command only unwinds: it takes nothing more that the stop would have to release. */
+function refuseOnceInterrupted(): void {
+  if (interruption) throw new Error(`interrupted (${interruption})`);
 }
 
 let signalHandlersInstalled = false;
@@ -133,12 +140,23 @@ function installSignalHandlers(): void {
 async function stopForSignal(signal: StopSignal): Promise<void> {
   if (interruption) process.exit(SIGNAL_EXIT[interruption]);
   interruption = signal;
-  // After a hang-up the terminal is gone and writing to it fails (EIO): the stop must still happen.
+  // From here on, errors are the stop's own doing (a query on a connection to the PostgreSQL being
+  // stopped, a socket reset): they must not end the process before the stop is done, nor with code 1.
+  // After a hang-up the terminal is gone too, and writing to it fails (EIO).
+  process.on('unhandledRejection', () => {});
+  process.on('uncaughtException', () => {});
   process.stderr.on('error', () => {});
   try {
     process.stderr.write(`idsync: interrupted (${signal}); stopping what this command started\n`);
   } catch {}
-  for (const release of [...heldUntilExit].reverse()) await release().catch(() => {});
+  // Newest first, until nothing is held: what the command took while an earlier release ran, too.
+  const released = new Set<() => Promise<void>>();
+  for (;;) {
+    const next = heldUntilExit.findLast((release) => !released.has(release));
+    if (!next) break;
+    released.add(next);
+    await next().catch(() => {});
+  }
   process.exit(SIGNAL_EXIT[signal]);
 }
 
@@ -151,6 +169,7 @@ export async function withDatabase<T>(
 ): Promise<T> {
   return withClaim(configOrExit(), async (claim, config) => {
     // Sized as a default `idsync start` needs: a start that finds it left running can use it as it is.
+    refuseOnceInterrupted();
     const provided = provideDatabase(
       config,
       quietLogger(config),
@@ -189,6 +208,7 @@ export async function withQueueConnection<T>(
 ): Promise<T> {
   return withClaim(config, async (claim) => {
     const log = quietLogger(config);
+    refuseOnceInterrupted();
     const provided = provideRedis(config, log, claim);
     const release = releasedOnce(async () => (await provided).release());
     let redis: Redis | undefined;
