@@ -258,18 +258,26 @@ describe('SSO configuration, Entra group claims, JIT modes and hostile responses
     expect((await login(['Partners'])).status).toBe(303);
     expect(await memberships()).toEqual(['Partners']);
 
-    const none = await add('--groups', 'none');
+    const none = await add('--groups', 'none', '--slo-url', 'https://partner-idp.example.test/slo');
     expect(none.code).toBe(0);
     expect(none.stdout).toContain('kept from its saved settings: domains=partner.example.org\n');
     // Saved again without the settings (as when a certificate rotates): they are kept, not reset.
     const again = await add();
-    expect(again.stdout).toContain('kept from its saved settings: groups=none domains=partner.example.org\n');
-    const [connection] = await database.sql`
-      SELECT group_claim_format, allowed_domains FROM sso_connections WHERE idp_entity_id = ${partner.entityId}`;
-    expect(connection).toMatchObject({
+    expect(again.stdout).toContain(
+      'kept from its saved settings: groups=none slo-url=https://partner-idp.example.test/slo domains=partner.example.org\n',
+    );
+    const saved = async () =>
+      (
+        await database.sql`
+          SELECT group_claim_format, allowed_domains, slo_url FROM sso_connections WHERE idp_entity_id = ${partner.entityId}`
+      )[0];
+    expect(await saved()).toMatchObject({
       group_claim_format: 'none',
       allowed_domains: ['partner.example.org'],
+      slo_url: 'https://partner-idp.example.test/slo',
     });
+    expect((await add('--slo-url', '')).code).toBe(0);
+    expect(await saved()).toMatchObject({ group_claim_format: 'none', slo_url: null });
     expect((await login(['Admins', 'Console Admins'])).status).toBe(303);
     expect((await login([])).status).toBe(303);
     expect(await memberships()).toEqual(['Partners']);

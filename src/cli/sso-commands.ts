@@ -48,8 +48,13 @@ interface SettingOptions {
   domains?: string;
 }
 
+/** In place of `sso add`'s --slo-url when it is not given: the saved connection's stays. */
+const KEEP_SAVED = Symbol('keep the saved value');
+
 /** What the IdP itself says (its metadata, or `sso add`'s identity options). */
-type IdpIdentity = Pick<ConnectionInput, 'idpEntityId' | 'ssoUrl' | 'certificates' | 'sloUrl'>;
+type IdpIdentity = Pick<ConnectionInput, 'idpEntityId' | 'ssoUrl' | 'certificates'> & {
+  sloUrl?: string | undefined | typeof KEEP_SAVED;
+};
 
 /**
  * The connection to save: settings given on the command line, else the saved connection's (so running
@@ -74,6 +79,11 @@ function settingsFor(
   }
   const input: ConnectionInput = {
     ...identity,
+    // `sso add` without --slo-url keeps the saved one ("" removes it); metadata always says its own.
+    sloUrl:
+      identity.sloUrl === KEEP_SAVED
+        ? pick(undefined, saved?.sloUrl ?? undefined, undefined, (v) => `slo-url=${v}`)
+        : identity.sloUrl || undefined,
     wantResponseSigned: pick(
       options.wantResponseSigned,
       saved?.wantResponseSigned,
@@ -128,15 +138,11 @@ export function registerSsoCommands(program: Command, printUrls: (tenant: string
         'after',
         '\nSaving an IdP that is already configured keeps its settings that are not given here.',
       );
-  const save = (
-    options: SettingOptions,
-    entityId: string,
-    identity: (saved: Connection | undefined) => IdpIdentity,
-  ) =>
+  const save = (options: SettingOptions, entityId: string, identity: IdpIdentity) =>
     withDatabase(async ({ db }) => {
       const tenant = await findTenantByName(db, options.tenant);
       const saved = await findConnection(db, tenant.id, entityId);
-      const { input, kept } = settingsFor(identity(saved), options, saved);
+      const { input, kept } = settingsFor(identity, options, saved);
       await saveConnection(db, tenant.id, input);
       process.stdout.write(`saved the identity provider ${input.idpEntityId} for tenant ${tenant.name}\n`);
       if (kept.length > 0) process.stdout.write(`kept from its saved settings: ${kept.join(' ')}\n`);
@@ -149,23 +155,26 @@ export function registerSsoCommands(program: Command, printUrls: (tenant: string
       .description('configure the IdP by hand')
       .requiredOption('--entity-id <id>', 'the IdP entity id (Issuer)')
       .requiredOption('--sso-url <url>', 'the IdP single sign-on URL (HTTP-Redirect)')
-      .option('--slo-url <url>', 'the IdP Single Logout URL (HTTP-Redirect), if it does Single Logout')
+      .option(
+        '--slo-url <url>',
+        'the IdP Single Logout URL (HTTP-Redirect), if it does Single Logout ("": it does not)',
+      )
       .requiredOption('--cert <file>', 'an IdP signing certificate (PEM); repeat for rotation', collect),
   ).action(
     (options: SettingOptions & { entityId: string; ssoUrl: string; sloUrl?: string; cert: string[] }) =>
-      save(options, options.entityId, (saved) => ({
+      save(options, options.entityId, {
         idpEntityId: options.entityId,
         ssoUrl: options.ssoUrl,
-        sloUrl: options.sloUrl ?? saved?.sloUrl ?? undefined,
+        sloUrl: options.sloUrl ?? KEEP_SAVED,
         certificates: options.cert.map(readFile),
-      })),
+      }),
   );
 
   common(
     sso.command('import-metadata <file>').description('configure the IdP from its SAML metadata XML'),
   ).action((file: string, options: SettingOptions) => {
     const identity = parseIdpMetadata(readFile(file));
-    return save(options, identity.idpEntityId, () => identity);
+    return save(options, identity.idpEntityId, identity);
   });
 
   sso
