@@ -31,7 +31,8 @@ export function registerJobsCommands(program: Command): void {
     .description('retry one failed job, or every failed job')
     .action((jobId: string | undefined) =>
       withQueues(async (queues) => {
-        const chosen = jobId ? await failedJob(queues, jobId) : await allFailed(queues);
+        if (jobId === '') throw new CliError('jobs retry: the job id is empty', EXIT.usage);
+        const chosen = jobId === undefined ? await allFailed(queues) : await failedJobs(queues, jobId);
         const progress = startProgress({ label: 'jobs retry', total: chosen.length });
         let retried = 0;
         try {
@@ -52,11 +53,13 @@ async function allFailed(queues: LaneQueues) {
   return (await Promise.all(LANES.map((lane) => queues[lane].getFailed(0, 9999)))).flat();
 }
 
-/** The job by id in whichever lane holds it, if it failed: found directly, however many others failed. */
-async function failedJob(queues: LaneQueues, jobId: string) {
-  for (const lane of LANES) {
-    const job = await queues[lane].getJob(jobId);
-    if (job && (await job.isFailed())) return [job];
+/** The failed jobs with this id, in every lane (found directly, however many others failed). */
+async function failedJobs(queues: LaneQueues, jobId: string) {
+  const found = await Promise.all(LANES.map((lane) => queues[lane].getJob(jobId)));
+  const failed = [];
+  for (const job of found) if (job && (await job.isFailed())) failed.push(job);
+  if (failed.length === 0) {
+    throw new CliError(`no failed job ${jobId} (idsync jobs failed lists them)`, EXIT.dataError);
   }
-  throw new CliError(`no failed job ${jobId} (idsync jobs failed lists them)`, EXIT.dataError);
+  return failed;
 }

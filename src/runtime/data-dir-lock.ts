@@ -147,14 +147,13 @@ function takeOver(file: string, stale: string | undefined, holder: LockHolder): 
     // there for longer than a takeover's few system calls can take (its pid now another Node program's,
     // or its taker stopped with Ctrl-Z).
     const age = Date.now() - (markerTime(marker) ?? Date.now());
-    if (
+    const interrupted =
       !Number.isInteger(taker) ||
       taker === process.pid ||
       !isProcessRunning(taker, { node: true }) ||
-      age > TAKEOVER_MS
-    ) {
-      throw new TakeoverInterruptedError(marker);
-    }
+      age > TAKEOVER_MS;
+    // Judged on the marker as it was read: a taker that finished (and exited) since is no interruption.
+    if (interrupted && readLockText(marker) === text) throw new TakeoverInterruptedError(marker);
     return 'retry';
   }
   try {
