@@ -21,6 +21,12 @@ interface Contender {
   answers: Interface;
 }
 
+/** The lock an `idsync start` killed with -9 leaves behind: its pid is now no process. */
+function leaveLockOfDeadOwner(directory: string, pid: number): void {
+  const holder = { pid, command: 'start', startedAt: '2026-01-01T00:00:00.000Z', publicUrl: 'x' };
+  writeFileSync(lockPath(directory), JSON.stringify(holder));
+}
+
 async function startContender(): Promise<Contender> {
   const script = fileURLToPath(new URL('./support/lock-racer.ts', import.meta.url));
   const child = spawn(process.execPath, ['--import', import.meta.resolve('tsx'), script], {
@@ -51,15 +57,7 @@ describe('racing for the data directory lock', async () => {
     for (let round = 0; round < ROUNDS; round += 1) {
       const directory = mkdtempSync(path.join(os.tmpdir(), 'idsync-lock-race-'));
       if (round % 2 === 1) {
-        writeFileSync(
-          lockPath(directory),
-          JSON.stringify({
-            pid: dead.pid,
-            command: 'start',
-            startedAt: '2026-01-01T00:00:00.000Z',
-            publicUrl: 'x',
-          }),
-        );
+        leaveLockOfDeadOwner(directory, dead.pid!);
       }
       const answers = await race(directory);
       expect(
@@ -76,15 +74,7 @@ describe('racing for the data directory lock', async () => {
     const directory = mkdtempSync(path.join(os.tmpdir(), 'idsync-lock-race-'));
     const dead = spawn('true');
     await once(dead, 'exit');
-    writeFileSync(
-      lockPath(directory),
-      JSON.stringify({
-        pid: dead.pid,
-        command: 'start',
-        startedAt: '2026-01-01T00:00:00.000Z',
-        publicUrl: 'x',
-      }),
-    );
+    leaveLockOfDeadOwner(directory, dead.pid!);
     writeFileSync(`${lockPath(directory)}.takeover`, String(dead.pid));
     const claim = { command: 'start' as const, publicUrl: 'http://me' };
     const refused = acquireDataDirLock(directory, claim, 0);
