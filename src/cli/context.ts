@@ -168,8 +168,8 @@ export async function withDatabase<T>(
   work: (database: DatabaseHandle, config: Config) => Promise<T>,
 ): Promise<T> {
   return withClaim(configOrExit(), async (claim, config) => {
-    // Sized as a default `idsync start` needs: a start that finds it left running can use it as it is.
     refuseOnceInterrupted();
+    // Sized as a default `idsync start` needs: a start that finds it left running can use it as it is.
     const provided = provideDatabase(
       config,
       quietLogger(config),
