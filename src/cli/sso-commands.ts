@@ -138,10 +138,10 @@ export function registerSsoCommands(program: Command, printUrls: (tenant: string
         'after',
         '\nSaving an IdP that is already configured keeps its settings that are not given here.',
       );
-  const save = (options: SettingOptions, entityId: string, identity: IdpIdentity) =>
+  const save = (options: SettingOptions, identity: IdpIdentity) =>
     withDatabase(async ({ db }) => {
       const tenant = await findTenantByName(db, options.tenant);
-      const saved = await findConnection(db, tenant.id, entityId);
+      const saved = await findConnection(db, tenant.id, identity.idpEntityId);
       const { input, kept } = settingsFor(identity, options, saved);
       await saveConnection(db, tenant.id, input);
       process.stdout.write(`saved the identity provider ${input.idpEntityId} for tenant ${tenant.name}\n`);
@@ -162,7 +162,7 @@ export function registerSsoCommands(program: Command, printUrls: (tenant: string
       .requiredOption('--cert <file>', 'an IdP signing certificate (PEM); repeat for rotation', collect),
   ).action(
     (options: SettingOptions & { entityId: string; ssoUrl: string; sloUrl?: string; cert: string[] }) =>
-      save(options, options.entityId, {
+      save(options, {
         idpEntityId: options.entityId,
         ssoUrl: options.ssoUrl,
         sloUrl: options.sloUrl ?? KEEP_SAVED,
@@ -172,10 +172,7 @@ export function registerSsoCommands(program: Command, printUrls: (tenant: string
 
   common(
     sso.command('import-metadata <file>').description('configure the IdP from its SAML metadata XML'),
-  ).action((file: string, options: SettingOptions) => {
-    const identity = parseIdpMetadata(readFile(file));
-    return save(options, identity.idpEntityId, identity);
-  });
+  ).action((file: string, options: SettingOptions) => save(options, parseIdpMetadata(readFile(file))));
 
   sso
     .command('list')
