@@ -180,6 +180,44 @@ describe('a rendered User', async () => {
     ).rejects.toMatchObject({ code: '23514' });
   });
 
+  it('keeps the stored rendering current through every write, whatever the writing session sets', async () => {
+    const user = await createUser(server, 'kept@example.com', {
+      schemas: [USER, ENTERPRISE],
+      externalId: 'ext-kept',
+      [ENTERPRISE]: { department: 'Sales' },
+    });
+    const patched = await server.request('PATCH', `/Users/${user.id}`, {
+      schemas: ['urn:ietf:params:scim:api:messages:2.0:PatchOp'],
+      Operations: [
+        { op: 'replace', path: 'userName', value: 'renamed@example.com' },
+        { op: 'replace', path: 'active', value: false },
+        { op: 'remove', path: 'externalId' },
+        { op: 'remove', path: ENTERPRISE },
+        { op: 'add', path: 'title', value: 'Auditor' },
+      ],
+    });
+    expect(patched.status).toBe(200);
+    // The stored columns are computed in the writer's session: a zone, date style and locale far from
+    // UTC and ISO must not reach the text (scim_timestamp, migration 0029, is declared immutable).
+    await server.database.sql.begin(async (tx) => {
+      await tx.unsafe("SET LOCAL TimeZone = 'Pacific/Chatham'");
+      await tx.unsafe("SET LOCAL DateStyle = 'SQL, DMY'");
+      await tx.unsafe("SET LOCAL lc_time = 'C'");
+      await tx`UPDATE users SET updated_at = '2026-03-04T05:06:07.089Z' WHERE id = ${user.id}`;
+    });
+    const read = await server.request('GET', `/Users/${user.id}`);
+    const rendered = JSON.parse(await read.text()) as Record<string, unknown>;
+    expect(rendered).toMatchObject({
+      schemas: [USER],
+      userName: 'renamed@example.com',
+      active: false,
+      title: 'Auditor',
+      meta: { lastModified: '2026-03-04T05:06:07.089Z' },
+    });
+    expect(rendered).not.toHaveProperty('externalId');
+    expect(rendered).not.toHaveProperty(ENTERPRISE);
+  });
+
   // Last: it changes the database's settings for the server's connections from here on.
   it('is valid JSON where standard_conforming_strings is off (a backslash in a plain literal then escapes)', async () => {
     const sql = server.database.sql;

@@ -1,4 +1,4 @@
-import { fillPlaceholders, is, Param, Placeholder, type SQL, sql } from 'drizzle-orm';
+import { fillPlaceholders, is, Param, Placeholder, type SQL } from 'drizzle-orm';
 import { PgDialect } from 'drizzle-orm/pg-core';
 import type { Database } from './client.js';
 
@@ -7,9 +7,9 @@ const dialect = new PgDialect();
 /**
  * A prepared statement's SQL text with each placeholder bound once. drizzle sends every occurrence of a
  * value as a parameter of its own: the `userName eq` page sent the tenant id five times and the base URL
- * and the user name twice, 14 parameters and ~600 bytes per Bind (with three constant URNs, now
- * `textLiteral`s) for 5 values. postgres.js sends what it holds at once when that reaches 1 KB, so two
- * lookups went per socket write; PostgreSQL parsed each copy again.
+ * and the user name twice, 14 parameters and ~600 bytes per Bind (with three constant URNs) for 5
+ * values. postgres.js sends what it holds at once when that reaches 1 KB, so two lookups went per socket
+ * write; PostgreSQL parsed each copy again.
  *
  * The same placeholder (by name, and by the encoder a column gave it) is one `$n` wherever it occurs, so
  * one parameter of one type: PostgreSQL resolves that type from whichever use its parse analysis meets
@@ -54,19 +54,6 @@ class SlotDialect extends PgDialect {
   override escapeParam(index: number, value?: unknown): string {
     return this.slotFor(index, value);
   }
-}
-
-/**
- * A constant string written into a statement as a text literal, not sent as a parameter on every call:
- * for values fixed in the code (a schema URN), used as text. Not for input, nor for a string PostgreSQL
- * would convert to another type when the statement is prepared (`'now'::timestamptz` would then stay
- * the time of the prepare). An E'' literal when it holds a backslash, so that standard_conforming_strings
- * does not change it; a NUL, which no PostgreSQL text holds, is refused.
- */
-export function textLiteral(value: string): SQL {
-  if (value.includes('\0')) throw new Error('a text literal cannot hold a NUL character');
-  const quoted = value.replaceAll("'", "''");
-  return sql.raw(value.includes('\\') ? `E'${quoted.replaceAll('\\', '\\\\')}'::text` : `'${quoted}'::text`);
 }
 
 /**
