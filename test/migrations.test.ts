@@ -230,3 +230,81 @@ describe('live user counts for unfiltered SCIM lists', () => {
     expect(row!.n).toBe(25);
   });
 });
+
+describe('migration 0029 (users_scim_rendered)', () => {
+  const file = readFileSync(
+    path.join(import.meta.dirname, '..', 'drizzle', '0029_users_scim_rendered.sql'),
+    'utf8',
+  );
+  const ENTERPRISE = 'urn:ietf:params:scim:schemas:extension:enterprise:2.0:User';
+
+  it('stores for existing users what reads rendered before it, and names the users it cannot render', async () => {
+    const database = await createTestDatabase();
+    const sql = database.sql;
+    // The schema as it was before 0029.
+    await sql`ALTER TABLE users DROP COLUMN scim_head, DROP COLUMN scim_tail`;
+    await sql`DROP FUNCTION scim_text(text), scim_timestamp(timestamptz)`;
+    const [tenant] = await sql<{ id: string }[]>`
+      INSERT INTO tenants (name, scim_token_id, scim_token_hash) VALUES ('acme', 'tacme', 'x') RETURNING id::text`;
+    const odd = 'q"u\\o\te\n\u0001\u2028 ö 😀 </script>';
+    await sql`INSERT INTO users (tenant_id, user_name, external_id, active, origin, attributes, created_at, updated_at) VALUES
+      (${tenant!.id}, ${`${odd}@example.com`}, ${odd}, true, 'scim', ${JSON.stringify({ title: odd, [ENTERPRISE]: { department: odd } })}::jsonb,
+        '1900-01-01T00:00:00.000001Z', '2026-12-03T06:00:00.999999Z'),
+      (${tenant!.id}, 'plain@example.com', NULL, false, 'saml', '{}', '2026-01-01T00:00:00Z', '2026-01-01T00:00:00Z')`;
+    const [infinite] = await sql<{ id: string }[]>`
+      INSERT INTO users (tenant_id, user_name, origin, updated_at) VALUES (${tenant!.id}, 'edited@example.com', 'scim', 'infinity')
+      RETURNING id::text`;
+    const migrate = () =>
+      sql.begin(async (tx) => {
+        // A writing session far from UTC: what is stored must not depend on it.
+        await tx.unsafe("SET LOCAL TimeZone = 'Pacific/Chatham'");
+        for (const statement of file.split('--> statement-breakpoint')) await tx.unsafe(statement);
+      });
+    await expect(migrate()).rejects.toThrow(
+      new RegExp(`infinite created_at or updated_at .*${infinite!.id}`),
+    );
+
+    await sql`UPDATE users SET updated_at = '2026-02-02T02:02:02Z' WHERE id = ${infinite!.id}`;
+    await migrate();
+    // The rendering reads used before 0029 (src/scim/user-queries.ts at 13afe65), as the oracle.
+    const differing = await sql`
+      SELECT user_name FROM users WHERE scim_head IS DISTINCT FROM (
+        '{"schemas":' || CASE WHEN attributes ? ${ENTERPRISE}
+          THEN ${JSON.stringify(['urn:ietf:params:scim:schemas:core:2.0:User', ENTERPRISE])}
+          ELSE ${JSON.stringify(['urn:ietf:params:scim:schemas:core:2.0:User'])} END
+        || ',"id":"' || id || '","userName":' || to_json(user_name)
+        || CASE WHEN external_id IS NULL THEN '' ELSE ',"externalId":' || to_json(external_id) END
+        || ',"active":' || active
+        || ',"meta":{"resourceType":"User","created":"' || to_char(created_at AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.MS"Z"')
+        || '","lastModified":"' || to_char(updated_at AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.MS"Z"') || '"')
+      OR scim_tail IS DISTINCT FROM CASE WHEN attributes = '{}'::jsonb THEN '}' ELSE ',' || substr(attributes::text, 2) END`;
+    expect(differing).toEqual([]);
+    const [rendered] = await sql<{ resource: string }[]>`
+      SELECT scim_head || '}' || scim_tail AS resource FROM users WHERE external_id IS NOT NULL`;
+    expect(JSON.parse(rendered!.resource)).toMatchObject({
+      userName: `${odd}@example.com`,
+      externalId: odd,
+      title: odd,
+      meta: { created: '1900-01-01T00:00:00.000Z', lastModified: '2026-12-03T06:00:00.999Z' },
+      [ENTERPRISE]: { department: odd },
+    });
+  });
+
+  it('renders through functions a session’s search_path cannot redirect', async () => {
+    const database = await createTestDatabase();
+    const sql = database.sql;
+    const [tenant] = await sql<{ id: string }[]>`
+      INSERT INTO tenants (name, scim_token_id, scim_token_hash) VALUES ('acme', 'tacme', 'x') RETURNING id::text`;
+    const [row] = await sql.begin(async (tx) => {
+      await tx.unsafe(`CREATE SCHEMA shadow;
+        CREATE FUNCTION shadow.to_json(t text) RETURNS json LANGUAGE sql IMMUTABLE AS $$ SELECT '"shadowed"'::json $$;
+        CREATE FUNCTION shadow.to_char(t timestamp, f text) RETURNS text LANGUAGE sql IMMUTABLE AS $$ SELECT 'shadowed' $$;
+        SET LOCAL search_path = shadow, pg_catalog, public`);
+      return tx<{ scim_head: string }[]>`
+        INSERT INTO public.users (tenant_id, user_name, origin) VALUES (${tenant!.id}, 'ada@example.com', 'scim')
+        RETURNING scim_head`;
+    });
+    expect(row!.scim_head).toContain('"userName":"ada@example.com"');
+    expect(row!.scim_head).not.toContain('shadowed');
+  });
+});

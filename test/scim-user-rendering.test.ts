@@ -197,12 +197,11 @@ describe('a rendered User', async () => {
       ],
     });
     expect(patched.status).toBe(200);
-    // The stored columns are computed in the writer's session: a zone, date style and locale far from
-    // UTC and ISO must not reach the text (scim_timestamp, migration 0029, is declared immutable).
+    // The stored columns are computed in the writer's session: a zone and a date style far from UTC and
+    // ISO must not reach the text (scim_timestamp, migration 0029, is declared immutable).
     await server.database.sql.begin(async (tx) => {
       await tx.unsafe("SET LOCAL TimeZone = 'Pacific/Chatham'");
       await tx.unsafe("SET LOCAL DateStyle = 'SQL, DMY'");
-      await tx.unsafe("SET LOCAL lc_time = 'C'");
       await tx`UPDATE users SET updated_at = '2026-03-04T05:06:07.089Z' WHERE id = ${user.id}`;
     });
     const read = await server.request('GET', `/Users/${user.id}`);

@@ -1,4 +1,4 @@
-import { and, eq, isNull, sql } from 'drizzle-orm';
+import { and, eq, getTableColumns, isNull, sql } from 'drizzle-orm';
 import { type AccountName, InvalidAccountName, parseAccountName } from '../accounts/account-name.js';
 import { recordAudit } from '../audit/audit-log.js';
 import { changeStamp } from '../db/change-stamp.js';
@@ -29,7 +29,13 @@ import {
   userDefinition,
 } from './schemas.js';
 
-export type UserRow = typeof users.$inferSelect;
+/**
+ * A user's columns, without the SCIM rendering PostgreSQL keeps beside them (users.scim_head and
+ * scim_tail, which only reads splice): a write reading them back would move a second copy of the
+ * user's attributes for nothing.
+ */
+const { scimHead: _scimHead, scimTail: _scimTail, ...userColumns } = getTableColumns(users);
+export type UserRow = Omit<typeof users.$inferSelect, 'scimHead' | 'scimTail'>;
 type Document = Record<string, unknown>;
 type Transaction = Parameters<Parameters<Database['transaction']>[0]>[0];
 
@@ -240,7 +246,7 @@ const live = (tenantId: string, id: string) =>
 
 async function lockUser(tx: Transaction, tenantId: string, id: string): Promise<UserRow> {
   if (!isUuid(id)) throw new ScimError(404, undefined, `User ${id} not found`);
-  const [row] = await tx.select().from(users).where(live(tenantId, id)).for('update');
+  const [row] = await tx.select(userColumns).from(users).where(live(tenantId, id)).for('update');
   if (!row) throw new ScimError(404, undefined, `User ${id} not found`);
   return row;
 }
@@ -274,7 +280,7 @@ async function saveUser(
         updatedAt: changeStamp,
       })
       .where(eq(users.id, current.id))
-      .returning();
+      .returning(userColumns);
     await recordUserChange(
       tx,
       current.tenantId,
