@@ -1,15 +1,6 @@
 import { execFileSync } from 'node:child_process';
 import { once } from 'node:events';
-import {
-  chmodSync,
-  closeSync,
-  existsSync,
-  mkdtempSync,
-  openSync,
-  readdirSync,
-  readlinkSync,
-  writeSync,
-} from 'node:fs';
+import { chmodSync, closeSync, existsSync, mkdtempSync, openSync, readdirSync, readlinkSync } from 'node:fs';
 import { createServer, type ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import os from 'node:os';
@@ -42,6 +33,7 @@ describe('a one-shot command interrupted by a signal', () => {
     const pipe = path.join(dataDir, 'rows.csv');
     execFileSync('mkfifo', [pipe]);
     const writer = openSync(pipe, 'r+'); // keeps the pipe open, so the reader's open returns at once
+    let writerOpen = true;
     try {
       const command = spawnCli(['import', pipe, '--tenant', 'acme'], env);
       let stderr = '';
@@ -63,15 +55,19 @@ describe('a one-shot command interrupted by a signal', () => {
       const stoppedOrGone = () =>
         !existsSync(postmasterPid) || command.exitCode !== null || command.signalCode !== null;
       await expect.poll(stoppedOrGone, { timeout: 60_000, interval: 100 }).toBe(true);
-      // The read of the pipe holds one of Node's threads, and an exit waits for them: end it.
-      writeSync(writer, '\n');
+      // The read of the pipe holds one of Node's threads, and an exit waits for them: end it. Closing
+      // the only writer ends every read for good (end of file); a line written instead would end the one
+      // read under way, and if the stop were still running the stream would start another and the exit
+      // would wait for that one (seen once in a full run on a loaded machine: a 120 s timeout).
+      closeSync(writer);
+      writerOpen = false;
       const [code, signal] = await exited;
       expect({ code, signal }, stderr).toEqual({ code: 130, signal: null });
       expect(stderr).toContain('idsync: interrupted (SIGINT); stopping what this command started');
       expect(existsSync(postmasterPid)).toBe(false);
       expect(existsSync(path.join(dataDir, 'idsync.lock'))).toBe(false);
     } finally {
-      closeSync(writer);
+      if (writerOpen) closeSync(writer);
     }
   });
 
