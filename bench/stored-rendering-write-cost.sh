@@ -5,7 +5,9 @@
 # ROUNDS times alternating after a warm-up round, and prints each INSERT's time. The difference is the
 # rendering's cost per written row, the same on an UPDATE, which recomputes both columns. Then times
 # migration 0029's ALTER (which rewrites the table and its indexes, WAL included) on a table copying the
-# users COPIES times over (default 10), dropped afterwards.
+# users COPIES times over (default 10), dropped afterwards. Last, the size of the users with and without
+# the columns, and the WAL of an UPDATE of each user as a login in the default JIT mode writes it
+# (attributes, updated_at, version, last_sso_login_at), on real tables dropped afterwards.
 #   DATABASE_URL=postgres://postgres@127.0.0.1:55432/idsync [ROUNDS=6] [COPIES=10] bench/stored-rendering-write-cost.sh
 set -euo pipefail
 : "${DATABASE_URL:?DATABASE_URL of a migrated idsync database with users}"
@@ -60,3 +62,22 @@ copied=$(psql "$DATABASE_URL" -Atc "SELECT string_agg(quote_ident(column_name), 
   echo 'DROP TABLE migration_copy;'
 } | psql -q "$DATABASE_URL" -v ON_ERROR_STOP=1 |
   awk -v rows="$((rows * COPIES))" '/^Time:/ { printf "migration 0029 on %d users: %s ms\n", rows, $2 }'
+
+# Sizes, and the WAL of a login's UPDATE, on logged copies with and without the columns.
+{
+  echo 'SET client_min_messages = warning;'
+  echo 'DROP TABLE IF EXISTS wal_plain, wal_generated;'
+  echo 'CREATE TABLE wal_plain (LIKE users INCLUDING DEFAULTS INCLUDING GENERATED);'
+  echo 'ALTER TABLE wal_plain DROP COLUMN scim_head, DROP COLUMN scim_tail;'
+  echo 'CREATE TABLE wal_generated (LIKE users INCLUDING DEFAULTS INCLUDING GENERATED);'
+  for table in wal_plain wal_generated; do
+    echo "INSERT INTO $table ($columns) SELECT $columns FROM users;"
+    echo "VACUUM (ANALYZE) $table;"
+    echo "SELECT '$table size ' || pg_total_relation_size('$table') / 1024 || ' kB';"
+    echo "SELECT pg_current_wal_insert_lsn() AS before \\gset"
+    echo "UPDATE $table SET attributes = attributes || '{\"title\": \"Signed in\"}', updated_at = now(),
+      version = version + 1, last_sso_login_at = now();"
+    echo "SELECT '$table WAL per login UPDATE ' || round(pg_wal_lsn_diff(pg_current_wal_insert_lsn(), :'before') / $rows) || ' bytes';"
+  done
+  echo 'DROP TABLE wal_plain, wal_generated;'
+} | psql -qAt "$DATABASE_URL" -v ON_ERROR_STOP=1
