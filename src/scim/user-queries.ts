@@ -121,7 +121,9 @@ type PageValues = { tenantId: string; baseUrl: string; count: number; offset: nu
  * `unique`: the condition is a live user's unique key, so the page holds at most one user and needs no
  * order — and must not ask for one: right after an initial push (statistics still saying the tenant is
  * empty) PostgreSQL then walks the tenant in creation order, filtering all its users, instead of
- * looking the key up (measured: 10,000 rows read per `userName eq`, 5 ms instead of 0.1).
+ * looking the key up (measured: 10,000 rows read per `userName eq`, 5 ms instead of 0.1). Its row is
+ * found once and both counted and paged from there: counting and paging it apart read it three times,
+ * and cost 14 µs more of PostgreSQL CPU per lookup (BENCHMARKS.md, "Users kept rendered").
  */
 export function userPageSql(
   where: SQL | undefined,
@@ -148,9 +150,13 @@ export function userPageSql(
   const condition = sql`users.tenant_id = ${v('tenantId')} AND users.deprovisioned_at IS NULL${where ? sql` AND ${where}` : sql``}`;
   // Unfiltered: the trigger-maintained count (summing 16 rows) instead of counting every live user, and
   // beside it the count of changes to the tenant's live users (see afterIfUnchanged).
-  const total = where
-    ? sql`SELECT count(*)::int AS total, NULL::text AS changes FROM users WHERE ${condition}`
-    : sql`SELECT COALESCE(sum(live), 0)::int AS total, COALESCE(sum(changes), 0)::text AS changes FROM user_counts WHERE tenant_id = ${v('tenantId')}`;
+  // A unique key's one row (or none) is found once, and counted and paged from there.
+  const found = unique ? sql`found AS MATERIALIZED (SELECT users.* FROM users WHERE ${condition}),` : sql``;
+  const total = unique
+    ? sql`SELECT count(*)::int AS total, NULL::text AS changes FROM found`
+    : where
+      ? sql`SELECT count(*)::int AS total, NULL::text AS changes FROM users WHERE ${condition}`
+      : sql`SELECT COALESCE(sum(live), 0)::int AS total, COALESCE(sum(changes), 0)::text AS changes FROM user_counts WHERE tenant_id = ${v('tenantId')}`;
   const order = unique ? sql`` : sql`ORDER BY users.created_at, users.id`;
   // Both arms gated on the tenant's count of changes alone, which PostgreSQL evaluates once (a one-time
   // filter): only one arm reads the index.
@@ -170,7 +176,9 @@ export function userPageSql(
     sql`SELECT ${sql.raw(columns)} FROM users WHERE ${condition} AND (users.created_at, users.id) > ${from}${gate}
           ${order} LIMIT ${limit}${skip ? sql` OFFSET ${skip}` : sql``}`;
   let pageRows: SQL;
-  if (afterIfUnchanged) {
+  if (unique) {
+    pageRows = sql`SELECT * FROM found LIMIT ${limit} OFFSET ${v('offset')}`;
+  } else if (afterIfUnchanged) {
     const { after: from, skip } = afterIfUnchanged;
     const unchanged = sql` AND ${changesNow} = ${afterIfUnchanged.changes}`;
     const changed = byOffset(sql` AND ${changesNow} IS DISTINCT FROM ${afterIfUnchanged.changes}`);
@@ -194,7 +202,8 @@ export function userPageSql(
   // both aggregates' arguments): 0.3 ms more of PostgreSQL CPU per page. No rendered user is NULL (its
   // parts are NOT NULL columns, and the nullable ones are wrapped).
   return sql`
-    WITH total AS MATERIALIZED (${total}),
+    WITH ${found}
+      total AS MATERIALIZED (${total}),
       page AS MATERIALIZED (${pageRows})${rendered.ctes}
     SELECT t.total, t.changes, r.resources, r.returned, l.created_at::text AS last_created_at, l.id::text AS last_id
     FROM total t
