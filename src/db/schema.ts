@@ -212,8 +212,8 @@ export const users = pgTable(
      * The user's SCIM resource as far as the row alone decides it, kept rendered by PostgreSQL on every
      * write so that reads only splice (src/scim/user-queries.ts, userResourceJson): the head runs from
      * `{"schemas":` to the lastModified value's closing quote, the tail is the stored `attributes` after
-     * the members from columns, closing the object. Rendering these on every read cost a page of 100
-     * users 0.75–0.85 ms of PostgreSQL CPU, splicing them 0.17–0.27 ms (BENCHMARKS.md, "Users kept
+     * the members from columns, closing the object. A page of 100 users cost PostgreSQL 0.86–1.15 ms
+     * of CPU rendering them on every read, 0.46–0.54 ms splicing them (BENCHMARKS.md, "Users kept
      * rendered"). `scim_text` and `scim_timestamp` are immutable wrappers (migration 0029), as a generated
      * column allows no other: `to_json` and `to_char` are declared stable for types and formats this
      * never uses.

@@ -157,7 +157,8 @@ export function userPageSql(
     : where
       ? sql`SELECT count(*)::int AS total, NULL::text AS changes FROM users WHERE ${condition}`
       : sql`SELECT COALESCE(sum(live), 0)::int AS total, COALESCE(sum(changes), 0)::text AS changes FROM user_counts WHERE tenant_id = ${v('tenantId')}`;
-  const order = unique ? sql`` : sql`ORDER BY users.created_at, users.id`;
+  // A unique key's page is `found` itself: only the other pages are ordered.
+  const order = sql`ORDER BY users.created_at, users.id`;
   // Both arms gated on the tenant's count of changes alone, which PostgreSQL evaluates once (a one-time
   // filter): only one arm reads the index.
   const changesNow = sql`(SELECT changes FROM total)`;
